@@ -1,0 +1,147 @@
+//! `cargo orch run`: build the enabled modules, load them in a deterministic
+//! order, and run until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, unbounded};
+use orch_core::builder::{BuildRequest, Builder};
+use orch_core::bus::Bus;
+use orch_core::loader::Loader;
+use orch_core::orch_sdk::duration::human;
+use orch_core::resources::ResourceManager;
+use orch_core::supervisor::Supervisor;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, RunArgs};
+use crate::session::{Session, SessionError};
+
+/// Runs the application until a signal.
+pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let process_start = Instant::now();
+    let session = match Session::open(global) {
+        Ok(session) => session,
+        Err(SessionError::Config(error)) => {
+            eprintln!("error: {error:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+        Err(SessionError::Other(error)) => return Err(error),
+    };
+    session.init_logging(global)?;
+    let config = &session.config;
+    tracing::info!(
+        "{} {} starting ({} of {} declared modules enabled)",
+        config.main.app.name,
+        config.main.app.version,
+        config.startup_order().len(),
+        config.modules.len()
+    );
+    report_hot_reload(config.main.hot_reload, args);
+
+    let builder = Builder::new(&session.workspace);
+    let shutdown = watch_signals(builder.clone())?;
+
+    let mut resources = ResourceManager::new(&config.main.resources);
+    resources.log_limits(&config.main.resources);
+    resources.start_usage_reports(config.main.resources.usage_interval);
+
+    let modules = config.startup_order();
+    let request = BuildRequest {
+        packages: unique_packages(&modules),
+        release: args.release,
+        timeout: config.main.timeouts.build,
+    };
+    let build = if request.packages.is_empty() {
+        tracing::warn!("no module is enabled in config/modules.yaml; nothing to build");
+        Default::default()
+    } else {
+        match builder.build(&request) {
+            Ok(output) => {
+                tracing::info!(
+                    "[TIMING] build of {} module packages took {} ({} recompiled)",
+                    request.packages.len(),
+                    human(output.duration),
+                    output.rebuilt.len()
+                );
+                output.artifacts
+            }
+            Err(error) => {
+                if let Ok(signal) = shutdown.try_recv() {
+                    tracing::info!("Build interrupted by {signal}; nothing was started");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                tracing::error!("{error}");
+                return Ok(ExitCode::from(EXIT_FAILURE));
+            }
+        }
+    };
+
+    let loader = Loader::new(&session.workspace.target_dir)
+        .context("cannot create the folder for loaded module copies under target/")?;
+    let mut supervisor = Supervisor::new(Bus::new(), loader, config.main.timeouts);
+    let report = supervisor.start(&modules, &build);
+    tracing::info!(
+        "[TIMING] from process start to app.started: {}",
+        human(process_start.elapsed())
+    );
+    if report.running.is_empty() && !modules.is_empty() {
+        tracing::warn!("no module is running; fix the errors above and run again");
+    }
+
+    let signal = shutdown.recv().unwrap_or("signal");
+    supervisor.shutdown(&format!("{signal} received"));
+    drop(resources);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_hot_reload(configured: bool, args: &RunArgs) {
+    let wanted = (configured || args.watch) && !args.no_watch;
+    if wanted {
+        tracing::warn!(
+            "Hot-reload: requested, but not available in this version yet; running without it \
+             (restart `cargo orch run` after an edit)"
+        );
+    } else {
+        tracing::info!("Hot-reload: disabled");
+    }
+}
+
+/// Each package once, in startup order (two modules may share a package).
+fn unique_packages(modules: &[&orch_core::config::ModuleSpec]) -> Vec<String> {
+    let mut packages: Vec<String> = Vec::new();
+    for module in modules {
+        if !packages.contains(&module.package) {
+            packages.push(module.package.clone());
+        }
+    }
+    packages
+}
+
+/// SIGINT/SIGTERM: the first cancels a running build and asks for a clean
+/// shutdown; a second one exits at once.
+fn watch_signals(builder: Builder) -> anyhow::Result<Receiver<&'static str>> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    let (tx, rx) = unbounded();
+    std::thread::Builder::new()
+        .name("orch-signals".into())
+        .spawn(move || {
+            let mut received = 0;
+            for signal in signals.forever() {
+                received += 1;
+                if received > 1 {
+                    eprintln!("second signal: exiting at once");
+                    std::process::exit(130);
+                }
+                builder.cancel();
+                let _ = tx.send(if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                });
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(rx)
+}

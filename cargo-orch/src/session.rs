@@ -1,0 +1,73 @@
+//! What every verb starts with: find the workspace, read and validate the
+//! configuration completely, then set up logging.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use orch_core::config::{self, AppConfig, LogFormat};
+use orch_core::logging::{self, LogFile, LogOptions, Redactor};
+use orch_core::workspace::Workspace;
+
+use crate::cli::{GlobalArgs, LogFormatArg};
+
+/// The workspace and its validated configuration.
+pub struct Session {
+    /// The cargo workspace.
+    pub workspace: Workspace,
+    /// `config/main.yaml` and `config/modules.yaml`, validated.
+    pub config: AppConfig,
+}
+
+/// Why a session could not be opened; decides the exit code.
+pub enum SessionError {
+    /// The configuration is invalid: a usage error (exit 2).
+    Config(anyhow::Error),
+    /// Anything else (exit 1).
+    Other(anyhow::Error),
+}
+
+impl Session {
+    /// Reads the workspace and the configuration.
+    pub fn open(global: &GlobalArgs) -> Result<Self, SessionError> {
+        let start = match &global.manifest_path {
+            Some(path) => path.clone(),
+            None => std::env::current_dir()
+                .context("cannot read the current folder")
+                .map_err(SessionError::Other)?,
+        };
+        let workspace = Workspace::discover(&start).map_err(|e| SessionError::Other(e.into()))?;
+        let config_dir = workspace.root.join(&global.config_dir);
+        let config = config::load(&config_dir, &workspace)
+            .map_err(|e| SessionError::Config(anyhow::Error::new(e)))?;
+        Ok(Self { workspace, config })
+    }
+
+    /// Installs logging as `config/main.yaml` and the flags say, scrubbing the
+    /// configuration's secret values from every line.
+    pub fn init_logging(&self, global: &GlobalArgs) -> anyhow::Result<()> {
+        let settings = &self.config.main.logging;
+        let format = match global.log_format {
+            Some(LogFormatArg::Human) => LogFormat::Human,
+            Some(LogFormatArg::Json) => LogFormat::Json,
+            None => settings.format,
+        };
+        let redactor = Redactor::default();
+        redactor.set_secrets(&self.config.secrets);
+        let options = LogOptions {
+            level: settings.level.clone(),
+            format,
+            file: Some(LogFile {
+                path: log_path(&self.workspace.root, &settings.dir, &settings.file),
+                max_bytes: usize::try_from(settings.max_size_mb.saturating_mul(1024 * 1024))
+                    .unwrap_or(usize::MAX),
+                max_files: settings.max_files,
+            }),
+            ansi: logging::console_wants_color(),
+        };
+        logging::init(&options, &redactor).map_err(anyhow::Error::msg)
+    }
+}
+
+fn log_path(root: &Path, dir: &Path, file: &str) -> std::path::PathBuf {
+    root.join(dir).join(file)
+}

@@ -1,0 +1,490 @@
+//! The boundary glue behind [`crate::export_module!`]: turns a safe [`Module`] into
+//! the C ABI of [`crate::abi`]. Every entry point catches panics; none unwinds.
+//!
+//! Not for direct use: the macro is the public interface.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::ffi::c_void;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+use std::time::Duration;
+
+use crate::abi::{
+    ABI_VERSION, ByteSink, HostApi, ModuleDescriptor, RBytes, RStr, SDK_VERSION, STATUS_ERROR,
+    STATUS_OK, STATUS_PANIC, Status,
+};
+use crate::context::{Host, TimerId};
+use crate::{Config, Context, Event, Module};
+
+/// Exports `$ty` (which implements [`Module`](crate::Module) and `Default`) as a
+/// cargo-orch module: one per library.
+#[macro_export]
+macro_rules! export_module {
+    ($ty:ty) => {
+        /// The cargo-orch entry point: returns this module's descriptor.
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub extern "C" fn orch_module_v1() -> *const $crate::abi::ModuleDescriptor {
+            static DESCRIPTOR: $crate::abi::ModuleDescriptor =
+                $crate::export::descriptor::<$ty>(env!("CARGO_PKG_NAME"));
+            &DESCRIPTOR
+        }
+    };
+}
+
+/// The descriptor of module type `T` in package `package_name`.
+pub const fn descriptor<T: Module + Default>(package_name: &'static str) -> ModuleDescriptor {
+    ModuleDescriptor {
+        abi_version: ABI_VERSION,
+        descriptor_size: size_of::<ModuleDescriptor>() as u32,
+        sdk_version: RStr::new(SDK_VERSION),
+        package_name: RStr::new(package_name),
+        create: create::<T>,
+        initialize: initialize::<T>,
+        start: start::<T>,
+        on_event: on_event::<T>,
+        save_state: save_state::<T>,
+        shutdown: shutdown::<T>,
+        destroy: destroy::<T>,
+    }
+}
+
+/// One module instance as the host holds it (behind an opaque pointer).
+struct Instance<T> {
+    module: T,
+    host: FfiHost,
+}
+
+/// The real host, reached through the [`HostApi`] table it handed to `create`.
+struct FfiHost {
+    api: &'static HostApi,
+}
+
+impl FfiHost {
+    fn call(&self, f: impl FnOnce(ByteSink<'_>) -> Status) -> crate::Result<()> {
+        let mut message = Vec::new();
+        match f(ByteSink::to_vec(&mut message)) {
+            STATUS_OK => Ok(()),
+            _ => Err(String::from_utf8_lossy(&message).into_owned().into()),
+        }
+    }
+}
+
+impl Host for FfiHost {
+    fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
+        // SAFETY: the host guarantees `api` and its ctx outlive this instance;
+        // the borrowed topic and payload live for the call.
+        self.call(|err| unsafe {
+            (self.api.publish)(self.api.ctx, RStr::new(topic), RBytes::new(payload), err)
+        })
+    }
+
+    fn subscribe(&self, topic: &str) -> crate::Result<()> {
+        // SAFETY: as in `publish`.
+        self.call(|err| unsafe { (self.api.subscribe)(self.api.ctx, RStr::new(topic), err) })
+    }
+
+    fn unsubscribe(&self, topic: &str) -> crate::Result<()> {
+        // SAFETY: as in `publish`.
+        self.call(|err| unsafe { (self.api.unsubscribe)(self.api.ctx, RStr::new(topic), err) })
+    }
+
+    fn schedule_timer(
+        &self,
+        topic: &str,
+        interval: Duration,
+        repeat: bool,
+    ) -> crate::Result<TimerId> {
+        let millis = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        let mut id = 0u64;
+        // SAFETY: as in `publish`; `id` is a live local the host writes once.
+        self.call(|err| unsafe {
+            (self.api.schedule_timer)(self.api.ctx, RStr::new(topic), millis, repeat, &mut id, err)
+        })?;
+        Ok(TimerId(id))
+    }
+
+    fn cancel_timer(&self, id: TimerId) -> crate::Result<()> {
+        // SAFETY: as in `publish`.
+        self.call(|err| unsafe { (self.api.cancel_timer)(self.api.ctx, id.0, err) })
+    }
+}
+
+thread_local! {
+    /// Message and location of the last panic caught by `guard` on this thread.
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// How many `guard` calls are active on this thread.
+    static GUARDS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Installs (once per library) a panic hook that, inside a boundary call, records
+/// the message and location instead of printing: the host reports it with the
+/// module's name and phase. Panics elsewhere (a thread the module spawned) go to
+/// the previous hook as usual.
+fn install_panic_hook() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if GUARDS.with(|g| g.get()) == 0 {
+                previous(info);
+                return;
+            }
+            let location = info
+                .location()
+                .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+                .unwrap_or_default();
+            let text = format!("{}{location}", payload_text(info.payload()));
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(text));
+        }));
+    });
+}
+
+fn payload_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
+/// Runs `f`, turning an error into [`STATUS_ERROR`] and a panic into
+/// [`STATUS_PANIC`], with the message written to `err`.
+fn guard(err: &ByteSink<'_>, f: impl FnOnce() -> crate::Result<()>) -> Status {
+    GUARDS.with(|g| g.set(g.get() + 1));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    GUARDS.with(|g| g.set(g.get().saturating_sub(1)));
+    match outcome {
+        Ok(Ok(())) => STATUS_OK,
+        Ok(Err(error)) => {
+            err.write(error_chain(&*error).as_bytes());
+            STATUS_ERROR
+        }
+        Err(payload) => {
+            let text = LAST_PANIC
+                .with(|last| last.borrow_mut().take())
+                .unwrap_or_else(|| payload_text(&*payload));
+            err.write(format!("panicked: {text}").as_bytes());
+            STATUS_PANIC
+        }
+    }
+}
+
+/// `error: cause: cause` for an error and its sources.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Runs `f` on the instance behind `instance`.
+///
+/// # Safety
+/// `instance` must come from `create::<T>` and not be destroyed, and the host must
+/// not call into the same instance from two threads at once (it runs each module on
+/// one actor thread).
+unsafe fn with_instance<T: Module>(
+    instance: *mut c_void,
+    err: ByteSink<'_>,
+    f: impl FnOnce(&mut T, &FfiHost) -> crate::Result<()>,
+) -> Status {
+    if instance.is_null() {
+        err.write(b"the host passed a null module instance");
+        return STATUS_ERROR;
+    }
+    // SAFETY: per this function's contract the pointer is a live, exclusively used
+    // `Instance<T>` made by `create::<T>`.
+    let instance = unsafe { &mut *instance.cast::<Instance<T>>() };
+    guard(&err, || f(&mut instance.module, &instance.host))
+}
+
+unsafe extern "C" fn create<T: Module + Default>(
+    host: *const HostApi,
+    instance_out: *mut *mut c_void,
+    err: ByteSink<'_>,
+) -> Status {
+    guard(&err, || {
+        if host.is_null() || instance_out.is_null() {
+            return Err("the host passed a null pointer to create".into());
+        }
+        // SAFETY: non-null, and the host guarantees the table outlives every
+        // instance created with it (it is freed only after `destroy`).
+        let api: &'static HostApi = unsafe { &*host };
+        if api.abi_version != ABI_VERSION {
+            return Err(format!(
+                "host speaks ABI v{}, this module was built for ABI v{ABI_VERSION} \
+                 (orch-sdk {SDK_VERSION}); rebuild the module against the host's orch-sdk",
+                api.abi_version
+            )
+            .into());
+        }
+        install_panic_hook();
+        crate::log_forward::install(api);
+        let instance = Box::new(Instance {
+            module: T::default(),
+            host: FfiHost { api },
+        });
+        // SAFETY: `instance_out` is non-null and points to writable storage of the host.
+        unsafe { instance_out.write(Box::into_raw(instance).cast()) };
+        Ok(())
+    })
+}
+
+unsafe extern "C" fn initialize<T: Module>(
+    instance: *mut c_void,
+    config_json: RBytes<'_>,
+    state: RBytes<'_>,
+    has_state: bool,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: the host passes a live instance and borrowed slices valid for the call.
+    unsafe {
+        let config_bytes = config_json.as_slice();
+        let state_bytes = has_state.then(|| state.as_slice());
+        with_instance::<T>(instance, err, |module, host| {
+            let config = Config::from_json(config_bytes)?;
+            module.initialize(&mut Context::new(host, state_bytes), &config)
+        })
+    }
+}
+
+unsafe extern "C" fn start<T: Module>(instance: *mut c_void, err: ByteSink<'_>) -> Status {
+    // SAFETY: the host passes a live instance.
+    unsafe {
+        with_instance::<T>(instance, err, |module, host| {
+            module.start(&mut Context::new(host, None))
+        })
+    }
+}
+
+unsafe extern "C" fn on_event<T: Module>(
+    instance: *mut c_void,
+    topic: RStr<'_>,
+    payload: RBytes<'_>,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: the host passes a live instance and borrows valid for the call.
+    unsafe {
+        let topic = topic.as_str();
+        let payload = payload.as_slice();
+        with_instance::<T>(instance, err, |module, host| {
+            let topic = topic.map_err(|e| format!("event topic is not UTF-8: {e}"))?;
+            module.on_event(&mut Context::new(host, None), &Event::new(topic, payload))
+        })
+    }
+}
+
+unsafe extern "C" fn save_state<T: Module>(
+    instance: *mut c_void,
+    state_out: ByteSink<'_>,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: the host passes a live instance.
+    unsafe {
+        with_instance::<T>(instance, err, |module, host| {
+            if let Some(state) = module.save_state(&mut Context::new(host, None))? {
+                state_out.write(&serde_json::to_vec(&state)?);
+            }
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn shutdown<T: Module>(instance: *mut c_void, err: ByteSink<'_>) -> Status {
+    // SAFETY: the host passes a live instance.
+    unsafe {
+        with_instance::<T>(instance, err, |module, host| {
+            module.shutdown(&mut Context::new(host, None))
+        })
+    }
+}
+
+unsafe extern "C" fn destroy<T: Module>(instance: *mut c_void) {
+    if instance.is_null() {
+        return;
+    }
+    // SAFETY: `instance` came from `Box::into_raw` in `create::<T>` and the host
+    // calls `destroy` exactly once, after which it never uses the pointer again.
+    let boxed = unsafe { Box::from_raw(instance.cast::<Instance<T>>()) };
+    let mut message = Vec::new();
+    let status = guard(&ByteSink::to_vec(&mut message), move || {
+        drop(boxed);
+        Ok(())
+    });
+    if status != STATUS_OK {
+        tracing::error!(
+            "module {}",
+            String::from_utf8_lossy(&message).replacen(
+                "panicked",
+                "panicked while being dropped",
+                1
+            )
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Result;
+    use crate::abi::ENTRY_SYMBOL;
+
+    #[test]
+    fn macro_symbol_matches_the_abi_constant() {
+        // The macro spells the symbol literally (no_mangle needs an identifier).
+        let source = include_str!("export.rs");
+        assert!(source.contains(&format!("fn {ENTRY_SYMBOL}()")));
+    }
+
+    #[derive(Default)]
+    struct Touchy {
+        events: u32,
+    }
+
+    impl Module for Touchy {
+        fn initialize(&mut self, _: &mut Context, config: &Config) -> Result<()> {
+            if config.get::<bool>("panic")?.unwrap_or(false) {
+                panic!("boom in initialize");
+            }
+            Ok(())
+        }
+        fn on_event(&mut self, _: &mut Context, event: &Event) -> Result<()> {
+            self.events += 1;
+            match event.topic() {
+                "fail" => Err("handler said no".into()),
+                "panic" => panic!("boom in on_event"),
+                _ => Ok(()),
+            }
+        }
+        fn save_state(&mut self, _: &mut Context) -> Result<Option<serde_json::Value>> {
+            Ok(Some(serde_json::json!(self.events)))
+        }
+    }
+
+    unsafe extern "C" fn refuse(
+        _: *const c_void,
+        _: RStr<'_>,
+        _: RBytes<'_>,
+        err: ByteSink<'_>,
+    ) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
+    unsafe extern "C" fn refuse_topic(_: *const c_void, _: RStr<'_>, err: ByteSink<'_>) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
+    unsafe extern "C" fn refuse_timer(
+        _: *const c_void,
+        _: RStr<'_>,
+        _: u64,
+        _: bool,
+        _: *mut u64,
+        err: ByteSink<'_>,
+    ) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
+    unsafe extern "C" fn refuse_cancel(_: *const c_void, _: u64, err: ByteSink<'_>) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
+    unsafe extern "C" fn ignore_log(_: *const c_void, _: u32, _: RStr<'_>, _: RStr<'_>) {}
+    unsafe extern "C" fn no_logs(_: *const c_void) -> u32 {
+        0
+    }
+
+    static HOST: HostApi = HostApi {
+        abi_version: ABI_VERSION,
+        ctx: std::ptr::null(),
+        publish: refuse,
+        subscribe: refuse_topic,
+        unsubscribe: refuse_topic,
+        schedule_timer: refuse_timer,
+        cancel_timer: refuse_cancel,
+        log: ignore_log,
+        max_log_level: no_logs,
+    };
+
+    fn text(buffer: &[u8]) -> String {
+        String::from_utf8_lossy(buffer).into_owned()
+    }
+
+    #[test]
+    fn every_entry_point_turns_errors_and_panics_into_statuses() {
+        let descriptor = descriptor::<Touchy>("touchy");
+        assert_eq!(descriptor.abi_version, ABI_VERSION);
+        let mut instance = std::ptr::null_mut();
+        let mut err = Vec::new();
+        // SAFETY: the test drives the ABI exactly as the host does: a static host
+        // table, the instance from create, borrowed slices valid for each call.
+        unsafe {
+            let status = (descriptor.create)(&HOST, &mut instance, ByteSink::to_vec(&mut err));
+            assert_eq!(status, STATUS_OK, "{}", text(&err));
+
+            let config = br#"{"panic": true}"#;
+            let status = (descriptor.initialize)(
+                instance,
+                RBytes::new(config),
+                RBytes::new(&[]),
+                false,
+                ByteSink::to_vec(&mut err),
+            );
+            assert_eq!(status, STATUS_PANIC);
+            let message = text(&err);
+            assert!(message.contains("boom in initialize"), "{message}");
+            assert!(message.contains("export.rs:"), "panic location: {message}");
+
+            for (topic, expected, needle) in [
+                ("fail", STATUS_ERROR, "handler said no"),
+                ("panic", STATUS_PANIC, "boom in on_event"),
+                ("fine", STATUS_OK, ""),
+            ] {
+                err.clear();
+                let status = (descriptor.on_event)(
+                    instance,
+                    RStr::new(topic),
+                    RBytes::new(b"{}"),
+                    ByteSink::to_vec(&mut err),
+                );
+                assert_eq!(status, expected, "{topic}: {}", text(&err));
+                assert!(text(&err).contains(needle));
+            }
+
+            let mut state = Vec::new();
+            let status = (descriptor.save_state)(
+                instance,
+                ByteSink::to_vec(&mut state),
+                ByteSink::to_vec(&mut err),
+            );
+            assert_eq!(status, STATUS_OK);
+            assert_eq!(state, b"3", "the instance survived its panics");
+            (descriptor.destroy)(instance);
+        }
+    }
+
+    #[test]
+    fn create_refuses_a_host_of_another_abi_version() {
+        static OLD_HOST: HostApi = HostApi {
+            abi_version: ABI_VERSION + 1,
+            ..HOST
+        };
+        let descriptor = descriptor::<Touchy>("touchy");
+        let mut instance = std::ptr::null_mut();
+        let mut err = Vec::new();
+        // SAFETY: as above.
+        let status =
+            unsafe { (descriptor.create)(&OLD_HOST, &mut instance, ByteSink::to_vec(&mut err)) };
+        assert_eq!(status, STATUS_ERROR);
+        assert!(instance.is_null());
+        assert!(text(&err).contains(&format!("host speaks ABI v{}", ABI_VERSION + 1)));
+    }
+}

@@ -1,0 +1,330 @@
+//! `config/modules.yaml`: the modules to run, their packages, settings and
+//! dependencies.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::{Location, Spanned};
+
+use super::ModuleSpec;
+use super::check::{Checker, show};
+use super::order;
+use super::redact::collect_secrets;
+use super::suggest::did_you_mean;
+use crate::workspace::{Workspace, WorkspacePackage};
+
+/// The shape of the file, shown when it is missing or empty.
+pub(crate) const EXPECTED_SHAPE: &str = "the file lists the modules to run, for example:
+        modules:
+          - name: mod-dummy-consumer     # a cdylib package of the workspace
+          - name: mod-dummy-producer
+            config:                      # the module's own settings
+              publish_interval: 1s";
+
+/// `modules.yaml` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawModulesFile {
+    #[serde(default)]
+    modules: Option<Vec<Spanned<RawModule>>>,
+}
+
+/// One entry of `modules:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModule {
+    name: Option<Spanned<String>>,
+    package: Option<Spanned<String>>,
+    path: Option<Spanned<String>>,
+    enabled: Option<Spanned<Value>>,
+    config: Option<Spanned<Value>>,
+    depends_on: Option<Vec<Spanned<String>>>,
+}
+
+/// A checked entry, with the places needed for messages about it.
+pub(crate) struct Declared {
+    /// The module.
+    pub spec: ModuleSpec,
+    /// Where its name is written.
+    pub name_at: Location,
+    /// Where each of `spec.depends_on` is written.
+    pub deps_at: Vec<Location>,
+}
+
+/// Checks every entry, then the names and dependencies between them.
+/// `raw` is `None` for a file with no YAML document in it.
+pub(crate) fn check(
+    c: &mut Checker,
+    raw: Option<&RawModulesFile>,
+    workspace: &Workspace,
+) -> Vec<ModuleSpec> {
+    let Some(entries) = raw.and_then(|raw| raw.modules.as_ref()) else {
+        let error = c.src.error_at(
+            &Location::UNKNOWN,
+            "no `modules:` list: the file declares no modules",
+            EXPECTED_SHAPE,
+        );
+        c.errors.push(error);
+        return Vec::new();
+    };
+    let declared: Vec<Declared> = entries
+        .iter()
+        .filter_map(|entry| check_entry(c, entry, workspace))
+        .collect();
+    check_unique_names(c, &declared);
+    order::check_dependencies(c, &declared);
+    declared.into_iter().map(|d| d.spec).collect()
+}
+
+/// One entry; `None` when it has no usable name (the error is recorded).
+fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> Option<Declared> {
+    let raw = &entry.value;
+    let name = module_name(c, raw.name.as_ref(), &entry.referenced);
+    let package = package(c, raw, name.as_deref(), ws);
+    let enabled = c.boolean("enabled", raw.enabled.as_ref(), true);
+    let config = module_config(c, raw.config.as_ref());
+    let (depends_on, deps_at) = dependencies(c, raw.depends_on.as_deref().unwrap_or_default());
+    let name_at = raw.name.as_ref()?.referenced;
+    Some(Declared {
+        spec: ModuleSpec {
+            name: name?,
+            package: package.unwrap_or_default(),
+            enabled,
+            config,
+            depends_on,
+            line: u32::try_from(entry.referenced.line()).unwrap_or(0),
+        },
+        name_at,
+        deps_at,
+    })
+}
+
+/// The entry's expanded, valid `name`.
+fn module_name(c: &mut Checker, raw: Option<&Spanned<String>>, entry: &Location) -> Option<String> {
+    let Some(raw) = raw else {
+        c.error(
+            entry,
+            "module entry has no `name`",
+            "add `name: <module>`; the name is also the cargo package unless `package:` or `path:` says otherwise",
+        );
+        return None;
+    };
+    let name = c.string(raw)?;
+    if is_module_name(&name) {
+        return Some(name);
+    }
+    c.error(
+        &raw.referenced,
+        format!("`{}` is not a valid module name", name.escape_debug()),
+        "module names follow cargo package names: ASCII letters, digits, `-` and `_`, starting with a letter",
+    );
+    None
+}
+
+/// ASCII letters, digits, `-` and `_`, starting with a letter.
+fn is_module_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The cargo package of the entry, from `path`, `package` or the name.
+fn package(c: &mut Checker, raw: &RawModule, name: Option<&str>, ws: &Workspace) -> Option<String> {
+    match (&raw.package, &raw.path, name) {
+        (Some(_), Some(path), _) => {
+            c.error(
+                &path.referenced,
+                "both `package` and `path` are set",
+                "keep one: `package` names a workspace package, `path` is the folder of its Cargo.toml",
+            );
+            None
+        }
+        (None, Some(path), _) => by_path(c, path, ws),
+        (Some(package), None, _) => {
+            let wanted = c.string(package)?;
+            by_name(c, &wanted, &package.referenced, ws, false)
+        }
+        (None, None, Some(name)) => {
+            let at = raw
+                .name
+                .as_ref()
+                .map_or(Location::UNKNOWN, |n| n.referenced);
+            by_name(c, name, &at, ws, true)
+        }
+        (None, None, None) => None,
+    }
+}
+
+/// The workspace package called `wanted`, which must be a cdylib.
+fn by_name(
+    c: &mut Checker,
+    wanted: &str,
+    at: &Location,
+    ws: &Workspace,
+    defaulted: bool,
+) -> Option<String> {
+    if let Some(package) = ws.package(wanted) {
+        return cdylib(c, package, at);
+    }
+    let mut hint = format!(
+        "{}{}",
+        did_you_mean(wanted, ws.packages.iter().map(|p| p.name.as_str())),
+        cdylib_list(ws)
+    );
+    if defaulted {
+        hint.push_str("; a module's package is its `name` unless `package:` or `path:` is set");
+    }
+    c.error(at, format!("no package `{wanted}` in the workspace"), hint);
+    None
+}
+
+/// The workspace package whose Cargo.toml is in `path`, which must be a cdylib.
+fn by_path(c: &mut Checker, raw: &Spanned<String>, ws: &Workspace) -> Option<String> {
+    let path = c.string(raw)?;
+    if let Some(package) = ws.package_at(Path::new(&path)) {
+        return cdylib(c, package, &raw.referenced);
+    }
+    c.error(
+        &raw.referenced,
+        format!("no workspace package at `{path}`"),
+        format!(
+            "`path` is the folder of a member package's Cargo.toml, relative to the workspace root {}; {}",
+            ws.root.display(),
+            cdylib_list(ws)
+        ),
+    );
+    None
+}
+
+/// `package`'s name if it builds a cdylib; an error otherwise.
+fn cdylib(c: &mut Checker, package: &WorkspacePackage, at: &Location) -> Option<String> {
+    if package.is_cdylib {
+        return Some(package.name.clone());
+    }
+    c.error(
+        at,
+        format!(
+            "package `{}` is not a cdylib, so it cannot be loaded as a module",
+            package.name
+        ),
+        format!(
+            "add `[lib] crate-type = [\"cdylib\", \"rlib\"]` to {}",
+            package.manifest_dir.join("Cargo.toml").display()
+        ),
+    );
+    None
+}
+
+/// "cdylib packages of this workspace: a, b" (or how to make one).
+fn cdylib_list(ws: &Workspace) -> String {
+    let names: Vec<&str> = ws
+        .packages
+        .iter()
+        .filter(|p| p.is_cdylib)
+        .map(|p| p.name.as_str())
+        .collect();
+    if names.is_empty() {
+        "this workspace has no cdylib packages yet: create one with `cargo orch new <name>`"
+            .to_owned()
+    } else {
+        format!("cdylib packages of this workspace: {}", names.join(", "))
+    }
+}
+
+/// The module's `config` mapping, expanded (`{}` when absent or empty).
+fn module_config(c: &mut Checker, raw: Option<&Spanned<Value>>) -> Value {
+    let Some(raw) = raw else {
+        return Value::Object(Default::default());
+    };
+    match c.json(raw) {
+        Value::Null => Value::Object(Default::default()),
+        config @ Value::Object(_) => {
+            collect_secrets(&config, &mut c.secrets);
+            config
+        }
+        other => {
+            c.error(
+                &raw.referenced,
+                format!(
+                    "`config` must be a mapping of settings, found {}",
+                    show(&other)
+                ),
+                "write the module's settings as `key: value` lines indented under `config:`",
+            );
+            Value::Object(Default::default())
+        }
+    }
+}
+
+/// The expanded `depends_on` names (first of duplicates kept) and their places.
+fn dependencies(c: &mut Checker, raw: &[Spanned<String>]) -> (Vec<String>, Vec<Location>) {
+    let mut names: Vec<String> = Vec::new();
+    let mut places = Vec::new();
+    for dep in raw {
+        if let Some(name) = c.string(dep).filter(|name| !names.contains(name)) {
+            names.push(name);
+            places.push(dep.referenced);
+        }
+    }
+    (names, places)
+}
+
+/// Each module name is declared once.
+fn check_unique_names(c: &mut Checker, declared: &[Declared]) {
+    let mut first: HashMap<&str, u64> = HashMap::new();
+    for module in declared {
+        let line = module.name_at.line();
+        match first.get(module.spec.name.as_str()) {
+            Some(first_line) => c.error(
+                &module.name_at,
+                format!(
+                    "module `{}` is declared twice (first declared at line {first_line})",
+                    module.spec.name
+                ),
+                "module names must be unique: remove one entry or rename it (two modules may share a `package`)",
+            ),
+            None => {
+                first.insert(&module.spec.name, line);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Spanned` fields keep their places inside `Option` and under
+    /// `deny_unknown_fields`; `key:` with no value reads as absent.
+    #[test]
+    fn spanned_fields_keep_locations() {
+        let yaml =
+            "modules:\n  - name: a\n    enabled:\n    config:\n      x: 1s\n    depends_on: [b]\n";
+        let file: Option<RawModulesFile> = serde_saphyr::from_str(yaml).expect("valid");
+        let entries = file.and_then(|f| f.modules).expect("modules");
+        let entry = &entries[0];
+        assert_eq!((entry.referenced.line(), entry.referenced.column()), (2, 5));
+        let name = entry.value.name.as_ref().expect("name");
+        assert_eq!((name.referenced.line(), name.referenced.column()), (2, 11));
+        assert!(entry.value.enabled.is_none());
+        let config = entry.value.config.as_ref().expect("config");
+        assert_eq!(config.value, serde_json::json!({"x": "1s"}));
+        assert_eq!(config.referenced.line(), 5);
+        let deps = entry.value.depends_on.as_ref().expect("deps");
+        assert_eq!(
+            (deps[0].referenced.line(), deps[0].referenced.column()),
+            (6, 18)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_place() {
+        let error =
+            serde_saphyr::from_str::<RawModulesFile>("modules:\n  - name: a\n    enabeld: true\n")
+                .expect_err("unknown key");
+        let location = error.location().expect("location");
+        assert_eq!((location.line(), location.column()), (3, 5));
+    }
+}

@@ -1,0 +1,278 @@
+//! The host side of the C ABI: the functions a module calls (publish, subscribe,
+//! timers, log), bound to one module through its [`ModuleHostCtx`].
+//!
+//! Every function here catches panics: a host bug never unwinds into a module.
+
+use std::ffi::c_void;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use orch_sdk::abi::{
+    ABI_VERSION, ByteSink, HostApi, RBytes, RStr, STATUS_ERROR, STATUS_OK, STATUS_PANIC, Status,
+};
+use tracing::level_filters::LevelFilter;
+
+use crate::bus::{Bus, EventSink, SubscriberId};
+use crate::timers::TimerService;
+
+/// What the host knows of one module while it runs: its name, its subscriber id
+/// on the bus, its own mailbox (for timer events) and whether it may publish yet.
+/// Shared by all generations of the module.
+pub struct ModuleHostCtx {
+    /// The module's name in `config/modules.yaml`.
+    pub name: Arc<str>,
+    /// Its subscriber id (stable across reloads).
+    pub id: SubscriberId,
+    bus: Bus,
+    timers: TimerService,
+    mailbox: Arc<dyn EventSink>,
+    may_publish: AtomicBool,
+}
+
+impl ModuleHostCtx {
+    /// The context of module `name`, registered on `bus` as `id` with `mailbox`.
+    pub fn new(
+        name: Arc<str>,
+        id: SubscriberId,
+        bus: Bus,
+        timers: TimerService,
+        mailbox: Arc<dyn EventSink>,
+    ) -> Self {
+        Self {
+            name,
+            id,
+            bus,
+            timers,
+            mailbox,
+            may_publish: AtomicBool::new(false),
+        }
+    }
+
+    /// Allows or refuses publishing: refused until every module is initialized.
+    pub fn set_may_publish(&self, allowed: bool) {
+        self.may_publish.store(allowed, Ordering::Release);
+    }
+
+    /// Removes every subscription and timer of the module.
+    pub fn drop_subscriptions_and_timers(&self) -> (usize, usize) {
+        let subscriptions = self.bus.subscriptions_of(self.id).len();
+        self.bus.clear_subscriptions(self.id);
+        let timers = self.timers.cancel_owner(self.id);
+        (subscriptions, timers)
+    }
+
+    fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), String> {
+        if !self.may_publish.load(Ordering::Acquire) {
+            return Err(format!(
+                "module '{}' may not publish '{topic}' yet: every module is initialized \
+                 (and subscribed) before any starts; publish from start() or later",
+                self.name
+            ));
+        }
+        self.bus
+            .publish(topic, payload.to_vec(), Some(Arc::clone(&self.name)))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn subscribe(&self, pattern: &str) -> Result<(), String> {
+        self.bus
+            .subscribe(self.id, pattern)
+            .map_err(|e| e.to_string())?;
+        tracing::debug!(module = %self.name, "subscribed to {pattern}");
+        Ok(())
+    }
+
+    fn unsubscribe(&self, pattern: &str) {
+        self.bus.unsubscribe(self.id, pattern);
+    }
+
+    fn schedule(&self, topic: &str, interval: Duration, repeat: bool) -> Result<u64, String> {
+        self.timers
+            .schedule(self.id, Arc::clone(&self.mailbox), topic, interval, repeat)
+    }
+
+    fn cancel(&self, id: u64) -> Result<(), String> {
+        if self.timers.cancel(self.id, id) {
+            Ok(())
+        } else {
+            Err(format!("module '{}' has no timer {id}", self.name))
+        }
+    }
+
+    fn log(&self, level: u32, message: &str) {
+        let name = &*self.name;
+        match level {
+            1 => tracing::error!(target: "module", "[{name}] {message}"),
+            2 => tracing::warn!(target: "module", "[{name}] {message}"),
+            3 => tracing::info!(target: "module", "[{name}] {message}"),
+            4 => tracing::debug!(target: "module", "[{name}] {message}"),
+            _ => tracing::trace!(target: "module", "[{name}] {message}"),
+        }
+    }
+}
+
+/// The function table handed to one module instance. Keeps `ctx` alive.
+pub struct HostTable {
+    api: Box<HostApi>,
+    _ctx: Arc<ModuleHostCtx>,
+}
+
+impl HostTable {
+    /// A table whose functions act for `ctx`'s module.
+    pub fn new(ctx: Arc<ModuleHostCtx>) -> Self {
+        let api = Box::new(HostApi {
+            abi_version: ABI_VERSION,
+            ctx: Arc::as_ptr(&ctx).cast(),
+            publish: host_publish,
+            subscribe: host_subscribe,
+            unsubscribe: host_unsubscribe,
+            schedule_timer: host_schedule_timer,
+            cancel_timer: host_cancel_timer,
+            log: host_log,
+            max_log_level: host_max_log_level,
+        });
+        Self { api, _ctx: ctx }
+    }
+
+    /// The table's address, stable for the table's life.
+    pub fn as_ptr(&self) -> *const HostApi {
+        &*self.api
+    }
+}
+
+/// Runs a host function body with the module's context, catching panics and
+/// writing any error message into `err`.
+///
+/// # Safety
+/// `ctx` must be the pointer of a [`HostTable`] that is still alive.
+unsafe fn with_ctx(
+    ctx: *const c_void,
+    err: ByteSink<'_>,
+    body: impl FnOnce(&ModuleHostCtx) -> Result<(), String>,
+) -> Status {
+    if ctx.is_null() {
+        err.write(b"null host context");
+        return STATUS_ERROR;
+    }
+    // SAFETY: per this function's contract `ctx` points to a live ModuleHostCtx
+    // (the HostTable that owns the Arc outlives every instance using it).
+    let ctx = unsafe { &*ctx.cast::<ModuleHostCtx>() };
+    match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+        Ok(Ok(())) => STATUS_OK,
+        Ok(Err(message)) => {
+            err.write(message.as_bytes());
+            STATUS_ERROR
+        }
+        Err(_) => {
+            err.write(b"the host panicked while serving this call (a host bug)");
+            STATUS_PANIC
+        }
+    }
+}
+
+/// Reads a borrowed string from a module, refusing invalid UTF-8.
+///
+/// # Safety
+/// `s` must be a live borrow for the duration of the current call.
+unsafe fn text<'a>(s: RStr<'a>, what: &str) -> Result<&'a str, String> {
+    // SAFETY: forwarded contract.
+    unsafe { s.as_str() }.map_err(|e| format!("{what} is not valid UTF-8: {e}"))
+}
+
+unsafe extern "C" fn host_publish(
+    ctx: *const c_void,
+    topic: RStr<'_>,
+    payload: RBytes<'_>,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: the module passes the ctx it was given and borrows valid for the call.
+    unsafe {
+        with_ctx(ctx, err, |ctx| {
+            ctx.publish(text(topic, "topic")?, payload.as_slice())
+        })
+    }
+}
+
+unsafe extern "C" fn host_subscribe(
+    ctx: *const c_void,
+    topic: RStr<'_>,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: as in host_publish.
+    unsafe { with_ctx(ctx, err, |ctx| ctx.subscribe(text(topic, "topic")?)) }
+}
+
+unsafe extern "C" fn host_unsubscribe(
+    ctx: *const c_void,
+    topic: RStr<'_>,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: as in host_publish.
+    unsafe {
+        with_ctx(ctx, err, |ctx| {
+            ctx.unsubscribe(text(topic, "topic")?);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn host_schedule_timer(
+    ctx: *const c_void,
+    topic: RStr<'_>,
+    interval_ms: u64,
+    repeat: bool,
+    id_out: *mut u64,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: as in host_publish; `id_out` is checked for null before writing.
+    unsafe {
+        with_ctx(ctx, err, |ctx| {
+            if id_out.is_null() {
+                return Err("null timer id pointer".into());
+            }
+            let id = ctx.schedule(
+                text(topic, "timer topic")?,
+                Duration::from_millis(interval_ms),
+                repeat,
+            )?;
+            id_out.write(id);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn host_cancel_timer(ctx: *const c_void, id: u64, err: ByteSink<'_>) -> Status {
+    // SAFETY: as in host_publish.
+    unsafe { with_ctx(ctx, err, |ctx| ctx.cancel(id)) }
+}
+
+unsafe extern "C" fn host_log(
+    ctx: *const c_void,
+    level: u32,
+    _target: RStr<'_>,
+    message: RStr<'_>,
+) {
+    let mut ignored = Vec::new();
+    // SAFETY: as in host_publish.
+    unsafe {
+        with_ctx(ctx, ByteSink::to_vec(&mut ignored), |ctx| {
+            let bytes = message.as_bytes();
+            ctx.log(level, &String::from_utf8_lossy(bytes));
+            Ok(())
+        });
+    }
+}
+
+unsafe extern "C" fn host_max_log_level(_ctx: *const c_void) -> u32 {
+    match LevelFilter::current() {
+        LevelFilter::OFF => 0,
+        LevelFilter::ERROR => 1,
+        LevelFilter::WARN => 2,
+        LevelFilter::INFO => 3,
+        LevelFilter::DEBUG => 4,
+        _ => 5,
+    }
+}

@@ -1,0 +1,341 @@
+//! Loading a module library: copy the artifact to a unique file per generation (the
+//! dynamic loader caches by path), `dlopen` it, check the ABI before anything else,
+//! create the instance, and wrap it in a safe [`ModuleInstance`].
+
+use std::ffi::c_void;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use libloading::Library;
+use orch_sdk::abi::{
+    ABI_VERSION, ByteSink, ENTRY_SYMBOL, EntryFn, ModuleDescriptor, RBytes, RStr, SDK_VERSION,
+    STATUS_OK, STATUS_PANIC, Status,
+};
+
+use crate::error::{Cause, ModuleFailure, Phase};
+use crate::host_api::{HostTable, ModuleHostCtx};
+
+/// Makes the per-generation copies of module libraries, in a folder of this
+/// process that is removed when the loader is dropped.
+pub struct Loader {
+    copies_dir: PathBuf,
+}
+
+impl Loader {
+    /// A loader keeping its copies under `<target_dir>/orch/loaded/<pid>/`; folders
+    /// left by processes that no longer run are removed.
+    pub fn new(target_dir: &Path) -> std::io::Result<Self> {
+        let parent = target_dir.join("orch").join("loaded");
+        fs::create_dir_all(&parent)?;
+        remove_stale_copies(&parent);
+        let copies_dir = parent.join(std::process::id().to_string());
+        fs::create_dir_all(&copies_dir)?;
+        Ok(Self { copies_dir })
+    }
+
+    /// Loads generation `generation` of module `name` from `artifact`, checks its
+    /// ABI and creates its instance bound to `ctx`.
+    pub fn load(
+        &self,
+        name: &str,
+        artifact: &Path,
+        generation: u32,
+        ctx: Arc<ModuleHostCtx>,
+    ) -> Result<ModuleInstance, ModuleFailure> {
+        let copy = self.copy_artifact(name, artifact, generation)?;
+        let library = open_library(name, &copy)?;
+        let descriptor = check_descriptor(name, &library, &copy)?;
+        let host = HostTable::new(ctx);
+        let mut instance: *mut c_void = std::ptr::null_mut();
+        let mut message = Vec::new();
+        // SAFETY: the ABI version and descriptor size were checked, so `create`
+        // has the signature we call it with; the host table outlives the instance
+        // (ModuleInstance drops it after `destroy`).
+        let status = unsafe {
+            (descriptor.create)(host.as_ptr(), &mut instance, ByteSink::to_vec(&mut message))
+        };
+        if status != STATUS_OK || instance.is_null() {
+            let _ = fs::remove_file(&copy);
+            return Err(ModuleFailure::new(
+                name,
+                Phase::Create,
+                cause(status, &message),
+            ));
+        }
+        Ok(ModuleInstance {
+            instance,
+            descriptor,
+            generation,
+            host,
+            library: Some(library),
+            copy,
+        })
+    }
+
+    fn copy_artifact(
+        &self,
+        name: &str,
+        artifact: &Path,
+        generation: u32,
+    ) -> Result<PathBuf, ModuleFailure> {
+        let file_name = format!(
+            "{}-g{generation}{}",
+            sanitize(name),
+            std::env::consts::DLL_SUFFIX
+        );
+        let copy = self.copies_dir.join(file_name);
+        fs::copy(artifact, &copy).map_err(|e| {
+            ModuleFailure::new(
+                name,
+                Phase::Load,
+                Cause::Host(format!(
+                    "cannot copy {} to {}: {e}",
+                    artifact.display(),
+                    copy.display()
+                )),
+            )
+            .with_hint("check that the build produced the library and that target/ is writable")
+        })?;
+        Ok(copy)
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.copies_dir);
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Removes copy folders of earlier processes that are no longer running.
+fn remove_stale_copies(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn open_library(name: &str, path: &Path) -> Result<Library, ModuleFailure> {
+    // SAFETY: loading runs the library's initializers. Module libraries are
+    // built by cargo from the user's own workspace, which is the trust model of
+    // a plugin host; nothing else in the library is called before the ABI check.
+    unsafe { Library::new(path) }.map_err(|e| {
+        ModuleFailure::new(
+            name,
+            Phase::Load,
+            Cause::Host(format!("dlopen failed: {e}")),
+        )
+        .with_hint("the file is not a loadable library for this platform; rebuild the module")
+    })
+}
+
+fn check_descriptor(
+    name: &str,
+    library: &Library,
+    path: &Path,
+) -> Result<&'static ModuleDescriptor, ModuleFailure> {
+    // SAFETY: the symbol is only read as a function pointer of the documented
+    // entry type; a library built with the SDK exports exactly that.
+    let entry = unsafe { library.get::<EntryFn>(ENTRY_SYMBOL.as_bytes()) }.map_err(|_| {
+        ModuleFailure::new(
+            name,
+            Phase::AbiCheck,
+            Cause::Host(format!(
+                "{} has no symbol `{ENTRY_SYMBOL}`: it is not a cargo-orch module",
+                path.display()
+            )),
+        )
+        .with_hint("add `orch_sdk::export_module!(YourModule);` to the module's src/lib.rs")
+    })?;
+    // SAFETY: calling the entry point takes no arguments and only returns a
+    // pointer to static data (SDK-generated, or checked below before use).
+    let descriptor = unsafe { entry() };
+    if descriptor.is_null() {
+        return Err(ModuleFailure::new(
+            name,
+            Phase::AbiCheck,
+            Cause::Host(format!("`{ENTRY_SYMBOL}` returned a null descriptor")),
+        ));
+    }
+    // SAFETY: every ABI version starts the descriptor with a u32 version, so
+    // reading that field alone is valid whatever version the module speaks.
+    let abi_version = unsafe { descriptor.cast::<u32>().read() };
+    if abi_version != ABI_VERSION {
+        return Err(ModuleFailure::new(
+            name,
+            Phase::AbiCheck,
+            Cause::Host(format!(
+                "ABI version mismatch: the module was built for ABI v{abi_version}, \
+                 this host speaks ABI v{ABI_VERSION} (orch-sdk {SDK_VERSION})"
+            )),
+        )
+        .with_hint(format!(
+            "rebuild the module against orch-sdk {SDK_VERSION}, or run it with a cargo-orch \
+             that speaks ABI v{abi_version}"
+        )));
+    }
+    // SAFETY: the version matches, so the pointer is a `ModuleDescriptor` of our
+    // layout in the library's static data, alive as long as the library is loaded
+    // (ModuleInstance keeps the library until the instance is destroyed).
+    let descriptor: &'static ModuleDescriptor = unsafe { &*descriptor };
+    if descriptor.descriptor_size as usize != size_of::<ModuleDescriptor>() {
+        return Err(ModuleFailure::new(
+            name,
+            Phase::AbiCheck,
+            Cause::Host(format!(
+                "descriptor size mismatch ({} bytes, host expects {}) under ABI v{ABI_VERSION}",
+                descriptor.descriptor_size,
+                size_of::<ModuleDescriptor>()
+            )),
+        )
+        .with_hint("the module was built with an incompatible orch-sdk; rebuild it"));
+    }
+    Ok(descriptor)
+}
+
+fn cause(status: Status, message: &[u8]) -> Cause {
+    let text = String::from_utf8_lossy(message).into_owned();
+    if status == STATUS_PANIC {
+        Cause::Panic(text)
+    } else {
+        Cause::Error(text)
+    }
+}
+
+/// A created module instance in a loaded library. Destroys the instance, then
+/// releases the host table and unloads the library, in that order, on drop.
+pub struct ModuleInstance {
+    instance: *mut c_void,
+    descriptor: &'static ModuleDescriptor,
+    generation: u32,
+    host: HostTable,
+    library: Option<Library>,
+    copy: PathBuf,
+}
+
+// SAFETY: the instance is used by one thread at a time (its actor, or the
+// supervisor after the actor has stopped); the SDK requires `Module: Send`.
+unsafe impl Send for ModuleInstance {}
+
+impl ModuleInstance {
+    /// The generation number (1 for the first load).
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// The package name and SDK version the module declares.
+    pub fn declared(&self) -> (String, String) {
+        // SAFETY: descriptor strings are `'static` data of the loaded library.
+        unsafe {
+            (
+                lossy(self.descriptor.package_name),
+                lossy(self.descriptor.sdk_version),
+            )
+        }
+    }
+
+    fn call(
+        &mut self,
+        f: impl FnOnce(&ModuleDescriptor, *mut c_void, ByteSink<'_>) -> Status,
+    ) -> Result<(), Cause> {
+        let mut message = Vec::new();
+        let status = f(
+            self.descriptor,
+            self.instance,
+            ByteSink::to_vec(&mut message),
+        );
+        if status == STATUS_OK {
+            Ok(())
+        } else {
+            Err(cause(status, &message))
+        }
+    }
+
+    /// `Module::initialize` with its config (a JSON object) and saved state.
+    pub fn initialize(&mut self, config_json: &[u8], state: Option<&[u8]>) -> Result<(), Cause> {
+        // SAFETY: live instance of this descriptor, borrows valid for the call.
+        self.call(|d, i, err| unsafe {
+            (d.initialize)(
+                i,
+                RBytes::new(config_json),
+                RBytes::new(state.unwrap_or_default()),
+                state.is_some(),
+                err,
+            )
+        })
+    }
+
+    /// `Module::start`.
+    pub fn start(&mut self) -> Result<(), Cause> {
+        // SAFETY: live instance of this descriptor.
+        self.call(|d, i, err| unsafe { (d.start)(i, err) })
+    }
+
+    /// `Module::on_event`.
+    pub fn on_event(&mut self, topic: &str, payload: &[u8]) -> Result<(), Cause> {
+        // SAFETY: live instance of this descriptor, borrows valid for the call.
+        self.call(|d, i, err| unsafe {
+            (d.on_event)(i, RStr::new(topic), RBytes::new(payload), err)
+        })
+    }
+
+    /// `Module::save_state`: `None` when the module keeps no state.
+    pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, Cause> {
+        let mut state = Vec::new();
+        let sink = ByteSink::to_vec(&mut state);
+        // SAFETY: live instance of this descriptor; the sink borrows `state`.
+        self.call(|d, i, err| unsafe { (d.save_state)(i, sink, err) })?;
+        Ok((!state.is_empty()).then_some(state))
+    }
+
+    /// `Module::shutdown`.
+    pub fn shutdown(&mut self) -> Result<(), Cause> {
+        // SAFETY: live instance of this descriptor.
+        self.call(|d, i, err| unsafe { (d.shutdown)(i, err) })
+    }
+}
+
+/// A descriptor string, lossily decoded.
+///
+/// # Safety
+/// `s` must point into the static data of a loaded library.
+unsafe fn lossy(s: RStr<'static>) -> String {
+    // SAFETY: forwarded contract.
+    String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
+}
+
+impl Drop for ModuleInstance {
+    fn drop(&mut self) {
+        // SAFETY: `instance` came from this descriptor's `create` and is destroyed
+        // exactly once, here; nothing uses it afterwards.
+        unsafe { (self.descriptor.destroy)(self.instance) };
+        // The library goes last: its code ran `destroy` above, and the host table
+        // (dropped with `self.host`) is no longer referenced by any instance.
+        drop(self.library.take());
+        let _ = fs::remove_file(&self.copy);
+        let _ = &self.host;
+    }
+}

@@ -1,0 +1,448 @@
+//! The lifecycle, in a fixed order: load every module, initialize every one
+//! (they subscribe), then start every one (only now may they publish), then
+//! `app.started`; on shutdown `app.shutdown`, then `shutdown` in reverse order,
+//! mailboxes drained, libraries unloaded. Every step is bounded by its timeout: a
+//! module that fails or hangs is reported by name and phase and left out, and the
+//! others run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, bounded};
+use orch_sdk::duration::human;
+use serde_json::json;
+
+use crate::actor::{Actor, MailboxSink};
+use crate::bus::Bus;
+use crate::config::{ModuleSpec, Timeouts};
+use crate::error::{Cause, ModuleFailure, Phase, timeout_key};
+use crate::host_api::ModuleHostCtx;
+use crate::loader::Loader;
+use crate::timers::TimerService;
+
+/// A module that is loaded and running.
+struct RunningModule {
+    spec: ModuleSpec,
+    ctx: Arc<ModuleHostCtx>,
+    actor: Actor,
+}
+
+/// How long each startup phase took, summed over modules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PhaseTimings {
+    /// Copy, dlopen, ABI check and create.
+    pub load: Duration,
+    /// `initialize` of every module.
+    pub initialize: Duration,
+    /// `start` of every module.
+    pub start: Duration,
+}
+
+/// The outcome of [`Supervisor::start`].
+#[derive(Debug, Default)]
+pub struct StartupReport {
+    /// The modules now running, in startup order.
+    pub running: Vec<String>,
+    /// The modules left out, each with its phase and cause.
+    pub failures: Vec<ModuleFailure>,
+    /// Time per phase.
+    pub timings: PhaseTimings,
+}
+
+type Watched = Arc<Mutex<Vec<(Arc<str>, Arc<crate::actor::Activity>)>>>;
+
+/// Owns the running modules and drives their lifecycle.
+pub struct Supervisor {
+    bus: Bus,
+    timers: TimerService,
+    loader: Arc<Loader>,
+    timeouts: Timeouts,
+    running: Vec<RunningModule>,
+    /// Actors stuck in module code: never unloaded (their code may still run).
+    stuck: Vec<Actor>,
+    watched: Watched,
+    watchdog: Option<(Sender<()>, JoinHandle<()>)>,
+}
+
+impl Supervisor {
+    /// A supervisor publishing on `bus`, loading with `loader`.
+    pub fn new(bus: Bus, loader: Loader, timeouts: Timeouts) -> Self {
+        let watched: Watched = Arc::default();
+        let watchdog = spawn_watchdog(bus.clone(), Arc::clone(&watched), timeouts.event);
+        Self {
+            bus,
+            timers: TimerService::new(),
+            loader: Arc::new(loader),
+            timeouts,
+            running: Vec::new(),
+            stuck: Vec::new(),
+            watched,
+            watchdog,
+        }
+    }
+
+    /// The bus the modules are wired to.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Names of the running modules, in startup order.
+    pub fn running(&self) -> Vec<&str> {
+        self.running.iter().map(|m| m.spec.name.as_str()).collect()
+    }
+
+    /// Loads, initializes and starts `modules` (already in startup order), whose
+    /// libraries `artifacts` maps by package name; publishes `app.started`.
+    pub fn start(
+        &mut self,
+        modules: &[&ModuleSpec],
+        artifacts: &HashMap<String, PathBuf>,
+    ) -> StartupReport {
+        let started_at = Instant::now();
+        let mut report = StartupReport::default();
+
+        let phase_start = Instant::now();
+        for spec in modules {
+            match self.load(spec, artifacts) {
+                Ok(module) => self.running.push(module),
+                Err(failure) => report.failures.push(failure),
+            }
+        }
+        report.timings.load = phase_start.elapsed();
+
+        let phase_start = Instant::now();
+        self.run_phase(Phase::Initialize, &mut report.failures);
+        report.timings.initialize = phase_start.elapsed();
+
+        for module in &self.running {
+            self.bus.publish_json(
+                "module.loaded",
+                &json!({ "name": module.spec.name, "config": module.spec.redacted_config() }),
+            );
+        }
+
+        let phase_start = Instant::now();
+        for module in &self.running {
+            module.ctx.set_may_publish(true);
+        }
+        self.run_phase(Phase::Start, &mut report.failures);
+        report.timings.start = phase_start.elapsed();
+
+        report.running = self.running().into_iter().map(String::from).collect();
+        let total = started_at.elapsed();
+        self.bus.publish_json(
+            "app.started",
+            &json!({ "modules": report.running, "startup_ms": total.as_secs_f64() * 1e3 }),
+        );
+        tracing::info!(
+            "[TIMING] startup of {} modules took {} (load {}, initialize {}, start {})",
+            report.running.len(),
+            human(total),
+            human(report.timings.load),
+            human(report.timings.initialize),
+            human(report.timings.start),
+        );
+        tracing::info!(
+            "app.started: {} of {} modules running ({})",
+            report.running.len(),
+            modules.len(),
+            report.running.join(", ")
+        );
+        if !report.failures.is_empty() {
+            let names: Vec<&str> = report.failures.iter().map(|f| f.module.as_str()).collect();
+            tracing::warn!(
+                "{} module(s) left out: {}; see the errors above",
+                report.failures.len(),
+                names.join(", ")
+            );
+        }
+        report
+    }
+
+    /// Spawns the actor of `spec` and loads its first generation on it.
+    fn load(
+        &mut self,
+        spec: &ModuleSpec,
+        artifacts: &HashMap<String, PathBuf>,
+    ) -> Result<RunningModule, ModuleFailure> {
+        let name: Arc<str> = spec.name.as_str().into();
+        let Some(artifact) = artifacts.get(&spec.package).cloned() else {
+            let failure = ModuleFailure::new(
+                &*name,
+                Phase::Build,
+                Cause::Host(format!(
+                    "cargo produced no cdylib for package '{}'",
+                    spec.package
+                )),
+            )
+            .with_hint("check that the package's [lib] has crate-type = [\"cdylib\", \"rlib\"]");
+            self.report_failure(&failure);
+            return Err(failure);
+        };
+        let (sender, receiver) = Actor::mailbox();
+        let sink = Arc::new(MailboxSink(sender.clone()));
+        let id = self.bus.register(sink.clone());
+        let ctx = Arc::new(ModuleHostCtx::new(
+            Arc::clone(&name),
+            id,
+            self.bus.clone(),
+            self.timers.clone(),
+            sink,
+        ));
+        let actor =
+            Actor::spawn(Arc::clone(&name), sender, receiver, self.bus.clone()).map_err(|e| {
+                ModuleFailure::new(
+                    &*name,
+                    Phase::Load,
+                    Cause::Host(format!("cannot start its thread: {e}")),
+                )
+            });
+        let actor = match actor {
+            Ok(actor) => actor,
+            Err(failure) => {
+                self.bus.remove(id);
+                self.report_failure(&failure);
+                return Err(failure);
+            }
+        };
+        let module = RunningModule {
+            spec: spec.clone(),
+            ctx,
+            actor,
+        };
+        let started = Instant::now();
+        let loader = Arc::clone(&self.loader);
+        let ctx = Arc::clone(&module.ctx);
+        let outcome = module.actor.call(self.timeouts.load, move |state| {
+            let instance = loader.load(&state.name, &artifact, 1, ctx)?;
+            let declared = instance.declared();
+            state.instance = Some(instance);
+            Ok(declared)
+        });
+        match outcome {
+            Ok(Ok((package, sdk))) => {
+                tracing::info!(
+                    "[TIMING] module '{name}' loaded in {} (package {package}, orch-sdk {sdk}, generation 1)",
+                    human(started.elapsed())
+                );
+                self.watched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((Arc::clone(&name), Arc::clone(module.actor.activity())));
+                Ok(module)
+            }
+            Ok(Err(failure)) => {
+                self.discard(module, &failure);
+                Err(failure)
+            }
+            Err(_) => {
+                let failure =
+                    ModuleFailure::new(&*name, Phase::Load, Cause::Timeout(self.timeouts.load));
+                self.discard(module, &failure);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Runs `initialize` or `start` on every running module in order; a module
+    /// that fails is reported and removed, the others go on.
+    fn run_phase(&mut self, phase: Phase, failures: &mut Vec<ModuleFailure>) {
+        let timeout = self.phase_timeout(phase);
+        let modules = std::mem::take(&mut self.running);
+        for module in modules {
+            let started = Instant::now();
+            let outcome = match phase {
+                Phase::Initialize => {
+                    let config = serde_json::to_vec(&module.spec.config).unwrap_or_default();
+                    module
+                        .actor
+                        .call_module(phase, timeout, move |m| m.initialize(&config, None))
+                }
+                _ => module.actor.call_module(phase, timeout, |m| m.start()),
+            };
+            match outcome {
+                Ok(()) => {
+                    let verb = if phase == Phase::Initialize {
+                        "initialized"
+                    } else {
+                        "started"
+                    };
+                    tracing::info!(
+                        "[TIMING] module '{}' {verb} in {}",
+                        module.spec.name,
+                        human(started.elapsed())
+                    );
+                    self.running.push(module);
+                }
+                Err(failure) => {
+                    self.discard(module, &failure);
+                    failures.push(failure);
+                }
+            }
+        }
+    }
+
+    fn phase_timeout(&self, phase: Phase) -> Duration {
+        match phase {
+            Phase::Initialize => self.timeouts.initialize,
+            Phase::Start => self.timeouts.start,
+            Phase::Shutdown => self.timeouts.shutdown,
+            Phase::Event => self.timeouts.event,
+            _ => self.timeouts.load,
+        }
+    }
+
+    /// Reports `failure` and takes the module out: its subscriptions and timers go;
+    /// its library is unloaded unless its thread is stuck in module code.
+    fn discard(&mut self, module: RunningModule, failure: &ModuleFailure) {
+        self.report_failure(failure);
+        module.ctx.drop_subscriptions_and_timers();
+        self.bus.remove(module.ctx.id);
+        self.unwatch(&module.spec.name);
+        if matches!(failure.cause, Cause::Timeout(_)) {
+            tracing::warn!(
+                "module '{}' is stuck in {}; its thread is abandoned and its library stays loaded",
+                module.spec.name,
+                failure.phase
+            );
+            self.stuck.push(module.actor);
+            return;
+        }
+        match module.actor.stop(self.timeouts.shutdown) {
+            Ok(state) => drop(state),
+            Err(actor) => self.stuck.push(actor),
+        }
+    }
+
+    fn report_failure(&self, failure: &ModuleFailure) {
+        tracing::error!("{failure}");
+        self.bus.publish_json(
+            "module.error",
+            &json!({
+                "name": failure.module,
+                "phase": failure.phase.as_str(),
+                "error": failure.cause.to_string(),
+                "hint": failure.hint,
+            }),
+        );
+    }
+
+    fn unwatch(&self, name: &str) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(n, _)| &**n != name);
+    }
+
+    /// Publishes `app.shutdown`, then shuts every module down in reverse startup
+    /// order (each after the events already in its mailbox) and unloads it.
+    pub fn shutdown(&mut self, reason: &str) {
+        if self.running.is_empty() && self.watchdog.is_none() {
+            return;
+        }
+        tracing::info!("Shutting down ({reason})");
+        self.bus
+            .publish_json("app.shutdown", &json!({ "reason": reason }));
+        let timeout = self.timeouts.shutdown;
+        while let Some(module) = self.running.pop() {
+            let name = module.spec.name.clone();
+            let started = Instant::now();
+            let outcome = module
+                .actor
+                .call_module(Phase::Shutdown, timeout, |m| m.shutdown());
+            module.ctx.drop_subscriptions_and_timers();
+            self.bus.remove(module.ctx.id);
+            self.unwatch(&name);
+            match outcome {
+                Ok(()) => tracing::info!(
+                    "[TIMING] module '{name}' shut down in {}",
+                    human(started.elapsed())
+                ),
+                Err(failure) => {
+                    self.report_failure(&failure);
+                    if matches!(failure.cause, Cause::Timeout(_)) {
+                        // Stuck in module code: waiting for its thread again is pointless.
+                        self.stuck.push(module.actor);
+                        continue;
+                    }
+                }
+            }
+            match module.actor.stop(timeout) {
+                Ok(state) => {
+                    drop(state);
+                    tracing::info!("module '{name}' unloaded");
+                    self.bus
+                        .publish_json("module.unloaded", &json!({ "name": name }));
+                }
+                Err(actor) => {
+                    tracing::warn!(
+                        "module '{name}' did not stop within {} (timeouts.{}); its library stays loaded",
+                        human(timeout),
+                        timeout_key(Phase::Shutdown)
+                    );
+                    self.stuck.push(actor);
+                }
+            }
+        }
+        self.timers.stop();
+        if let Some((stop, handle)) = self.watchdog.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        if !self.stuck.is_empty() {
+            let names: Vec<&str> = self.stuck.iter().map(|a| &**a.name()).collect();
+            tracing::warn!(
+                "stuck module threads abandoned at exit: {}",
+                names.join(", ")
+            );
+        }
+        tracing::info!("Shutdown complete");
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.shutdown("supervisor dropped");
+    }
+}
+
+/// Reports, once per event, a handler that runs past `limit`.
+fn spawn_watchdog(
+    bus: Bus,
+    watched: Watched,
+    limit: Duration,
+) -> Option<(Sender<()>, JoinHandle<()>)> {
+    let (stop, stopped) = bounded::<()>(0);
+    let tick = (limit / 10).clamp(Duration::from_millis(20), Duration::from_millis(250));
+    let handle = std::thread::Builder::new()
+        .name("orch-watchdog".into())
+        .spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                let list = watched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for (name, activity) in list {
+                    if let Some((topic, running)) = activity.overdue(limit) {
+                        tracing::error!(
+                            "[TIMEOUT] module '{name}' is stuck in on_event('{topic}') for {} \
+                             (timeouts.event = {}); its events queue up, the other modules go on",
+                            human(running),
+                            human(limit)
+                        );
+                        bus.publish_json(
+                            "module.error",
+                            &json!({
+                                "name": &*name,
+                                "phase": Phase::Event.as_str(),
+                                "topic": topic,
+                                "error": format!("still running after {:.1} s", running.as_secs_f64()),
+                            }),
+                        );
+                    }
+                }
+            }
+        })
+        .ok()?;
+    Some((stop, handle))
+}

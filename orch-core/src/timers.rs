@@ -1,0 +1,300 @@
+//! Host-owned timers: `ctx.every(interval, topic)` delivers a timer event to the
+//! module's own mailbox. One thread serves every timer; the host removes a module's
+//! timers when it stops, so a module never needs a thread of its own to tick.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::bus::{BusEvent, EventSink, SubscriberId};
+
+/// Identifies one timer.
+pub type TimerId = u64;
+
+struct Timer {
+    owner: SubscriberId,
+    topic: Arc<str>,
+    interval: Duration,
+    repeat: bool,
+    sink: Arc<dyn EventSink>,
+    deadline: Instant,
+    ticks: u64,
+}
+
+#[derive(Default)]
+struct State {
+    queue: BinaryHeap<Reverse<(Instant, TimerId)>>,
+    timers: HashMap<TimerId, Timer>,
+    next_id: TimerId,
+    stopped: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The timer service. Cheap to clone; [`TimerService::stop`] ends its thread.
+#[derive(Clone)]
+pub struct TimerService {
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Default for TimerService {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TimerService {
+    /// Starts the timer thread.
+    pub fn new() -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let worker = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("orch-timers".into())
+            .spawn(move || run(&worker))
+            .ok();
+        Self {
+            shared,
+            thread: Arc::new(Mutex::new(thread)),
+        }
+    }
+
+    /// Schedules `topic` for `owner` after `interval`, repeating if `repeat`.
+    pub fn schedule(
+        &self,
+        owner: SubscriberId,
+        sink: Arc<dyn EventSink>,
+        topic: &str,
+        interval: Duration,
+        repeat: bool,
+    ) -> Result<TimerId, String> {
+        orch_sdk::topic::validate_topic(topic)?;
+        if interval.is_zero() {
+            return Err("a timer interval must be greater than zero".into());
+        }
+        let mut state = self.shared.lock();
+        if state.stopped {
+            return Err("the host is shutting down; no new timers".into());
+        }
+        state.next_id += 1;
+        let id = state.next_id;
+        let deadline = Instant::now() + interval;
+        state.timers.insert(
+            id,
+            Timer {
+                owner,
+                topic: topic.into(),
+                interval,
+                repeat,
+                sink,
+                deadline,
+                ticks: 0,
+            },
+        );
+        state.queue.push(Reverse((deadline, id)));
+        drop(state);
+        self.shared.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Cancels one timer of `owner`. Returns whether it existed.
+    pub fn cancel(&self, owner: SubscriberId, id: TimerId) -> bool {
+        let mut state = self.shared.lock();
+        let owned = state.timers.get(&id).is_some_and(|t| t.owner == owner);
+        if owned {
+            state.timers.remove(&id);
+        }
+        owned
+    }
+
+    /// Cancels every timer of `owner`. Returns how many there were.
+    pub fn cancel_owner(&self, owner: SubscriberId) -> usize {
+        let mut state = self.shared.lock();
+        let before = state.timers.len();
+        state.timers.retain(|_, t| t.owner != owner);
+        before - state.timers.len()
+    }
+
+    /// How many timers `owner` has.
+    pub fn count_of(&self, owner: SubscriberId) -> usize {
+        let state = self.shared.lock();
+        state.timers.values().filter(|t| t.owner == owner).count()
+    }
+
+    /// Cancels every timer and ends the thread.
+    pub fn stop(&self) {
+        {
+            let mut state = self.shared.lock();
+            state.stopped = true;
+            state.timers.clear();
+        }
+        self.shared.wake.notify_all();
+        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The timer thread: sleeps until the earliest deadline, then delivers what is due.
+fn run(shared: &Shared) {
+    let mut state = shared.lock();
+    loop {
+        if state.stopped {
+            return;
+        }
+        let now = Instant::now();
+        let mut due: Vec<(Arc<dyn EventSink>, Arc<BusEvent>)> = Vec::new();
+        while let Some(Reverse((deadline, id))) = state.queue.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            state.queue.pop();
+            let Some(timer) = state.timers.get_mut(&id) else {
+                continue; // cancelled
+            };
+            if timer.deadline != deadline {
+                continue; // stale entry
+            }
+            timer.ticks += 1;
+            let payload = serde_json::json!({ "timer": id, "tick": timer.ticks });
+            let event = BusEvent::new(
+                &timer.topic,
+                serde_json::to_vec(&payload).unwrap_or_default(),
+                None,
+            );
+            due.push((Arc::clone(&timer.sink), Arc::new(event)));
+            if timer.repeat {
+                // Keep the cadence; after a stall, skip the missed ticks.
+                let mut next = deadline + timer.interval;
+                if next <= now {
+                    next = now + timer.interval;
+                }
+                timer.deadline = next;
+                state.queue.push(Reverse((next, id)));
+            } else {
+                state.timers.remove(&id);
+            }
+        }
+        if !due.is_empty() {
+            drop(state);
+            for (sink, event) in due {
+                sink.deliver(&event);
+            }
+            state = shared.lock();
+            continue;
+        }
+        state = match state.queue.peek() {
+            Some(Reverse((deadline, _))) => {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                shared
+                    .wake
+                    .wait_timeout(state, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => shared.wake.wait(state).unwrap_or_else(|e| e.into_inner()),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::unbounded;
+
+    fn sink() -> (
+        Arc<dyn EventSink>,
+        crossbeam_channel::Receiver<Arc<BusEvent>>,
+    ) {
+        let (tx, rx) = unbounded::<Arc<BusEvent>>();
+        (Arc::new(tx), rx)
+    }
+
+    #[test]
+    fn repeating_timer_ticks_in_order_until_cancelled() {
+        let timers = TimerService::new();
+        let (tx, rx) = sink();
+        let owner = SubscriberId(1);
+        let id = timers
+            .schedule(owner, tx, "producer.tick", Duration::from_millis(5), true)
+            .unwrap();
+        let ticks: Vec<u64> = (0..3)
+            .map(|_| {
+                let event = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+                assert_eq!(&*event.topic, "producer.tick");
+                let payload: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+                payload["tick"].as_u64().unwrap()
+            })
+            .collect();
+        assert_eq!(ticks, vec![1, 2, 3]);
+        assert!(timers.cancel(owner, id));
+        while rx.recv_timeout(Duration::from_millis(50)).is_ok() {}
+        assert!(rx.recv_timeout(Duration::from_millis(30)).is_err());
+        timers.stop();
+    }
+
+    #[test]
+    fn one_shot_fires_once_and_owner_cleanup_removes_the_rest() {
+        let timers = TimerService::new();
+        let (tx, rx) = sink();
+        let owner = SubscriberId(7);
+        timers
+            .schedule(
+                owner,
+                Arc::clone(&tx),
+                "once",
+                Duration::from_millis(1),
+                false,
+            )
+            .unwrap();
+        timers
+            .schedule(owner, tx, "later", Duration::from_secs(3600), true)
+            .unwrap();
+        assert_eq!(
+            &*rx.recv_timeout(Duration::from_secs(5)).unwrap().topic,
+            "once"
+        );
+        assert_eq!(timers.count_of(owner), 1);
+        assert!(!timers.cancel(SubscriberId(8), 2), "not the owner");
+        assert_eq!(timers.cancel_owner(owner), 1);
+        assert_eq!(timers.count_of(owner), 0);
+        timers.stop();
+        assert!(
+            timers
+                .schedule(owner, sink().0, "x", Duration::from_secs(1), true)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn rejects_zero_interval_and_bad_topic() {
+        let timers = TimerService::new();
+        let (tx, _rx) = sink();
+        assert!(
+            timers
+                .schedule(SubscriberId(1), Arc::clone(&tx), "t", Duration::ZERO, true)
+                .is_err()
+        );
+        assert!(
+            timers
+                .schedule(SubscriberId(1), tx, "t.*", Duration::from_secs(1), true)
+                .is_err()
+        );
+        timers.stop();
+    }
+}

@@ -1,0 +1,97 @@
+//! The cargo workspace the orchestrator runs in, read once with `cargo_metadata`.
+
+use std::path::{Path, PathBuf};
+
+use cargo_metadata::{MetadataCommand, TargetKind};
+
+use crate::error::OrchError;
+
+/// One package of the workspace, as far as the orchestrator cares.
+#[derive(Debug, Clone)]
+pub struct WorkspacePackage {
+    /// Package name (`mod-dummy-consumer`).
+    pub name: String,
+    /// The folder of its `Cargo.toml`.
+    pub manifest_dir: PathBuf,
+    /// Whether its library builds a `cdylib` (loadable as a module).
+    pub is_cdylib: bool,
+    /// Names of the workspace packages it depends on (path dependencies).
+    pub workspace_dependencies: Vec<String>,
+}
+
+/// The workspace: its root, target folder and member packages.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// The folder of the workspace `Cargo.toml`.
+    pub root: PathBuf,
+    /// Cargo's target folder.
+    pub target_dir: PathBuf,
+    /// The member packages.
+    pub packages: Vec<WorkspacePackage>,
+}
+
+impl Workspace {
+    /// Reads the workspace that contains `start` (a folder or a `Cargo.toml`).
+    pub fn discover(start: &Path) -> Result<Self, OrchError> {
+        let mut command = MetadataCommand::new();
+        command.no_deps();
+        if start.is_file() {
+            command.manifest_path(start);
+        } else {
+            command.current_dir(start);
+        }
+        let metadata = command.exec().map_err(|e| OrchError::Workspace {
+            path: start.to_path_buf(),
+            cause: e.to_string(),
+        })?;
+        let member_names: Vec<String> = metadata
+            .workspace_packages()
+            .iter()
+            .map(|p| p.name.to_string())
+            .collect();
+        let packages = metadata
+            .workspace_packages()
+            .into_iter()
+            .map(|package| WorkspacePackage {
+                name: package.name.to_string(),
+                manifest_dir: package
+                    .manifest_path
+                    .parent()
+                    .map(|p| p.as_std_path().to_path_buf())
+                    .unwrap_or_default(),
+                is_cdylib: package
+                    .targets
+                    .iter()
+                    .any(|t| t.kind.contains(&TargetKind::CDyLib)),
+                workspace_dependencies: package
+                    .dependencies
+                    .iter()
+                    .filter(|d| member_names.contains(&d.name))
+                    .map(|d| d.name.clone())
+                    .collect(),
+            })
+            .collect();
+        Ok(Self {
+            root: metadata.workspace_root.into_std_path_buf(),
+            target_dir: metadata.target_directory.into_std_path_buf(),
+            packages,
+        })
+    }
+
+    /// The package called `name`.
+    pub fn package(&self, name: &str) -> Option<&WorkspacePackage> {
+        self.packages.iter().find(|p| p.name == name)
+    }
+
+    /// The package whose `Cargo.toml` is in `dir` (relative to the root or absolute).
+    pub fn package_at(&self, dir: &Path) -> Option<&WorkspacePackage> {
+        let wanted = self.root.join(dir);
+        let wanted = wanted.canonicalize().unwrap_or(wanted);
+        self.packages.iter().find(|p| {
+            p.manifest_dir
+                .canonicalize()
+                .unwrap_or_else(|_| p.manifest_dir.clone())
+                == wanted
+        })
+    }
+}

@@ -1,0 +1,266 @@
+//! `cargo orch run` end to end: the real binary, real cargo builds, real cdylibs
+//! loaded with libloading, real signals.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use orch_e2e::{OrchProcess, Scenario};
+
+/// Generous: the first run of a test may compile the modules.
+const BUILD: Duration = Duration::from_secs(240);
+const SHORT: Duration = Duration::from_secs(10);
+
+const PRODUCER_AND_CONSUMER: &str = "  - name: mod-dummy-producer\n    config:\n      publish_interval: 100ms\n  - name: mod-dummy-consumer\n";
+
+fn start(scenario: &Scenario) -> OrchProcess {
+    OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch")
+}
+
+fn stop_cleanly(orch: &mut OrchProcess, signal: Signal) {
+    orch.signal(signal).expect("send signal");
+    let status = orch.wait_exit(Duration::from_secs(20)).expect("exit");
+    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
+    orch.wait_for("Shutdown complete", SHORT)
+        .expect("shutdown logged");
+}
+
+fn position(orch: &OrchProcess, needle: &str) -> usize {
+    let output = orch.output();
+    output
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in output:\n{output}"))
+}
+
+#[test]
+fn shipped_modules_load_in_order_talk_and_shut_down_in_reverse() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: mod-test-module\n{PRODUCER_AND_CONSUMER}"
+    ));
+    let mut orch = start(&scenario);
+    orch.wait_for("app.started: 3 of 3 modules running", BUILD)
+        .unwrap();
+    orch.wait_for("Received test.ping: hello (seq 1)", SHORT)
+        .unwrap();
+    orch.wait_for("Received test.ping: hello (seq 3)", SHORT)
+        .unwrap();
+
+    // Every module is initialized (subscribed) before any starts (publishes).
+    let last_initialized = position(&orch, "[TIMING] module 'mod-dummy-consumer' initialized");
+    let first_started = position(&orch, "[TIMING] module 'mod-test-module' started");
+    assert!(last_initialized < first_started, "{}", orch.output());
+    assert!(
+        position(&orch, "Subscribed to event: test.ping") < position(&orch, "Published test.ping")
+    );
+    assert!(orch.output().contains("[TIMING] startup of 3 modules took"));
+    assert!(orch.output().contains("Hot-reload: disabled"));
+    assert!(orch.output().contains("[RESOURCES]"));
+
+    stop_cleanly(&mut orch, Signal::SIGINT);
+    let consumer = position(&orch, "module 'mod-dummy-consumer' shut down");
+    let producer = position(&orch, "module 'mod-dummy-producer' shut down");
+    let test_module = position(&orch, "module 'mod-test-module' shut down");
+    assert!(
+        consumer < producer && producer < test_module,
+        "reverse order\n{}",
+        orch.output()
+    );
+    assert!(
+        orch.output()
+            .contains("[mod-test-module] Test module shutting down")
+    );
+    assert!(
+        orch.output()
+            .contains("module 'mod-dummy-consumer' unloaded")
+    );
+
+    let log = std::fs::read_to_string(scenario.log_file()).expect("log file written");
+    assert!(
+        log.contains("Received test.ping: hello"),
+        "log file:\n{log}"
+    );
+}
+
+#[test]
+fn sigterm_also_shuts_down_cleanly() {
+    let scenario = Scenario::new(&format!("modules:\n{PRODUCER_AND_CONSUMER}"));
+    let mut orch = start(&scenario);
+    orch.wait_for("Received test.ping: hello (seq 1)", BUILD)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGTERM);
+    assert!(orch.output().contains("Shutting down (SIGTERM received)"));
+}
+
+#[test]
+fn a_module_that_panics_in_initialize_is_named_and_the_others_run() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-panic-init\n{PRODUCER_AND_CONSUMER}"
+    ));
+    let mut orch = start(&scenario);
+    let error = orch
+        .wait_for(
+            "module 'fixture-panic-init' failed in phase initialize",
+            BUILD,
+        )
+        .unwrap();
+    assert!(
+        error.text.contains("fixture exploded on purpose"),
+        "{}",
+        error.text
+    );
+    assert!(
+        error.text.contains("src/lib.rs"),
+        "panic location: {}",
+        error.text
+    );
+    orch.wait_for("app.started: 2 of 3 modules running", SHORT)
+        .unwrap();
+    orch.wait_for("Received test.ping: hello (seq 2)", SHORT)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGINT);
+}
+
+#[test]
+fn a_module_that_hangs_in_initialize_times_out_by_name_and_the_others_run() {
+    let scenario = Scenario::with_timeouts(
+        &format!("modules:\n  - name: fixture-hang-init\n{PRODUCER_AND_CONSUMER}"),
+        "1s",
+    );
+    let mut orch = start(&scenario);
+    let error = orch
+        .wait_for(
+            "module 'fixture-hang-init' failed in phase initialize",
+            BUILD,
+        )
+        .unwrap();
+    assert!(error.text.contains("timeout"), "{}", error.text);
+    assert!(
+        orch.output()
+            .contains("[fixture-hang-init] fixture-hang-init is about to hang")
+    );
+    orch.wait_for("hint: the module's initialize is stuck", SHORT)
+        .unwrap();
+    orch.wait_for("Received test.ping: hello (seq 2)", SHORT)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGINT);
+}
+
+#[test]
+fn a_library_without_the_entry_symbol_is_refused_with_the_reason() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-no-symbol\n{PRODUCER_AND_CONSUMER}"
+    ));
+    let mut orch = start(&scenario);
+    let error = orch
+        .wait_for(
+            "module 'fixture-no-symbol' failed in phase abi-check",
+            BUILD,
+        )
+        .unwrap();
+    assert!(
+        error.text.contains("has no symbol `orch_module_v1`"),
+        "{}",
+        error.text
+    );
+    orch.wait_for("export_module!", SHORT).unwrap();
+    orch.wait_for("Received test.ping: hello (seq 1)", SHORT)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGINT);
+}
+
+#[test]
+fn a_library_of_another_abi_version_is_refused_before_any_call() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-abi-mismatch\n{PRODUCER_AND_CONSUMER}"
+    ));
+    let mut orch = start(&scenario);
+    let error = orch
+        .wait_for(
+            "module 'fixture-abi-mismatch' failed in phase abi-check",
+            BUILD,
+        )
+        .unwrap();
+    assert!(
+        error
+            .text
+            .contains("built for ABI v999, this host speaks ABI v1"),
+        "{}",
+        error.text
+    );
+    orch.wait_for("Received test.ping: hello (seq 1)", SHORT)
+        .unwrap();
+    assert!(
+        !orch.output().contains("the host must never call"),
+        "the module was called"
+    );
+    stop_cleanly(&mut orch, Signal::SIGINT);
+}
+
+#[test]
+fn a_failing_subscriber_is_reported_and_never_reaches_the_publisher() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-faulty-consumer\n{PRODUCER_AND_CONSUMER}"
+    ));
+    let mut orch = start(&scenario);
+    orch.wait_for("fixture refuses odd ping 1", BUILD).unwrap();
+    orch.wait_for("fixture panics on even ping 2", SHORT)
+        .unwrap();
+    orch.wait_for("Received test.ping: hello (seq 4)", SHORT)
+        .unwrap();
+    orch.wait_for("Published test.ping: hello (seq 5)", SHORT)
+        .unwrap();
+    let reports = orch.lines_with("module 'fixture-faulty-consumer' failed handling 'test.ping'");
+    assert!(reports.len() >= 2, "{}", orch.output());
+    stop_cleanly(&mut orch, Signal::SIGINT);
+}
+
+#[test]
+fn a_malformed_modules_yaml_stops_before_anything_runs() {
+    let scenario = Scenario::new("modules:\n  - name: mod-dummy-producer\n   enabled: true\n");
+    let output = scenario.command(&["run"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("modules.yaml:"), "names the file: {stderr}");
+    assert!(stderr.contains(":3:"), "names the line: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("loaded in"), "nothing ran: {stdout}");
+}
+
+#[test]
+fn an_unknown_package_is_a_config_error_that_lists_the_modules() {
+    let scenario = Scenario::new("modules:\n  - name: mod-does-not-exist\n");
+    let output = scenario.command(&["run"]).output().expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("mod-does-not-exist"), "{stderr}");
+    assert!(
+        stderr.contains("mod-dummy-consumer"),
+        "lists what exists: {stderr}"
+    );
+}
+
+#[test]
+fn a_handler_that_never_returns_is_named_and_shutdown_does_not_wait_forever() {
+    let scenario = Scenario::with_timeouts(
+        &format!("modules:\n  - name: fixture-stuck-handler\n{PRODUCER_AND_CONSUMER}"),
+        "1s",
+    );
+    let mut orch = start(&scenario);
+    let report = orch
+        .wait_for(
+            "[TIMEOUT] module 'fixture-stuck-handler' is stuck in on_event('test.ping')",
+            BUILD,
+        )
+        .unwrap();
+    assert!(report.text.contains("timeouts.event"), "{}", report.text);
+    // The consumer goes on receiving after the stuck handler was reported.
+    let next = orch.lines_with("Received test.ping").len() + 1;
+    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), SHORT)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGINT);
+    assert!(
+        orch.output()
+            .contains("module 'fixture-stuck-handler' failed in phase shutdown"),
+        "{}",
+        orch.output()
+    );
+}

@@ -1,0 +1,62 @@
+//! Support for the end-to-end tests: build the real `cargo-orch` binary once,
+//! lay out a scratch configuration, and drive a running orchestrator process
+//! through its output lines with deadlines.
+
+pub mod process;
+pub mod scenario;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub use process::{Line, OrchProcess};
+pub use scenario::Scenario;
+
+/// The workspace root (the parent of this package).
+pub fn workspace_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".."))
+    })
+}
+
+/// The cargo that runs these tests.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Builds `cargo-orch` (once per test process) and returns its executable.
+pub fn orch_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let output = cargo()
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "-p",
+                "cargo-orch",
+                "--bin",
+                "cargo-orch",
+                "--message-format=json",
+            ])
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building cargo-orch failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        cargo_metadata::Message::parse_stream(output.stdout.as_slice())
+            .flatten()
+            .find_map(|message| match message {
+                cargo_metadata::Message::CompilerArtifact(a) if a.target.name == "cargo-orch" => {
+                    a.executable.map(|e| e.into_std_path_buf())
+                }
+                _ => None,
+            })
+            .expect("cargo reported the cargo-orch executable")
+    })
+}
