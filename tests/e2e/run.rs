@@ -264,3 +264,146 @@ fn a_handler_that_never_returns_is_named_and_shutdown_does_not_wait_forever() {
         orch.output()
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let scenario = Scenario::new(&format!("modules:\n{PRODUCER_AND_CONSUMER}"));
+    let mut command = scenario.command(&["run", "--log-format", "json"]);
+    command.env_remove("NO_COLOR");
+    let mut orch = OrchProcess::spawn(command).expect("spawn");
+    orch.wait_for("Received test.ping: hello (seq 1)", BUILD)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGINT);
+    let log_lines: Vec<String> = orch
+        .output()
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(String::from)
+        .collect();
+    assert!(log_lines.len() > 5, "{}", orch.output());
+    for line in &log_lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            value["level"].is_string() && value["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn help_works_both_as_cargo_calls_it_and_for_every_verb() {
+    let scenario = Scenario::new("modules: []\n");
+    for args in [vec!["--help"], vec!["run", "--help"]] {
+        let output = scenario.command(&args).output().expect("help");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("Usage: cargo orch"), "{text}");
+        assert!(!text.contains("\u{1b}["), "NO_COLOR is respected: {text}");
+    }
+    let output = scenario.command(&["run", "--help"]).output().expect("help");
+    let text = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--watch",
+        "--no-watch",
+        "--release",
+        "--config-dir",
+        "--log-format",
+    ] {
+        assert!(text.contains(flag), "{flag} documented: {text}");
+    }
+}
+
+#[test]
+fn sigint_during_the_build_ends_cargo_and_its_children() {
+    let marker = format!(
+        "orch-e2e-build-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    let scenario = Scenario::new("modules:\n  - name: fixture-slow-build\n");
+    let mut command = scenario.command(&["run"]);
+    command
+        .env("ORCH_E2E_MARKER", &marker)
+        .env("ORCH_FIXTURE_SLOW_BUILD", format!("120:{marker}"));
+    let mut orch = OrchProcess::spawn(command).expect("spawn");
+    orch.wait_for("fixture-slow-build", BUILD).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let building = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
+    assert!(
+        building.len() > 1,
+        "cargo is running under the orchestrator: {building:?}"
+    );
+    orch.signal(Signal::SIGINT).unwrap();
+    let status = orch
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits promptly");
+    assert_eq!(status.code(), Some(0), "{}", orch.output());
+    orch.wait_for("Build interrupted by SIGINT", SHORT).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let survivors = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
+    assert!(survivors.is_empty(), "still running: {survivors:?}");
+}
+
+#[test]
+fn no_process_started_by_the_orchestrator_outlives_it() {
+    let marker = format!(
+        "orch-e2e-{}-{:?}",
+        std::process::id(),
+        std::time::Instant::now()
+    );
+    let scenario = Scenario::new(&format!("modules:\n{PRODUCER_AND_CONSUMER}"));
+    let mut command = scenario.command(&["run"]);
+    command.env("ORCH_E2E_MARKER", &marker);
+    let mut orch = OrchProcess::spawn(command).expect("spawn");
+    orch.wait_for("Received test.ping: hello (seq 1)", BUILD)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGINT);
+    let survivors = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
+    assert!(survivors.is_empty(), "still running: {survivors:?}");
+}
+
+/// Pids of live processes whose environment contains `entry`.
+fn processes_with_env(entry: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn a_module_that_does_not_compile_stops_the_run_with_the_compiler_error() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-compile-error\n{PRODUCER_AND_CONSUMER}"
+    ));
+    let mut command = scenario.command(&["run"]);
+    command.env("ORCH_FIXTURE_BREAK_BUILD", "1");
+    let output = command.output().expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("module package 'fixture-compile-error' did not compile"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("asked to fail its build"),
+        "first error shown: {stdout}"
+    );
+    assert!(
+        stderr.contains("error"),
+        "cargo's rendering on stderr: {stderr}"
+    );
+    assert!(
+        !stdout.contains("loaded in"),
+        "nothing was loaded: {stdout}"
+    );
+}
