@@ -13,6 +13,7 @@ pub mod host_api;
 pub mod loader;
 pub mod logging;
 pub mod resources;
+pub mod scratch;
 pub mod supervisor;
 pub mod timers;
 pub mod workspace;

@@ -339,9 +339,11 @@ impl Supervisor {
 
     /// Publishes `app.shutdown`, then shuts every module down in reverse startup
     /// order (each after the events already in its mailbox) and unloads it.
-    pub fn shutdown(&mut self, reason: &str) {
+    /// Returns the modules whose `shutdown` failed.
+    pub fn shutdown(&mut self, reason: &str) -> Vec<ModuleFailure> {
+        let mut failures = Vec::new();
         if self.running.is_empty() && self.watchdog.is_none() {
-            return;
+            return failures;
         }
         tracing::info!("Shutting down ({reason})");
         self.bus
@@ -363,7 +365,9 @@ impl Supervisor {
                 ),
                 Err(failure) => {
                     self.report_failure(&failure);
-                    if matches!(failure.cause, Cause::Timeout(_)) {
+                    let stuck = matches!(failure.cause, Cause::Timeout(_));
+                    failures.push(failure);
+                    if stuck {
                         // Stuck in module code: waiting for its thread again is pointless.
                         self.stuck.push(module.actor);
                         continue;
@@ -400,6 +404,7 @@ impl Supervisor {
             );
         }
         tracing::info!("Shutdown complete");
+        failures
     }
 }
 

@@ -206,3 +206,36 @@ fn a_library_of_another_abi_version_is_refused_with_both_versions() {
     assert!(text.contains("ABI v1"), "{text}");
     assert!(text.contains("module 'fixture-abi-mismatch'"), "{text}");
 }
+
+fn spec(name: &str) -> orch_core::config::ModuleSpec {
+    orch_core::config::ModuleSpec {
+        name: name.into(),
+        package: name.into(),
+        enabled: true,
+        config: serde_json::json!({ "publish_interval": "1h" }),
+        depends_on: Vec::new(),
+        line: 1,
+    }
+}
+
+#[test]
+fn the_scratch_host_runs_a_whole_lifecycle_or_names_the_failing_phase() {
+    let target = tempfile::tempdir().unwrap();
+    let timeouts = orch_core::config::Timeouts::default();
+    let ok = orch_core::scratch::load_check(
+        &spec("mod-dummy-producer"),
+        &artifacts()["mod-dummy-producer"],
+        target.path(),
+        timeouts,
+    );
+    assert!(ok.is_ok(), "{ok:?}");
+    let failure = orch_core::scratch::load_check(
+        &spec("fixture-abi-mismatch"),
+        &artifacts()["fixture-abi-mismatch"],
+        target.path(),
+        timeouts,
+    )
+    .unwrap_err();
+    assert_eq!(failure.phase, Phase::AbiCheck);
+    assert_eq!(failure.module, "fixture-abi-mismatch");
+}
