@@ -407,3 +407,30 @@ fn a_module_that_does_not_compile_stops_the_run_with_the_compiler_error() {
         "nothing was loaded: {stdout}"
     );
 }
+
+#[test]
+fn runs_in_a_copy_of_the_workspace_as_in_a_fresh_clone() {
+    let scratch = orch_e2e::ScratchWorkspace::copy_of_repo().expect("copy");
+    scratch
+        .replace(
+            "modules-backend/mod-dummy-producer/src/lib.rs",
+            "message: \"hello\".to_owned()",
+            "message: \"hello from a copy\".to_owned()",
+        )
+        .expect("edit the copy");
+    scratch
+        .replace("config/modules.yaml", "      message: hello\n", "")
+        .expect("edit the copy");
+    let mut orch = OrchProcess::spawn(scratch.orch(&["run"])).expect("spawn");
+    orch.wait_for("Received test.ping: hello from a copy (seq 1)", BUILD)
+        .unwrap();
+    stop_cleanly(&mut orch, Signal::SIGINT);
+    let original = std::fs::read_to_string(
+        orch_e2e::workspace_root().join("modules-backend/mod-dummy-producer/src/lib.rs"),
+    )
+    .unwrap();
+    assert!(
+        !original.contains("hello from a copy"),
+        "the repository is untouched"
+    );
+}

@@ -4,6 +4,7 @@
 
 pub mod process;
 pub mod scenario;
+pub mod scratch;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +12,7 @@ use std::sync::OnceLock;
 
 pub use process::{Line, OrchProcess};
 pub use scenario::Scenario;
+pub use scratch::ScratchWorkspace;
 
 /// The workspace root (the parent of this package).
 pub fn workspace_root() -> &'static Path {
