@@ -1,13 +1,20 @@
-//! Each loaded module is an actor: a mailbox and one host thread that delivers to
-//! it one envelope at a time. Events and lifecycle calls share the mailbox, so a
-//! call queued after some events runs after them (that is how shutdown drains a
-//! mailbox, and how a reload pauses delivery without losing or repeating events).
+//! Each loaded module is an actor: a mailbox and a host thread that delivers to
+//! it one envelope at a time.
+//!
+//! Events and ordinary lifecycle calls share the mailbox, so a call queued after
+//! some events runs after them (that is how shutdown drains a mailbox). Each
+//! generation of a module gets a thread of its own, reading the same mailbox: on a
+//! reload the old thread retires after its last call, events wait in the mailbox
+//! while the new generation is booted through the priority control channel, and
+//! the new thread resumes delivery where the old one stopped, so no event is lost
+//! or delivered twice. A thread per generation also lets the dynamic loader really
+//! unload an old library: its thread-local destructors run when its thread ends.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select, unbounded};
 
 use crate::bus::{Bus, BusEvent, EventSink};
 use crate::error::{Cause, ModuleFailure, Phase};
@@ -17,10 +24,46 @@ use crate::loader::ModuleInstance;
 pub enum Envelope {
     /// Deliver an event to the module's `on_event`.
     Event(Arc<BusEvent>),
-    /// Run a lifecycle step on the actor's thread.
+    /// Run a step on the actor's thread.
     Call(Box<dyn FnOnce(&mut ActorState) + Send>),
     /// Leave the loop and hand the state back.
     Stop,
+}
+
+/// The module's mailbox: outlives its generations.
+#[derive(Clone)]
+pub struct Mailbox {
+    sender: Sender<Envelope>,
+    receiver: Receiver<Envelope>,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mailbox {
+    /// An empty mailbox.
+    pub fn new() -> Self {
+        let (sender, receiver) = unbounded();
+        Self { sender, receiver }
+    }
+
+    /// The sink the bus and the timers deliver into.
+    pub fn sink(&self) -> Arc<MailboxSink> {
+        Arc::new(MailboxSink(self.sender.clone()))
+    }
+
+    /// How many envelopes wait.
+    pub fn len(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
 }
 
 /// The mailbox as the bus and the timers see it.
@@ -32,12 +75,28 @@ impl EventSink for MailboxSink {
     }
 }
 
-/// What the actor thread owns: the module's current generation.
+/// What an actor thread owns: the module's generation.
 pub struct ActorState {
     /// The module's name.
     pub name: Arc<str>,
     /// The loaded generation, if any.
     pub instance: Option<ModuleInstance>,
+    /// While paused the thread reads only its control channel: events wait.
+    pub paused: bool,
+    /// Set by a call to end the thread right after that call.
+    pub retire: bool,
+}
+
+impl ActorState {
+    /// The state of a thread for module `name`.
+    pub fn new(name: Arc<str>, instance: Option<ModuleInstance>, paused: bool) -> Self {
+        Self {
+            name,
+            instance,
+            paused,
+            retire: false,
+        }
+    }
 }
 
 /// What the actor is doing right now, read by the watchdog.
@@ -101,45 +160,39 @@ pub enum CallError {
     Gone,
 }
 
-/// The handle on one actor thread.
+/// The handle on one generation's thread.
 pub struct Actor {
     name: Arc<str>,
-    sender: Sender<Envelope>,
+    mailbox: Mailbox,
+    control: Sender<Envelope>,
     done: Receiver<ActorState>,
+    thread: Option<std::thread::JoinHandle<()>>,
     activity: Arc<Activity>,
 }
 
 impl Actor {
-    /// Creates the mailbox; the actor thread starts with [`Actor::spawn`].
-    pub fn mailbox() -> (Sender<Envelope>, Receiver<Envelope>) {
-        unbounded()
-    }
-
-    /// Starts the thread of module `name`, reading `mailbox`. Errors and panics of
-    /// `on_event` are logged and published as `module.error` on `bus`.
-    pub fn spawn(
-        name: Arc<str>,
-        sender: Sender<Envelope>,
-        mailbox: Receiver<Envelope>,
-        bus: Bus,
-    ) -> std::io::Result<Self> {
+    /// Starts a thread for module `name` with `state`, reading `mailbox` (unless
+    /// paused) and a control channel of its own. Errors and panics of `on_event`
+    /// are logged and published as `module.error` on `bus`.
+    pub fn spawn(mailbox: &Mailbox, state: ActorState, bus: Bus) -> std::io::Result<Self> {
+        let name = Arc::clone(&state.name);
+        let (control, control_rx) = unbounded();
         let (done_tx, done) = bounded(1);
         let activity = Arc::new(Activity::new());
-        let state = ActorState {
-            name: Arc::clone(&name),
-            instance: None,
-        };
         let thread_activity = Arc::clone(&activity);
-        std::thread::Builder::new()
+        let receiver = mailbox.receiver.clone();
+        let thread = std::thread::Builder::new()
             .name(format!("module:{name}"))
             .spawn(move || {
-                let state = run(state, &mailbox, &bus, &thread_activity);
+                let state = run(state, &receiver, &control_rx, &bus, &thread_activity);
                 let _ = done_tx.send(state);
             })?;
         Ok(Self {
             name,
-            sender,
+            mailbox: mailbox.clone(),
+            control,
             done,
+            thread: Some(thread),
             activity,
         })
     }
@@ -161,70 +214,143 @@ impl Actor {
         timeout: Duration,
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
     ) -> Result<R, CallError> {
+        Self::send_and_wait(&self.mailbox.sender, timeout, f)
+    }
+
+    /// Runs `f` on the actor thread before any waiting event (also while paused).
+    pub fn control<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        Self::send_and_wait(&self.control, timeout, f)
+    }
+
+    fn send_and_wait<R: Send + 'static>(
+        channel: &Sender<Envelope>,
+        timeout: Duration,
+        f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
         let (reply_tx, reply) = bounded(1);
         let envelope = Envelope::Call(Box::new(move |state| {
             let _ = reply_tx.send(f(state));
         }));
-        self.sender.send(envelope).map_err(|_| CallError::Gone)?;
+        channel.send(envelope).map_err(|_| CallError::Gone)?;
         reply.recv_timeout(timeout).map_err(|e| match e {
             RecvTimeoutError::Timeout => CallError::Timeout,
             RecvTimeoutError::Disconnected => CallError::Gone,
         })
     }
 
-    /// Calls a module hook on the actor thread, bounded by `timeout`, and turns
-    /// every way it can fail into a [`ModuleFailure`] for `phase`.
+    /// Calls a module hook in mailbox order, bounded by `timeout`, and turns every
+    /// way it can fail into a [`ModuleFailure`] for `phase`.
     pub fn call_module(
         &self,
         phase: Phase,
         timeout: Duration,
         f: impl FnOnce(&mut ModuleInstance) -> Result<(), Cause> + Send + 'static,
     ) -> Result<(), ModuleFailure> {
-        let outcome = self.call(timeout, move |state| match state.instance.as_mut() {
-            Some(instance) => f(instance),
-            None => Err(Cause::Host("no module generation is loaded".into())),
-        });
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(cause)) => Err(ModuleFailure::new(&*self.name, phase, cause)),
-            Err(CallError::Timeout) => Err(ModuleFailure::new(
-                &*self.name,
-                phase,
-                Cause::Timeout(timeout),
-            )),
-            Err(CallError::Gone) => Err(ModuleFailure::new(
-                &*self.name,
-                phase,
-                Cause::Host("the module's thread has ended".into()),
-            )),
+        let outcome = self.call(timeout, move |state| with_instance(state, f));
+        self.failure_of(phase, timeout, outcome)
+    }
+
+    /// As [`Actor::call_module`], through the priority control channel.
+    pub fn control_module(
+        &self,
+        phase: Phase,
+        timeout: Duration,
+        f: impl FnOnce(&mut ModuleInstance) -> Result<(), Cause> + Send + 'static,
+    ) -> Result<(), ModuleFailure> {
+        let outcome = self.control(timeout, move |state| with_instance(state, f));
+        self.failure_of(phase, timeout, outcome)
+    }
+
+    fn failure_of(
+        &self,
+        phase: Phase,
+        timeout: Duration,
+        outcome: Result<Result<(), Cause>, CallError>,
+    ) -> Result<(), ModuleFailure> {
+        let cause = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(cause)) => cause,
+            Err(CallError::Timeout) => Cause::Timeout(timeout),
+            Err(CallError::Gone) => Cause::Host("the module's thread has ended".into()),
+        };
+        Err(ModuleFailure::new(&*self.name, phase, cause))
+    }
+
+    /// Waits for the thread to end (after a call that set `retire`, or a stop) and
+    /// returns its state; `None` if it does not end within `timeout`. On success
+    /// the thread has fully ended, thread-local destructors included, so the
+    /// module's library may be unloaded.
+    pub fn join(&mut self, timeout: Duration) -> Option<ActorState> {
+        let state = self.done.recv_timeout(timeout).ok()?;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
+        Some(state)
     }
 
     /// Stops the thread after what is in its mailbox and returns its state, or
     /// `Err(self)` if it does not stop within `timeout` (it is stuck in module code;
     /// its library must then stay loaded).
-    pub fn stop(self, timeout: Duration) -> Result<ActorState, Self> {
-        if self.sender.send(Envelope::Stop).is_err() {
-            return self.done.recv_timeout(timeout).map_err(|_| self);
-        }
-        match self.done.recv_timeout(timeout) {
-            Ok(state) => Ok(state),
-            Err(_) => Err(self),
-        }
+    pub fn stop(mut self, timeout: Duration) -> Result<ActorState, Self> {
+        let _ = self.mailbox.sender.send(Envelope::Stop);
+        self.join(timeout).ok_or(self)
+    }
+
+    /// Stops a paused thread at once, through its control channel.
+    pub fn stop_now(mut self, timeout: Duration) -> Result<ActorState, Self> {
+        let _ = self.control.send(Envelope::Stop);
+        self.join(timeout).ok_or(self)
+    }
+}
+
+fn with_instance(
+    state: &mut ActorState,
+    f: impl FnOnce(&mut ModuleInstance) -> Result<(), Cause>,
+) -> Result<(), Cause> {
+    match state.instance.as_mut() {
+        Some(instance) => f(instance),
+        None => Err(Cause::Host("no module generation is loaded".into())),
     }
 }
 
 fn run(
     mut state: ActorState,
     mailbox: &Receiver<Envelope>,
+    control: &Receiver<Envelope>,
     bus: &Bus,
     activity: &Activity,
 ) -> ActorState {
-    while let Ok(envelope) = mailbox.recv() {
+    loop {
+        let envelope = if let Ok(envelope) = control.try_recv() {
+            envelope
+        } else if state.paused {
+            match control.recv() {
+                Ok(envelope) => envelope,
+                Err(_) => break,
+            }
+        } else {
+            select! {
+                recv(control) -> envelope => match envelope {
+                    Ok(envelope) => envelope,
+                    Err(_) => break,
+                },
+                recv(mailbox) -> envelope => match envelope {
+                    Ok(envelope) => envelope,
+                    Err(_) => break,
+                },
+            }
+        };
         match envelope {
             Envelope::Event(event) => deliver(&mut state, &event, bus, activity),
             Envelope::Call(call) => call(&mut state),
             Envelope::Stop => break,
+        }
+        if state.retire {
+            break;
         }
     }
     state

@@ -6,7 +6,7 @@
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use orch_sdk::abi::{
@@ -29,6 +29,7 @@ pub struct ModuleHostCtx {
     timers: TimerService,
     mailbox: Arc<dyn EventSink>,
     may_publish: AtomicBool,
+    active_generation: AtomicU32,
 }
 
 impl ModuleHostCtx {
@@ -47,7 +48,19 @@ impl ModuleHostCtx {
             timers,
             mailbox,
             may_publish: AtomicBool::new(false),
+            active_generation: AtomicU32::new(1),
         }
+    }
+
+    /// Makes `generation` the one whose calls the host serves; calls from any
+    /// other generation (an abandoned one that came back to life) are refused.
+    pub fn set_active_generation(&self, generation: u32) {
+        self.active_generation.store(generation, Ordering::Release);
+    }
+
+    /// The generation whose calls the host serves.
+    pub fn active_generation(&self) -> u32 {
+        self.active_generation.load(Ordering::Acquire)
     }
 
     /// Allows or refuses publishing: refused until every module is initialized.
@@ -114,18 +127,29 @@ impl ModuleHostCtx {
     }
 }
 
-/// The function table handed to one module instance. Keeps `ctx` alive.
+/// What a host function receives as its context: the module and the
+/// generation that the calling instance belongs to.
+struct GenerationCtx {
+    module: Arc<ModuleHostCtx>,
+    generation: u32,
+}
+
+/// The function table handed to one module instance (one generation).
 pub struct HostTable {
     api: Box<HostApi>,
-    _ctx: Arc<ModuleHostCtx>,
+    _ctx: Box<GenerationCtx>,
 }
 
 impl HostTable {
-    /// A table whose functions act for `ctx`'s module.
-    pub fn new(ctx: Arc<ModuleHostCtx>) -> Self {
+    /// A table whose functions act for generation `generation` of `ctx`'s module.
+    pub fn new(ctx: Arc<ModuleHostCtx>, generation: u32) -> Self {
+        let ctx = Box::new(GenerationCtx {
+            module: ctx,
+            generation,
+        });
         let api = Box::new(HostApi {
             abi_version: ABI_VERSION,
-            ctx: Arc::as_ptr(&ctx).cast(),
+            ctx: (&*ctx as *const GenerationCtx).cast(),
             publish: host_publish,
             subscribe: host_subscribe,
             unsubscribe: host_unsubscribe,
@@ -157,10 +181,21 @@ unsafe fn with_ctx(
         err.write(b"null host context");
         return STATUS_ERROR;
     }
-    // SAFETY: per this function's contract `ctx` points to a live ModuleHostCtx
-    // (the HostTable that owns the Arc outlives every instance using it).
-    let ctx = unsafe { &*ctx.cast::<ModuleHostCtx>() };
-    match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+    // SAFETY: per this function's contract `ctx` points to the live
+    // GenerationCtx of a HostTable, which outlives every instance using it.
+    let ctx = unsafe { &*ctx.cast::<GenerationCtx>() };
+    let active = ctx.module.active_generation();
+    if ctx.generation != active {
+        err.write(
+            format!(
+                "generation {} of module '{}' is no longer active (generation {active} is)",
+                ctx.generation, ctx.module.name
+            )
+            .as_bytes(),
+        );
+        return STATUS_ERROR;
+    }
+    match catch_unwind(AssertUnwindSafe(|| body(&ctx.module))) {
         Ok(Ok(())) => STATUS_OK,
         Ok(Err(message)) => {
             err.write(message.as_bytes());
@@ -255,15 +290,17 @@ unsafe extern "C" fn host_log(
     _target: RStr<'_>,
     message: RStr<'_>,
 ) {
-    let mut ignored = Vec::new();
-    // SAFETY: as in host_publish.
-    unsafe {
-        with_ctx(ctx, ByteSink::to_vec(&mut ignored), |ctx| {
-            let bytes = message.as_bytes();
-            ctx.log(level, &String::from_utf8_lossy(bytes));
-            Ok(())
-        });
+    if ctx.is_null() {
+        return;
     }
+    // SAFETY: the module passes the ctx of its live HostTable and a message
+    // borrowed for the call. Logging is served for any generation (a retiring
+    // generation may still log from its drop); panics are contained.
+    let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
+        let ctx = &*ctx.cast::<GenerationCtx>();
+        let text = String::from_utf8_lossy(message.as_bytes());
+        ctx.module.log(level, &text);
+    }));
 }
 
 unsafe extern "C" fn host_max_log_level(_ctx: *const c_void) -> u32 {

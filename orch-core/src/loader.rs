@@ -6,6 +6,7 @@ use std::ffi::c_void;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use libloading::Library;
 use orch_sdk::abi::{
@@ -46,7 +47,7 @@ impl Loader {
         let copy = self.copy_artifact(name, artifact, generation)?;
         let library = open_library(name, &copy)?;
         let descriptor = check_descriptor(name, &library, &copy)?;
-        let host = HostTable::new(ctx);
+        let host = HostTable::new(ctx, generation);
         let mut instance: *mut c_void = std::ptr::null_mut();
         let mut message = Vec::new();
         // SAFETY: the ABI version and descriptor size were checked, so `create`
@@ -67,9 +68,11 @@ impl Loader {
             instance,
             descriptor,
             generation,
-            host,
-            library: Some(library),
-            copy,
+            library: Some(LoadedLibrary {
+                library: Some(library),
+                _host: host,
+                copy,
+            }),
         })
     }
 
@@ -225,20 +228,60 @@ fn cause(status: Status, message: &[u8]) -> Cause {
     }
 }
 
-/// A created module instance in a loaded library. Destroys the instance, then
-/// releases the host table and unloads the library, in that order, on drop.
+/// A created module instance in a loaded library. Dropping it destroys the
+/// instance and then unloads the library (see [`ModuleInstance::retire`] for the
+/// way that lets the dynamic loader really unmap it).
 pub struct ModuleInstance {
     instance: *mut c_void,
     descriptor: &'static ModuleDescriptor,
     generation: u32,
-    host: HostTable,
-    library: Option<Library>,
-    copy: PathBuf,
+    library: Option<LoadedLibrary>,
 }
 
 // SAFETY: the instance is used by one thread at a time (its actor, or the
 // supervisor after the actor has stopped); the SDK requires `Module: Send`.
 unsafe impl Send for ModuleInstance {}
+
+/// A loaded library whose instance is destroyed: dropping it unloads the library,
+/// releases the host table and removes the generation's copy.
+pub struct LoadedLibrary {
+    library: Option<Library>,
+    _host: HostTable,
+    copy: PathBuf,
+}
+
+impl LoadedLibrary {
+    /// The file the library was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.copy
+    }
+
+    /// Unloads the library and reports whether the dynamic loader really unmapped
+    /// it (it keeps a library mapped while threads hold its thread-local destructors).
+    pub fn unload(mut self) -> bool {
+        drop(self.library.take());
+        let copy = self.copy.clone();
+        drop(self);
+        !is_mapped(&copy)
+    }
+}
+
+impl Drop for LoadedLibrary {
+    fn drop(&mut self) {
+        drop(self.library.take());
+        let _ = fs::remove_file(&self.copy);
+    }
+}
+
+/// Whether a file is mapped into this process (Linux: /proc/self/maps).
+pub fn is_mapped(path: &Path) -> bool {
+    let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    let needle = path.to_string_lossy();
+    maps.lines()
+        .any(|line| line.ends_with(&*needle) || line.contains(&format!("{needle} (deleted)")))
+}
 
 impl ModuleInstance {
     /// The generation number (1 for the first load).
@@ -327,15 +370,42 @@ unsafe fn lossy(s: RStr<'static>) -> String {
     String::from_utf8_lossy(unsafe { s.as_bytes() }).into_owned()
 }
 
+impl ModuleInstance {
+    /// Destroys the instance on a short-lived thread of its own and returns the
+    /// library, to be unloaded once no thread that ran module code is left
+    /// (thread-local destructors of the module would otherwise pin it).
+    /// `None` if `destroy` did not return within `timeout` (the library then
+    /// stays loaded, as its code may still run).
+    pub fn retire(self, timeout: Duration) -> Option<LoadedLibrary> {
+        let (done_tx, done) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("orch-retire".into())
+            .spawn(move || {
+                let mut instance = self;
+                instance.destroy();
+                let _ = done_tx.send(instance.library.take());
+            });
+        let thread = spawned.ok()?;
+        let library = done.recv_timeout(timeout).ok()?;
+        let _ = thread.join();
+        library
+    }
+
+    fn destroy(&mut self) {
+        if self.instance.is_null() {
+            return;
+        }
+        // SAFETY: `instance` came from this descriptor's `create` and is destroyed
+        // exactly once (the pointer is nulled right after); nothing uses it later.
+        unsafe { (self.descriptor.destroy)(self.instance) };
+        self.instance = std::ptr::null_mut();
+    }
+}
+
 impl Drop for ModuleInstance {
     fn drop(&mut self) {
-        // SAFETY: `instance` came from this descriptor's `create` and is destroyed
-        // exactly once, here; nothing uses it afterwards.
-        unsafe { (self.descriptor.destroy)(self.instance) };
-        // The library goes last: its code ran `destroy` above, and the host table
-        // (dropped with `self.host`) is no longer referenced by any instance.
+        self.destroy();
+        // The library goes last: its code ran `destroy` above.
         drop(self.library.take());
-        let _ = fs::remove_file(&self.copy);
-        let _ = &self.host;
     }
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, unbounded};
-use orch_core::actor::{Actor, MailboxSink};
+use orch_core::actor::Mailbox;
 use orch_core::builder::{BuildRequest, Builder};
 use orch_core::bus::{Bus, BusEvent};
 use orch_core::host_api::ModuleHostCtx;
@@ -57,8 +57,7 @@ struct Harness {
 fn harness(name: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let bus = Bus::new();
-    let (sender, _receiver) = Actor::mailbox();
-    let sink = Arc::new(MailboxSink(sender));
+    let sink = Mailbox::new().sink();
     let id = bus.register(sink.clone());
     let ctx = Arc::new(ModuleHostCtx::new(
         name.into(),
@@ -163,6 +162,7 @@ fn the_state_saved_by_one_generation_reaches_the_next() {
         )
         .expect("second generation loads");
     assert_eq!(new.generation(), 2);
+    h.ctx.set_active_generation(2);
     new.initialize(br#"{"publish_interval":"1h"}"#, state.as_deref())
         .unwrap();
     new.start().unwrap();

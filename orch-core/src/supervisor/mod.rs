@@ -15,7 +15,7 @@ use crossbeam_channel::{Sender, bounded};
 use orch_sdk::duration::human;
 use serde_json::json;
 
-use crate::actor::{Actor, MailboxSink};
+use crate::actor::{Actor, ActorState, Mailbox};
 use crate::bus::Bus;
 use crate::config::{ModuleSpec, Timeouts};
 use crate::error::{Cause, ModuleFailure, Phase, timeout_key};
@@ -23,11 +23,17 @@ use crate::host_api::ModuleHostCtx;
 use crate::loader::Loader;
 use crate::timers::TimerService;
 
+mod reload;
+
+pub use reload::ReloadReport;
+
 /// A module that is loaded and running.
 struct RunningModule {
     spec: ModuleSpec,
     ctx: Arc<ModuleHostCtx>,
+    mailbox: Mailbox,
     actor: Actor,
+    generation: u32,
 }
 
 /// How long each startup phase took, summed over modules.
@@ -65,6 +71,7 @@ pub struct Supervisor {
     stuck: Vec<Actor>,
     watched: Watched,
     watchdog: Option<(Sender<()>, JoinHandle<()>)>,
+    warned_unmapped: bool,
 }
 
 impl Supervisor {
@@ -81,6 +88,7 @@ impl Supervisor {
             stuck: Vec::new(),
             watched,
             watchdog,
+            warned_unmapped: false,
         }
     }
 
@@ -182,8 +190,8 @@ impl Supervisor {
             self.report_failure(&failure);
             return Err(failure);
         };
-        let (sender, receiver) = Actor::mailbox();
-        let sink = Arc::new(MailboxSink(sender.clone()));
+        let mailbox = Mailbox::new();
+        let sink = mailbox.sink();
         let id = self.bus.register(sink.clone());
         let ctx = Arc::new(ModuleHostCtx::new(
             Arc::clone(&name),
@@ -192,14 +200,14 @@ impl Supervisor {
             self.timers.clone(),
             sink,
         ));
-        let actor =
-            Actor::spawn(Arc::clone(&name), sender, receiver, self.bus.clone()).map_err(|e| {
-                ModuleFailure::new(
-                    &*name,
-                    Phase::Load,
-                    Cause::Host(format!("cannot start its thread: {e}")),
-                )
-            });
+        let state = ActorState::new(Arc::clone(&name), None, false);
+        let actor = Actor::spawn(&mailbox, state, self.bus.clone()).map_err(|e| {
+            ModuleFailure::new(
+                &*name,
+                Phase::Load,
+                Cause::Host(format!("cannot start its thread: {e}")),
+            )
+        });
         let actor = match actor {
             Ok(actor) => actor,
             Err(failure) => {
@@ -211,7 +219,9 @@ impl Supervisor {
         let module = RunningModule {
             spec: spec.clone(),
             ctx,
+            mailbox,
             actor,
+            generation: 1,
         };
         let started = Instant::now();
         let loader = Arc::clone(&self.loader);
@@ -228,10 +238,7 @@ impl Supervisor {
                     "[TIMING] module '{name}' loaded in {} (package {package}, orch-sdk {sdk}, generation 1)",
                     human(started.elapsed())
                 );
-                self.watched
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((Arc::clone(&name), Arc::clone(module.actor.activity())));
+                self.watch(&name, module.actor.activity());
                 Ok(module)
             }
             Ok(Err(failure)) => {
@@ -312,8 +319,36 @@ impl Supervisor {
             return;
         }
         match module.actor.stop(self.timeouts.shutdown) {
-            Ok(state) => drop(state),
+            Ok(state) => self.retire(state),
             Err(actor) => self.stuck.push(actor),
+        }
+    }
+
+    /// Destroys a stopped generation's instance and unloads its library, so that
+    /// the dynamic loader can really unmap it; says so once if it cannot.
+    fn retire(&mut self, state: ActorState) {
+        let Some(instance) = state.instance else {
+            return;
+        };
+        let generation = instance.generation();
+        match instance.retire(self.timeouts.shutdown) {
+            Some(library) => {
+                if !library.unload() && !self.warned_unmapped {
+                    self.warned_unmapped = true;
+                    tracing::warn!(
+                        "[RELOAD] the dynamic loader kept generation {generation} of module '{}' \
+                         mapped after unloading (thread-local destructors pin it); each reload \
+                         of such a module keeps its old code in memory",
+                        state.name
+                    );
+                }
+            }
+            None => tracing::warn!(
+                "module '{}' did not finish dropping generation {generation} within {}; \
+                 its library stays loaded",
+                state.name,
+                human(self.timeouts.shutdown)
+            ),
         }
     }
 
@@ -328,6 +363,13 @@ impl Supervisor {
                 "hint": failure.hint,
             }),
         );
+    }
+
+    /// Lets the watchdog see `activity` as module `name`'s (replacing an older one).
+    fn watch(&self, name: &Arc<str>, activity: &Arc<crate::actor::Activity>) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.retain(|(n, _)| n != name);
+        watched.push((Arc::clone(name), Arc::clone(activity)));
     }
 
     fn unwatch(&self, name: &str) {
@@ -376,7 +418,7 @@ impl Supervisor {
             }
             match module.actor.stop(timeout) {
                 Ok(state) => {
-                    drop(state);
+                    self.retire(state);
                     tracing::info!("module '{name}' unloaded");
                     self.bus
                         .publish_json("module.unloaded", &json!({ "name": name }));
