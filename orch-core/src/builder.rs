@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, IsTerminal};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct BuildError {
     pub first_error: Option<String>,
     /// Why the build stopped, when it was not a compile error.
     pub reason: Option<String>,
+    /// The build was cancelled ([`Builder::cancel`]), not failed.
+    pub interrupted: bool,
 }
 
 impl BuildError {
@@ -87,6 +90,7 @@ pub struct Builder {
     workspace_root: PathBuf,
     packages: Arc<HashMap<PathBuf, String>>,
     running: Arc<Mutex<Option<u32>>>,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl Builder {
@@ -101,11 +105,13 @@ impl Builder {
             workspace_root: workspace.root.clone(),
             packages: Arc::new(packages),
             running: Arc::default(),
+            cancelled: Arc::default(),
         }
     }
 
     /// Kills the running build, if any (its whole process group).
     pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
         if let Some(pid) = *self.running.lock().unwrap_or_else(|e| e.into_inner()) {
             kill_group(pid);
         }
@@ -114,11 +120,13 @@ impl Builder {
     /// Builds `request.packages` and returns their cdylibs.
     pub fn build(&self, request: &BuildRequest) -> Result<BuildOutput, BuildError> {
         let started = Instant::now();
+        self.cancelled.store(false, Ordering::SeqCst);
         let mut command = self.command(request);
         let mut child = command.spawn().map_err(|e| BuildError {
             failed_packages: Vec::new(),
             first_error: None,
             reason: Some(format!("cannot run cargo: {e}; is cargo on PATH?")),
+            interrupted: false,
         })?;
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
         let timed_out = Arc::new(Mutex::new(false));
@@ -188,6 +196,7 @@ impl Builder {
             failed_packages: failed_packages(&lines),
             first_error: first_error(&lines),
             reason,
+            interrupted: self.cancelled.load(Ordering::SeqCst),
         })
     }
 
@@ -368,6 +377,7 @@ mod tests {
             failed_packages: vec!["mod-x".into()],
             first_error: Some("error: boom".into()),
             reason: None,
+            interrupted: false,
         };
         let text = error.to_string();
         assert!(

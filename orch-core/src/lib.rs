@@ -10,12 +10,14 @@ pub mod bus;
 pub mod config;
 pub mod error;
 pub mod host_api;
+pub mod hot_reload;
 pub mod loader;
 pub mod logging;
 pub mod resources;
 pub mod scratch;
 pub mod supervisor;
 pub mod timers;
+pub mod watcher;
 pub mod workspace;
 
 pub use error::{Cause, ModuleFailure, OrchError, Phase};

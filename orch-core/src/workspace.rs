@@ -94,4 +94,21 @@ impl Workspace {
                 == wanted
         })
     }
+
+    /// The workspace packages `package` depends on, directly or through others.
+    pub fn dependency_closure(&self, package: &str) -> std::collections::BTreeSet<String> {
+        let mut closure = std::collections::BTreeSet::new();
+        let mut pending = vec![package.to_owned()];
+        while let Some(name) = pending.pop() {
+            let Some(found) = self.package(&name) else {
+                continue;
+            };
+            for dependency in &found.workspace_dependencies {
+                if closure.insert(dependency.clone()) {
+                    pending.push(dependency.clone());
+                }
+            }
+        }
+        closure
+    }
 }

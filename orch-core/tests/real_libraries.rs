@@ -214,6 +214,7 @@ fn spec(name: &str) -> orch_core::config::ModuleSpec {
         enabled: true,
         config: serde_json::json!({ "publish_interval": "1h" }),
         depends_on: Vec::new(),
+        test: Default::default(),
         line: 1,
     }
 }

@@ -5,13 +5,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::{Receiver, select, unbounded};
 use orch_core::builder::{BuildRequest, Builder};
 use orch_core::bus::Bus;
+use orch_core::hot_reload::{HotReload, Outcome};
 use orch_core::loader::Loader;
 use orch_core::orch_sdk::duration::human;
 use orch_core::resources::ResourceManager;
 use orch_core::supervisor::Supervisor;
+use orch_core::watcher::{DEBOUNCE, SourceWatcher};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -38,7 +40,11 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         config.startup_order().len(),
         config.modules.len()
     );
-    report_hot_reload(config.main.hot_reload, args);
+    let hot_reload = (config.main.hot_reload || args.watch) && !args.no_watch;
+    tracing::info!(
+        "Hot-reload: {}",
+        if hot_reload { "enabled" } else { "disabled" }
+    );
 
     let builder = Builder::new(&session.workspace);
     let shutdown = watch_signals(builder.clone())?;
@@ -90,22 +96,46 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("no module is running; fix the errors above and run again");
     }
 
-    let signal = shutdown.recv().unwrap_or("signal");
+    let signal = if hot_reload {
+        watch_and_reload(&session, &builder, args.release, &mut supervisor, &shutdown)
+    } else {
+        shutdown.recv().unwrap_or("signal")
+    };
     // Shutdown failures are logged with their module and phase; the exit stays clean.
     let _failures = supervisor.shutdown(&format!("{signal} received"));
     drop(resources);
     Ok(ExitCode::SUCCESS)
 }
 
-fn report_hot_reload(configured: bool, args: &RunArgs) {
-    let wanted = (configured || args.watch) && !args.no_watch;
-    if wanted {
-        tracing::warn!(
-            "Hot-reload: requested, but not available in this version yet; running without it \
-             (restart `cargo orch run` after an edit)"
-        );
-    } else {
-        tracing::info!("Hot-reload: disabled");
+/// Watches sources and modules.yaml until a signal arrives, rebuilding and
+/// reloading on every saved edit; returns the signal.
+fn watch_and_reload(
+    session: &Session,
+    builder: &Builder,
+    release: bool,
+    supervisor: &mut Supervisor,
+    shutdown: &Receiver<&'static str>,
+) -> &'static str {
+    let (changes_tx, changes) = unbounded();
+    let mut reloader = HotReload::new(
+        session.workspace.clone(),
+        session.config.config_dir.clone(),
+        builder.clone(),
+        release,
+        session.config.clone(),
+    );
+    let mut watcher = SourceWatcher::spawn(reloader.watch_plan(), DEBOUNCE, changes_tx.clone());
+    loop {
+        select! {
+            recv(shutdown) -> signal => return signal.unwrap_or("signal"),
+            recv(changes) -> change => {
+                let Ok(change) = change else { return "watcher ended" };
+                if reloader.handle(supervisor, change, &changes) == Outcome::PlanChanged {
+                    drop(watcher);
+                    watcher = SourceWatcher::spawn(reloader.watch_plan(), DEBOUNCE, changes_tx.clone());
+                }
+            }
+        }
     }
 }
 

@@ -225,8 +225,21 @@ pub struct ModuleSpec {
     pub config: serde_json::Value,
     /// Names of the modules that must start before it.
     pub depends_on: Vec<String>,
+    /// `test`: how `cargo orch test` builds and runs its tests.
+    pub test: TestSettings,
     /// Line of the entry in `modules.yaml`, for messages.
     pub line: u32,
+}
+
+/// A module's `test:` mapping in `modules.yaml`, used by `cargo orch test` only.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TestSettings {
+    /// Arguments appended (after `--`) to each of the module's test binaries,
+    /// e.g. `--include-ignored` or a test name filter.
+    pub args: Vec<String>,
+    /// Cargo features of the module's package enabled for its test build
+    /// (passed as `--features <package>/<feature>`).
+    pub features: Vec<String>,
 }
 
 impl ModuleSpec {
@@ -246,6 +259,7 @@ impl fmt::Debug for ModuleSpec {
             .field("enabled", &self.enabled)
             .field("config", &self.redacted_config())
             .field("depends_on", &self.depends_on)
+            .field("test", &self.test)
             .field("line", &self.line)
             .finish()
     }

@@ -8,11 +8,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
-use super::ModuleSpec;
 use super::check::{Checker, show};
 use super::order;
 use super::redact::collect_secrets;
 use super::suggest::did_you_mean;
+use super::{ModuleSpec, TestSettings};
 use crate::workspace::{Workspace, WorkspacePackage};
 
 /// The shape of the file, shown when it is missing or empty.
@@ -41,6 +41,15 @@ struct RawModule {
     enabled: Option<Spanned<Value>>,
     config: Option<Spanned<Value>>,
     depends_on: Option<Vec<Spanned<String>>>,
+    test: Option<RawTestSettings>,
+}
+
+/// A module's `test:` mapping as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTestSettings {
+    args: Option<Vec<Spanned<String>>>,
+    features: Option<Vec<Spanned<String>>>,
 }
 
 /// A checked entry, with the places needed for messages about it.
@@ -86,6 +95,7 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
     let enabled = c.boolean("enabled", raw.enabled.as_ref(), true);
     let config = module_config(c, raw.config.as_ref());
     let (depends_on, deps_at) = dependencies(c, raw.depends_on.as_deref().unwrap_or_default());
+    let test = test_settings(c, raw.test.as_ref());
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {
         spec: ModuleSpec {
@@ -94,6 +104,7 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
             enabled,
             config,
             depends_on,
+            test,
             line: u32::try_from(entry.referenced.line()).unwrap_or(0),
         },
         name_at,
@@ -271,6 +282,46 @@ fn dependencies(c: &mut Checker, raw: &[Spanned<String>]) -> (Vec<String>, Vec<L
     (names, places)
 }
 
+/// The entry's `test:` settings, expanded; features checked to be plain names.
+fn test_settings(c: &mut Checker, raw: Option<&RawTestSettings>) -> TestSettings {
+    let Some(raw) = raw else {
+        return TestSettings::default();
+    };
+    let args = raw
+        .args
+        .iter()
+        .flatten()
+        .filter_map(|arg| c.string(arg))
+        .collect();
+    let mut features: Vec<String> = Vec::new();
+    for raw in raw.features.iter().flatten() {
+        let Some(feature) = c.string(raw) else {
+            continue;
+        };
+        if !is_feature_name(&feature) {
+            c.error(
+                &raw.referenced,
+                format!("`{}` is not a feature name", feature.escape_debug()),
+                "write the name of a feature of the module's own package (a key of its \
+                 [features] table) such as `extra`; `cargo orch test` adds the package for you",
+            );
+        } else if !features.contains(&feature) {
+            features.push(feature);
+        }
+    }
+    TestSettings { args, features }
+}
+
+/// Cargo feature names: ASCII letters, digits, `_`, `-`, `+` and `.`, starting
+/// with a letter, digit or `_` (no `/`: the package is added by `cargo orch test`).
+fn is_feature_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.'))
+}
+
 /// Each module name is declared once.
 fn check_unique_names(c: &mut Checker, declared: &[Declared]) {
     let mut first: HashMap<&str, u64> = HashMap::new();
@@ -317,6 +368,38 @@ mod tests {
             (deps[0].referenced.line(), deps[0].referenced.column()),
             (6, 18)
         );
+    }
+
+    #[test]
+    fn test_settings_are_read_and_unknown_keys_inside_are_rejected() {
+        let yaml = "modules:\n  - name: a\n    test:\n      args: [--include-ignored]\n      features: [extra]\n";
+        let file: Option<RawModulesFile> = serde_saphyr::from_str(yaml).expect("valid");
+        let entries = file.and_then(|f| f.modules).expect("modules");
+        let test = entries[0].value.test.as_ref().expect("test");
+        let args = test.args.as_ref().expect("args");
+        assert_eq!(args[0].value, "--include-ignored");
+        assert_eq!(
+            (args[0].referenced.line(), args[0].referenced.column()),
+            (4, 14)
+        );
+        assert_eq!(test.features.as_ref().expect("features")[0].value, "extra");
+
+        let error = serde_saphyr::from_str::<RawModulesFile>(
+            "modules:\n  - name: a\n    test:\n      args: []\n      featurs: [x]\n",
+        )
+        .expect_err("unknown key inside test");
+        let location = error.location().expect("location");
+        assert_eq!((location.line(), location.column()), (5, 7));
+    }
+
+    #[test]
+    fn feature_names_follow_cargo_rules() {
+        for good in ["extra", "serde_json", "v1.2", "a+b", "_x", "2d"] {
+            assert!(is_feature_name(good), "{good}");
+        }
+        for bad in ["", "pkg/extra", "-x", "two words", "dep:serde"] {
+            assert!(!is_feature_name(bad), "{bad}");
+        }
     }
 
     #[test]

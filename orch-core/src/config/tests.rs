@@ -264,6 +264,62 @@ modules:
     assert_eq!(first.config, json!({}));
 }
 
+#[test]
+fn module_test_settings_are_read_expanded_and_default_to_nothing() {
+    let modules = "\
+modules:
+  - name: mod-a
+    test:
+      args: [--include-ignored, \"${FILTER:-slow}\"]
+      features: [extra, extra, more]
+  - name: mod-b
+    test:
+  - name: mod-c
+";
+    let config = Fixture::with(None, Some(modules)).load();
+    let [a, b, c] = &config.modules[..] else {
+        panic!("three modules expected: {:?}", config.modules);
+    };
+    assert_eq!(a.test.args, ["--include-ignored", "slow"]);
+    assert_eq!(a.test.features, ["extra", "more"], "duplicates dropped");
+    assert_eq!(b.test, TestSettings::default());
+    assert_eq!(c.test, TestSettings::default());
+}
+
+#[test]
+fn module_test_settings_are_as_strict_as_the_rest() {
+    let fixture = Fixture::with(
+        None,
+        Some("modules:\n  - name: mod-a\n    test:\n      arg: [--nocapture]\n"),
+    );
+    let errors = fixture.errors();
+    let error = &errors.0[0];
+    assert_eq!((error.line, error.column), (Some(4), Some(7)), "{errors}");
+    assert_eq!(error.message.lines().next(), Some("unknown key `arg`"));
+    assert_eq!(
+        error.hint,
+        "did you mean `args`? known keys here: args, features"
+    );
+
+    let fixture = Fixture::with(
+        None,
+        Some("modules:\n  - name: mod-a\n    test:\n      features: [mod-a/extra]\n"),
+    );
+    let error = fixture.error();
+    assert!(
+        error.contains("modules.yaml:4:18: `mod-a/extra` is not a feature name"),
+        "{error}"
+    );
+    assert!(error.contains("adds the package for you"), "{error}");
+
+    let fixture = Fixture::with(
+        None,
+        Some("modules:\n  - name: mod-a\n    test: [--nocapture]\n"),
+    );
+    let errors = fixture.errors();
+    assert_eq!(errors.0[0].line, Some(3), "{errors}");
+}
+
 // ---------------------------------------------------------------- startup order
 
 #[test]
@@ -356,8 +412,8 @@ fn unknown_key_suggests_the_closest_known_key() {
              1 | modules:\n  \
              2 |   - name: mod-a\n  \
              3 |     enabeld: true\n  \
-             \x20 |     ^ unknown field `enabeld`, expected one of name, package, path, enabled, config, depends_on\n  \
-             hint: did you mean `enabled`? known keys here: name, package, path, enabled, config, depends_on; \
+             \x20 |     ^ unknown field `enabeld`, expected one of name, package, path, enabled, config, depends_on, test\n  \
+             hint: did you mean `enabled`? known keys here: name, package, path, enabled, config, depends_on, test; \
              a module's own settings go under its `config:`",
             fixture.file("modules.yaml")
         )
@@ -392,7 +448,7 @@ fn unknown_key_without_a_close_match_lists_the_known_keys() {
     let errors = fixture.errors();
     assert_eq!(
         errors.0[0].hint,
-        "known keys here: name, package, path, enabled, config, depends_on; \
+        "known keys here: name, package, path, enabled, config, depends_on, test; \
          a module's own settings go under its `config:`"
     );
 }

@@ -390,48 +390,8 @@ impl Supervisor {
         tracing::info!("Shutting down ({reason})");
         self.bus
             .publish_json("app.shutdown", &json!({ "reason": reason }));
-        let timeout = self.timeouts.shutdown;
         while let Some(module) = self.running.pop() {
-            let name = module.spec.name.clone();
-            let started = Instant::now();
-            let outcome = module
-                .actor
-                .call_module(Phase::Shutdown, timeout, |m| m.shutdown());
-            module.ctx.drop_subscriptions_and_timers();
-            self.bus.remove(module.ctx.id);
-            self.unwatch(&name);
-            match outcome {
-                Ok(()) => tracing::info!(
-                    "[TIMING] module '{name}' shut down in {}",
-                    human(started.elapsed())
-                ),
-                Err(failure) => {
-                    self.report_failure(&failure);
-                    let stuck = matches!(failure.cause, Cause::Timeout(_));
-                    failures.push(failure);
-                    if stuck {
-                        // Stuck in module code: waiting for its thread again is pointless.
-                        self.stuck.push(module.actor);
-                        continue;
-                    }
-                }
-            }
-            match module.actor.stop(timeout) {
-                Ok(state) => {
-                    self.retire(state);
-                    tracing::info!("module '{name}' unloaded");
-                    self.bus
-                        .publish_json("module.unloaded", &json!({ "name": name }));
-                }
-                Err(actor) => {
-                    tracing::warn!(
-                        "module '{name}' did not stop within {} (timeouts.{}); its library stays loaded",
-                        human(timeout),
-                        timeout_key(Phase::Shutdown)
-                    );
-                    self.stuck.push(actor);
-                }
-            }
+            failures.extend(self.stop_module(module));
         }
         self.timers.stop();
         if let Some((stop, handle)) = self.watchdog.take() {
@@ -447,6 +407,127 @@ impl Supervisor {
         }
         tracing::info!("Shutdown complete");
         failures
+    }
+}
+
+impl Supervisor {
+    /// Calls `shutdown` on one module (after the events already in its mailbox),
+    /// drops its subscriptions and timers, ends its thread and unloads it.
+    fn stop_module(&mut self, module: RunningModule) -> Option<ModuleFailure> {
+        let timeout = self.timeouts.shutdown;
+        let name = module.spec.name.clone();
+        let started = Instant::now();
+        let outcome = module
+            .actor
+            .call_module(Phase::Shutdown, timeout, |m| m.shutdown());
+        module.ctx.drop_subscriptions_and_timers();
+        self.bus.remove(module.ctx.id);
+        self.unwatch(&name);
+        let failure = match outcome {
+            Ok(()) => {
+                tracing::info!(
+                    "[TIMING] module '{name}' shut down in {}",
+                    human(started.elapsed())
+                );
+                None
+            }
+            Err(failure) => {
+                self.report_failure(&failure);
+                if matches!(failure.cause, Cause::Timeout(_)) {
+                    // Stuck in module code: waiting for its thread again is pointless.
+                    self.stuck.push(module.actor);
+                    return Some(failure);
+                }
+                Some(failure)
+            }
+        };
+        match module.actor.stop(timeout) {
+            Ok(state) => {
+                self.retire(state);
+                tracing::info!("module '{name}' unloaded");
+                self.bus
+                    .publish_json("module.unloaded", &json!({ "name": name }));
+            }
+            Err(actor) => {
+                tracing::warn!(
+                    "module '{name}' did not stop within {} (timeouts.{}); its library stays loaded",
+                    human(timeout),
+                    timeout_key(Phase::Shutdown)
+                );
+                self.stuck.push(actor);
+            }
+        }
+        failure
+    }
+
+    /// Shuts down and unloads the running module `name` while the others run.
+    /// `None` if no such module runs.
+    pub fn remove(&mut self, name: &str) -> Option<Result<(), ModuleFailure>> {
+        let index = self.running.iter().position(|m| m.spec.name == name)?;
+        let module = self.running.remove(index);
+        Some(self.stop_module(module).map_or(Ok(()), Err))
+    }
+
+    /// Loads, initializes and starts one more module while the others run.
+    pub fn add(
+        &mut self,
+        spec: &ModuleSpec,
+        artifacts: &HashMap<String, PathBuf>,
+    ) -> Result<(), ModuleFailure> {
+        let module = self.load(spec, artifacts)?;
+        let config = serde_json::to_vec(&spec.config).unwrap_or_default();
+        let started = Instant::now();
+        let initialized =
+            module
+                .actor
+                .call_module(Phase::Initialize, self.timeouts.initialize, move |m| {
+                    m.initialize(&config, None)
+                });
+        if let Err(failure) = initialized {
+            self.discard(module, &failure);
+            return Err(failure);
+        }
+        tracing::info!(
+            "[TIMING] module '{}' initialized in {}",
+            spec.name,
+            human(started.elapsed())
+        );
+        self.bus.publish_json(
+            "module.loaded",
+            &json!({ "name": spec.name, "config": spec.redacted_config() }),
+        );
+        module.ctx.set_may_publish(true);
+        let started = Instant::now();
+        if let Err(failure) = module
+            .actor
+            .call_module(Phase::Start, self.timeouts.start, |m| m.start())
+        {
+            self.discard(module, &failure);
+            return Err(failure);
+        }
+        tracing::info!(
+            "[TIMING] module '{}' started in {}",
+            spec.name,
+            human(started.elapsed())
+        );
+        self.running.push(module);
+        Ok(())
+    }
+
+    /// The running module `name`'s entry.
+    pub fn spec_of(&self, name: &str) -> Option<&ModuleSpec> {
+        self.running
+            .iter()
+            .find(|m| m.spec.name == name)
+            .map(|m| &m.spec)
+    }
+
+    /// The generation module `name` runs.
+    pub fn generation_of(&self, name: &str) -> Option<u32> {
+        self.running
+            .iter()
+            .find(|m| m.spec.name == name)
+            .map(|m| m.generation)
     }
 }
 
