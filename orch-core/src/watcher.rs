@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::Sender;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, new_debouncer};
 
@@ -166,7 +166,7 @@ impl WatchPlan {
 
 /// The watcher thread. Dropping it stops watching.
 pub struct SourceWatcher {
-    stop: Option<Sender<()>>,
+    updates: Option<Sender<WatchPlan>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -174,67 +174,115 @@ impl SourceWatcher {
     /// Starts watching in a thread of its own (setting up watches never delays
     /// the caller) and sends every counted change to `changes`.
     pub fn spawn(plan: WatchPlan, debounce: Duration, changes: Sender<SourceChange>) -> Self {
-        let (stop, stopped) = bounded::<()>(0);
+        let (updates, updated) = crossbeam_channel::unbounded::<WatchPlan>();
         let thread = std::thread::Builder::new()
             .name("orch-watcher".into())
-            .spawn(move || {
-                let handler_plan = plan.clone();
-                let tick = (debounce / 3).max(Duration::from_millis(5));
-                let debouncer = new_debouncer(debounce, Some(tick), move |result: DebounceEventResult| {
-                    match result {
-                        Ok(events) => {
-                            if let Some(change) = handler_plan.change_of(&events) {
-                                let _ = changes.send(change);
-                            }
-                        }
-                        Err(errors) => {
-                            for error in errors {
-                                tracing::warn!("[WATCH] watcher error: {error}");
-                            }
-                        }
-                    }
-                });
-                let mut debouncer = match debouncer {
-                    Ok(debouncer) => debouncer,
-                    Err(e) => {
-                        tracing::error!("[WATCH] cannot start the file watcher: {e}; hot reload is off");
-                        return;
-                    }
-                };
-                let mut folders = 0;
-                for package in &plan.packages {
-                    match debouncer.watch(&package.dir, RecursiveMode::Recursive) {
-                        Ok(()) => folders += 1,
-                        Err(e) => tracing::warn!(
-                            "[WATCH] cannot watch {} (package {}): {e}",
-                            package.dir.display(),
-                            package.name
-                        ),
-                    }
-                }
-                match debouncer.watch(&plan.config_dir, RecursiveMode::NonRecursive) {
-                    Ok(()) => folders += 1,
-                    Err(e) => tracing::warn!("[WATCH] cannot watch {}: {e}", plan.config_dir.display()),
-                }
-                tracing::info!(
-                    "[WATCH] watching {folders} folders ({} packages and the config folder), debounce {} ms",
-                    plan.packages.len(),
-                    debounce.as_millis()
-                );
-                let _ = stopped.recv();
-                drop(debouncer);
-            })
+            .spawn(move || watch(plan, debounce, &changes, &updated))
             .ok();
         Self {
-            stop: Some(stop),
+            updates: Some(updates),
             thread,
         }
+    }
+
+    /// Watches the folders of `plan` from now on: new folders are added and
+    /// dropped ones removed while the existing watches stay, so no edit made
+    /// meanwhile is missed.
+    pub fn update(&self, plan: WatchPlan) {
+        if let Some(updates) = &self.updates {
+            let _ = updates.send(plan);
+        }
+    }
+}
+
+/// The body of the watcher thread: runs until the handle is dropped.
+fn watch(
+    plan: WatchPlan,
+    debounce: Duration,
+    changes: &Sender<SourceChange>,
+    updates: &crossbeam_channel::Receiver<WatchPlan>,
+) {
+    let current = std::sync::Arc::new(std::sync::RwLock::new(plan.clone()));
+    let handler_plan = std::sync::Arc::clone(&current);
+    let changes = changes.clone();
+    let tick = (debounce / 3).max(Duration::from_millis(5));
+    let debouncer =
+        new_debouncer(
+            debounce,
+            Some(tick),
+            move |result: DebounceEventResult| match result {
+                Ok(events) => {
+                    let plan = handler_plan.read().unwrap_or_else(|e| e.into_inner());
+                    if let Some(change) = plan.change_of(&events) {
+                        let _ = changes.send(change);
+                    }
+                }
+                Err(errors) => {
+                    for error in errors {
+                        tracing::warn!("[WATCH] watcher error: {error}");
+                    }
+                }
+            },
+        );
+    let mut debouncer = match debouncer {
+        Ok(debouncer) => debouncer,
+        Err(e) => {
+            tracing::error!("[WATCH] cannot start the file watcher: {e}; hot reload is off");
+            return;
+        }
+    };
+    let mut watched: Vec<PathBuf> = Vec::new();
+    let mut plan = plan;
+    loop {
+        let wanted = plan.folders();
+        for (dir, mode) in &wanted {
+            if watched.contains(dir) {
+                continue;
+            }
+            match debouncer.watch(dir, *mode) {
+                Ok(()) => watched.push(dir.clone()),
+                Err(e) => tracing::warn!("[WATCH] cannot watch {}: {e}", dir.display()),
+            }
+        }
+        watched.retain(|dir| {
+            let keep = wanted.iter().any(|(d, _)| d == dir);
+            if !keep {
+                let _ = debouncer.unwatch(dir);
+            }
+            keep
+        });
+        tracing::info!(
+            "[WATCH] watching {} folders ({} packages and the config folder), debounce {} ms",
+            watched.len(),
+            plan.packages.len(),
+            debounce.as_millis()
+        );
+        match updates.recv() {
+            Ok(next) => {
+                *current.write().unwrap_or_else(|e| e.into_inner()) = next.clone();
+                plan = next;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl WatchPlan {
+    /// The folders to watch and how.
+    fn folders(&self) -> Vec<(PathBuf, RecursiveMode)> {
+        let mut folders: Vec<(PathBuf, RecursiveMode)> = self
+            .packages
+            .iter()
+            .map(|p| (p.dir.clone(), RecursiveMode::Recursive))
+            .collect();
+        folders.push((self.config_dir.clone(), RecursiveMode::NonRecursive));
+        folders
     }
 }
 
 impl Drop for SourceWatcher {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.updates.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }

@@ -145,8 +145,26 @@ impl OrchProcess {
         }
     }
 
+    /// A failure report: every line but the ping chatter (at most 150), then the
+    /// last lines as they came.
     fn failure(&self, what: &str) -> String {
-        format!("{what}\n--- output so far ---\n{}\n---", self.output())
+        let chatter = |text: &str| {
+            text.contains("Received test.ping") || text.contains("Published test.ping")
+        };
+        let notable: Vec<&str> = self
+            .seen
+            .iter()
+            .map(|l| l.text.as_str())
+            .filter(|text| !chatter(text))
+            .collect();
+        let notable = &notable[notable.len().saturating_sub(150)..];
+        let last = &self.seen[self.seen.len().saturating_sub(10)..];
+        let last: Vec<&str> = last.iter().map(|l| l.text.as_str()).collect();
+        format!(
+            "{what}\n--- output without ping chatter ---\n{}\n--- last lines ---\n{}\n---",
+            notable.join("\n"),
+            last.join("\n")
+        )
     }
 }
 

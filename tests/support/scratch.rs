@@ -8,6 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::fcntl::{Flock, FlockArg};
 use tempfile::TempDir;
 
 use crate::{orch_bin, workspace_root};
@@ -16,17 +17,29 @@ use crate::{orch_bin, workspace_root};
 const SKIPPED: [&str; 4] = ["target", ".git", "logs", ".env"];
 
 /// A copy of the workspace in a temporary folder, removed on drop.
+///
+/// Copies share one target folder, and cargo names a cdylib by its crate name
+/// alone, so two copies building the same module at once would overwrite each
+/// other's library: a copy holds an exclusive lock on the shared target folder
+/// for its whole life (across threads and processes), and scratch tests run one
+/// at a time.
 pub struct ScratchWorkspace {
     dir: TempDir,
     target_dir: PathBuf,
+    _lock: Flock<fs::File>,
 }
 
 impl ScratchWorkspace {
     /// Copies the repository (sources, config, `.cargo/`; not `target/`, `.git/`,
     /// `logs/` or `.env`).
     pub fn copy_of_repo() -> io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("orch-scratch-").tempdir()?;
         let root = workspace_root();
+        let target_dir = root.join("target").join("scratch");
+        fs::create_dir_all(&target_dir)?;
+        let lock_file = fs::File::create(target_dir.join(".scratch-lock"))?;
+        let lock =
+            Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
+        let dir = tempfile::Builder::new().prefix("orch-scratch-").tempdir()?;
         for entry in fs::read_dir(root)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -37,7 +50,8 @@ impl ScratchWorkspace {
         }
         Ok(Self {
             dir,
-            target_dir: root.join("target").join("scratch"),
+            target_dir,
+            _lock: lock,
         })
     }
 

@@ -124,15 +124,14 @@ fn watch_and_reload(
         release,
         session.config.clone(),
     );
-    let mut watcher = SourceWatcher::spawn(reloader.watch_plan(), DEBOUNCE, changes_tx.clone());
+    let watcher = SourceWatcher::spawn(reloader.watch_plan(), DEBOUNCE, changes_tx);
     loop {
         select! {
             recv(shutdown) -> signal => return signal.unwrap_or("signal"),
             recv(changes) -> change => {
                 let Ok(change) = change else { return "watcher ended" };
                 if reloader.handle(supervisor, change, &changes) == Outcome::PlanChanged {
-                    drop(watcher);
-                    watcher = SourceWatcher::spawn(reloader.watch_plan(), DEBOUNCE, changes_tx.clone());
+                    watcher.update(reloader.watch_plan());
                 }
             }
         }

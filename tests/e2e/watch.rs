@@ -1,0 +1,372 @@
+//! `cargo orch run --watch` end to end: real edits of a copy of the workspace,
+//! seen by the real watcher, rebuilt by real cargo, swapped into the running
+//! process. Each test observes the new behaviour itself, not only a log line.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use orch_e2e::{OrchProcess, ScratchWorkspace};
+
+/// The first build of a scratch copy compiles the SDK and the modules.
+const BUILD: Duration = Duration::from_secs(240);
+/// A reload: debounce + incremental build + swap, with a wide margin for CI.
+const RELOAD: Duration = Duration::from_secs(60);
+const CONSUMER: &str = "modules-backend/mod-dummy-consumer/src/lib.rs";
+const RECEIVED: &str = "\"Received test.ping: {} (seq {})\"";
+
+const MODULES: &str = "modules:\n  - name: fixture-event-log\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n";
+
+/// A scratch copy running `cargo orch run --watch` with the event log, the
+/// producer (every 50 ms) and the consumer.
+fn start(modules_yaml: &str, args: &[&str]) -> (ScratchWorkspace, OrchProcess) {
+    let scratch = ScratchWorkspace::copy_of_repo().expect("copy the workspace");
+    scratch
+        .write("config/modules.yaml", modules_yaml)
+        .expect("write modules.yaml");
+    let mut orch = OrchProcess::spawn(scratch.orch(args)).expect("spawn");
+    orch.wait_for("[WATCH] watching", BUILD).unwrap();
+    orch.wait_for("Received test.ping: hello (seq 2)", BUILD)
+        .unwrap();
+    (scratch, orch)
+}
+
+/// Replaces the consumer's log line format with `format` (a Rust string literal).
+fn set_consumer_line(scratch: &ScratchWorkspace, from: &str, to: &str) {
+    scratch
+        .replace(CONSUMER, from, to)
+        .expect("edit the consumer");
+}
+
+fn stop(orch: &mut OrchProcess) {
+    orch.signal(Signal::SIGINT).expect("SIGINT");
+    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
+    assert_eq!(status.code(), Some(0), "{}", orch.output());
+}
+
+#[test]
+fn a_saved_edit_is_rebuilt_and_its_new_behaviour_runs() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    orch.wait_for("Hot-reload: enabled", Duration::ZERO)
+        .unwrap();
+    set_consumer_line(
+        &scratch,
+        RECEIVED,
+        "\"New code got test.ping: {} (seq {})\"",
+    );
+    orch.wait_for("New code got test.ping: hello", RELOAD)
+        .unwrap();
+    let reloaded = orch.wait_for("EVENT module.reloaded", RELOAD).unwrap();
+    let payload: serde_json::Value = serde_json::from_str(
+        reloaded
+            .text
+            .split("EVENT module.reloaded ")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(payload["name"], "mod-dummy-consumer");
+    assert_eq!(payload["generation"], 2);
+    assert!(payload["build_ms"].as_f64().unwrap() > 0.0);
+    assert!(payload["swap_ms"].as_f64().is_some());
+    let timing = orch
+        .wait_for(
+            "[TIMING] reload of 'mod-dummy-consumer' to generation 2",
+            RELOAD,
+        )
+        .unwrap();
+    for part in ["save-to-running", "debounce", "build", "swap"] {
+        assert!(timing.text.contains(part), "{}", timing.text);
+    }
+    stop(&mut orch);
+}
+
+#[test]
+fn a_compile_error_is_kept_out_and_the_old_generation_goes_on() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    set_consumer_line(&scratch, "self.received += 1;", "self.received += ;");
+    let failed = orch.wait_for("EVENT module.reload_failed", RELOAD).unwrap();
+    assert!(
+        failed.text.contains("\"phase\":\"build\""),
+        "{}",
+        failed.text
+    );
+    assert!(
+        failed.text.contains("mod-dummy-consumer"),
+        "{}",
+        failed.text
+    );
+    orch.wait_for("error: expected expression", Duration::from_secs(5))
+        .unwrap();
+    // The old generation keeps answering.
+    let next = orch.lines_with("Received test.ping: hello").len() + 3;
+    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), RELOAD)
+        .unwrap();
+    // Fixing the file reloads normally.
+    set_consumer_line(&scratch, "self.received += ;", "self.received += 1;");
+    set_consumer_line(&scratch, RECEIVED, "\"Fixed: {} (seq {})\"");
+    orch.wait_for("Fixed: hello", RELOAD).unwrap();
+    stop(&mut orch);
+}
+
+#[test]
+fn a_panic_in_the_new_initialize_rolls_back_to_the_old_generation() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    set_consumer_line(
+        &scratch,
+        "ctx.subscribe(PING_TOPIC)?;",
+        "ctx.subscribe(PING_TOPIC)?;\n        panic!(\"new generation refuses to start\");",
+    );
+    let failed = orch.wait_for("EVENT module.reload_failed", RELOAD).unwrap();
+    assert!(
+        failed.text.contains("\"phase\":\"initialize\""),
+        "{}",
+        failed.text
+    );
+    assert!(
+        failed.text.contains("new generation refuses to start"),
+        "{}",
+        failed.text
+    );
+    orch.wait_for("rolling back to generation 1", Duration::from_secs(5))
+        .unwrap();
+    let next = orch.lines_with("Received test.ping: hello").len() + 3;
+    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), RELOAD)
+        .unwrap();
+    stop(&mut orch);
+}
+
+#[test]
+fn a_save_by_rename_is_seen() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    let path = scratch.path(CONSUMER);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(RECEIVED, "\"Renamed: {} (seq {})\"");
+    // As vim and many editors do: write a new file, then rename it over the old one.
+    let temporary = path.with_extension("rs.tmp~");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, &path).unwrap();
+    orch.wait_for("Renamed: hello", RELOAD).unwrap();
+    // And again: a watch on the old inode would have lost the file by now.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Renamed:", "Renamed twice:");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, &path).unwrap();
+    orch.wait_for("Renamed twice: hello", RELOAD).unwrap();
+    stop(&mut orch);
+}
+
+#[test]
+fn a_burst_of_quick_saves_ends_with_the_last_content_loaded() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    let mut previous = RECEIVED.to_string();
+    for n in 1..=10 {
+        let next = format!("\"Burst {n}: {{}} (seq {{}})\"");
+        set_consumer_line(&scratch, &previous, &next);
+        previous = next;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    orch.wait_for("Burst 10: hello", RELOAD).unwrap();
+    // Nothing older comes after the last version.
+    orch.collect_for(Duration::from_millis(500));
+    let output = orch.output();
+    let last_ten = output.rfind("Burst 10: hello").unwrap();
+    for n in 1..=9 {
+        assert!(
+            !output[last_ten..].contains(&format!("Burst {n}: hello")),
+            "version {n} ran after version 10"
+        );
+    }
+    stop(&mut orch);
+}
+
+#[test]
+fn an_edit_of_a_shared_crate_reloads_every_dependant() {
+    let scratch = ScratchWorkspace::copy_of_repo().expect("copy");
+    // A workspace crate both the producer and the consumer depend on.
+    std::fs::create_dir_all(scratch.path("modules-backend/shared-words/src")).unwrap();
+    scratch
+        .write(
+            "modules-backend/shared-words/Cargo.toml",
+            "[package]\nname = \"shared-words\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+        )
+        .unwrap();
+    scratch
+        .write(
+            "modules-backend/shared-words/src/lib.rs",
+            "pub const TAG: &str = \"tag-one\";\n",
+        )
+        .unwrap();
+    for module in ["mod-dummy-producer", "mod-dummy-consumer"] {
+        let manifest = format!("modules-backend/{module}/Cargo.toml");
+        scratch
+            .replace(
+                &manifest,
+                "[dependencies]\n",
+                "[dependencies]\nshared-words = { path = \"../shared-words\" }\n",
+            )
+            .unwrap();
+    }
+    scratch
+        .replace(
+            CONSUMER,
+            "(seq {})\", ping.message, ping.seq",
+            "(seq {}) [{}]\", ping.message, ping.seq, shared_words::TAG",
+        )
+        .unwrap();
+    scratch
+        .replace(
+            "modules-backend/mod-dummy-producer/src/lib.rs",
+            "(seq {})\", ping.message, ping.seq",
+            "(seq {}) [{}]\", ping.message, ping.seq, shared_words::TAG",
+        )
+        .unwrap();
+    scratch.write("config/modules.yaml", MODULES).unwrap();
+    let mut orch = OrchProcess::spawn(scratch.orch(&["run", "--watch"])).expect("spawn");
+    orch.wait_for("[WATCH] watching", BUILD).unwrap();
+    orch.wait_for("[tag-one]", BUILD).unwrap();
+
+    scratch
+        .write(
+            "modules-backend/shared-words/src/lib.rs",
+            "pub const TAG: &str = \"tag-two\";\n",
+        )
+        .unwrap();
+    orch.wait_for(
+        "[TIMING] reload of 'mod-dummy-producer' to generation 2",
+        RELOAD,
+    )
+    .unwrap();
+    orch.wait_for(
+        "[TIMING] reload of 'mod-dummy-consumer' to generation 2",
+        RELOAD,
+    )
+    .unwrap();
+    orch.wait_for_match(
+        |l| l.contains("Published test.ping") && l.contains("[tag-two]"),
+        "the producer's new code",
+        RELOAD,
+    )
+    .unwrap();
+    orch.wait_for_match(
+        |l| l.contains("Received test.ping") && l.contains("[tag-two]"),
+        "the consumer's new code",
+        RELOAD,
+    )
+    .unwrap();
+    // Dependency order: the producer (declared first) is swapped first.
+    let output = orch.output();
+    let producer = output
+        .find("reload of 'mod-dummy-producer' to generation 2")
+        .unwrap();
+    let consumer = output
+        .find("reload of 'mod-dummy-consumer' to generation 2")
+        .unwrap();
+    assert!(producer < consumer);
+    stop(&mut orch);
+}
+
+/// The sequence numbers the consumer logged, in order, from any of its versions.
+fn received_sequence(orch: &OrchProcess) -> Vec<u64> {
+    orch.lines_with("[mod-dummy-consumer]")
+        .iter()
+        .filter(|l| l.contains("test.ping"))
+        .filter_map(|l| {
+            let start = l.rfind("(seq ")? + 5;
+            l[start..].split(')').next()?.parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn events_stream_across_several_reloads_without_gap_or_duplicate() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    let mut previous = RECEIVED.to_string();
+    for n in 1..=3 {
+        let next = format!("\"Generation {n} got test.ping: {{}} (seq {{}})\"");
+        set_consumer_line(&scratch, &previous, &next);
+        previous = next;
+        orch.wait_for(&format!("Generation {n} got test.ping"), RELOAD)
+            .unwrap();
+    }
+    // A few more pings through the last generation, then stop.
+    let last = *received_sequence(&orch).last().unwrap();
+    orch.wait_for(&format!("(seq {})", last + 5), RELOAD)
+        .unwrap();
+    stop(&mut orch);
+    let seqs = received_sequence(&orch);
+    let expected: Vec<u64> = (1..=*seqs.last().unwrap()).collect();
+    assert_eq!(seqs, expected, "every ping exactly once, in order");
+    assert!(orch.output().contains("to generation 4"));
+}
+
+#[test]
+fn edits_of_modules_yaml_add_remove_and_reconfigure_modules_live() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    // A changed config map re-initializes only that module.
+    scratch
+        .write(
+            "config/modules.yaml",
+            &MODULES.replace(
+                "publish_interval: 50ms",
+                "publish_interval: 50ms\n      message: reconfigured",
+            ),
+        )
+        .unwrap();
+    orch.wait_for("Received test.ping: reconfigured", RELOAD)
+        .unwrap();
+    orch.wait_for(
+        "module 'mod-dummy-producer' re-initialized with its new config",
+        RELOAD,
+    )
+    .unwrap();
+    assert!(!orch.output().contains("reload of 'mod-dummy-consumer'"));
+    // An invalid edit is reported and changes nothing.
+    scratch
+        .write("config/modules.yaml", "modules:\n  - name: [oops\n")
+        .unwrap();
+    orch.wait_for("the edited configuration is invalid", RELOAD)
+        .unwrap();
+    let next = orch.lines_with("Received test.ping: reconfigured").len() + 3;
+    orch.wait_for(&format!("(seq {next})"), RELOAD).unwrap();
+    // A module added loads; one removed unloads with its shutdown hook.
+    let with_test_module = format!(
+        "{}  - name: mod-test-module\n",
+        MODULES.replace("  - name: mod-dummy-consumer\n", "")
+    );
+    scratch
+        .write("config/modules.yaml", &with_test_module)
+        .unwrap();
+    orch.wait_for("[mod-test-module] Test module started", RELOAD)
+        .unwrap();
+    orch.wait_for("[mod-dummy-consumer] Consumer received", RELOAD)
+        .unwrap();
+    orch.wait_for(
+        "EVENT module.unloaded {\"name\":\"mod-dummy-consumer\"}",
+        RELOAD,
+    )
+    .unwrap();
+    stop(&mut orch);
+}
+
+#[test]
+fn with_hot_reload_disabled_edits_are_ignored() {
+    let (scratch, mut orch) = {
+        let scratch = ScratchWorkspace::copy_of_repo().expect("copy");
+        scratch.write("config/modules.yaml", MODULES).unwrap();
+        let mut orch = OrchProcess::spawn(scratch.orch(&["run", "--no-watch"])).expect("spawn");
+        orch.wait_for("Received test.ping: hello (seq 2)", BUILD)
+            .unwrap();
+        (scratch, orch)
+    };
+    orch.wait_for("Hot-reload: disabled", Duration::ZERO)
+        .unwrap();
+    set_consumer_line(&scratch, RECEIVED, "\"Should never run: {} (seq {})\"");
+    let seen = orch.lines_with("Received test.ping: hello").len();
+    orch.wait_for(&format!("(seq {})", seen + 40), RELOAD)
+        .unwrap();
+    assert!(!orch.output().contains("Should never run"));
+    assert!(!orch.output().contains("[WATCH]"));
+    stop(&mut orch);
+}
