@@ -17,10 +17,12 @@ use crossbeam_channel::Sender;
 use notify_debouncer_full::notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, DebouncedEvent, new_debouncer};
 
-/// How long the debouncer waits for quiet after an event. Saves by rename
-/// produce 2-4 events within a millisecond or two; 30 ms groups them with margin
-/// while adding little to save-to-running (see the README's performance section).
-pub const DEBOUNCE: Duration = Duration::from_millis(30);
+/// How long the debouncer waits for quiet after an event. Measured here: a save
+/// in place (truncate + write) and a save by rename (write a temporary file,
+/// rename it over the original) produce all their events within about 1 ms, so
+/// 10 ms groups them with margin. A late event is not lost either way: an edit
+/// that arrives during a build makes the hot reloader build again.
+pub const DEBOUNCE: Duration = Duration::from_millis(10);
 
 /// A package whose sources are watched.
 #[derive(Debug, Clone)]

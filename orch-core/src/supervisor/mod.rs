@@ -200,7 +200,8 @@ impl Supervisor {
             self.timers.clone(),
             sink,
         ));
-        let state = ActorState::new(Arc::clone(&name), None, false);
+        // Paused until its start returns: a module gets no event before `start`.
+        let state = ActorState::new(Arc::clone(&name), None, true);
         let actor = Actor::spawn(&mailbox, state, self.bus.clone()).map_err(|e| {
             ModuleFailure::new(
                 &*name,
@@ -226,7 +227,7 @@ impl Supervisor {
         let started = Instant::now();
         let loader = Arc::clone(&self.loader);
         let ctx = Arc::clone(&module.ctx);
-        let outcome = module.actor.call(self.timeouts.load, move |state| {
+        let outcome = module.actor.control(self.timeouts.load, move |state| {
             let instance = loader.load(&state.name, &artifact, 1, ctx)?;
             let declared = instance.declared();
             state.instance = Some(instance);
@@ -266,9 +267,12 @@ impl Supervisor {
                     let config = serde_json::to_vec(&module.spec.config).unwrap_or_default();
                     module
                         .actor
-                        .call_module(phase, timeout, move |m| m.initialize(&config, None))
+                        .control_module(phase, timeout, move |m| m.initialize(&config, None))
                 }
-                _ => module.actor.call_module(phase, timeout, |m| m.start()),
+                _ => module
+                    .actor
+                    .control_module(phase, timeout, |m| m.start())
+                    .and_then(|()| resume(&module.actor, timeout)),
             };
             match outcome {
                 Ok(()) => {
@@ -318,7 +322,7 @@ impl Supervisor {
             self.stuck.push(module.actor);
             return;
         }
-        match module.actor.stop(self.timeouts.shutdown) {
+        match module.actor.stop_now(self.timeouts.shutdown) {
             Ok(state) => self.retire(state),
             Err(actor) => self.stuck.push(actor),
         }
@@ -480,7 +484,7 @@ impl Supervisor {
         let initialized =
             module
                 .actor
-                .call_module(Phase::Initialize, self.timeouts.initialize, move |m| {
+                .control_module(Phase::Initialize, self.timeouts.initialize, move |m| {
                     m.initialize(&config, None)
                 });
         if let Err(failure) = initialized {
@@ -500,7 +504,8 @@ impl Supervisor {
         let started = Instant::now();
         if let Err(failure) = module
             .actor
-            .call_module(Phase::Start, self.timeouts.start, |m| m.start())
+            .control_module(Phase::Start, self.timeouts.start, |m| m.start())
+            .and_then(|()| resume(&module.actor, self.timeouts.start))
         {
             self.discard(module, &failure);
             return Err(failure);
@@ -535,6 +540,19 @@ impl Drop for Supervisor {
     fn drop(&mut self) {
         self.shutdown("supervisor dropped");
     }
+}
+
+/// Lets a started module's thread deliver the events waiting in its mailbox.
+fn resume(actor: &Actor, timeout: Duration) -> Result<(), ModuleFailure> {
+    actor
+        .control(timeout, |state| state.paused = false)
+        .map_err(|_| {
+            ModuleFailure::new(
+                &**actor.name(),
+                Phase::Start,
+                Cause::Host("the module's thread did not resume delivery".into()),
+            )
+        })
 }
 
 /// Reports, once per event, a handler that runs past `limit`.
