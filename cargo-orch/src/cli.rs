@@ -68,6 +68,43 @@ pub enum Command {
     /// Build the enabled modules, load them in a deterministic order and run until
     /// SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Build and run every module's tests (unit and integration), load-check each
+    /// module in a scratch host, and print one combined report.
+    #[command(
+        after_help = "Exit code: 0 when everything passed, 1 when a test or a load check failed or \
+                      tests did not compile, 2 for a usage or configuration error.\n\
+                      Doc tests are not part of the report: run `cargo test --doc -p <package>`."
+    )]
+    Test(TestArgs),
+    /// Create a module from a template, add it to the workspace and declare it in
+    /// config/modules.yaml.
+    #[command(
+        after_help = "Exit code: 0 when the module was created, 1 when a step failed, 2 for a \
+                      usage error (invalid name, unknown template, existing module, path outside \
+                      the workspace) or an invalid configuration. Nothing is left half-written: \
+                      when a step fails, every file created or edited is restored."
+    )]
+    New(NewArgs),
+    /// Validate the configuration, build the enabled modules and load each one in a
+    /// scratch host (ABI check, initialize, start, shutdown) without running the
+    /// application.
+    #[command(
+        after_help = "Exit code: 0 when every module passed, 1 when a module did not build or \
+                      load, 2 for a configuration error."
+    )]
+    Check(CheckArgs),
+    /// List the declared modules: package, folder, enabled, dependencies, and
+    /// whether the built library is up to date.
+    #[command(
+        after_help = "BUILT compares modification times: the library in the target folder \
+                      against the sources cargo recorded for it (its .d file), the package's \
+                      Cargo.toml and the workspace's. Registry dependencies and changed \
+                      compiler flags are not seen; `cargo orch check` builds for certain."
+    )]
+    List(ListArgs),
+    /// Create a new orchestrated workspace: Cargo.toml, config/, modules-backend/
+    /// and .cargo/config.toml.
+    Init(InitArgs),
 }
 
 /// `cargo orch run`.
@@ -86,6 +123,88 @@ pub struct RunArgs {
     pub release: bool,
 }
 
+/// `cargo orch test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The modules to test, by name in modules.yaml (default: every enabled module).
+    #[arg(value_name = "MODULE", conflicts_with = "all")]
+    pub modules: Vec<String>,
+
+    /// Test every module declared in modules.yaml, disabled ones included.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Also write the report as JUnit XML to FILE (folders created as needed).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Print the report as JSON on stdout, and nothing else there.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Arguments for every test binary, e.g. `-- --include-ignored` or a test name filter.
+    #[arg(last = true, value_name = "TEST_ARGS")]
+    pub test_args: Vec<String>,
+}
+
+/// `cargo orch new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The module's name, also its package name: lowercase ASCII letters, digits,
+    /// `-` and `_`, starting with a letter.
+    #[arg(value_name = "NAME", required_unless_present = "list_templates")]
+    pub name: Option<String>,
+
+    /// The template to render (see --list-templates).
+    #[arg(long, short, value_name = "TEMPLATE", default_value = "basic")]
+    pub template: String,
+
+    /// The module's folder, inside the workspace (default: modules-backend/NAME).
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+
+    /// Do not declare the module in config/modules.yaml.
+    #[arg(long)]
+    pub no_register: bool,
+
+    /// Print the module templates, one line each, and exit.
+    #[arg(long, conflicts_with_all = ["name", "path", "no_register"])]
+    pub list_templates: bool,
+}
+
+/// `cargo orch check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Build the modules with the release profile.
+    #[arg(long)]
+    pub release: bool,
+
+    /// Also print the log: each phase's timing and what the modules log.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// `cargo orch list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON (an object with a `modules` array) for scripts.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Compare with the release build instead of the debug build.
+    #[arg(long)]
+    pub release: bool,
+}
+
+/// `cargo orch init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The new workspace's folder (created when missing; it must not hold a
+    /// Cargo.toml).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,11 +219,70 @@ mod tests {
     fn parses_as_cargo_calls_it() {
         let cli = CargoCli::try_parse_from(["cargo-orch", "orch", "run", "--watch"]).unwrap();
         let CargoCli::Orch(orch) = cli;
-        let Command::Run(args) = orch.command;
+        let Command::Run(args) = orch.command else {
+            panic!("run expected");
+        };
         assert!(args.watch && !args.no_watch);
         assert!(
             CargoCli::try_parse_from(["cargo-orch", "orch", "run", "--watch", "--no-watch"])
                 .is_err()
         );
+    }
+
+    #[test]
+    fn parses_test_with_modules_and_test_arguments() {
+        let cli = CargoCli::try_parse_from([
+            "cargo-orch",
+            "orch",
+            "test",
+            "mod-a",
+            "mod-b",
+            "--junit",
+            "out/junit.xml",
+            "--",
+            "--include-ignored",
+            "mod-c",
+        ])
+        .unwrap();
+        let CargoCli::Orch(orch) = cli;
+        let Command::Test(args) = orch.command else {
+            panic!("test expected");
+        };
+        assert_eq!(args.modules, ["mod-a", "mod-b"]);
+        assert_eq!(args.test_args, ["--include-ignored", "mod-c"]);
+        assert_eq!(args.junit, Some(PathBuf::from("out/junit.xml")));
+        assert!(!args.all && !args.json);
+        assert!(
+            CargoCli::try_parse_from(["cargo-orch", "orch", "test", "mod-a", "--all"]).is_err()
+        );
+    }
+
+    #[test]
+    fn parses_new_check_list_and_init() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["cargo-orch", "orch"];
+            all.extend_from_slice(args);
+            CargoCli::try_parse_from(all).map(|CargoCli::Orch(orch)| orch.command)
+        };
+        let Ok(Command::New(new)) = parse(&["new", "mod-x", "-t", "producer", "--no-register"])
+        else {
+            panic!("new expected");
+        };
+        assert_eq!(new.name.as_deref(), Some("mod-x"));
+        assert_eq!(new.template, "producer");
+        assert!(new.no_register && !new.list_templates);
+        let Ok(Command::New(new)) = parse(&["new", "--list-templates"]) else {
+            panic!("new expected");
+        };
+        assert!(new.list_templates && new.name.is_none());
+        assert_eq!(new.template, "basic");
+        assert!(parse(&["new"]).is_err(), "a name is required");
+        assert!(parse(&["new", "mod-x", "--list-templates"]).is_err());
+        assert!(matches!(parse(&["check", "--release"]), Ok(Command::Check(c)) if c.release));
+        assert!(matches!(parse(&["list", "--json"]), Ok(Command::List(l)) if l.json));
+        let Ok(Command::Init(init)) = parse(&["init"]) else {
+            panic!("init expected");
+        };
+        assert_eq!(init.dir, PathBuf::from("."));
     }
 }

@@ -15,6 +15,11 @@ fn main() -> ExitCode {
     let cli::CargoCli::Orch(orch) = cli::CargoCli::parse();
     let outcome = match orch.command {
         cli::Command::Run(args) => cmd::run::run(&orch.global, &args),
+        cli::Command::Test(args) => cmd::test::run(&orch.global, &args),
+        cli::Command::New(args) => cmd::new::run(&orch.global, &args),
+        cli::Command::Check(args) => cmd::check::run(&orch.global, &args),
+        cli::Command::List(args) => cmd::list::run(&orch.global, &args),
+        cli::Command::Init(args) => cmd::init::run(&args),
     };
     match outcome {
         Ok(code) => code,

@@ -66,6 +66,15 @@ pub fn run(options: Options) -> Result<bool> {
         println!("=== demo run {run}/{} ===", options.repeat);
         run_once(&root, &cargo, &mut tally)?;
     }
+    let tested = crate::demo_test::run(&root)?;
+    tally.passed += tested.passed;
+    tally.failed += tested.failed;
+    let scaffolded = crate::demo_new::run()?;
+    tally.passed += scaffolded.passed;
+    tally.failed += scaffolded.failed;
+    let watched = crate::demo_watch::run()?;
+    tally.passed += watched.passed;
+    tally.failed += watched.failed;
     println!(
         "demo: {} runs, {} checks passed, {} failed",
         options.repeat, tally.passed, tally.failed

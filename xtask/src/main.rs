@@ -1,8 +1,14 @@
 //! Project automation for cargo-orch, run as `cargo xtask <verb>`.
 //!
-//! Verbs: `demo [--repeat N]` (the scripted end-to-end validation). See `--help`.
+//! Verbs: `demo [--repeat N]` (the scripted end-to-end validation) and `bench test
+//! [--repeat N]` (`cargo orch test` against a plain `cargo test`). See `--help`.
 
+mod bench_reload;
+mod bench_test;
 mod demo;
+mod demo_new;
+mod demo_test;
+mod demo_watch;
 mod watch_output;
 
 use std::process::ExitCode;
@@ -15,6 +21,15 @@ Commands:
   demo [--repeat N]  Build the orchestrator and the demo modules, run `cargo orch run`,
                      check its output and its shutdown on SIGINT; N runs (default 1).
                      Exits 0 only if every check of every run passed.
+  bench test [--repeat N]
+                     Time `cargo orch test` against a plain `cargo test -p ...` of the
+                     same modules, N timed runs each (default 5); prints the medians
+                     and writes target/bench/test.json. Exits 1 if `cargo orch test`
+                     was slower.
+  bench reload [--edits N]
+                     Edit a module N times under `cargo orch run --watch` (default 20)
+                     and time save-to-running against a plain `cargo build -p` of the
+                     same edit; prints median and p95, writes target/bench/reload.json.
 
 Options:
   -h, --help         Print this help
@@ -25,6 +40,10 @@ Options:
 enum Invocation {
     /// Print the usage.
     Help,
+    /// Run the `cargo orch test` benchmark.
+    BenchTest(bench_test::Options),
+    /// Time hot reloads against a plain cargo build.
+    BenchReload(bench_reload::Options),
     /// Run the demo.
     Demo(demo::Options),
 }
@@ -37,6 +56,7 @@ fn parse(args: &[String]) -> Result<Invocation, String> {
     match verb.as_str() {
         "-h" | "--help" | "help" => Ok(Invocation::Help),
         "demo" => parse_demo(rest),
+        "bench" => parse_bench(rest),
         other => Err(format!("unknown command `{other}`")),
     }
 }
@@ -68,6 +88,63 @@ fn parse_demo(args: &[String]) -> Result<Invocation, String> {
     Ok(Invocation::Demo(options))
 }
 
+/// Parses the arguments of `bench`: `test [--repeat N]`.
+fn parse_bench(args: &[String]) -> Result<Invocation, String> {
+    match args.split_first() {
+        Some((what, rest)) if what == "test" => {
+            let mut options = bench_test::Options::default();
+            let mut rest = rest.iter();
+            while let Some(arg) = rest.next() {
+                let repeat = match arg.as_str() {
+                    "-h" | "--help" => return Ok(Invocation::Help),
+                    "--repeat" => rest
+                        .next()
+                        .ok_or_else(|| "`--repeat` needs a number".to_owned())?,
+                    other => other
+                        .strip_prefix("--repeat=")
+                        .ok_or_else(|| format!("unexpected argument `{other}` for `bench test`"))?,
+                };
+                options.repeat = match repeat.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => {
+                        return Err(format!(
+                            "`--repeat` needs a whole number of at least 1, not `{repeat}`"
+                        ));
+                    }
+                };
+            }
+            Ok(Invocation::BenchTest(options))
+        }
+        Some((what, rest)) if what == "reload" => {
+            let mut options = bench_reload::Options::default();
+            let mut rest = rest.iter();
+            while let Some(arg) = rest.next() {
+                let edits = match arg.as_str() {
+                    "-h" | "--help" => return Ok(Invocation::Help),
+                    "--edits" => rest
+                        .next()
+                        .ok_or_else(|| "`--edits` needs a number".to_owned())?,
+                    other => other.strip_prefix("--edits=").ok_or_else(|| {
+                        format!("unexpected argument `{other}` for `bench reload`")
+                    })?,
+                };
+                options.edits = match edits.parse::<u32>() {
+                    Ok(n) if n >= 1 => n,
+                    _ => {
+                        return Err(format!(
+                            "`--edits` needs a whole number of at least 1, not `{edits}`"
+                        ));
+                    }
+                };
+            }
+            Ok(Invocation::BenchReload(options))
+        }
+        Some((other, _)) if other == "-h" || other == "--help" => Ok(Invocation::Help),
+        Some((other, _)) => Err(format!("unknown benchmark `{other}`; known: test, reload")),
+        None => Err("`bench` needs a benchmark name: test or reload".to_owned()),
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse(&args) {
@@ -83,6 +160,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Ok(Invocation::BenchTest(options)) => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new(".."));
+            match bench_test::run(root, options) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => {
+                    eprintln!("xtask bench test: error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Ok(Invocation::BenchReload(options)) => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new(".."));
+            match bench_reload::run(root, options) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => {
+                    eprintln!("xtask bench reload: error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Err(message) => {
             eprintln!("xtask: {message}\n\n{USAGE}");
             ExitCode::from(2)
@@ -124,5 +227,26 @@ mod tests {
         assert!(parse(&args(&["demo", "--repeat", "0"])).is_err());
         assert!(parse(&args(&["demo", "--repeat", "x"])).is_err());
         assert!(parse(&args(&["demo", "--fast"])).is_err());
+    }
+
+    #[test]
+    fn parses_bench_test_and_its_repeat_count() {
+        assert_eq!(
+            parse(&args(&["bench", "test"])),
+            Ok(Invocation::BenchTest(bench_test::Options { repeat: 5 }))
+        );
+        assert_eq!(
+            parse(&args(&["bench", "test", "--repeat", "3"])),
+            Ok(Invocation::BenchTest(bench_test::Options { repeat: 3 }))
+        );
+        assert_eq!(
+            parse(&args(&["bench", "test", "--repeat=7"])),
+            Ok(Invocation::BenchTest(bench_test::Options { repeat: 7 }))
+        );
+        assert_eq!(parse(&args(&["bench", "--help"])), Ok(Invocation::Help));
+        assert!(parse(&args(&["bench"])).is_err());
+        assert!(parse(&args(&["bench", "run"])).is_err());
+        assert!(parse(&args(&["bench", "test", "--repeat", "0"])).is_err());
+        assert!(parse(&args(&["bench", "test", "--quick"])).is_err());
     }
 }

@@ -56,8 +56,8 @@ fn placeholder(after: &str) -> Option<&str> {
         .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
         .unwrap_or(after.len());
     let name = &after[..end];
-    let well_formed = name.starts_with(|c: char| c.is_ascii_lowercase())
-        && after[end..].starts_with("}}");
+    let well_formed =
+        name.starts_with(|c: char| c.is_ascii_lowercase()) && after[end..].starts_with("}}");
     well_formed.then_some(name)
 }
 

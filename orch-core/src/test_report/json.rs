@@ -33,6 +33,14 @@ pub fn to_json(report: &TestReport) -> Value {
     Value::Object(object)
 }
 
+/// `report` as pretty-printed JSON text, ending with a newline.
+pub fn render(report: &TestReport) -> String {
+    // Serializing a `Value` cannot fail: its map keys are strings.
+    let mut text = serde_json::to_string_pretty(&to_json(report)).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 fn module(module: &ModuleReport) -> Value {
     let mut object = Map::new();
     object.insert("module".into(), module.module.clone().into());
@@ -102,7 +110,10 @@ mod tests {
         let value = to_json(&report);
         assert_eq!(value["summary"], "1 passed, 1 failed, 1 skipped");
         assert_eq!(value["success"], false);
-        assert_eq!((value["passed"].as_u64(), value["failed"].as_u64()), (Some(1), Some(1)));
+        assert_eq!(
+            (value["passed"].as_u64(), value["failed"].as_u64()),
+            (Some(1), Some(1))
+        );
         assert_eq!(value["time"], 1.0);
         let module = &value["modules"][0];
         assert_eq!(module["module"], "mod-a");

@@ -213,12 +213,18 @@ mod tests {
 
     #[test]
     fn escapes_text_and_attributes() {
-        assert_eq!(escape_text("a & b < c > d \"e\" 'f'"), "a &amp; b &lt; c &gt; d \"e\" 'f'");
+        assert_eq!(
+            escape_text("a & b < c > d \"e\" 'f'"),
+            "a &amp; b &lt; c &gt; d \"e\" 'f'"
+        );
         assert_eq!(
             escape_attribute("a & b < c > d \"e\" 'f'\n\tg\r"),
             "a &amp; b &lt; c &gt; d &quot;e&quot; &apos;f&apos;&#10;&#9;g&#13;"
         );
-        assert_eq!(escape_text("esc\u{1b}[0m nul\u{0} ok\n"), "esc\u{FFFD}[0m nul\u{FFFD} ok\n");
+        assert_eq!(
+            escape_text("esc\u{1b}[0m nul\u{0} ok\n"),
+            "esc\u{FFFD}[0m nul\u{FFFD} ok\n"
+        );
         assert_eq!(escape_text("\u{FFFF}é€😀"), "\u{FFFD}é€😀");
         assert_eq!(escape_text("]]>"), "]]&gt;");
     }

@@ -359,7 +359,10 @@ test result: FAILED. 2 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; 
         );
         let failed = &run.tests[3];
         let output = failed.output.as_deref().expect("captured output");
-        assert!(output.starts_with("some output\n\nthread 'tests::fails'"), "{output}");
+        assert!(
+            output.starts_with("some output\n\nthread 'tests::fails'"),
+            "{output}"
+        );
         assert!(output.ends_with("to display a backtrace"), "{output}");
         assert!(run.harness_seen && run.finished && run.unfinished.is_empty());
         assert_eq!(
@@ -441,7 +444,9 @@ test result: FAILED. 2 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; 
     fn output_without_a_harness_is_recognised() {
         let run = parse("hello from a custom main\n");
         assert!(!run.harness_seen && run.tests.is_empty());
-        let run = parse("\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n");
+        let run = parse(
+            "\nrunning 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n",
+        );
         assert!(run.harness_seen && run.finished && run.tests.is_empty());
     }
 
@@ -475,7 +480,10 @@ test result: FAILED. 2 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; 
             failure_message("thread 'a' panicked at 'old style', src/lib.rs:1:2"),
             "old style"
         );
-        assert_eq!(failure_message("\n  Error: not found\n"), "Error: not found");
+        assert_eq!(
+            failure_message("\n  Error: not found\n"),
+            "Error: not found"
+        );
         assert_eq!(failure_message(""), "test failed");
         assert_eq!(failure_message(&"x".repeat(300)).chars().count(), 201);
     }

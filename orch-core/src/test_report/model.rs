@@ -240,7 +240,10 @@ mod tests {
             ],
             duration: Duration::ZERO,
         };
-        assert_eq!(green.counts().summary_line(), "2 passed, 0 failed, 1 skipped");
+        assert_eq!(
+            green.counts().summary_line(),
+            "2 passed, 0 failed, 1 skipped"
+        );
         assert!(green.success());
         assert_eq!(green.failures().count(), 0);
 

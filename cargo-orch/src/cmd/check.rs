@@ -1,0 +1,175 @@
+//! `cargo orch check`: validate the configuration, build the enabled modules
+//! with one cargo build, and load each one alone in a scratch host (ABI check,
+//! initialize, start, shutdown) without running the application. One line per
+//! module: `ok` with its time, or `FAIL` with the phase, the cause and a hint.
+//!
+//! Exit code: 0 when every module passed, 1 when one did not build or load, 2
+//! for a configuration error. When nothing changed the build is a no-op.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use orch_core::builder::{BuildRequest, Builder};
+use orch_core::config::ModuleSpec;
+use orch_core::orch_sdk::duration::human;
+use orch_core::scratch::load_check;
+use orch_core::{Cause, ModuleFailure, Phase};
+
+use crate::cli::{CheckArgs, EXIT_FAILURE, EXIT_USAGE, GlobalArgs};
+use crate::session::{Session, SessionError};
+
+/// One module's outcome.
+enum Outcome {
+    Ok(std::time::Duration),
+    Failed(ModuleFailure),
+    NotChecked(String),
+}
+
+/// Checks every enabled module.
+pub fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let session = match Session::open(global) {
+        Ok(session) => session,
+        Err(SessionError::Config(error)) => {
+            eprintln!("error: {error:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+        Err(SessionError::Other(error)) => return Err(error),
+    };
+    if args.verbose {
+        session.init_logging(global)?;
+    }
+    let config = &session.config;
+    println!(
+        "config: ok ({} of {} declared modules enabled)",
+        config.startup_order().len(),
+        config.modules.len()
+    );
+    let modules = config.startup_order();
+    if modules.is_empty() {
+        println!("no module is enabled in modules.yaml: nothing to build or load");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let outcomes: Vec<Outcome> = match build(&session, &modules, args.release) {
+        Ok(artifacts) => modules
+            .iter()
+            .map(|spec| match artifacts.get(&spec.package) {
+                Some(artifact) => match load_check(
+                    spec,
+                    artifact,
+                    &session.workspace.target_dir,
+                    config.main.timeouts,
+                ) {
+                    Ok(took) => Outcome::Ok(took),
+                    Err(failure) => Outcome::Failed(failure),
+                },
+                None => Outcome::Failed(
+                    ModuleFailure::new(
+                        &spec.name,
+                        Phase::Build,
+                        Cause::Host(format!(
+                            "cargo produced no cdylib for package '{}'",
+                            spec.package
+                        )),
+                    )
+                    .with_hint("check that its [lib] has crate-type = [\"cdylib\", \"rlib\"]"),
+                ),
+            })
+            .collect(),
+        Err(error) => {
+            eprintln!("{error}");
+            modules
+                .iter()
+                .map(|spec| {
+                    if error.failed_packages.contains(&spec.package) {
+                        Outcome::Failed(
+                            ModuleFailure::new(
+                                &spec.name,
+                                Phase::Build,
+                                Cause::Host(format!("package '{}' did not compile", spec.package)),
+                            )
+                            .with_hint("fix the compiler error shown above"),
+                        )
+                    } else {
+                        Outcome::NotChecked("the build stopped before it was built".into())
+                    }
+                })
+                .collect()
+        }
+    };
+
+    let failed = print_outcomes(&modules, &outcomes);
+    let disabled = config.modules.iter().filter(|m| !m.enabled).count();
+    let skipped = if disabled > 0 {
+        format!(", {disabled} disabled not checked")
+    } else {
+        String::new()
+    };
+    if failed == 0 {
+        println!(
+            "check: {} modules ok{skipped} in {}",
+            modules.len(),
+            human(started.elapsed())
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "check: {failed} of {} modules failed{skipped}",
+            modules.len()
+        );
+        Ok(ExitCode::from(EXIT_FAILURE))
+    }
+}
+
+/// Builds every enabled module's package in one cargo invocation.
+fn build(
+    session: &Session,
+    modules: &[&ModuleSpec],
+    release: bool,
+) -> Result<HashMap<String, PathBuf>, orch_core::builder::BuildError> {
+    let mut packages: Vec<String> = Vec::new();
+    for module in modules {
+        if !packages.contains(&module.package) {
+            packages.push(module.package.clone());
+        }
+    }
+    let request = BuildRequest {
+        packages,
+        release,
+        timeout: session.config.main.timeouts.build,
+    };
+    Builder::new(&session.workspace)
+        .build(&request)
+        .map(|output| output.artifacts)
+}
+
+/// One line per module (and the hint under a failure); the number of failures.
+fn print_outcomes(modules: &[&ModuleSpec], outcomes: &[Outcome]) -> usize {
+    let width = modules.iter().map(|m| m.name.len()).max().unwrap_or(0);
+    let mut failed = 0;
+    for (spec, outcome) in modules.iter().zip(outcomes) {
+        let name = &spec.name;
+        match outcome {
+            Outcome::Ok(took) => println!(
+                "ok    {name:width$}  loaded, initialized, started, shut down in {}",
+                human(*took)
+            ),
+            Outcome::Failed(failure) => {
+                failed += 1;
+                println!(
+                    "FAIL  {name:width$}  phase {}: {}",
+                    failure.phase, failure.cause
+                );
+                println!("      {:width$}  hint: {}", "", failure.hint);
+            }
+            Outcome::NotChecked(why) => {
+                failed += 1;
+                println!("FAIL  {name:width$}  not checked: {why}");
+            }
+        }
+    }
+    failed
+}

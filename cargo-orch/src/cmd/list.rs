@@ -1,0 +1,185 @@
+//! `cargo orch list`: the modules declared in `config/modules.yaml`, one row
+//! each: name, package, folder, enabled, `depends_on`, and whether its library
+//! is built and up to date (see [`mod@freshness`]). `--json` prints the same as an
+//! object with a `modules` array, for scripts.
+
+mod freshness;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use orch_core::config::ModuleSpec;
+use orch_core::scaffold::manifest::lib_name;
+use serde_json::json;
+
+use crate::cli::{EXIT_USAGE, GlobalArgs, ListArgs};
+use crate::session::{Session, SessionError};
+use freshness::{Freshness, artifact_path, freshness};
+
+/// One declared module, as listed.
+struct Row {
+    name: String,
+    package: String,
+    path: String,
+    enabled: bool,
+    depends_on: Vec<String>,
+    artifact: Option<String>,
+    built: Freshness,
+    /// The input that is newer than the library, relative to the root.
+    stale_because: Option<String>,
+}
+
+/// Prints the table (or JSON).
+pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
+    let session = match Session::open(global) {
+        Ok(session) => session,
+        Err(SessionError::Config(error)) => {
+            eprintln!("error: {error:#}");
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+        Err(SessionError::Other(error)) => return Err(error),
+    };
+    let profile = if args.release { "release" } else { "debug" };
+    let rows: Vec<Row> = session
+        .config
+        .modules
+        .iter()
+        .map(|spec| row(&session, spec, profile))
+        .collect();
+    if args.json {
+        print_json(&rows)?;
+    } else {
+        print_table(&rows, profile)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn row(session: &Session, spec: &ModuleSpec, profile: &str) -> Row {
+    let root = &session.workspace.root;
+    let package = session.workspace.package(&spec.package);
+    let (path, artifact, built) = match package {
+        Some(package) => {
+            let library = artifact_path(
+                &session.workspace.target_dir.join(profile),
+                &lib_name(&package.manifest_dir, &package.name),
+            );
+            let built = freshness(&library, &package.manifest_dir, &root.join("Cargo.toml"));
+            let shown = (built != Freshness::NotBuilt).then(|| relative(root, &library));
+            (relative(root, &package.manifest_dir), shown, built)
+        }
+        None => (String::new(), None, Freshness::NotBuilt),
+    };
+    let stale_because = match &built {
+        Freshness::Stale(input) => Some(relative(root, input)),
+        _ => None,
+    };
+    Row {
+        name: spec.name.clone(),
+        package: spec.package.clone(),
+        path,
+        enabled: spec.enabled,
+        depends_on: spec.depends_on.clone(),
+        artifact,
+        built,
+        stale_because,
+    }
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn print_json(rows: &[Row]) -> anyhow::Result<()> {
+    let modules: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| {
+            json!({
+                "name": row.name,
+                "package": row.package,
+                "path": row.path,
+                "enabled": row.enabled,
+                "depends_on": row.depends_on,
+                "artifact": row.artifact,
+                "built": row.built.as_str(),
+                "stale_because": row.stale_because,
+            })
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&json!({ "modules": modules }))?;
+    print_lines(&[text])
+}
+
+/// Prints `lines` on stdout; a reader that went away (`| head`) ends the
+/// output quietly instead of a panic.
+pub fn print_lines(lines: &[String]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+fn print_table(rows: &[Row], profile: &str) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        return print_lines(&[
+            "no module is declared in modules.yaml: add one with `cargo orch new <name>`".into(),
+        ]);
+    }
+    let header = [
+        "NAME",
+        "PACKAGE",
+        "PATH",
+        "ENABLED",
+        "DEPENDS ON",
+        &format!("BUILT ({profile})"),
+    ]
+    .map(String::from);
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|row| {
+            [
+                row.name.clone(),
+                row.package.clone(),
+                row.path.clone(),
+                if row.enabled { "yes" } else { "no" }.to_owned(),
+                if row.depends_on.is_empty() {
+                    "-".to_owned()
+                } else {
+                    row.depends_on.join(", ")
+                },
+                match (&row.built, &row.stale_because) {
+                    (Freshness::NotBuilt, _) => "not built".to_owned(),
+                    (Freshness::UpToDate, _) => "up to date".to_owned(),
+                    (Freshness::Stale(_), Some(input)) => format!("stale ({input} changed)"),
+                    (Freshness::Stale(_), None) => "stale".to_owned(),
+                },
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for line in &cells {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let lines: Vec<String> = std::iter::once(&header)
+        .chain(&cells)
+        .map(|line| {
+            let text: Vec<String> = line
+                .iter()
+                .zip(widths)
+                .map(|(cell, width)| format!("{cell:width$}"))
+                .collect();
+            text.join("  ").trim_end().to_owned()
+        })
+        .collect();
+    print_lines(&lines)
+}
