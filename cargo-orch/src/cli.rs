@@ -121,6 +121,11 @@ pub struct RunArgs {
     /// Build the modules with the release profile.
     #[arg(long)]
     pub release: bool,
+
+    /// Skip `cargo build` and load the libraries of the last build as they are
+    /// (fast restarts; the modules must have been built with the same profile).
+    #[arg(long, conflicts_with = "watch")]
+    pub no_build: bool,
 }
 
 /// `cargo orch test`.

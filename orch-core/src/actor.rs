@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, select, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
 use crate::bus::{Bus, BusEvent, EventSink};
 use crate::error::{Cause, ModuleFailure, Phase};
@@ -28,6 +28,8 @@ pub enum Envelope {
     Call(Box<dyn FnOnce(&mut ActorState) + Send>),
     /// Leave the loop and hand the state back.
     Stop,
+    /// Nothing: makes a thread blocked on its mailbox look at its control channel.
+    Wake,
 }
 
 /// The module's mailbox: outlives its generations.
@@ -99,12 +101,13 @@ impl ActorState {
     }
 }
 
-/// What the actor is doing right now, read by the watchdog.
+/// What the actor is doing right now, read by the watchdog. Cheap on the hot
+/// path: an atomic store and an `Arc` clone per event, no allocation.
 #[derive(Default)]
 pub struct Activity {
     /// Milliseconds since `epoch` when the current event started; 0 when idle.
     started_ms: AtomicU64,
-    topic: Mutex<Option<Box<str>>>,
+    event: Mutex<Option<Arc<BusEvent>>>,
     reported: AtomicBool,
     epoch: Option<Instant>,
 }
@@ -125,8 +128,8 @@ impl Activity {
             .max(1)
     }
 
-    fn begin(&self, topic: &str) {
-        *self.topic.lock().unwrap_or_else(|e| e.into_inner()) = Some(topic.into());
+    fn begin(&self, event: &Arc<BusEvent>) {
+        *self.event.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(event));
         self.reported.store(false, Ordering::Relaxed);
         self.started_ms.store(self.now_ms(), Ordering::Release);
     }
@@ -146,8 +149,14 @@ impl Activity {
         if running < limit || self.reported.swap(true, Ordering::AcqRel) {
             return None;
         }
-        let topic = self.topic.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        Some((topic.map(String::from).unwrap_or_default(), running))
+        let event = self.event.lock().unwrap_or_else(|e| e.into_inner());
+        Some((
+            event
+                .as_ref()
+                .map(|e| e.topic().to_string())
+                .unwrap_or_default(),
+            running,
+        ))
     }
 }
 
@@ -214,7 +223,7 @@ impl Actor {
         timeout: Duration,
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
     ) -> Result<R, CallError> {
-        Self::send_and_wait(&self.mailbox.sender, timeout, f)
+        Self::send_and_wait(&self.mailbox.sender, None, timeout, f)
     }
 
     /// Runs `f` on the actor thread before any waiting event (also while paused).
@@ -223,11 +232,15 @@ impl Actor {
         timeout: Duration,
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
     ) -> Result<R, CallError> {
-        Self::send_and_wait(&self.control, timeout, f)
+        Self::send_and_wait(&self.control, Some(&self.mailbox.sender), timeout, f)
     }
 
+    /// Sends a call on `channel`; with `wake`, also drops an [`Envelope::Wake`]
+    /// there so a thread blocked on its mailbox notices a control call. Then
+    /// waits for the result.
     fn send_and_wait<R: Send + 'static>(
         channel: &Sender<Envelope>,
+        wake: Option<&Sender<Envelope>>,
         timeout: Duration,
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
     ) -> Result<R, CallError> {
@@ -236,6 +249,13 @@ impl Actor {
             let _ = reply_tx.send(f(state));
         }));
         channel.send(envelope).map_err(|_| CallError::Gone)?;
+        if let Some(mailbox) = wake {
+            let _ = mailbox.send(Envelope::Wake);
+        }
+        Self::wait(reply, timeout)
+    }
+
+    fn wait<R>(reply: Receiver<R>, timeout: Duration) -> Result<R, CallError> {
         reply.recv_timeout(timeout).map_err(|e| match e {
             RecvTimeoutError::Timeout => CallError::Timeout,
             RecvTimeoutError::Disconnected => CallError::Gone,
@@ -303,6 +323,7 @@ impl Actor {
     /// Stops a paused thread at once, through its control channel.
     pub fn stop_now(mut self, timeout: Duration) -> Result<ActorState, Self> {
         let _ = self.control.send(Envelope::Stop);
+        let _ = self.mailbox.sender.send(Envelope::Wake);
         self.join(timeout).ok_or(self)
     }
 }
@@ -325,29 +346,23 @@ fn run(
     activity: &Activity,
 ) -> ActorState {
     loop {
-        let envelope = if let Ok(envelope) = control.try_recv() {
-            envelope
+        // Control first; otherwise block on the mailbox alone (a control call
+        // also drops a Wake there) or, while paused, on the control channel alone.
+        let next = if let Ok(envelope) = control.try_recv() {
+            Ok(envelope)
         } else if state.paused {
-            match control.recv() {
-                Ok(envelope) => envelope,
-                Err(_) => break,
-            }
+            control.recv()
         } else {
-            select! {
-                recv(control) -> envelope => match envelope {
-                    Ok(envelope) => envelope,
-                    Err(_) => break,
-                },
-                recv(mailbox) -> envelope => match envelope {
-                    Ok(envelope) => envelope,
-                    Err(_) => break,
-                },
-            }
+            mailbox.recv()
+        };
+        let Ok(envelope) = next else {
+            break;
         };
         match envelope {
             Envelope::Event(event) => deliver(&mut state, &event, bus, activity),
             Envelope::Call(call) => call(&mut state),
             Envelope::Stop => break,
+            Envelope::Wake => {}
         }
         if state.retire {
             break;
@@ -356,15 +371,15 @@ fn run(
     state
 }
 
-fn deliver(state: &mut ActorState, event: &BusEvent, bus: &Bus, activity: &Activity) {
+fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &Activity) {
     let Some(instance) = state.instance.as_mut() else {
         return;
     };
-    activity.begin(&event.topic);
-    let result = instance.on_event(&event.topic, &event.payload);
+    activity.begin(event);
+    let result = instance.on_event(event.topic(), event.payload());
     activity.end();
     if let Err(cause) = result {
-        report_event_failure(&state.name, &event.topic, &cause, bus);
+        report_event_failure(&state.name, event.topic(), &cause, bus);
     }
 }
 

@@ -14,13 +14,13 @@ use std::time::Instant;
 
 use orch_sdk::topic;
 
-/// One published event, shared by every mailbox it is delivered to.
+/// One published event, shared by every mailbox it is delivered to. Topic and
+/// payload live in one buffer: one allocation for the bytes, one for the `Arc`.
 #[derive(Debug)]
 pub struct BusEvent {
-    /// The topic (`test.ping`).
-    pub topic: Box<str>,
-    /// The payload as JSON bytes.
-    pub payload: Box<[u8]>,
+    /// The topic's bytes followed by the payload's.
+    data: Box<[u8]>,
+    topic_len: usize,
     /// The publishing module, `None` for the host.
     pub source: Option<Arc<str>>,
     /// When it was published (for latency measurements).
@@ -29,13 +29,27 @@ pub struct BusEvent {
 
 impl BusEvent {
     /// An event published now.
-    pub fn new(topic: &str, payload: Vec<u8>, source: Option<Arc<str>>) -> Self {
+    pub fn new(topic: &str, payload: &[u8], source: Option<Arc<str>>) -> Self {
+        let mut data = Vec::with_capacity(topic.len() + payload.len());
+        data.extend_from_slice(topic.as_bytes());
+        data.extend_from_slice(payload);
         Self {
-            topic: topic.into(),
-            payload: payload.into_boxed_slice(),
+            data: data.into_boxed_slice(),
+            topic_len: topic.len(),
             source,
             published_at: Instant::now(),
         }
+    }
+
+    /// The topic (`test.ping`).
+    pub fn topic(&self) -> &str {
+        // Always valid: the bytes were copied from a `&str` in `new`.
+        std::str::from_utf8(&self.data[..self.topic_len]).unwrap_or_default()
+    }
+
+    /// The payload as JSON bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.data[self.topic_len..]
     }
 }
 
@@ -219,24 +233,24 @@ impl Bus {
     pub fn publish(
         &self,
         topic: &str,
-        payload: Vec<u8>,
+        payload: impl AsRef<[u8]>,
         source: Option<Arc<str>>,
     ) -> Result<usize, BusError> {
         topic::validate_topic(topic).map_err(BusError::InvalidTopic)?;
-        Ok(self.publish_event(Arc::new(BusEvent::new(topic, payload, source))))
+        Ok(self.publish_event(Arc::new(BusEvent::new(topic, payload.as_ref(), source))))
     }
 
     /// Publishes a host event serialized from `data`. Host events have fixed,
     /// valid topics and serializable payloads, so this cannot fail.
     pub fn publish_json(&self, topic: &str, data: &serde_json::Value) -> usize {
         let payload = serde_json::to_vec(data).unwrap_or_default();
-        self.publish_event(Arc::new(BusEvent::new(topic, payload, None)))
+        self.publish_event(Arc::new(BusEvent::new(topic, &payload, None)))
     }
 
     /// Delivers an already built event to every matching subscriber.
     pub fn publish_event(&self, event: Arc<BusEvent>) -> usize {
         let registry = self.read();
-        let exact = registry.exact.get(&*event.topic);
+        let exact = registry.exact.get(event.topic());
         let mut delivered = 0;
         if let Some(targets) = exact {
             for (_, sink) in targets {
@@ -245,13 +259,13 @@ impl Bus {
         }
         for (pattern, (id, sink)) in &registry.patterns {
             let already = exact.is_some_and(|targets| targets.iter().any(|t| t.0 == *id));
-            if !already && topic::matches(pattern, &event.topic) {
+            if !already && topic::matches(pattern, event.topic()) {
                 // Two patterns of one subscriber may both match: deliver once.
                 let earlier_match = registry
                     .patterns
                     .iter()
                     .take_while(|(p, t)| !(t.0 == *id && p == pattern))
-                    .any(|(p, t)| t.0 == *id && topic::matches(p, &event.topic));
+                    .any(|(p, t)| t.0 == *id && topic::matches(p, event.topic()));
                 if !earlier_match {
                     delivered += usize::from(sink.deliver(&event));
                 }
@@ -272,7 +286,7 @@ mod tests {
     }
 
     fn topics(rx: &Receiver<Arc<BusEvent>>) -> Vec<String> {
-        rx.try_iter().map(|e| e.topic.to_string()).collect()
+        rx.try_iter().map(|e| e.topic().to_string()).collect()
     }
 
     #[test]
@@ -313,7 +327,7 @@ mod tests {
         let mut last = [None::<u32>; 4];
         let mut count = 0;
         for event in rx.try_iter() {
-            let (p, n): (usize, u32) = serde_json::from_slice(&event.payload).unwrap();
+            let (p, n): (usize, u32) = serde_json::from_slice(event.payload()).unwrap();
             assert!(
                 last[p].is_none_or(|prev| prev + 1 == n),
                 "publisher {p} out of order"

@@ -85,7 +85,7 @@ impl ModuleHostCtx {
             ));
         }
         self.bus
-            .publish(topic, payload.to_vec(), Some(Arc::clone(&self.name)))
+            .publish(topic, payload, Some(Arc::clone(&self.name)))
             .map(drop)
             .map_err(|e| e.to_string())
     }

@@ -174,7 +174,7 @@ fn run(shared: &Shared) {
             let payload = serde_json::json!({ "timer": id, "tick": timer.ticks });
             let event = BusEvent::new(
                 &timer.topic,
-                serde_json::to_vec(&payload).unwrap_or_default(),
+                &serde_json::to_vec(&payload).unwrap_or_default(),
                 None,
             );
             due.push((Arc::clone(&timer.sink), Arc::new(event)));
@@ -236,8 +236,8 @@ mod tests {
         let ticks: Vec<u64> = (0..3)
             .map(|_| {
                 let event = rx.recv_timeout(Duration::from_secs(5)).unwrap();
-                assert_eq!(&*event.topic, "producer.tick");
-                let payload: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+                assert_eq!(event.topic(), "producer.tick");
+                let payload: serde_json::Value = serde_json::from_slice(event.payload()).unwrap();
                 payload["tick"].as_u64().unwrap()
             })
             .collect();
@@ -266,7 +266,7 @@ mod tests {
             .schedule(owner, tx, "later", Duration::from_secs(3600), true)
             .unwrap();
         assert_eq!(
-            &*rx.recv_timeout(Duration::from_secs(5)).unwrap().topic,
+            &*rx.recv_timeout(Duration::from_secs(5)).unwrap().topic(),
             "once"
         );
         assert_eq!(timers.count_of(owner), 1);

@@ -15,6 +15,8 @@ pub struct WorkspacePackage {
     pub manifest_dir: PathBuf,
     /// Whether its library builds a `cdylib` (loadable as a module).
     pub is_cdylib: bool,
+    /// The crate name of its library target (`mod_dummy_consumer`), if it has one.
+    pub lib_name: Option<String>,
     /// Names of the workspace packages it depends on (path dependencies).
     pub workspace_dependencies: Vec<String>,
 }
@@ -63,6 +65,11 @@ impl Workspace {
                     .targets
                     .iter()
                     .any(|t| t.kind.contains(&TargetKind::CDyLib)),
+                lib_name: package
+                    .targets
+                    .iter()
+                    .find(|t| t.kind.contains(&TargetKind::CDyLib))
+                    .map(|t| t.name.replace('-', "_")),
                 workspace_dependencies: package
                     .dependencies
                     .iter()
@@ -76,6 +83,17 @@ impl Workspace {
             target_dir: metadata.target_directory.into_std_path_buf(),
             packages,
         })
+    }
+
+    /// Where cargo puts the cdylib of `package` for a profile (`debug`/`release`).
+    pub fn artifact_path(&self, package: &str, release: bool) -> Option<PathBuf> {
+        let lib = self.package(package)?.lib_name.as_ref()?;
+        let profile = if release { "release" } else { "debug" };
+        Some(self.target_dir.join(profile).join(format!(
+            "{}{lib}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        )))
     }
 
     /// The package called `name`.

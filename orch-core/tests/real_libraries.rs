@@ -133,7 +133,7 @@ fn publishing_is_refused_until_the_host_allows_it() {
     producer.start().expect("start");
     let event = pings.recv_timeout(Duration::from_secs(5)).expect("a ping");
     assert_eq!(event.source.as_deref(), Some("mod-dummy-producer"));
-    let ping: serde_json::Value = serde_json::from_slice(&event.payload).unwrap();
+    let ping: serde_json::Value = serde_json::from_slice(event.payload()).unwrap();
     assert_eq!(ping["message"], "hello");
 }
 
@@ -169,7 +169,7 @@ fn the_state_saved_by_one_generation_reaches_the_next() {
     let seqs: Vec<u64> = (0..2)
         .map(|_| {
             let event = pings.recv_timeout(Duration::from_secs(5)).unwrap();
-            serde_json::from_slice::<serde_json::Value>(&event.payload).unwrap()["seq"]
+            serde_json::from_slice::<serde_json::Value>(event.payload()).unwrap()["seq"]
                 .as_u64()
                 .unwrap()
         })

@@ -3,6 +3,7 @@
 //! Verbs: `demo [--repeat N]` (the scripted end-to-end validation) and `bench test
 //! [--repeat N]` (`cargo orch test` against a plain `cargo test`). See `--help`.
 
+mod bench_perf;
 mod bench_reload;
 mod bench_test;
 mod demo;
@@ -30,6 +31,11 @@ Commands:
                      Edit a module N times under `cargo orch run --watch` (default 20)
                      and time save-to-running against a plain `cargo build -p` of the
                      same edit; prints median and p95, writes target/bench/reload.json.
+  bench bus|startup|memory|all [--events N] [--runs N]
+                     Release-build benchmarks: bus throughput and latency across the
+                     module boundary next to bare crossbeam channels; 20-module start-up
+                     (median of N runs, default 10); resident memory idle and under
+                     load. Tables on stdout, JSON in target/bench/.
 
 Options:
   -h, --help         Print this help
@@ -44,6 +50,8 @@ enum Invocation {
     BenchTest(bench_test::Options),
     /// Time hot reloads against a plain cargo build.
     BenchReload(bench_reload::Options),
+    /// Bus, start-up and memory benchmarks.
+    BenchPerf(bench_perf::Options),
     /// Run the demo.
     Demo(demo::Options),
 }
@@ -139,10 +147,50 @@ fn parse_bench(args: &[String]) -> Result<Invocation, String> {
             }
             Ok(Invocation::BenchReload(options))
         }
+        Some((what, rest)) if ["bus", "startup", "memory", "all"].contains(&what.as_str()) => {
+            parse_bench_perf(what, rest)
+        }
         Some((other, _)) if other == "-h" || other == "--help" => Ok(Invocation::Help),
-        Some((other, _)) => Err(format!("unknown benchmark `{other}`; known: test, reload")),
-        None => Err("`bench` needs a benchmark name: test or reload".to_owned()),
+        Some((other, _)) => Err(format!(
+            "unknown benchmark `{other}`; known: test, reload, bus, startup, memory, all"
+        )),
+        None => Err(
+            "`bench` needs a benchmark name: test, reload, bus, startup, memory or all".to_owned(),
+        ),
     }
+}
+
+/// Parses `bench bus|startup|memory|all [--events N] [--runs N]`.
+fn parse_bench_perf(what: &str, rest: &[String]) -> Result<Invocation, String> {
+    let which = match what {
+        "bus" => bench_perf::Which::Bus,
+        "startup" => bench_perf::Which::Startup,
+        "memory" => bench_perf::Which::Memory,
+        _ => bench_perf::Which::All,
+    };
+    let mut options = bench_perf::Options::new(which);
+    let mut rest = rest.iter();
+    while let Some(arg) = rest.next() {
+        let (flag, value) = match arg.split_once('=') {
+            Some((flag, value)) => (flag, value.to_owned()),
+            None => (
+                arg.as_str(),
+                rest.next()
+                    .cloned()
+                    .ok_or_else(|| format!("`{arg}` needs a number"))?,
+            ),
+        };
+        let number: u64 =
+            value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                format!("`{flag}` needs a whole number of at least 1, not `{value}`")
+            })?;
+        match flag {
+            "--events" => options.events = number,
+            "--runs" => options.runs = u32::try_from(number).unwrap_or(u32::MAX),
+            other => return Err(format!("unexpected argument `{other}` for `bench {what}`")),
+        }
+    }
+    Ok(Invocation::BenchPerf(options))
 }
 
 fn main() -> ExitCode {
@@ -169,6 +217,19 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(err) => {
                     eprintln!("xtask bench test: error: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Ok(Invocation::BenchPerf(options)) => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new(".."));
+            match bench_perf::run(root, options) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(err) => {
+                    eprintln!("xtask bench: error: {err:#}");
                     ExitCode::FAILURE
                 }
             }

@@ -62,6 +62,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let build = if request.packages.is_empty() {
         tracing::warn!("no module is enabled in config/modules.yaml; nothing to build");
         Default::default()
+    } else if args.no_build {
+        prebuilt_artifacts(&session.workspace, &request)?
     } else {
         match builder.build(&request) {
             Ok(output) => {
@@ -136,6 +138,29 @@ fn watch_and_reload(
             }
         }
     }
+}
+
+/// The libraries of the last build, for `--no-build`; an error names a missing one.
+fn prebuilt_artifacts(
+    workspace: &orch_core::workspace::Workspace,
+    request: &BuildRequest,
+) -> anyhow::Result<std::collections::HashMap<String, std::path::PathBuf>> {
+    request
+        .packages
+        .iter()
+        .map(|package| {
+            let path = workspace
+                .artifact_path(package, request.release)
+                .filter(|path| path.exists())
+                .with_context(|| {
+                    format!(
+                        "--no-build: package '{package}' has no built library{}; run once without --no-build",
+                        if request.release { " (release)" } else { "" }
+                    )
+                })?;
+            Ok((package.clone(), path))
+        })
+        .collect()
 }
 
 /// Each package once, in startup order (two modules may share a package).

@@ -38,11 +38,12 @@ impl Config {
         self.values.contains_key(key)
     }
 
-    /// The value of `key` as `T`, `None` when the key is absent; an error that
-    /// names the key when its value has the wrong type.
+    /// The value of `key` as `T`, `None` when the key is absent or null (`key:`
+    /// with no value in YAML); an error that names the key when its value has the
+    /// wrong type.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> crate::Result<Option<T>> {
         match self.values.get(key) {
-            None => Ok(None),
+            None | Some(Value::Null) => Ok(None),
             Some(value) => T::deserialize(value)
                 .map(Some)
                 .map_err(|e| format!("config key '{key}': {e}").into()),
@@ -57,7 +58,7 @@ impl Config {
     /// A duration: `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, or a number of seconds.
     pub fn duration(&self, key: &str) -> crate::Result<Option<Duration>> {
         match self.values.get(key) {
-            None => Ok(None),
+            None | Some(Value::Null) => Ok(None),
             Some(value) => crate::duration::from_json(value)
                 .map(Some)
                 .map_err(|e| format!("config key '{key}': {e}").into()),
@@ -68,5 +69,24 @@ impl Config {
     pub fn deserialize<T: DeserializeOwned>(&self) -> crate::Result<T> {
         T::deserialize(Value::Object(self.values.clone()))
             .map_err(|e| format!("module config: {e}").into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_counts_as_absent_and_wrong_types_name_the_key() {
+        let config = Config::new(serde_json::json!({"rate": null, "count": "many", "every": "2s"}));
+        assert_eq!(config.get::<u64>("rate").unwrap(), None);
+        assert_eq!(config.get_or("missing", 7u64).unwrap(), 7);
+        let err = config.get::<u64>("count").unwrap_err().to_string();
+        assert!(err.contains("config key 'count'"), "{err}");
+        assert_eq!(
+            config.duration("every").unwrap(),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(config.duration("rate").unwrap(), None);
     }
 }

@@ -76,6 +76,7 @@ fn package(root: &Path, name: &str, is_cdylib: bool) -> WorkspacePackage {
         name: name.to_owned(),
         manifest_dir: root.join("modules-backend").join(name),
         is_cdylib,
+        lib_name: is_cdylib.then(|| name.replace('-', "_")),
         workspace_dependencies: Vec::new(),
     }
 }

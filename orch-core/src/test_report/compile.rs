@@ -502,6 +502,7 @@ mod tests {
             name: name.into(),
             manifest_dir: PathBuf::from("/ws").join(name),
             is_cdylib: true,
+            lib_name: Some(name.replace('-', "_")),
             workspace_dependencies: deps.iter().map(|d| (*d).to_owned()).collect(),
         };
         let workspace = Workspace {
@@ -516,6 +517,7 @@ mod tests {
                     name: "nested".into(),
                     manifest_dir: PathBuf::from("/ws/mod-b/nested"),
                     is_cdylib: false,
+                    lib_name: None,
                     workspace_dependencies: Vec::new(),
                 },
             ],

@@ -1,0 +1,302 @@
+//! `cargo xtask bench bus|startup|memory|all`: the performance benchmarks, in
+//! release builds, each printed as a table and written as JSON to `target/bench/`.
+//!
+//! - `bus`: events from a producer module to consumer modules through the real
+//!   bus across the real module boundary, next to the same traffic over bare
+//!   crossbeam channels (the floor), with the ratio (orch-core's `bench_bus`
+//!   example does the measuring).
+//! - `startup`: 20 modules, already built, from process start to `app.started`,
+//!   median of repeated runs, with the share of each phase.
+//! - `memory`: resident memory of the host idle with 3 and 20 modules and with 20
+//!   modules under 100,000 events/s.
+//!
+//! Benchmarks are commands, not tests: nothing here asserts a time.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, ensure};
+use nix::sys::signal::Signal;
+use orch_e2e::OrchProcess;
+use serde_json::{Value, json};
+
+/// Which benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// Bus throughput and latency.
+    Bus,
+    /// Start-up of 20 modules.
+    Startup,
+    /// Resident memory.
+    Memory,
+    /// All three.
+    All,
+}
+
+/// What `cargo xtask bench <which>` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Which benchmark.
+    pub which: Which,
+    /// Events per bus configuration (divided by the subscriber count).
+    pub events: u64,
+    /// Start-up runs.
+    pub runs: u32,
+}
+
+impl Options {
+    /// The defaults for `which`.
+    pub fn new(which: Which) -> Self {
+        Self {
+            which,
+            events: 200_000,
+            runs: 10,
+        }
+    }
+}
+
+/// Runs the chosen benchmarks.
+pub fn run(root: &Path, options: Options) -> Result<bool> {
+    let out = root.join("target").join("bench");
+    std::fs::create_dir_all(&out)?;
+    if matches!(options.which, Which::Bus | Which::All) {
+        let result = harness(root, "bus", options.events)?;
+        print_bus(&result);
+        write(&out.join("bus.json"), &result)?;
+    }
+    if matches!(options.which, Which::Startup | Which::All) {
+        let result = startup(root, options.runs)?;
+        write(&out.join("startup.json"), &result)?;
+    }
+    if matches!(options.which, Which::Memory | Which::All) {
+        let result = harness(root, "memory", options.events)?;
+        print_memory(&result);
+        write(&out.join("memory.json"), &result)?;
+    }
+    Ok(true)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs orch-core's `bench_bus` example in release and reads its JSON.
+fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
+    let output = cargo()
+        .current_dir(root)
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "orch-core",
+            "--example",
+            "bench_bus",
+            "--",
+        ])
+        .arg(what)
+        .arg(events.to_string())
+        .output()
+        .context("running the bench_bus example")?;
+    ensure!(
+        output.status.success(),
+        "bench_bus {what} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .ok_or_else(|| anyhow!("bench_bus printed nothing"))?;
+    let mut value: Value = serde_json::from_str(last).context("reading bench_bus output")?;
+    value["cores"] = json!(cores());
+    Ok(value)
+}
+
+fn print_bus(result: &Value) {
+    println!(
+        "bench bus ({} cores; events/s at full throttle; latency = publish to handler at 10,000 events/s, worst subscriber)",
+        cores()
+    );
+    println!(
+        "{:<30} {:>7} {:>4} {:>13} {:>15} {:>9} {:>9} {:>9}",
+        "path", "payload", "subs", "events/s", "deliveries/s", "p50 µs", "p99 µs", "p99.9 µs"
+    );
+    let rows = result["rows"].as_array().cloned().unwrap_or_default();
+    for pair in rows.chunks(2) {
+        for row in pair {
+            println!(
+                "{:<30} {:>7} {:>4} {:>13.0} {:>15.0} {:>9.1} {:>9.1} {:>9.1}",
+                row["path"].as_str().unwrap_or(""),
+                row["payload_bytes"],
+                row["subscribers"],
+                row["events_per_s"].as_f64().unwrap_or(0.0),
+                row["deliveries_per_s"].as_f64().unwrap_or(0.0),
+                row["p50_us"].as_f64().unwrap_or(0.0),
+                row["p99_us"].as_f64().unwrap_or(0.0),
+                row["p999_us"].as_f64().unwrap_or(0.0),
+            );
+        }
+        if let [floor, orch] = pair {
+            let ratio = |key: &str, inverse: bool| {
+                let (f, o) = (
+                    floor[key].as_f64().unwrap_or(0.0),
+                    orch[key].as_f64().unwrap_or(0.0),
+                );
+                if inverse {
+                    f / o.max(1e-9)
+                } else {
+                    o / f.max(1e-9)
+                }
+            };
+            println!(
+                "{:<30} throughput {:.2}x slower than the floor, p50 {:.2}x",
+                "  ratio orch / floor",
+                ratio("events_per_s", true),
+                ratio("p50_us", false)
+            );
+        }
+    }
+}
+
+fn print_memory(result: &Value) {
+    println!("bench memory ({} cores)", cores());
+    for row in result["rows"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<60} {:>8.1} MiB",
+            row["state"].as_str().unwrap_or(""),
+            row["rss_kib"].as_f64().unwrap_or(0.0) / 1024.0
+        );
+    }
+}
+
+/// 20 modules from process start to `app.started`, `runs` times.
+fn startup(root: &Path, runs: u32) -> Result<Value> {
+    let status = cargo()
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "cargo-orch",
+            "-p",
+            "mod-test-module",
+        ])
+        .status()?;
+    ensure!(status.success(), "cargo build --release failed");
+    let binary = root.join("target").join("release").join("cargo-orch");
+    let config = tempfile::tempdir()?;
+    let modules: String = (1..=20)
+        .map(|n| format!("  - name: startup-{n:02}\n    package: mod-test-module\n"))
+        .collect();
+    std::fs::write(
+        config.path().join("modules.yaml"),
+        format!("modules:\n{modules}"),
+    )?;
+    std::fs::write(
+        config.path().join("main.yaml"),
+        format!(
+            "logging:\n  dir: {}\n",
+            config.path().join("logs").display()
+        ),
+    )?;
+    let mut totals = Vec::new();
+    let mut phases: Vec<[f64; 3]> = Vec::new();
+    for _ in 0..runs {
+        let mut command = Command::new(&binary);
+        command
+            .current_dir(root)
+            .args(["orch", "run", "--release", "--no-build", "--config-dir"])
+            .arg(config.path())
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info");
+        let spawned = Instant::now();
+        let mut orch = OrchProcess::spawn(command)?;
+        let line = orch
+            .wait_for("app.started:", Duration::from_secs(60))
+            .map_err(|e| anyhow!(e))?;
+        totals.push(line.at.saturating_duration_since(spawned));
+        let timing = orch
+            .wait_for("[TIMING] startup of 20 modules took", Duration::ZERO)
+            .map_err(|e| anyhow!(e))?;
+        phases.push(phase_split(&timing.text));
+        orch.signal(Signal::SIGINT).map_err(|e| anyhow!(e))?;
+        orch.wait_exit(Duration::from_secs(30))
+            .map_err(|e| anyhow!(e))?;
+    }
+    totals.sort();
+    let median = totals[totals.len() / 2];
+    let mean_phase =
+        |i: usize| phases.iter().map(|p| p[i]).sum::<f64>() / phases.len().max(1) as f64;
+    let (load, init, start) = (mean_phase(0), mean_phase(1), mean_phase(2));
+    let total_ms = median.as_secs_f64() * 1e3;
+    println!(
+        "bench startup: 20 modules, {runs} runs, {} cores (release, --no-build)",
+        cores()
+    );
+    println!(
+        "process start to app.started: median {total_ms:.1} ms (min {:.1}, max {:.1})",
+        ms(totals[0]),
+        ms(totals[totals.len() - 1])
+    );
+    println!(
+        "  load {load:.1} ms ({:.0}%), initialize {init:.1} ms ({:.0}%), start {start:.1} ms ({:.0}%), rest (process, config, logging) {:.1} ms",
+        100.0 * load / total_ms,
+        100.0 * init / total_ms,
+        100.0 * start / total_ms,
+        total_ms - load - init - start
+    );
+    Ok(json!({
+        "benchmark": "startup",
+        "cores": cores(),
+        "modules": 20,
+        "runs": runs,
+        "median_ms": total_ms,
+        "min_ms": ms(totals[0]),
+        "max_ms": ms(totals[totals.len() - 1]),
+        "phases_ms": { "load": load, "initialize": init, "start": start },
+    }))
+}
+
+/// `(load X, initialize X, start X)` of a `[TIMING] startup` line, in ms.
+fn phase_split(line: &str) -> [f64; 3] {
+    let value = |label: &str| -> f64 {
+        let Some(rest) = line.split(&format!("{label} ")).nth(1) else {
+            return 0.0;
+        };
+        let mut words = rest.split([' ', ',', ')']).filter(|w| !w.is_empty());
+        let number: f64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0.0);
+        match words.next() {
+            Some("s") => number * 1e3,
+            _ => number,
+        }
+    };
+    [value("load"), value("initialize"), value("start")]
+}
+
+fn write(path: &Path, value: &Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)?)?;
+    println!("written to {}", path.display());
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_phase_split() {
+        let line = "[TIMING] startup of 20 modules took 12.0 ms (load 9.5 ms, initialize 1.25 s, start 0.4 ms)";
+        assert_eq!(phase_split(line), [9.5, 1250.0, 0.4]);
+    }
+}
