@@ -29,9 +29,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let what = args.first().map(String::as_str).unwrap_or("bus");
     let events: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    // `debug` as third argument: modules in the dev profile (the smoke test).
+    let release = args.get(2).is_none_or(|a| a != "debug");
     let result = match what {
-        "bus" => bus(events),
-        "memory" => memory(events),
+        "bus" => bus(events, release),
+        "memory" => memory(events, release),
         other => Err(format!("unknown measurement {other}; use bus or memory")),
     };
     match result {
@@ -50,12 +52,12 @@ fn now_ns() -> u64 {
 }
 
 /// Builds the two bench modules in release and returns their libraries.
-fn artifacts() -> Result<(Workspace, HashMap<String, PathBuf>), String> {
+fn artifacts(release: bool) -> Result<(Workspace, HashMap<String, PathBuf>), String> {
     let workspace =
         Workspace::discover(Path::new(env!("CARGO_MANIFEST_DIR"))).map_err(|e| e.to_string())?;
     let request = BuildRequest {
         packages: vec![PRODUCER.into(), CONSUMER.into()],
-        release: true,
+        release,
         timeout: Duration::from_secs(900),
     };
     let output = Builder::new(&workspace)
@@ -247,11 +249,12 @@ fn median_of(
     Ok(times[times.len() / 2])
 }
 
-/// Events of a latency run: 2 s at `LATENCY_RATE`.
+/// Events of a latency run at most: 2 s at `LATENCY_RATE`.
 const LATENCY_EVENTS: u64 = 20_000;
 
-fn bus(events: u64) -> Result<Value, String> {
-    let (workspace, artifacts) = artifacts()?;
+fn bus(events: u64, release: bool) -> Result<Value, String> {
+    let (workspace, artifacts) = artifacts(release)?;
+    let latency_events = events.min(LATENCY_EVENTS);
     let mut rows = Vec::new();
     for payload in [0usize, 1024] {
         for subscribers in [1usize, 4, 16] {
@@ -261,7 +264,7 @@ fn bus(events: u64) -> Result<Value, String> {
                 FLOOD_RUNS,
                 || Ok(run_floor(n, payload, subscribers, None).1),
             )?;
-            let (paced, _) = run_floor(LATENCY_EVENTS, payload, subscribers, Some(LATENCY_RATE));
+            let (paced, _) = run_floor(latency_events, payload, subscribers, Some(LATENCY_RATE));
             rows.push(row(
                 "floor: crossbeam-channel",
                 payload,
@@ -275,7 +278,7 @@ fn bus(events: u64) -> Result<Value, String> {
             let (paced, _, _) = run_bus(
                 &workspace,
                 &artifacts,
-                LATENCY_EVENTS,
+                latency_events,
                 payload,
                 subscribers,
                 Some(LATENCY_RATE),
@@ -341,8 +344,8 @@ fn idle_rss(
     Ok(rss)
 }
 
-fn memory(events: u64) -> Result<Value, String> {
-    let (workspace, artifacts) = artifacts()?;
+fn memory(events: u64, release: bool) -> Result<Value, String> {
+    let (workspace, artifacts) = artifacts(release)?;
     let base = rss_kib();
     let three = idle_rss(&workspace, &artifacts, 3)?;
     let twenty = idle_rss(&workspace, &artifacts, 20)?;

@@ -298,9 +298,9 @@ mod tests {
         bus.subscribe(a, "test.*").unwrap();
         bus.subscribe(a, "test.>").unwrap();
         bus.subscribe(b, "test.*").unwrap();
-        assert_eq!(bus.publish("test.ping", b"{}".to_vec(), None), Ok(2));
-        assert_eq!(bus.publish("test.pong", b"{}".to_vec(), None), Ok(2));
-        assert_eq!(bus.publish("other.ping", b"{}".to_vec(), None), Ok(0));
+        assert_eq!(bus.publish("test.ping", b"{}", None), Ok(2));
+        assert_eq!(bus.publish("test.pong", b"{}", None), Ok(2));
+        assert_eq!(bus.publish("other.ping", b"{}", None), Ok(0));
         assert_eq!(topics(&rx_a), vec!["test.ping", "test.pong"]);
         assert_eq!(topics(&rx_b), vec!["test.ping", "test.pong"]);
     }
@@ -346,10 +346,10 @@ mod tests {
         bus.subscribe(id, "a.*").unwrap();
         assert!(bus.unsubscribe(id, "a.b"));
         assert!(!bus.unsubscribe(id, "a.b"), "second unsubscribe is a no-op");
-        bus.publish("a.b", vec![], None).unwrap();
+        bus.publish("a.b", b"", None).unwrap();
         assert_eq!(topics(&rx), vec!["a.b"], "still matched by a.*");
         bus.remove(id);
-        assert_eq!(bus.publish("a.b", vec![], None), Ok(0));
+        assert_eq!(bus.publish("a.b", b"", None), Ok(0));
         assert!(rx.try_recv().is_err(), "no delivery after removal");
         assert_eq!(
             bus.subscribe(id, "a.c"),
@@ -363,7 +363,7 @@ mod tests {
         let (id, rx) = observer(&bus);
         bus.subscribe(id, "x").unwrap();
         bus.clear();
-        assert_eq!(bus.publish("x", vec![], None), Ok(0));
+        assert_eq!(bus.publish("x", b"", None), Ok(0));
         assert!(rx.try_recv().is_err());
     }
 
@@ -385,7 +385,7 @@ mod tests {
         bus.subscribe(gone, "t").unwrap();
         bus.subscribe(alive, "t").unwrap();
         drop(rx_gone);
-        assert_eq!(bus.publish("t", vec![], None), Ok(1));
+        assert_eq!(bus.publish("t", b"", None), Ok(1));
         assert_eq!(topics(&rx_alive), vec!["t"]);
     }
 
@@ -397,8 +397,8 @@ mod tests {
         bus.subscribe(id, "u.*").unwrap();
         let (tx, new_rx) = unbounded::<Arc<BusEvent>>();
         bus.replace_sink(id, Arc::new(tx)).unwrap();
-        bus.publish("t", vec![], None).unwrap();
-        bus.publish("u.v", vec![], None).unwrap();
+        bus.publish("t", b"", None).unwrap();
+        bus.publish("u.v", b"", None).unwrap();
         assert!(old_rx.try_recv().is_err());
         assert_eq!(topics(&new_rx), vec!["t", "u.v"]);
         assert_eq!(bus.subscriptions_of(id), vec!["t", "u.*"]);

@@ -266,7 +266,7 @@ mod tests {
             .schedule(owner, tx, "later", Duration::from_secs(3600), true)
             .unwrap();
         assert_eq!(
-            &*rx.recv_timeout(Duration::from_secs(5)).unwrap().topic(),
+            rx.recv_timeout(Duration::from_secs(5)).unwrap().topic(),
             "once"
         );
         assert_eq!(timers.count_of(owner), 1);

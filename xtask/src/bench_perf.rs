@@ -43,6 +43,8 @@ pub struct Options {
     pub events: u64,
     /// Start-up runs.
     pub runs: u32,
+    /// A tiny configuration in the dev profile, to check the benchmarks still run.
+    pub smoke: bool,
 }
 
 impl Options {
@@ -52,25 +54,26 @@ impl Options {
             which,
             events: 200_000,
             runs: 10,
+            smoke: false,
         }
     }
 }
 
 /// Runs the chosen benchmarks.
 pub fn run(root: &Path, options: Options) -> Result<bool> {
-    let out = root.join("target").join("bench");
+    let out = crate::bench_dir(root);
     std::fs::create_dir_all(&out)?;
     if matches!(options.which, Which::Bus | Which::All) {
-        let result = harness(root, "bus", options.events)?;
+        let result = harness(root, "bus", options.events, options.smoke)?;
         print_bus(&result);
         write(&out.join("bus.json"), &result)?;
     }
     if matches!(options.which, Which::Startup | Which::All) {
-        let result = startup(root, options.runs)?;
+        let result = startup(root, options.runs, options.smoke)?;
         write(&out.join("startup.json"), &result)?;
     }
     if matches!(options.which, Which::Memory | Which::All) {
-        let result = harness(root, "memory", options.events)?;
+        let result = harness(root, "memory", options.events, options.smoke)?;
         print_memory(&result);
         write(&out.join("memory.json"), &result)?;
     }
@@ -82,21 +85,17 @@ fn cargo() -> Command {
 }
 
 /// Runs orch-core's `bench_bus` example in release and reads its JSON.
-fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
-    let output = cargo()
-        .current_dir(root)
-        .args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "orch-core",
-            "--example",
-            "bench_bus",
-            "--",
-        ])
+fn harness(root: &Path, what: &str, events: u64, smoke: bool) -> Result<Value> {
+    let mut command = cargo();
+    command.current_dir(root).arg("run");
+    if !smoke {
+        command.arg("--release");
+    }
+    let output = command
+        .args(["-q", "-p", "orch-core", "--example", "bench_bus", "--"])
         .arg(what)
         .arg(events.to_string())
+        .arg(if smoke { "debug" } else { "release" })
         .output()
         .context("running the bench_bus example")?;
     ensure!(
@@ -172,21 +171,18 @@ fn print_memory(result: &Value) {
 }
 
 /// 20 modules from process start to `app.started`, `runs` times.
-fn startup(root: &Path, runs: u32) -> Result<Value> {
-    let status = cargo()
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "cargo-orch",
-            "-p",
-            "mod-test-module",
-        ])
+fn startup(root: &Path, runs: u32, smoke: bool) -> Result<Value> {
+    let profile = if smoke { "debug" } else { "release" };
+    let mut build = cargo();
+    build.current_dir(root).arg("build");
+    if !smoke {
+        build.arg("--release");
+    }
+    let status = build
+        .args(["-q", "-p", "cargo-orch", "-p", "mod-test-module"])
         .status()?;
-    ensure!(status.success(), "cargo build --release failed");
-    let binary = root.join("target").join("release").join("cargo-orch");
+    ensure!(status.success(), "cargo build ({profile}) failed");
+    let binary = root.join("target").join(profile).join("cargo-orch");
     let config = tempfile::tempdir()?;
     let modules: String = (1..=20)
         .map(|n| format!("  - name: startup-{n:02}\n    package: mod-test-module\n"))
@@ -208,7 +204,8 @@ fn startup(root: &Path, runs: u32) -> Result<Value> {
         let mut command = Command::new(&binary);
         command
             .current_dir(root)
-            .args(["orch", "run", "--release", "--no-build", "--config-dir"])
+            .args(["orch", "run", "--no-build", "--config-dir"])
+            .args((!smoke).then_some("--release"))
             .arg(config.path())
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info");
@@ -233,7 +230,7 @@ fn startup(root: &Path, runs: u32) -> Result<Value> {
     let (load, init, start) = (mean_phase(0), mean_phase(1), mean_phase(2));
     let total_ms = median.as_secs_f64() * 1e3;
     println!(
-        "bench startup: 20 modules, {runs} runs, {} cores (release, --no-build)",
+        "bench startup: 20 modules, {runs} runs, {} cores ({profile}, --no-build)",
         cores()
     );
     println!(

@@ -109,7 +109,7 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
 
     let report = Report::new(&samples, &floor, before, after, kept_mapped);
     report.print();
-    report.write(&root.join("target").join("bench").join("reload.json"))?;
+    report.write(&crate::bench_dir(root).join("reload.json"))?;
     Ok(true)
 }
 

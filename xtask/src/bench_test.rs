@@ -139,7 +139,7 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
         table(&modules, options.repeat, &[&ours, &plain, &no_doc], ratio)
     );
     println!("ratio of medians (orch / the same tests without doc tests): {ratio_no_doc:.2}");
-    let path = root.join("target/bench/test.json");
+    let path = crate::bench_dir(root).join("test.json");
     let document = json!({
         "benchmark": "cargo orch test vs plain cargo test",
         "repetitions": options.repeat,

@@ -4,6 +4,7 @@
 //! [--repeat N]` (`cargo orch test` against a plain `cargo test`). See `--help`.
 
 mod bench_perf;
+
 mod bench_reload;
 mod bench_test;
 mod demo;
@@ -11,6 +12,13 @@ mod demo_new;
 mod demo_test;
 mod demo_watch;
 mod watch_output;
+
+/// Where benchmarks write their JSON: `$ORCH_BENCH_DIR`, or `target/bench/`.
+fn bench_dir(root: &std::path::Path) -> std::path::PathBuf {
+    std::env::var_os("ORCH_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("bench"))
+}
 
 use std::process::ExitCode;
 
@@ -31,11 +39,12 @@ Commands:
                      Edit a module N times under `cargo orch run --watch` (default 20)
                      and time save-to-running against a plain `cargo build -p` of the
                      same edit; prints median and p95, writes target/bench/reload.json.
-  bench bus|startup|memory|all [--events N] [--runs N]
+  bench bus|startup|memory|all [--events N] [--runs N] [--smoke]
                      Release-build benchmarks: bus throughput and latency across the
                      module boundary next to bare crossbeam channels; 20-module start-up
                      (median of N runs, default 10); resident memory idle and under
-                     load. Tables on stdout, JSON in target/bench/.
+                     load. Tables on stdout, JSON in target/bench/. --smoke: a tiny
+                     dev-profile run that only checks the benchmarks still work.
 
 Options:
   -h, --help         Print this help
@@ -171,6 +180,12 @@ fn parse_bench_perf(what: &str, rest: &[String]) -> Result<Invocation, String> {
     let mut options = bench_perf::Options::new(which);
     let mut rest = rest.iter();
     while let Some(arg) = rest.next() {
+        if arg == "--smoke" {
+            options.smoke = true;
+            options.events = options.events.min(2_000);
+            options.runs = 1;
+            continue;
+        }
         let (flag, value) = match arg.split_once('=') {
             Some((flag, value)) => (flag, value.to_owned()),
             None => (

@@ -1,0 +1,68 @@
+//! Every benchmark runs in a tiny configuration, so none of them can rot. No time
+//! is asserted: only that each runs to the end and writes its table as JSON.
+
+use std::process::Command;
+
+use orch_e2e::{cargo, workspace_root};
+
+fn xtask(args: &[&str], out: &std::path::Path) -> Command {
+    let mut command = cargo();
+    command
+        .current_dir(workspace_root())
+        .args(["run", "-q", "-p", "xtask", "--"])
+        .args(args)
+        .env("ORCH_BENCH_DIR", out)
+        .env("NO_COLOR", "1");
+    command
+}
+
+fn json(path: std::path::PathBuf) -> serde_json::Value {
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_benchmark_runs_in_a_tiny_configuration() {
+    let out = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["bench", "all", "--smoke"],
+        vec!["bench", "reload", "--edits", "2"],
+        vec!["bench", "test", "--repeat", "1"],
+    ] {
+        let output = xtask(&args, out.path()).output().expect("cargo xtask runs");
+        assert!(
+            output.status.success(),
+            "{args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let bus = json(out.path().join("bus.json"));
+    let rows = bus["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        12,
+        "floor and orch for 2 payloads x 3 subscriber counts"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["events_per_s"].as_f64().unwrap() > 0.0)
+    );
+    assert!(
+        json(out.path().join("startup.json"))["median_ms"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        json(out.path().join("memory.json"))["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let reload = json(out.path().join("reload.json"));
+    assert_eq!(reload["edits"], 2);
+    assert!(reload["ratio_to_floor"].as_f64().unwrap() > 0.0);
+    assert!(out.path().join("test.json").exists());
+}
