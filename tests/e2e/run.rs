@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use assert_cmd::Command;
 use nix::sys::signal::Signal;
 use orch_e2e::{OrchProcess, Scenario};
+use predicates::prelude::*;
+use predicates::str::contains;
 
 /// Generous: the first run of a test may compile the modules.
 const BUILD: Duration = Duration::from_secs(240);
@@ -216,26 +219,20 @@ fn a_failing_subscriber_is_reported_and_never_reaches_the_publisher() {
 #[test]
 fn a_malformed_modules_yaml_stops_before_anything_runs() {
     let scenario = Scenario::new("modules:\n  - name: mod-dummy-producer\n   enabled: true\n");
-    let output = scenario.command(&["run"]).output().expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("modules.yaml:"), "names the file: {stderr}");
-    assert!(stderr.contains(":3:"), "names the line: {stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!stdout.contains("loaded in"), "nothing ran: {stdout}");
+    Command::from_std(scenario.command(&["run"]))
+        .assert()
+        .code(2)
+        .stderr(contains("modules.yaml:3:").and(contains("hint:")))
+        .stdout(contains("loaded in").not());
 }
 
 #[test]
 fn an_unknown_package_is_a_config_error_that_lists_the_modules() {
     let scenario = Scenario::new("modules:\n  - name: mod-does-not-exist\n");
-    let output = scenario.command(&["run"]).output().expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("mod-does-not-exist"), "{stderr}");
-    assert!(
-        stderr.contains("mod-dummy-consumer"),
-        "lists what exists: {stderr}"
-    );
+    Command::from_std(scenario.command(&["run"]))
+        .assert()
+        .code(2)
+        .stderr(contains("mod-does-not-exist").and(contains("mod-dummy-consumer")));
 }
 
 #[test]
@@ -295,21 +292,24 @@ fn json_logs_are_one_object_per_line() {
 fn help_works_both_as_cargo_calls_it_and_for_every_verb() {
     let scenario = Scenario::new("modules: []\n");
     for args in [vec!["--help"], vec!["run", "--help"]] {
-        let output = scenario.command(&args).output().expect("help");
-        let text = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{text}");
-        assert!(text.contains("Usage: cargo orch"), "{text}");
-        assert!(!text.contains("\u{1b}["), "NO_COLOR is respected: {text}");
+        Command::from_std(scenario.command(&args))
+            .assert()
+            .success()
+            .stdout(contains("Usage: cargo orch").and(contains("\u{1b}[").not()));
     }
-    let output = scenario.command(&["run", "--help"]).output().expect("help");
-    let text = String::from_utf8_lossy(&output.stdout);
-    for flag in [
+    let flags = [
         "--watch",
         "--no-watch",
         "--release",
+        "--no-build",
         "--config-dir",
         "--log-format",
-    ] {
+    ];
+    let help = Command::from_std(scenario.command(&["run", "--help"]))
+        .assert()
+        .success();
+    let text = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
+    for flag in flags {
         assert!(text.contains(flag), "{flag} documented: {text}");
     }
 }
@@ -386,26 +386,16 @@ fn a_module_that_does_not_compile_stops_the_run_with_the_compiler_error() {
     ));
     let mut command = scenario.command(&["run"]);
     command.env("ORCH_FIXTURE_BREAK_BUILD", "1");
-    let output = command.output().expect("run");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("module package 'fixture-compile-error' did not compile"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("asked to fail its build"),
-        "first error shown: {stdout}"
-    );
-    assert!(
-        stderr.contains("error"),
-        "cargo's rendering on stderr: {stderr}"
-    );
-    assert!(
-        !stdout.contains("loaded in"),
-        "nothing was loaded: {stdout}"
-    );
+    Command::from_std(command)
+        .assert()
+        .code(1)
+        .stdout(
+            contains("module package 'fixture-compile-error' did not compile")
+                .and(contains("asked to fail its build"))
+                .and(contains("loaded in").not()),
+        )
+        // cargo's own rendering of the compiler error
+        .stderr(contains("error[E0080]"));
 }
 
 #[test]

@@ -290,6 +290,18 @@ fn events_stream_across_several_reloads_without_gap_or_duplicate() {
         orch.wait_for(&format!("Generation {n} got test.ping"), RELOAD)
             .unwrap();
     }
+    // Each unloaded generation's copy is gone: one library per running module.
+    let copies = scratch
+        .target_dir()
+        .join("orch")
+        .join("loaded")
+        .join(orch.pid().to_string());
+    let files: Vec<_> = std::fs::read_dir(&copies)
+        .expect("the copies folder")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(files.len(), 3, "one copy per running module: {files:?}");
     // A few more pings through the last generation, then stop.
     let last = *received_sequence(&orch).last().unwrap();
     orch.wait_for(&format!("(seq {})", last + 5), RELOAD)
