@@ -5,7 +5,7 @@
 //! (hidden when stderr is not a terminal).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::cargo_output::{failed_packages, first_error, relay_stderr, spinner};
 use cargo_metadata::{Message, TargetKind};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -132,10 +132,10 @@ impl Builder {
         let timed_out = Arc::new(Mutex::new(false));
         let timer = spawn_timeout(child.id(), request.timeout, Arc::clone(&timed_out));
 
-        let progress = progress_bar();
+        let progress = spinner("cargo build");
         let stderr_lines = child.stderr.take().map(|stderr| {
             let progress = progress.clone();
-            std::thread::spawn(move || relay_stderr(stderr, &progress))
+            std::thread::spawn(move || relay_stderr(stderr, &progress, |_| false))
         });
         let mut artifacts = HashMap::new();
         let mut rebuilt = Vec::new();
@@ -258,118 +258,9 @@ fn spawn_timeout(
     disarm
 }
 
-fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}") {
-        bar.set_style(style);
-    }
-    bar.set_message("cargo build");
-    if !bar.is_hidden() {
-        bar.enable_steady_tick(Duration::from_millis(100));
-    }
-    bar
-}
-
-/// Shows cargo's stderr (rendered diagnostics, progress lines) and returns it.
-fn relay_stderr(stderr: impl std::io::Read, progress: &ProgressBar) -> Vec<String> {
-    let mut lines = Vec::new();
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        let plain = strip_ansi(&line);
-        let trimmed = plain.trim_start();
-        if progress.is_hidden() {
-            eprintln!("{line}");
-        } else if trimmed.starts_with("Compiling") || trimmed.starts_with("Building") {
-            progress.set_message(trimmed.to_owned());
-        } else {
-            progress.println(&line);
-        }
-        lines.push(plain);
-    }
-    lines
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Packages named by cargo's "could not compile `name`" lines.
-fn failed_packages(lines: &[String]) -> Vec<String> {
-    let mut packages: Vec<String> = lines
-        .iter()
-        .filter_map(|line| {
-            let rest = line
-                .trim_start()
-                .strip_prefix("error: could not compile `")?;
-            Some(rest.split('`').next()?.to_owned())
-        })
-        .collect();
-    packages.dedup();
-    packages
-}
-
-/// The first rendered `error` block (up to the next blank line), if any.
-fn first_error(lines: &[String]) -> Option<String> {
-    let start = lines.iter().position(|l| {
-        let l = l.trim_start();
-        (l.starts_with("error[") || l.starts_with("error:"))
-            && !l.starts_with("error: could not compile")
-    })?;
-    let block: Vec<&str> = lines[start..]
-        .iter()
-        .take_while(|l| !l.trim().is_empty())
-        .take(30)
-        .map(String::as_str)
-        .collect();
-    Some(block.join("\n"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lines(text: &str) -> Vec<String> {
-        text.lines().map(String::from).collect()
-    }
-
-    #[test]
-    fn finds_failed_packages_and_the_first_error() {
-        let output = lines(
-            "   Compiling mod-x v0.1.0\n\
-             error[E0425]: cannot find value `y` in this scope\n \
-             --> src/lib.rs:3:5\n  |\n3 |     y\n  |     ^ not found\n\n\
-             error: aborting due to 1 previous error\n\n\
-             error: could not compile `mod-x` (lib) due to 1 previous error\n",
-        );
-        assert_eq!(failed_packages(&output), vec!["mod-x"]);
-        let first = first_error(&output).unwrap();
-        assert!(
-            first.starts_with("error[E0425]: cannot find value `y`"),
-            "{first}"
-        );
-        assert!(first.contains("src/lib.rs:3:5"));
-        assert!(!first.contains("aborting"));
-    }
-
-    #[test]
-    fn strips_colour_codes() {
-        assert_eq!(
-            strip_ansi("\u{1b}[1m\u{1b}[31merror\u{1b}[0m: x"),
-            "error: x"
-        );
-    }
 
     #[test]
     fn the_error_names_the_packages_and_the_phase() {

@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod builder;
 pub mod bus;
+pub mod cargo_output;
 pub mod config;
 pub mod error;
 pub mod host_api;

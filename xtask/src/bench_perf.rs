@@ -21,6 +21,8 @@ use nix::sys::signal::Signal;
 use orch_e2e::OrchProcess;
 use serde_json::{Value, json};
 
+use crate::stats::{cores, ms};
+
 /// Which benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Which {
@@ -277,14 +279,6 @@ fn write(path: &Path, value: &Value) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value)?)?;
     println!("written to {}", path.display());
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ use nix::sys::signal::Signal;
 use orch_e2e::{OrchProcess, ScratchWorkspace};
 use serde_json::json;
 
+use crate::stats::{cores, ms, percentile};
+
 const MODULE: &str = "mod-test-module";
 const SOURCE: &str = "modules-backend/mod-test-module/src/lib.rs";
 const ORIGINAL: &str = "\"Test module started\"";
@@ -272,24 +274,6 @@ impl Report {
     }
 }
 
-fn percentile(values: &[Duration], q: f64) -> Duration {
-    if values.is_empty() {
-        return Duration::ZERO;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,13 +285,5 @@ mod tests {
         assert_eq!(sample.debounce, Duration::from_secs_f64(0.0389));
         assert_eq!(sample.build, Duration::from_secs_f64(1.25));
         assert_eq!(sample.swap, Duration::from_secs_f64(0.0037));
-    }
-
-    #[test]
-    fn percentiles_pick_ranks() {
-        let values: Vec<Duration> = (1..=20).map(Duration::from_millis).collect();
-        assert_eq!(percentile(&values, 0.5), Duration::from_millis(11));
-        assert_eq!(percentile(&values, 0.95), Duration::from_millis(19));
-        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
     }
 }

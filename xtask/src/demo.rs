@@ -15,6 +15,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use nix::sys::signal::Signal;
 use xshell::{Shell, cmd};
 
+use crate::tally::Tally;
 use crate::watch_output::{Line, WaitError, WatchedChild};
 
 /// The demo modules, in the order the shipped configuration starts them.
@@ -67,14 +68,11 @@ pub fn run(options: Options) -> Result<bool> {
         run_once(&root, &cargo, &mut tally)?;
     }
     let tested = crate::demo_test::run(&root)?;
-    tally.passed += tested.passed;
-    tally.failed += tested.failed;
+    tally.add(tested);
     let scaffolded = crate::demo_new::run()?;
-    tally.passed += scaffolded.passed;
-    tally.failed += scaffolded.failed;
+    tally.add(scaffolded);
     let watched = crate::demo_watch::run()?;
-    tally.passed += watched.passed;
-    tally.failed += watched.failed;
+    tally.add(watched);
     println!(
         "demo: {} runs, {} checks passed, {} failed",
         options.repeat, tally.passed, tally.failed
@@ -115,13 +113,6 @@ fn build(root: &Path, cargo: &OsString) -> Result<()> {
         .context("building the demo modules")?;
     println!("demo: built in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Counts of checks over all runs.
-#[derive(Debug, Default)]
-struct Tally {
-    passed: usize,
-    failed: usize,
 }
 
 /// Prints and counts the checks of one run.

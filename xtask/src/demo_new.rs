@@ -15,6 +15,7 @@
 use std::process::Output;
 use std::time::Duration;
 
+use crate::tally::Tally;
 use anyhow::{Context as _, Result, anyhow, ensure};
 use nix::sys::signal::Signal;
 use orch_e2e::{OrchProcess, ScratchWorkspace};
@@ -39,34 +40,6 @@ const RECEIVE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// From SIGINT until the process has exited.
 const EXIT_DEADLINE: Duration = Duration::from_secs(15);
-
-/// Checks passed and failed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    /// Checks that passed.
-    pub passed: usize,
-    /// Checks that failed.
-    pub failed: usize,
-}
-
-impl Tally {
-    pub(crate) fn record(&mut self, name: &str, outcome: Result<String>) {
-        match outcome {
-            Ok(details) if details.is_empty() => {
-                self.passed += 1;
-                println!("[OK] {name}");
-            }
-            Ok(details) => {
-                self.passed += 1;
-                println!("[OK] {name} ({details})");
-            }
-            Err(why) => {
-                self.failed += 1;
-                println!("[FAIL] {name}: {why:#}");
-            }
-        }
-    }
-}
 
 /// Runs the steps; errors are reserved for what stops the demo itself (no
 /// scratch copy could be made).

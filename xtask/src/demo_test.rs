@@ -15,6 +15,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::tally::Tally;
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use orch_e2e::{ScratchWorkspace, orch_bin};
 use serde_json::Value;
@@ -36,34 +37,6 @@ mod demo_injected {
     }
 }
 ";
-
-/// Checks passed and failed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Tally {
-    /// Checks that passed.
-    pub passed: usize,
-    /// Checks that failed.
-    pub failed: usize,
-}
-
-impl Tally {
-    fn record(&mut self, name: &str, outcome: Result<String>) {
-        match outcome {
-            Ok(details) if details.is_empty() => {
-                self.passed += 1;
-                println!("[OK] {name}");
-            }
-            Ok(details) => {
-                self.passed += 1;
-                println!("[OK] {name} ({details})");
-            }
-            Err(why) => {
-                self.failed += 1;
-                println!("[FAIL] {name}: {why:#}");
-            }
-        }
-    }
-}
 
 /// Runs both steps from the workspace at `root`; errors are reserved for what
 /// stops the demo itself (no scratch copy could be made).

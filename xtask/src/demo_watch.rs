@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, anyhow, ensure};
 use nix::sys::signal::Signal;
 use orch_e2e::{OrchProcess, ScratchWorkspace};
 
-use crate::demo_new::Tally;
+use crate::tally::Tally;
 
 const PRODUCER: &str = "modules-backend/mod-dummy-producer/src/lib.rs";
 const MODULES: &str = "modules:\n  - name: fixture-event-log\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 100ms\n  - name: mod-dummy-consumer\n";

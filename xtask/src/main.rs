@@ -11,6 +11,8 @@ mod demo;
 mod demo_new;
 mod demo_test;
 mod demo_watch;
+mod stats;
+mod tally;
 mod watch_output;
 
 /// Where benchmarks write their JSON: `$ORCH_BENCH_DIR`, or `target/bench/`.

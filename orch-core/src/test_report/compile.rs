@@ -15,17 +15,17 @@
 //! without another cargo run.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cargo_metadata::diagnostic::DiagnosticLevel;
 use cargo_metadata::{Message, TargetKind};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::children::{ChildGroups, Deadline};
-use super::libtest::strip_ansi;
+use crate::cargo_output::{failed_packages, first_error, relay_stderr, spinner, strip_ansi};
 use crate::workspace::Workspace;
 
 /// One test executable.
@@ -260,10 +260,13 @@ impl TestCompiler {
         };
         let pid = child.id();
         let deadline = Deadline::arm(pid, timeout);
-        let progress = spinner();
+        let progress = spinner("cargo test --no-run");
         let stderr = child.stderr.take().map(|stderr| {
             let progress = progress.clone();
-            std::thread::spawn(move || relay_stderr(stderr, &progress))
+            std::thread::spawn(move || {
+                // The `Executable ...` list: `cargo orch test` runs the binaries itself.
+                relay_stderr(stderr, &progress, |line| line.starts_with("Executable "))
+            })
         });
         let mut attempt = Attempt::default();
         if let Some(stdout) = child.stdout.take() {
@@ -279,7 +282,7 @@ impl TestCompiler {
         if attempt.success {
             return attempt;
         }
-        attempt.could_not_compile = could_not_compile(&lines);
+        attempt.could_not_compile = failed_packages(&lines);
         attempt.general_error = first_error(&lines);
         if deadline.fired() {
             attempt.stopped = Some(format!(
@@ -422,72 +425,6 @@ fn stderr_wants_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-fn spinner() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}") {
-        bar.set_style(style);
-    }
-    bar.set_message("cargo test --no-run");
-    if !bar.is_hidden() {
-        bar.enable_steady_tick(Duration::from_millis(100));
-    }
-    bar
-}
-
-/// Shows cargo's own stderr (progress, `could not compile`), without the
-/// `Executable ...` list `--no-run` prints, and returns it without colour codes.
-fn relay_stderr(stderr: impl std::io::Read, progress: &ProgressBar) -> Vec<String> {
-    let mut lines = Vec::new();
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        let plain = strip_ansi(&line);
-        let trimmed = plain.trim_start();
-        if trimmed.starts_with("Executable ") {
-            // The list of test binaries: `cargo orch test` runs them itself.
-        } else if progress.is_hidden() {
-            eprintln!("{line}");
-        } else if trimmed.starts_with("Compiling") || trimmed.starts_with("Building") {
-            progress.set_message(trimmed.to_owned());
-        } else {
-            progress.println(&line);
-        }
-        lines.push(plain);
-    }
-    lines
-}
-
-/// Packages named by cargo's "error: could not compile `name`" lines.
-fn could_not_compile(lines: &[String]) -> Vec<String> {
-    let mut packages: Vec<String> = Vec::new();
-    for line in lines {
-        let Some(rest) = line.trim_start().strip_prefix("error: could not compile `") else {
-            continue;
-        };
-        if let Some(name) = rest.split('`').next()
-            && !packages.iter().any(|p| p == name)
-        {
-            packages.push(name.to_owned());
-        }
-    }
-    packages
-}
-
-/// Cargo's first own `error` block (up to a blank line), other than the
-/// `could not compile` summary lines.
-fn first_error(lines: &[String]) -> Option<String> {
-    let start = lines.iter().position(|l| {
-        let l = l.trim_start();
-        (l.starts_with("error[") || l.starts_with("error:"))
-            && !l.starts_with("error: could not compile")
-    })?;
-    let block: Vec<&str> = lines[start..]
-        .iter()
-        .take_while(|l| !l.trim().is_empty())
-        .take(30)
-        .map(String::as_str)
-        .collect();
-    Some(block.join("\n"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,7 +471,7 @@ mod tests {
              error: could not compile `mod-x` (lib) due to 1 previous error\n\
              error: could not compile `mod-y` (test \"api\") due to 2 previous errors\n",
         );
-        assert_eq!(could_not_compile(&output), ["mod-x", "mod-y"]);
+        assert_eq!(failed_packages(&output), ["mod-x", "mod-y"]);
         assert_eq!(first_error(&output), None);
         let output = lines(
             "error: the package 'mod-a' does not contain this feature: nope\n\

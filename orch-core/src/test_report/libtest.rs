@@ -7,6 +7,7 @@
 //! name and its result is tolerated, and the `failures:` list wins over lines
 //! that could not be read.
 
+pub use crate::cargo_output::strip_ansi;
 use std::collections::{HashMap, HashSet};
 
 use super::model::Counts;
@@ -89,24 +90,6 @@ fn shorten(text: &str) -> String {
     let mut short: String = text.chars().take(MAX).collect();
     short.push('…');
     short
-}
-
-/// Removes ANSI escape sequences (`ESC [ ... letter`).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[derive(Default)]
