@@ -382,3 +382,20 @@ fn with_hot_reload_disabled_edits_are_ignored() {
     assert!(!orch.output().contains("[WATCH]"));
     stop(&mut orch);
 }
+
+#[test]
+fn a_new_generation_without_the_entry_symbol_is_refused_and_the_old_one_goes_on() {
+    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
+    set_consumer_line(&scratch, "orch_sdk::export_module!(Consumer);", "");
+    let failed = orch.wait_for("EVENT module.reload_failed", RELOAD).unwrap();
+    assert!(
+        failed.text.contains("\"phase\":\"abi-check\""),
+        "{}",
+        failed.text
+    );
+    assert!(failed.text.contains("orch_module_v1"), "{}", failed.text);
+    let next = orch.lines_with("Received test.ping: hello").len() + 3;
+    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), RELOAD)
+        .unwrap();
+    stop(&mut orch);
+}
