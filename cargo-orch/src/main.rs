@@ -12,6 +12,18 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Hidden modes, started by the orchestrator itself, never shown in --help:
+    // a child module host for an `isolation: process` module, and a build's
+    // group guard (kills cargo and its children if the orchestrator dies).
+    let mut args = std::env::args_os().skip(1);
+    let mode = args.next();
+    let rest = || -> Vec<String> { args.map(|a| a.to_string_lossy().into_owned()).collect() };
+    if mode.as_deref() == Some(orch_core::isolation::HOST_MODE_ARG.as_ref()) {
+        return orch_core::isolation::child::main(&rest());
+    }
+    if mode.as_deref() == Some(orch_core::isolation::guard::GUARD_MODE_ARG.as_ref()) {
+        return orch_core::isolation::guard::main(&rest());
+    }
     let cli::CargoCli::Orch(orch) = cli::CargoCli::parse();
     let outcome = match orch.command {
         cli::Command::Run(args) => cmd::run::run(&orch.global, &args),

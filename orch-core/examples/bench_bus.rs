@@ -4,7 +4,9 @@
 //! `bus`: a producer module publishes N events through the real bus to K consumer
 //! modules, all real cdylibs loaded by the host, for an empty and a 1 KB payload
 //! and K = 1, 4, 16; beside it the same traffic over bare crossbeam channels
-//! between threads of this binary: the floor.
+//! between threads of this binary: the floor. `isolated_rows`: one consumer with
+//! `isolation: process` (a child host, events cross a pipe each way), beside the
+//! in-process row of one consumer.
 //! `memory`: resident memory of the host idle with 3 and 20 modules, and while
 //! 20 modules take 100,000 events/s.
 
@@ -16,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::unbounded;
 use orch_core::builder::{BuildRequest, Builder};
 use orch_core::bus::{Bus, BusEvent};
-use orch_core::config::{ModuleSpec, Timeouts};
+use orch_core::config::{Isolation, ModuleSpec, Timeouts};
 use orch_core::loader::Loader;
 use orch_core::supervisor::Supervisor;
 use orch_core::workspace::Workspace;
@@ -34,6 +36,13 @@ fn main() {
     let result = match what {
         "bus" => bus(events, release),
         "memory" => memory(events, release),
+        // One flood through the bus (for profilers): `one <events> <release> <subscribers> <payload>`.
+        "one" => one(
+            events,
+            release,
+            args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1),
+            args.get(4).and_then(|a| a.parse().ok()).unwrap_or(0),
+        ),
         other => Err(format!("unknown measurement {other}; use bus or memory")),
     };
     match result {
@@ -75,6 +84,7 @@ fn spec(name: &str, package: &str, config: Value) -> ModuleSpec {
         depends_on: Vec::new(),
         line: 0,
         test: Default::default(),
+        ..Default::default()
     }
 }
 
@@ -93,6 +103,7 @@ fn run_bus(
     payload: usize,
     subscribers: usize,
     rate: Option<u64>,
+    isolation: Isolation,
 ) -> Result<(Vec<Value>, Duration, Option<u64>), String> {
     let bus = Bus::new();
     let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
@@ -103,11 +114,13 @@ fn run_bus(
         json!({ "count": events, "payload_bytes": payload, "rate": rate }),
     )];
     for n in 1..=subscribers {
-        specs.push(spec(
+        let mut consumer = spec(
             &format!("bench-consumer-{n}"),
             CONSUMER,
             json!({ "expect": events }),
-        ));
+        );
+        consumer.isolation = isolation;
+        specs.push(consumer);
     }
     let (tx, done) = unbounded::<Arc<BusEvent>>();
     let observer = bus.register(Arc::new(tx));
@@ -273,7 +286,16 @@ fn bus(events: u64, release: bool) -> Result<Value, String> {
                 &paced,
             ));
             let flood = median_of(FLOOD_RUNS, || {
-                run_bus(&workspace, &artifacts, n, payload, subscribers, None).map(|r| r.1)
+                run_bus(
+                    &workspace,
+                    &artifacts,
+                    n,
+                    payload,
+                    subscribers,
+                    None,
+                    Isolation::InProcess,
+                )
+                .map(|r| r.1)
             })?;
             let (paced, _, _) = run_bus(
                 &workspace,
@@ -282,6 +304,7 @@ fn bus(events: u64, release: bool) -> Result<Value, String> {
                 payload,
                 subscribers,
                 Some(LATENCY_RATE),
+                Isolation::InProcess,
             )?;
             rows.push(row(
                 "orch bus (cdylib to cdylib)",
@@ -292,7 +315,95 @@ fn bus(events: u64, release: bool) -> Result<Value, String> {
             ));
         }
     }
-    Ok(json!({ "benchmark": "bus", "rows": rows }))
+    let isolated_rows = isolated(&workspace, &artifacts, events, release)?;
+    Ok(json!({ "benchmark": "bus", "rows": rows, "isolated_rows": isolated_rows }))
+}
+
+/// Events of an isolated flood at most: each crosses the process boundary
+/// with a round trip, so fewer keep the run to seconds.
+const ISOLATED_EVENTS: u64 = 20_000;
+
+/// One consumer in a child host process (`isolation: process`), for both
+/// payloads: throughput and latency across the process boundary.
+fn isolated(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    events: u64,
+    release: bool,
+) -> Result<Vec<Value>, String> {
+    orch_core::isolation::set_host_program(host_binary(workspace, release)?);
+    let n = events.min(ISOLATED_EVENTS);
+    let latency_events = events.min(LATENCY_EVENTS);
+    let mut rows = Vec::new();
+    for payload in [0usize, 1024] {
+        let flood = median_of(FLOOD_RUNS, || {
+            run_bus(
+                workspace,
+                artifacts,
+                n,
+                payload,
+                1,
+                None,
+                Isolation::Process,
+            )
+            .map(|r| r.1)
+        })?;
+        let (paced, _, _) = run_bus(
+            workspace,
+            artifacts,
+            latency_events,
+            payload,
+            1,
+            Some(LATENCY_RATE),
+            Isolation::Process,
+        )?;
+        rows.push(row(
+            "orch bus (isolated consumer)",
+            payload,
+            1,
+            (n, flood),
+            &paced,
+        ));
+    }
+    Ok(rows)
+}
+
+/// Builds `cargo-orch` (the child module host) in the modules' profile.
+fn host_binary(workspace: &Workspace, release: bool) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(&workspace.root).args([
+        "build",
+        "-q",
+        "-p",
+        "cargo-orch",
+        "--bin",
+        "cargo-orch",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    let status = command.status().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("building cargo-orch failed: {status}"));
+    }
+    let profile = if release { "release" } else { "debug" };
+    Ok(workspace.target_dir.join(profile).join("cargo-orch"))
+}
+
+/// One flood through the real bus, for profiling.
+fn one(events: u64, release: bool, subscribers: usize, payload: usize) -> Result<Value, String> {
+    let (workspace, artifacts) = artifacts(release)?;
+    let (_, elapsed, _) = run_bus(
+        &workspace,
+        &artifacts,
+        events,
+        payload,
+        subscribers,
+        None,
+        Isolation::InProcess,
+    )?;
+    Ok(json!({ "events_per_s": events as f64 / elapsed.as_secs_f64() }))
 }
 
 /// Resident memory of this process in KiB.
@@ -350,7 +461,15 @@ fn memory(events: u64, release: bool) -> Result<Value, String> {
     let three = idle_rss(&workspace, &artifacts, 3)?;
     let twenty = idle_rss(&workspace, &artifacts, 20)?;
     // 19 consumers + 1 producer at 100,000 events/s.
-    let (_, elapsed, peak) = run_bus(&workspace, &artifacts, events, 64, 19, Some(100_000))?;
+    let (_, elapsed, peak) = run_bus(
+        &workspace,
+        &artifacts,
+        events,
+        64,
+        19,
+        Some(100_000),
+        Isolation::InProcess,
+    )?;
     Ok(json!({
         "benchmark": "memory",
         "rows": [

@@ -18,7 +18,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
 use crate::bus::{Bus, BusEvent, EventSink};
 use crate::error::{Cause, ModuleFailure, Phase};
-use crate::loader::ModuleInstance;
+use crate::instance::Instance;
 
 /// A unit of work for an actor.
 pub enum Envelope {
@@ -82,7 +82,7 @@ pub struct ActorState {
     /// The module's name.
     pub name: Arc<str>,
     /// The loaded generation, if any.
-    pub instance: Option<ModuleInstance>,
+    pub instance: Option<Instance>,
     /// While paused the thread reads only its control channel: events wait.
     pub paused: bool,
     /// Set by a call to end the thread right after that call.
@@ -91,7 +91,7 @@ pub struct ActorState {
 
 impl ActorState {
     /// The state of a thread for module `name`.
-    pub fn new(name: Arc<str>, instance: Option<ModuleInstance>, paused: bool) -> Self {
+    pub fn new(name: Arc<str>, instance: Option<Instance>, paused: bool) -> Self {
         Self {
             name,
             instance,
@@ -268,7 +268,7 @@ impl Actor {
         &self,
         phase: Phase,
         timeout: Duration,
-        f: impl FnOnce(&mut ModuleInstance) -> Result<(), Cause> + Send + 'static,
+        f: impl FnOnce(&mut Instance) -> Result<(), Cause> + Send + 'static,
     ) -> Result<(), ModuleFailure> {
         let outcome = self.call(timeout, move |state| with_instance(state, f));
         self.failure_of(phase, timeout, outcome)
@@ -279,7 +279,7 @@ impl Actor {
         &self,
         phase: Phase,
         timeout: Duration,
-        f: impl FnOnce(&mut ModuleInstance) -> Result<(), Cause> + Send + 'static,
+        f: impl FnOnce(&mut Instance) -> Result<(), Cause> + Send + 'static,
     ) -> Result<(), ModuleFailure> {
         let outcome = self.control(timeout, move |state| with_instance(state, f));
         self.failure_of(phase, timeout, outcome)
@@ -330,7 +330,7 @@ impl Actor {
 
 fn with_instance(
     state: &mut ActorState,
-    f: impl FnOnce(&mut ModuleInstance) -> Result<(), Cause>,
+    f: impl FnOnce(&mut Instance) -> Result<(), Cause>,
 ) -> Result<(), Cause> {
     match state.instance.as_mut() {
         Some(instance) => f(instance),

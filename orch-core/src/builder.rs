@@ -129,6 +129,8 @@ impl Builder {
             interrupted: false,
         })?;
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(child.id());
+        // cargo leads its own process group: if we die, the guard kills it all.
+        let guard = crate::isolation::guard::GroupGuard::start(child.id());
         let timed_out = Arc::new(Mutex::new(false));
         let timer = spawn_timeout(child.id(), request.timeout, Arc::clone(&timed_out));
 
@@ -169,6 +171,9 @@ impl Builder {
             }
         }
         let status = child.wait();
+        if let Some(guard) = guard {
+            guard.release();
+        }
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         drop(timer);
         let lines = stderr_lines.and_then(|h| h.join().ok()).unwrap_or_default();

@@ -5,8 +5,8 @@
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use orch_sdk::abi::{
@@ -30,6 +30,18 @@ pub struct ModuleHostCtx {
     mailbox: Arc<dyn EventSink>,
     may_publish: AtomicBool,
     active_generation: AtomicU32,
+    uplink: OnceLock<Arc<dyn Uplink>>,
+}
+
+/// Where the publishes and subscriptions of a module go when it runs in a child
+/// host process: to the orchestrator, which owns every subscription.
+pub trait Uplink: Send + Sync {
+    /// Forwards a publish (the topic is valid).
+    fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), String>;
+    /// Forwards a subscription (the pattern is valid).
+    fn subscribe(&self, pattern: &str) -> Result<(), String>;
+    /// Forwards an unsubscription.
+    fn unsubscribe(&self, pattern: &str);
 }
 
 impl ModuleHostCtx {
@@ -49,7 +61,14 @@ impl ModuleHostCtx {
             mailbox,
             may_publish: AtomicBool::new(false),
             active_generation: AtomicU32::new(1),
+            uplink: OnceLock::new(),
         }
+    }
+
+    /// Sends the module's publishes and subscriptions through `uplink` instead of
+    /// the local bus (a child module host). Set once.
+    pub fn set_uplink(&self, uplink: Arc<dyn Uplink>) {
+        let _ = self.uplink.set(uplink);
     }
 
     /// Makes `generation` the one whose calls the host serves; calls from any
@@ -84,6 +103,10 @@ impl ModuleHostCtx {
                 self.name
             ));
         }
+        if let Some(uplink) = self.uplink.get() {
+            orch_sdk::topic::validate_topic(topic)?;
+            return uplink.publish(topic, payload);
+        }
         self.bus
             .publish(topic, payload, Some(Arc::clone(&self.name)))
             .map(drop)
@@ -91,6 +114,10 @@ impl ModuleHostCtx {
     }
 
     fn subscribe(&self, pattern: &str) -> Result<(), String> {
+        if let Some(uplink) = self.uplink.get() {
+            orch_sdk::topic::validate_pattern(pattern)?;
+            return uplink.subscribe(pattern);
+        }
         self.bus
             .subscribe(self.id, pattern)
             .map_err(|e| e.to_string())?;
@@ -99,6 +126,9 @@ impl ModuleHostCtx {
     }
 
     fn unsubscribe(&self, pattern: &str) {
+        if let Some(uplink) = self.uplink.get() {
+            return uplink.unsubscribe(pattern);
+        }
         self.bus.unsubscribe(self.id, pattern);
     }
 

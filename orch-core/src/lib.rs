@@ -12,6 +12,8 @@ pub mod config;
 pub mod error;
 pub mod host_api;
 pub mod hot_reload;
+pub mod instance;
+pub mod isolation;
 pub mod loader;
 pub mod logging;
 pub mod resources;

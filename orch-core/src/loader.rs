@@ -35,6 +35,17 @@ impl Loader {
         Ok(Self { copies_dir })
     }
 
+    /// A loader keeping its copies in `copies_dir` (created; removed on drop).
+    pub fn in_dir(copies_dir: PathBuf) -> std::io::Result<Self> {
+        fs::create_dir_all(&copies_dir)?;
+        Ok(Self { copies_dir })
+    }
+
+    /// The folder of this loader's copies.
+    pub fn copies_dir(&self) -> &Path {
+        &self.copies_dir
+    }
+
     /// Loads generation `generation` of module `name` from `artifact`, checks its
     /// ABI and creates its instance bound to `ctx`.
     pub fn load(
@@ -76,7 +87,8 @@ impl Loader {
         })
     }
 
-    fn copy_artifact(
+    /// Copies `artifact` to this generation's unique file and returns its path.
+    pub fn copy_artifact(
         &self,
         name: &str,
         artifact: &Path,

@@ -216,6 +216,7 @@ fn spec(name: &str) -> orch_core::config::ModuleSpec {
         depends_on: Vec::new(),
         test: Default::default(),
         line: 1,
+        ..Default::default()
     }
 }
 

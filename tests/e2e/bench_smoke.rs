@@ -48,6 +48,13 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
         rows.iter()
             .all(|r| r["events_per_s"].as_f64().unwrap() > 0.0)
     );
+    let isolated = bus["isolated_rows"].as_array().unwrap();
+    assert_eq!(isolated.len(), 2, "an isolated consumer for 2 payloads");
+    assert!(
+        isolated
+            .iter()
+            .all(|r| r["events_per_s"].as_f64().unwrap() > 0.0)
+    );
     assert!(
         json(out.path().join("startup.json"))["median_ms"]
             .as_f64()

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub use process::{Line, OrchProcess};
+pub use process::{Line, OrchProcess, module_hosts, processes_with_env};
 pub use scenario::Scenario;
 pub use scratch::ScratchWorkspace;
 

@@ -192,3 +192,37 @@ fn forward(stream: impl Read + Send + 'static, tx: std::sync::mpsc::Sender<Line>
         }
     });
 }
+
+/// Pids of live processes whose environment contains `entry` (children inherit
+/// the environment, so a marker variable finds everything a test started).
+pub fn processes_with_env(entry: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Pids of live child module hosts (`cargo-orch __module-host NAME ...`) of module `name`
+/// whose environment contains `entry`.
+pub fn module_hosts(entry: &str, name: &str) -> Vec<u32> {
+    processes_with_env(entry)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmd| {
+                    let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+                    args.get(1) == Some(&&b"__module-host"[..])
+                        && args.get(2) == Some(&name.as_bytes())
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}

@@ -159,6 +159,45 @@ fn print_bus(result: &Value) {
             );
         }
     }
+    print_isolated(result, &rows);
+}
+
+/// The isolated consumer's rows, each beside the in-process row of one consumer
+/// with the same payload.
+fn print_isolated(result: &Value, rows: &[Value]) {
+    for row in result["isolated_rows"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        println!(
+            "{:<30} {:>7} {:>4} {:>13.0} {:>15.0} {:>9.1} {:>9.1} {:>9.1}",
+            row["path"].as_str().unwrap_or(""),
+            row["payload_bytes"],
+            row["subscribers"],
+            row["events_per_s"].as_f64().unwrap_or(0.0),
+            row["deliveries_per_s"].as_f64().unwrap_or(0.0),
+            row["p50_us"].as_f64().unwrap_or(0.0),
+            row["p99_us"].as_f64().unwrap_or(0.0),
+            row["p999_us"].as_f64().unwrap_or(0.0),
+        );
+        let in_process = rows.iter().find(|r| {
+            r["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("orch bus (cdylib"))
+                && r["subscribers"] == 1
+                && r["payload_bytes"] == row["payload_bytes"]
+        });
+        if let Some(local) = in_process {
+            let get = |r: &Value, key: &str| r[key].as_f64().unwrap_or(0.0);
+            println!(
+                "{:<30} throughput {:.2}x slower than in-process, p50 {:.2}x",
+                "  ratio isolated / in-process",
+                get(local, "events_per_s") / get(&row, "events_per_s").max(1e-9),
+                get(&row, "p50_us") / get(local, "p50_us").max(1e-9)
+            );
+        }
+    }
 }
 
 fn print_memory(result: &Value) {

@@ -73,6 +73,8 @@ pub fn run(options: Options) -> Result<bool> {
     tally.add(scaffolded);
     let watched = crate::demo_watch::run()?;
     tally.add(watched);
+    let isolated = crate::demo_isolation::run()?;
+    tally.add(isolated);
     println!(
         "demo: {} runs, {} checks passed, {} failed",
         options.repeat, tally.passed, tally.failed

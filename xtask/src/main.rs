@@ -8,6 +8,7 @@ mod bench_perf;
 mod bench_reload;
 mod bench_test;
 mod demo;
+mod demo_isolation;
 mod demo_new;
 mod demo_test;
 mod demo_watch;

@@ -178,6 +178,7 @@ mod tests {
             depends_on: Vec::new(),
             test: TestSettings::default(),
             line: 1,
+            ..Default::default()
         };
         AppConfig {
             main: MainConfig::default(),

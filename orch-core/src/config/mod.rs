@@ -213,7 +213,7 @@ pub enum LogFormat {
 }
 
 /// One entry of `modules.yaml`.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Default)]
 pub struct ModuleSpec {
     /// The module's name, unique in the file.
     pub name: String,
@@ -229,6 +229,60 @@ pub struct ModuleSpec {
     pub test: TestSettings,
     /// Line of the entry in `modules.yaml`, for messages.
     pub line: u32,
+    /// `isolation`: in the orchestrator's process (default) or a child host process.
+    pub isolation: Isolation,
+    /// `restart`, `max_restarts`, `restart_window`, `heartbeat`: how an isolated
+    /// module is supervised.
+    pub supervision: Supervision,
+}
+
+/// Where a module runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Loaded into the orchestrator's own process (`in-process`, the default).
+    #[default]
+    InProcess,
+    /// Loaded into a child host process of its own (`process`): a crash there
+    /// never takes the orchestrator down.
+    Process,
+}
+
+/// When a crashed isolated module is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// After any exit, clean or not (`always`).
+    Always,
+    /// After a crash, a kill or a non-zero exit (`on-failure`, the default).
+    #[default]
+    OnFailure,
+    /// Never: it stays down (`never`).
+    Never,
+}
+
+/// How an isolated module is supervised: OTP-like restart intensity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervision {
+    /// `restart`: which exits are followed by a restart.
+    pub restart: RestartPolicy,
+    /// `max_restarts`: more restarts than this within `restart_window` give up
+    /// (`module.failed`). Default 5.
+    pub max_restarts: u32,
+    /// `restart_window`: default 60 s.
+    pub restart_window: Duration,
+    /// `heartbeat`: a child that answers no heartbeat for this long (a handler
+    /// that loops, a frozen process) is killed and restarted. Default 5 s.
+    pub heartbeat: Duration,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            restart: RestartPolicy::OnFailure,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
 }
 
 /// A module's `test:` mapping in `modules.yaml`, used by `cargo orch test` only.
@@ -261,6 +315,8 @@ impl fmt::Debug for ModuleSpec {
             .field("depends_on", &self.depends_on)
             .field("test", &self.test)
             .field("line", &self.line)
+            .field("isolation", &self.isolation)
+            .field("supervision", &self.supervision)
             .finish()
     }
 }

@@ -12,7 +12,7 @@ use super::check::{Checker, show};
 use super::order;
 use super::redact::collect_secrets;
 use super::suggest::did_you_mean;
-use super::{ModuleSpec, TestSettings};
+use super::{Isolation, ModuleSpec, RestartPolicy, Supervision, TestSettings};
 use crate::workspace::{Workspace, WorkspacePackage};
 
 /// The shape of the file, shown when it is missing or empty.
@@ -42,6 +42,11 @@ struct RawModule {
     config: Option<Spanned<Value>>,
     depends_on: Option<Vec<Spanned<String>>>,
     test: Option<RawTestSettings>,
+    isolation: Option<Spanned<String>>,
+    restart: Option<Spanned<String>>,
+    max_restarts: Option<Spanned<Value>>,
+    restart_window: Option<Spanned<Value>>,
+    heartbeat: Option<Spanned<Value>>,
 }
 
 /// A module's `test:` mapping as written.
@@ -96,6 +101,8 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
     let config = module_config(c, raw.config.as_ref());
     let (depends_on, deps_at) = dependencies(c, raw.depends_on.as_deref().unwrap_or_default());
     let test = test_settings(c, raw.test.as_ref());
+    let isolation = isolation(c, raw.isolation.as_ref());
+    let supervision = supervision(c, raw);
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {
         spec: ModuleSpec {
@@ -106,6 +113,8 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
             depends_on,
             test,
             line: u32::try_from(entry.referenced.line()).unwrap_or(0),
+            isolation,
+            supervision,
         },
         name_at,
         deps_at,
@@ -266,6 +275,67 @@ fn module_config(c: &mut Checker, raw: Option<&Spanned<Value>>) -> Value {
             );
             Value::Object(Default::default())
         }
+    }
+}
+
+/// The entry's `isolation`: `in-process` (default) or `process`.
+fn isolation(c: &mut Checker, raw: Option<&Spanned<String>>) -> Isolation {
+    let Some(raw) = raw else {
+        return Isolation::default();
+    };
+    match c.string(raw).as_deref() {
+        Some("in-process") => Isolation::InProcess,
+        Some("process") => Isolation::Process,
+        Some(other) => {
+            c.error(
+                &raw.referenced,
+                format!("`isolation` must be `in-process` or `process`, found `{}`", other.escape_debug()),
+                "`process` runs the module in a child host process of its own, so a crash there \
+                 never takes the orchestrator down; `in-process` (the default) loads it into the orchestrator",
+            );
+            Isolation::default()
+        }
+        None => Isolation::default(),
+    }
+}
+
+/// The entry's `restart`, `max_restarts`, `restart_window` and `heartbeat`.
+fn supervision(c: &mut Checker, raw: &RawModule) -> Supervision {
+    let default = Supervision::default();
+    let restart = match raw.restart.as_ref() {
+        None => default.restart,
+        Some(spanned) => match c.string(spanned).as_deref() {
+            Some("always") => RestartPolicy::Always,
+            Some("on-failure") => RestartPolicy::OnFailure,
+            Some("never") => RestartPolicy::Never,
+            Some(other) => {
+                c.error(
+                    &spanned.referenced,
+                    format!(
+                        "`restart` must be `always`, `on-failure` or `never`, found `{}`",
+                        other.escape_debug()
+                    ),
+                    "`on-failure` (the default) restarts an isolated module after a crash or a \
+                     non-zero exit, `always` after any exit, `never` leaves it down",
+                );
+                default.restart
+            }
+            None => default.restart,
+        },
+    };
+    Supervision {
+        restart,
+        max_restarts: c.count(
+            "max_restarts",
+            raw.max_restarts.as_ref(),
+            default.max_restarts,
+        ),
+        restart_window: c.duration(
+            "restart_window",
+            raw.restart_window.as_ref(),
+            default.restart_window,
+        ),
+        heartbeat: c.duration("heartbeat", raw.heartbeat.as_ref(), default.heartbeat),
     }
 }
 

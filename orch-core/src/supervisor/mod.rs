@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -15,11 +16,13 @@ use crossbeam_channel::{Sender, bounded};
 use orch_sdk::duration::human;
 use serde_json::json;
 
-use crate::actor::{Actor, ActorState, Mailbox};
+use crate::actor::{Actor, ActorState, Envelope, Mailbox};
 use crate::bus::Bus;
-use crate::config::{ModuleSpec, Timeouts};
+use crate::config::{Isolation, ModuleSpec, Timeouts};
 use crate::error::{Cause, ModuleFailure, Phase, timeout_key};
 use crate::host_api::ModuleHostCtx;
+use crate::instance::Instance;
+use crate::isolation::{RemoteModule, RemoteSetup};
 use crate::loader::Loader;
 use crate::timers::TimerService;
 
@@ -72,6 +75,8 @@ pub struct Supervisor {
     watched: Watched,
     watchdog: Option<(Sender<()>, JoinHandle<()>)>,
     warned_unmapped: bool,
+    /// Set when shutdown begins: isolated modules then stop restarting.
+    stopping: Arc<AtomicBool>,
 }
 
 impl Supervisor {
@@ -89,6 +94,7 @@ impl Supervisor {
             watched,
             watchdog,
             warned_unmapped: false,
+            stopping: Arc::default(),
         }
     }
 
@@ -225,10 +231,9 @@ impl Supervisor {
             generation: 1,
         };
         let started = Instant::now();
-        let loader = Arc::clone(&self.loader);
-        let ctx = Arc::clone(&module.ctx);
+        let opener = self.opener(&module, spec);
         let outcome = module.actor.control(self.timeouts.load, move |state| {
-            let instance = loader.load(&state.name, &artifact, 1, ctx)?;
+            let instance = opener.open(&state.name, &artifact, 1)?;
             let declared = instance.declared();
             state.instance = Some(instance);
             Ok(declared)
@@ -328,11 +333,30 @@ impl Supervisor {
         }
     }
 
+    /// How to open generations of `module` as `spec` says (in-process or isolated).
+    fn opener(&self, module: &RunningModule, spec: &ModuleSpec) -> Opener {
+        Opener {
+            loader: Arc::clone(&self.loader),
+            ctx: Arc::clone(&module.ctx),
+            spec: spec.clone(),
+            timeouts: self.timeouts,
+            bus: self.bus.clone(),
+            mailbox: module.mailbox.sink().0.clone(),
+            stopping: Arc::clone(&self.stopping),
+        }
+    }
+
     /// Destroys a stopped generation's instance and unloads its library, so that
-    /// the dynamic loader can really unmap it; says so once if it cannot.
+    /// the dynamic loader can really unmap it; says so once if it cannot. An
+    /// isolated generation's child host is asked to exit (killed if it lingers).
     fn retire(&mut self, state: ActorState) {
-        let Some(instance) = state.instance else {
-            return;
+        let instance = match state.instance {
+            Some(Instance::Local(instance)) => instance,
+            Some(Instance::Remote(remote)) => {
+                drop(remote);
+                return;
+            }
+            None => return,
         };
         let generation = instance.generation();
         match instance.retire(self.timeouts.shutdown) {
@@ -392,6 +416,7 @@ impl Supervisor {
             return failures;
         }
         tracing::info!("Shutting down ({reason})");
+        self.stopping.store(true, Ordering::Release);
         self.bus
             .publish_json("app.shutdown", &json!({ "reason": reason }));
         while let Some(module) = self.running.pop() {
@@ -539,6 +564,48 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.shutdown("supervisor dropped");
+    }
+}
+
+/// Opens generations of one module: loads its library here, or starts a child
+/// host process for it (`isolation: process`).
+struct Opener {
+    loader: Arc<Loader>,
+    ctx: Arc<ModuleHostCtx>,
+    spec: ModuleSpec,
+    timeouts: Timeouts,
+    bus: Bus,
+    mailbox: Sender<Envelope>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Opener {
+    fn open(
+        self,
+        name: &Arc<str>,
+        artifact: &std::path::Path,
+        generation: u32,
+    ) -> Result<Instance, ModuleFailure> {
+        if self.spec.isolation == Isolation::InProcess {
+            return self
+                .loader
+                .load(name, artifact, generation, self.ctx)
+                .map(Instance::Local);
+        }
+        let library = self.loader.copy_artifact(name, artifact, generation)?;
+        RemoteModule::spawn(RemoteSetup {
+            name: Arc::clone(name),
+            ctx: self.ctx,
+            bus: self.bus,
+            library,
+            copies_dir: self.loader.copies_dir().to_path_buf(),
+            generation,
+            supervision: self.spec.supervision,
+            timeouts: self.timeouts,
+            mailbox: self.mailbox,
+            stopping: self.stopping,
+        })
+        .map(|remote| Instance::Remote(Box::new(remote)))
     }
 }
 

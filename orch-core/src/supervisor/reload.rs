@@ -208,11 +208,10 @@ impl Supervisor {
         let actor = self.spawn_paused(module, ActorState::new(Arc::clone(&name), None, true))?;
         module.ctx.set_may_publish(false);
         module.ctx.set_active_generation(generation);
-        let loader = Arc::clone(&self.loader);
-        let ctx = Arc::clone(&module.ctx);
+        let opener = self.opener(module, spec);
         let artifact = artifact.to_path_buf();
         let loaded = actor.control(self.timeouts.load, move |s| {
-            let instance = loader.load(&s.name, &artifact, generation, ctx)?;
+            let instance = opener.open(&s.name, &artifact, generation)?;
             s.instance = Some(instance);
             Ok::<(), ModuleFailure>(())
         });

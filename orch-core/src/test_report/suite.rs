@@ -303,6 +303,7 @@ mod tests {
                 features: features.iter().map(|f| (*f).to_owned()).collect(),
             },
             line: 1,
+            ..Default::default()
         }
     }
 

@@ -1,0 +1,297 @@
+//! The child module host: `cargo-orch __module-host NAME LIBRARY GENERATION
+//! PARENT_PID COPIES_DIR LOG_LEVEL`. Loads one module library with the same
+//! loader, host table and timers as the orchestrator, then serves the parent's
+//! requests (stdin) one at a time on its main thread, which owns the module;
+//! the module's publishes, subscriptions and logs go back as frames (stdout,
+//! which is moved off fd 1 so a module's `println!` cannot corrupt it). Timers
+//! stay local. Dies with its parent (`PR_SET_PDEATHSIG`).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{Sender, unbounded};
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+
+use super::protocol::{Frame, Status};
+use crate::bus::{Bus, BusEvent, EventSink, SubscriberId};
+use crate::error::Cause;
+use crate::host_api::{ModuleHostCtx, Uplink};
+use crate::loader::{Loader, ModuleInstance};
+use crate::timers::TimerService;
+
+/// What the child's main thread works on.
+enum Work {
+    /// A frame from the parent.
+    Request(Frame),
+    /// A timer of the module fired.
+    Timer(Arc<BusEvent>),
+    /// The parent closed the pipe (or it broke).
+    ParentGone,
+}
+
+/// The frames the child sends, from any thread.
+#[derive(Clone)]
+struct Link(Arc<Mutex<BufWriter<File>>>);
+
+impl Link {
+    fn send(&self, frame: &Frame) -> bool {
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        frame.write_to(&mut *out).is_ok()
+    }
+}
+
+impl Uplink for Link {
+    fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), String> {
+        self.send(&Frame::Publish {
+            topic: topic.into(),
+            payload: payload.to_vec(),
+        })
+        .then_some(())
+        .ok_or_else(|| "the orchestrator is gone".into())
+    }
+
+    fn subscribe(&self, pattern: &str) -> Result<(), String> {
+        self.send(&Frame::Subscribe(pattern.into()))
+            .then_some(())
+            .ok_or_else(|| "the orchestrator is gone".into())
+    }
+
+    fn unsubscribe(&self, pattern: &str) {
+        self.send(&Frame::Unsubscribe(pattern.into()));
+    }
+}
+
+/// Timer events into the main thread's queue.
+struct TimerSink(Sender<Work>);
+
+impl EventSink for TimerSink {
+    fn deliver(&self, event: &Arc<BusEvent>) -> bool {
+        self.0.send(Work::Timer(Arc::clone(event))).is_ok()
+    }
+}
+
+/// Forwards every log event of the child to the parent as a `Log` frame.
+struct LogForward(Link);
+
+impl<S: tracing::Subscriber> Layer<S> for LogForward {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                use std::fmt::Write as _;
+                if field.name() == "message" {
+                    let _ = write!(self.0, "{value:?}");
+                } else {
+                    let _ = write!(self.0, " {}={value:?}", field.name());
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => 1,
+            tracing::Level::WARN => 2,
+            tracing::Level::INFO => 3,
+            tracing::Level::DEBUG => 4,
+            tracing::Level::TRACE => 5,
+        };
+        self.0.send(&Frame::Log {
+            level,
+            message: message.0,
+        });
+    }
+}
+
+/// The child host's arguments, after [`super::HOST_MODE_ARG`].
+struct Args {
+    name: Arc<str>,
+    library: PathBuf,
+    generation: u32,
+    parent: i32,
+    copies_dir: PathBuf,
+    level: LevelFilter,
+}
+
+impl Args {
+    fn parse(args: &[String]) -> Option<Self> {
+        let [name, library, generation, parent, copies_dir, level] = args else {
+            return None;
+        };
+        Some(Self {
+            name: name.as_str().into(),
+            library: library.into(),
+            generation: generation.parse().ok()?,
+            parent: parent.parse().ok()?,
+            copies_dir: copies_dir.into(),
+            level: LevelFilter::from_str(level).unwrap_or(LevelFilter::INFO),
+        })
+    }
+}
+
+/// Runs the child host with `args` (the arguments after the mode argument).
+pub fn main(args: &[String]) -> ExitCode {
+    let Some(args) = Args::parse(args) else {
+        eprintln!(
+            "usage: cargo-orch {} NAME LIBRARY GENERATION PARENT_PID COPIES_DIR LOG_LEVEL \
+             (started by the orchestrator, not by hand)",
+            super::HOST_MODE_ARG
+        );
+        return ExitCode::from(2);
+    };
+    // Die with the orchestrator, even on SIGKILL; if it is already gone, go now.
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid().as_raw() != args.parent
+    {
+        return ExitCode::from(3);
+    }
+    // The protocol gets a copy of fd 1; fd 1 itself then points at stderr, so
+    // whatever the module prints reaches the log instead of the protocol.
+    let out = match nix::unistd::dup(std::io::stdout())
+        .and_then(|fd| nix::unistd::dup2_stdout(std::io::stderr()).map(|()| fd))
+    {
+        Ok(fd) => File::from(fd),
+        Err(e) => {
+            eprintln!("cannot set up the protocol pipe: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let link = Link(Arc::new(Mutex::new(BufWriter::new(out))));
+    let subscriber =
+        tracing_subscriber::registry().with(LogForward(link.clone()).with_filter(args.level));
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    serve(&args, &link)
+}
+
+fn serve(args: &Args, link: &Link) -> ExitCode {
+    let (work, queue) = unbounded::<Work>();
+    let reader_work = work.clone();
+    let reader = std::thread::Builder::new()
+        .name("orch-child-reader".into())
+        .spawn(move || {
+            let mut input = BufReader::new(std::io::stdin().lock());
+            while let Ok(Some(frame)) = Frame::read_from(&mut input) {
+                if reader_work.send(Work::Request(frame)).is_err() {
+                    return;
+                }
+            }
+            let _ = reader_work.send(Work::ParentGone);
+        });
+    if reader.is_err() {
+        return ExitCode::from(3);
+    }
+    let timers = TimerService::new();
+    let ctx = Arc::new(ModuleHostCtx::new(
+        Arc::clone(&args.name),
+        SubscriberId(0),
+        Bus::new(),
+        timers.clone(),
+        Arc::new(TimerSink(work)),
+    ));
+    ctx.set_uplink(Arc::new(link.clone()));
+    ctx.set_active_generation(args.generation);
+    let loader = match Loader::in_dir(
+        args.copies_dir
+            .join(format!("child-{}", std::process::id())),
+    ) {
+        Ok(loader) => loader,
+        Err(e) => {
+            reply_err(
+                link,
+                Status::Host,
+                &format!("cannot create its copies folder: {e}"),
+            );
+            return ExitCode::from(3);
+        }
+    };
+    let mut instance =
+        match loader.load(&args.name, &args.library, args.generation, Arc::clone(&ctx)) {
+            Ok(instance) => instance,
+            Err(failure) => {
+                reply_err(link, Status::Host, &failure.cause.to_string());
+                return ExitCode::from(4);
+            }
+        };
+    let (package, sdk) = instance.declared();
+    link.send(&Frame::Reply {
+        status: Status::Ok,
+        data: format!("{package}\n{sdk}").into_bytes(),
+    });
+    for item in queue {
+        match item {
+            Work::Request(Frame::Exit) | Work::ParentGone => break,
+            Work::Request(frame) => handle(frame, &mut instance, &ctx, link),
+            Work::Timer(event) => {
+                if let Err(cause) = instance.on_event(event.topic(), event.payload()) {
+                    link.send(&Frame::TimerFailed {
+                        topic: event.topic().into(),
+                        message: cause.to_string(),
+                    });
+                }
+            }
+        }
+    }
+    timers.stop();
+    drop(instance);
+    let _ = link.0.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    ExitCode::SUCCESS
+}
+
+fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link: &Link) {
+    let outcome = match frame {
+        Frame::Initialize { config, state } => {
+            ctx.set_may_publish(false);
+            instance
+                .initialize(&config, state.as_deref())
+                .map(|()| Vec::new())
+        }
+        Frame::Start => {
+            ctx.set_may_publish(true);
+            instance.start().map(|()| Vec::new())
+        }
+        Frame::Event { topic, payload } => instance.on_event(&topic, &payload).map(|()| Vec::new()),
+        Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
+        Frame::Shutdown => instance.shutdown().map(|()| Vec::new()),
+        Frame::Ping(n) => {
+            link.send(&Frame::Pong(n));
+            return;
+        }
+        other => Err(Cause::Host(format!(
+            "unexpected frame from the orchestrator: {other:?}"
+        ))),
+    };
+    let frame = match outcome {
+        Ok(data) => Frame::Reply {
+            status: Status::Ok,
+            data,
+        },
+        Err(cause) => {
+            let status = match cause {
+                Cause::Error(_) => Status::Error,
+                Cause::Panic(_) => Status::Panic,
+                _ => Status::Host,
+            };
+            let data = match cause {
+                Cause::Error(m) | Cause::Panic(m) | Cause::Host(m) => m,
+                Cause::Timeout(_) => cause.to_string(),
+            };
+            Frame::Reply {
+                status,
+                data: data.into_bytes(),
+            }
+        }
+    };
+    link.send(&frame);
+}
+
+fn reply_err(link: &Link, status: Status, message: &str) {
+    link.send(&Frame::Reply {
+        status,
+        data: message.as_bytes().to_vec(),
+    });
+}

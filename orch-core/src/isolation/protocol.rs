@@ -1,0 +1,441 @@
+//! The frames between the orchestrator and a child module host: a `u32`
+//! little-endian length, a kind byte, then the kind's fields (byte strings as a
+//! `u32` length + bytes). Events carry exactly the bytes the bus carries: the
+//! topic and the JSON payload, untouched.
+
+use std::io::{self, Read, Write};
+
+/// The largest frame accepted (64 MiB): a corrupt length never allocates more.
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// How a request ended, as the child reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// It succeeded.
+    Ok = 0,
+    /// The module returned an error.
+    Error = 1,
+    /// The module panicked (caught at the boundary).
+    Panic = 2,
+    /// The child host failed around the module (load, ABI, ...).
+    Host = 3,
+}
+
+/// One message either way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Parent → child: `Module::initialize(config, state)`.
+    Initialize {
+        /// The module's config, JSON.
+        config: Vec<u8>,
+        /// The saved state, if any.
+        state: Option<Vec<u8>>,
+    },
+    /// Parent → child: `Module::start`.
+    Start,
+    /// Parent → child: deliver an event to `on_event`.
+    Event {
+        /// The topic.
+        topic: String,
+        /// The JSON payload.
+        payload: Vec<u8>,
+    },
+    /// Parent → child: `Module::save_state`.
+    SaveState,
+    /// Parent → child: `Module::shutdown`.
+    Shutdown,
+    /// Parent → child: destroy the instance and exit.
+    Exit,
+    /// Parent → child: answer with a `Pong` once the module's thread is free.
+    Ping(u64),
+    /// Child → parent: the answer to the last request (the load, then each
+    /// lifecycle call or event); `data` is the saved state, the declared
+    /// package and SDK (`package\nsdk`) or the error message.
+    Reply {
+        /// How the call ended.
+        status: Status,
+        /// What it returned.
+        data: Vec<u8>,
+    },
+    /// Child → parent: the module publishes.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// The JSON payload.
+        payload: Vec<u8>,
+    },
+    /// Child → parent: the module subscribes.
+    Subscribe(String),
+    /// Child → parent: the module unsubscribes.
+    Unsubscribe(String),
+    /// Child → parent: a log line (1 error … 5 trace).
+    Log {
+        /// The level.
+        level: u8,
+        /// The message.
+        message: String,
+    },
+    /// Child → parent: the answer to a `Ping`.
+    Pong(u64),
+    /// Child → parent: a timer event failed in the module.
+    TimerFailed {
+        /// The timer's topic.
+        topic: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// A frame that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The stream failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The stream ended inside a frame.
+    #[error("the stream ended inside a frame")]
+    Truncated,
+    /// The length prefix is above [`MAX_FRAME`] (or zero).
+    #[error("bad frame length {0} (limit {MAX_FRAME})")]
+    BadLength(usize),
+    /// An unknown kind byte.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// The fields do not fit the kind.
+    #[error("malformed frame: {0}")]
+    Malformed(&'static str),
+}
+
+const INITIALIZE: u8 = 1;
+const START: u8 = 2;
+const EVENT: u8 = 3;
+const SAVE_STATE: u8 = 4;
+const SHUTDOWN: u8 = 5;
+const EXIT: u8 = 6;
+const PING: u8 = 7;
+const REPLY: u8 = 20;
+const PUBLISH: u8 = 21;
+const SUBSCRIBE: u8 = 22;
+const UNSUBSCRIBE: u8 = 23;
+const LOG: u8 = 24;
+const PONG: u8 = 25;
+const TIMER_FAILED: u8 = 26;
+
+fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(bytes);
+}
+
+impl Frame {
+    /// The frame as bytes, length prefix included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buf = vec![0; 4];
+        match self {
+            Frame::Initialize { config, state } => {
+                buf.push(INITIALIZE);
+                put(&mut buf, config);
+                buf.push(u8::from(state.is_some()));
+                put(&mut buf, state.as_deref().unwrap_or_default());
+            }
+            Frame::Start => buf.push(START),
+            Frame::Event { topic, payload } => {
+                buf.push(EVENT);
+                put(&mut buf, topic.as_bytes());
+                put(&mut buf, payload);
+            }
+            Frame::SaveState => buf.push(SAVE_STATE),
+            Frame::Shutdown => buf.push(SHUTDOWN),
+            Frame::Exit => buf.push(EXIT),
+            Frame::Ping(n) => {
+                buf.push(PING);
+                buf.extend_from_slice(&n.to_le_bytes());
+            }
+            Frame::Reply { status, data } => {
+                buf.push(REPLY);
+                buf.push(*status as u8);
+                put(&mut buf, data);
+            }
+            Frame::Publish { topic, payload } => {
+                buf.push(PUBLISH);
+                put(&mut buf, topic.as_bytes());
+                put(&mut buf, payload);
+            }
+            Frame::Subscribe(p) => {
+                buf.push(SUBSCRIBE);
+                put(&mut buf, p.as_bytes());
+            }
+            Frame::Unsubscribe(p) => {
+                buf.push(UNSUBSCRIBE);
+                put(&mut buf, p.as_bytes());
+            }
+            Frame::Log { level, message } => {
+                buf.push(LOG);
+                buf.push(*level);
+                put(&mut buf, message.as_bytes());
+            }
+            Frame::Pong(n) => {
+                buf.push(PONG);
+                buf.extend_from_slice(&n.to_le_bytes());
+            }
+            Frame::TimerFailed { topic, message } => {
+                buf.push(TIMER_FAILED);
+                put(&mut buf, topic.as_bytes());
+                put(&mut buf, message.as_bytes());
+            }
+        }
+        let len = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        buf
+    }
+
+    /// Writes the frame and flushes.
+    pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
+        w.write_all(&self.encode())?;
+        w.flush()
+    }
+
+    /// Reads one frame; `Ok(None)` at a clean end of stream (between frames).
+    pub fn read_from(r: &mut impl Read) -> Result<Option<Frame>, ProtocolError> {
+        let mut len = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match r.read(&mut len[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return Err(ProtocolError::Truncated),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let len = u32::from_le_bytes(len) as usize;
+        if len == 0 || len > MAX_FRAME {
+            return Err(ProtocolError::BadLength(len));
+        }
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => ProtocolError::Truncated,
+            _ => ProtocolError::Io(e),
+        })?;
+        Self::decode(&body).map(Some)
+    }
+
+    /// Decodes a frame body (kind byte and fields, without the length prefix).
+    pub fn decode(body: &[u8]) -> Result<Frame, ProtocolError> {
+        let (&kind, rest) = body
+            .split_first()
+            .ok_or(ProtocolError::Malformed("empty"))?;
+        let mut f = Fields(rest);
+        let frame = match kind {
+            INITIALIZE => {
+                let config = f.bytes()?;
+                let has_state = f.byte()? != 0;
+                let state = f.bytes()?;
+                Frame::Initialize {
+                    config,
+                    state: has_state.then_some(state),
+                }
+            }
+            START => Frame::Start,
+            EVENT => Frame::Event {
+                topic: f.text()?,
+                payload: f.bytes()?,
+            },
+            SAVE_STATE => Frame::SaveState,
+            SHUTDOWN => Frame::Shutdown,
+            EXIT => Frame::Exit,
+            PING => Frame::Ping(f.u64()?),
+            REPLY => {
+                let status = match f.byte()? {
+                    0 => Status::Ok,
+                    1 => Status::Error,
+                    2 => Status::Panic,
+                    3 => Status::Host,
+                    _ => return Err(ProtocolError::Malformed("reply status")),
+                };
+                Frame::Reply {
+                    status,
+                    data: f.bytes()?,
+                }
+            }
+            PUBLISH => Frame::Publish {
+                topic: f.text()?,
+                payload: f.bytes()?,
+            },
+            SUBSCRIBE => Frame::Subscribe(f.text()?),
+            UNSUBSCRIBE => Frame::Unsubscribe(f.text()?),
+            LOG => Frame::Log {
+                level: f.byte()?,
+                message: f.text()?,
+            },
+            PONG => Frame::Pong(f.u64()?),
+            TIMER_FAILED => Frame::TimerFailed {
+                topic: f.text()?,
+                message: f.text()?,
+            },
+            other => return Err(ProtocolError::UnknownKind(other)),
+        };
+        if !f.0.is_empty() {
+            return Err(ProtocolError::Malformed("trailing bytes"));
+        }
+        Ok(frame)
+    }
+}
+
+/// A cursor over a frame's fields.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], ProtocolError> {
+        if self.0.len() < n {
+            return Err(ProtocolError::Malformed("field past the end of the frame"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn byte(&mut self) -> Result<u8, ProtocolError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, ProtocolError> {
+        let mut n = [0; 8];
+        n.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(n))
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, ProtocolError> {
+        let mut n = [0; 4];
+        n.copy_from_slice(self.take(4)?);
+        let len = u32::from_le_bytes(n) as usize;
+        Ok(self.take(len)?.to_vec())
+    }
+
+    fn text(&mut self) -> Result<String, ProtocolError> {
+        String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed("invalid UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all() -> Vec<Frame> {
+        vec![
+            Frame::Initialize {
+                config: b"{\"a\":1}".to_vec(),
+                state: Some(b"42".to_vec()),
+            },
+            Frame::Initialize {
+                config: b"{}".to_vec(),
+                state: None,
+            },
+            Frame::Start,
+            Frame::Event {
+                topic: "test.ping".into(),
+                payload: br#"{"seq":1}"#.to_vec(),
+            },
+            Frame::SaveState,
+            Frame::Shutdown,
+            Frame::Exit,
+            Frame::Ping(7),
+            Frame::Reply {
+                status: Status::Panic,
+                data: b"boom".to_vec(),
+            },
+            Frame::Publish {
+                topic: "a.b".into(),
+                payload: vec![],
+            },
+            Frame::Subscribe("a.>".into()),
+            Frame::Unsubscribe("a.*".into()),
+            Frame::Log {
+                level: 3,
+                message: "hello".into(),
+            },
+            Frame::Pong(7),
+            Frame::TimerFailed {
+                topic: "t.x".into(),
+                message: "no".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips_through_a_stream() {
+        let mut stream = Vec::new();
+        for frame in all() {
+            frame.write_to(&mut stream).expect("write");
+        }
+        let mut reader = stream.as_slice();
+        for frame in all() {
+            assert_eq!(Frame::read_from(&mut reader).expect("read"), Some(frame));
+        }
+        assert_eq!(Frame::read_from(&mut reader).expect("eof"), None);
+    }
+
+    #[test]
+    fn event_bytes_are_carried_unchanged() {
+        let payload = "{\"message\":\"héllo\",\"seq\":18446744073709551615}".as_bytes();
+        let frame = Frame::Event {
+            topic: "test.ping".into(),
+            payload: payload.to_vec(),
+        };
+        let bytes = frame.encode();
+        assert!(bytes.windows(payload.len()).any(|w| w == payload));
+    }
+
+    #[test]
+    fn a_truncated_frame_is_an_error_not_an_end() {
+        let bytes = Frame::Publish {
+            topic: "a.b".into(),
+            payload: b"12345".to_vec(),
+        }
+        .encode();
+        for cut in 1..bytes.len() {
+            let mut reader = &bytes[..cut];
+            let result = Frame::read_from(&mut reader);
+            assert!(
+                matches!(result, Err(ProtocolError::Truncated)),
+                "cut at {cut}: {result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_and_empty_lengths_are_refused_before_allocating() {
+        let mut huge = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+        huge.push(EVENT);
+        assert!(matches!(
+            Frame::read_from(&mut huge.as_slice()),
+            Err(ProtocolError::BadLength(_))
+        ));
+        let zero = 0u32.to_le_bytes();
+        assert!(matches!(
+            Frame::read_from(&mut zero.as_slice()),
+            Err(ProtocolError::BadLength(0))
+        ));
+    }
+
+    #[test]
+    fn malformed_bodies_are_named() {
+        assert!(matches!(
+            Frame::decode(&[99]),
+            Err(ProtocolError::UnknownKind(99))
+        ));
+        // A field whose length runs past the frame.
+        assert!(matches!(
+            Frame::decode(&[SUBSCRIBE, 10, 0, 0, 0, b'a']),
+            Err(ProtocolError::Malformed(_))
+        ));
+        assert!(matches!(
+            Frame::decode(&[START, 0]),
+            Err(ProtocolError::Malformed("trailing bytes"))
+        ));
+        assert!(matches!(
+            Frame::decode(&[SUBSCRIBE, 2, 0, 0, 0, 0xff, 0xfe]),
+            Err(ProtocolError::Malformed("invalid UTF-8"))
+        ));
+    }
+}

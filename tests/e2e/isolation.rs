@@ -1,0 +1,437 @@
+//! `isolation: process` end to end: the real binary runs a module in a child
+//! host process of its own; real faults (segfault, abort, stack overflow, an
+//! endless handler, random exits) and real signals (SIGKILL of the child or of
+//! the orchestrator) must leave the other modules exchanging events without loss.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use orch_e2e::{OrchProcess, Scenario, module_hosts, processes_with_env};
+
+/// Generous: the first run of a test may compile the modules.
+const BUILD: Duration = Duration::from_secs(240);
+const SHORT: Duration = Duration::from_secs(15);
+
+const PRODUCER: &str = "  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n";
+
+/// A marker in the environment of the orchestrator and of every child it starts.
+fn marker() -> String {
+    format!(
+        "ORCH_E2E_MARKER=orch-isolation-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    )
+}
+
+fn start(scenario: &Scenario, marker: &str) -> OrchProcess {
+    let mut command = scenario.command(&["run"]);
+    let (key, value) = marker.split_once('=').expect("KEY=value");
+    command.env(key, value);
+    OrchProcess::spawn(command).expect("spawn cargo-orch")
+}
+
+fn stop_cleanly(orch: &mut OrchProcess) {
+    orch.signal(Signal::SIGINT).expect("SIGINT");
+    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
+    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
+}
+
+/// The sequence numbers `module` logged as received, in order.
+fn received(orch: &OrchProcess, module: &str) -> Vec<u64> {
+    orch.lines_with(&format!("[{module}] Received test.ping"))
+        .iter()
+        .filter_map(|line| {
+            let seq = line.rsplit("(seq ").next()?.trim_end_matches(')');
+            seq.parse().ok()
+        })
+        .collect()
+}
+
+/// Every ping from the first received one on arrived once, in order.
+fn assert_no_loss(orch: &OrchProcess, module: &str) -> usize {
+    let seqs = received(orch, module);
+    assert!(seqs.len() > 5, "{module} received pings\n{}", orch.output());
+    let first = seqs[0];
+    let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "{module} lost or repeated pings");
+    seqs.len()
+}
+
+fn kill_pid(pid: u32, signal: Signal) {
+    let pid = i32::try_from(pid).expect("pid fits");
+    kill(Pid::from_raw(pid), signal).expect("kill");
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn an_isolated_consumer_gets_every_ping_and_dies_with_a_sigkilled_orchestrator() {
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n{PRODUCER}  - name: mod-dummy-consumer\n    isolation: process\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for(
+        "[mod-dummy-consumer] Received test.ping: hello (seq 10)",
+        BUILD,
+    )
+    .unwrap();
+    let hosts = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(hosts.len(), 1, "one child host: {hosts:?}");
+    assert_ne!(hosts[0], orch.pid(), "the consumer runs in another process");
+    assert_no_loss(&orch, "mod-dummy-consumer");
+
+    orch.signal(Signal::SIGKILL).expect("SIGKILL");
+    orch.wait_exit(SHORT).expect("killed");
+    wait_until("no process of the run survives", SHORT, || {
+        processes_with_env(&marker).is_empty()
+    });
+}
+
+#[test]
+fn an_isolated_module_shuts_down_in_order_and_its_logs_are_tagged() {
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n    isolation: process\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for(
+        "[mod-dummy-consumer] Received test.ping: hello (seq 10)",
+        BUILD,
+    )
+    .unwrap();
+    orch.wait_for(
+        "EVENT module.loaded {\"config\":{},\"name\":\"mod-dummy-consumer\"}",
+        SHORT,
+    )
+    .unwrap();
+    orch.wait_for("[mod-dummy-consumer] Subscribed to event: test.ping", SHORT)
+        .unwrap();
+    stop_cleanly(&mut orch);
+    orch.wait_for("[mod-dummy-consumer] Consumer received", SHORT)
+        .unwrap();
+    orch.wait_for("module 'mod-dummy-consumer' unloaded", SHORT)
+        .unwrap();
+    assert_no_loss(&orch, "mod-dummy-consumer");
+    assert!(processes_with_env(&marker).is_empty());
+}
+
+#[test]
+fn a_killed_child_is_reported_restarted_and_gets_pings_again() {
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n    isolation: process\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for(
+        "[mod-dummy-consumer] Received test.ping: hello (seq 5)",
+        BUILD,
+    )
+    .unwrap();
+    let hosts = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    kill_pid(hosts[0], Signal::SIGKILL);
+    orch.wait_for(
+        "[CRASH] module 'mod-dummy-consumer' (isolated) killed by SIGKILL",
+        SHORT,
+    )
+    .unwrap();
+    orch.wait_for("EVENT module.crashed", SHORT).unwrap();
+    orch.wait_for("EVENT module.restarted", SHORT).unwrap();
+    let before = received(&orch, "mod-dummy-consumer").len();
+    let deadline = Instant::now() + SHORT;
+    while received(&orch, "mod-dummy-consumer").len() < before + 3 {
+        assert!(Instant::now() < deadline, "pings again\n{}", orch.output());
+        orch.collect_for(Duration::from_millis(100));
+    }
+    let new_hosts = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(new_hosts.len(), 1);
+    assert_ne!(new_hosts, hosts, "a new process");
+    stop_cleanly(&mut orch);
+}
+
+/// Runs fixture-crash isolated with `fault`, beside a producer and an
+/// in-process consumer: the crash is named, restarts follow with back-off, the
+/// module ends in `module.failed`, and the consumer lost nothing meanwhile.
+fn crash_scenario(fault: &str, expected_reason: &str, extra: &str) -> String {
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n  \
+         - name: fixture-crash\n    isolation: process\n    max_restarts: 2\n{extra}    \
+         config:\n      fault: {fault}\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for("app.started", BUILD).unwrap();
+    let crash = format!("[CRASH] module 'fixture-crash' (isolated) {expected_reason}");
+    orch.wait_for(&crash, SHORT).unwrap();
+    orch.wait_for(
+        "EVENT module.crashed {\"generation\":1,\"name\":\"fixture-crash\"",
+        SHORT,
+    )
+    .unwrap();
+    orch.wait_for(
+        "[RESTART] module 'fixture-crash' restarts in 100.0 ms",
+        SHORT,
+    )
+    .unwrap();
+    orch.wait_for(
+        "[RESTART] module 'fixture-crash' restarts in 200.0 ms",
+        SHORT,
+    )
+    .unwrap();
+    orch.wait_for(
+        "[FAILED] module 'fixture-crash' stays down",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    orch.wait_for("EVENT module.failed {\"name\":\"fixture-crash\"", SHORT)
+        .unwrap();
+    assert_eq!(orch.lines_with(&crash).len(), 3, "{}", orch.output());
+    // Everything else keeps running: more pings after the failure.
+    let before = received(&orch, "mod-dummy-consumer").len();
+    orch.collect_for(Duration::from_millis(600));
+    assert!(received(&orch, "mod-dummy-consumer").len() > before + 3);
+    assert!(
+        module_hosts(&marker, "fixture-crash").is_empty(),
+        "stays down"
+    );
+    stop_cleanly(&mut orch);
+    assert_no_loss(&orch, "mod-dummy-consumer");
+    assert!(processes_with_env(&marker).is_empty());
+    orch.output()
+}
+
+#[test]
+fn a_segfaulting_module_is_restarted_then_given_up_while_the_others_run() {
+    crash_scenario("segfault", "killed by SIGSEGV (segmentation fault)", "");
+}
+
+#[test]
+fn an_aborting_module_is_restarted_then_given_up_while_the_others_run() {
+    crash_scenario("abort", "killed by SIGABRT (abort)", "");
+}
+
+#[test]
+fn a_stack_overflow_is_named() {
+    let output = crash_scenario(
+        "stack_overflow",
+        "killed by SIGABRT (abort): thread 'main'",
+        "",
+    );
+    assert!(
+        output.contains("has overflowed its stack; the 'test.ping' event it was handling is lost")
+    );
+}
+
+#[test]
+fn an_endless_handler_misses_heartbeats_and_is_killed() {
+    crash_scenario("loop", "answered no heartbeat for", "    heartbeat: 1s\n");
+}
+
+#[test]
+fn restart_never_gives_up_at_the_first_crash() {
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: fixture-crash\n    \
+         isolation: process\n    restart: never\n    config:\n      fault: exit\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for(
+        "[CRASH] module 'fixture-crash' (isolated) exited with code 3",
+        BUILD,
+    )
+    .unwrap();
+    orch.wait_for("EVENT module.failed {\"name\":\"fixture-crash\"", SHORT)
+        .unwrap();
+    assert!(
+        orch.lines_with("[RESTART] module 'fixture-crash'")
+            .is_empty()
+    );
+    stop_cleanly(&mut orch);
+}
+
+/// Under load (a ping every 20 ms), isolated modules are killed at random
+/// (SIGKILL from outside, random exits from inside) for
+/// `ORCH_ISOLATION_SOAK_SECS` seconds (default 20): the healthy modules, one
+/// in-process and one isolated, lose no ping and get none twice; the victims
+/// keep coming back, never see a ping twice, and lose at most the ping being
+/// handled per crash (the unacknowledged ones after it are delivered again).
+#[test]
+fn random_kills_of_isolated_modules_lose_no_event_of_a_healthy_module() {
+    let seconds: u64 = std::env::var("ORCH_ISOLATION_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let marker = marker();
+    let restart = "    isolation: process\n    max_restarts: 1000\n    restart_window: 1s\n";
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 20ms\n  \
+         - name: mod-dummy-consumer\n  \
+         - name: healthy-isolated\n    package: mod-dummy-consumer\n    isolation: process\n  \
+         - name: victim\n    package: mod-dummy-consumer\n{restart}  \
+         - name: fixture-crash\n{restart}    config:\n      fault: random\n      chance: 0.02\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for(
+        "[healthy-isolated] Received test.ping: hello (seq 5)",
+        BUILD,
+    )
+    .unwrap();
+    orch.wait_for("[victim] Received test.ping", SHORT).unwrap();
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut kills = 0;
+    while Instant::now() < end {
+        orch.collect_for(Duration::from_millis(200 + next() % 1300));
+        if let Some(&pid) = module_hosts(&marker, "victim").first() {
+            kill_pid(pid, Signal::SIGKILL);
+            kills += 1;
+        }
+    }
+    orch.collect_for(Duration::from_secs(1));
+    let victim_before = received(&orch, "victim").len();
+    orch.collect_for(Duration::from_secs(2));
+    stop_cleanly(&mut orch);
+
+    let healthy = assert_no_loss(&orch, "mod-dummy-consumer");
+    let isolated = assert_no_loss(&orch, "healthy-isolated");
+    assert!(healthy > (seconds as usize) * 20, "load: {healthy} pings");
+    assert!(isolated + 10 >= healthy, "{isolated} vs {healthy}");
+    assert!(kills >= seconds / 2, "{kills} kills");
+    let crashes = orch.lines_with("[CRASH] module 'victim'").len();
+    assert!(
+        crashes >= kills as usize,
+        "{crashes} crashes for {kills} kills"
+    );
+    assert!(orch.lines_with("[FAILED]").is_empty(), "nobody gave up");
+    let victim = received(&orch, "victim");
+    assert!(
+        victim.len() > victim_before,
+        "the victim is back after the kills"
+    );
+    assert!(victim.windows(2).all(|w| w[0] < w[1]), "no ping twice");
+    let span = victim.last().unwrap_or(&0) - victim.first().unwrap_or(&0) + 1;
+    assert!(
+        victim.len() as u64 + crashes as u64 >= span,
+        "at most the ping being handled is lost per crash: {} of {span} with {crashes} crashes",
+        victim.len()
+    );
+    assert!(processes_with_env(&marker).is_empty());
+}
+
+/// A saved edit of an isolated module swaps in a new child host (generation 2);
+/// a new generation that fails to initialize is discarded and the old child,
+/// re-initialized from its saved state, keeps receiving.
+#[test]
+fn an_isolated_module_hot_reloads_into_a_new_child_and_rolls_back_on_failure() {
+    const CONSUMER: &str = "modules-backend/mod-dummy-consumer/src/lib.rs";
+    let marker = marker();
+    let scratch = orch_e2e::ScratchWorkspace::copy_of_repo().expect("copy the workspace");
+    scratch
+        .write(
+            "config/modules.yaml",
+            &format!(
+                "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n    isolation: process\n"
+            ),
+        )
+        .expect("write modules.yaml");
+    let mut command = scratch.orch(&["run", "--watch"]);
+    let (key, value) = marker.split_once('=').expect("KEY=value");
+    command.env(key, value);
+    let mut orch = OrchProcess::spawn(command).expect("spawn");
+    orch.wait_for("[WATCH] watching", BUILD).unwrap();
+    orch.wait_for(
+        "[mod-dummy-consumer] Received test.ping: hello (seq 2)",
+        BUILD,
+    )
+    .unwrap();
+    let first = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(first.len(), 1, "{first:?}");
+
+    scratch
+        .replace(
+            CONSUMER,
+            "\"Received test.ping: {} (seq {})\"",
+            "\"New code got test.ping: {} (seq {})\"",
+        )
+        .expect("edit");
+    orch.wait_for(
+        "[mod-dummy-consumer] New code got test.ping: hello",
+        Duration::from_secs(90),
+    )
+    .unwrap();
+    let reloaded = orch.wait_for("EVENT module.reloaded", SHORT).unwrap();
+    assert!(
+        reloaded.text.contains("\"generation\":2"),
+        "{}",
+        reloaded.text
+    );
+    let second = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(second.len(), 1, "the old child has exited: {second:?}");
+    assert_ne!(second, first, "generation 2 runs in a new child");
+
+    scratch
+        .replace(
+            CONSUMER,
+            "ctx.subscribe(PING_TOPIC)?;",
+            "ctx.subscribe(PING_TOPIC)?;\n        if ctx.restored_state::<u64>()?.is_some() { return Err(\"refused by the edit\".into()); }",
+        )
+        .expect("edit");
+    let failed = orch
+        .wait_for("EVENT module.reload_failed", Duration::from_secs(90))
+        .unwrap();
+    assert!(
+        failed.text.contains("refused by the edit"),
+        "{}",
+        failed.text
+    );
+    let seen = orch.lines_with("[mod-dummy-consumer] New code got").len();
+    orch.collect_for(Duration::from_millis(800));
+    assert!(
+        orch.lines_with("[mod-dummy-consumer] New code got").len() > seen + 3,
+        "the rolled-back child keeps receiving"
+    );
+    assert_eq!(module_hosts(&marker, "mod-dummy-consumer"), second);
+    stop_cleanly(&mut orch);
+    assert!(processes_with_env(&marker).is_empty());
+}
+
+/// SIGKILL of the orchestrator in the middle of a build leaves no cargo, rustc
+/// or build script running: a guard process kills cargo's whole process group.
+#[test]
+fn sigkill_during_a_build_leaves_no_build_process() {
+    let marker = marker();
+    let (key, value) = marker.split_once('=').expect("KEY=value");
+    let scenario = Scenario::new("modules:\n  - name: fixture-slow-build\n");
+    let mut command = scenario.command(&["run"]);
+    command
+        .env(key, value)
+        .env("ORCH_FIXTURE_SLOW_BUILD", format!("120:{value}"));
+    let mut orch = OrchProcess::spawn(command).expect("spawn");
+    orch.wait_for("fixture-slow-build", BUILD).unwrap();
+    let build_script = || {
+        processes_with_env(&marker).into_iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("build-script-build"))
+        })
+    };
+    wait_until("cargo runs the slow build script", BUILD, build_script);
+    orch.signal(Signal::SIGKILL).expect("SIGKILL");
+    orch.wait_exit(SHORT).expect("killed");
+    wait_until("no build process survives", SHORT, || {
+        processes_with_env(&marker).is_empty()
+    });
+}
