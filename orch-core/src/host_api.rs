@@ -31,6 +31,16 @@ pub struct ModuleHostCtx {
     may_publish: AtomicBool,
     active_generation: AtomicU32,
     uplink: OnceLock<Arc<dyn Uplink>>,
+    swap: std::sync::Mutex<Option<Swap>>,
+}
+
+/// The subscriptions around a swap of generations: the previous generation's stay
+/// on the bus until the next one has made its own, so no event published in
+/// between is missed; then the ones it did not renew go.
+#[derive(Default)]
+struct Swap {
+    previous: Vec<String>,
+    renewed: Vec<String>,
 }
 
 /// Where the publishes and subscriptions of a module go when it runs in a child
@@ -62,6 +72,7 @@ impl ModuleHostCtx {
             may_publish: AtomicBool::new(false),
             active_generation: AtomicU32::new(1),
             uplink: OnceLock::new(),
+            swap: std::sync::Mutex::new(None),
         }
     }
 
@@ -85,6 +96,35 @@ impl ModuleHostCtx {
     /// Allows or refuses publishing: refused until every module is initialized.
     pub fn set_may_publish(&self, allowed: bool) {
         self.may_publish.store(allowed, Ordering::Release);
+    }
+
+    fn swap_state(&self) -> std::sync::MutexGuard<'_, Option<Swap>> {
+        self.swap.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts a swap of generations: cancels the module's timers (each
+    /// generation sets its own) and keeps its subscriptions, so events published
+    /// while the next generation boots still reach the mailbox.
+    pub fn begin_swap(&self) {
+        self.timers.cancel_owner(self.id);
+        let previous = self.bus.subscriptions_of(self.id);
+        *self.swap_state() = Some(Swap {
+            previous,
+            renewed: Vec::new(),
+        });
+    }
+
+    /// Ends a swap: the subscriptions of before that the generation now running
+    /// did not make again are removed.
+    pub fn finish_swap(&self) {
+        let Some(swap) = self.swap_state().take() else {
+            return;
+        };
+        for pattern in swap.previous {
+            if !swap.renewed.contains(&pattern) {
+                self.bus.unsubscribe(self.id, &pattern);
+            }
+        }
     }
 
     /// Removes every subscription and timer of the module.
@@ -113,7 +153,8 @@ impl ModuleHostCtx {
             .map_err(|e| e.to_string())
     }
 
-    fn subscribe(&self, pattern: &str) -> Result<(), String> {
+    /// Subscribes the module (through the uplink in a child host).
+    pub(crate) fn subscribe(&self, pattern: &str) -> Result<(), String> {
         if let Some(uplink) = self.uplink.get() {
             orch_sdk::topic::validate_pattern(pattern)?;
             return uplink.subscribe(pattern);
@@ -121,15 +162,22 @@ impl ModuleHostCtx {
         self.bus
             .subscribe(self.id, pattern)
             .map_err(|e| e.to_string())?;
+        if let Some(swap) = self.swap_state().as_mut() {
+            swap.renewed.push(pattern.to_owned());
+        }
         tracing::debug!(module = %self.name, "subscribed to {pattern}");
         Ok(())
     }
 
-    fn unsubscribe(&self, pattern: &str) {
+    /// Removes one subscription of the module (through the uplink in a child host).
+    pub(crate) fn unsubscribe(&self, pattern: &str) {
         if let Some(uplink) = self.uplink.get() {
             return uplink.unsubscribe(pattern);
         }
         self.bus.unsubscribe(self.id, pattern);
+        if let Some(swap) = self.swap_state().as_mut() {
+            swap.renewed.retain(|p| p != pattern);
+        }
     }
 
     fn schedule(&self, topic: &str, interval: Duration, repeat: bool) -> Result<u64, String> {

@@ -311,10 +311,15 @@ fn random_kills_of_isolated_modules_lose_no_event_of_a_healthy_module() {
     assert!(healthy > (seconds as usize) * 20, "load: {healthy} pings");
     assert!(isolated + 10 >= healthy, "{isolated} vs {healthy}");
     assert!(kills >= seconds / 2, "{kills} kills");
-    let crashes = orch.lines_with("[CRASH] module 'victim'").len();
+    // A kill that lands while the victim is being restarted shows as a failed
+    // restart rather than a crash of a running module.
+    let crashes = orch.lines_with("[CRASH] module 'victim'").len()
+        + orch
+            .lines_with("[RESTART] module 'victim' failed to restart")
+            .len();
     assert!(
         crashes >= kills as usize,
-        "{crashes} crashes for {kills} kills"
+        "{crashes} crashes or failed restarts for {kills} kills"
     );
     assert!(orch.lines_with("[FAILED]").is_empty(), "nobody gave up");
     let victim = received(&orch, "victim");

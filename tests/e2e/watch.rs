@@ -296,11 +296,19 @@ fn events_stream_across_several_reloads_without_gap_or_duplicate() {
         .join("orch")
         .join("loaded")
         .join(orch.pid().to_string());
-    let files: Vec<_> = std::fs::read_dir(&copies)
-        .expect("the copies folder")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
+    // The old generation is retired right after the new one resumes: allow it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let files = loop {
+        let files: Vec<_> = std::fs::read_dir(&copies)
+            .expect("the copies folder")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        if files.len() == 3 || std::time::Instant::now() > deadline {
+            break files;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(files.len(), 3, "one copy per running module: {files:?}");
     // A few more pings through the last generation, then stop.
     let last = *received_sequence(&orch).last().unwrap();

@@ -760,12 +760,12 @@ fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame:
             }
         }
         Frame::Subscribe(pattern) if active => {
-            if let Err(e) = r.bus.subscribe(r.ctx.id, &pattern) {
+            if let Err(e) = r.ctx.subscribe(&pattern) {
                 tracing::warn!("module '{}' cannot subscribe to '{pattern}': {e}", r.name);
             }
         }
         Frame::Unsubscribe(pattern) if active => {
-            r.bus.unsubscribe(r.ctx.id, &pattern);
+            r.ctx.unsubscribe(&pattern);
         }
         Frame::Log { level, message } => log(&r.name, level, &message),
         Frame::Pong(_) => shared

@@ -144,7 +144,9 @@ impl Supervisor {
             self.abandon(module, &failure);
             return Err((None, failure));
         };
-        module.ctx.drop_subscriptions_and_timers();
+        // Timers go; subscriptions stay until the next generation has made its
+        // own, so events published meanwhile still wait in the mailbox.
+        module.ctx.begin_swap();
 
         // 3. Boot the new generation on a paused thread of its own.
         let new_generation = module.generation + 1;
@@ -156,6 +158,7 @@ impl Supervisor {
             saved.as_deref(),
         ) {
             Ok(actor) => {
+                module.ctx.finish_swap();
                 module.actor = actor;
                 module.generation = new_generation;
                 module.spec = new_spec;
@@ -171,10 +174,13 @@ impl Supervisor {
                     failure.phase,
                     module.generation
                 );
-                module.ctx.drop_subscriptions_and_timers();
+                // Start the swap over for the old generation: what the failed one
+                // subscribed to goes unless the old one makes it again.
+                module.ctx.begin_swap();
                 let old_spec = module.spec.clone();
                 match self.restore(&module, old_state, &old_spec, saved.as_deref()) {
                     Ok(actor) => {
+                        module.ctx.finish_swap();
                         module.actor = actor;
                         self.watch(&module.actor.name().clone(), module.actor.activity());
                         Err((Some(module), failure))
