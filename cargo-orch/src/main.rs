@@ -35,6 +35,10 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
+        Err(error) if error.is::<session::UsageError>() => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(cli::EXIT_USAGE)
+        }
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(cli::EXIT_FAILURE)

@@ -18,27 +18,30 @@ pub struct Session {
     pub config: AppConfig,
 }
 
-/// Why a session could not be opened; decides the exit code.
-pub enum SessionError {
-    /// The configuration is invalid: a usage error (exit 2).
-    Config(anyhow::Error),
-    /// Anything else (exit 1).
-    Other(anyhow::Error),
+/// A usage or configuration error: reported as it is, exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub anyhow::Error);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
 }
 
+impl std::error::Error for UsageError {}
+
 impl Session {
-    /// Reads the workspace and the configuration.
-    pub fn open(global: &GlobalArgs) -> Result<Self, SessionError> {
+    /// Reads the workspace and the configuration. An invalid configuration is a
+    /// [`UsageError`] (exit code 2); anything else exits with 1.
+    pub fn open(global: &GlobalArgs) -> anyhow::Result<Self> {
         let start = match &global.manifest_path {
             Some(path) => path.clone(),
-            None => std::env::current_dir()
-                .context("cannot read the current folder")
-                .map_err(SessionError::Other)?,
+            None => std::env::current_dir().context("cannot read the current folder")?,
         };
-        let workspace = Workspace::discover(&start).map_err(|e| SessionError::Other(e.into()))?;
+        let workspace = Workspace::discover(&start)?;
         let config_dir = workspace.root.join(&global.config_dir);
         let config = config::load(&config_dir, &workspace)
-            .map_err(|e| SessionError::Config(anyhow::Error::new(e)))?;
+            .map_err(|e| anyhow::Error::new(UsageError(anyhow::Error::new(e))))?;
         Ok(Self { workspace, config })
     }
 

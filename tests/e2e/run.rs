@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use nix::sys::signal::Signal;
-use orch_e2e::{OrchProcess, Scenario};
+use orch_e2e::{OrchProcess, Scenario, processes_with_env};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -361,22 +361,6 @@ fn no_process_started_by_the_orchestrator_outlives_it() {
     stop_cleanly(&mut orch, Signal::SIGINT);
     let survivors = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
     assert!(survivors.is_empty(), "still running: {survivors:?}");
-}
-
-/// Pids of live processes whose environment contains `entry`.
-fn processes_with_env(entry: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use orch_e2e::{Scenario, orch_bin, workspace_root};
+use orch_e2e::{Scenario, orch_bin, processes_with_env, workspace_root};
 use serde_json::Value;
 
 /// One `cargo orch test` at a time in this file: runs that build the same
@@ -518,20 +518,4 @@ fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
     std::thread::sleep(Duration::from_millis(300));
     let survivors = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
     assert!(survivors.is_empty(), "still running: {survivors:?}");
-}
-
-/// Pids of live processes whose environment contains `entry`.
-fn processes_with_env(entry: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .map(|env| env.split(|b| *b == 0).any(|var| var == entry.as_bytes()))
-                .unwrap_or(false)
-        })
-        .collect()
 }

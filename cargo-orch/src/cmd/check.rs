@@ -17,8 +17,8 @@ use orch_core::orch_sdk::duration::human;
 use orch_core::scratch::load_check;
 use orch_core::{Cause, ModuleFailure, Phase};
 
-use crate::cli::{CheckArgs, EXIT_FAILURE, EXIT_USAGE, GlobalArgs};
-use crate::session::{Session, SessionError};
+use crate::cli::{CheckArgs, EXIT_FAILURE, GlobalArgs};
+use crate::session::Session;
 
 /// One module's outcome.
 enum Outcome {
@@ -30,14 +30,7 @@ enum Outcome {
 /// Checks every enabled module.
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let session = match Session::open(global) {
-        Ok(session) => session,
-        Err(SessionError::Config(error)) => {
-            eprintln!("error: {error:#}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-        Err(SessionError::Other(error)) => return Err(error),
-    };
+    let session = Session::open(global)?;
     if args.verbose {
         session.init_logging(global)?;
     }

@@ -13,8 +13,8 @@ use orch_core::config::ModuleSpec;
 use orch_core::scaffold::manifest::lib_name;
 use serde_json::json;
 
-use crate::cli::{EXIT_USAGE, GlobalArgs, ListArgs};
-use crate::session::{Session, SessionError};
+use crate::cli::{GlobalArgs, ListArgs};
+use crate::session::Session;
 use freshness::{Freshness, artifact_path, freshness};
 
 /// One declared module, as listed.
@@ -32,14 +32,7 @@ struct Row {
 
 /// Prints the table (or JSON).
 pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let session = match Session::open(global) {
-        Ok(session) => session,
-        Err(SessionError::Config(error)) => {
-            eprintln!("error: {error:#}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-        Err(SessionError::Other(error)) => return Err(error),
-    };
+    let session = Session::open(global)?;
     let profile = if args.release { "release" } else { "debug" };
     let rows: Vec<Row> = session
         .config

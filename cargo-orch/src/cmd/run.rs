@@ -17,20 +17,13 @@ use orch_core::watcher::{DEBOUNCE, SourceWatcher};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, RunArgs};
-use crate::session::{Session, SessionError};
+use crate::cli::{EXIT_FAILURE, GlobalArgs, RunArgs};
+use crate::session::Session;
 
 /// Runs the application until a signal.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let process_start = Instant::now();
-    let session = match Session::open(global) {
-        Ok(session) => session,
-        Err(SessionError::Config(error)) => {
-            eprintln!("error: {error:#}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-        Err(SessionError::Other(error)) => return Err(error),
-    };
+    let session = Session::open(global)?;
     session.init_logging(global)?;
     let config = &session.config;
     tracing::info!(

@@ -17,21 +17,14 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, TestArgs};
-use crate::session::{Session, SessionError};
+use crate::session::Session;
 
 /// Exit code after Ctrl-C (128 + SIGINT), as shells report it.
 const EXIT_INTERRUPTED: i32 = 130;
 
 /// Runs the tests and prints the report.
 pub fn run(global: &GlobalArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
-    let session = match Session::open(global) {
-        Ok(session) => session,
-        Err(SessionError::Config(error)) => {
-            eprintln!("error: {error:#}");
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-        Err(SessionError::Other(error)) => return Err(error),
-    };
+    let session = Session::open(global)?;
     let modules = match select(&session.config, args) {
         Ok(modules) => modules,
         Err(message) => {
