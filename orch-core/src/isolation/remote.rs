@@ -70,6 +70,9 @@ struct Shared {
     process: Mutex<Child>,
     exit: Mutex<Option<(String, ExitKind)>>,
     killed_for: Mutex<Option<String>>,
+    /// A write to the child failed: it is dead or dying. Named in the reason only
+    /// if it was our kill that ended it, not when it died of its own fault.
+    pipe_broke: AtomicBool,
     last_words: Mutex<Option<String>>,
     epoch: Instant,
     last_pong_ms: AtomicU64,
@@ -83,6 +86,17 @@ impl Shared {
         }
         drop(killed_for);
         // std's kill never signals a reaped (possibly reused) pid.
+        let _ = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kill();
+    }
+
+    /// A write to the child failed: make sure it is gone, and let its exit
+    /// status tell why.
+    fn pipe_broke(&self) {
+        self.pipe_broke.store(true, Ordering::SeqCst);
         let _ = self
             .process
             .lock()
@@ -139,6 +153,9 @@ impl ChildLink {
             .clone();
         let mut reason = match killed_for {
             Some(why) => format!("{why}; {status}"),
+            None if shared.pipe_broke.load(Ordering::SeqCst) && status.contains("SIGKILL") => {
+                format!("its input pipe broke; {status}")
+            }
             None => status,
         };
         if let Some(words) = last_words {
@@ -328,7 +345,7 @@ impl RemoteModule {
             self.inflight.push_back((topic, payload));
         }
         if !sent {
-            link.shared.kill("its input pipe broke".into());
+            link.shared.pipe_broke();
         }
         self.drain(if sent { WINDOW - 1 } else { 0 });
         Ok(())
@@ -415,7 +432,7 @@ impl RemoteModule {
             return Err(Failed::Down);
         };
         if !link.send(&frame) {
-            link.shared.kill("its input pipe broke".into());
+            link.shared.pipe_broke();
             link.wait_dead(Duration::from_secs(2));
             return Err(Failed::Died);
         }
@@ -626,6 +643,7 @@ impl RemoteModule {
             process: Mutex::new(child),
             exit: Mutex::new(None),
             killed_for: Mutex::new(None),
+            pipe_broke: AtomicBool::new(false),
             last_words: Mutex::new(None),
             epoch: Instant::now(),
             last_pong_ms: AtomicU64::new(0),
