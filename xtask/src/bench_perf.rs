@@ -127,17 +127,7 @@ fn print_bus(result: &Value) {
     let rows = result["rows"].as_array().cloned().unwrap_or_default();
     for pair in rows.chunks(2) {
         for row in pair {
-            println!(
-                "{:<30} {:>7} {:>4} {:>13.0} {:>15.0} {:>9.1} {:>9.1} {:>9.1}",
-                row["path"].as_str().unwrap_or(""),
-                row["payload_bytes"],
-                row["subscribers"],
-                row["events_per_s"].as_f64().unwrap_or(0.0),
-                row["deliveries_per_s"].as_f64().unwrap_or(0.0),
-                row["p50_us"].as_f64().unwrap_or(0.0),
-                row["p99_us"].as_f64().unwrap_or(0.0),
-                row["p999_us"].as_f64().unwrap_or(0.0),
-            );
+            print_row(row);
         }
         if let [floor, orch] = pair {
             let ratio = |key: &str, inverse: bool| {
@@ -162,6 +152,21 @@ fn print_bus(result: &Value) {
     print_isolated(result, &rows);
 }
 
+/// One row of the bus table.
+fn print_row(row: &Value) {
+    println!(
+        "{:<30} {:>7} {:>4} {:>13.0} {:>15.0} {:>9.1} {:>9.1} {:>9.1}",
+        row["path"].as_str().unwrap_or(""),
+        row["payload_bytes"],
+        row["subscribers"],
+        row["events_per_s"].as_f64().unwrap_or(0.0),
+        row["deliveries_per_s"].as_f64().unwrap_or(0.0),
+        row["p50_us"].as_f64().unwrap_or(0.0),
+        row["p99_us"].as_f64().unwrap_or(0.0),
+        row["p999_us"].as_f64().unwrap_or(0.0),
+    );
+}
+
 /// The isolated consumer's rows, each beside the in-process row of one consumer
 /// with the same payload.
 fn print_isolated(result: &Value, rows: &[Value]) {
@@ -170,17 +175,7 @@ fn print_isolated(result: &Value, rows: &[Value]) {
         .cloned()
         .unwrap_or_default()
     {
-        println!(
-            "{:<30} {:>7} {:>4} {:>13.0} {:>15.0} {:>9.1} {:>9.1} {:>9.1}",
-            row["path"].as_str().unwrap_or(""),
-            row["payload_bytes"],
-            row["subscribers"],
-            row["events_per_s"].as_f64().unwrap_or(0.0),
-            row["deliveries_per_s"].as_f64().unwrap_or(0.0),
-            row["p50_us"].as_f64().unwrap_or(0.0),
-            row["p99_us"].as_f64().unwrap_or(0.0),
-            row["p999_us"].as_f64().unwrap_or(0.0),
-        );
+        print_row(&row);
         let in_process = rows.iter().find(|r| {
             r["path"]
                 .as_str()
