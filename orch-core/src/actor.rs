@@ -10,7 +10,7 @@
 //! or delivered twice. A thread per generation also lets the dynamic loader really
 //! unload an old library: its thread-local destructors run when its thread ends.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,53 +102,59 @@ impl ActorState {
 }
 
 /// What the actor is doing right now, read by the watchdog. Cheap on the hot
-/// path: an atomic store and an `Arc` clone per event, no allocation.
+/// path: two atomic increments, an uncontended lock and an `Arc` clone per event,
+/// no clock read and no allocation. The watchdog notices a handler that stays on
+/// the same event across its ticks and times it itself.
 #[derive(Default)]
 pub struct Activity {
-    /// Milliseconds since `epoch` when the current event started; 0 when idle.
-    started_ms: AtomicU64,
+    /// Events begun plus events ended: odd while a handler runs.
+    seq: AtomicU64,
     event: Mutex<Option<Arc<BusEvent>>>,
-    reported: AtomicBool,
-    epoch: Option<Instant>,
+    watch: Mutex<Watch>,
+}
+
+/// The watchdog's own view of one actor.
+#[derive(Default)]
+struct Watch {
+    seq: u64,
+    since: Option<Instant>,
+    reported: bool,
 }
 
 impl Activity {
     fn new() -> Self {
-        Self {
-            epoch: Some(Instant::now()),
-            ..Self::default()
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.epoch
-            .map_or(0, |e| {
-                u64::try_from(e.elapsed().as_millis()).unwrap_or(u64::MAX)
-            })
-            .max(1)
+        Self::default()
     }
 
     fn begin(&self, event: &Arc<BusEvent>) {
         *self.event.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(event));
-        self.reported.store(false, Ordering::Relaxed);
-        self.started_ms.store(self.now_ms(), Ordering::Release);
+        self.seq.fetch_add(1, Ordering::Release);
     }
 
     fn end(&self) {
-        self.started_ms.store(0, Ordering::Release);
+        self.seq.fetch_add(1, Ordering::Release);
     }
 
-    /// If an event handler has run for longer than `limit` and was not reported
-    /// yet: its topic and how long it has run (reported once per event).
+    /// If one event handler has run for longer than `limit` (as seen by the
+    /// watchdog's successive calls) and was not reported yet: its topic and how
+    /// long it has run (reported once per event).
     pub fn overdue(&self, limit: Duration) -> Option<(String, Duration)> {
-        let started = self.started_ms.load(Ordering::Acquire);
-        if started == 0 {
+        let seq = self.seq.load(Ordering::Acquire);
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let busy = !seq.is_multiple_of(2);
+        if !busy || seq != watch.seq {
+            *watch = Watch {
+                seq,
+                since: busy.then(Instant::now),
+                reported: false,
+            };
             return None;
         }
-        let running = Duration::from_millis(self.now_ms().saturating_sub(started));
-        if running < limit || self.reported.swap(true, Ordering::AcqRel) {
+        let running = watch.since.map_or(Duration::ZERO, |since| since.elapsed());
+        if running < limit || watch.reported {
             return None;
         }
+        watch.reported = true;
         let event = self.event.lock().unwrap_or_else(|e| e.into_inner());
         Some((
             event
@@ -400,5 +406,32 @@ pub fn report_event_failure(name: &str, topic: &str, cause: &Cause, bus: &Bus) {
                 "error": cause.to_string(),
             }),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_reports_a_handler_stuck_on_one_event_once() {
+        let activity = Activity::new();
+        let event = Arc::new(BusEvent::new("test.ping", b"{}", None));
+        assert_eq!(activity.overdue(Duration::ZERO), None, "idle");
+        activity.begin(&event);
+        // First sight of this event: the watchdog starts timing it.
+        assert_eq!(activity.overdue(Duration::ZERO), None);
+        let (topic, _) = activity.overdue(Duration::ZERO).expect("still on it");
+        assert_eq!(topic, "test.ping");
+        assert_eq!(activity.overdue(Duration::ZERO), None, "reported once");
+        activity.end();
+        activity.begin(&event);
+        assert_eq!(activity.overdue(Duration::ZERO), None, "a new event");
+        assert!(
+            activity.overdue(Duration::from_secs(3600)).is_none(),
+            "not yet"
+        );
+        activity.end();
+        assert_eq!(activity.overdue(Duration::ZERO), None, "idle again");
     }
 }

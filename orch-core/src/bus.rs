@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
 
 use orch_sdk::topic;
 
@@ -23,8 +22,6 @@ pub struct BusEvent {
     topic_len: usize,
     /// The publishing module, `None` for the host.
     pub source: Option<Arc<str>>,
-    /// When it was published (for latency measurements).
-    pub published_at: Instant,
 }
 
 impl BusEvent {
@@ -37,7 +34,6 @@ impl BusEvent {
             data: data.into_boxed_slice(),
             topic_len: topic.len(),
             source,
-            published_at: Instant::now(),
         }
     }
 
