@@ -60,6 +60,17 @@ pub struct SourceChange {
 }
 
 impl SourceChange {
+    /// No change yet, first seen now.
+    fn empty() -> Self {
+        Self {
+            packages: BTreeSet::new(),
+            modules_yaml: false,
+            main_yaml: false,
+            first_seen: Instant::now(),
+            paths: BTreeSet::new(),
+        }
+    }
+
     /// Adds `other`'s changes to these (keeping the earliest time).
     pub fn merge(&mut self, other: SourceChange) {
         self.packages.extend(other.packages);
@@ -142,13 +153,7 @@ impl WatchPlan {
 
     /// The change made of `events`, if any of them counts.
     fn change_of(&self, events: &[DebouncedEvent]) -> Option<SourceChange> {
-        let mut change = SourceChange {
-            packages: BTreeSet::new(),
-            modules_yaml: false,
-            main_yaml: false,
-            first_seen: Instant::now(),
-            paths: BTreeSet::new(),
-        };
+        let mut change = SourceChange::empty();
         for event in events {
             if matches!(event.event.kind, EventKind::Access(_)) {
                 continue;
@@ -317,13 +322,7 @@ mod tests {
     }
 
     fn classify(path: &str) -> Option<SourceChange> {
-        let mut change = SourceChange {
-            packages: BTreeSet::new(),
-            modules_yaml: false,
-            main_yaml: false,
-            first_seen: Instant::now(),
-            paths: BTreeSet::new(),
-        };
+        let mut change = SourceChange::empty();
         plan()
             .classify(Path::new(path), &mut change)
             .then_some(change)
