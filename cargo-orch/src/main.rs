@@ -5,6 +5,7 @@
 
 mod cli;
 mod cmd;
+mod hot_reload;
 mod session;
 
 use std::process::ExitCode;
@@ -18,11 +19,11 @@ fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
     let mode = args.next();
     let rest = || -> Vec<String> { args.map(|a| a.to_string_lossy().into_owned()).collect() };
-    if mode.as_deref() == Some(orch_core::isolation::HOST_MODE_ARG.as_ref()) {
-        return orch_core::isolation::child::main(&rest());
+    if mode.as_deref() == Some(orch_runtime::isolation::HOST_MODE_ARG.as_ref()) {
+        return orch_runtime::isolation::child::main(&rest());
     }
-    if mode.as_deref() == Some(orch_core::isolation::guard::GUARD_MODE_ARG.as_ref()) {
-        return orch_core::isolation::guard::main(&rest());
+    if mode.as_deref() == Some(orch_process::GUARD_MODE_ARG.as_ref()) {
+        return orch_process::guard_main(&rest());
     }
     let cli::CargoCli::Orch(orch) = cli::CargoCli::parse();
     let outcome = match orch.command {

@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use orch_core::config::{self, AppConfig, LogFormat};
-use orch_core::logging::{self, LogFile, LogOptions, Redactor};
-use orch_core::workspace::Workspace;
+use orch_config::workspace::Workspace;
+use orch_config::{self as config, AppConfig, LogFormat};
+use orch_runtime::logging::{self, LogFile, LogOptions, Redactor};
 
 use crate::cli::{GlobalArgs, LogFormatArg};
 
@@ -38,7 +38,7 @@ impl Session {
             Some(path) => path.clone(),
             None => std::env::current_dir().context("cannot read the current folder")?,
         };
-        let workspace = Workspace::discover(&start)?;
+        let workspace = orch_cargo::discover_workspace(&start)?;
         let config_dir = workspace.root.join(&global.config_dir);
         let config = config::load(&config_dir, &workspace)
             .map_err(|e| anyhow::Error::new(UsageError(anyhow::Error::new(e))))?;

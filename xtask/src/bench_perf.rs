@@ -3,7 +3,7 @@
 //!
 //! - `bus`: events from a producer module to consumer modules through the real
 //!   bus across the real module boundary, next to the same traffic over bare
-//!   crossbeam channels (the floor), with the ratio (orch-core's `bench_bus`
+//!   crossbeam channels (the floor), with the ratio (orch-runtime's `bench_bus`
 //!   example does the measuring).
 //! - `startup`: 20 modules, already built, from process start to `app.started`,
 //!   median of repeated runs, with the share of each phase.
@@ -86,7 +86,7 @@ fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// Runs orch-core's `bench_bus` example in release and reads its JSON.
+/// Runs orch-runtime's `bench_bus` example in release and reads its JSON.
 fn harness(root: &Path, what: &str, events: u64, smoke: bool) -> Result<Value> {
     let mut command = cargo();
     command.current_dir(root).arg("run");
@@ -94,7 +94,7 @@ fn harness(root: &Path, what: &str, events: u64, smoke: bool) -> Result<Value> {
         command.arg("--release");
     }
     let output = command
-        .args(["-q", "-p", "orch-core", "--example", "bench_bus", "--"])
+        .args(["-q", "-p", "orch-runtime", "--example", "bench_bus", "--"])
         .arg(what)
         .arg(events.to_string())
         .arg(if smoke { "debug" } else { "release" })

@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use orch_core::builder::{BuildRequest, Builder};
-use orch_core::config::ModuleSpec;
-use orch_core::orch_sdk::duration::human;
-use orch_core::scratch::load_check;
-use orch_core::{Cause, ModuleFailure, Phase};
+use orch_cargo::{BuildRequest, Builder};
+use orch_config::ModuleSpec;
+use orch_runtime::scratch::load_check;
+use orch_runtime::{Cause, ModuleFailure, Phase};
+use orch_sdk::duration::human;
 
 use crate::cli::{CheckArgs, EXIT_FAILURE, GlobalArgs};
 use crate::session::Session;
@@ -122,15 +122,9 @@ fn build(
     session: &Session,
     modules: &[&ModuleSpec],
     release: bool,
-) -> Result<HashMap<String, PathBuf>, orch_core::builder::BuildError> {
-    let mut packages: Vec<String> = Vec::new();
-    for module in modules {
-        if !packages.contains(&module.package) {
-            packages.push(module.package.clone());
-        }
-    }
+) -> Result<HashMap<String, PathBuf>, orch_cargo::BuildError> {
     let request = BuildRequest {
-        packages,
+        packages: orch_config::packages_of(modules.iter().copied()),
         release,
         timeout: session.config.main.timeouts.build,
     };

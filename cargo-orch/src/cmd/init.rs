@@ -1,10 +1,10 @@
 //! `cargo orch init [DIR]`: a new orchestrated workspace (see
-//! `orch_core::scaffold::init_workspace`), ready for `cargo orch new`.
+//! `orch_scaffold::init_workspace`), ready for `cargo orch new`.
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use orch_core::scaffold::{InitWorkspace, init_workspace};
+use orch_scaffold::{InitWorkspace, init_workspace};
 
 use crate::cli::{EXIT_FAILURE, EXIT_USAGE, InitArgs};
 

@@ -9,8 +9,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use orch_core::config::ModuleSpec;
-use orch_core::scaffold::manifest::lib_name;
+use orch_config::ModuleSpec;
+use orch_scaffold::manifest::lib_name;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, ListArgs};

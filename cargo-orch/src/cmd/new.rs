@@ -1,14 +1,13 @@
 //! `cargo orch new`: a module from a template, added to the workspace and
 //! declared in `config/modules.yaml`, all or nothing (see
-//! `orch_core::scaffold`).
+//! `orch_scaffold`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use orch_core::scaffold::template::{self, TemplateKind};
-use orch_core::scaffold::{CreatedModule, MemberChange, NewModule, ScaffoldError, create_module};
-use orch_core::workspace::Workspace;
+use orch_scaffold::template::{self, TemplateKind};
+use orch_scaffold::{CreatedModule, MemberChange, NewModule, ScaffoldError, create_module};
 
 use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, NewArgs};
 
@@ -23,7 +22,7 @@ pub fn run(global: &GlobalArgs, args: &NewArgs) -> anyhow::Result<ExitCode> {
     };
     let cwd = std::env::current_dir().context("cannot read the current folder")?;
     let start = global.manifest_path.clone().unwrap_or_else(|| cwd.clone());
-    let workspace = Workspace::discover(&start)?;
+    let workspace = orch_cargo::discover_workspace(&start)?;
     let request = NewModule {
         name: name.to_owned(),
         template: args.template.clone(),

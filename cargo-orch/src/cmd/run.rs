@@ -4,16 +4,16 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::hot_reload::{HotReload, Outcome};
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, select, unbounded};
-use orch_core::builder::{BuildRequest, Builder};
-use orch_core::bus::Bus;
-use orch_core::hot_reload::{HotReload, Outcome};
-use orch_core::loader::Loader;
-use orch_core::orch_sdk::duration::human;
-use orch_core::resources::ResourceManager;
-use orch_core::supervisor::Supervisor;
-use orch_core::watcher::{DEBOUNCE, SourceWatcher};
+use orch_cargo::watcher::{DEBOUNCE, SourceWatcher};
+use orch_cargo::{BuildRequest, Builder};
+use orch_runtime::bus::Bus;
+use orch_runtime::loader::Loader;
+use orch_runtime::resources::ResourceManager;
+use orch_runtime::supervisor::Supervisor;
+use orch_sdk::duration::human;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -48,7 +48,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let modules = config.startup_order();
     let request = BuildRequest {
-        packages: unique_packages(&modules),
+        packages: orch_config::packages_of(modules.iter().copied()),
         release: args.release,
         timeout: config.main.timeouts.build,
     };
@@ -135,7 +135,7 @@ fn watch_and_reload(
 
 /// The libraries of the last build, for `--no-build`; an error names a missing one.
 fn prebuilt_artifacts(
-    workspace: &orch_core::workspace::Workspace,
+    workspace: &orch_config::workspace::Workspace,
     request: &BuildRequest,
 ) -> anyhow::Result<std::collections::HashMap<String, std::path::PathBuf>> {
     request
@@ -154,17 +154,6 @@ fn prebuilt_artifacts(
             Ok((package.clone(), path))
         })
         .collect()
-}
-
-/// Each package once, in startup order (two modules may share a package).
-fn unique_packages(modules: &[&orch_core::config::ModuleSpec]) -> Vec<String> {
-    let mut packages: Vec<String> = Vec::new();
-    for module in modules {
-        if !packages.contains(&module.package) {
-            packages.push(module.package.clone());
-        }
-    }
-    packages
 }
 
 /// SIGINT/SIGTERM: the first cancels a running build and asks for a clean

@@ -10,9 +10,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use orch_core::config::{AppConfig, ModuleSpec};
-use orch_core::logging::console_wants_color;
-use orch_core::test_report::{ChildGroups, Suite, SuiteOptions, TestReport, json, junit, table};
+use orch_config::{AppConfig, ModuleSpec};
+use orch_runtime::logging::console_wants_color;
+use orch_test::{Suite, SuiteOptions, TestReport, json, junit, table};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -39,7 +39,7 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let children = ChildGroups::default();
+    let children = orch_process::ProcessGroups::default();
     let suite = Suite::new(&session.workspace, children.clone());
     stop_on_signals(children, suite.builder().clone())?;
     let mut options = SuiteOptions::new(session.config.main.timeouts);
@@ -131,8 +131,8 @@ fn print_report(report: &TestReport, as_json: bool) {
 /// SIGINT/SIGTERM: end cargo and the test binaries (their whole process
 /// groups), then exit at once.
 fn stop_on_signals(
-    children: ChildGroups,
-    builder: orch_core::builder::Builder,
+    children: orch_process::ProcessGroups,
+    builder: orch_cargo::Builder,
 ) -> anyhow::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     std::thread::Builder::new()
@@ -158,7 +158,7 @@ fn stop_on_signals(
 mod tests {
     use std::path::PathBuf;
 
-    use orch_core::config::{MainConfig, TestSettings};
+    use orch_config::{MainConfig, TestSettings};
 
     use super::*;
 

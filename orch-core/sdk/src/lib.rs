@@ -37,6 +37,7 @@ mod config;
 mod context;
 pub mod duration;
 mod event;
+pub mod events;
 #[doc(hidden)]
 pub mod export;
 mod log_forward;
@@ -62,6 +63,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything a module usually needs: `use orch_sdk::prelude::*;`.
 pub mod prelude {
+    pub use crate::events::{self, SystemEvent};
     pub use crate::{Config, Context, Error, Event, Module, Result, TimerId};
     pub use crate::{serde_json, tracing};
 }

@@ -15,10 +15,8 @@
 //! An error returned (or a panic) in any step is caught at the boundary and
 //! reported with the module's name and the step; the other modules go on.
 
+use orch_sdk::events::{APP_STARTED, AppStarted};
 use orch_sdk::prelude::*;
-
-/// The built-in event the host publishes once every module has started.
-pub const APP_STARTED: &str = "app.started";
 
 /// The module's state: owned by its host thread, so plain fields, no locks.
 #[derive(Debug)]
@@ -82,8 +80,8 @@ impl Module for {{type_name}} {
     fn on_event(&mut self, _ctx: &mut Context, event: &Event) -> Result<()> {
         self.events += 1;
         if event.topic() == APP_STARTED {
-            let started = event.json()?;
-            tracing::info!("sees the application running: {}", started["modules"]);
+            let started: AppStarted = event.data()?;
+            tracing::info!("sees the application running: {:?}", started.modules);
         }
         Ok(())
     }

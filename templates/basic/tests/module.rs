@@ -2,6 +2,7 @@
 //! harness, which applies the host's rules (no publishing before `start`,
 //! delivery only to subscribed topics). Run with `cargo test -p {{crate_name}}`.
 
+use orch_sdk::events::APP_STARTED;
 use orch_sdk::serde_json::json;
 use orch_sdk::testing::ModuleHarness;
 
@@ -25,7 +26,7 @@ fn runs_its_lifecycle_and_counts_events() {
     harness.start().unwrap();
     assert!(harness.module().is_started());
     let delivered = harness
-        .deliver(APP_STARTED, &json!({"modules": ["a", "b"]}))
+        .deliver(APP_STARTED, &json!({"modules": ["a", "b"], "startup_ms": 12.5}))
         .unwrap();
     assert!(delivered);
     assert!(!harness.deliver("other.topic", &json!({})).unwrap());
@@ -46,7 +47,8 @@ fn keeps_its_count_across_a_reload() {
     let mut old = ModuleHarness::new({{type_name}}::default());
     old.initialize(json!({})).unwrap();
     old.start().unwrap();
-    old.deliver(APP_STARTED, &json!({})).unwrap();
+    old.deliver(APP_STARTED, &json!({"modules": [], "startup_ms": 1.0}))
+        .unwrap();
     let state = old.save_state().unwrap();
 
     let mut new = ModuleHarness::new({{type_name}}::default());

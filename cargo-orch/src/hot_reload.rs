@@ -1,0 +1,281 @@
+//! Carries out what a saved edit means (`orch_cargo::reload_plan` decides it):
+//! rebuild the affected packages (a module, or every module that depends on a
+//! changed workspace crate) and swap each affected module to its new
+//! generation, in startup order; apply edits of `config/modules.yaml` (modules
+//! added, removed or disabled, config maps changed). Edits that arrive during a
+//! build are not lost: the build runs again, so the last saved state of the
+//! files always ends up loaded. This is where the cargo side and the runtime
+//! meet; neither crate knows the other.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use orch_sdk::duration::human;
+
+use orch_cargo::reload_plan::{self, ModulesChange};
+use orch_cargo::watcher::{SourceChange, WatchPlan};
+use orch_cargo::{BuildError, BuildOutput, BuildRequest, Builder};
+use orch_config::workspace::Workspace;
+use orch_config::{self as config, AppConfig, ModuleSpec};
+use orch_runtime::supervisor::Supervisor;
+use orch_runtime::{Cause, ModuleFailure, Phase};
+
+/// What handling a change did to the set of watched folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The same folders are relevant.
+    SamePlan,
+    /// Modules were added or removed: watch the folders of [`HotReload::watch_plan`].
+    PlanChanged,
+}
+
+/// Turns source changes into builds and reloads.
+pub struct HotReload {
+    workspace: Workspace,
+    config_dir: PathBuf,
+    builder: Builder,
+    release: bool,
+    config: AppConfig,
+}
+
+impl HotReload {
+    /// A hot reloader for the modules of `config`.
+    pub fn new(
+        workspace: Workspace,
+        config_dir: PathBuf,
+        builder: Builder,
+        release: bool,
+        config: AppConfig,
+    ) -> Self {
+        Self {
+            workspace,
+            config_dir,
+            builder,
+            release,
+            config,
+        }
+    }
+
+    /// The folders to watch: every enabled module's package and the workspace
+    /// crates it depends on, and the config folder.
+    pub fn watch_plan(&self) -> WatchPlan {
+        reload_plan::watch_plan(&self.workspace, &self.config)
+    }
+
+    /// Handles `first` and whatever else is already waiting in `more`.
+    pub fn handle(
+        &mut self,
+        supervisor: &mut Supervisor,
+        first: SourceChange,
+        more: &Receiver<SourceChange>,
+    ) -> Outcome {
+        let received_at = Instant::now();
+        let mut change = first;
+        for next in more.try_iter() {
+            change.merge(next);
+        }
+        if change.main_yaml {
+            tracing::warn!(
+                "[RELOAD] {} changed: restart `cargo orch run` to apply it (only modules.yaml is applied live)",
+                self.config_dir.join("main.yaml").display()
+            );
+        }
+        let mut outcome = Outcome::SamePlan;
+        if change.modules_yaml {
+            outcome = self.apply_modules_yaml(supervisor);
+        }
+        if !change.packages.is_empty()
+            && self.rebuild_and_reload(supervisor, change, received_at, more)
+        {
+            outcome = self.apply_modules_yaml(supervisor);
+        }
+        outcome
+    }
+
+    /// Running modules affected by changes to `packages`, in startup order.
+    fn affected(&self, supervisor: &Supervisor, packages: &BTreeSet<String>) -> Vec<ModuleSpec> {
+        let running = supervisor
+            .running()
+            .into_iter()
+            .filter_map(|name| supervisor.spec_of(name));
+        reload_plan::affected_modules(&self.workspace, running, packages)
+    }
+
+    /// Builds until no edit arrives during the build, then reloads the affected
+    /// modules. Returns whether modules.yaml changed meanwhile.
+    fn rebuild_and_reload(
+        &mut self,
+        supervisor: &mut Supervisor,
+        mut change: SourceChange,
+        received_at: Instant,
+        more: &Receiver<SourceChange>,
+    ) -> bool {
+        let mut yaml_changed = false;
+        loop {
+            let affected = self.affected(supervisor, &change.packages);
+            if affected.is_empty() {
+                tracing::debug!(
+                    "[RELOAD] {:?} changed; no running module uses it",
+                    change.packages
+                );
+                return yaml_changed;
+            }
+            let build_started = Instant::now();
+            let result = self.build(&affected);
+            let build_time = build_started.elapsed();
+            let mut edited_during_build = false;
+            for next in more.try_iter() {
+                edited_during_build |= !next.packages.is_empty();
+                yaml_changed |= next.modules_yaml;
+                change.merge(next);
+            }
+            if edited_during_build {
+                tracing::info!(
+                    "[RELOAD] files changed during the build; building again so the last save wins"
+                );
+                continue;
+            }
+            match result {
+                Err(error) if error.interrupted => return yaml_changed,
+                Err(error) => {
+                    self.report_build_failure(supervisor, &affected, &error);
+                    return yaml_changed;
+                }
+                Ok(output) => {
+                    self.reload_all(
+                        supervisor,
+                        &affected,
+                        &output,
+                        &change,
+                        received_at,
+                        build_time,
+                    );
+                    return yaml_changed;
+                }
+            }
+        }
+    }
+
+    fn build(&self, modules: &[ModuleSpec]) -> Result<BuildOutput, BuildError> {
+        self.builder.build(&BuildRequest {
+            packages: config::packages_of(modules),
+            release: self.release,
+            timeout: self.config.main.timeouts.build,
+        })
+    }
+
+    fn report_build_failure(
+        &self,
+        supervisor: &Supervisor,
+        modules: &[ModuleSpec],
+        error: &BuildError,
+    ) {
+        let cause = error
+            .first_error
+            .clone()
+            .or_else(|| error.reason.clone())
+            .unwrap_or_else(|| "cargo build failed".into());
+        for spec in modules {
+            let failure = ModuleFailure::new(&spec.name, Phase::Build, Cause::Error(cause.clone()))
+                .with_hint("fix the compile error above; the running generation goes on meanwhile");
+            supervisor.publish_reload_failed(&failure);
+        }
+    }
+
+    fn reload_all(
+        &self,
+        supervisor: &mut Supervisor,
+        modules: &[ModuleSpec],
+        output: &BuildOutput,
+        change: &SourceChange,
+        received_at: Instant,
+        build_time: Duration,
+    ) {
+        for spec in modules {
+            let Some(artifact) = output.artifacts.get(&spec.package) else {
+                continue;
+            };
+            if !reload_plan::was_rebuilt(&self.workspace, &spec.package, &output.rebuilt) {
+                tracing::info!(
+                    "[RELOAD] module '{}' is up to date; not reloaded",
+                    spec.name
+                );
+                continue;
+            }
+            if let Ok(report) = supervisor.reload(&spec.name, artifact, None, build_time) {
+                let debounce = received_at.saturating_duration_since(change.first_seen);
+                tracing::info!(
+                    "[TIMING] reload of '{}' to generation {}: save-to-running {} (debounce {}, build {}, swap {})",
+                    spec.name,
+                    report.generation,
+                    human(change.first_seen.elapsed()),
+                    human(debounce),
+                    human(build_time),
+                    human(report.swap),
+                );
+            }
+        }
+    }
+
+    /// Applies an edited modules.yaml: removed or disabled modules unload, added
+    /// ones load, a changed `config` re-initializes only that module. An invalid
+    /// file is reported and the running set stays as it was.
+    fn apply_modules_yaml(&mut self, supervisor: &mut Supervisor) -> Outcome {
+        if let Ok(workspace) = orch_cargo::discover_workspace(&self.workspace.root) {
+            self.workspace = workspace;
+        }
+        let new_config = match config::load(&self.config_dir, &self.workspace) {
+            Ok(config) => config,
+            Err(errors) => {
+                tracing::error!(
+                    "[RELOAD] the edited configuration is invalid; the running modules stay as they are:\n{errors}"
+                );
+                return Outcome::SamePlan;
+            }
+        };
+        let wanted: Vec<ModuleSpec> = new_config.startup_order().into_iter().cloned().collect();
+        let running: Vec<(&str, &ModuleSpec)> = supervisor
+            .running()
+            .into_iter()
+            .filter_map(|name| Some((name, supervisor.spec_of(name)?)))
+            .collect();
+        let change = ModulesChange::between(&running, &wanted);
+        for name in &change.removed {
+            tracing::info!(
+                "[RELOAD] module '{name}' was removed or disabled in modules.yaml; unloading it"
+            );
+            supervisor.remove(name);
+        }
+        let to_build = change.to_build();
+        if !to_build.is_empty() {
+            let artifacts = match self.build(&to_build) {
+                Ok(output) => output.artifacts,
+                Err(error) => {
+                    self.report_build_failure(supervisor, &to_build, &error);
+                    HashMap::new()
+                }
+            };
+            for spec in &wanted {
+                if change.added.iter().any(|a| a.name == spec.name) {
+                    if supervisor.add(spec, &artifacts).is_ok() {
+                        tracing::info!("[RELOAD] module '{}' added from modules.yaml", spec.name);
+                    }
+                } else if change.changed.iter().any(|c| c.name == spec.name)
+                    && let Some(artifact) = artifacts.get(&spec.package)
+                    && let Ok(report) =
+                        supervisor.reload(&spec.name, artifact, Some(spec), Duration::ZERO)
+                {
+                    tracing::info!(
+                        "[RELOAD] module '{}' re-initialized with its new config (generation {})",
+                        spec.name,
+                        report.generation
+                    );
+                }
+            }
+        }
+        self.config = new_config;
+        Outcome::PlanChanged
+    }
+}

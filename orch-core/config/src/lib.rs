@@ -1,0 +1,466 @@
+//! The application configuration: `config/main.yaml` and `config/modules.yaml`.
+//!
+//! Both files are parsed and validated completely before anything runs: every
+//! problem of both files is collected into one [`ConfigErrors`], each with its
+//! file, line, column and a hint. `main.yaml` is optional (all defaults);
+//! `modules.yaml` is required.
+//!
+//! Every string value may use `${VAR}` or `${VAR:-default}`, expanded after
+//! parsing (so a variable's value can never inject YAML); `$${` is a literal
+//! `${`. Variables come from the process environment first, then from the
+//! workspace's `.env` file. Values of secret-looking keys (see
+//! [`is_secret_key`]) are gathered in [`AppConfig::secrets`] so logs can be
+//! scrubbed of them, and [`ModuleSpec::redacted_config`] is safe to print.
+
+mod check;
+mod env;
+mod error;
+mod main_file;
+mod modules_file;
+mod order;
+mod redact;
+mod source;
+mod suggest;
+#[cfg(test)]
+mod tests;
+pub mod workspace;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use redact::{is_secret_key, redact_json};
+
+use crate::workspace::Workspace;
+use check::Checker;
+use source::Source;
+
+/// The whole, validated configuration.
+#[derive(Clone)]
+pub struct AppConfig {
+    /// `main.yaml`.
+    pub main: MainConfig,
+    /// Every module declared in `modules.yaml`, in file order, disabled ones included.
+    pub modules: Vec<ModuleSpec>,
+    /// The folder the files were read from.
+    pub config_dir: PathBuf,
+    /// Every secret value (after `${VAR}` expansion, at least 4 characters),
+    /// longest first, to scrub from logs.
+    pub secrets: Vec<String>,
+}
+
+impl AppConfig {
+    /// The enabled modules in startup order: declared order refined by
+    /// `depends_on` (a stable topological sort: among the modules whose
+    /// dependencies have started, the earliest declared goes first).
+    pub fn startup_order(&self) -> Vec<&ModuleSpec> {
+        let enabled: Vec<&ModuleSpec> = self.modules.iter().filter(|m| m.enabled).collect();
+        order::stable_order(&order::dependency_graph(&enabled))
+            .into_iter()
+            .map(|i| enabled[i])
+            .collect()
+    }
+
+    /// The module declared as `name`.
+    pub fn module(&self, name: &str) -> Option<&ModuleSpec> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+}
+
+impl fmt::Debug for AppConfig {
+    /// Shows the secrets' count, never their values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("main", &self.main)
+            .field("modules", &self.modules)
+            .field("config_dir", &self.config_dir)
+            .field("secrets", &format_args!("<{} hidden>", self.secrets.len()))
+            .finish()
+    }
+}
+
+/// `config/main.yaml`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MainConfig {
+    /// `app`: the application's name and version.
+    pub app: AppInfo,
+    /// `hot_reload`: rebuild and swap modules on saved edits (also `--watch`).
+    pub hot_reload: bool,
+    /// `timeouts`: per phase, per module.
+    pub timeouts: Timeouts,
+    /// `resources`: memory and thread budgeting.
+    pub resources: ResourceSettings,
+    /// `logging`: level, format and log files.
+    pub logging: LoggingSettings,
+}
+
+/// `app` in `main.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppInfo {
+    /// Application name (default `cargo-orch-app`).
+    pub name: String,
+    /// Application version (default `0.1.0`).
+    pub version: String,
+}
+
+impl Default for AppInfo {
+    fn default() -> Self {
+        Self {
+            name: "cargo-orch-app".to_owned(),
+            version: "0.1.0".to_owned(),
+        }
+    }
+}
+
+/// `timeouts` in `main.yaml`: how long each phase of a module may take.
+/// Written as `250ms`, `5s`, `2m` or a number of seconds; never zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Copying the artifact, `dlopen` and the ABI check (default 5 s).
+    pub load: Duration,
+    /// `Module::initialize` (default 5 s).
+    pub initialize: Duration,
+    /// `Module::start` (default 5 s).
+    pub start: Duration,
+    /// One `Module::on_event` call (default 5 s).
+    pub event: Duration,
+    /// `Module::shutdown` (default 5 s).
+    pub shutdown: Duration,
+    /// Swapping in a new generation, `save_state` included (default 5 s).
+    pub reload: Duration,
+    /// One `cargo build` (default 10 min).
+    pub build: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let five = Duration::from_secs(5);
+        Self {
+            load: five,
+            initialize: five,
+            start: five,
+            event: five,
+            shutdown: five,
+            reload: five,
+            build: Duration::from_secs(600),
+        }
+    }
+}
+
+/// `resources` in `main.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResourceSettings {
+    /// Share of memory kept for the system, in `[0, 1)` (default 0.2).
+    pub reserved_memory_fraction: f64,
+    /// Memory budgeted per module process, in MB, above 0 (default 256).
+    pub memory_per_process_mb: u64,
+    /// Worker threads per CPU core, above 0 (default 4).
+    pub threads_per_core: u32,
+    /// How often resource usage is sampled (default 60 s).
+    pub usage_interval: Duration,
+}
+
+impl Default for ResourceSettings {
+    fn default() -> Self {
+        Self {
+            reserved_memory_fraction: 0.2,
+            memory_per_process_mb: 256,
+            threads_per_core: 4,
+            usage_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `logging` in `main.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggingSettings {
+    /// Level or filter (default `info`); `RUST_LOG`, when set, wins.
+    pub level: String,
+    /// Console format (default human).
+    pub format: LogFormat,
+    /// Folder of the log files. [`load`] resolves it against the workspace
+    /// root; the default value is the relative `logs`.
+    pub dir: PathBuf,
+    /// Log file name inside `dir` (default `app.log`).
+    pub file: String,
+    /// Size at which the log file rotates, in MB (default 10).
+    pub max_size_mb: u64,
+    /// Rotated files kept (default 5).
+    pub max_files: usize,
+}
+
+impl Default for LoggingSettings {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: LogFormat::Human,
+            dir: PathBuf::from("logs"),
+            file: "app.log".to_owned(),
+            max_size_mb: 10,
+            max_files: 5,
+        }
+    }
+}
+
+/// `logging.format`: `human` or `json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// One entry of `modules.yaml`.
+#[derive(Clone, PartialEq, Default)]
+pub struct ModuleSpec {
+    /// The module's name, unique in the file.
+    pub name: String,
+    /// The cargo package that builds it (resolved from `package`, `path` or the name).
+    pub package: String,
+    /// Whether it runs (default true).
+    pub enabled: bool,
+    /// Its own settings: always a JSON object, `${VAR}`s expanded.
+    pub config: serde_json::Value,
+    /// Names of the modules that must start before it.
+    pub depends_on: Vec<String>,
+    /// `test`: how `cargo orch test` builds and runs its tests.
+    pub test: TestSettings,
+    /// Line of the entry in `modules.yaml`, for messages.
+    pub line: u32,
+    /// `isolation`: in the orchestrator's process (default) or a child host process.
+    pub isolation: Isolation,
+    /// `restart`, `max_restarts`, `restart_window`, `heartbeat`: how an isolated
+    /// module is supervised.
+    pub supervision: Supervision,
+}
+
+/// Where a module runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Loaded into the orchestrator's own process (`in-process`, the default).
+    #[default]
+    InProcess,
+    /// Loaded into a child host process of its own (`process`): a crash there
+    /// never takes the orchestrator down.
+    Process,
+}
+
+/// When a crashed isolated module is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// After any exit, clean or not (`always`).
+    Always,
+    /// After a crash, a kill or a non-zero exit (`on-failure`, the default).
+    #[default]
+    OnFailure,
+    /// Never: it stays down (`never`).
+    Never,
+}
+
+/// How an isolated module is supervised: OTP-like restart intensity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Supervision {
+    /// `restart`: which exits are followed by a restart.
+    pub restart: RestartPolicy,
+    /// `max_restarts`: more restarts than this within `restart_window` give up
+    /// (`module.failed`). Default 5.
+    pub max_restarts: u32,
+    /// `restart_window`: default 60 s.
+    pub restart_window: Duration,
+    /// `heartbeat`: a child that answers no heartbeat for this long (a handler
+    /// that loops, a frozen process) is killed and restarted. Default 5 s.
+    pub heartbeat: Duration,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            restart: RestartPolicy::OnFailure,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A module's `test:` mapping in `modules.yaml`, used by `cargo orch test` only.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TestSettings {
+    /// Arguments appended (after `--`) to each of the module's test binaries,
+    /// e.g. `--include-ignored` or a test name filter.
+    pub args: Vec<String>,
+    /// Cargo features of the module's package enabled for its test build
+    /// (passed as `--features <package>/<feature>`).
+    pub features: Vec<String>,
+}
+
+impl ModuleSpec {
+    /// `config` with the values of secret-looking keys replaced by `"***"`
+    /// (recursively): safe to log.
+    pub fn redacted_config(&self) -> serde_json::Value {
+        redact_json(&self.config)
+    }
+}
+
+impl fmt::Debug for ModuleSpec {
+    /// Shows the redacted config, so debug output never leaks secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModuleSpec")
+            .field("name", &self.name)
+            .field("package", &self.package)
+            .field("enabled", &self.enabled)
+            .field("config", &self.redacted_config())
+            .field("depends_on", &self.depends_on)
+            .field("test", &self.test)
+            .field("line", &self.line)
+            .field("isolation", &self.isolation)
+            .field("supervision", &self.supervision)
+            .finish()
+    }
+}
+
+/// Reads and validates `config_dir/main.yaml` (optional) and
+/// `config_dir/modules.yaml` (required). `${VAR}`s come from the process
+/// environment, then from `.env` in the workspace root (read without
+/// changing the process environment).
+pub fn load(config_dir: &Path, workspace: &Workspace) -> Result<AppConfig, ConfigErrors> {
+    let (vars, dotenv_error) = env::read_dotenv(&workspace.root.join(".env"));
+    let lookup = |name: &str| std::env::var(name).ok().or_else(|| vars.get(name).cloned());
+    let result = load_with_env(config_dir, workspace, &lookup);
+    let Some(dotenv_error) = dotenv_error else {
+        return result;
+    };
+    let mut errors = result.err().map(|e| e.0).unwrap_or_default();
+    errors.insert(0, dotenv_error);
+    Err(ConfigErrors(errors))
+}
+
+/// [`load`] with the variable lookup injected (`env(name)`), for tests and
+/// embedders.
+pub fn load_with_env(
+    config_dir: &Path,
+    workspace: &Workspace,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AppConfig, ConfigErrors> {
+    let mut found = Found::default();
+    let main = load_main(&config_dir.join("main.yaml"), workspace, env, &mut found);
+    let modules = load_modules(&config_dir.join("modules.yaml"), workspace, env, &mut found);
+    if !found.errors.is_empty() {
+        return Err(ConfigErrors(found.errors));
+    }
+    Ok(AppConfig {
+        main,
+        modules,
+        config_dir: config_dir.to_path_buf(),
+        secrets: found.sorted_secrets(),
+    })
+}
+
+/// What checking the files found besides the settings.
+#[derive(Default)]
+struct Found {
+    errors: Vec<ConfigError>,
+    secrets: Vec<String>,
+}
+
+impl Found {
+    /// Takes one file's errors (in line order) and secrets.
+    fn absorb(&mut self, checker: Checker) {
+        let Checker {
+            mut errors,
+            secrets,
+            env,
+            ..
+        } = checker;
+        errors.sort_by_key(|e| (e.line, e.column));
+        self.errors.extend(errors);
+        self.secrets.extend(secrets);
+        self.secrets.extend(env.secrets);
+    }
+
+    /// Unique secrets, longest first (so scrubbing replaces whole values first).
+    fn sorted_secrets(mut self) -> Vec<String> {
+        self.secrets
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.secrets.dedup();
+        self.secrets
+    }
+}
+
+/// `main.yaml`: defaults when the file is absent or empty.
+fn load_main(
+    path: &Path,
+    workspace: &Workspace,
+    env: &dyn Fn(&str) -> Option<String>,
+    found: &mut Found,
+) -> MainConfig {
+    let source = match Source::read(path) {
+        Ok(Some(source)) => source,
+        Ok(None) => return main_file::defaults(&workspace.root),
+        Err(error) => {
+            found.errors.push(error);
+            return main_file::defaults(&workspace.root);
+        }
+    };
+    let raw = match source.parse::<main_file::RawMain>() {
+        Ok(raw) => raw.unwrap_or_default(),
+        Err(error) => {
+            found.errors.push(error);
+            return main_file::defaults(&workspace.root);
+        }
+    };
+    let mut checker = Checker::new(&source, env);
+    let main = main_file::check(&mut checker, &raw, &workspace.root);
+    found.absorb(checker);
+    main
+}
+
+/// `modules.yaml`: required.
+fn load_modules(
+    path: &Path,
+    workspace: &Workspace,
+    env: &dyn Fn(&str) -> Option<String>,
+    found: &mut Found,
+) -> Vec<ModuleSpec> {
+    let source = match Source::read(path) {
+        Ok(Some(source)) => source,
+        Ok(None) => {
+            found.errors.push(ConfigError::new(
+                path,
+                "modules.yaml not found: it lists the modules to run",
+                format!("create it; {}", modules_file::EXPECTED_SHAPE),
+            ));
+            return Vec::new();
+        }
+        Err(error) => {
+            found.errors.push(error);
+            return Vec::new();
+        }
+    };
+    let raw = match source.parse::<modules_file::RawModulesFile>() {
+        Ok(raw) => raw,
+        Err(error) => {
+            found.errors.push(error);
+            return Vec::new();
+        }
+    };
+    let mut checker = Checker::new(&source, env);
+    let modules = modules_file::check(&mut checker, raw.as_ref(), workspace);
+    found.absorb(checker);
+    modules
+}
+
+/// The packages of `modules`, each once, in the modules' order (two modules
+/// may share a package): what one `cargo build -p ...` must build.
+pub fn packages_of<'a>(modules: impl IntoIterator<Item = &'a ModuleSpec>) -> Vec<String> {
+    let mut packages: Vec<String> = Vec::new();
+    for spec in modules {
+        if !packages.contains(&spec.package) {
+            packages.push(spec.package.clone());
+        }
+    }
+    packages
+}

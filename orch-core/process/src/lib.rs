@@ -1,0 +1,28 @@
+//! # orch-process: the one process layer of cargo-orch
+//!
+//! Every part that runs a process (the module builder, `cargo orch test`, the
+//! isolation spawner) goes through this crate:
+//!
+//! - [`group`]: spawn a command as the leader of its own process group, kill
+//!   the whole group, and [`ProcessGroups`], the set of running groups of one
+//!   job that a Ctrl-C or a cancel ends at once;
+//! - [`Deadline`]: kills a group that runs past its time;
+//! - [`GroupGuard`]: a tiny guard process (`cargo-orch __group-guard PGID`) that
+//!   kills a group when the orchestrator itself dies, SIGKILL included;
+//! - [`ExitReason`]: how a process ended, typed (code or signal);
+//! - [`host`]: which program hosts the hidden helper modes, and the long-lived
+//!   thread that forks children that must die with the orchestrator.
+//!
+//! It depends on nothing of cargo-orch: the runtime may use it without
+//! knowing cargo, and the cargo side without knowing the runtime.
+
+mod deadline;
+mod exit;
+pub mod group;
+mod guard;
+pub mod host;
+
+pub use deadline::Deadline;
+pub use exit::ExitReason;
+pub use group::{ProcessGroups, kill_group};
+pub use guard::{GUARD_MODE_ARG, GroupGuard, guard_main};

@@ -1,0 +1,482 @@
+//! The measuring half of `cargo xtask bench bus|startup|memory` (run in release
+//! by the xtask; prints one JSON document on stdout).
+//!
+//! `bus`: a producer module publishes N events through the real bus to K consumer
+//! modules, all real cdylibs loaded by the host, for an empty and a 1 KB payload
+//! and K = 1, 4, 16; beside it the same traffic over bare crossbeam channels
+//! between threads of this binary: the floor. `isolated_rows`: one consumer with
+//! `isolation: process` (a child host, events cross a pipe each way), beside the
+//! in-process row of one consumer.
+//! `memory`: resident memory of the host idle with 3 and 20 modules, and while
+//! 20 modules take 100,000 events/s.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::unbounded;
+use orch_cargo::{BuildRequest, Builder};
+use orch_config::workspace::Workspace;
+use orch_config::{Isolation, ModuleSpec, Timeouts};
+use orch_runtime::bus::{Bus, BusEvent};
+use orch_runtime::loader::Loader;
+use orch_runtime::supervisor::Supervisor;
+use serde_json::{Value, json};
+
+const PRODUCER: &str = "fixture-bench-producer";
+const CONSUMER: &str = "fixture-bench-consumer";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let what = args.first().map(String::as_str).unwrap_or("bus");
+    let events: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    // `debug` as third argument: modules in the dev profile (the smoke test).
+    let release = args.get(2).is_none_or(|a| a != "debug");
+    let result = match what {
+        "bus" => bus(events, release),
+        "memory" => memory(events, release),
+        // One flood through the bus (for profilers): `one <events> <release> <subscribers> <payload>`.
+        "one" => one(
+            events,
+            release,
+            args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1),
+            args.get(4).and_then(|a| a.parse().ok()).unwrap_or(0),
+        ),
+        other => Err(format!("unknown measurement {other}; use bus or memory")),
+    };
+    match result {
+        Ok(value) => println!("{value}"),
+        Err(error) => {
+            eprintln!("bench_bus: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Builds the two bench modules in release and returns their libraries.
+fn artifacts(release: bool) -> Result<(Workspace, HashMap<String, PathBuf>), String> {
+    let workspace = orch_cargo::discover_workspace(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .map_err(|e| e.to_string())?;
+    let request = BuildRequest {
+        packages: vec![PRODUCER.into(), CONSUMER.into()],
+        release,
+        timeout: Duration::from_secs(900),
+    };
+    let output = Builder::new(&workspace)
+        .build(&request)
+        .map_err(|e| e.to_string())?;
+    Ok((workspace, output.artifacts))
+}
+
+fn spec(name: &str, package: &str, config: Value) -> ModuleSpec {
+    ModuleSpec {
+        name: name.into(),
+        package: package.into(),
+        enabled: true,
+        config,
+        depends_on: Vec::new(),
+        line: 0,
+        test: Default::default(),
+        ..Default::default()
+    }
+}
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        event: Duration::from_secs(600),
+        ..Timeouts::default()
+    }
+}
+
+/// One run through the real bus: returns the consumers' reports and the wall time.
+fn run_bus(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    events: u64,
+    payload: usize,
+    subscribers: usize,
+    rate: Option<u64>,
+    isolation: Isolation,
+) -> Result<(Vec<Value>, Duration, Option<u64>), String> {
+    let bus = Bus::new();
+    let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
+    let mut supervisor = Supervisor::new(bus.clone(), loader, timeouts());
+    let mut specs = vec![spec(
+        "bench-producer",
+        PRODUCER,
+        json!({ "count": events, "payload_bytes": payload, "rate": rate }),
+    )];
+    for n in 1..=subscribers {
+        let mut consumer = spec(
+            &format!("bench-consumer-{n}"),
+            CONSUMER,
+            json!({ "expect": events }),
+        );
+        consumer.isolation = isolation;
+        specs.push(consumer);
+    }
+    let (tx, done) = unbounded::<Arc<BusEvent>>();
+    let observer = bus.register(Arc::new(tx));
+    bus.subscribe(observer, "bench.done")
+        .map_err(|e| e.to_string())?;
+    let refs: Vec<&ModuleSpec> = specs.iter().collect();
+    let report = supervisor.start(&refs, artifacts);
+    if let Some(failure) = report.failures.first() {
+        return Err(failure.to_string());
+    }
+    let started = Instant::now();
+    let sampler = rate.map(|_| spawn_rss_sampler());
+    bus.publish_json("bench.go", &json!({}));
+    let mut reports = Vec::new();
+    for _ in 0..subscribers {
+        let event = done
+            .recv_timeout(Duration::from_secs(600))
+            .map_err(|_| "the consumers did not finish within 600 s".to_string())?;
+        reports.push(serde_json::from_slice(event.payload()).map_err(|e| e.to_string())?);
+    }
+    let elapsed = started.elapsed();
+    let peak_rss = sampler.map(|(stop, handle)| {
+        drop(stop);
+        handle.join().unwrap_or(0)
+    });
+    supervisor.shutdown("benchmark done");
+    Ok((reports, elapsed, peak_rss))
+}
+
+/// The same traffic over bare crossbeam channels: one producer thread, one
+/// channel and thread per subscriber, the payload shared through an `Arc`.
+fn run_floor(
+    events: u64,
+    payload: usize,
+    subscribers: usize,
+    rate: Option<u64>,
+) -> (Vec<Value>, Duration) {
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for _ in 0..subscribers {
+        let (tx, rx) = unbounded::<Arc<(u64, Vec<u8>)>>();
+        senders.push(tx);
+        handles.push(std::thread::spawn(move || {
+            let mut latencies = Vec::with_capacity(events as usize);
+            let (mut first, mut last) = (0, 0);
+            for message in rx.iter().take(events as usize) {
+                let now = now_ns();
+                if latencies.is_empty() {
+                    first = now;
+                }
+                last = now;
+                latencies.push(now.saturating_sub(message.0));
+            }
+            summary(latencies, first, last)
+        }));
+    }
+    let started = Instant::now();
+    let pad = vec![b'x'; payload];
+    let per_ms = rate.map_or(u64::MAX, |r| (r / 1000).max(1));
+    let mut tick = Instant::now();
+    let mut sent = 0;
+    while sent < events {
+        for _ in 0..per_ms.min(events - sent) {
+            let message = Arc::new((now_ns(), pad.clone()));
+            for tx in &senders {
+                let _ = tx.send(Arc::clone(&message));
+            }
+            sent += 1;
+        }
+        if rate.is_some() {
+            tick += Duration::from_millis(1);
+            if let Some(wait) = tick.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    let reports = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+    (reports, started.elapsed())
+}
+
+fn summary(mut latencies: Vec<u64>, first: u64, last: u64) -> Value {
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        if latencies.is_empty() {
+            0
+        } else {
+            latencies[((latencies.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    json!({ "count": latencies.len(), "p50_ns": at(0.5), "p99_ns": at(0.99), "p999_ns": at(0.999), "first_ns": first, "last_ns": last })
+}
+
+/// The row of one configuration: events/s from the flood run, the worst
+/// subscriber's latency percentiles from the paced run.
+fn row(
+    kind: &str,
+    payload: usize,
+    subscribers: usize,
+    flood: (u64, Duration),
+    paced: &[Value],
+) -> Value {
+    let worst = |key: &str| {
+        paced
+            .iter()
+            .filter_map(|r| r[key].as_u64())
+            .max()
+            .unwrap_or(0)
+    };
+    let (events, elapsed) = flood;
+    json!({
+        "path": kind,
+        "payload_bytes": payload,
+        "subscribers": subscribers,
+        "events": events,
+        "events_per_s": events as f64 / elapsed.as_secs_f64(),
+        "deliveries_per_s": (events * subscribers as u64) as f64 / elapsed.as_secs_f64(),
+        "latency_rate_per_s": LATENCY_RATE,
+        "p50_us": worst("p50_ns") as f64 / 1e3,
+        "p99_us": worst("p99_ns") as f64 / 1e3,
+        "p999_us": worst("p999_ns") as f64 / 1e3,
+    })
+}
+
+/// Latency is measured at this rate (events/s), below saturation: at full
+/// throttle it would only be the depth of the queue.
+const LATENCY_RATE: u64 = 10_000;
+/// Throughput runs per configuration; the median counts (this machine is noisy).
+const FLOOD_RUNS: usize = 3;
+
+/// The median of `runs` measured durations.
+fn median_of(
+    runs: usize,
+    mut measure: impl FnMut() -> Result<Duration, String>,
+) -> Result<Duration, String> {
+    let mut times = (0..runs)
+        .map(|_| measure())
+        .collect::<Result<Vec<_>, _>>()?;
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+/// Events of a latency run at most: 2 s at `LATENCY_RATE`.
+const LATENCY_EVENTS: u64 = 20_000;
+
+fn bus(events: u64, release: bool) -> Result<Value, String> {
+    let (workspace, artifacts) = artifacts(release)?;
+    let latency_events = events.min(LATENCY_EVENTS);
+    let mut rows = Vec::new();
+    for payload in [0usize, 1024] {
+        for subscribers in [1usize, 4, 16] {
+            // Fewer events with many subscribers keep every run to a few seconds.
+            let n = (events / subscribers as u64).max(1000);
+            let flood = median_of(
+                FLOOD_RUNS,
+                || Ok(run_floor(n, payload, subscribers, None).1),
+            )?;
+            let (paced, _) = run_floor(latency_events, payload, subscribers, Some(LATENCY_RATE));
+            rows.push(row(
+                "floor: crossbeam-channel",
+                payload,
+                subscribers,
+                (n, flood),
+                &paced,
+            ));
+            let flood = median_of(FLOOD_RUNS, || {
+                run_bus(
+                    &workspace,
+                    &artifacts,
+                    n,
+                    payload,
+                    subscribers,
+                    None,
+                    Isolation::InProcess,
+                )
+                .map(|r| r.1)
+            })?;
+            let (paced, _, _) = run_bus(
+                &workspace,
+                &artifacts,
+                latency_events,
+                payload,
+                subscribers,
+                Some(LATENCY_RATE),
+                Isolation::InProcess,
+            )?;
+            rows.push(row(
+                "orch bus (cdylib to cdylib)",
+                payload,
+                subscribers,
+                (n, flood),
+                &paced,
+            ));
+        }
+    }
+    let isolated_rows = isolated(&workspace, &artifacts, events, release)?;
+    Ok(json!({ "benchmark": "bus", "rows": rows, "isolated_rows": isolated_rows }))
+}
+
+/// Events of an isolated flood at most: each crosses the process boundary
+/// with a round trip, so fewer keep the run to seconds.
+const ISOLATED_EVENTS: u64 = 20_000;
+
+/// One consumer in a child host process (`isolation: process`), for both
+/// payloads: throughput and latency across the process boundary.
+fn isolated(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    events: u64,
+    release: bool,
+) -> Result<Vec<Value>, String> {
+    orch_runtime::isolation::set_host_program(host_binary(workspace, release)?);
+    let n = events.min(ISOLATED_EVENTS);
+    let latency_events = events.min(LATENCY_EVENTS);
+    let mut rows = Vec::new();
+    for payload in [0usize, 1024] {
+        let flood = median_of(FLOOD_RUNS, || {
+            run_bus(
+                workspace,
+                artifacts,
+                n,
+                payload,
+                1,
+                None,
+                Isolation::Process,
+            )
+            .map(|r| r.1)
+        })?;
+        let (paced, _, _) = run_bus(
+            workspace,
+            artifacts,
+            latency_events,
+            payload,
+            1,
+            Some(LATENCY_RATE),
+            Isolation::Process,
+        )?;
+        rows.push(row(
+            "orch bus (isolated consumer)",
+            payload,
+            1,
+            (n, flood),
+            &paced,
+        ));
+    }
+    Ok(rows)
+}
+
+/// Builds `cargo-orch` (the child module host) in the modules' profile.
+fn host_binary(workspace: &Workspace, release: bool) -> Result<PathBuf, String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(cargo);
+    command.current_dir(&workspace.root).args([
+        "build",
+        "-q",
+        "-p",
+        "cargo-orch",
+        "--bin",
+        "cargo-orch",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    let status = command.status().map_err(|e| e.to_string())?;
+    if !status.success() {
+        return Err(format!("building cargo-orch failed: {status}"));
+    }
+    let profile = if release { "release" } else { "debug" };
+    Ok(workspace.target_dir.join(profile).join("cargo-orch"))
+}
+
+/// One flood through the real bus, for profiling.
+fn one(events: u64, release: bool, subscribers: usize, payload: usize) -> Result<Value, String> {
+    let (workspace, artifacts) = artifacts(release)?;
+    let (_, elapsed, _) = run_bus(
+        &workspace,
+        &artifacts,
+        events,
+        payload,
+        subscribers,
+        None,
+        Isolation::InProcess,
+    )?;
+    Ok(json!({ "events_per_s": events as f64 / elapsed.as_secs_f64() }))
+}
+
+/// Resident memory of this process in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples RSS every 50 ms until the sender is dropped; returns the peak.
+fn spawn_rss_sampler() -> (crossbeam_channel::Sender<()>, std::thread::JoinHandle<u64>) {
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
+    let handle = std::thread::spawn(move || {
+        let mut peak = rss_kib();
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            stopped.recv_timeout(Duration::from_millis(50))
+        {
+            peak = peak.max(rss_kib());
+        }
+        peak.max(rss_kib())
+    });
+    (stop, handle)
+}
+
+/// RSS with `modules` modules loaded and idle.
+fn idle_rss(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    modules: usize,
+) -> Result<u64, String> {
+    let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
+    let mut supervisor = Supervisor::new(Bus::new(), loader, timeouts());
+    let specs: Vec<ModuleSpec> = (1..=modules)
+        .map(|n| spec(&format!("idle-{n}"), CONSUMER, json!({ "expect": 1 })))
+        .collect();
+    let refs: Vec<&ModuleSpec> = specs.iter().collect();
+    let report = supervisor.start(&refs, artifacts);
+    if let Some(failure) = report.failures.first() {
+        return Err(failure.to_string());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let rss = rss_kib();
+    supervisor.shutdown("measured");
+    Ok(rss)
+}
+
+fn memory(events: u64, release: bool) -> Result<Value, String> {
+    let (workspace, artifacts) = artifacts(release)?;
+    let base = rss_kib();
+    let three = idle_rss(&workspace, &artifacts, 3)?;
+    let twenty = idle_rss(&workspace, &artifacts, 20)?;
+    // 19 consumers + 1 producer at 100,000 events/s.
+    let (_, elapsed, peak) = run_bus(
+        &workspace,
+        &artifacts,
+        events,
+        64,
+        19,
+        Some(100_000),
+        Isolation::InProcess,
+    )?;
+    Ok(json!({
+        "benchmark": "memory",
+        "rows": [
+            { "state": "host process before loading modules", "rss_kib": base },
+            { "state": "3 modules, idle", "rss_kib": three },
+            { "state": "20 modules, idle", "rss_kib": twenty },
+            { "state": format!("20 modules, {events} events at 100,000 events/s (peak)"), "rss_kib": peak.unwrap_or(0), "seconds": elapsed.as_secs_f64() },
+        ]
+    }))
+}

@@ -1,0 +1,436 @@
+//! Each loaded module is an actor: a mailbox and a host thread that delivers to
+//! it one envelope at a time.
+//!
+//! Events and ordinary lifecycle calls share the mailbox, so a call queued after
+//! some events runs after them (that is how shutdown drains a mailbox). Each
+//! generation of a module gets a thread of its own, reading the same mailbox: on a
+//! reload the old thread retires after its last call, events wait in the mailbox
+//! while the new generation is booted through the priority control channel, and
+//! the new thread resumes delivery where the old one stopped, so no event is lost
+//! or delivered twice. A thread per generation also lets the dynamic loader really
+//! unload an old library: its thread-local destructors run when its thread ends.
+
+use orch_sdk::events;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+
+use crate::bus::{Bus, BusEvent, EventSink};
+use crate::error::{Cause, ModuleFailure, Phase};
+use crate::instance::Instance;
+
+/// A unit of work for an actor.
+pub enum Envelope {
+    /// Deliver an event to the module's `on_event`.
+    Event(Arc<BusEvent>),
+    /// Run a step on the actor's thread.
+    Call(Box<dyn FnOnce(&mut ActorState) + Send>),
+    /// Leave the loop and hand the state back.
+    Stop,
+    /// Nothing: makes a thread blocked on its mailbox look at its control channel.
+    Wake,
+}
+
+/// The module's mailbox: outlives its generations.
+#[derive(Clone)]
+pub struct Mailbox {
+    sender: Sender<Envelope>,
+    receiver: Receiver<Envelope>,
+}
+
+impl Default for Mailbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Mailbox {
+    /// An empty mailbox.
+    pub fn new() -> Self {
+        let (sender, receiver) = unbounded();
+        Self { sender, receiver }
+    }
+
+    /// The sink the bus and the timers deliver into.
+    pub fn sink(&self) -> Arc<MailboxSink> {
+        Arc::new(MailboxSink(self.sender.clone()))
+    }
+
+    /// How many envelopes wait.
+    pub fn len(&self) -> usize {
+        self.receiver.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+}
+
+/// The mailbox as the bus and the timers see it.
+pub struct MailboxSink(pub Sender<Envelope>);
+
+impl EventSink for MailboxSink {
+    fn deliver(&self, event: &Arc<BusEvent>) -> bool {
+        self.0.send(Envelope::Event(Arc::clone(event))).is_ok()
+    }
+}
+
+/// What an actor thread owns: the module's generation.
+pub struct ActorState {
+    /// The module's name.
+    pub name: Arc<str>,
+    /// The loaded generation, if any.
+    pub instance: Option<Instance>,
+    /// While paused the thread reads only its control channel: events wait.
+    pub paused: bool,
+    /// Set by a call to end the thread right after that call.
+    pub retire: bool,
+}
+
+impl ActorState {
+    /// The state of a thread for module `name`.
+    pub fn new(name: Arc<str>, instance: Option<Instance>, paused: bool) -> Self {
+        Self {
+            name,
+            instance,
+            paused,
+            retire: false,
+        }
+    }
+}
+
+/// What the actor is doing right now, read by the watchdog. Cheap on the hot
+/// path: two atomic increments, an uncontended lock and an `Arc` clone per event,
+/// no clock read and no allocation. The watchdog notices a handler that stays on
+/// the same event across its ticks and times it itself.
+#[derive(Default)]
+pub struct Activity {
+    /// Events begun plus events ended: odd while a handler runs.
+    seq: AtomicU64,
+    event: Mutex<Option<Arc<BusEvent>>>,
+    watch: Mutex<Watch>,
+}
+
+/// The watchdog's own view of one actor.
+#[derive(Default)]
+struct Watch {
+    seq: u64,
+    since: Option<Instant>,
+    reported: bool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self::default()
+    }
+
+    fn begin(&self, event: &Arc<BusEvent>) {
+        *self.event.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(event));
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+
+    fn end(&self) {
+        self.seq.fetch_add(1, Ordering::Release);
+    }
+
+    /// If one event handler has run for longer than `limit` (as seen by the
+    /// watchdog's successive calls) and was not reported yet: its topic and how
+    /// long it has run (reported once per event).
+    pub fn overdue(&self, limit: Duration) -> Option<(String, Duration)> {
+        let seq = self.seq.load(Ordering::Acquire);
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let busy = !seq.is_multiple_of(2);
+        if !busy || seq != watch.seq {
+            *watch = Watch {
+                seq,
+                since: busy.then(Instant::now),
+                reported: false,
+            };
+            return None;
+        }
+        let running = watch.since.map_or(Duration::ZERO, |since| since.elapsed());
+        if running < limit || watch.reported {
+            return None;
+        }
+        watch.reported = true;
+        let event = self.event.lock().unwrap_or_else(|e| e.into_inner());
+        Some((
+            event
+                .as_ref()
+                .map(|e| e.topic().to_string())
+                .unwrap_or_default(),
+            running,
+        ))
+    }
+}
+
+/// Why a call to an actor did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallError {
+    /// No reply within the timeout: the actor is stuck in module code.
+    Timeout,
+    /// The actor thread is gone.
+    Gone,
+}
+
+/// The handle on one generation's thread.
+pub struct Actor {
+    name: Arc<str>,
+    mailbox: Mailbox,
+    control: Sender<Envelope>,
+    done: Receiver<ActorState>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    activity: Arc<Activity>,
+}
+
+impl Actor {
+    /// Starts a thread for module `name` with `state`, reading `mailbox` (unless
+    /// paused) and a control channel of its own. Errors and panics of `on_event`
+    /// are logged and published as `module.error` on `bus`.
+    pub fn spawn(mailbox: &Mailbox, state: ActorState, bus: Bus) -> std::io::Result<Self> {
+        let name = Arc::clone(&state.name);
+        let (control, control_rx) = unbounded();
+        let (done_tx, done) = bounded(1);
+        let activity = Arc::new(Activity::new());
+        let thread_activity = Arc::clone(&activity);
+        let receiver = mailbox.receiver.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("module:{name}"))
+            .spawn(move || {
+                let state = run(state, &receiver, &control_rx, &bus, &thread_activity);
+                let _ = done_tx.send(state);
+            })?;
+        Ok(Self {
+            name,
+            mailbox: mailbox.clone(),
+            control,
+            done,
+            thread: Some(thread),
+            activity,
+        })
+    }
+
+    /// The module's name.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// What the actor is doing, for the watchdog.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
+    /// Runs `f` on the actor thread after everything already in the mailbox, and
+    /// waits for its result up to `timeout`.
+    pub fn call<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        Self::send_and_wait(&self.mailbox.sender, None, timeout, f)
+    }
+
+    /// Runs `f` on the actor thread before any waiting event (also while paused).
+    pub fn control<R: Send + 'static>(
+        &self,
+        timeout: Duration,
+        f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        Self::send_and_wait(&self.control, Some(&self.mailbox.sender), timeout, f)
+    }
+
+    /// Sends a call on `channel`; with `wake`, also drops an [`Envelope::Wake`]
+    /// there so a thread blocked on its mailbox notices a control call. Then
+    /// waits for the result.
+    fn send_and_wait<R: Send + 'static>(
+        channel: &Sender<Envelope>,
+        wake: Option<&Sender<Envelope>>,
+        timeout: Duration,
+        f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
+    ) -> Result<R, CallError> {
+        let (reply_tx, reply) = bounded(1);
+        let envelope = Envelope::Call(Box::new(move |state| {
+            let _ = reply_tx.send(f(state));
+        }));
+        channel.send(envelope).map_err(|_| CallError::Gone)?;
+        if let Some(mailbox) = wake {
+            let _ = mailbox.send(Envelope::Wake);
+        }
+        Self::wait(reply, timeout)
+    }
+
+    fn wait<R>(reply: Receiver<R>, timeout: Duration) -> Result<R, CallError> {
+        reply.recv_timeout(timeout).map_err(|e| match e {
+            RecvTimeoutError::Timeout => CallError::Timeout,
+            RecvTimeoutError::Disconnected => CallError::Gone,
+        })
+    }
+
+    /// Calls a module hook in mailbox order, bounded by `timeout`, and turns every
+    /// way it can fail into a [`ModuleFailure`] for `phase`.
+    pub fn call_module(
+        &self,
+        phase: Phase,
+        timeout: Duration,
+        f: impl FnOnce(&mut Instance) -> Result<(), Cause> + Send + 'static,
+    ) -> Result<(), ModuleFailure> {
+        let outcome = self.call(timeout, move |state| with_instance(state, f));
+        self.failure_of(phase, timeout, outcome)
+    }
+
+    /// As [`Actor::call_module`], through the priority control channel.
+    pub fn control_module(
+        &self,
+        phase: Phase,
+        timeout: Duration,
+        f: impl FnOnce(&mut Instance) -> Result<(), Cause> + Send + 'static,
+    ) -> Result<(), ModuleFailure> {
+        let outcome = self.control(timeout, move |state| with_instance(state, f));
+        self.failure_of(phase, timeout, outcome)
+    }
+
+    fn failure_of(
+        &self,
+        phase: Phase,
+        timeout: Duration,
+        outcome: Result<Result<(), Cause>, CallError>,
+    ) -> Result<(), ModuleFailure> {
+        let cause = match outcome {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(cause)) => cause,
+            Err(CallError::Timeout) => Cause::Timeout(timeout),
+            Err(CallError::Gone) => Cause::Host("the module's thread has ended".into()),
+        };
+        Err(ModuleFailure::new(&*self.name, phase, cause))
+    }
+
+    /// Waits for the thread to end (after a call that set `retire`, or a stop) and
+    /// returns its state; `None` if it does not end within `timeout`. On success
+    /// the thread has fully ended, thread-local destructors included, so the
+    /// module's library may be unloaded.
+    pub fn join(&mut self, timeout: Duration) -> Option<ActorState> {
+        let state = self.done.recv_timeout(timeout).ok()?;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        Some(state)
+    }
+
+    /// Stops the thread after what is in its mailbox and returns its state, or
+    /// `Err(self)` if it does not stop within `timeout` (it is stuck in module code;
+    /// its library must then stay loaded).
+    pub fn stop(mut self, timeout: Duration) -> Result<ActorState, Self> {
+        let _ = self.mailbox.sender.send(Envelope::Stop);
+        self.join(timeout).ok_or(self)
+    }
+
+    /// Stops a paused thread at once, through its control channel.
+    pub fn stop_now(mut self, timeout: Duration) -> Result<ActorState, Self> {
+        let _ = self.control.send(Envelope::Stop);
+        let _ = self.mailbox.sender.send(Envelope::Wake);
+        self.join(timeout).ok_or(self)
+    }
+}
+
+fn with_instance(
+    state: &mut ActorState,
+    f: impl FnOnce(&mut Instance) -> Result<(), Cause>,
+) -> Result<(), Cause> {
+    match state.instance.as_mut() {
+        Some(instance) => f(instance),
+        None => Err(Cause::Host("no module generation is loaded".into())),
+    }
+}
+
+fn run(
+    mut state: ActorState,
+    mailbox: &Receiver<Envelope>,
+    control: &Receiver<Envelope>,
+    bus: &Bus,
+    activity: &Activity,
+) -> ActorState {
+    loop {
+        // Control first; otherwise block on the mailbox alone (a control call
+        // also drops a Wake there) or, while paused, on the control channel alone.
+        let next = if let Ok(envelope) = control.try_recv() {
+            Ok(envelope)
+        } else if state.paused {
+            control.recv()
+        } else {
+            mailbox.recv()
+        };
+        let Ok(envelope) = next else {
+            break;
+        };
+        match envelope {
+            Envelope::Event(event) => deliver(&mut state, &event, bus, activity),
+            Envelope::Call(call) => call(&mut state),
+            Envelope::Stop => break,
+            Envelope::Wake => {}
+        }
+        if state.retire {
+            break;
+        }
+    }
+    state
+}
+
+fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &Activity) {
+    let Some(instance) = state.instance.as_mut() else {
+        return;
+    };
+    activity.begin(event);
+    let result = instance.on_event(event.topic(), event.payload());
+    activity.end();
+    if let Err(cause) = result {
+        report_event_failure(&state.name, event.topic(), &cause, bus);
+    }
+}
+
+/// Logs a failed `on_event` and publishes `module.error {name, phase, topic, error}`
+/// (except for failures while handling `module.error` itself: no loops).
+pub fn report_event_failure(name: &str, topic: &str, cause: &Cause, bus: &Bus) {
+    tracing::error!(
+        "module '{name}' failed handling '{topic}' (phase on_event): {cause}; \
+         the event was dropped for this module, the others are unaffected"
+    );
+    if topic != events::MODULE_ERROR {
+        bus.publish_system(&events::ModuleError {
+            name: name.to_owned(),
+            phase: Phase::Event.as_str().to_owned(),
+            topic: Some(topic.to_owned()),
+            error: cause.to_string(),
+            hint: None,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_watchdog_reports_a_handler_stuck_on_one_event_once() {
+        let activity = Activity::new();
+        let event = Arc::new(BusEvent::new("test.ping", b"{}", None));
+        assert_eq!(activity.overdue(Duration::ZERO), None, "idle");
+        activity.begin(&event);
+        // First sight of this event: the watchdog starts timing it.
+        assert_eq!(activity.overdue(Duration::ZERO), None);
+        let (topic, _) = activity.overdue(Duration::ZERO).expect("still on it");
+        assert_eq!(topic, "test.ping");
+        assert_eq!(activity.overdue(Duration::ZERO), None, "reported once");
+        activity.end();
+        activity.begin(&event);
+        assert_eq!(activity.overdue(Duration::ZERO), None, "a new event");
+        assert!(
+            activity.overdue(Duration::from_secs(3600)).is_none(),
+            "not yet"
+        );
+        activity.end();
+        assert_eq!(activity.overdue(Duration::ZERO), None, "idle again");
+    }
+}

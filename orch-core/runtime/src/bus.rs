@@ -1,0 +1,409 @@
+//! The publish/subscribe event bus.
+//!
+//! Subscribers are sinks (a module's mailbox, a host observer, later a process
+//! bridge) registered under a [`SubscriberId`]; the bus owns every subscription, so
+//! removing a subscriber removes all of its subscriptions at once. `publish` wraps
+//! the payload once in an [`Arc`] and hands the same bytes to every matching sink:
+//! it never runs subscriber code, so a slow, failing or panicking subscriber cannot
+//! reach the publisher.
+
+use orch_sdk::events::SystemEvent;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use orch_sdk::topic;
+
+/// One published event, shared by every mailbox it is delivered to. Topic and
+/// payload live in one buffer: one allocation for the bytes, one for the `Arc`.
+#[derive(Debug)]
+pub struct BusEvent {
+    /// The topic's bytes followed by the payload's.
+    data: Box<[u8]>,
+    topic_len: usize,
+    /// The publishing module, `None` for the host.
+    pub source: Option<Arc<str>>,
+}
+
+impl BusEvent {
+    /// An event published now.
+    pub fn new(topic: &str, payload: &[u8], source: Option<Arc<str>>) -> Self {
+        let mut data = Vec::with_capacity(topic.len() + payload.len());
+        data.extend_from_slice(topic.as_bytes());
+        data.extend_from_slice(payload);
+        Self {
+            data: data.into_boxed_slice(),
+            topic_len: topic.len(),
+            source,
+        }
+    }
+
+    /// The topic (`test.ping`).
+    pub fn topic(&self) -> &str {
+        // Always valid: the bytes were copied from a `&str` in `new`.
+        std::str::from_utf8(&self.data[..self.topic_len]).unwrap_or_default()
+    }
+
+    /// The payload as JSON bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.data[self.topic_len..]
+    }
+}
+
+/// Somewhere events are delivered: must not block and must not run subscriber code.
+pub trait EventSink: Send + Sync {
+    /// Hands over one event. Returns `false` if the sink is gone for good.
+    fn deliver(&self, event: &Arc<BusEvent>) -> bool;
+}
+
+impl EventSink for crossbeam_channel::Sender<Arc<BusEvent>> {
+    fn deliver(&self, event: &Arc<BusEvent>) -> bool {
+        self.send(Arc::clone(event)).is_ok()
+    }
+}
+
+/// Identifies one subscriber (a module keeps its id across reloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriberId(pub u64);
+
+/// Errors of bus operations.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// The topic or pattern is malformed.
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// The subscriber was removed.
+    #[error("subscriber {0:?} is not registered (it was unloaded)")]
+    UnknownSubscriber(SubscriberId),
+}
+
+type Target = (SubscriberId, Arc<dyn EventSink>);
+
+#[derive(Default)]
+struct Registry {
+    sinks: HashMap<SubscriberId, Arc<dyn EventSink>>,
+    /// Exact topics: the common case, one hash lookup per publish.
+    exact: HashMap<Box<str>, Vec<Target>>,
+    /// Wildcard patterns, scanned on every publish (usually few).
+    patterns: Vec<(Box<str>, Target)>,
+}
+
+/// The event bus. Cheap to clone; all clones share one registry. Thread-safe.
+#[derive(Clone, Default)]
+pub struct Bus {
+    registry: Arc<RwLock<Registry>>,
+    next_id: Arc<AtomicU64>,
+}
+
+impl Bus {
+    /// An empty bus.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        // A panic while holding the lock cannot leave the registry half-updated in
+        // a way that matters (each operation is a single insert or retain).
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a sink and returns its id; it receives nothing until it subscribes.
+    pub fn register(&self, sink: Arc<dyn EventSink>) -> SubscriberId {
+        let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        self.write().sinks.insert(id, sink);
+        id
+    }
+
+    /// Replaces the sink of a registered subscriber, keeping its subscriptions.
+    pub fn replace_sink(&self, id: SubscriberId, sink: Arc<dyn EventSink>) -> Result<(), BusError> {
+        let mut registry = self.write();
+        let slot = registry
+            .sinks
+            .get_mut(&id)
+            .ok_or(BusError::UnknownSubscriber(id))?;
+        *slot = Arc::clone(&sink);
+        for targets in registry.exact.values_mut() {
+            for target in targets.iter_mut().filter(|t| t.0 == id) {
+                target.1 = Arc::clone(&sink);
+            }
+        }
+        for (_, target) in registry.patterns.iter_mut().filter(|(_, t)| t.0 == id) {
+            target.1 = Arc::clone(&sink);
+        }
+        Ok(())
+    }
+
+    /// Subscribes `id` to a topic or pattern (`*` one token, `>` the rest).
+    /// Subscribing twice to the same pattern is a no-op.
+    pub fn subscribe(&self, id: SubscriberId, pattern: &str) -> Result<(), BusError> {
+        topic::validate_pattern(pattern).map_err(BusError::InvalidTopic)?;
+        let mut registry = self.write();
+        let sink = registry
+            .sinks
+            .get(&id)
+            .cloned()
+            .ok_or(BusError::UnknownSubscriber(id))?;
+        if topic::is_pattern(pattern) {
+            if !registry
+                .patterns
+                .iter()
+                .any(|(p, t)| t.0 == id && **p == *pattern)
+            {
+                registry.patterns.push((pattern.into(), (id, sink)));
+            }
+        } else {
+            let targets = registry.exact.entry(pattern.into()).or_default();
+            if !targets.iter().any(|t| t.0 == id) {
+                targets.push((id, sink));
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes one subscription of `id`. Returns whether it existed.
+    pub fn unsubscribe(&self, id: SubscriberId, pattern: &str) -> bool {
+        let mut registry = self.write();
+        let before = registry.patterns.len();
+        registry
+            .patterns
+            .retain(|(p, t)| !(t.0 == id && **p == *pattern));
+        let mut removed = registry.patterns.len() != before;
+        if let Some(targets) = registry.exact.get_mut(pattern) {
+            let before = targets.len();
+            targets.retain(|t| t.0 != id);
+            removed |= targets.len() != before;
+            if targets.is_empty() {
+                registry.exact.remove(pattern);
+            }
+        }
+        removed
+    }
+
+    /// Removes every subscription of `id` but keeps it registered.
+    pub fn clear_subscriptions(&self, id: SubscriberId) {
+        let mut registry = self.write();
+        registry.patterns.retain(|(_, t)| t.0 != id);
+        registry.exact.retain(|_, targets| {
+            targets.retain(|t| t.0 != id);
+            !targets.is_empty()
+        });
+    }
+
+    /// Removes `id` and all of its subscriptions: nothing is delivered to it afterwards.
+    pub fn remove(&self, id: SubscriberId) {
+        self.clear_subscriptions(id);
+        self.write().sinks.remove(&id);
+    }
+
+    /// Removes every subscriber and subscription.
+    pub fn clear(&self) {
+        *self.write() = Registry::default();
+    }
+
+    /// The patterns `id` is subscribed to, sorted.
+    pub fn subscriptions_of(&self, id: SubscriberId) -> Vec<String> {
+        let registry = self.read();
+        let mut topics: Vec<String> = registry
+            .exact
+            .iter()
+            .filter(|(_, targets)| targets.iter().any(|t| t.0 == id))
+            .map(|(topic, _)| topic.to_string())
+            .chain(
+                registry
+                    .patterns
+                    .iter()
+                    .filter(|(_, t)| t.0 == id)
+                    .map(|(p, _)| p.to_string()),
+            )
+            .collect();
+        topics.sort();
+        topics
+    }
+
+    /// Publishes `payload` (JSON bytes) on `topic`; returns how many subscribers it
+    /// was handed to. Each subscriber gets it once even if several of its patterns
+    /// match.
+    pub fn publish(
+        &self,
+        topic: &str,
+        payload: impl AsRef<[u8]>,
+        source: Option<Arc<str>>,
+    ) -> Result<usize, BusError> {
+        topic::validate_topic(topic).map_err(BusError::InvalidTopic)?;
+        Ok(self.publish_event(Arc::new(BusEvent::new(topic, payload.as_ref(), source))))
+    }
+
+    /// Publishes a host event serialized from `data`. Host events have fixed,
+    /// valid topics and serializable payloads, so this cannot fail.
+    pub fn publish_json(&self, topic: &str, data: &serde_json::Value) -> usize {
+        let payload = serde_json::to_vec(data).unwrap_or_default();
+        self.publish_event(Arc::new(BusEvent::new(topic, &payload, None)))
+    }
+
+    /// Publishes a built-in system event on its own topic.
+    pub fn publish_system<E: SystemEvent>(&self, event: &E) -> usize {
+        let payload = serde_json::to_vec(event).unwrap_or_default();
+        self.publish_event(Arc::new(BusEvent::new(E::TOPIC, &payload, None)))
+    }
+
+    /// Delivers an already built event to every matching subscriber.
+    pub fn publish_event(&self, event: Arc<BusEvent>) -> usize {
+        let registry = self.read();
+        let exact = registry.exact.get(event.topic());
+        let mut delivered = 0;
+        if let Some(targets) = exact {
+            for (_, sink) in targets {
+                delivered += usize::from(sink.deliver(&event));
+            }
+        }
+        for (pattern, (id, sink)) in &registry.patterns {
+            let already = exact.is_some_and(|targets| targets.iter().any(|t| t.0 == *id));
+            if !already && topic::matches(pattern, event.topic()) {
+                // Two patterns of one subscriber may both match: deliver once.
+                let earlier_match = registry
+                    .patterns
+                    .iter()
+                    .take_while(|(p, t)| !(t.0 == *id && p == pattern))
+                    .any(|(p, t)| t.0 == *id && topic::matches(p, event.topic()));
+                if !earlier_match {
+                    delivered += usize::from(sink.deliver(&event));
+                }
+            }
+        }
+        delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{Receiver, unbounded};
+
+    fn observer(bus: &Bus) -> (SubscriberId, Receiver<Arc<BusEvent>>) {
+        let (tx, rx) = unbounded::<Arc<BusEvent>>();
+        (bus.register(Arc::new(tx)), rx)
+    }
+
+    fn topics(rx: &Receiver<Arc<BusEvent>>) -> Vec<String> {
+        rx.try_iter().map(|e| e.topic().to_string()).collect()
+    }
+
+    #[test]
+    fn delivers_to_exact_and_pattern_subscribers_once_each() {
+        let bus = Bus::new();
+        let (a, rx_a) = observer(&bus);
+        let (b, rx_b) = observer(&bus);
+        bus.subscribe(a, "test.ping").unwrap();
+        bus.subscribe(a, "test.*").unwrap();
+        bus.subscribe(a, "test.>").unwrap();
+        bus.subscribe(b, "test.*").unwrap();
+        assert_eq!(bus.publish("test.ping", b"{}", None), Ok(2));
+        assert_eq!(bus.publish("test.pong", b"{}", None), Ok(2));
+        assert_eq!(bus.publish("other.ping", b"{}", None), Ok(0));
+        assert_eq!(topics(&rx_a), vec!["test.ping", "test.pong"]);
+        assert_eq!(topics(&rx_b), vec!["test.ping", "test.pong"]);
+    }
+
+    #[test]
+    fn keeps_publish_order_per_mailbox_across_threads() {
+        let bus = Bus::new();
+        let (id, rx) = observer(&bus);
+        bus.subscribe(id, "seq.>").unwrap();
+        let publishers: Vec<_> = (0..4)
+            .map(|p| {
+                let bus = bus.clone();
+                std::thread::spawn(move || {
+                    for n in 0..500u32 {
+                        let payload = serde_json::to_vec(&(p, n)).unwrap();
+                        bus.publish(&format!("seq.p{p}"), payload, None).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in publishers {
+            handle.join().unwrap();
+        }
+        let mut last = [None::<u32>; 4];
+        let mut count = 0;
+        for event in rx.try_iter() {
+            let (p, n): (usize, u32) = serde_json::from_slice(event.payload()).unwrap();
+            assert!(
+                last[p].is_none_or(|prev| prev + 1 == n),
+                "publisher {p} out of order"
+            );
+            last[p] = Some(n);
+            count += 1;
+        }
+        assert_eq!(count, 2000);
+    }
+
+    #[test]
+    fn unsubscribe_and_remove_stop_delivery() {
+        let bus = Bus::new();
+        let (id, rx) = observer(&bus);
+        bus.subscribe(id, "a.b").unwrap();
+        bus.subscribe(id, "a.*").unwrap();
+        assert!(bus.unsubscribe(id, "a.b"));
+        assert!(!bus.unsubscribe(id, "a.b"), "second unsubscribe is a no-op");
+        bus.publish("a.b", b"", None).unwrap();
+        assert_eq!(topics(&rx), vec!["a.b"], "still matched by a.*");
+        bus.remove(id);
+        assert_eq!(bus.publish("a.b", b"", None), Ok(0));
+        assert!(rx.try_recv().is_err(), "no delivery after removal");
+        assert_eq!(
+            bus.subscribe(id, "a.c"),
+            Err(BusError::UnknownSubscriber(id))
+        );
+    }
+
+    #[test]
+    fn clear_drops_everything() {
+        let bus = Bus::new();
+        let (id, rx) = observer(&bus);
+        bus.subscribe(id, "x").unwrap();
+        bus.clear();
+        assert_eq!(bus.publish("x", b"", None), Ok(0));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn rejects_bad_topics_with_a_reason() {
+        let bus = Bus::new();
+        let (id, _rx) = observer(&bus);
+        let err = bus.publish("test.*", vec![], None).unwrap_err();
+        assert!(err.to_string().contains("wildcard"), "{err}");
+        let err = bus.subscribe(id, "a..b").unwrap_err();
+        assert!(err.to_string().contains("empty token"), "{err}");
+    }
+
+    #[test]
+    fn a_sink_that_is_gone_does_not_stop_the_others() {
+        let bus = Bus::new();
+        let (gone, rx_gone) = observer(&bus);
+        let (alive, rx_alive) = observer(&bus);
+        bus.subscribe(gone, "t").unwrap();
+        bus.subscribe(alive, "t").unwrap();
+        drop(rx_gone);
+        assert_eq!(bus.publish("t", b"", None), Ok(1));
+        assert_eq!(topics(&rx_alive), vec!["t"]);
+    }
+
+    #[test]
+    fn replace_sink_keeps_subscriptions() {
+        let bus = Bus::new();
+        let (id, old_rx) = observer(&bus);
+        bus.subscribe(id, "t").unwrap();
+        bus.subscribe(id, "u.*").unwrap();
+        let (tx, new_rx) = unbounded::<Arc<BusEvent>>();
+        bus.replace_sink(id, Arc::new(tx)).unwrap();
+        bus.publish("t", b"", None).unwrap();
+        bus.publish("u.v", b"", None).unwrap();
+        assert!(old_rx.try_recv().is_err());
+        assert_eq!(topics(&new_rx), vec!["t", "u.v"]);
+        assert_eq!(bus.subscriptions_of(id), vec!["t", "u.*"]);
+    }
+}

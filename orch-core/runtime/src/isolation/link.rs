@@ -1,0 +1,487 @@
+//! One running child host and the threads that serve it: the reader (the
+//! child's frames: replies to the actor, publishes and subscriptions to the
+//! bus, logs to the host's log, and its death), the stderr reader (its last
+//! words for the crash report) and the heartbeat (kills a child whose module
+//! thread stops answering).
+
+use std::io::{BufRead, BufReader, BufWriter};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use nix::sys::signal::Signal;
+use orch_process::ExitReason;
+use orch_process::host::{host_program, spawn_from_stable_thread as spawn};
+use orch_sdk::duration::human;
+use tracing::level_filters::LevelFilter;
+
+use super::HOST_MODE_ARG;
+use super::protocol::{Frame, Status};
+use super::remote::RemoteSetup;
+use super::supervise::ExitKind;
+use crate::actor::{ActorState, Envelope};
+use crate::bus::Bus;
+use crate::error::Cause;
+use crate::host_api::ModuleHostCtx;
+use crate::instance::Instance;
+
+/// What the reader thread hands to the module's actor.
+pub(super) enum Incoming {
+    Reply(Status, Vec<u8>),
+    Dead,
+}
+
+/// State shared with a child's threads.
+pub(super) struct Shared {
+    process: Mutex<Child>,
+    /// How the child ended, once the reader thread has reaped it.
+    exit: Mutex<Option<ExitReason>>,
+    killed_for: Mutex<Option<String>>,
+    /// A write to the child failed: it is dead or dying. Named in the reason only
+    /// if it was our kill that ended it, not when it died of its own fault.
+    pipe_broke: AtomicBool,
+    last_words: Mutex<Option<String>>,
+    epoch: Instant,
+    last_pong_ms: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn kill(&self, reason: String) {
+        let mut killed_for = self.killed_for.lock().unwrap_or_else(|e| e.into_inner());
+        if killed_for.is_none() {
+            *killed_for = Some(reason);
+        }
+        drop(killed_for);
+        // std's kill never signals a reaped (possibly reused) pid.
+        let _ = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kill();
+    }
+
+    /// A write to the child failed: make sure it is gone, and let its exit
+    /// status tell why.
+    pub(super) fn pipe_broke(&self) {
+        self.pipe_broke.store(true, Ordering::SeqCst);
+        let _ = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kill();
+    }
+
+    fn since_epoch_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// One running child host.
+pub(super) struct ChildLink {
+    pub(super) pid: u32,
+    input: Arc<Mutex<BufWriter<ChildStdin>>>,
+    pub(super) replies: Receiver<Incoming>,
+    pub(super) shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    stop_heartbeat: Option<Sender<()>>,
+}
+
+impl ChildLink {
+    /// Starts a child host process for `s` and waits for its load reply: the
+    /// package and SDK version the module declares.
+    pub(super) fn spawn(s: &RemoteSetup) -> Result<(Self, (String, String)), Cause> {
+        let program = host_program()
+            .map_err(|e| Cause::Host(format!("cannot find the child host program: {e}")))?;
+        let mut command = Command::new(&program);
+        command
+            .arg(HOST_MODE_ARG)
+            .arg(&*s.name)
+            .arg(&s.library)
+            .arg(s.generation.to_string())
+            .arg(std::process::id().to_string())
+            .arg(&s.copies_dir)
+            .arg(LevelFilter::current().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a Ctrl-C on the terminal reaches the
+            // orchestrator, which shuts the module down in order; the child dies
+            // with the orchestrator anyway (PR_SET_PDEATHSIG).
+            .process_group(0);
+        let mut child = spawn(command).map_err(|e| {
+            Cause::Host(format!(
+                "cannot start the child host {}: {e}",
+                program.display()
+            ))
+        })?;
+        let pid = child.id();
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            return Err(Cause::Host("the child host has no pipes".into()));
+        };
+        let shared = Arc::new(Shared {
+            process: Mutex::new(child),
+            exit: Mutex::new(None),
+            killed_for: Mutex::new(None),
+            pipe_broke: AtomicBool::new(false),
+            last_words: Mutex::new(None),
+            epoch: Instant::now(),
+            last_pong_ms: AtomicU64::new(0),
+        });
+        let (replies_tx, replies) = unbounded();
+        let mut threads = Vec::new();
+        let stderr_thread = spawn_stderr_reader(Arc::clone(&s.name), stderr, Arc::clone(&shared));
+        threads.extend(stderr_thread);
+        let reader = spawn_reader(ReaderSetup::of(s), stdout, Arc::clone(&shared), replies_tx);
+        threads.extend(reader);
+        let mut link = Self {
+            pid,
+            input: Arc::new(Mutex::new(BufWriter::new(stdin))),
+            replies,
+            shared,
+            threads,
+            stop_heartbeat: None,
+        };
+        let loaded = link.replies.recv_timeout(s.timeouts.load.mul_f64(0.9));
+        let declared = match loaded {
+            Ok(Incoming::Reply(Status::Ok, data)) => {
+                let text = String::from_utf8_lossy(&data).into_owned();
+                let (package, sdk) = text.split_once('\n').unwrap_or((&text, ""));
+                (package.to_owned(), sdk.to_owned())
+            }
+            Ok(Incoming::Reply(_, data)) => {
+                link.finish(false);
+                return Err(Cause::Host(String::from_utf8_lossy(&data).into_owned()));
+            }
+            Ok(Incoming::Dead) | Err(RecvTimeoutError::Disconnected) => {
+                let (reason, _) = link.end();
+                return Err(Cause::Host(format!(
+                    "its child host process died while loading: {reason}"
+                )));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                link.finish(false);
+                return Err(Cause::Timeout(s.timeouts.load));
+            }
+        };
+        let (stop, stopped) = bounded::<()>(0);
+        link.stop_heartbeat = Some(stop);
+        let heartbeat = spawn_heartbeat(
+            &s.name,
+            Arc::clone(&link.input),
+            Arc::clone(&link.shared),
+            s.supervision.heartbeat,
+            stopped,
+        );
+        link.threads.extend(heartbeat);
+        Ok((link, declared))
+    }
+
+    pub(super) fn send(&self, frame: &Frame) -> bool {
+        let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        frame.write_to(&mut *input).is_ok()
+    }
+
+    /// Ends it (if it still runs) and its threads, and says why it ended: the
+    /// reason it was killed for, or its exit status, with its notable last words
+    /// on stderr (a panic or runtime message), read to the end first.
+    pub(super) fn end(self) -> (String, ExitKind) {
+        let shared = Arc::clone(&self.shared);
+        self.finish(false);
+        Self::reason(&shared)
+    }
+
+    fn reason(shared: &Shared) -> (String, ExitKind) {
+        let exit = *shared.exit.lock().unwrap_or_else(|e| e.into_inner());
+        let status = exit.map_or_else(|| "ended".to_owned(), |e| e.to_string());
+        let killed_for = shared
+            .killed_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let last_words = shared
+            .last_words
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let killed_by_us = killed_for.is_some()
+            || (shared.pipe_broke.load(Ordering::SeqCst)
+                && exit.is_some_and(|e| e.is_signal(Signal::SIGKILL)));
+        let mut reason = match killed_for {
+            Some(why) => format!("{why}; {status}"),
+            None if killed_by_us => format!("its input pipe broke; {status}"),
+            None => status,
+        };
+        if let Some(words) = last_words {
+            reason.push_str(&format!(": {words}"));
+        }
+        let clean = exit.is_some_and(ExitReason::is_success) && !killed_for_any(shared);
+        let kind = if clean {
+            ExitKind::Clean
+        } else {
+            ExitKind::Failure
+        };
+        (reason, kind)
+    }
+
+    /// Waits (bounded) until the reader has seen the end and reaped the child.
+    pub(super) fn wait_dead(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self
+                .replies
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Incoming::Dead) | Err(RecvTimeoutError::Disconnected) => return true,
+                Ok(Incoming::Reply(..)) => {}
+                Err(RecvTimeoutError::Timeout) => return false,
+            }
+        }
+    }
+
+    /// Ends the child (asking first when `polite`) and its threads.
+    pub(super) fn finish(mut self, polite: bool) {
+        let dead = polite && self.send(&Frame::Exit) && self.wait_dead(Duration::from_secs(2));
+        let reaped = self
+            .shared
+            .exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !dead && !reaped {
+            self.shared.kill("stopped by the orchestrator".into());
+            self.wait_dead(Duration::from_secs(2));
+        }
+        drop(self.stop_heartbeat.take());
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn killed_for_any(shared: &Shared) -> bool {
+    shared
+        .killed_for
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some()
+}
+
+impl ReaderSetup {
+    fn of(s: &RemoteSetup) -> Self {
+        Self {
+            name: Arc::clone(&s.name),
+            ctx: Arc::clone(&s.ctx),
+            bus: s.bus.clone(),
+            generation: s.generation,
+            mailbox: s.mailbox.clone(),
+        }
+    }
+}
+
+/// What the reader thread needs.
+struct ReaderSetup {
+    name: Arc<str>,
+    ctx: Arc<ModuleHostCtx>,
+    bus: Bus,
+    generation: u32,
+    mailbox: Sender<Envelope>,
+}
+
+/// Reads the child's frames until it ends; then reaps it and tells the actor.
+fn spawn_reader(
+    r: ReaderSetup,
+    stdout: std::process::ChildStdout,
+    shared: Arc<Shared>,
+    replies: Sender<Incoming>,
+) -> Option<JoinHandle<()>> {
+    let thread_name = format!("orch-link:{}", r.name);
+    std::thread::Builder::new()
+        .name(thread_name)
+        .spawn(move || {
+            let mut input = BufReader::new(stdout);
+            loop {
+                match Frame::read_from(&mut input) {
+                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, frame),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(
+                            "module '{}': bad frame from its child host ({e}); it is stopped",
+                            r.name
+                        );
+                        shared.kill(format!("it sent a bad frame ({e})"));
+                        break;
+                    }
+                }
+            }
+            let exit = reap(&shared);
+            *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
+            let _ = replies.send(Incoming::Dead);
+            let _ = r
+                .mailbox
+                .send(Envelope::Call(Box::new(|state: &mut ActorState| {
+                    if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
+                        remote.poll_child();
+                    }
+                })));
+        })
+        .ok()
+}
+
+fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame: Frame) {
+    let active = r.ctx.active_generation() == r.generation;
+    match frame {
+        Frame::Reply { status, data } => {
+            let _ = replies.send(Incoming::Reply(status, data));
+        }
+        Frame::Publish { topic, payload } if active => {
+            if let Err(e) = r.bus.publish(&topic, &payload, Some(Arc::clone(&r.name))) {
+                tracing::warn!("module '{}' published on '{topic}': {e}", r.name);
+            }
+        }
+        Frame::Subscribe(pattern) if active => {
+            if let Err(e) = r.ctx.subscribe(&pattern) {
+                tracing::warn!("module '{}' cannot subscribe to '{pattern}': {e}", r.name);
+            }
+        }
+        Frame::Unsubscribe(pattern) if active => {
+            r.ctx.unsubscribe(&pattern);
+        }
+        Frame::Log { level, message } => log(&r.name, level, &message),
+        Frame::Pong(_) => shared
+            .last_pong_ms
+            .store(shared.since_epoch_ms(), Ordering::Release),
+        Frame::TimerFailed { topic, message } => {
+            crate::actor::report_event_failure(&r.name, &topic, &Cause::Host(message), &r.bus)
+        }
+        _ => {}
+    }
+}
+
+/// Logs a line of the child, tagged with the module's name (module logs are
+/// tagged already by the child's host table).
+fn log(name: &str, level: u8, message: &str) {
+    let tagged = message.starts_with(&format!("[{name}]"));
+    let text = if tagged {
+        message.to_owned()
+    } else {
+        format!("[{name}] {message}")
+    };
+    match level {
+        1 => tracing::error!(target: "module", "{text}"),
+        2 => tracing::warn!(target: "module", "{text}"),
+        3 => tracing::info!(target: "module", "{text}"),
+        4 => tracing::debug!(target: "module", "{text}"),
+        _ => tracing::trace!(target: "module", "{text}"),
+    }
+}
+
+/// Waits for the ended child's status (killing it if it lingers).
+fn reap(shared: &Shared) -> ExitReason {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let status = shared
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .try_wait();
+        match status {
+            Ok(Some(status)) => return ExitReason::from_status(status),
+            Ok(None) if Instant::now() >= deadline => {
+                shared.kill("it closed its pipe but did not exit".into());
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => {
+                tracing::warn!("cannot tell how a child host ended: {e}");
+                return ExitReason::Unknown;
+            }
+        }
+    }
+}
+
+/// Logs the child's stderr (what the module prints, runtime messages), tagged,
+/// and keeps its last notable line for the crash report.
+fn spawn_stderr_reader(
+    name: Arc<str>,
+    stderr: std::process::ChildStderr,
+    shared: Arc<Shared>,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("orch-stderr:{name}"))
+        .spawn(move || {
+            let mut best = 0;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                tracing::warn!(target: "module", "[{name}] {line}");
+                // The most telling line wins: a panic or a stack overflow over
+                // the runtime's generic "fatal runtime error".
+                let rank = if line.contains("panicked at") || line.contains("overflowed its stack")
+                {
+                    2
+                } else if line.contains("fatal runtime error") {
+                    1
+                } else {
+                    0
+                };
+                if rank > best {
+                    best = rank;
+                    *shared.last_words.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(line.trim().to_owned());
+                }
+            }
+        })
+        .ok()
+}
+
+/// Pings the child; kills it when no answer came within `limit`.
+fn spawn_heartbeat(
+    name: &str,
+    input: Arc<Mutex<BufWriter<ChildStdin>>>,
+    shared: Arc<Shared>,
+    limit: Duration,
+    stopped: Receiver<()>,
+) -> Option<JoinHandle<()>> {
+    let tick = (limit / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
+    shared
+        .last_pong_ms
+        .store(shared.since_epoch_ms(), Ordering::Release);
+    std::thread::Builder::new()
+        .name(format!("orch-heartbeat:{name}"))
+        .spawn(move || {
+            let mut n = 0u64;
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                if shared
+                    .exit
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some()
+                {
+                    return;
+                }
+                let silent = Duration::from_millis(
+                    shared
+                        .since_epoch_ms()
+                        .saturating_sub(shared.last_pong_ms.load(Ordering::Acquire)),
+                );
+                if silent > limit {
+                    shared.kill(format!(
+                        "answered no heartbeat for {} (heartbeat: {}; a handler may loop forever)",
+                        human(silent),
+                        human(limit)
+                    ));
+                    return;
+                }
+                n += 1;
+                let mut input = input.lock().unwrap_or_else(|e| e.into_inner());
+                if Frame::Ping(n).write_to(&mut *input).is_err() {
+                    return;
+                }
+            }
+        })
+        .ok()
+}

@@ -1,0 +1,315 @@
+//! The orchestrator's side of an isolated module: a [`RemoteModule`] stands in
+//! the module's actor where a loaded library would, and turns each lifecycle
+//! call into a request frame to the child host, bounded by the same timeouts,
+//! and each event into an event frame (up to [`WINDOW`] in flight, each kept
+//! until acknowledged). A reader thread forwards the child's publishes and subscriptions to
+//! the real bus (which owns every subscription), its logs to the host's log, and
+//! notices its death (end of stream, then `waitpid` for the reason). A heartbeat
+//! thread kills a child whose module thread stops answering. After a crash the
+//! actor's own thread restarts the child under the module's policy, so events
+//! published meanwhile wait in the mailbox; the event being handled when it
+//! crashed is lost for that module only.
+
+mod restart;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use orch_config::{Supervision, Timeouts};
+use orch_sdk::duration::human;
+
+use super::link::{ChildLink, Incoming};
+use super::protocol::{Frame, Status};
+use super::supervise::RestartTracker;
+use super::window::InFlight;
+use crate::actor::Envelope;
+use crate::bus::Bus;
+use crate::error::{Cause, ModuleFailure, Phase};
+use crate::host_api::ModuleHostCtx;
+
+/// What a [`RemoteModule`] needs to start and restart its child host.
+pub struct RemoteSetup {
+    /// The module's name.
+    pub name: Arc<str>,
+    /// Its context on the orchestrator's bus (subscriber id, generation gate).
+    pub ctx: Arc<ModuleHostCtx>,
+    /// The orchestrator's bus.
+    pub bus: Bus,
+    /// This generation's copy of the library (removed when the module is dropped).
+    pub library: PathBuf,
+    /// Where the child keeps its own copies.
+    pub copies_dir: PathBuf,
+    /// The generation.
+    pub generation: u32,
+    /// Restart policy and heartbeat.
+    pub supervision: Supervision,
+    /// Phase timeouts.
+    pub timeouts: Timeouts,
+    /// The module's mailbox: a child's death wakes the actor through it.
+    pub mailbox: Sender<Envelope>,
+    /// Set when the orchestrator shuts down: no restart begins after that.
+    pub stopping: Arc<AtomicBool>,
+}
+
+/// Why a request got no reply.
+enum Failed {
+    Cause(Cause),
+    Died,
+    Down,
+}
+
+/// An isolated module generation: its child host process and its supervision.
+pub struct RemoteModule {
+    setup: RemoteSetup,
+    child: Option<ChildLink>,
+    tracker: RestartTracker,
+    declared: (String, String),
+    last_init: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    started: bool,
+    down: bool,
+    restarts: u32,
+    inflight: InFlight,
+}
+
+/// Events sent to a child before the first is acknowledged, at most.
+pub const WINDOW: usize = 64;
+
+fn cause_of(status: Status, data: &[u8]) -> Cause {
+    let message = String::from_utf8_lossy(data).into_owned();
+    match status {
+        Status::Error => Cause::Error(message),
+        Status::Panic => Cause::Panic(message),
+        _ => Cause::Host(message),
+    }
+}
+
+impl RemoteModule {
+    /// Starts the child host and waits (up to `timeouts.load`) until it has
+    /// loaded the library and checked its ABI.
+    pub fn spawn(setup: RemoteSetup) -> Result<Self, ModuleFailure> {
+        let tracker = RestartTracker::new(setup.supervision);
+        let mut module = Self {
+            setup,
+            child: None,
+            tracker,
+            declared: (String::new(), String::new()),
+            last_init: None,
+            started: false,
+            down: false,
+            restarts: 0,
+            inflight: InFlight::default(),
+        };
+        match ChildLink::spawn(&module.setup) {
+            Ok((link, declared)) => {
+                module.child = Some(link);
+                module.declared = declared;
+                Ok(module)
+            }
+            Err(cause) => Err(ModuleFailure::new(&*module.setup.name, Phase::Load, cause)
+                .with_hint("the module runs in a child host process (isolation: process)")),
+        }
+    }
+
+    /// The generation number.
+    pub fn generation(&self) -> u32 {
+        self.setup.generation
+    }
+
+    /// The package and SDK version the module declares.
+    pub fn declared(&self) -> (String, String) {
+        self.declared.clone()
+    }
+
+    /// The child's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid)
+    }
+
+    /// `Module::initialize` in the child.
+    pub fn initialize(&mut self, config: &[u8], state: Option<&[u8]>) -> Result<(), Cause> {
+        self.last_init = Some((config.to_vec(), state.map(<[u8]>::to_vec)));
+        let frame = Frame::Initialize {
+            config: config.to_vec(),
+            state: state.map(<[u8]>::to_vec),
+        };
+        let timeout = self.setup.timeouts.initialize;
+        self.lifecycle(frame, timeout).map(drop)
+    }
+
+    /// `Module::start` in the child.
+    pub fn start(&mut self) -> Result<(), Cause> {
+        let timeout = self.setup.timeouts.start;
+        self.lifecycle(Frame::Start, timeout)?;
+        self.started = true;
+        Ok(())
+    }
+
+    /// `Module::save_state` in the child.
+    pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, Cause> {
+        let timeout = self.setup.timeouts.reload;
+        let state = self.lifecycle(Frame::SaveState, timeout)?;
+        Ok((!state.is_empty()).then_some(state))
+    }
+
+    /// `Module::shutdown` in the child (the process stays until dropped).
+    pub fn shutdown(&mut self) -> Result<(), Cause> {
+        self.started = false;
+        if self.down {
+            return Ok(());
+        }
+        let timeout = self.setup.timeouts.shutdown;
+        self.lifecycle(Frame::Shutdown, timeout).map(drop)
+    }
+
+    /// `Module::on_event` in the child. A crash while handling it is reported,
+    /// the child restarted per policy, and the event lost for this module only.
+    ///
+    /// Up to [`WINDOW`] events are in flight: each is kept until the child
+    /// acknowledges it, errors are reported with their own topic, and after a
+    /// crash the unacknowledged events but the first (the one it was handling)
+    /// are delivered again to the restarted child, in order.
+    pub fn on_event(&mut self, topic: &str, payload: &[u8]) -> Result<(), Cause> {
+        if !self.absorb() {
+            return Ok(());
+        }
+        let Some(link) = self.child.as_ref() else {
+            return Ok(());
+        };
+        let frame = Frame::Event {
+            topic: topic.into(),
+            payload: payload.to_vec(),
+        };
+        let sent = link.send(&frame);
+        if let Frame::Event { topic, payload } = frame {
+            self.inflight.push(topic, payload);
+        }
+        if !sent {
+            link.shared.pipe_broke();
+        }
+        self.drain(if sent { WINDOW - 1 } else { 0 });
+        Ok(())
+    }
+
+    /// Handles a child that died while its module was idle (the reader thread
+    /// asks the actor to call this).
+    pub fn poll_child(&mut self) {
+        self.absorb();
+    }
+
+    /// Takes the acknowledgements already there without waiting; `false` if the
+    /// child was found dead (and recovered from, or given up).
+    fn absorb(&mut self) -> bool {
+        loop {
+            let Some(link) = self.child.as_ref() else {
+                return false;
+            };
+            match link.replies.try_recv() {
+                Ok(Incoming::Reply(status, data)) => self.acknowledge(status, &data),
+                Ok(Incoming::Dead) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.recover();
+                    return false;
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+            }
+        }
+    }
+
+    /// Waits for acknowledgements until at most `keep` events are in flight;
+    /// `false` if the child died meanwhile (and was recovered from).
+    fn drain(&mut self, keep: usize) -> bool {
+        while self.inflight.len() > keep {
+            let Some(link) = self.child.as_ref() else {
+                return false;
+            };
+            match link.replies.recv() {
+                Ok(Incoming::Reply(status, data)) => self.acknowledge(status, &data),
+                Ok(Incoming::Dead) | Err(_) => {
+                    self.recover();
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// The oldest event in flight was handled; reports its failure if any.
+    fn acknowledge(&mut self, status: Status, data: &[u8]) {
+        let Some(topic) = self.inflight.acknowledge() else {
+            return;
+        };
+        if status != Status::Ok {
+            let cause = cause_of(status, data);
+            crate::actor::report_event_failure(&self.setup.name, &topic, &cause, &self.setup.bus);
+        }
+    }
+
+    /// A lifecycle call, after the events in flight: a death during the call is
+    /// that call's failure (no restart here).
+    fn lifecycle(&mut self, frame: Frame, timeout: Duration) -> Result<Vec<u8>, Cause> {
+        self.drain(0);
+        match self.request(frame, Some(timeout)) {
+            Ok(data) => Ok(data),
+            Err(Failed::Cause(cause)) => Err(cause),
+            Err(Failed::Down) => Err(Cause::Host("its child host process is down".into())),
+            Err(Failed::Died) => {
+                let reason = self
+                    .child
+                    .take()
+                    .map(|link| link.end().0)
+                    .unwrap_or_default();
+                Err(Cause::Host(format!(
+                    "its child host process died: {reason}"
+                )))
+            }
+        }
+    }
+
+    /// Sends `frame` and waits for its reply: at most `timeout` (a little less,
+    /// so the actor's own timeout does not fire first), or until the child dies.
+    fn request(&mut self, frame: Frame, timeout: Option<Duration>) -> Result<Vec<u8>, Failed> {
+        let Some(link) = self.child.as_ref() else {
+            return Err(Failed::Down);
+        };
+        if !link.send(&frame) {
+            link.shared.pipe_broke();
+            link.wait_dead(Duration::from_secs(2));
+            return Err(Failed::Died);
+        }
+        let incoming = match timeout {
+            Some(t) => link
+                .replies
+                .recv_timeout(t.mul_f64(0.9))
+                .map_err(|e| e.is_timeout()),
+            None => link.replies.recv().map_err(|_| false),
+        };
+        match incoming {
+            Ok(Incoming::Reply(Status::Ok, data)) => Ok(data),
+            Ok(Incoming::Reply(status, data)) => Err(Failed::Cause(cause_of(status, &data))),
+            Ok(Incoming::Dead) | Err(false) => Err(Failed::Died),
+            Err(true) => {
+                let limit = timeout.unwrap_or_default();
+                link.shared.kill(format!(
+                    "it did not answer within {} (timeout)",
+                    human(limit)
+                ));
+                link.wait_dead(Duration::from_secs(2));
+                if let Some(link) = self.child.take() {
+                    link.finish(false);
+                }
+                Err(Failed::Cause(Cause::Timeout(limit)))
+            }
+        }
+    }
+}
+
+impl Drop for RemoteModule {
+    fn drop(&mut self) {
+        if let Some(link) = self.child.take() {
+            link.finish(true);
+        }
+        let _ = std::fs::remove_file(&self.setup.library);
+    }
+}

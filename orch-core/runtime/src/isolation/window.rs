@@ -1,0 +1,81 @@
+//! The in-flight window of an isolated module: events sent to the child and
+//! not yet acknowledged, oldest first. The child handles events in order and
+//! acknowledges each, so an acknowledgement always settles the oldest. After a
+//! crash, the oldest was the one being handled (it is lost for this module
+//! only: delivering it again could crash the new child the same way); all the
+//! others are delivered again, in order, to the restarted child.
+
+use std::collections::VecDeque;
+
+/// Events in flight to one child, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct InFlight {
+    events: VecDeque<(String, Vec<u8>)>,
+}
+
+impl InFlight {
+    /// Records an event sent to the child.
+    pub(crate) fn push(&mut self, topic: String, payload: Vec<u8>) {
+        self.events.push_back((topic, payload));
+    }
+
+    /// How many events wait for an acknowledgement.
+    pub(crate) fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The oldest event was acknowledged: its topic (to name it in an error).
+    pub(crate) fn acknowledge(&mut self) -> Option<String> {
+        self.events.pop_front().map(|(topic, _)| topic)
+    }
+
+    /// The child died: the topic of the event it was handling, and every
+    /// other event in flight, in order, to deliver again. The window is empty
+    /// afterwards.
+    pub(crate) fn take_after_crash(&mut self) -> (Option<String>, Vec<(String, Vec<u8>)>) {
+        let handling = self.acknowledge();
+        (handling, self.events.drain(..).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(topics: &[&str]) -> InFlight {
+        let mut window = InFlight::default();
+        for (n, topic) in topics.iter().enumerate() {
+            window.push((*topic).to_owned(), vec![u8::try_from(n).unwrap_or(0)]);
+        }
+        window
+    }
+
+    #[test]
+    fn acknowledgements_settle_the_oldest_first() {
+        let mut window = window(&["a", "b"]);
+        assert_eq!(window.acknowledge().as_deref(), Some("a"));
+        assert_eq!(window.len(), 1);
+        assert_eq!(window.acknowledge().as_deref(), Some("b"));
+        assert_eq!(window.acknowledge(), None);
+    }
+
+    #[test]
+    fn a_crash_loses_the_event_being_handled_and_replays_the_rest_in_order() {
+        let mut window = window(&["a", "b", "c"]);
+        window.acknowledge();
+        let (handling, replay) = window.take_after_crash();
+        assert_eq!(handling.as_deref(), Some("b"));
+        assert_eq!(
+            replay,
+            vec![("c".to_owned(), vec![2u8])],
+            "only what followed the handled event comes back"
+        );
+        assert_eq!(window.len(), 0);
+    }
+
+    #[test]
+    fn a_crash_with_nothing_in_flight_replays_nothing() {
+        let mut window = InFlight::default();
+        assert_eq!(window.take_after_crash(), (None, Vec::new()));
+    }
+}

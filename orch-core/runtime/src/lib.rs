@@ -1,0 +1,24 @@
+//! # orch-runtime: the cargo-orch host runtime
+//!
+//! Data flows one way: a validated configuration (`orch-config`) and built
+//! libraries come in; [`loader`] (copy, dlopen, ABI check) -> [`supervisor`]
+//! (lifecycle, timeouts, reload transaction) -> [`bus`] (publish/subscribe into
+//! each module's mailbox, delivered by its [`actor`] thread). Modules depend
+//! only on the lean `orch-sdk` crate. This crate never runs cargo and never
+//! edits the user's files.
+
+pub mod actor;
+pub mod bus;
+pub mod error;
+pub mod host_api;
+mod instance;
+pub mod isolation;
+pub mod loader;
+pub mod logging;
+pub mod resources;
+pub mod scratch;
+pub mod supervisor;
+pub mod timers;
+
+pub use error::{Cause, ModuleFailure, Phase};
+pub use orch_sdk;

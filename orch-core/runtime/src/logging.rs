@@ -1,0 +1,263 @@
+//! Logging: tracing-subscriber to the console (human or JSON) and to a log file
+//! rotated by size, with `RUST_LOG` filtering and secret values scrubbed from every
+//! line (console and file) before it is written.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use file_rotate::compression::Compression;
+use file_rotate::suffix::AppendCount;
+use file_rotate::{ContentLimit, FileRotate};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use orch_config::LogFormat;
+
+/// Replaces known secret values with `***` in log output.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Arc<RwLock<Vec<String>>>,
+}
+
+impl Redactor {
+    /// Sets the values to scrub (values shorter than 4 characters are ignored:
+    /// scrubbing them would garble ordinary text).
+    pub fn set_secrets(&self, secrets: &[String]) {
+        let mut list: Vec<String> = secrets.iter().filter(|s| s.len() >= 4).cloned().collect();
+        // Longest first, so a secret containing another is scrubbed whole.
+        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        list.dedup();
+        *self.secrets.write().unwrap_or_else(|e| e.into_inner()) = list;
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let secrets = self.secrets.read().unwrap_or_else(|e| e.into_inner());
+        if !secrets.iter().any(|s| text.contains(s.as_str())) {
+            return std::borrow::Cow::Borrowed(text);
+        }
+        let mut owned = text.to_owned();
+        for secret in secrets.iter() {
+            owned = owned.replace(secret.as_str(), "***");
+        }
+        std::borrow::Cow::Owned(owned)
+    }
+}
+
+/// Where and how to log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Default filter when `RUST_LOG` is not set (`info`, `debug`, `orch_runtime=debug`...).
+    pub level: String,
+    /// Console format.
+    pub format: LogFormat,
+    /// The log file and its rotation; `None` logs to the console only.
+    pub file: Option<LogFile>,
+    /// Colour on the console (the caller checks the terminal and `NO_COLOR`).
+    pub ansi: bool,
+}
+
+/// A size-rotated log file.
+#[derive(Debug, Clone)]
+pub struct LogFile {
+    /// The file (`logs/app.log`); its folder is created.
+    pub path: PathBuf,
+    /// Rotate after this many bytes.
+    pub max_bytes: usize,
+    /// How many files to keep in all, the current one included.
+    pub max_files: usize,
+}
+
+/// Whether the console should get colour: a terminal, and `NO_COLOR` unset or empty.
+pub fn console_wants_color() -> bool {
+    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Installs the global subscriber. Errors name what is wrong (a bad filter, an
+/// unwritable log folder).
+pub fn init(options: &LogOptions, redactor: &Redactor) -> Result<(), String> {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(&value)
+            .map_err(|e| format!("RUST_LOG='{value}' is not a valid filter: {e}"))?,
+        _ => EnvFilter::try_new(&options.level).map_err(|e| {
+            format!(
+                "logging.level '{}' in config/main.yaml is not a valid filter: {e}",
+                options.level
+            )
+        })?,
+    };
+    let console = Scrubbing {
+        inner: io::stdout,
+        redactor: redactor.clone(),
+    };
+    let file_layer = match &options.file {
+        Some(file) => Some(file_layer(file, redactor)?),
+        None => None,
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(file_layer);
+    let result = match options.format {
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_writer(console))
+            .try_init(),
+        LogFormat::Human => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(options.ansi)
+                    .with_target(false)
+                    .with_writer(console),
+            )
+            .try_init(),
+    };
+    result.map_err(|e| format!("cannot install the logger: {e}"))
+}
+
+type FileLayer<S> = tracing_subscriber::fmt::Layer<
+    S,
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format,
+    Scrubbing<Arc<Mutex<FileRotate<AppendCount>>>>,
+>;
+
+fn file_layer<S>(file: &LogFile, redactor: &Redactor) -> Result<FileLayer<S>, String>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    if let Some(dir) = file.path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the log folder {}: {e}", dir.display()))?;
+    }
+    // Probe now: FileRotate would otherwise drop every line silently.
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&file.path)
+        .map_err(|e| format!("cannot write the log file {}: {e}", file.path.display()))?;
+    let rotating = FileRotate::new(
+        &file.path,
+        AppendCount::new(file.max_files.saturating_sub(1).max(1)),
+        ContentLimit::BytesSurpassed(file.max_bytes.max(1)),
+        Compression::None,
+        None,
+    );
+    Ok(tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(Scrubbing {
+            inner: Arc::new(Mutex::new(rotating)),
+            redactor: redactor.clone(),
+        }))
+}
+
+/// A `MakeWriter` that buffers one event and scrubs secrets before writing it.
+#[derive(Clone)]
+pub struct Scrubbing<M> {
+    inner: M,
+    redactor: Redactor,
+}
+
+/// Writes through a shared writer (the rotating file).
+pub struct SharedWriter<W: Write>(Arc<Mutex<W>>);
+
+impl<W: Write> Write for SharedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).flush()
+    }
+}
+
+/// The per-event writer of [`Scrubbing`].
+pub struct ScrubbingWriter<W: Write> {
+    inner: W,
+    redactor: Redactor,
+    buffer: Vec<u8>,
+}
+
+impl<W: Write> Write for ScrubbingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for ScrubbingWriter<W> {
+    fn drop(&mut self) {
+        let text = String::from_utf8_lossy(&self.buffer);
+        let scrubbed = self.redactor.scrub(&text);
+        let _ = self.inner.write_all(scrubbed.as_bytes());
+        let _ = self.inner.flush();
+    }
+}
+
+impl<'a, F, W> MakeWriter<'a> for Scrubbing<F>
+where
+    F: Fn() -> W + 'static,
+    W: Write,
+{
+    type Writer = ScrubbingWriter<W>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbingWriter {
+            inner: (self.inner)(),
+            redactor: self.redactor.clone(),
+            buffer: Vec::with_capacity(256),
+        }
+    }
+}
+
+impl<'a, W: Write + 'static> MakeWriter<'a> for Scrubbing<Arc<Mutex<W>>> {
+    type Writer = ScrubbingWriter<SharedWriter<W>>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        ScrubbingWriter {
+            inner: SharedWriter(Arc::clone(&self.inner)),
+            redactor: self.redactor.clone(),
+            buffer: Vec::with_capacity(256),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_every_secret_longest_first() {
+        let redactor = Redactor::default();
+        redactor.set_secrets(&["hunter2-long".into(), "hunter2".into(), "abc".into()]);
+        assert_eq!(
+            redactor.scrub("token=hunter2-long pw=hunter2 short=abc"),
+            "token=*** pw=*** short=abc"
+        );
+        assert!(matches!(
+            redactor.scrub("nothing here"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn the_writer_scrubs_a_whole_event_written_in_pieces() {
+        let redactor = Redactor::default();
+        redactor.set_secrets(&["s3cr3t-value".into()]);
+        let sink = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let make = Scrubbing {
+            inner: Arc::clone(&sink),
+            redactor,
+        };
+        {
+            let mut writer = make.make_writer();
+            writer.write_all(b"password is s3cr").unwrap();
+            writer.write_all(b"3t-value\n").unwrap();
+        }
+        let written = String::from_utf8(sink.lock().unwrap().clone()).unwrap();
+        assert_eq!(written, "password is ***\n");
+    }
+}

@@ -1,0 +1,621 @@
+//! The lifecycle, in a fixed order: load every module, initialize every one
+//! (they subscribe), then start every one (only now may they publish), then
+//! `app.started`; on shutdown `app.shutdown`, then `shutdown` in reverse order,
+//! mailboxes drained, libraries unloaded. Every step is bounded by its timeout: a
+//! module that fails or hangs is reported by name and phase and left out, and the
+//! others run.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, bounded};
+use orch_sdk::duration::human;
+use orch_sdk::events::{AppShutdown, AppStarted, ModuleError, ModuleLoaded, ModuleUnloaded};
+
+use crate::actor::{Actor, ActorState, Envelope, Mailbox};
+use crate::bus::Bus;
+use crate::error::{Cause, ModuleFailure, Phase};
+use crate::host_api::ModuleHostCtx;
+use crate::instance::Instance;
+use crate::isolation::{RemoteModule, RemoteSetup};
+use crate::loader::Loader;
+use crate::timers::TimerService;
+use orch_config::{Isolation, ModuleSpec, Timeouts};
+
+mod reload;
+
+pub use reload::ReloadReport;
+
+/// A module that is loaded and running.
+struct RunningModule {
+    spec: ModuleSpec,
+    ctx: Arc<ModuleHostCtx>,
+    mailbox: Mailbox,
+    actor: Actor,
+    generation: u32,
+}
+
+/// How long each startup phase took, summed over modules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PhaseTimings {
+    /// Copy, dlopen, ABI check and create.
+    pub load: Duration,
+    /// `initialize` of every module.
+    pub initialize: Duration,
+    /// `start` of every module.
+    pub start: Duration,
+}
+
+/// The outcome of [`Supervisor::start`].
+#[derive(Debug, Default)]
+pub struct StartupReport {
+    /// The modules now running, in startup order.
+    pub running: Vec<String>,
+    /// The modules left out, each with its phase and cause.
+    pub failures: Vec<ModuleFailure>,
+    /// Time per phase.
+    pub timings: PhaseTimings,
+}
+
+type Watched = Arc<Mutex<Vec<(Arc<str>, Arc<crate::actor::Activity>)>>>;
+
+/// Owns the running modules and drives their lifecycle.
+pub struct Supervisor {
+    bus: Bus,
+    timers: TimerService,
+    loader: Arc<Loader>,
+    timeouts: Timeouts,
+    running: Vec<RunningModule>,
+    /// Actors stuck in module code: never unloaded (their code may still run).
+    stuck: Vec<Actor>,
+    watched: Watched,
+    watchdog: Option<(Sender<()>, JoinHandle<()>)>,
+    warned_unmapped: bool,
+    /// Set when shutdown begins: isolated modules then stop restarting.
+    stopping: Arc<AtomicBool>,
+}
+
+impl Supervisor {
+    /// A supervisor publishing on `bus`, loading with `loader`.
+    pub fn new(bus: Bus, loader: Loader, timeouts: Timeouts) -> Self {
+        let watched: Watched = Arc::default();
+        let watchdog = spawn_watchdog(bus.clone(), Arc::clone(&watched), timeouts.event);
+        Self {
+            bus,
+            timers: TimerService::new(),
+            loader: Arc::new(loader),
+            timeouts,
+            running: Vec::new(),
+            stuck: Vec::new(),
+            watched,
+            watchdog,
+            warned_unmapped: false,
+            stopping: Arc::default(),
+        }
+    }
+
+    /// The bus the modules are wired to.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Names of the running modules, in startup order.
+    pub fn running(&self) -> Vec<&str> {
+        self.running.iter().map(|m| m.spec.name.as_str()).collect()
+    }
+
+    /// Loads, initializes and starts `modules` (already in startup order), whose
+    /// libraries `artifacts` maps by package name; publishes `app.started`.
+    pub fn start(
+        &mut self,
+        modules: &[&ModuleSpec],
+        artifacts: &HashMap<String, PathBuf>,
+    ) -> StartupReport {
+        let started_at = Instant::now();
+        let mut report = StartupReport::default();
+
+        let phase_start = Instant::now();
+        for spec in modules {
+            match self.load(spec, artifacts) {
+                Ok(module) => self.running.push(module),
+                Err(failure) => report.failures.push(failure),
+            }
+        }
+        report.timings.load = phase_start.elapsed();
+
+        let phase_start = Instant::now();
+        self.run_phase(Phase::Initialize, &mut report.failures);
+        report.timings.initialize = phase_start.elapsed();
+
+        for module in &self.running {
+            self.announce_loaded(module);
+        }
+
+        let phase_start = Instant::now();
+        for module in &self.running {
+            module.ctx.set_may_publish(true);
+        }
+        self.run_phase(Phase::Start, &mut report.failures);
+        report.timings.start = phase_start.elapsed();
+
+        report.running = self.running().into_iter().map(String::from).collect();
+        let total = started_at.elapsed();
+        self.bus.publish_system(&AppStarted {
+            modules: report.running.clone(),
+            startup_ms: total.as_secs_f64() * 1e3,
+        });
+        tracing::info!(
+            "[TIMING] startup of {} modules took {} (load {}, initialize {}, start {})",
+            report.running.len(),
+            human(total),
+            human(report.timings.load),
+            human(report.timings.initialize),
+            human(report.timings.start),
+        );
+        tracing::info!(
+            "app.started: {} of {} modules running ({})",
+            report.running.len(),
+            modules.len(),
+            report.running.join(", ")
+        );
+        if !report.failures.is_empty() {
+            let names: Vec<&str> = report.failures.iter().map(|f| f.module.as_str()).collect();
+            tracing::warn!(
+                "{} module(s) left out: {}; see the errors above",
+                report.failures.len(),
+                names.join(", ")
+            );
+        }
+        report
+    }
+
+    /// Spawns the actor of `spec` and loads its first generation on it.
+    fn load(
+        &mut self,
+        spec: &ModuleSpec,
+        artifacts: &HashMap<String, PathBuf>,
+    ) -> Result<RunningModule, ModuleFailure> {
+        let name: Arc<str> = spec.name.as_str().into();
+        let Some(artifact) = artifacts.get(&spec.package).cloned() else {
+            let failure = ModuleFailure::new(
+                &*name,
+                Phase::Build,
+                Cause::Host(format!(
+                    "cargo produced no cdylib for package '{}'",
+                    spec.package
+                )),
+            )
+            .with_hint("check that the package's [lib] has crate-type = [\"cdylib\", \"rlib\"]");
+            self.report_failure(&failure);
+            return Err(failure);
+        };
+        let mailbox = Mailbox::new();
+        let sink = mailbox.sink();
+        let id = self.bus.register(sink.clone());
+        let ctx = Arc::new(ModuleHostCtx::new(
+            Arc::clone(&name),
+            id,
+            self.bus.clone(),
+            self.timers.clone(),
+            sink,
+        ));
+        // Paused until its start returns: a module gets no event before `start`.
+        let state = ActorState::new(Arc::clone(&name), None, true);
+        let actor = Actor::spawn(&mailbox, state, self.bus.clone()).map_err(|e| {
+            ModuleFailure::new(
+                &*name,
+                Phase::Load,
+                Cause::Host(format!("cannot start its thread: {e}")),
+            )
+        });
+        let actor = match actor {
+            Ok(actor) => actor,
+            Err(failure) => {
+                self.bus.remove(id);
+                self.report_failure(&failure);
+                return Err(failure);
+            }
+        };
+        let module = RunningModule {
+            spec: spec.clone(),
+            ctx,
+            mailbox,
+            actor,
+            generation: 1,
+        };
+        let started = Instant::now();
+        let opener = self.opener(&module, spec);
+        let outcome = module.actor.control(self.timeouts.load, move |state| {
+            let instance = opener.open(&state.name, &artifact, 1)?;
+            let declared = instance.declared();
+            state.instance = Some(instance);
+            Ok(declared)
+        });
+        match outcome {
+            Ok(Ok((package, sdk))) => {
+                tracing::info!(
+                    "[TIMING] module '{name}' loaded in {} (package {package}, orch-sdk {sdk}, generation 1)",
+                    human(started.elapsed())
+                );
+                self.watch(&name, module.actor.activity());
+                Ok(module)
+            }
+            Ok(Err(failure)) => {
+                self.discard(module, &failure);
+                Err(failure)
+            }
+            Err(_) => {
+                let failure =
+                    ModuleFailure::new(&*name, Phase::Load, Cause::Timeout(self.timeouts.load));
+                self.discard(module, &failure);
+                Err(failure)
+            }
+        }
+    }
+
+    /// Runs `initialize` or `start` on every running module in order; a module
+    /// that fails is reported and removed, the others go on.
+    fn run_phase(&mut self, phase: Phase, failures: &mut Vec<ModuleFailure>) {
+        for module in std::mem::take(&mut self.running) {
+            match self.step(&module, phase) {
+                Ok(()) => self.running.push(module),
+                Err(failure) => {
+                    self.discard(module, &failure);
+                    failures.push(failure);
+                }
+            }
+        }
+    }
+
+    /// Runs `initialize` (with the module's config) or `start` (then resumes
+    /// its delivery) on one module, within the phase's timeout.
+    fn step(&self, module: &RunningModule, phase: Phase) -> Result<(), ModuleFailure> {
+        let timeout = phase.timeout(&self.timeouts);
+        let started = Instant::now();
+        let (outcome, verb) = if phase == Phase::Initialize {
+            let config = serde_json::to_vec(&module.spec.config).unwrap_or_default();
+            let outcome = module
+                .actor
+                .control_module(phase, timeout, move |m| m.initialize(&config, None));
+            (outcome, "initialized")
+        } else {
+            let outcome = module
+                .actor
+                .control_module(phase, timeout, |m| m.start())
+                .and_then(|()| resume(&module.actor, timeout));
+            (outcome, "started")
+        };
+        if outcome.is_ok() {
+            tracing::info!(
+                "[TIMING] module '{}' {verb} in {}",
+                module.spec.name,
+                human(started.elapsed())
+            );
+        }
+        outcome
+    }
+
+    /// Reports `failure` and takes the module out: its subscriptions and timers go;
+    /// its library is unloaded unless its thread is stuck in module code.
+    fn discard(&mut self, module: RunningModule, failure: &ModuleFailure) {
+        self.report_failure(failure);
+        module.ctx.drop_subscriptions_and_timers();
+        self.bus.remove(module.ctx.id);
+        self.unwatch(&module.spec.name);
+        if matches!(failure.cause, Cause::Timeout(_)) {
+            tracing::warn!(
+                "module '{}' is stuck in {}; its thread is abandoned and its library stays loaded",
+                module.spec.name,
+                failure.phase
+            );
+            self.stuck.push(module.actor);
+            return;
+        }
+        match module.actor.stop_now(self.timeouts.shutdown) {
+            Ok(state) => self.retire(state),
+            Err(actor) => self.stuck.push(actor),
+        }
+    }
+
+    /// How to open generations of `module` as `spec` says (in-process or isolated).
+    fn opener(&self, module: &RunningModule, spec: &ModuleSpec) -> Opener {
+        Opener {
+            loader: Arc::clone(&self.loader),
+            ctx: Arc::clone(&module.ctx),
+            spec: spec.clone(),
+            timeouts: self.timeouts,
+            bus: self.bus.clone(),
+            mailbox: module.mailbox.sink().0.clone(),
+            stopping: Arc::clone(&self.stopping),
+        }
+    }
+
+    /// Destroys a stopped generation's instance and unloads its library, so that
+    /// the dynamic loader can really unmap it; says so once if it cannot. An
+    /// isolated generation's child host is asked to exit (killed if it lingers).
+    fn retire(&mut self, state: ActorState) {
+        let instance = match state.instance {
+            Some(Instance::Local(instance)) => instance,
+            Some(Instance::Remote(remote)) => {
+                drop(remote);
+                return;
+            }
+            None => return,
+        };
+        let generation = instance.generation();
+        match instance.retire(self.timeouts.shutdown) {
+            Some(library) => {
+                if !library.unload() && !self.warned_unmapped {
+                    self.warned_unmapped = true;
+                    tracing::warn!(
+                        "[RELOAD] the dynamic loader kept generation {generation} of module '{}' \
+                         mapped after unloading (thread-local destructors pin it); each reload \
+                         of such a module keeps its old code in memory",
+                        state.name
+                    );
+                }
+            }
+            None => tracing::warn!(
+                "module '{}' did not finish dropping generation {generation} within {}; \
+                 its library stays loaded",
+                state.name,
+                human(self.timeouts.shutdown)
+            ),
+        }
+    }
+
+    fn report_failure(&self, failure: &ModuleFailure) {
+        tracing::error!("{failure}");
+        self.bus.publish_system(&ModuleError {
+            name: failure.module.clone(),
+            phase: failure.phase.as_str().to_owned(),
+            topic: None,
+            error: failure.cause.to_string(),
+            hint: Some(failure.hint.clone()),
+        });
+    }
+
+    /// Publishes `module.loaded` for a module that initialized.
+    fn announce_loaded(&self, module: &RunningModule) {
+        self.bus.publish_system(&ModuleLoaded {
+            name: module.spec.name.clone(),
+            config: module.spec.redacted_config(),
+        });
+    }
+
+    /// Lets the watchdog see `activity` as module `name`'s (replacing an older one).
+    fn watch(&self, name: &Arc<str>, activity: &Arc<crate::actor::Activity>) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        watched.retain(|(n, _)| n != name);
+        watched.push((Arc::clone(name), Arc::clone(activity)));
+    }
+
+    fn unwatch(&self, name: &str) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(n, _)| &**n != name);
+    }
+
+    /// Publishes `app.shutdown`, then shuts every module down in reverse startup
+    /// order (each after the events already in its mailbox) and unloads it.
+    /// Returns the modules whose `shutdown` failed.
+    pub fn shutdown(&mut self, reason: &str) -> Vec<ModuleFailure> {
+        let mut failures = Vec::new();
+        if self.running.is_empty() && self.watchdog.is_none() {
+            return failures;
+        }
+        tracing::info!("Shutting down ({reason})");
+        self.stopping.store(true, Ordering::Release);
+        self.bus.publish_system(&AppShutdown {
+            reason: reason.to_owned(),
+        });
+        while let Some(module) = self.running.pop() {
+            failures.extend(self.stop_module(module));
+        }
+        self.timers.stop();
+        if let Some((stop, handle)) = self.watchdog.take() {
+            drop(stop);
+            let _ = handle.join();
+        }
+        if !self.stuck.is_empty() {
+            let names: Vec<&str> = self.stuck.iter().map(|a| &**a.name()).collect();
+            tracing::warn!(
+                "stuck module threads abandoned at exit: {}",
+                names.join(", ")
+            );
+        }
+        tracing::info!("Shutdown complete");
+        failures
+    }
+}
+
+impl Supervisor {
+    /// Calls `shutdown` on one module (after the events already in its mailbox),
+    /// drops its subscriptions and timers, ends its thread and unloads it.
+    fn stop_module(&mut self, module: RunningModule) -> Option<ModuleFailure> {
+        let timeout = self.timeouts.shutdown;
+        let name = module.spec.name.clone();
+        let started = Instant::now();
+        let outcome = module
+            .actor
+            .call_module(Phase::Shutdown, timeout, |m| m.shutdown());
+        module.ctx.drop_subscriptions_and_timers();
+        self.bus.remove(module.ctx.id);
+        self.unwatch(&name);
+        let failure = match outcome {
+            Ok(()) => {
+                tracing::info!(
+                    "[TIMING] module '{name}' shut down in {}",
+                    human(started.elapsed())
+                );
+                None
+            }
+            Err(failure) => {
+                self.report_failure(&failure);
+                if matches!(failure.cause, Cause::Timeout(_)) {
+                    // Stuck in module code: waiting for its thread again is pointless.
+                    self.stuck.push(module.actor);
+                    return Some(failure);
+                }
+                Some(failure)
+            }
+        };
+        match module.actor.stop(timeout) {
+            Ok(state) => {
+                self.retire(state);
+                tracing::info!("module '{name}' unloaded");
+                self.bus
+                    .publish_system(&ModuleUnloaded { name: name.clone() });
+            }
+            Err(actor) => {
+                tracing::warn!(
+                    "module '{name}' did not stop within {} (timeouts.{}); its library stays loaded",
+                    human(timeout),
+                    Phase::Shutdown.timeout_key()
+                );
+                self.stuck.push(actor);
+            }
+        }
+        failure
+    }
+
+    /// Shuts down and unloads the running module `name` while the others run.
+    /// `None` if no such module runs.
+    pub fn remove(&mut self, name: &str) -> Option<Result<(), ModuleFailure>> {
+        let index = self.running.iter().position(|m| m.spec.name == name)?;
+        let module = self.running.remove(index);
+        Some(self.stop_module(module).map_or(Ok(()), Err))
+    }
+
+    /// Loads, initializes and starts one more module while the others run.
+    pub fn add(
+        &mut self,
+        spec: &ModuleSpec,
+        artifacts: &HashMap<String, PathBuf>,
+    ) -> Result<(), ModuleFailure> {
+        let module = self.load(spec, artifacts)?;
+        if let Err(failure) = self.step(&module, Phase::Initialize) {
+            self.discard(module, &failure);
+            return Err(failure);
+        }
+        self.announce_loaded(&module);
+        module.ctx.set_may_publish(true);
+        if let Err(failure) = self.step(&module, Phase::Start) {
+            self.discard(module, &failure);
+            return Err(failure);
+        }
+        self.running.push(module);
+        Ok(())
+    }
+
+    /// The running module `name`'s entry.
+    pub fn spec_of(&self, name: &str) -> Option<&ModuleSpec> {
+        self.running
+            .iter()
+            .find(|m| m.spec.name == name)
+            .map(|m| &m.spec)
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.shutdown("supervisor dropped");
+    }
+}
+
+/// Opens generations of one module: loads its library here, or starts a child
+/// host process for it (`isolation: process`).
+struct Opener {
+    loader: Arc<Loader>,
+    ctx: Arc<ModuleHostCtx>,
+    spec: ModuleSpec,
+    timeouts: Timeouts,
+    bus: Bus,
+    mailbox: Sender<Envelope>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl Opener {
+    fn open(
+        self,
+        name: &Arc<str>,
+        artifact: &std::path::Path,
+        generation: u32,
+    ) -> Result<Instance, ModuleFailure> {
+        if self.spec.isolation == Isolation::InProcess {
+            return self
+                .loader
+                .load(name, artifact, generation, self.ctx)
+                .map(Instance::Local);
+        }
+        let library = self.loader.copy_artifact(name, artifact, generation)?;
+        RemoteModule::spawn(RemoteSetup {
+            name: Arc::clone(name),
+            ctx: self.ctx,
+            bus: self.bus,
+            library,
+            copies_dir: self.loader.copies_dir().to_path_buf(),
+            generation,
+            supervision: self.spec.supervision,
+            timeouts: self.timeouts,
+            mailbox: self.mailbox,
+            stopping: self.stopping,
+        })
+        .map(|remote| Instance::Remote(Box::new(remote)))
+    }
+}
+
+/// Lets a started module's thread deliver the events waiting in its mailbox.
+fn resume(actor: &Actor, timeout: Duration) -> Result<(), ModuleFailure> {
+    actor
+        .control(timeout, |state| state.paused = false)
+        .map_err(|_| {
+            ModuleFailure::new(
+                &**actor.name(),
+                Phase::Start,
+                Cause::Host("the module's thread did not resume delivery".into()),
+            )
+        })
+}
+
+/// Reports, once per event, a handler that runs past `limit`.
+fn spawn_watchdog(
+    bus: Bus,
+    watched: Watched,
+    limit: Duration,
+) -> Option<(Sender<()>, JoinHandle<()>)> {
+    let (stop, stopped) = bounded::<()>(0);
+    let tick = (limit / 10).clamp(Duration::from_millis(20), Duration::from_millis(250));
+    let handle = std::thread::Builder::new()
+        .name("orch-watchdog".into())
+        .spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick)
+            {
+                let list = watched.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for (name, activity) in list {
+                    if let Some((topic, running)) = activity.overdue(limit) {
+                        tracing::error!(
+                            "[TIMEOUT] module '{name}' is stuck in on_event('{topic}') for {} \
+                             (timeouts.event = {}); its events queue up, the other modules go on",
+                            human(running),
+                            human(limit)
+                        );
+                        bus.publish_system(&ModuleError {
+                            name: name.to_string(),
+                            phase: Phase::Event.as_str().to_owned(),
+                            topic: Some(topic.to_string()),
+                            error: format!("still running after {:.1} s", running.as_secs_f64()),
+                            hint: None,
+                        });
+                    }
+                }
+            }
+        })
+        .ok()?;
+    Some((stop, handle))
+}

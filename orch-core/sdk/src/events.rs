@@ -1,0 +1,196 @@
+//! The built-in system events: a constant for every topic the host publishes
+//! and a serde type for each payload, shared by the host (which publishes them)
+//! and by modules (which subscribe to them): `event.data::<AppStarted>()`.
+//! The `app.*`, `module.*` and `bridge.*` namespaces are the host's.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A system event payload and the topic it is published on.
+pub trait SystemEvent: Serialize + DeserializeOwned {
+    /// The topic (`app.started`).
+    const TOPIC: &'static str;
+}
+
+/// Every module has started; nothing published before this was missed.
+pub const APP_STARTED: &str = "app.started";
+/// The orchestrator is shutting down; `shutdown` calls follow.
+pub const APP_SHUTDOWN: &str = "app.shutdown";
+/// A module was loaded and initialized.
+pub const MODULE_LOADED: &str = "module.loaded";
+/// A module was shut down and unloaded.
+pub const MODULE_UNLOADED: &str = "module.unloaded";
+/// A module failed in a phase (an event, a lifecycle call).
+pub const MODULE_ERROR: &str = "module.error";
+/// A module was swapped to a new generation.
+pub const MODULE_RELOADED: &str = "module.reloaded";
+/// A reload failed; the old generation goes on.
+pub const MODULE_RELOAD_FAILED: &str = "module.reload_failed";
+/// An isolated module's child host died.
+pub const MODULE_CRASHED: &str = "module.crashed";
+/// An isolated module runs again after a crash.
+pub const MODULE_RESTARTED: &str = "module.restarted";
+/// An isolated module stays down (its restart policy gave up).
+pub const MODULE_FAILED: &str = "module.failed";
+
+/// `app.started`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStarted {
+    /// The running modules, in startup order.
+    pub modules: Vec<String>,
+    /// From the start of loading to now, in milliseconds.
+    pub startup_ms: f64,
+}
+
+/// `app.shutdown`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppShutdown {
+    /// Why (`SIGINT received`).
+    pub reason: String,
+}
+
+/// `module.loaded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleLoaded {
+    /// The module's name.
+    pub name: String,
+    /// Its `config` from modules.yaml, secrets redacted.
+    pub config: serde_json::Value,
+}
+
+/// `module.unloaded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleUnloaded {
+    /// The module's name.
+    pub name: String,
+}
+
+/// `module.error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleError {
+    /// The module's name.
+    pub name: String,
+    /// The phase (`on_event`, `initialize`, ...).
+    pub phase: String,
+    /// The event's topic, for a failure in `on_event`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// What happened.
+    pub error: String,
+    /// What to do about it, when the host knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// `module.reloaded`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleReloaded {
+    /// The module's name.
+    pub name: String,
+    /// The generation now running.
+    pub generation: u32,
+    /// How long the build took, in milliseconds.
+    pub build_ms: f64,
+    /// How long the swap took, in milliseconds.
+    pub swap_ms: f64,
+}
+
+/// `module.reload_failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleReloadFailed {
+    /// The module's name.
+    pub name: String,
+    /// The phase that failed (`build`, `initialize`, ...).
+    pub phase: String,
+    /// What happened (the first compiler error, the panic message, ...).
+    pub error: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+/// `module.crashed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleCrashed {
+    /// The module's name.
+    pub name: String,
+    /// How its child host ended.
+    pub reason: String,
+    /// The generation that crashed.
+    pub generation: u32,
+}
+
+/// `module.restarted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleRestarted {
+    /// The module's name.
+    pub name: String,
+    /// Restarts so far.
+    pub restarts: u32,
+}
+
+/// `module.failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleFailed {
+    /// The module's name.
+    pub name: String,
+    /// How its child host last ended.
+    pub reason: String,
+    /// Restarts before it gave up.
+    pub restarts: u32,
+}
+
+macro_rules! topics {
+    ($($event:ty => $topic:ident),* $(,)?) => {
+        $(impl SystemEvent for $event {
+            const TOPIC: &'static str = $topic;
+        })*
+
+        /// Every built-in topic.
+        pub const ALL: &[&str] = &[$($topic),*];
+    };
+}
+
+topics! {
+    AppStarted => APP_STARTED,
+    AppShutdown => APP_SHUTDOWN,
+    ModuleLoaded => MODULE_LOADED,
+    ModuleUnloaded => MODULE_UNLOADED,
+    ModuleError => MODULE_ERROR,
+    ModuleReloaded => MODULE_RELOADED,
+    ModuleReloadFailed => MODULE_RELOAD_FAILED,
+    ModuleCrashed => MODULE_CRASHED,
+    ModuleRestarted => MODULE_RESTARTED,
+    ModuleFailed => MODULE_FAILED,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_is_valid_and_in_a_reserved_namespace() {
+        for topic in ALL {
+            assert!(crate::topic::validate_topic(topic).is_ok(), "{topic}");
+            assert!(
+                topic.starts_with("app.") || topic.starts_with("module."),
+                "{topic}"
+            );
+        }
+    }
+
+    #[test]
+    fn optional_fields_are_left_out_of_the_payload() {
+        let event = ModuleError {
+            name: "m".into(),
+            phase: "on_event".into(),
+            topic: Some("t.x".into()),
+            error: "boom".into(),
+            hint: None,
+        };
+        let json = serde_json::to_value(&event).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "m", "phase": "on_event", "topic": "t.x", "error": "boom"})
+        );
+    }
+}
