@@ -2,6 +2,9 @@
 //! and a serde type for each payload, shared by the host (which publishes them)
 //! and by modules (which subscribe to them): `event.data::<AppStarted>()`.
 //! The `app.*`, `module.*` and `bridge.*` namespaces are the host's.
+//!
+//! Fields are declared in alphabetical order, so a payload's bytes are the
+//! same as the host has always published (keys sorted).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -52,10 +55,10 @@ pub struct AppShutdown {
 /// `module.loaded`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleLoaded {
-    /// The module's name.
-    pub name: String,
     /// Its `config` from modules.yaml, secrets redacted.
     pub config: serde_json::Value,
+    /// The module's name.
+    pub name: String,
 }
 
 /// `module.unloaded`.
@@ -68,6 +71,11 @@ pub struct ModuleUnloaded {
 /// `module.error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleError {
+    /// What happened.
+    pub error: String,
+    /// What to do about it, when the host knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
     /// The module's name.
     pub name: String,
     /// The phase (`on_event`, `initialize`, ...).
@@ -75,22 +83,17 @@ pub struct ModuleError {
     /// The event's topic, for a failure in `on_event`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
-    /// What happened.
-    pub error: String,
-    /// What to do about it, when the host knows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
 }
 
 /// `module.reloaded`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleReloaded {
-    /// The module's name.
-    pub name: String,
-    /// The generation now running.
-    pub generation: u32,
     /// How long the build took, in milliseconds.
     pub build_ms: f64,
+    /// The generation now running.
+    pub generation: u32,
+    /// The module's name.
+    pub name: String,
     /// How long the swap took, in milliseconds.
     pub swap_ms: f64,
 }
@@ -98,25 +101,25 @@ pub struct ModuleReloaded {
 /// `module.reload_failed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleReloadFailed {
-    /// The module's name.
-    pub name: String,
-    /// The phase that failed (`build`, `initialize`, ...).
-    pub phase: String,
     /// What happened (the first compiler error, the panic message, ...).
     pub error: String,
     /// What to do about it.
     pub hint: String,
+    /// The module's name.
+    pub name: String,
+    /// The phase that failed (`build`, `initialize`, ...).
+    pub phase: String,
 }
 
 /// `module.crashed`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleCrashed {
+    /// The generation that crashed.
+    pub generation: u32,
     /// The module's name.
     pub name: String,
     /// How its child host ended.
     pub reason: String,
-    /// The generation that crashed.
-    pub generation: u32,
 }
 
 /// `module.restarted`.

@@ -26,7 +26,10 @@ fn runs_its_lifecycle_and_counts_events() {
     harness.start().unwrap();
     assert!(harness.module().is_started());
     let delivered = harness
-        .deliver(APP_STARTED, &json!({"modules": ["a", "b"], "startup_ms": 12.5}))
+        .deliver(
+            APP_STARTED,
+            &json!({"modules": ["a", "b"], "startup_ms": 12.5}),
+        )
         .unwrap();
     assert!(delivered);
     assert!(!harness.deliver("other.topic", &json!({})).unwrap());

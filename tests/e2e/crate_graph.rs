@@ -1,0 +1,154 @@
+//! The crates' dependency direction, read from `cargo metadata`: what each
+//! crate must never depend on (ARCHITECTURE.md), checked on the resolved graph
+//! of normal dependencies (dev- and build-dependencies do not ship).
+
+use std::collections::{BTreeSet, HashMap};
+
+use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, PackageId};
+
+fn metadata() -> Metadata {
+    MetadataCommand::new()
+        .manifest_path(orch_e2e::workspace_root().join("Cargo.toml"))
+        .exec()
+        .expect("cargo metadata runs")
+}
+
+/// Every package `name` depends on through normal dependencies, by name.
+fn normal_closure(metadata: &Metadata, name: &str) -> BTreeSet<String> {
+    let resolve = metadata.resolve.as_ref().expect("a resolved graph");
+    let names: HashMap<&PackageId, &str> = metadata
+        .packages
+        .iter()
+        .map(|p| (&p.id, p.name.as_str()))
+        .collect();
+    let nodes: HashMap<&PackageId, _> = resolve.nodes.iter().map(|n| (&n.id, n)).collect();
+    let start = metadata
+        .workspace_packages()
+        .into_iter()
+        .find(|p| p.name.as_str() == name)
+        .unwrap_or_else(|| panic!("no workspace package {name}"))
+        .id
+        .clone();
+    let mut seen = BTreeSet::new();
+    let mut pending = vec![start];
+    while let Some(id) = pending.pop() {
+        let Some(node) = nodes.get(&id) else { continue };
+        for dep in &node.deps {
+            let normal = dep
+                .dep_kinds
+                .iter()
+                .any(|k| k.kind == DependencyKind::Normal);
+            if normal && seen.insert(names[&dep.pkg].to_owned()) {
+                pending.push(dep.pkg.clone());
+            }
+        }
+    }
+    seen
+}
+
+fn assert_never(metadata: &Metadata, krate: &str, forbidden: &[&str]) {
+    let closure = normal_closure(metadata, krate);
+    let found: Vec<&&str> = forbidden.iter().filter(|f| closure.contains(**f)).collect();
+    assert!(
+        found.is_empty(),
+        "{krate} must never depend on {found:?} (it does, directly or not)"
+    );
+}
+
+#[test]
+fn the_sdk_depends_on_serde_serde_json_and_tracing_only() {
+    let metadata = metadata();
+    let sdk = metadata
+        .workspace_packages()
+        .into_iter()
+        .find(|p| p.name.as_str() == "orch-sdk")
+        .expect("orch-sdk");
+    let direct: BTreeSet<&str> = sdk
+        .dependencies
+        .iter()
+        .filter(|d| d.kind == DependencyKind::Normal)
+        .map(|d| d.name.as_str())
+        .collect();
+    assert_eq!(direct, BTreeSet::from(["serde", "serde_json", "tracing"]));
+}
+
+#[test]
+fn the_runtime_never_knows_cargo_the_watcher_or_the_users_files() {
+    let metadata = metadata();
+    // The walk sees what the runtime really uses (so a miss below means something).
+    let closure = normal_closure(&metadata, "orch-runtime");
+    assert!(closure.contains("libloading") && closure.contains("orch-config"));
+    assert!(
+        normal_closure(&metadata, "cargo-orch").contains("cargo_metadata"),
+        "the binary reaches cargo_metadata through orch-cargo"
+    );
+    assert_never(
+        &metadata,
+        "orch-runtime",
+        &[
+            "cargo_metadata",
+            "notify",
+            "notify-debouncer-full",
+            "indicatif",
+            "toml_edit",
+            "orch-cargo",
+            "orch-scaffold",
+            "orch-test",
+        ],
+    );
+}
+
+#[test]
+fn lower_crates_never_depend_on_higher_ones() {
+    let metadata = metadata();
+    let ours = [
+        "orch-runtime",
+        "orch-cargo",
+        "orch-test",
+        "orch-scaffold",
+        "orch-config",
+        "orch-process",
+        "cargo-orch",
+    ];
+    assert_never(&metadata, "orch-process", &ours);
+    assert_never(
+        &metadata,
+        "orch-config",
+        &[
+            "orch-runtime",
+            "orch-cargo",
+            "orch-test",
+            "orch-scaffold",
+            "orch-process",
+            "cargo_metadata",
+            "libloading",
+        ],
+    );
+    assert_never(
+        &metadata,
+        "orch-cargo",
+        &["orch-runtime", "orch-test", "orch-scaffold", "libloading"],
+    );
+    assert_never(
+        &metadata,
+        "orch-scaffold",
+        &["orch-runtime", "orch-test", "libloading"],
+    );
+    assert_never(&metadata, "orch-test", &["orch-scaffold", "toml_edit"]);
+}
+
+#[test]
+fn modules_depend_on_the_sdk_and_never_on_the_host() {
+    let metadata = metadata();
+    for package in metadata.workspace_packages() {
+        let path = package.manifest_path.as_str();
+        if !path.contains("/modules-backend/") {
+            continue;
+        }
+        assert_never(
+            &metadata,
+            package.name.as_str(),
+            &["orch-runtime", "orch-config", "orch-cargo", "libloading"],
+        );
+    }
+}
