@@ -519,3 +519,59 @@ fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
     let survivors = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
     assert!(survivors.is_empty(), "still running: {survivors:?}");
 }
+
+/// SIGKILL of `cargo orch test` in the middle of building the tests leaves no
+/// cargo, rustc or build script running: its cargo runs go through the same
+/// process layer as `cargo orch run`'s builds, with a guard that kills cargo's
+/// whole process group when `cargo orch test` dies, however it dies.
+#[test]
+fn sigkill_during_the_test_build_leaves_no_build_process() {
+    let marker = format!(
+        "orch-e2e-test-kill-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    let scenario = Scenario::new("modules:\n  - name: fixture-slow-build\n");
+    let mut command = Command::new(orch_bin());
+    command
+        .current_dir(workspace_root())
+        .arg("orch")
+        .arg("--config-dir")
+        .arg(scenario.config_dir())
+        .arg("test")
+        .env("NO_COLOR", "1")
+        .env("ORCH_E2E_MARKER", &marker)
+        .env("ORCH_FIXTURE_SLOW_BUILD", format!("120:{marker}"));
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut orch = orch_e2e::OrchProcess::spawn(command).expect("spawn");
+    let entry = format!("ORCH_E2E_MARKER={marker}");
+    let build_script_runs = || {
+        processes_with_env(&entry).into_iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("build-script-build"))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    while !build_script_runs() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow build script never ran:\n{}",
+            orch.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    orch.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+    orch.wait_exit(Duration::from_secs(15)).expect("killed");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let survivors = processes_with_env(&entry);
+        if survivors.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after SIGKILL: {survivors:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

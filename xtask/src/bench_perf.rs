@@ -45,7 +45,8 @@ pub struct Options {
     pub events: u64,
     /// Start-up runs.
     pub runs: u32,
-    /// A tiny configuration in the dev profile, to check the benchmarks still run.
+    /// A tiny configuration (same builds and command lines), to check the
+    /// benchmarks still run.
     pub smoke: bool,
 }
 
@@ -66,16 +67,16 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
     let out = crate::bench_dir(root);
     std::fs::create_dir_all(&out)?;
     if matches!(options.which, Which::Bus | Which::All) {
-        let result = harness(root, "bus", options.events, options.smoke)?;
+        let result = harness(root, "bus", options.events)?;
         print_bus(&result);
         write(&out.join("bus.json"), &result)?;
     }
     if matches!(options.which, Which::Startup | Which::All) {
-        let result = startup(root, options.runs, options.smoke)?;
+        let result = startup(root, options.runs)?;
         write(&out.join("startup.json"), &result)?;
     }
     if matches!(options.which, Which::Memory | Which::All) {
-        let result = harness(root, "memory", options.events, options.smoke)?;
+        let result = harness(root, "memory", options.events)?;
         print_memory(&result);
         write(&out.join("memory.json"), &result)?;
     }
@@ -87,17 +88,13 @@ fn cargo() -> Command {
 }
 
 /// Runs orch-runtime's `bench_bus` example in release and reads its JSON.
-fn harness(root: &Path, what: &str, events: u64, smoke: bool) -> Result<Value> {
-    let mut command = cargo();
-    command.current_dir(root).arg("run");
-    if !smoke {
-        command.arg("--release");
-    }
-    let output = command
-        .args(["-q", "-p", "orch-runtime", "--example", "bench_bus", "--"])
+fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
+    let output = cargo()
+        .current_dir(root)
+        .args(["run", "--release", "-q", "-p", "orch-runtime", "--example", "bench_bus", "--"])
         .arg(what)
         .arg(events.to_string())
-        .arg(if smoke { "debug" } else { "release" })
+        .arg("release")
         .output()
         .context("running the bench_bus example")?;
     ensure!(
@@ -206,19 +203,25 @@ fn print_memory(result: &Value) {
     }
 }
 
+/// The command line of one start-up run: the release libraries of the last
+/// build, the benchmark's own configuration.
+fn startup_args(config_dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> =
+        ["orch", "run", "--no-build", "--release", "--config-dir"]
+            .map(Into::into)
+            .to_vec();
+    args.push(config_dir.into());
+    args
+}
+
 /// 20 modules from process start to `app.started`, `runs` times.
-fn startup(root: &Path, runs: u32, smoke: bool) -> Result<Value> {
-    let profile = if smoke { "debug" } else { "release" };
-    let mut build = cargo();
-    build.current_dir(root).arg("build");
-    if !smoke {
-        build.arg("--release");
-    }
-    let status = build
-        .args(["-q", "-p", "cargo-orch", "-p", "mod-test-module"])
+fn startup(root: &Path, runs: u32) -> Result<Value> {
+    let status = cargo()
+        .current_dir(root)
+        .args(["build", "--release", "-q", "-p", "cargo-orch", "-p", "mod-test-module"])
         .status()?;
-    ensure!(status.success(), "cargo build ({profile}) failed");
-    let binary = root.join("target").join(profile).join("cargo-orch");
+    ensure!(status.success(), "cargo build --release failed");
+    let binary = root.join("target").join("release").join("cargo-orch");
     let config = tempfile::tempdir()?;
     let modules: String = (1..=20)
         .map(|n| format!("  - name: startup-{n:02}\n    package: mod-test-module\n"))
@@ -240,9 +243,7 @@ fn startup(root: &Path, runs: u32, smoke: bool) -> Result<Value> {
         let mut command = Command::new(&binary);
         command
             .current_dir(root)
-            .args(["orch", "run", "--no-build", "--config-dir"])
-            .args((!smoke).then_some("--release"))
-            .arg(config.path())
+            .args(startup_args(config.path()))
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info");
         let spawned = Instant::now();
@@ -266,7 +267,7 @@ fn startup(root: &Path, runs: u32, smoke: bool) -> Result<Value> {
     let (load, init, start) = (mean_phase(0), mean_phase(1), mean_phase(2));
     let total_ms = median.as_secs_f64() * 1e3;
     println!(
-        "bench startup: 20 modules, {runs} runs, {} cores ({profile}, --no-build)",
+        "bench startup: 20 modules, {runs} runs, {} cores (release, --no-build)",
         cores()
     );
     println!(

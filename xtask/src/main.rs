@@ -1,7 +1,6 @@
-//! Project automation for cargo-orch, run as `cargo xtask <verb>`.
-//!
-//! Verbs: `demo [--repeat N]` (the scripted end-to-end validation) and `bench test
-//! [--repeat N]` (`cargo orch test` against a plain `cargo test`). See `--help`.
+//! Project automation for cargo-orch, run as `cargo xtask <verb>`: `demo` (the
+//! scripted end-to-end validation) and `bench ...` (benchmarks that compare
+//! against a baseline in the same run). See `cargo xtask --help`.
 
 mod bench_perf;
 
@@ -16,316 +15,207 @@ mod stats;
 mod tally;
 mod watch_output;
 
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
 /// Where benchmarks write their JSON: `$ORCH_BENCH_DIR`, or `target/bench/`.
-fn bench_dir(root: &std::path::Path) -> std::path::PathBuf {
+fn bench_dir(root: &Path) -> PathBuf {
     std::env::var_os("ORCH_BENCH_DIR")
-        .map(std::path::PathBuf::from)
+        .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target").join("bench"))
 }
 
-use std::process::ExitCode;
-
-/// The text `--help` prints.
-const USAGE: &str = "\
-Usage: cargo xtask <COMMAND>
-
-Commands:
-  demo [--repeat N]  Build the orchestrator and the demo modules, run `cargo orch run`,
-                     check its output and its shutdown on SIGINT; N runs (default 1).
-                     Exits 0 only if every check of every run passed.
-  bench test [--repeat N]
-                     Time `cargo orch test` against a plain `cargo test -p ...` of the
-                     same modules, N timed runs each (default 5); prints the medians
-                     and writes target/bench/test.json. Exits 1 if `cargo orch test`
-                     was slower.
-  bench reload [--edits N]
-                     Edit a module N times under `cargo orch run --watch` (default 20)
-                     and time save-to-running against a plain `cargo build -p` of the
-                     same edit; prints median and p95, writes target/bench/reload.json.
-  bench bus|startup|memory|all [--events N] [--runs N] [--smoke]
-                     Release-build benchmarks: bus throughput and latency across the
-                     module boundary next to bare crossbeam channels; 20-module start-up
-                     (median of N runs, default 10); resident memory idle and under
-                     load. Tables on stdout, JSON in target/bench/. --smoke: a tiny
-                     dev-profile run that only checks the benchmarks still work.
-
-Options:
-  -h, --help         Print this help
-";
-
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Invocation {
-    /// Print the usage.
-    Help,
-    /// Run the `cargo orch test` benchmark.
-    BenchTest(bench_test::Options),
-    /// Time hot reloads against a plain cargo build.
-    BenchReload(bench_reload::Options),
-    /// Bus, start-up and memory benchmarks.
-    BenchPerf(bench_perf::Options),
-    /// Run the demo.
-    Demo(demo::Options),
+/// Project automation for cargo-orch.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Verb,
 }
 
-/// Parses the arguments after the program name.
-fn parse(args: &[String]) -> Result<Invocation, String> {
-    let Some((verb, rest)) = args.split_first() else {
-        return Err("no command given".to_owned());
-    };
-    match verb.as_str() {
-        "-h" | "--help" | "help" => Ok(Invocation::Help),
-        "demo" => parse_demo(rest),
-        "bench" => parse_bench(rest),
-        other => Err(format!("unknown command `{other}`")),
-    }
+#[derive(Debug, Subcommand)]
+enum Verb {
+    /// Build the orchestrator and the demo modules, run `cargo orch run`, check
+    /// its output and its shutdown on SIGINT, then test, new, watch and
+    /// isolation steps. Exits 0 only if every check of every run passed.
+    Demo {
+        /// How many runs.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+    },
+    /// Benchmarks: tables on stdout, JSON in target/bench/ ($ORCH_BENCH_DIR).
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
 }
 
-/// Parses the arguments of `demo`.
-fn parse_demo(args: &[String]) -> Result<Invocation, String> {
-    let mut options = demo::Options { repeat: 1 };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let repeat = match arg.as_str() {
-            "-h" | "--help" => return Ok(Invocation::Help),
-            "--repeat" => args
-                .next()
-                .ok_or_else(|| "`--repeat` needs a number".to_owned())?,
-            other => match other.strip_prefix("--repeat=") {
-                Some(value) => value,
-                None => return Err(format!("unexpected argument `{other}` for `demo`")),
-            },
-        };
-        options.repeat = match repeat.parse::<u32>() {
-            Ok(n) if n >= 1 => n,
-            _ => {
-                return Err(format!(
-                    "`--repeat` needs a whole number of at least 1, not `{repeat}`"
-                ));
-            }
-        };
-    }
-    Ok(Invocation::Demo(options))
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// Time `cargo orch test` against a plain `cargo test -p ...` of the same
+    /// modules; exits 1 if `cargo orch test` was slower.
+    Test {
+        /// Timed runs of each command.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
+    },
+    /// Edit a module N times under `cargo orch run --watch` and time
+    /// save-to-running against a plain `cargo build -p` of the same edit.
+    Reload {
+        /// How many edits to time.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        edits: u32,
+    },
+    /// Bus throughput and latency across the module boundary next to bare
+    /// crossbeam channels (release build).
+    Bus(PerfArgs),
+    /// 20-module start-up, process start to `app.started` (release build).
+    Startup(PerfArgs),
+    /// Resident memory idle and under load (release build).
+    Memory(PerfArgs),
+    /// bus, startup and memory.
+    All(PerfArgs),
 }
 
-/// Parses the arguments of `bench`: `test [--repeat N]`.
-fn parse_bench(args: &[String]) -> Result<Invocation, String> {
-    match args.split_first() {
-        Some((what, rest)) if what == "test" => {
-            let mut options = bench_test::Options::default();
-            let mut rest = rest.iter();
-            while let Some(arg) = rest.next() {
-                let repeat = match arg.as_str() {
-                    "-h" | "--help" => return Ok(Invocation::Help),
-                    "--repeat" => rest
-                        .next()
-                        .ok_or_else(|| "`--repeat` needs a number".to_owned())?,
-                    other => other
-                        .strip_prefix("--repeat=")
-                        .ok_or_else(|| format!("unexpected argument `{other}` for `bench test`"))?,
-                };
-                options.repeat = match repeat.parse::<u32>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => {
-                        return Err(format!(
-                            "`--repeat` needs a whole number of at least 1, not `{repeat}`"
-                        ));
-                    }
-                };
-            }
-            Ok(Invocation::BenchTest(options))
-        }
-        Some((what, rest)) if what == "reload" => {
-            let mut options = bench_reload::Options::default();
-            let mut rest = rest.iter();
-            while let Some(arg) = rest.next() {
-                let edits = match arg.as_str() {
-                    "-h" | "--help" => return Ok(Invocation::Help),
-                    "--edits" => rest
-                        .next()
-                        .ok_or_else(|| "`--edits` needs a number".to_owned())?,
-                    other => other.strip_prefix("--edits=").ok_or_else(|| {
-                        format!("unexpected argument `{other}` for `bench reload`")
-                    })?,
-                };
-                options.edits = match edits.parse::<u32>() {
-                    Ok(n) if n >= 1 => n,
-                    _ => {
-                        return Err(format!(
-                            "`--edits` needs a whole number of at least 1, not `{edits}`"
-                        ));
-                    }
-                };
-            }
-            Ok(Invocation::BenchReload(options))
-        }
-        Some((what, rest)) if ["bus", "startup", "memory", "all"].contains(&what.as_str()) => {
-            parse_bench_perf(what, rest)
-        }
-        Some((other, _)) if other == "-h" || other == "--help" => Ok(Invocation::Help),
-        Some((other, _)) => Err(format!(
-            "unknown benchmark `{other}`; known: test, reload, bus, startup, memory, all"
-        )),
-        None => Err(
-            "`bench` needs a benchmark name: test, reload, bus, startup, memory or all".to_owned(),
-        ),
-    }
+/// The sizes of the release-build benchmarks.
+#[derive(Debug, Args)]
+struct PerfArgs {
+    /// Events per bus configuration (divided by the subscriber count).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// Start-up runs (the median is reported).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// A tiny configuration that only checks the benchmarks still work: the same
+    /// builds and command lines as a full run, far fewer events and runs.
+    #[arg(long)]
+    smoke: bool,
 }
 
-/// Parses `bench bus|startup|memory|all [--events N] [--runs N]`.
-fn parse_bench_perf(what: &str, rest: &[String]) -> Result<Invocation, String> {
-    let which = match what {
-        "bus" => bench_perf::Which::Bus,
-        "startup" => bench_perf::Which::Startup,
-        "memory" => bench_perf::Which::Memory,
-        _ => bench_perf::Which::All,
-    };
-    let mut options = bench_perf::Options::new(which);
-    let mut rest = rest.iter();
-    while let Some(arg) = rest.next() {
-        if arg == "--smoke" {
+impl PerfArgs {
+    fn options(&self, which: bench_perf::Which) -> bench_perf::Options {
+        let mut options = bench_perf::Options::new(which);
+        options.events = self.events;
+        options.runs = self.runs;
+        if self.smoke {
             options.smoke = true;
             options.events = options.events.min(2_000);
             options.runs = 1;
-            continue;
         }
-        let (flag, value) = match arg.split_once('=') {
-            Some((flag, value)) => (flag, value.to_owned()),
-            None => (
-                arg.as_str(),
-                rest.next()
-                    .cloned()
-                    .ok_or_else(|| format!("`{arg}` needs a number"))?,
-            ),
-        };
-        let number: u64 =
-            value.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                format!("`{flag}` needs a whole number of at least 1, not `{value}`")
-            })?;
-        match flag {
-            "--events" => options.events = number,
-            "--runs" => options.runs = u32::try_from(number).unwrap_or(u32::MAX),
-            other => return Err(format!("unexpected argument `{other}` for `bench {what}`")),
-        }
+        options
     }
-    Ok(Invocation::BenchPerf(options))
+}
+
+/// The repository's root (this crate's parent folder).
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new(".."))
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse(&args) {
-        Ok(Invocation::Help) => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Ok(Invocation::Demo(options)) => match demo::run(options) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(err) => {
-                eprintln!("xtask demo: error: {err:#}");
-                ExitCode::FAILURE
-            }
+    let cli = Cli::parse();
+    let (what, outcome) = match cli.command {
+        Verb::Demo { repeat } => ("demo", demo::run(demo::Options { repeat })),
+        Verb::Bench { which } => match which {
+            Bench::Test { repeat } => (
+                "bench test",
+                bench_test::run(root(), bench_test::Options { repeat }),
+            ),
+            Bench::Reload { edits } => (
+                "bench reload",
+                bench_reload::run(root(), bench_reload::Options { edits }),
+            ),
+            Bench::Bus(args) => perf(&args, bench_perf::Which::Bus),
+            Bench::Startup(args) => perf(&args, bench_perf::Which::Startup),
+            Bench::Memory(args) => perf(&args, bench_perf::Which::Memory),
+            Bench::All(args) => perf(&args, bench_perf::Which::All),
         },
-        Ok(Invocation::BenchTest(options)) => {
-            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap_or_else(|| std::path::Path::new(".."));
-            match bench_test::run(root, options) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(err) => {
-                    eprintln!("xtask bench test: error: {err:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Ok(Invocation::BenchPerf(options)) => {
-            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap_or_else(|| std::path::Path::new(".."));
-            match bench_perf::run(root, options) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(err) => {
-                    eprintln!("xtask bench: error: {err:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Ok(Invocation::BenchReload(options)) => {
-            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap_or_else(|| std::path::Path::new(".."));
-            match bench_reload::run(root, options) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(err) => {
-                    eprintln!("xtask bench reload: error: {err:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Err(message) => {
-            eprintln!("xtask: {message}\n\n{USAGE}");
-            ExitCode::from(2)
+    };
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("xtask {what}: error: {err:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn perf(args: &PerfArgs, which: bench_perf::Which) -> (&'static str, anyhow::Result<bool>) {
+    ("bench", bench_perf::run(root(), args.options(which)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    fn parse(args: &[&str]) -> Result<Verb, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).map(|c| c.command)
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn parses_demo_and_its_repeat_count() {
-        assert_eq!(
-            parse(&args(&["demo"])),
-            Ok(Invocation::Demo(demo::Options { repeat: 1 }))
-        );
-        assert_eq!(
-            parse(&args(&["demo", "--repeat", "3"])),
-            Ok(Invocation::Demo(demo::Options { repeat: 3 }))
-        );
-        assert_eq!(
-            parse(&args(&["demo", "--repeat=2"])),
-            Ok(Invocation::Demo(demo::Options { repeat: 2 }))
-        );
-        assert_eq!(parse(&args(&["--help"])), Ok(Invocation::Help));
-        assert_eq!(parse(&args(&["demo", "-h"])), Ok(Invocation::Help));
+        assert!(matches!(parse(&["demo"]), Ok(Verb::Demo { repeat: 1 })));
+        assert!(matches!(
+            parse(&["demo", "--repeat", "3"]),
+            Ok(Verb::Demo { repeat: 3 })
+        ));
+        assert!(matches!(
+            parse(&["demo", "--repeat=2"]),
+            Ok(Verb::Demo { repeat: 2 })
+        ));
     }
 
     #[test]
     fn rejects_bad_arguments() {
-        assert!(parse(&args(&[])).is_err());
-        assert!(parse(&args(&["launch"])).is_err());
-        assert!(parse(&args(&["demo", "--repeat"])).is_err());
-        assert!(parse(&args(&["demo", "--repeat", "0"])).is_err());
-        assert!(parse(&args(&["demo", "--repeat", "x"])).is_err());
-        assert!(parse(&args(&["demo", "--fast"])).is_err());
+        for args in [
+            &[][..],
+            &["launch"],
+            &["demo", "--repeat"],
+            &["demo", "--repeat", "0"],
+            &["demo", "--repeat", "x"],
+            &["demo", "--fast"],
+            &["bench"],
+            &["bench", "run"],
+            &["bench", "test", "--repeat", "0"],
+            &["bench", "test", "--quick"],
+            &["bench", "bus", "--events", "0"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
     }
 
     #[test]
-    fn parses_bench_test_and_its_repeat_count() {
-        assert_eq!(
-            parse(&args(&["bench", "test"])),
-            Ok(Invocation::BenchTest(bench_test::Options { repeat: 5 }))
-        );
-        assert_eq!(
-            parse(&args(&["bench", "test", "--repeat", "3"])),
-            Ok(Invocation::BenchTest(bench_test::Options { repeat: 3 }))
-        );
-        assert_eq!(
-            parse(&args(&["bench", "test", "--repeat=7"])),
-            Ok(Invocation::BenchTest(bench_test::Options { repeat: 7 }))
-        );
-        assert_eq!(parse(&args(&["bench", "--help"])), Ok(Invocation::Help));
-        assert!(parse(&args(&["bench"])).is_err());
-        assert!(parse(&args(&["bench", "run"])).is_err());
-        assert!(parse(&args(&["bench", "test", "--repeat", "0"])).is_err());
-        assert!(parse(&args(&["bench", "test", "--quick"])).is_err());
+    fn parses_the_benchmarks_and_their_sizes() {
+        assert!(matches!(
+            parse(&["bench", "test"]),
+            Ok(Verb::Bench {
+                which: Bench::Test { repeat: 5 }
+            })
+        ));
+        assert!(matches!(
+            parse(&["bench", "reload", "--edits=7"]),
+            Ok(Verb::Bench {
+                which: Bench::Reload { edits: 7 }
+            })
+        ));
+        let Ok(Verb::Bench {
+            which: Bench::All(args),
+        }) = parse(&["bench", "all", "--smoke", "--runs", "4"])
+        else {
+            panic!("bench all --smoke did not parse");
+        };
+        let options = args.options(bench_perf::Which::All);
+        assert!(options.smoke);
+        assert_eq!((options.runs, options.events), (1, 2_000));
     }
 }

@@ -34,7 +34,8 @@ pub fn sdk_dependency() -> String {
 /// The repository's workspace `Cargo.toml`, if it still exists and builds
 /// `cargo-orch`.
 pub fn repository_manifest() -> Option<PathBuf> {
-    let root = Path::new(BUILT_FROM).parent()?;
+    // BUILT_FROM is `<repo>/orch-core/scaffold`.
+    let root = Path::new(BUILT_FROM).parent()?.parent()?;
     root.join("cargo-orch")
         .join("Cargo.toml")
         .is_file()
