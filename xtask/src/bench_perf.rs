@@ -91,7 +91,16 @@ fn cargo() -> Command {
 fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
     let output = cargo()
         .current_dir(root)
-        .args(["run", "--release", "-q", "-p", "orch-runtime", "--example", "bench_bus", "--"])
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "orch-runtime",
+            "--example",
+            "bench_bus",
+            "--",
+        ])
         .arg(what)
         .arg(events.to_string())
         .arg("release")
@@ -218,7 +227,15 @@ fn startup_args(config_dir: &Path) -> Vec<std::ffi::OsString> {
 fn startup(root: &Path, runs: u32) -> Result<Value> {
     let status = cargo()
         .current_dir(root)
-        .args(["build", "--release", "-q", "-p", "cargo-orch", "-p", "mod-test-module"])
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "cargo-orch",
+            "-p",
+            "mod-test-module",
+        ])
         .status()?;
     ensure!(status.success(), "cargo build --release failed");
     let binary = root.join("target").join("release").join("cargo-orch");

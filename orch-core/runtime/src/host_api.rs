@@ -3,6 +3,9 @@
 //!
 //! Every function here catches panics: a host bug never unwinds into a module.
 
+// This file implements the C ABI between host and module.
+#![allow(unsafe_code)]
+
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -2,6 +2,9 @@
 //! dynamic loader caches by path), `dlopen` it, check the ABI before anything else,
 //! create the instance, and wrap it in a safe [`ModuleInstance`].
 
+// This file implements the C ABI between host and module.
+#![allow(unsafe_code)]
+
 use std::ffi::c_void;
 use std::fs;
 use std::path::{Path, PathBuf};

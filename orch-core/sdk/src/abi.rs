@@ -10,6 +10,9 @@
 //! The first field of [`ModuleDescriptor`] is always the ABI version, so a host can
 //! read it from a library of any version before it touches anything else.
 
+// This file implements the C ABI between host and module.
+#![allow(unsafe_code)]
+
 use std::ffi::c_void;
 use std::marker::PhantomData;
 

@@ -3,6 +3,9 @@
 //!
 //! Not for direct use: the macro is the public interface.
 
+// This file implements the C ABI between host and module.
+#![allow(unsafe_code)]
+
 use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::c_void;

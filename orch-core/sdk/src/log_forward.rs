@@ -5,6 +5,9 @@
 //! global subscriber that formats each event and passes it to the host's `log`
 //! function; the host tags it with the module's name.
 
+// This file implements the C ABI between host and module.
+#![allow(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::sync::Once;
 use std::sync::atomic::{AtomicPtr, Ordering};
