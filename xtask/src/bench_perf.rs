@@ -45,9 +45,6 @@ pub struct Options {
     pub events: u64,
     /// Start-up runs.
     pub runs: u32,
-    /// A tiny configuration (same builds and command lines), to check the
-    /// benchmarks still run.
-    pub smoke: bool,
 }
 
 impl Options {
@@ -57,7 +54,6 @@ impl Options {
             which,
             events: 200_000,
             runs: 10,
-            smoke: false,
         }
     }
 }
