@@ -480,10 +480,12 @@ fn configuration_errors_are_usage_errors_and_help_lists_the_options() {
     }
 }
 
-#[test]
-fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
+/// `cargo orch test` of the fixture whose build script sleeps 120 s, every
+/// process it starts marked with `ORCH_E2E_MARKER=<marker>` (returned, with the
+/// scenario that must outlive the run).
+fn slow_build_test(what: &str) -> (String, Scenario, Command) {
     let marker = format!(
-        "orch-e2e-test-build-{}-{:?}",
+        "orch-e2e-test-{what}-{}-{:?}",
         std::process::id(),
         std::time::SystemTime::now()
     );
@@ -498,6 +500,12 @@ fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
         .env("NO_COLOR", "1")
         .env("ORCH_E2E_MARKER", &marker)
         .env("ORCH_FIXTURE_SLOW_BUILD", format!("120:{marker}"));
+    (marker, scenario, command)
+}
+
+#[test]
+fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
+    let (marker, _scenario, command) = slow_build_test("build");
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut orch = orch_e2e::OrchProcess::spawn(command).expect("spawn");
     orch.wait_for("fixture-slow-build", Duration::from_secs(240))
@@ -526,22 +534,7 @@ fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
 /// whole process group when `cargo orch test` dies, however it dies.
 #[test]
 fn sigkill_during_the_test_build_leaves_no_build_process() {
-    let marker = format!(
-        "orch-e2e-test-kill-{}-{:?}",
-        std::process::id(),
-        std::time::SystemTime::now()
-    );
-    let scenario = Scenario::new("modules:\n  - name: fixture-slow-build\n");
-    let mut command = Command::new(orch_bin());
-    command
-        .current_dir(workspace_root())
-        .arg("orch")
-        .arg("--config-dir")
-        .arg(scenario.config_dir())
-        .arg("test")
-        .env("NO_COLOR", "1")
-        .env("ORCH_E2E_MARKER", &marker)
-        .env("ORCH_FIXTURE_SLOW_BUILD", format!("120:{marker}"));
+    let (marker, _scenario, command) = slow_build_test("kill");
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut orch = orch_e2e::OrchProcess::spawn(command).expect("spawn");
     let entry = format!("ORCH_E2E_MARKER={marker}");

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::Sender;
 use orch_sdk::duration::human;
 use orch_sdk::events::{AppShutdown, AppStarted, ModuleError, ModuleLoaded, ModuleUnloaded};
 
@@ -27,6 +27,7 @@ use crate::timers::TimerService;
 use orch_config::{Isolation, ModuleSpec, Timeouts};
 
 mod reload;
+mod watchdog;
 
 pub use reload::ReloadReport;
 
@@ -83,7 +84,7 @@ impl Supervisor {
     /// A supervisor publishing on `bus`, loading with `loader`.
     pub fn new(bus: Bus, loader: Loader, timeouts: Timeouts) -> Self {
         let watched: Watched = Arc::default();
-        let watchdog = spawn_watchdog(bus.clone(), Arc::clone(&watched), timeouts.event);
+        let watchdog = watchdog::spawn(bus.clone(), Arc::clone(&watched), timeouts.event);
         Self {
             bus,
             timers: TimerService::new(),
@@ -581,41 +582,4 @@ fn resume(actor: &Actor, timeout: Duration) -> Result<(), ModuleFailure> {
                 Cause::Host("the module's thread did not resume delivery".into()),
             )
         })
-}
-
-/// Reports, once per event, a handler that runs past `limit`.
-fn spawn_watchdog(
-    bus: Bus,
-    watched: Watched,
-    limit: Duration,
-) -> Option<(Sender<()>, JoinHandle<()>)> {
-    let (stop, stopped) = bounded::<()>(0);
-    let tick = (limit / 10).clamp(Duration::from_millis(20), Duration::from_millis(250));
-    let handle = std::thread::Builder::new()
-        .name("orch-watchdog".into())
-        .spawn(move || {
-            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick)
-            {
-                let list = watched.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                for (name, activity) in list {
-                    if let Some((topic, running)) = activity.overdue(limit) {
-                        tracing::error!(
-                            "[TIMEOUT] module '{name}' is stuck in on_event('{topic}') for {} \
-                             (timeouts.event = {}); its events queue up, the other modules go on",
-                            human(running),
-                            human(limit)
-                        );
-                        bus.publish_system(&ModuleError {
-                            name: name.to_string(),
-                            phase: Phase::Event.as_str().to_owned(),
-                            topic: Some(topic.to_string()),
-                            error: format!("still running after {:.1} s", running.as_secs_f64()),
-                            hint: None,
-                        });
-                    }
-                }
-            }
-        })
-        .ok()?;
-    Some((stop, handle))
 }
