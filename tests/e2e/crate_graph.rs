@@ -152,3 +152,76 @@ fn modules_depend_on_the_sdk_and_never_on_the_host() {
         );
     }
 }
+
+/// The features of every package, as `cargo tree <args>` resolves them (a
+/// package built for the host and for the target may have two sets).
+fn resolved_features(args: &[&str]) -> HashMap<String, BTreeSet<String>> {
+    let output = orch_e2e::cargo()
+        .current_dir(orch_e2e::workspace_root())
+        .arg("tree")
+        .args(args)
+        .args(["--prefix", "none", "--format", "{p}|{f}"])
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "cargo tree {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut features: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Some((package, set)) = line.split_once('|') else {
+            continue;
+        };
+        let package = package.split(" (").next().unwrap_or(package).to_owned();
+        let set = set.trim_end_matches(" (*)").trim().to_owned();
+        features.entry(package).or_default().insert(set);
+    }
+    features
+}
+
+/// The README's two commands build once: `cargo test --workspace` compiles
+/// every dependency with the workspace-wide features, and the builds that
+/// `cargo orch run` makes afterwards (`-p cargo-orch`, then `-p <module> ...`)
+/// must ask for exactly the same ones, or cargo compiles them again. The
+/// workspace-hack crate pins them; this names what drifted.
+#[test]
+fn the_readme_commands_resolve_the_same_features_as_the_test_build() {
+    let everything = resolved_features(&["--workspace", "-e", "normal,build,dev"]);
+    let modules = [
+        "-p",
+        "mod-test-module",
+        "-p",
+        "mod-dummy-producer",
+        "-p",
+        "mod-dummy-consumer",
+    ];
+    for selection in [&["-p", "cargo-orch"][..], &modules, &["-p", "xtask"]] {
+        let args: Vec<&str> = selection
+            .iter()
+            .copied()
+            .chain(["-e", "normal,build"])
+            .collect();
+        let selected = resolved_features(&args);
+        assert!(
+            selected.len() > 10,
+            "cargo tree {args:?} listed {selected:?}"
+        );
+        let drifted: Vec<String> = selected
+            .iter()
+            .filter(|(package, features)| everything.get(*package) != Some(*features))
+            .map(|(package, features)| {
+                format!(
+                    "{package}: {features:?} here, {:?} in the test build",
+                    everything.get(package)
+                )
+            })
+            .collect();
+        assert!(
+            drifted.is_empty(),
+            "`cargo build {selection:?}` would recompile these after `cargo test --workspace`; \
+             pin their features in orch-core/workspace-hack/Cargo.toml:\n{}",
+            drifted.join("\n")
+        );
+    }
+}

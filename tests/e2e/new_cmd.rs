@@ -76,6 +76,13 @@ fn a_new_module_works_at_once(template: &str, name: &str, run_line: &str) -> Scr
         assert!(scratch.path(&dir).join(file).is_file(), "{dir}/{file}");
     }
     assert!(!scratch.path(&dir).join("template.toml").exists());
+    // This workspace pins dependency features: the new module joins in.
+    assert!(
+        scratch
+            .read(format!("{dir}/Cargo.toml"))
+            .contains("orch-workspace-hack.workspace = true"),
+        "the new module depends on the workspace-hack crate"
+    );
     // Covered by the "modules-backend/*" glob: Cargo.toml unchanged.
     assert_eq!(scratch.read("Cargo.toml"), cargo_toml);
     // Appended: every comment and line before it kept as it was.

@@ -9,7 +9,7 @@
 
 pub mod actor;
 pub mod bus;
-pub mod error;
+mod error;
 pub mod host_api;
 mod instance;
 pub mod isolation;

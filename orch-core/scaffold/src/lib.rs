@@ -15,12 +15,12 @@ mod error;
 mod glob;
 mod init;
 pub mod manifest;
-pub mod name;
+mod name;
 mod new_module;
 mod paths;
 mod registry;
-pub mod render;
-pub mod sdk;
+mod render;
+mod sdk;
 pub mod template;
 mod transaction;
 

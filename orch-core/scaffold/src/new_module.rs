@@ -170,11 +170,22 @@ fn plan(workspace: &Workspace, request: &NewModule) -> Result<Plan, ScaffoldErro
 
     let owned = module_values(name);
     let values: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let with_hack = manifest.has_dependency(WORKSPACE_HACK);
     let files = template
         .render(&values)?
         .into_iter()
-        .map(|file| (dir.join(&file.path), file.contents))
-        .collect();
+        .map(|file| {
+            let contents = if with_hack && file.path == "Cargo.toml" {
+                add_workspace_hack(&file.contents).map_err(|e| ScaffoldError::Template {
+                    template: template.name.to_owned(),
+                    message: format!("its Cargo.toml is not valid TOML: {e}"),
+                })?
+            } else {
+                file.contents
+            };
+            Ok((dir.join(&file.path), contents))
+        })
+        .collect::<Result<_, ScaffoldError>>()?;
     let config_lines = template.render_config(&values)?;
     Ok(Plan {
         name: name.to_owned(),
@@ -238,6 +249,23 @@ fn check_packages(workspace: &Workspace, name: &str) -> Result<(), ScaffoldError
         });
     }
     Ok(())
+}
+
+/// The workspace-hack crate (see `orch-core/workspace-hack`): in a workspace
+/// that has one, a new module depends on it too, so that its builds reuse the
+/// dependency builds of the rest of the workspace (the workspace-hack pattern;
+/// `cargo hakari manage-deps` does the same).
+const WORKSPACE_HACK: &str = "orch-workspace-hack";
+
+/// `manifest` (a module's Cargo.toml) with `orch-workspace-hack.workspace = true`
+/// under `[dependencies]`, comments and layout kept.
+fn add_workspace_hack(manifest: &str) -> Result<String, toml_edit::TomlError> {
+    let mut document: toml_edit::DocumentMut = manifest.parse()?;
+    let mut dependency = toml_edit::Table::new();
+    dependency.set_dotted(true);
+    dependency["workspace"] = toml_edit::value(true);
+    document["dependencies"][WORKSPACE_HACK] = toml_edit::Item::Table(dependency);
+    Ok(document.to_string())
 }
 
 /// The value a missing `[workspace.dependencies]` entry gets.
@@ -412,6 +440,17 @@ mod tests {
         let mut files = BTreeMap::new();
         walk(root, root, &mut files);
         files
+    }
+
+    #[test]
+    fn the_workspace_hack_is_added_with_the_comments_kept() {
+        let manifest =
+            "[package]\nname = \"m\"\n\n[dependencies]\n# the SDK\norch-sdk.workspace = true\n";
+        let edited = add_workspace_hack(manifest).unwrap();
+        assert_eq!(
+            edited,
+            "[package]\nname = \"m\"\n\n[dependencies]\n# the SDK\norch-sdk.workspace = true\norch-workspace-hack.workspace = true\n"
+        );
     }
 
     #[test]

@@ -16,13 +16,13 @@
 //! -p <package>` for them): running them takes one more cargo run of its own,
 //! which would make `cargo orch test` slower than a plain `cargo test`.
 
-pub mod compile;
+mod compile;
 pub mod json;
 pub mod junit;
-pub mod libtest;
-pub mod model;
-pub mod runner;
-pub mod suite;
+mod libtest;
+mod model;
+mod runner;
+mod suite;
 pub mod table;
 
 pub use model::{CaseKind, Counts, ModuleReport, Outcome, TestCase, TestReport};

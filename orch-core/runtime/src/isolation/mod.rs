@@ -13,9 +13,9 @@
 
 pub mod child;
 mod link;
-pub mod protocol;
+mod protocol;
 mod remote;
-pub mod supervise;
+mod supervise;
 mod window;
 
 pub use orch_process::host::{HOST_PROGRAM_ENV, host_program, set_host_program};

@@ -1,0 +1,1 @@
+//! Pins dependency features across the workspace (see Cargo.toml); no code.
