@@ -2,8 +2,12 @@
 //! file it creates and the original bytes of every file it edits; unless it is
 //! committed, it undoes them all, newest first: created files and folders are
 //! removed (folders only when empty, so nothing it did not create is ever
-//! deleted) and edited files get their original contents back in place (same
-//! inode and permissions).
+//! deleted) and edited files get their original contents back.
+//!
+//! An edit (and its undo) never leaves a file half-written: the new contents go
+//! to a temporary file beside it, which then replaces the file in one rename
+//! (tempfile's `persist`), with the file's permissions. A crash or a kill at
+//! any moment leaves either the old file or the new one.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -70,20 +74,18 @@ impl FileTransaction {
         file.sync_all()
     }
 
-    /// Replaces the contents of the existing file `path`, in place, keeping its
-    /// original bytes to restore.
+    /// Replaces the contents of the existing file `path` atomically, keeping
+    /// its original bytes to restore.
     pub fn edit_file(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
         let original = fs::read(path)?;
-        // Opening for writing first: a file that cannot be written is left
-        // untouched and not recorded.
-        let mut file = OpenOptions::new().write(true).open(path)?;
+        // Recorded only once the new contents are in place: a failed write left
+        // the file as it was.
+        replace_atomically(path, contents)?;
         self.changes.push(Change::Edited {
             path: path.to_path_buf(),
             original,
         });
-        file.set_len(0)?;
-        file.write_all(contents)?;
-        file.sync_all()
+        Ok(())
     }
 
     /// The files created so far, in creation order.
@@ -154,14 +156,67 @@ impl Drop for FileTransaction {
 }
 
 fn restore(path: &Path, original: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
-    file.write_all(original)?;
-    file.sync_all()
+    replace_atomically(path, original)
+}
+
+/// Writes `contents` to a temporary file beside `path` (the file a symlink
+/// points to, when it is one), with `path`'s permissions, and renames it over
+/// `path`: readers see the old file or the new one, never a part.
+fn replace_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let target = fs::canonicalize(path)?;
+    let dir = target.parent().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no parent folder", target.display()),
+        )
+    })?;
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".orch-edit-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    temporary.write_all(contents)?;
+    temporary
+        .as_file()
+        .set_permissions(fs::metadata(&target)?.permissions())?;
+    temporary.as_file().sync_all()?;
+    temporary.persist(&target).map_err(|error| error.error)?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edit_replaces_the_file_whole_and_keeps_its_permissions_and_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.yaml");
+        fs::write(&real, "old\n").unwrap();
+        fs::set_permissions(&real, fs::Permissions::from_mode(0o640)).unwrap();
+        let link = dir.path().join("modules.yaml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+
+        let mut tx = FileTransaction::new();
+        tx.edit_file(&link, b"new\n").unwrap();
+        assert_eq!(fs::read_to_string(&real).unwrap(), "new\n");
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let mode = fs::metadata(&real).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        assert!(tx.rollback().is_empty());
+        assert_eq!(fs::read_to_string(&real).unwrap(), "old\n");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 2, "no temporary file is left: {left:?}");
+    }
 
     #[test]
     fn rollback_removes_created_files_and_folders_and_restores_edits() {
