@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use orch_e2e::{OrchProcess, Scenario, module_hosts, processes_with_env};
+use orch_e2e::{OrchProcess, Scenario, module_hosts, processes_with_env, wait_until};
 
 /// Generous: the first run of a test may compile the modules.
 const BUILD: Duration = Duration::from_secs(240);
@@ -61,14 +61,6 @@ fn assert_no_loss(orch: &OrchProcess, module: &str) -> usize {
 fn kill_pid(pid: u32, signal: Signal) {
     let pid = i32::try_from(pid).expect("pid fits");
     kill(Pid::from_raw(pid), signal).expect("kill");
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

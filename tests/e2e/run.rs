@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use assert_cmd::Command;
 use nix::sys::signal::Signal;
-use orch_e2e::{OrchProcess, Scenario, processes_with_env};
+use orch_e2e::{OrchProcess, Scenario, processes_with_env, wait_until};
 use predicates::prelude::*;
 use predicates::str::contains;
 
@@ -328,21 +328,19 @@ fn sigint_during_the_build_ends_cargo_and_its_children() {
         .env("ORCH_FIXTURE_SLOW_BUILD", format!("120:{marker}"));
     let mut orch = OrchProcess::spawn(command).expect("spawn");
     orch.wait_for("fixture-slow-build", BUILD).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let building = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
-    assert!(
-        building.len() > 1,
-        "cargo is running under the orchestrator: {building:?}"
-    );
+    let entry = format!("ORCH_E2E_MARKER={marker}");
+    wait_until("cargo runs under the orchestrator", SHORT, || {
+        processes_with_env(&entry).len() > 1
+    });
     orch.signal(Signal::SIGINT).unwrap();
     let status = orch
         .wait_exit(Duration::from_secs(20))
         .expect("exits promptly");
     assert_eq!(status.code(), Some(0), "{}", orch.output());
     orch.wait_for("Build interrupted by SIGINT", SHORT).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let survivors = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
-    assert!(survivors.is_empty(), "still running: {survivors:?}");
+    wait_until("no build process survives", SHORT, || {
+        processes_with_env(&entry).is_empty()
+    });
 }
 
 #[test]

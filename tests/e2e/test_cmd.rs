@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use orch_e2e::{Scenario, orch_bin, processes_with_env, workspace_root};
+use orch_e2e::{Scenario, orch_bin, processes_with_env, wait_until, workspace_root};
 use serde_json::Value;
 
 /// One `cargo orch test` at a time in this file: runs that build the same
@@ -510,11 +510,11 @@ fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
     let mut orch = orch_e2e::OrchProcess::spawn(command).expect("spawn");
     orch.wait_for("fixture-slow-build", Duration::from_secs(240))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let building = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
-    assert!(
-        building.len() > 1,
-        "cargo runs under cargo orch test: {building:?}"
+    let entry = format!("ORCH_E2E_MARKER={marker}");
+    wait_until(
+        "cargo runs under cargo orch test",
+        Duration::from_secs(15),
+        || processes_with_env(&entry).len() > 1,
     );
     orch.signal(nix::sys::signal::Signal::SIGINT).unwrap();
     let status = orch
@@ -523,9 +523,9 @@ fn sigint_during_the_build_ends_cargo_and_everything_it_started() {
     assert_eq!(status.code(), Some(130), "{}", orch.output());
     orch.wait_for("SIGINT received; test run stopped", Duration::from_secs(5))
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let survivors = processes_with_env(&format!("ORCH_E2E_MARKER={marker}"));
-    assert!(survivors.is_empty(), "still running: {survivors:?}");
+    wait_until("no build process survives", Duration::from_secs(15), || {
+        processes_with_env(&entry).is_empty()
+    });
 }
 
 /// SIGKILL of `cargo orch test` in the middle of building the tests leaves no
@@ -544,27 +544,16 @@ fn sigkill_during_the_test_build_leaves_no_build_process() {
                 .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("build-script-build"))
         })
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    while !build_script_runs() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the slow build script never ran:\n{}",
-            orch.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "cargo runs the slow build script",
+        Duration::from_secs(240),
+        build_script_runs,
+    );
     orch.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
     orch.wait_exit(Duration::from_secs(15)).expect("killed");
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let survivors = processes_with_env(&entry);
-        if survivors.is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still running after SIGKILL: {survivors:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        "no cargo, rustc or build script survives the SIGKILL",
+        Duration::from_secs(15),
+        || processes_with_env(&entry).is_empty(),
+    );
 }

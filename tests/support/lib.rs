@@ -1,16 +1,18 @@
 //! Support for the end-to-end tests: build the real `cargo-orch` binary once,
 //! lay out a scratch configuration, and drive a running orchestrator process
-//! through its output lines with deadlines.
+//! through its output lines with deadlines (one process driver, [`watched`],
+//! shared with xtask; [`OrchProcess`] is its face for the tests).
 
 pub mod process;
 pub mod scenario;
 pub mod scratch;
+pub mod watched;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub use process::{Line, OrchProcess, module_hosts, processes_with_env};
+pub use process::{Line, OrchProcess, module_hosts, processes_with_env, wait_until};
 pub use scenario::Scenario;
 pub use scratch::ScratchWorkspace;
 

@@ -1,59 +1,32 @@
-//! A running orchestrator process, watched through its output lines.
+//! A running orchestrator process, watched through its output lines: the
+//! tests' face of the one process driver, [`crate::watched::WatchedChild`]
+//! (timeouts instead of deadlines, and a failure report with the output).
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
-/// One output line and when it arrived.
-#[derive(Debug, Clone)]
-pub struct Line {
-    /// The text, without the newline.
-    pub text: String,
-    /// When it was read.
-    pub at: Instant,
-}
+pub use crate::watched::Line;
+use crate::watched::{WaitError, WatchedChild};
 
 /// A child process whose stdout and stderr lines are collected in arrival
 /// order. The process is killed when this is dropped.
 pub struct OrchProcess {
-    child: Child,
-    lines: Receiver<Line>,
-    seen: Vec<Line>,
-    /// When the process was spawned.
-    pub spawned_at: Instant,
+    child: WatchedChild,
 }
 
 impl OrchProcess {
     /// Spawns `command` with piped output.
-    pub fn spawn(mut command: Command) -> std::io::Result<Self> {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let spawned_at = Instant::now();
-        let mut child = command.spawn()?;
-        let (tx, lines) = channel();
-        if let Some(stdout) = child.stdout.take() {
-            forward(stdout, tx.clone());
-        }
-        if let Some(stderr) = child.stderr.take() {
-            forward(stderr, tx);
-        }
-        Ok(Self {
-            child,
-            lines,
-            seen: Vec::new(),
-            spawned_at,
-        })
+    pub fn spawn(command: Command) -> std::io::Result<Self> {
+        WatchedChild::spawn(command)
+            .map(|child| Self { child })
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        u32::try_from(self.child.pid().as_raw()).unwrap_or_default()
     }
 
     /// Waits until a line containing `needle` arrives (or has arrived) and returns
@@ -69,44 +42,34 @@ impl OrchProcess {
         what: &str,
         timeout: Duration,
     ) -> Result<Line, String> {
-        if let Some(line) = self.seen.iter().find(|l| matches(&l.text)) {
-            return Ok(line.clone());
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = matches(&line.text);
-                    self.seen.push(line.clone());
-                    if found {
-                        return Ok(line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(self.failure(&format!("no line with {what:?} within {timeout:?}")));
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(self.failure(&format!("output ended before a line with {what:?}")));
-                }
+        match self
+            .child
+            .wait_for_match(what, |text| matches(text), Instant::now() + timeout)
+        {
+            Ok(line) => Ok(line),
+            // A match is a match: the timeout only bounds the wait.
+            Err(WaitError::Late { line, .. }) => Ok(line),
+            Err(WaitError::Ended { .. }) => {
+                Err(self.failure(&format!("output ended before a line with {what:?}")))
             }
+            Err(error) => Err(self.failure(&format!(
+                "no line with {what:?} within {timeout:?} ({error})"
+            ))),
         }
     }
 
-    /// Reads whatever arrives during `period`.
+    /// Reads whatever arrives during `period` (less if the output ends).
     pub fn collect_for(&mut self, period: Duration) {
-        let deadline = Instant::now() + period;
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
-            self.seen.push(line);
-        }
+        let nothing = self
+            .child
+            .wait_for_match("nothing", |_| false, Instant::now() + period);
+        debug_assert!(nothing.is_err());
     }
 
     /// Every line seen so far.
     pub fn output(&self) -> String {
-        self.seen
+        self.child
+            .lines()
             .iter()
             .map(|l| l.text.as_str())
             .collect::<Vec<_>>()
@@ -115,7 +78,8 @@ impl OrchProcess {
 
     /// The lines seen so far that contain `needle`.
     pub fn lines_with(&self, needle: &str) -> Vec<String> {
-        self.seen
+        self.child
+            .lines()
             .iter()
             .filter(|l| l.text.contains(needle))
             .map(|l| l.text.clone())
@@ -124,25 +88,16 @@ impl OrchProcess {
 
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) -> Result<(), String> {
-        let pid = i32::try_from(self.child.id()).map_err(|e| e.to_string())?;
-        kill(Pid::from_raw(pid), signal).map_err(|e| e.to_string())
+        kill(self.child.pid(), signal).map_err(|e| e.to_string())
     }
 
     /// Waits for the process to exit, reading its remaining output.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
-                self.collect_for(Duration::from_millis(200));
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                return Err(self.failure(&format!("the process did not exit within {timeout:?}")));
-            }
-            while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(20)) {
-                self.seen.push(line);
-            }
-        }
+        self.child.wait_exit(Instant::now() + timeout).map_err(|e| {
+            self.failure(&format!(
+                "the process did not exit within {timeout:?} ({e})"
+            ))
+        })
     }
 
     /// A failure report: every line but the ping chatter (at most 150), then the
@@ -151,15 +106,19 @@ impl OrchProcess {
         let chatter = |text: &str| {
             text.contains("Received test.ping") || text.contains("Published test.ping")
         };
-        let notable: Vec<&str> = self
-            .seen
+        let seen = self.child.lines();
+        let notable: Vec<&str> = seen
             .iter()
             .map(|l| l.text.as_str())
             .filter(|text| !chatter(text))
             .collect();
         let notable = &notable[notable.len().saturating_sub(150)..];
-        let last = &self.seen[self.seen.len().saturating_sub(10)..];
-        let last: Vec<&str> = last.iter().map(|l| l.text.as_str()).collect();
+        let last: Vec<&str> = self
+            .child
+            .tail(10)
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect();
         format!(
             "{what}\n--- output without ping chatter ---\n{}\n--- last lines ---\n{}\n---",
             notable.join("\n"),
@@ -168,29 +127,14 @@ impl OrchProcess {
     }
 }
 
-impl Drop for OrchProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+/// Polls `done` every 50 ms until it holds; panics naming `what` after
+/// `timeout`. Tests wait for a state this way, never with a fixed sleep.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn forward(stream: impl Read + Send + 'static, tx: std::sync::mpsc::Sender<Line>) {
-    std::thread::spawn(move || {
-        for text in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx
-                .send(Line {
-                    text,
-                    at: Instant::now(),
-                })
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
 }
 
 /// Pids of live processes whose environment contains `entry` (children inherit

@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 use xshell::{Shell, cmd};
 
 use crate::tally::Tally;
-use crate::watch_output::{Line, WaitError, WatchedChild};
+use orch_e2e::watched::{Line, WaitError, WatchedChild};
 
 /// The demo modules, in the order the shipped configuration starts them.
 const MODULES: [&str; 3] = [

@@ -13,7 +13,6 @@ mod demo_test;
 mod demo_watch;
 mod stats;
 mod tally;
-mod watch_output;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
