@@ -113,6 +113,10 @@ impl HotReload {
         more: &Receiver<SourceChange>,
     ) -> bool {
         let mut yaml_changed = false;
+        // Packages an abandoned build (edits arrived during it) recompiled:
+        // the build after it may find them fresh, yet their modules still run
+        // the code from before, so they must be reloaded all the same.
+        let mut rebuilt_earlier: Vec<String> = Vec::new();
         loop {
             let affected = self.affected(supervisor, &change.packages);
             if affected.is_empty() {
@@ -135,6 +139,9 @@ impl HotReload {
                 tracing::info!(
                     "[RELOAD] files changed during the build; building again so the last save wins"
                 );
+                if let Ok(output) = &result {
+                    rebuilt_earlier.extend(output.rebuilt.iter().cloned());
+                }
                 continue;
             }
             match result {
@@ -143,7 +150,8 @@ impl HotReload {
                     self.report_build_failure(supervisor, &affected, &error);
                     return yaml_changed;
                 }
-                Ok(output) => {
+                Ok(mut output) => {
+                    output.rebuilt.append(&mut rebuilt_earlier);
                     self.reload_all(
                         supervisor,
                         &affected,
