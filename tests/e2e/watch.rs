@@ -407,3 +407,57 @@ fn a_new_generation_without_the_entry_symbol_is_refused_and_the_old_one_goes_on(
         .unwrap();
     stop(&mut orch);
 }
+
+/// A module whose raw `std::thread` never stops, hot-reloaded 50 times: every
+/// retired generation keeps a thread calling the host through its table, yet
+/// the host stays up, keeps each such library loaded (and says so), and the
+/// other modules' events keep flowing.
+#[test]
+fn fifty_reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
+    const LEAK: &str = "tests/fixtures/fixture-thread-leak/src/lib.rs";
+    const RELOADS: u32 = 50;
+    let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: fixture-thread-leak\n";
+    let (scratch, mut orch) = start(modules, &["run", "--watch"]);
+    orch.wait_for("leaked thread v0 alive", RELOAD).unwrap();
+    for n in 1..=RELOADS {
+        scratch
+            .replace(
+                LEAK,
+                &format!("MARK: &str = \"v{}\"", n - 1),
+                &format!("MARK: &str = \"v{n}\""),
+            )
+            .expect("edit the leaking module");
+        orch.wait_for(
+            &format!(
+                "[TIMING] reload of 'fixture-thread-leak' to generation {}",
+                n + 1
+            ),
+            RELOAD,
+        )
+        .unwrap();
+    }
+    orch.wait_for(&format!("leaked thread v{RELOADS} alive"), RELOAD)
+        .unwrap();
+    let kept = orch.lines_with("module 'fixture-thread-leak' generation");
+    let kept: Vec<&String> = kept
+        .iter()
+        .filter(|line| line.contains("left 1 thread running: its library stays loaded"))
+        .collect();
+    assert_eq!(
+        kept.len(),
+        RELOADS as usize,
+        "every retired generation is reported: {kept:#?}"
+    );
+    // The first generation's thread still runs its (still mapped) code.
+    let old = orch.lines_with("leaked thread v0 alive").len();
+    orch.collect_for(Duration::from_millis(1500));
+    assert!(
+        orch.lines_with("leaked thread v0 alive").len() > old,
+        "generation 1's thread keeps running"
+    );
+    // The others were never disturbed.
+    let next = orch.lines_with("Received test.ping: hello").len() + 3;
+    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), RELOAD)
+        .unwrap();
+    stop(&mut orch);
+}

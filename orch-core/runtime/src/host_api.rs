@@ -9,7 +9,7 @@
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use orch_sdk::abi::{
@@ -195,42 +195,72 @@ impl ModuleHostCtx {
             Err(format!("module '{}' has no timer {id}", self.name))
         }
     }
+}
 
-    fn log(&self, level: u32, message: &str) {
-        let name = &*self.name;
-        match level {
-            1 => tracing::error!(target: "module", "[{name}] {message}"),
-            2 => tracing::warn!(target: "module", "[{name}] {message}"),
-            3 => tracing::info!(target: "module", "[{name}] {message}"),
-            4 => tracing::debug!(target: "module", "[{name}] {message}"),
-            _ => tracing::trace!(target: "module", "[{name}] {message}"),
-        }
+/// Logs `message` of module `name` at `level` (1 error ... 5 trace), tagged.
+fn log_as(name: &str, level: u32, message: &str) {
+    match level {
+        1 => tracing::error!(target: "module", "[{name}] {message}"),
+        2 => tracing::warn!(target: "module", "[{name}] {message}"),
+        3 => tracing::info!(target: "module", "[{name}] {message}"),
+        4 => tracing::debug!(target: "module", "[{name}] {message}"),
+        _ => tracing::trace!(target: "module", "[{name}] {message}"),
     }
 }
 
 /// What a host function receives as its context: the module and the
 /// generation that the calling instance belongs to.
+///
+/// Never freed (see [`HostTable`]): code of a retired generation (a thread the
+/// module left running) may still call through it. It holds the module's
+/// context weakly, so a module that is gone is told so instead of being kept
+/// alive by its old generations.
 struct GenerationCtx {
-    module: Arc<ModuleHostCtx>,
+    module: Weak<ModuleHostCtx>,
+    name: Arc<str>,
     generation: u32,
 }
 
+impl GenerationCtx {
+    /// The module's context while this generation is the one the host serves.
+    fn active(&self) -> Result<Arc<ModuleHostCtx>, String> {
+        self.module
+            .upgrade()
+            .filter(|module| module.active_generation() == self.generation)
+            .ok_or_else(|| {
+                format!(
+                    "generation {} of '{}' has stopped",
+                    self.generation, self.name
+                )
+            })
+    }
+}
+
 /// The function table handed to one module instance (one generation).
+///
+/// The table and its context are leaked on purpose, once per generation
+/// (`size_of::<HostApi>() + size_of::<GenerationCtx>()`, under 128 bytes, plus
+/// the name's reference count): module code may hold `&'static HostApi` in
+/// its statics and call it from threads of its own long after its generation
+/// was retired, so freeing them would be a use-after-free in the host. A call
+/// of a retired generation gets an error (`generation N of 'name' has
+/// stopped`), a log line is still served.
+#[derive(Clone, Copy)]
 pub struct HostTable {
-    api: Box<HostApi>,
-    _ctx: Box<GenerationCtx>,
+    api: &'static HostApi,
 }
 
 impl HostTable {
     /// A table whose functions act for generation `generation` of `ctx`'s module.
-    pub fn new(ctx: Arc<ModuleHostCtx>, generation: u32) -> Self {
-        let ctx = Box::new(GenerationCtx {
-            module: ctx,
+    pub fn new(ctx: &Arc<ModuleHostCtx>, generation: u32) -> Self {
+        let ctx: &'static GenerationCtx = Box::leak(Box::new(GenerationCtx {
+            module: Arc::downgrade(ctx),
+            name: Arc::clone(&ctx.name),
             generation,
-        });
-        let api = Box::new(HostApi {
+        }));
+        let api = Box::leak(Box::new(HostApi {
             abi_version: ABI_VERSION,
-            ctx: (&*ctx as *const GenerationCtx).cast(),
+            ctx: (ctx as *const GenerationCtx).cast(),
             publish: host_publish,
             subscribe: host_subscribe,
             unsubscribe: host_unsubscribe,
@@ -238,13 +268,13 @@ impl HostTable {
             cancel_timer: host_cancel_timer,
             log: host_log,
             max_log_level: host_max_log_level,
-        });
-        Self { api, _ctx: ctx }
+        }));
+        Self { api }
     }
 
-    /// The table's address, stable for the table's life.
+    /// The table's address, valid for the rest of the process.
     pub fn as_ptr(&self) -> *const HostApi {
-        &*self.api
+        self.api
     }
 }
 
@@ -252,7 +282,7 @@ impl HostTable {
 /// writing any error message into `err`.
 ///
 /// # Safety
-/// `ctx` must be the pointer of a [`HostTable`] that is still alive.
+/// `ctx` must be the context pointer of a [`HostTable`] (never freed).
 unsafe fn with_ctx(
     ctx: *const c_void,
     err: ByteSink<'_>,
@@ -262,21 +292,17 @@ unsafe fn with_ctx(
         err.write(b"null host context");
         return STATUS_ERROR;
     }
-    // SAFETY: per this function's contract `ctx` points to the live
-    // GenerationCtx of a HostTable, which outlives every instance using it.
+    // SAFETY: per this function's contract `ctx` is the context pointer of a
+    // HostTable, and those are never freed.
     let ctx = unsafe { &*ctx.cast::<GenerationCtx>() };
-    let active = ctx.module.active_generation();
-    if ctx.generation != active {
-        err.write(
-            format!(
-                "generation {} of module '{}' is no longer active (generation {active} is)",
-                ctx.generation, ctx.module.name
-            )
-            .as_bytes(),
-        );
-        return STATUS_ERROR;
-    }
-    match catch_unwind(AssertUnwindSafe(|| body(&ctx.module))) {
+    let module = match ctx.active() {
+        Ok(module) => module,
+        Err(message) => {
+            err.write(message.as_bytes());
+            return STATUS_ERROR;
+        }
+    };
+    match catch_unwind(AssertUnwindSafe(|| body(&module))) {
         Ok(Ok(())) => STATUS_OK,
         Ok(Err(message)) => {
             err.write(message.as_bytes());
@@ -374,13 +400,14 @@ unsafe extern "C" fn host_log(
     if ctx.is_null() {
         return;
     }
-    // SAFETY: the module passes the ctx of its live HostTable and a message
-    // borrowed for the call. Logging is served for any generation (a retiring
-    // generation may still log from its drop); panics are contained.
+    // SAFETY: the module passes the ctx of its HostTable (never freed) and a
+    // message borrowed for the call. Logging is served for any generation (a
+    // retiring generation may still log from its drop, a thread it left
+    // running from anywhere); panics are contained.
     let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
         let ctx = &*ctx.cast::<GenerationCtx>();
         let text = String::from_utf8_lossy(message.as_bytes());
-        ctx.module.log(level, &text);
+        log_as(&ctx.name, level, &text);
     }));
 }
 

@@ -15,6 +15,7 @@ mod instance;
 pub mod isolation;
 pub mod loader;
 pub mod logging;
+mod module_threads;
 pub mod resources;
 pub mod scratch;
 pub mod supervisor;

@@ -19,6 +19,7 @@ use orch_sdk::abi::{
 
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::host_api::{HostTable, ModuleHostCtx};
+use crate::module_threads;
 
 /// Makes the per-generation copies of module libraries, in a folder of this
 /// process that is removed when the loader is dropped.
@@ -59,9 +60,13 @@ impl Loader {
         ctx: Arc<ModuleHostCtx>,
     ) -> Result<ModuleInstance, ModuleFailure> {
         let copy = self.copy_artifact(name, artifact, generation)?;
+        // This (the generation's own) thread runs its module code from here on:
+        // whatever thread the module starts inherits the tag.
+        let thread_tag = module_threads::tag(ctx.id.0, generation);
+        module_threads::name_current_thread(&thread_tag);
         let library = open_library(name, &copy)?;
         let descriptor = check_descriptor(name, &library, &copy)?;
-        let host = HostTable::new(ctx, generation);
+        let host = HostTable::new(&ctx, generation);
         let mut instance: *mut c_void = std::ptr::null_mut();
         let mut message = Vec::new();
         // SAFETY: the ABI version and descriptor size were checked, so `create`
@@ -86,6 +91,7 @@ impl Loader {
                 library: Some(library),
                 _host: host,
                 copy,
+                thread_tag,
             }),
         })
     }
@@ -257,12 +263,28 @@ pub struct ModuleInstance {
 // supervisor after the actor has stopped); the SDK requires `Module: Send`.
 unsafe impl Send for ModuleInstance {}
 
-/// A loaded library whose instance is destroyed: dropping it unloads the library,
-/// releases the host table and removes the generation's copy.
+/// A loaded library whose instance is destroyed: dropping it unloads the library
+/// (unless threads it started still run), releases the copy of the generation.
+/// The host table it was given is never freed (see [`HostTable`]).
 pub struct LoadedLibrary {
     library: Option<Library>,
     _host: HostTable,
     copy: PathBuf,
+    /// The OS thread name of the generation's threads (see `module_threads`).
+    thread_tag: String,
+}
+
+/// What unloading a library did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unloaded {
+    /// The dynamic loader unmapped it.
+    Unmapped,
+    /// Closed, but the dynamic loader keeps it mapped (thread-local
+    /// destructors of a thread that still runs pin it).
+    StillMapped,
+    /// Threads the module started still run its code: it stays loaded for the
+    /// rest of the process, never closed under them.
+    KeptForThreads(usize),
 }
 
 impl LoadedLibrary {
@@ -271,20 +293,45 @@ impl LoadedLibrary {
         &self.copy
     }
 
-    /// Unloads the library and reports whether the dynamic loader really unmapped
-    /// it (it keeps a library mapped while threads hold its thread-local destructors).
-    pub fn unload(mut self) -> bool {
-        drop(self.library.take());
-        let copy = self.copy.clone();
-        drop(self);
-        !is_mapped(&copy)
+    /// Unloads the library unless threads the module started still run, and
+    /// says what happened.
+    pub fn unload(mut self) -> Unloaded {
+        let outcome = self.close();
+        if outcome == Unloaded::Unmapped && is_mapped(&self.copy) {
+            return Unloaded::StillMapped;
+        }
+        outcome
+    }
+
+    /// Closes the library, or keeps it loaded for good when threads named as
+    /// its generation still run; removes the copy either way (a mapping lives on
+    /// without its file).
+    fn close(&mut self) -> Unloaded {
+        let Some(library) = self.library.take() else {
+            return Unloaded::Unmapped;
+        };
+        let running = module_threads::left_running(&self.thread_tag);
+        let outcome = if running > 0 {
+            // Never closed: a thread still runs code of this library.
+            std::mem::forget(library);
+            Unloaded::KeptForThreads(running)
+        } else {
+            drop(library);
+            Unloaded::Unmapped
+        };
+        let _ = fs::remove_file(&self.copy);
+        outcome
     }
 }
 
 impl Drop for LoadedLibrary {
     fn drop(&mut self) {
-        drop(self.library.take());
-        let _ = fs::remove_file(&self.copy);
+        if let Unloaded::KeptForThreads(count) = self.close() {
+            tracing::warn!(
+                "a module library left {count} thread(s) running: it stays loaded ({})",
+                self.copy.display()
+            );
+        }
     }
 }
 
@@ -393,9 +440,17 @@ impl ModuleInstance {
     /// stays loaded, as its code may still run).
     pub fn retire(self, timeout: Duration) -> Option<LoadedLibrary> {
         let (done_tx, done) = crossbeam_channel::bounded(1);
+        let tag = self
+            .library
+            .as_ref()
+            .map(|library| library.thread_tag.clone());
         let spawned = std::thread::Builder::new()
             .name("orch-retire".into())
             .spawn(move || {
+                // `destroy` runs module code: a thread it starts is the generation's.
+                if let Some(tag) = &tag {
+                    module_threads::name_current_thread(tag);
+                }
                 let mut instance = self;
                 instance.destroy();
                 let _ = done_tx.send(instance.library.take());

@@ -22,7 +22,7 @@ use crate::error::{Cause, ModuleFailure, Phase};
 use crate::host_api::ModuleHostCtx;
 use crate::instance::Instance;
 use crate::isolation::{RemoteModule, RemoteSetup};
-use crate::loader::Loader;
+use crate::loader::{Loader, Unloaded};
 use crate::timers::TimerService;
 use orch_config::{Isolation, ModuleSpec, Timeouts};
 
@@ -349,8 +349,15 @@ impl Supervisor {
         };
         let generation = instance.generation();
         match instance.retire(self.timeouts.shutdown) {
-            Some(library) => {
-                if !library.unload() && !self.warned_unmapped {
+            Some(library) => match library.unload() {
+                Unloaded::Unmapped => {}
+                Unloaded::KeptForThreads(count) => tracing::warn!(
+                    "module '{}' generation {generation} left {count} thread{} running: its \
+                     library stays loaded; stop the module's threads in its shutdown",
+                    state.name,
+                    if count == 1 { "" } else { "s" }
+                ),
+                Unloaded::StillMapped if !self.warned_unmapped => {
                     self.warned_unmapped = true;
                     tracing::warn!(
                         "[RELOAD] the dynamic loader kept generation {generation} of module '{}' \
@@ -359,7 +366,8 @@ impl Supervisor {
                         state.name
                     );
                 }
-            }
+                Unloaded::StillMapped => {}
+            },
             None => tracing::warn!(
                 "module '{}' did not finish dropping generation {generation} within {}; \
                  its library stays loaded",
