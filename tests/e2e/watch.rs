@@ -461,3 +461,46 @@ fn fifty_reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
         .unwrap();
     stop(&mut orch);
 }
+
+/// A module whose own thread publishes through a `Publisher` every 5 ms,
+/// hot-reloaded 50 times: each generation's events reach the consumer, each
+/// retired generation's thread is told it has stopped and ends, so no library
+/// is kept, and the producer's events flow throughout.
+#[test]
+fn fifty_reloads_of_a_module_publishing_from_its_own_thread() {
+    const PUBLISHER: &str = "tests/fixtures/fixture-thread-publisher/src/lib.rs";
+    const RELOADS: u32 = 50;
+    let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: fixture-thread-publisher\n";
+    let (scratch, mut orch) = start(modules, &["run", "--watch"]);
+    orch.wait_for("Received test.ping: from thread v0", RELOAD)
+        .unwrap();
+    for n in 1..=RELOADS {
+        scratch
+            .replace(
+                PUBLISHER,
+                &format!("MARK: &str = \"v{}\"", n - 1),
+                &format!("MARK: &str = \"v{n}\""),
+            )
+            .expect("edit the publishing module");
+        orch.wait_for(&format!("Received test.ping: from thread v{n} "), RELOAD)
+            .unwrap();
+    }
+    for n in 0..RELOADS {
+        orch.wait_for(
+            &format!(
+                "publisher thread v{n} stopped: generation {} of 'fixture-thread-publisher' has stopped",
+                n + 1
+            ),
+            RELOAD,
+        )
+        .unwrap();
+    }
+    assert!(
+        orch.lines_with("left 1 thread running").is_empty(),
+        "threads that end leave no library behind"
+    );
+    let next = orch.lines_with("Received test.ping: hello").len() + 3;
+    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), RELOAD)
+        .unwrap();
+    stop(&mut orch);
+}

@@ -1,5 +1,6 @@
 //! What a module can ask of its host while a callback runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -27,6 +28,57 @@ pub trait Host {
     ) -> crate::Result<TimerId>;
     /// Cancels a timer.
     fn cancel_timer(&self, id: TimerId) -> crate::Result<()>;
+    /// A handle that publishes as the module from any thread.
+    fn publisher(&self) -> Publisher;
+}
+
+/// Where a [`Publisher`]'s events go: implemented by hosts, not modules.
+pub trait PublishSink: Send + Sync {
+    /// Publishes JSON bytes on a topic as the module.
+    fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()>;
+}
+
+/// Publishes as the module from any thread, its own threads included
+/// (`Send + Clone + 'static`; get one with [`Context::publisher`]). Once the
+/// module's generation has stopped (reloaded, removed, shut down) every publish
+/// returns an error such as `generation 3 of 'sensor' has stopped`: a thread
+/// should then end.
+#[derive(Clone)]
+pub struct Publisher {
+    sink: Arc<dyn PublishSink>,
+}
+
+impl Publisher {
+    /// A publisher over `sink` (for hosts).
+    pub fn new(sink: Arc<dyn PublishSink>) -> Self {
+        Self { sink }
+    }
+
+    /// Publishes `data` serialized as JSON on `topic`.
+    pub fn publish<T: Serialize + ?Sized>(&self, topic: &str, data: &T) -> crate::Result<()> {
+        let payload = serde_json::to_vec(data)?;
+        self.sink.publish(topic, &payload)
+    }
+
+    /// Publishes payload bytes that must already be one JSON value.
+    pub fn publish_json_bytes(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
+        check_json(topic, payload)?;
+        self.sink.publish(topic, payload)
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Publisher")
+    }
+}
+
+/// Refuses a payload that is not one JSON value: every consumer's
+/// `event.data()` would fail on it later, far from the cause.
+fn check_json(topic: &str, payload: &[u8]) -> crate::Result<()> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+        .map(drop)
+        .map_err(|e| format!("the payload published on '{topic}' is not JSON: {e}").into())
 }
 
 /// The module's handle on the host during one callback.
@@ -50,9 +102,18 @@ impl<'a> Context<'a> {
         self.host.publish(topic, &payload)
     }
 
-    /// Publishes payload bytes that are already JSON.
+    /// Publishes payload bytes that must already be one JSON value (anything
+    /// else is refused with an error naming the topic).
     pub fn publish_json_bytes(&mut self, topic: &str, payload: &[u8]) -> crate::Result<()> {
+        check_json(topic, payload)?;
         self.host.publish(topic, payload)
+    }
+
+    /// A handle that publishes as this module from threads of its own (a
+    /// listener, a poller). It works from `start` on, like [`Context::publish`],
+    /// and fails once this generation has stopped.
+    pub fn publisher(&self) -> Publisher {
+        self.host.publisher()
     }
 
     /// Subscribes to `topic`; `*` matches one token and `>` all the remaining ones
@@ -91,5 +152,62 @@ impl<'a> Context<'a> {
                 .map(Some)
                 .map_err(|e| format!("restored state does not fit: {e}").into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prelude::*;
+    use crate::testing::ModuleHarness;
+
+    /// Publishes from a thread of its own, started in `start`.
+    #[derive(Default)]
+    struct Worker {
+        thread: Option<std::thread::JoinHandle<crate::Result<()>>>,
+    }
+
+    impl Module for Worker {
+        fn initialize(&mut self, ctx: &mut Context, _config: &Config) -> Result<()> {
+            ctx.subscribe("any.thing")
+        }
+
+        fn start(&mut self, ctx: &mut Context) -> Result<()> {
+            let publisher = ctx.publisher();
+            self.thread = Some(std::thread::spawn(move || {
+                publisher.publish("worker.line", &serde_json::json!({"text": "hi"}))
+            }));
+            Ok(())
+        }
+
+        fn on_event(&mut self, ctx: &mut Context, _event: &Event) -> Result<()> {
+            ctx.publish_json_bytes("worker.raw", b"{not json")
+        }
+    }
+
+    #[test]
+    fn a_publisher_publishes_as_the_module_from_another_thread() {
+        let mut harness = ModuleHarness::new(Worker::default());
+        harness.initialize(serde_json::json!({})).unwrap();
+        assert!(
+            harness.module().thread.is_none(),
+            "nothing runs before start"
+        );
+        harness.start().unwrap();
+        let thread = harness.module_mut().thread.take().unwrap();
+        thread.join().unwrap().unwrap();
+        assert_eq!(
+            harness.host().published_on("worker.line"),
+            vec![serde_json::json!({"text": "hi"})]
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_are_refused_with_the_topic() {
+        let mut harness = ModuleHarness::new(Worker::default());
+        harness.initialize(serde_json::json!({})).unwrap();
+        harness.start().unwrap();
+        let error = harness.deliver("any.thing", &1).unwrap_err().to_string();
+        assert!(error.contains("'worker.raw' is not JSON"), "{error}");
+        assert!(harness.host().published_on("worker.raw").is_empty());
     }
 }

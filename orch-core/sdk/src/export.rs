@@ -10,14 +10,14 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::c_void;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use crate::abi::{
     ABI_VERSION, ByteSink, HostApi, ModuleDescriptor, RBytes, RStr, SDK_VERSION, STATUS_ERROR,
     STATUS_OK, STATUS_PANIC, Status,
 };
-use crate::context::{Host, TimerId};
+use crate::context::{Host, PublishSink, Publisher, TimerId};
 use crate::{Config, Context, Event, Module};
 
 /// Exports `$ty` (which implements [`Module`](crate::Module) and `Default`) as a
@@ -111,6 +111,28 @@ impl Host for FfiHost {
     fn cancel_timer(&self, id: TimerId) -> crate::Result<()> {
         // SAFETY: as in `publish`.
         self.call(|err| unsafe { (self.api.cancel_timer)(self.api.ctx, id.0, err) })
+    }
+
+    fn publisher(&self) -> Publisher {
+        Publisher::new(Arc::new(FfiPublisher { api: self.api }))
+    }
+}
+
+/// A [`Publisher`]'s way to the real host: the same table, from any thread.
+struct FfiPublisher {
+    api: &'static HostApi,
+}
+
+// SAFETY: the host table is never freed by the host (it outlives every
+// generation that was given it), and the host's functions may be called from
+// any thread: a call of a generation that has stopped returns an error.
+unsafe impl Send for FfiPublisher {}
+// SAFETY: as for Send; the table is only read.
+unsafe impl Sync for FfiPublisher {}
+
+impl PublishSink for FfiPublisher {
+    fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
+        FfiHost { api: self.api }.publish(topic, payload)
     }
 }
 

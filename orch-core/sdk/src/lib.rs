@@ -46,7 +46,7 @@ pub mod testing;
 pub mod topic;
 
 pub use config::Config;
-pub use context::{Context, Host, TimerId};
+pub use context::{Context, Host, PublishSink, Publisher, TimerId};
 pub use event::Event;
 pub use module::Module;
 
@@ -64,6 +64,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything a module usually needs: `use orch_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::events::{self, SystemEvent};
-    pub use crate::{Config, Context, Error, Event, Module, Result, TimerId};
+    pub use crate::{Config, Context, Error, Event, Module, Publisher, Result, TimerId};
     pub use crate::{serde_json, tracing};
 }

@@ -26,11 +26,13 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::context::{Host, TimerId};
+use crate::context::{Host, PublishSink, Publisher, TimerId};
 use crate::{Config, Context, Event, Module, topic};
 
 /// A timer a module set through the test host.
@@ -49,23 +51,54 @@ pub struct RecordedTimer {
 /// Records what a module asks of its host.
 #[derive(Default)]
 pub struct TestHost {
-    published: RefCell<Vec<(String, serde_json::Value)>>,
+    /// Shared with the module's [`Publisher`]s, which may publish from threads.
+    published: Arc<Recorded>,
     subscriptions: RefCell<Vec<String>>,
     timers: RefCell<Vec<RecordedTimer>>,
     next_timer: Cell<u64>,
-    publishing_allowed: Cell<bool>,
+}
+
+/// What was published, and whether publishing is allowed yet.
+#[derive(Default)]
+struct Recorded {
+    events: Mutex<Vec<(String, serde_json::Value)>>,
+    allowed: AtomicBool,
+}
+
+impl Recorded {
+    fn events(&self) -> std::sync::MutexGuard<'_, Vec<(String, serde_json::Value)>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PublishSink for Recorded {
+    fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
+        topic::validate_topic(topic)?;
+        if !self.allowed.load(Ordering::SeqCst) {
+            return Err("publishing is not allowed before start: every module is \
+                        initialized before any starts; publish from start() or later"
+                .into());
+        }
+        let value = if payload.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(payload)?
+        };
+        self.events().push((topic.to_owned(), value));
+        Ok(())
+    }
 }
 
 impl TestHost {
     /// Everything published so far, as (topic, JSON payload).
     pub fn published(&self) -> Vec<(String, serde_json::Value)> {
-        self.published.borrow().clone()
+        self.published.events().clone()
     }
 
     /// The payloads published on `topic`.
     pub fn published_on(&self, topic: &str) -> Vec<serde_json::Value> {
         self.published
-            .borrow()
+            .events()
             .iter()
             .filter(|(t, _)| t == topic)
             .map(|(_, v)| v.clone())
@@ -74,7 +107,7 @@ impl TestHost {
 
     /// Forgets what was published so far.
     pub fn clear_published(&self) {
-        self.published.borrow_mut().clear();
+        self.published.events().clear();
     }
 
     /// The module's current subscriptions.
@@ -98,19 +131,7 @@ impl TestHost {
 
 impl Host for TestHost {
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
-        topic::validate_topic(topic)?;
-        if !self.publishing_allowed.get() {
-            return Err("publishing is not allowed before start: every module is \
-                        initialized before any starts; publish from start() or later"
-                .into());
-        }
-        let value = if payload.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(payload)?
-        };
-        self.published.borrow_mut().push((topic.to_owned(), value));
-        Ok(())
+        self.published.publish(topic, payload)
     }
 
     fn subscribe(&self, topic: &str) -> crate::Result<()> {
@@ -152,6 +173,9 @@ impl Host for TestHost {
         self.timers.borrow_mut().retain(|t| t.id != id);
         Ok(())
     }
+    fn publisher(&self) -> Publisher {
+        Publisher::new(Arc::clone(&self.published) as Arc<dyn PublishSink>)
+    }
 }
 
 /// Drives a module through its lifecycle in a unit test.
@@ -173,6 +197,10 @@ impl<M: Module> ModuleHarness<M> {
     pub fn module(&self) -> &M {
         &self.module
     }
+    /// The module under test, to take or change its state.
+    pub fn module_mut(&mut self) -> &mut M {
+        &mut self.module
+    }
 
     /// What the module asked of the host.
     pub fn host(&self) -> &TestHost {
@@ -190,7 +218,7 @@ impl<M: Module> ModuleHarness<M> {
         config: serde_json::Value,
         state: Option<serde_json::Value>,
     ) -> crate::Result<()> {
-        self.host.publishing_allowed.set(false);
+        self.host.published.allowed.store(false, Ordering::SeqCst);
         let state_bytes = state.map(|s| serde_json::to_vec(&s)).transpose()?;
         let mut ctx = Context::new(&self.host, state_bytes.as_deref());
         self.module.initialize(&mut ctx, &Config::new(config))
@@ -198,7 +226,7 @@ impl<M: Module> ModuleHarness<M> {
 
     /// Calls `start`; from now on the module may publish.
     pub fn start(&mut self) -> crate::Result<()> {
-        self.host.publishing_allowed.set(true);
+        self.host.published.allowed.store(true, Ordering::SeqCst);
         self.module.start(&mut Context::new(&self.host, None))
     }
 
@@ -238,7 +266,7 @@ impl<M: Module> ModuleHarness<M> {
 
     /// Calls `shutdown`.
     pub fn shutdown(&mut self) -> crate::Result<()> {
-        self.host.publishing_allowed.set(false);
+        self.host.published.allowed.store(false, Ordering::SeqCst);
         self.module.shutdown(&mut Context::new(&self.host, None))
     }
 }
