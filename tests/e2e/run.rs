@@ -406,3 +406,39 @@ fn runs_in_a_copy_of_the_workspace_as_in_a_fresh_clone() {
         "the repository is untouched"
     );
 }
+
+/// Only the host publishes in `app.*`, `module.*` and `bridge.*`: a module that
+/// tries, from a callback or from a thread of its own, in process or
+/// isolated, gets an error naming the reserved namespace, and no forged event
+/// reaches anyone.
+#[test]
+fn a_module_cannot_publish_the_hosts_events() {
+    for isolation in ["", "    isolation: process\n"] {
+        let scenario = Scenario::new(&format!(
+            "modules:\n  - name: fixture-event-log\n  - name: fixture-forger\n{isolation}"
+        ));
+        let mut orch = start(&scenario);
+        orch.wait_for("forge forger.done: ok", BUILD).unwrap();
+        for topic in ["app.shutdown", "module.crashed", "module.failed (thread)"] {
+            let line = orch.wait_for(&format!("forge {topic}: "), SHORT).unwrap();
+            assert!(
+                line.text.contains("may not publish") && line.text.contains("reserved namespace"),
+                "{isolation:?}: {}",
+                line.text
+            );
+        }
+        orch.collect_for(Duration::from_millis(300));
+        for forged in [
+            "EVENT app.shutdown",
+            "EVENT module.crashed",
+            "EVENT module.failed",
+        ] {
+            assert!(
+                orch.lines_with(forged).is_empty(),
+                "{isolation:?}: a forged {forged} got through:\n{}",
+                orch.output()
+            );
+        }
+        stop_cleanly(&mut orch, Signal::SIGINT);
+    }
+}

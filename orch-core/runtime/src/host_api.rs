@@ -139,6 +139,8 @@ impl ModuleHostCtx {
     }
 
     fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), String> {
+        orch_sdk::topic::validate_module_topic(topic)
+            .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
         if !self.may_publish.load(Ordering::Acquire) {
             return Err(format!(
                 "module '{}' may not publish '{topic}' yet: every module is initialized \
@@ -147,7 +149,6 @@ impl ModuleHostCtx {
             ));
         }
         if let Some(uplink) = self.uplink.get() {
-            orch_sdk::topic::validate_topic(topic)?;
             return uplink.publish(topic, payload);
         }
         self.bus

@@ -73,7 +73,7 @@ impl Recorded {
 
 impl PublishSink for Recorded {
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
-        topic::validate_topic(topic)?;
+        topic::validate_module_topic(topic)?;
         if !self.allowed.load(Ordering::SeqCst) {
             return Err("publishing is not allowed before start: every module is \
                         initialized before any starts; publish from start() or later"

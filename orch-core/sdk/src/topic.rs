@@ -9,6 +9,24 @@ pub fn validate_topic(topic: &str) -> Result<(), String> {
     validate(topic, false)
 }
 
+/// The namespaces only the host publishes in: `app.*`, `module.*`, `bridge.*`.
+pub const RESERVED_NAMESPACES: &[&str] = &["app", "module", "bridge"];
+
+/// Checks a topic a module publishes: a valid topic outside the host's
+/// reserved namespaces (the host's own events could otherwise be forged).
+pub fn validate_module_topic(topic: &str) -> Result<(), String> {
+    validate_topic(topic)?;
+    let first = topic.split('.').next().unwrap_or_default();
+    if RESERVED_NAMESPACES.contains(&first) {
+        return Err(format!(
+            "'{topic}' is in the host's reserved namespace '{first}.*': only the host \
+             publishes there; publish on a topic of your own (such as 'mymodule.{}')",
+            topic.split_once('.').map_or(topic, |(_, rest)| rest)
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a subscription pattern.
 pub fn validate_pattern(pattern: &str) -> Result<(), String> {
     validate(pattern, true)
@@ -71,6 +89,21 @@ pub fn matches(pattern: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modules_may_not_publish_in_the_hosts_namespaces() {
+        for topic in ["app.shutdown", "module.crashed", "bridge.connected"] {
+            let error = validate_module_topic(topic).unwrap_err();
+            assert!(error.contains("reserved namespace"), "{error}");
+        }
+        assert!(validate_module_topic("apps.x").is_ok());
+        assert!(validate_module_topic("sensor.module.x").is_ok());
+        assert!(
+            validate_module_topic("app")
+                .unwrap_err()
+                .contains("reserved")
+        );
+    }
 
     #[test]
     fn validates_topics() {

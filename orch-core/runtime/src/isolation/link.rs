@@ -341,7 +341,15 @@ fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame:
             let _ = replies.send(Incoming::Reply(status, data));
         }
         Frame::Publish { topic, payload } if active => {
-            if let Err(e) = r.bus.publish(&topic, &payload, Some(Arc::clone(&r.name))) {
+            // The child checked it too; a child that lies is refused here.
+            let published = orch_sdk::topic::validate_module_topic(&topic)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    r.bus
+                        .publish(&topic, &payload, Some(Arc::clone(&r.name)))
+                        .map_err(|e| e.to_string())
+                });
+            if let Err(e) = published {
                 tracing::warn!("module '{}' published on '{topic}': {e}", r.name);
             }
         }
