@@ -504,3 +504,52 @@ fn fifty_reloads_of_a_module_publishing_from_its_own_thread() {
         .unwrap();
     stop(&mut orch);
 }
+
+/// Threads started with `ctx.spawn` are stopped and joined when their
+/// generation shuts down (a reload here); one that ignores its StopToken is
+/// named (thread and phase), left running with its library kept, and the
+/// next generation runs all the same.
+#[test]
+fn spawned_threads_stop_at_each_reload_and_a_stuck_one_is_named() {
+    const FIXTURE: &str = "tests/fixtures/fixture-spawned-threads/src/lib.rs";
+    let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: fixture-spawned-threads\n    config:\n      stuck: true\n";
+    let (scratch, mut orch) = start(modules, &["run", "--watch"]);
+    orch.wait_for("Received test.ping: from ticker v0 ", RELOAD)
+        .unwrap();
+    for n in 1..=3u32 {
+        scratch
+            .replace(
+                FIXTURE,
+                &format!("MARK: &str = \"v{}\"", n - 1),
+                &format!("MARK: &str = \"v{n}\""),
+            )
+            .expect("edit the fixture");
+        orch.wait_for(&format!("Received test.ping: from ticker v{n} "), RELOAD)
+            .unwrap();
+        orch.wait_for(&format!("ticker v{} stopped after", n - 1), RELOAD)
+            .unwrap();
+        let named = orch
+            .wait_for(
+                &format!("module 'fixture-spawned-threads' generation {n} left 1 thread running"),
+                RELOAD,
+            )
+            .unwrap();
+        assert!(
+            named.text.contains("its library stays loaded"),
+            "{}",
+            named.text
+        );
+    }
+    let stuck = orch.lines_with("[fixture-spawned-threads] thread 'stuck' did not stop within");
+    assert_eq!(
+        stuck.len(),
+        3,
+        "named once per retired generation: {stuck:#?}"
+    );
+    assert!(stuck.iter().all(|line| line.contains("(phase shutdown)")));
+    assert!(
+        orch.lines_with("thread 'ticker' did not stop").is_empty(),
+        "the ticker always stops"
+    );
+    stop(&mut orch);
+}

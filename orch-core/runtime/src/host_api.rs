@@ -8,7 +8,7 @@
 
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub struct ModuleHostCtx {
     mailbox: Arc<dyn EventSink>,
     may_publish: AtomicBool,
     active_generation: AtomicU32,
+    /// `timeouts.shutdown`, told to each generation (it joins its threads within).
+    shutdown_timeout_ms: AtomicU64,
     uplink: OnceLock<Arc<dyn Uplink>>,
     swap: std::sync::Mutex<Option<Swap>>,
 }
@@ -74,6 +76,7 @@ impl ModuleHostCtx {
             mailbox,
             may_publish: AtomicBool::new(false),
             active_generation: AtomicU32::new(1),
+            shutdown_timeout_ms: AtomicU64::new(5_000),
             uplink: OnceLock::new(),
             swap: std::sync::Mutex::new(None),
         }
@@ -89,6 +92,13 @@ impl ModuleHostCtx {
     /// other generation (an abandoned one that came back to life) are refused.
     pub fn set_active_generation(&self, generation: u32) {
         self.active_generation.store(generation, Ordering::Release);
+    }
+
+    /// The module's `timeouts.shutdown` (default 5 s): the generations loaded
+    /// afterwards stop their threads within it.
+    pub fn set_shutdown_timeout(&self, timeout: Duration) {
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.shutdown_timeout_ms.store(millis, Ordering::Release);
     }
 
     /// The generation whose calls the host serves.
@@ -253,10 +263,10 @@ pub struct HostTable {
 
 impl HostTable {
     /// A table whose functions act for generation `generation` of `ctx`'s module.
-    pub fn new(ctx: &Arc<ModuleHostCtx>, generation: u32) -> Self {
+    pub fn new(module: &Arc<ModuleHostCtx>, generation: u32) -> Self {
         let ctx: &'static GenerationCtx = Box::leak(Box::new(GenerationCtx {
-            module: Arc::downgrade(ctx),
-            name: Arc::clone(&ctx.name),
+            module: Arc::downgrade(module),
+            name: Arc::clone(&module.name),
             generation,
         }));
         let api = Box::leak(Box::new(HostApi {
@@ -269,6 +279,7 @@ impl HostTable {
             cancel_timer: host_cancel_timer,
             log: host_log,
             max_log_level: host_max_log_level,
+            shutdown_timeout_ms: module.shutdown_timeout_ms.load(Ordering::Acquire),
         }));
         Self { api }
     }

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 use std::marker::PhantomData;
 
 /// The ABI version this SDK speaks. Bumped on any change to the types in this file.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The version of this SDK crate, recorded in every module built with it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -199,6 +199,10 @@ pub struct HostApi {
         unsafe extern "C" fn(ctx: *const c_void, level: u32, target: RStr<'_>, message: RStr<'_>),
     /// The most verbose level the host currently records (same numbering as `log`).
     pub max_log_level: unsafe extern "C" fn(ctx: *const c_void) -> u32,
+    /// `timeouts.shutdown` in milliseconds: the module's `shutdown` call, and the
+    /// joining of the threads it started with `Context::spawn`, must end within it
+    /// (ABI v2).
+    pub shutdown_timeout_ms: u64,
 }
 
 /// A module's static description and entry points, returned by [`ENTRY_SYMBOL`].

@@ -4,6 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::threads::{StopToken, ThreadBody};
 use serde::de::DeserializeOwned;
 
 /// Identifies a timer set with [`Context::every`] or [`Context::after`].
@@ -30,6 +32,8 @@ pub trait Host {
     fn cancel_timer(&self, id: TimerId) -> crate::Result<()>;
     /// A handle that publishes as the module from any thread.
     fn publisher(&self) -> Publisher;
+    /// Starts a module thread the host stops and joins at shutdown.
+    fn spawn(&self, name: &str, body: ThreadBody) -> crate::Result<()>;
 }
 
 /// Where a [`Publisher`]'s events go: implemented by hosts, not modules.
@@ -114,6 +118,19 @@ impl<'a> Context<'a> {
     /// and fails once this generation has stopped.
     pub fn publisher(&self) -> Publisher {
         self.host.publisher()
+    }
+
+    /// Starts a thread of the module named `name` (unique in the module) that
+    /// runs `body` with a [`StopToken`] and a [`Publisher`]. When the module
+    /// shuts down (exit, reload, removal) the token is stopped right after its
+    /// `shutdown` returns and the thread is joined within `timeouts.shutdown`;
+    /// one that does not end by then is named in the log and its code stays
+    /// loaded. Start threads in `start` (publishing fails before it).
+    pub fn spawn<F>(&mut self, name: &str, body: F) -> crate::Result<()>
+    where
+        F: FnOnce(StopToken, Publisher) + Send + 'static,
+    {
+        self.host.spawn(name, Box::new(body))
     }
 
     /// Subscribes to `topic`; `*` matches one token and `>` all the remaining ones
@@ -209,5 +226,43 @@ mod tests {
         let error = harness.deliver("any.thing", &1).unwrap_err().to_string();
         assert!(error.contains("'worker.raw' is not JSON"), "{error}");
         assert!(harness.host().published_on("worker.raw").is_empty());
+    }
+
+    /// Runs a ticker with `ctx.spawn`, and one thread that ignores its token.
+    #[derive(Default)]
+    struct Spawner;
+
+    impl Module for Spawner {
+        fn initialize(&mut self, _ctx: &mut Context, _config: &Config) -> Result<()> {
+            Ok(())
+        }
+
+        fn start(&mut self, ctx: &mut Context) -> Result<()> {
+            ctx.spawn("ticker", |stop, publisher| {
+                let mut n = 0u64;
+                while !stop.wait(std::time::Duration::from_millis(1)) {
+                    n += 1;
+                    let _ = publisher.publish("spawner.tick", &n);
+                }
+                let _ = publisher.publish("spawner.stopped", &n);
+            })?;
+            ctx.spawn("deaf", |_stop, _publisher| {
+                std::thread::sleep(std::time::Duration::from_millis(400));
+            })?;
+            assert!(ctx.spawn("ticker", |_, _| {}).is_err(), "names are unique");
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spawned_threads_are_stopped_and_a_deaf_one_is_named() {
+        let mut harness = ModuleHarness::new(Spawner);
+        harness.initialize(serde_json::json!({})).unwrap();
+        harness.start().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let stuck = harness.stop_threads(std::time::Duration::from_millis(100));
+        assert_eq!(stuck, vec!["deaf".to_owned()]);
+        assert_eq!(harness.host().published_on("spawner.stopped").len(), 1);
+        assert!(!harness.host().published_on("spawner.tick").is_empty());
     }
 }

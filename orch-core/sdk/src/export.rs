@@ -18,6 +18,7 @@ use crate::abi::{
     STATUS_OK, STATUS_PANIC, Status,
 };
 use crate::context::{Host, PublishSink, Publisher, TimerId};
+use crate::threads::{ModuleThreads, ThreadBody};
 use crate::{Config, Context, Event, Module};
 
 /// Exports `$ty` (which implements [`Module`](crate::Module) and `Default`) as a
@@ -59,28 +60,52 @@ struct Instance<T> {
     host: FfiHost,
 }
 
-/// The real host, reached through the [`HostApi`] table it handed to `create`.
+/// The real host, reached through the [`HostApi`] table it handed to `create`,
+/// and the threads the module started through it.
 struct FfiHost {
     api: &'static HostApi,
+    threads: RefCell<ModuleThreads>,
 }
 
 impl FfiHost {
-    fn call(&self, f: impl FnOnce(ByteSink<'_>) -> Status) -> crate::Result<()> {
-        let mut message = Vec::new();
-        match f(ByteSink::to_vec(&mut message)) {
-            STATUS_OK => Ok(()),
-            _ => Err(String::from_utf8_lossy(&message).into_owned().into()),
+    fn new(api: &'static HostApi) -> Self {
+        Self {
+            api,
+            threads: RefCell::default(),
         }
     }
+
+    fn call(&self, f: impl FnOnce(ByteSink<'_>) -> Status) -> crate::Result<()> {
+        call(f)
+    }
+
+    /// Stops and joins the module's threads within three quarters of the
+    /// host's shutdown timeout (the rest is the host's margin).
+    fn stop_threads(&self) {
+        let within = Duration::from_millis(self.api.shutdown_timeout_ms.saturating_mul(3) / 4);
+        self.threads.borrow_mut().stop_all(within);
+    }
+}
+
+/// Runs one host call, turning its status and message into a `Result`.
+fn call(f: impl FnOnce(ByteSink<'_>) -> Status) -> crate::Result<()> {
+    let mut message = Vec::new();
+    match f(ByteSink::to_vec(&mut message)) {
+        STATUS_OK => Ok(()),
+        _ => Err(String::from_utf8_lossy(&message).into_owned().into()),
+    }
+}
+
+/// Publishes through `api` (the host checks the generation).
+fn publish_via(api: &HostApi, topic: &str, payload: &[u8]) -> crate::Result<()> {
+    // SAFETY: the host never frees its tables, and the borrowed topic and
+    // payload live for the call.
+    call(|err| unsafe { (api.publish)(api.ctx, RStr::new(topic), RBytes::new(payload), err) })
 }
 
 impl Host for FfiHost {
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
-        // SAFETY: the host guarantees `api` and its ctx outlive this instance;
-        // the borrowed topic and payload live for the call.
-        self.call(|err| unsafe {
-            (self.api.publish)(self.api.ctx, RStr::new(topic), RBytes::new(payload), err)
-        })
+        publish_via(self.api, topic, payload)
     }
 
     fn subscribe(&self, topic: &str) -> crate::Result<()> {
@@ -116,23 +141,22 @@ impl Host for FfiHost {
     fn publisher(&self) -> Publisher {
         Publisher::new(Arc::new(FfiPublisher { api: self.api }))
     }
+
+    fn spawn(&self, name: &str, body: ThreadBody) -> crate::Result<()> {
+        let publisher = self.publisher();
+        self.threads.borrow_mut().spawn(name, publisher, body)
+    }
 }
 
-/// A [`Publisher`]'s way to the real host: the same table, from any thread.
+/// A [`Publisher`]'s way to the real host: the same table, from any thread
+/// (the host never frees it, and answers a stopped generation with an error).
 struct FfiPublisher {
     api: &'static HostApi,
 }
 
-// SAFETY: the host table is never freed by the host (it outlives every
-// generation that was given it), and the host's functions may be called from
-// any thread: a call of a generation that has stopped returns an error.
-unsafe impl Send for FfiPublisher {}
-// SAFETY: as for Send; the table is only read.
-unsafe impl Sync for FfiPublisher {}
-
 impl PublishSink for FfiPublisher {
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
-        FfiHost { api: self.api }.publish(topic, payload)
+        publish_via(self.api, topic, payload)
     }
 }
 
@@ -255,7 +279,7 @@ unsafe extern "C" fn create<T: Module + Default>(
         crate::log_forward::install(api);
         let instance = Box::new(Instance {
             module: T::default(),
-            host: FfiHost { api },
+            host: FfiHost::new(api),
         });
         // SAFETY: `instance_out` is non-null and points to writable storage of the host.
         unsafe { instance_out.write(Box::into_raw(instance).cast()) };
@@ -327,7 +351,10 @@ unsafe extern "C" fn shutdown<T: Module>(instance: *mut c_void, err: ByteSink<'_
     // SAFETY: the host passes a live instance.
     unsafe {
         with_instance::<T>(instance, err, |module, host| {
-            module.shutdown(&mut Context::new(host, None))
+            let outcome = module.shutdown(&mut Context::new(host, None));
+            // Then the module's own threads: stopped, joined within the timeout.
+            host.stop_threads();
+            outcome
         })
     }
 }
@@ -341,6 +368,8 @@ unsafe extern "C" fn destroy<T: Module>(instance: *mut c_void) {
     let boxed = unsafe { Box::from_raw(instance.cast::<Instance<T>>()) };
     let mut message = Vec::new();
     let status = guard(&ByteSink::to_vec(&mut message), move || {
+        // Threads of an instance that never shut down (a failed start) end too.
+        boxed.host.stop_threads();
         drop(boxed);
         Ok(())
     });
@@ -437,6 +466,7 @@ mod tests {
         cancel_timer: refuse_cancel,
         log: ignore_log,
         max_log_level: no_logs,
+        shutdown_timeout_ms: 1_000,
     };
 
     fn text(buffer: &[u8]) -> String {

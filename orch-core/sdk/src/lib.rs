@@ -43,12 +43,14 @@ pub mod export;
 mod log_forward;
 mod module;
 pub mod testing;
+mod threads;
 pub mod topic;
 
 pub use config::Config;
 pub use context::{Context, Host, PublishSink, Publisher, TimerId};
 pub use event::Event;
 pub use module::Module;
+pub use threads::{StopToken, ThreadBody};
 
 /// Re-exported so that modules use the same versions as the SDK.
 pub use serde_json;
@@ -64,6 +66,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything a module usually needs: `use orch_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::events::{self, SystemEvent};
-    pub use crate::{Config, Context, Error, Event, Module, Publisher, Result, TimerId};
+    pub use crate::{Config, Context, Error, Event, Module, Publisher, Result, StopToken, TimerId};
     pub use crate::{serde_json, tracing};
 }

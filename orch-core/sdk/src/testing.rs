@@ -33,6 +33,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::context::{Host, PublishSink, Publisher, TimerId};
+use crate::threads::{ModuleThreads, ThreadBody};
 use crate::{Config, Context, Event, Module, topic};
 
 /// A timer a module set through the test host.
@@ -56,6 +57,7 @@ pub struct TestHost {
     subscriptions: RefCell<Vec<String>>,
     timers: RefCell<Vec<RecordedTimer>>,
     next_timer: Cell<u64>,
+    threads: RefCell<ModuleThreads>,
 }
 
 /// What was published, and whether publishing is allowed yet.
@@ -176,6 +178,11 @@ impl Host for TestHost {
     fn publisher(&self) -> Publisher {
         Publisher::new(Arc::clone(&self.published) as Arc<dyn PublishSink>)
     }
+
+    fn spawn(&self, name: &str, body: ThreadBody) -> crate::Result<()> {
+        let publisher = self.publisher();
+        self.threads.borrow_mut().spawn(name, publisher, body)
+    }
 }
 
 /// Drives a module through its lifecycle in a unit test.
@@ -267,6 +274,15 @@ impl<M: Module> ModuleHarness<M> {
     /// Calls `shutdown`.
     pub fn shutdown(&mut self) -> crate::Result<()> {
         self.host.published.allowed.store(false, Ordering::SeqCst);
-        self.module.shutdown(&mut Context::new(&self.host, None))
+        let outcome = self.module.shutdown(&mut Context::new(&self.host, None));
+        self.stop_threads(std::time::Duration::from_secs(5));
+        outcome
+    }
+
+    /// As the host does after `shutdown`: stops the threads the module started
+    /// with `ctx.spawn` and joins them within `within`; returns the names of
+    /// those that did not stop.
+    pub fn stop_threads(&mut self, within: std::time::Duration) -> Vec<String> {
+        self.host.threads.borrow_mut().stop_all(within)
     }
 }

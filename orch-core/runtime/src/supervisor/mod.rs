@@ -204,6 +204,7 @@ impl Supervisor {
             self.timers.clone(),
             sink,
         ));
+        ctx.set_shutdown_timeout(self.timeouts.shutdown);
         // Paused until its start returns: a module gets no event before `start`.
         let state = ActorState::new(Arc::clone(&name), None, true);
         let actor = Actor::spawn(&mailbox, state, self.bus.clone()).map_err(|e| {
