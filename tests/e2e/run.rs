@@ -442,3 +442,60 @@ fn a_module_cannot_publish_the_hosts_events() {
         stop_cleanly(&mut orch, Signal::SIGINT);
     }
 }
+
+/// Every event carries the envelope the host set: a unique id in publish
+/// order, the source module (or `host`) and the publish time, the same for
+/// an in-process and an isolated receiver.
+#[test]
+fn events_carry_their_id_source_and_time() {
+    for isolation in ["", "    isolation: process\n"] {
+        let scenario = Scenario::new(&format!(
+            "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: fixture-envelope\n{isolation}"
+        ));
+        let mut orch = start(&scenario);
+        let started = orch.wait_for("ENVELOPE app.started ", BUILD).unwrap();
+        assert!(started.text.contains(" source=host "), "{}", started.text);
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let seen = ids.len();
+            let line = orch
+                .wait_for_match(
+                    |text| {
+                        text.contains("ENVELOPE test.ping ")
+                            && !ids
+                                .iter()
+                                .any(|id: &u64| text.contains(&format!(" id={id} ")))
+                    },
+                    "a new test.ping envelope",
+                    SHORT,
+                )
+                .unwrap();
+            assert!(
+                line.text.contains(" source=mod-dummy-producer "),
+                "{isolation:?}: {}",
+                line.text
+            );
+            let field = |name: &str| -> u64 {
+                line.text
+                    .split(&format!("{name}="))
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|value| value.parse().ok())
+                    .unwrap_or_else(|| panic!("no {name} in {}", line.text))
+            };
+            let age = field("age_ms");
+            assert!(
+                age < 60_000,
+                "published {age} ms before it arrived: {}",
+                line.text
+            );
+            ids.push(field("id"));
+            assert_eq!(ids.len(), seen + 1);
+        }
+        assert!(
+            ids.windows(2).all(|pair| pair[0] < pair[1]),
+            "{isolation:?}: ids grow in publish order: {ids:?}"
+        );
+        stop_cleanly(&mut orch, Signal::SIGINT);
+    }
+}

@@ -383,7 +383,7 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
         return;
     };
     activity.begin(event);
-    let result = instance.on_event(event.topic(), event.payload());
+    let result = instance.on_event(event.delivery());
     activity.end();
     if let Err(cause) = result {
         report_event_failure(&state.name, event.topic(), &cause, bus);

@@ -11,6 +11,7 @@ use orch_sdk::events::SystemEvent;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use orch_sdk::topic;
 
@@ -23,10 +24,53 @@ pub struct BusEvent {
     topic_len: usize,
     /// The publishing module, `None` for the host.
     pub source: Option<Arc<str>>,
+    /// Unique in this process, in publish order.
+    pub id: u64,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+}
+
+/// An event as a handler receives it: its parts and the envelope the host set
+/// when it was published.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The JSON payload.
+    pub payload: &'a [u8],
+    /// The event's id.
+    pub id: u64,
+    /// The publishing module; empty for the host.
+    pub source: &'a str,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+}
+
+impl<'a> Delivery<'a> {
+    /// An event of the host published now, with id 0 (for tests and tools).
+    pub fn from_host(topic: &'a str, payload: &'a [u8]) -> Self {
+        Self {
+            topic,
+            payload,
+            id: 0,
+            source: "",
+            published_at_ms: now_ms(),
+        }
+    }
+}
+
+/// Ids of published events, in publish order, unique in this process.
+static NEXT_EVENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The time now, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl BusEvent {
-    /// An event published now.
+    /// An event published now, with the next id.
     pub fn new(topic: &str, payload: &[u8], source: Option<Arc<str>>) -> Self {
         let mut data = Vec::with_capacity(topic.len() + payload.len());
         data.extend_from_slice(topic.as_bytes());
@@ -35,6 +79,19 @@ impl BusEvent {
             data: data.into_boxed_slice(),
             topic_len: topic.len(),
             source,
+            id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
+            published_at_ms: now_ms(),
+        }
+    }
+
+    /// The event as a handler receives it.
+    pub fn delivery(&self) -> Delivery<'_> {
+        Delivery {
+            topic: self.topic(),
+            payload: self.payload(),
+            id: self.id,
+            source: self.source.as_deref().unwrap_or(""),
+            published_at_ms: self.published_at_ms,
         }
     }
 

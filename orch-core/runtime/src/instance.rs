@@ -48,10 +48,10 @@ impl Instance {
     }
 
     /// `Module::on_event`.
-    pub fn on_event(&mut self, topic: &str, payload: &[u8]) -> Result<(), Cause> {
+    pub fn on_event(&mut self, event: crate::bus::Delivery<'_>) -> Result<(), Cause> {
         match self {
-            Instance::Local(i) => i.on_event(topic, payload),
-            Instance::Remote(r) => r.on_event(topic, payload),
+            Instance::Local(i) => i.on_event(event),
+            Instance::Remote(r) => r.on_event(event),
         }
     }
 

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use libloading::Library;
 use orch_sdk::abi::{
-    ABI_VERSION, ByteSink, ENTRY_SYMBOL, EntryFn, ModuleDescriptor, RBytes, RStr, SDK_VERSION,
-    STATUS_OK, STATUS_PANIC, Status,
+    ABI_VERSION, ByteSink, ENTRY_SYMBOL, EntryFn, Envelope, ModuleDescriptor, RBytes, RStr,
+    SDK_VERSION, STATUS_OK, STATUS_PANIC, Status,
 };
 
+use crate::bus::Delivery;
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::host_api::{HostTable, ModuleHostCtx};
 use crate::module_threads;
@@ -400,10 +401,21 @@ impl ModuleInstance {
     }
 
     /// `Module::on_event`.
-    pub fn on_event(&mut self, topic: &str, payload: &[u8]) -> Result<(), Cause> {
+    pub fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
+        let envelope = Envelope {
+            id: event.id,
+            published_at_ms: event.published_at_ms,
+            source: RStr::new(event.source),
+        };
         // SAFETY: live instance of this descriptor, borrows valid for the call.
         self.call(|d, i, err| unsafe {
-            (d.on_event)(i, RStr::new(topic), RBytes::new(payload), err)
+            (d.on_event)(
+                i,
+                RStr::new(event.topic),
+                RBytes::new(event.payload),
+                envelope,
+                err,
+            )
         })
     }
 

@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, unbounded};
 use orch_cargo::{BuildRequest, Builder};
 use orch_config::workspace::Workspace;
 use orch_runtime::actor::Mailbox;
-use orch_runtime::bus::{Bus, BusEvent};
+use orch_runtime::bus::{Bus, BusEvent, Delivery};
 use orch_runtime::host_api::ModuleHostCtx;
 use orch_runtime::loader::{Loader, ModuleInstance};
 use orch_runtime::timers::TimerService;
@@ -99,13 +99,13 @@ fn a_real_consumer_runs_its_lifecycle_across_the_abi() {
 
     let ping = br#"{"message":"hello","seq":7}"#;
     consumer
-        .on_event("test.ping", ping)
+        .on_event(Delivery::from_host("test.ping", ping))
         .expect("handles a ping");
     consumer
-        .on_event("test.ping", ping)
+        .on_event(Delivery::from_host("test.ping", ping))
         .expect("handles a ping");
     let err = consumer
-        .on_event("test.ping", br#"{"message":5}"#)
+        .on_event(Delivery::from_host("test.ping", br#"{"message":5}"#))
         .unwrap_err();
     assert!(
         matches!(&err, Cause::Error(text) if text.contains("test.ping")),

@@ -205,6 +205,18 @@ pub struct HostApi {
     pub shutdown_timeout_ms: u64,
 }
 
+/// What the host says of an event besides its topic and payload (ABI v2).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Envelope<'a> {
+    /// The event's id, unique in the publishing process.
+    pub id: u64,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+    /// The publishing module's name; empty for the host.
+    pub source: RStr<'a>,
+}
+
 /// A module's static description and entry points, returned by [`ENTRY_SYMBOL`].
 ///
 /// Every function catches panics and reports them as [`STATUS_PANIC`]; none unwinds.
@@ -240,6 +252,7 @@ pub struct ModuleDescriptor {
         instance: *mut c_void,
         topic: RStr<'_>,
         payload: RBytes<'_>,
+        envelope: Envelope<'_>,
         err: ByteSink<'_>,
     ) -> Status,
     /// `Module::save_state`: writes the state to `state_out` (nothing written = no state).

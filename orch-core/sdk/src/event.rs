@@ -2,17 +2,62 @@
 
 use serde::de::DeserializeOwned;
 
-/// One delivered event: a topic and its JSON payload, borrowed for the callback.
+/// One delivered event: a topic and its JSON payload, borrowed for the
+/// callback, and the envelope the host set when it was published: an id, the
+/// source module (or `host`) and the publish time.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
     topic: &'a str,
     payload: &'a [u8],
+    id: u64,
+    source: &'a str,
+    published_at_ms: u64,
 }
 
+/// The [`Event::source`] of an event the host published.
+pub const HOST_SOURCE: &str = "host";
+
 impl<'a> Event<'a> {
-    /// An event over borrowed parts (used by the boundary glue and by tests).
+    /// An event of the host over borrowed parts, published now, id 0 (for tests).
     pub fn new(topic: &'a str, payload: &'a [u8]) -> Self {
-        Self { topic, payload }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self::with_envelope(topic, payload, 0, HOST_SOURCE, now)
+    }
+
+    /// An event with its envelope: `id`, `source` (a module's name, or
+    /// [`HOST_SOURCE`]) and publish time in milliseconds since the Unix epoch.
+    pub fn with_envelope(
+        topic: &'a str,
+        payload: &'a [u8],
+        id: u64,
+        source: &'a str,
+        published_at_ms: u64,
+    ) -> Self {
+        Self {
+            topic,
+            payload,
+            id,
+            source,
+            published_at_ms,
+        }
+    }
+
+    /// The event's id, unique in the orchestrator that published it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The module that published it, or `host` for the host's own events
+    /// (`app.*`, `module.*`, timers).
+    pub fn source(&self) -> &'a str {
+        self.source
+    }
+
+    /// When it was published.
+    pub fn published_at(&self) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.published_at_ms)
     }
 
     /// The topic, for example `test.ping`.

@@ -14,8 +14,8 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use crate::abi::{
-    ABI_VERSION, ByteSink, HostApi, ModuleDescriptor, RBytes, RStr, SDK_VERSION, STATUS_ERROR,
-    STATUS_OK, STATUS_PANIC, Status,
+    ABI_VERSION, ByteSink, Envelope, HostApi, ModuleDescriptor, RBytes, RStr, SDK_VERSION,
+    STATUS_ERROR, STATUS_OK, STATUS_PANIC, Status,
 };
 use crate::context::{Host, PublishSink, Publisher, TimerId};
 use crate::threads::{ModuleThreads, ThreadBody};
@@ -318,15 +318,29 @@ unsafe extern "C" fn on_event<T: Module>(
     instance: *mut c_void,
     topic: RStr<'_>,
     payload: RBytes<'_>,
+    envelope: Envelope<'_>,
     err: ByteSink<'_>,
 ) -> Status {
     // SAFETY: the host passes a live instance and borrows valid for the call.
     unsafe {
         let topic = topic.as_str();
         let payload = payload.as_slice();
+        let source = envelope.source.as_str();
         with_instance::<T>(instance, err, |module, host| {
             let topic = topic.map_err(|e| format!("event topic is not UTF-8: {e}"))?;
-            module.on_event(&mut Context::new(host, None), &Event::new(topic, payload))
+            let source = match source {
+                Ok("") => crate::event::HOST_SOURCE,
+                Ok(source) => source,
+                Err(e) => return Err(format!("event source is not UTF-8: {e}").into()),
+            };
+            let event = Event::with_envelope(
+                topic,
+                payload,
+                envelope.id,
+                source,
+                envelope.published_at_ms,
+            );
+            module.on_event(&mut Context::new(host, None), &event)
         })
     }
 }
@@ -508,6 +522,11 @@ mod tests {
                     instance,
                     RStr::new(topic),
                     RBytes::new(b"{}"),
+                    Envelope {
+                        id: 1,
+                        published_at_ms: 0,
+                        source: RStr::new(""),
+                    },
                     ByteSink::to_vec(&mut err),
                 );
                 assert_eq!(status, expected, "{topic}: {}", text(&err));

@@ -48,7 +48,7 @@ pub mod topic;
 
 pub use config::Config;
 pub use context::{Context, Host, PublishSink, Publisher, TimerId};
-pub use event::Event;
+pub use event::{Event, HOST_SOURCE};
 pub use module::Module;
 pub use threads::{StopToken, ThreadBody};
 

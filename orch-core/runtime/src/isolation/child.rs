@@ -227,7 +227,7 @@ fn serve(args: &Args, link: &Link) -> ExitCode {
             Work::Request(Frame::Exit) | Work::ParentGone => break,
             Work::Request(frame) => handle(frame, &mut instance, &ctx, link),
             Work::Timer(event) => {
-                if let Err(cause) = instance.on_event(event.topic(), event.payload()) {
+                if let Err(cause) = instance.on_event(event.delivery()) {
                     link.send(&Frame::TimerFailed {
                         topic: event.topic().into(),
                         message: cause.to_string(),
@@ -254,7 +254,7 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
             ctx.set_may_publish(true);
             instance.start().map(|()| Vec::new())
         }
-        Frame::Event { topic, payload } => instance.on_event(&topic, &payload).map(|()| Vec::new()),
+        Frame::Event(event) => instance.on_event(event.delivery()).map(|()| Vec::new()),
         Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
         Frame::Shutdown => instance.shutdown().map(|()| Vec::new()),
         Frame::Ping(n) => {

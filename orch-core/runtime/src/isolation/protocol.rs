@@ -21,6 +21,45 @@ pub enum Status {
     Host = 3,
 }
 
+/// An event as it travels to a child: the bus's own bytes and its envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFrame {
+    /// The topic.
+    pub topic: String,
+    /// The JSON payload.
+    pub payload: Vec<u8>,
+    /// The event's id in the orchestrator.
+    pub id: u64,
+    /// The publishing module; empty for the host.
+    pub source: String,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+}
+
+impl EventFrame {
+    /// The frame of a delivered event.
+    pub fn of(event: crate::bus::Delivery<'_>) -> Self {
+        Self {
+            topic: event.topic.to_owned(),
+            payload: event.payload.to_vec(),
+            id: event.id,
+            source: event.source.to_owned(),
+            published_at_ms: event.published_at_ms,
+        }
+    }
+
+    /// The event as the child's module receives it.
+    pub fn delivery(&self) -> crate::bus::Delivery<'_> {
+        crate::bus::Delivery {
+            topic: &self.topic,
+            payload: &self.payload,
+            id: self.id,
+            source: &self.source,
+            published_at_ms: self.published_at_ms,
+        }
+    }
+}
+
 /// One message either way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
@@ -34,12 +73,7 @@ pub enum Frame {
     /// Parent → child: `Module::start`.
     Start,
     /// Parent → child: deliver an event to `on_event`.
-    Event {
-        /// The topic.
-        topic: String,
-        /// The JSON payload.
-        payload: Vec<u8>,
-    },
+    Event(EventFrame),
     /// Parent → child: `Module::save_state`.
     SaveState,
     /// Parent → child: `Module::shutdown`.
@@ -139,10 +173,13 @@ impl Frame {
                 put(&mut buf, state.as_deref().unwrap_or_default());
             }
             Frame::Start => buf.push(START),
-            Frame::Event { topic, payload } => {
+            Frame::Event(event) => {
                 buf.push(EVENT);
-                put(&mut buf, topic.as_bytes());
-                put(&mut buf, payload);
+                put(&mut buf, event.topic.as_bytes());
+                put(&mut buf, &event.payload);
+                buf.extend_from_slice(&event.id.to_le_bytes());
+                buf.extend_from_slice(&event.published_at_ms.to_le_bytes());
+                put(&mut buf, event.source.as_bytes());
             }
             Frame::SaveState => buf.push(SAVE_STATE),
             Frame::Shutdown => buf.push(SHUTDOWN),
@@ -237,10 +274,13 @@ impl Frame {
                 }
             }
             START => Frame::Start,
-            EVENT => Frame::Event {
+            EVENT => Frame::Event(EventFrame {
                 topic: f.text()?,
                 payload: f.bytes()?,
-            },
+                id: f.u64()?,
+                published_at_ms: f.u64()?,
+                source: f.text()?,
+            }),
             SAVE_STATE => Frame::SaveState,
             SHUTDOWN => Frame::Shutdown,
             EXIT => Frame::Exit,
@@ -332,10 +372,13 @@ mod tests {
                 state: None,
             },
             Frame::Start,
-            Frame::Event {
+            Frame::Event(EventFrame {
                 topic: "test.ping".into(),
                 payload: br#"{"seq":1}"#.to_vec(),
-            },
+                id: 42,
+                source: "mod-dummy-producer".into(),
+                published_at_ms: 1_700_000_000_123,
+            }),
             Frame::SaveState,
             Frame::Shutdown,
             Frame::Exit,
@@ -378,10 +421,13 @@ mod tests {
     #[test]
     fn event_bytes_are_carried_unchanged() {
         let payload = "{\"message\":\"héllo\",\"seq\":18446744073709551615}".as_bytes();
-        let frame = Frame::Event {
+        let frame = Frame::Event(EventFrame {
             topic: "test.ping".into(),
             payload: payload.to_vec(),
-        };
+            id: 1,
+            source: String::new(),
+            published_at_ms: 0,
+        });
         let bytes = frame.encode();
         assert!(bytes.windows(payload.len()).any(|w| w == payload));
     }

@@ -22,11 +22,11 @@ use orch_config::{Supervision, Timeouts};
 use orch_sdk::duration::human;
 
 use super::link::{ChildLink, Incoming};
-use super::protocol::{Frame, Status};
+use super::protocol::{EventFrame, Frame, Status};
 use super::supervise::RestartTracker;
 use super::window::InFlight;
 use crate::actor::Envelope;
-use crate::bus::Bus;
+use crate::bus::{Bus, Delivery};
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::host_api::ModuleHostCtx;
 
@@ -171,26 +171,28 @@ impl RemoteModule {
     /// acknowledges it, errors are reported with their own topic, and after a
     /// crash the unacknowledged events but the first (the one it was handling)
     /// are delivered again to the restarted child, in order.
-    pub fn on_event(&mut self, topic: &str, payload: &[u8]) -> Result<(), Cause> {
+    pub fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
+        self.send_event(EventFrame::of(event));
+        Ok(())
+    }
+
+    /// Sends one event to the child and keeps it in flight until acknowledged.
+    fn send_event(&mut self, event: EventFrame) {
         if !self.absorb() {
-            return Ok(());
+            return;
         }
         let Some(link) = self.child.as_ref() else {
-            return Ok(());
+            return;
         };
-        let frame = Frame::Event {
-            topic: topic.into(),
-            payload: payload.to_vec(),
-        };
+        let frame = Frame::Event(event);
         let sent = link.send(&frame);
-        if let Frame::Event { topic, payload } = frame {
-            self.inflight.push(topic, payload);
+        if let Frame::Event(event) = frame {
+            self.inflight.push(event);
         }
         if !sent {
             link.shared.pipe_broke();
         }
         self.drain(if sent { WINDOW - 1 } else { 0 });
-        Ok(())
     }
 
     /// Handles a child that died while its module was idle (the reader thread

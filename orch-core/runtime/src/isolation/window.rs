@@ -7,16 +7,18 @@
 
 use std::collections::VecDeque;
 
+use super::protocol::EventFrame;
+
 /// Events in flight to one child, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    events: VecDeque<(String, Vec<u8>)>,
+    events: VecDeque<EventFrame>,
 }
 
 impl InFlight {
     /// Records an event sent to the child.
-    pub(crate) fn push(&mut self, topic: String, payload: Vec<u8>) {
-        self.events.push_back((topic, payload));
+    pub(crate) fn push(&mut self, event: EventFrame) {
+        self.events.push_back(event);
     }
 
     /// How many events wait for an acknowledgement.
@@ -26,13 +28,13 @@ impl InFlight {
 
     /// The oldest event was acknowledged: its topic (to name it in an error).
     pub(crate) fn acknowledge(&mut self) -> Option<String> {
-        self.events.pop_front().map(|(topic, _)| topic)
+        self.events.pop_front().map(|event| event.topic)
     }
 
     /// The child died: the topic of the event it was handling, and every
     /// other event in flight, in order, to deliver again. The window is empty
     /// afterwards.
-    pub(crate) fn take_after_crash(&mut self) -> (Option<String>, Vec<(String, Vec<u8>)>) {
+    pub(crate) fn take_after_crash(&mut self) -> (Option<String>, Vec<EventFrame>) {
         let handling = self.acknowledge();
         (handling, self.events.drain(..).collect())
     }
@@ -42,10 +44,20 @@ impl InFlight {
 mod tests {
     use super::*;
 
+    fn event(topic: &str, n: usize) -> EventFrame {
+        EventFrame {
+            topic: topic.to_owned(),
+            payload: vec![u8::try_from(n).unwrap_or(0)],
+            id: u64::try_from(n).unwrap_or(0),
+            source: "producer".into(),
+            published_at_ms: 0,
+        }
+    }
+
     fn window(topics: &[&str]) -> InFlight {
         let mut window = InFlight::default();
         for (n, topic) in topics.iter().enumerate() {
-            window.push((*topic).to_owned(), vec![u8::try_from(n).unwrap_or(0)]);
+            window.push(event(topic, n));
         }
         window
     }
@@ -67,8 +79,8 @@ mod tests {
         assert_eq!(handling.as_deref(), Some("b"));
         assert_eq!(
             replay,
-            vec![("c".to_owned(), vec![2u8])],
-            "only what followed the handled event comes back"
+            vec![event("c", 2)],
+            "only what followed the handled event comes back, envelope and all"
         );
         assert_eq!(window.len(), 0);
     }

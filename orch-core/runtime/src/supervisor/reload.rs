@@ -206,8 +206,10 @@ impl Supervisor {
     ) -> Result<Actor, ModuleFailure> {
         let name: Arc<str> = spec.name.as_str().into();
         let actor = self.spawn_paused(module, ActorState::new(Arc::clone(&name), None, true))?;
-        module.ctx.set_may_publish(false);
+        // Retire the old generation first: a thread of it that publishes now is
+        // told its generation has stopped, not that publishing is not allowed yet.
         module.ctx.set_active_generation(generation);
+        module.ctx.set_may_publish(false);
         let opener = self.opener(module, spec);
         let artifact = artifact.to_path_buf();
         let loaded = actor.control(self.timeouts.load, move |s| {
@@ -241,8 +243,8 @@ impl Supervisor {
         spec: &ModuleSpec,
         state: Option<&[u8]>,
     ) -> Result<Actor, ModuleFailure> {
-        module.ctx.set_may_publish(false);
         module.ctx.set_active_generation(module.generation);
+        module.ctx.set_may_publish(false);
         let paused = ActorState::new(old_state.name, old_state.instance, true);
         let actor = self.spawn_paused(module, paused)?;
         match self.initialize_and_start(&actor, module, spec, state) {

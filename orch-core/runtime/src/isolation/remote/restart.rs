@@ -64,8 +64,8 @@ impl RemoteModule {
                                 name: name.to_string(),
                                 restarts: self.restarts,
                             });
-                            for (topic, payload) in replay {
-                                let _ = self.on_event(&topic, &payload);
+                            for event in replay {
+                                self.send_event(event);
                             }
                             return;
                         }
