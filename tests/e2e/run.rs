@@ -499,3 +499,73 @@ fn events_carry_their_id_source_and_time() {
         stop_cleanly(&mut orch, Signal::SIGINT);
     }
 }
+
+/// `publishes:` and `subscribes:` in modules.yaml are a contract the host
+/// enforces, in process and isolated: what it does not list is refused with
+/// an error that names the module, the topic and the list.
+#[test]
+fn a_module_contract_is_enforced_and_violations_are_named() {
+    for isolation in ["", "    isolation: process\n"] {
+        let scenario = Scenario::new(&format!(
+            "modules:\n  - name: fixture-event-log\n  - name: fixture-contract\n    publishes: [contract.allowed]\n    subscribes: [\"test.*\"]\n{isolation}"
+        ));
+        let mut orch = start(&scenario);
+        orch.wait_for("contract publish contract.denied: ", BUILD)
+            .unwrap();
+        let answer = |orch: &mut OrchProcess, what: &str| {
+            orch.wait_for(&format!("contract {what}: "), SHORT)
+                .unwrap()
+                .text
+        };
+        assert!(answer(&mut orch, "subscribe test.ping").ends_with(": ok"));
+        assert!(answer(&mut orch, "publish contract.allowed").ends_with(": ok"));
+        let refused = answer(&mut orch, "subscribe secret.>");
+        assert!(
+            refused.contains("may not subscribe to 'secret.>'")
+                && refused.contains("`subscribes` in modules.yaml (test.*)"),
+            "{isolation:?}: {refused}"
+        );
+        let refused = answer(&mut orch, "publish contract.denied");
+        assert!(
+            refused.contains("module 'fixture-contract' may not publish 'contract.denied'")
+                && refused.contains("(contract.allowed)"),
+            "{isolation:?}: {refused}"
+        );
+        stop_cleanly(&mut orch, Signal::SIGINT);
+        let list = scenario
+            .command(&["list"])
+            .output()
+            .expect("cargo orch list");
+        let table = String::from_utf8_lossy(&list.stdout);
+        let row = table
+            .lines()
+            .find(|line| line.starts_with("fixture-contract "))
+            .unwrap_or_else(|| panic!("{table}"));
+        assert!(
+            row.contains("publishes contract.allowed; subscribes test.*"),
+            "cargo orch list shows the contract: {row}"
+        );
+    }
+}
+
+/// A contract entry that is not a topic pattern, or that claims the host's
+/// namespace, is a configuration error with its file and line.
+#[test]
+fn a_bad_contract_is_a_config_error_with_its_line() {
+    let scenario = Scenario::new(
+        "modules:\n  - name: fixture-contract\n    publishes: [\"app.started\"]\n    subscribes: [\"a..b\"]\n",
+    );
+    let output = scenario.command(&["run"]).output().expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("modules.yaml:3"), "{stderr}");
+    assert!(
+        stderr.contains("`publishes` entry 'app.started' is in the host's namespace"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("modules.yaml:4"), "{stderr}");
+    assert!(
+        stderr.contains("`subscribes` entry 'a..b' is not a topic pattern"),
+        "{stderr}"
+    );
+}

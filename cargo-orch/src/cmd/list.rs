@@ -1,5 +1,6 @@
 //! `cargo orch list`: the modules declared in `config/modules.yaml`, one row
-//! each: name, package, folder, enabled, `depends_on`, and whether its library
+//! each: name, package, folder, enabled, `depends_on`, its topic contract
+//! (`publishes` / `subscribes`), and whether its library
 //! is built and up to date (see [`mod@freshness`]). `--json` prints the same as an
 //! object with a `modules` array, for scripts.
 
@@ -9,7 +10,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-use orch_config::ModuleSpec;
+use orch_config::{Contract, ModuleSpec};
 use orch_scaffold::manifest::lib_name;
 use serde_json::json;
 
@@ -24,6 +25,7 @@ struct Row {
     path: String,
     enabled: bool,
     depends_on: Vec<String>,
+    contract: Contract,
     artifact: Option<String>,
     built: Freshness,
     /// The input that is newer than the library, relative to the root.
@@ -73,9 +75,34 @@ fn row(session: &Session, spec: &ModuleSpec, profile: &str) -> Row {
         path,
         enabled: spec.enabled,
         depends_on: spec.depends_on.clone(),
+        contract: spec.contract.clone(),
         artifact,
         built,
         stale_because,
+    }
+}
+
+/// `publishes a.>; subscribes b.*, c` (`-` without a contract; `none` for an
+/// empty list).
+fn contract_text(contract: &Contract) -> String {
+    let list = |patterns: &[String]| {
+        if patterns.is_empty() {
+            "none".to_owned()
+        } else {
+            patterns.join(", ")
+        }
+    };
+    let parts: Vec<String> = [
+        ("publishes", &contract.publishes),
+        ("subscribes", &contract.subscribes),
+    ]
+    .into_iter()
+    .filter_map(|(key, patterns)| Some(format!("{key} {}", list(patterns.as_ref()?))))
+    .collect();
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join("; ")
     }
 }
 
@@ -96,6 +123,8 @@ fn print_json(rows: &[Row]) -> anyhow::Result<()> {
                 "path": row.path,
                 "enabled": row.enabled,
                 "depends_on": row.depends_on,
+                "publishes": row.contract.publishes,
+                "subscribes": row.contract.subscribes,
                 "artifact": row.artifact,
                 "built": row.built.as_str(),
                 "stale_because": row.stale_because,
@@ -132,10 +161,11 @@ fn print_table(rows: &[Row], profile: &str) -> anyhow::Result<()> {
         "PATH",
         "ENABLED",
         "DEPENDS ON",
+        "CONTRACT",
         &format!("BUILT ({profile})"),
     ]
     .map(String::from);
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|row| {
             [
@@ -148,6 +178,7 @@ fn print_table(rows: &[Row], profile: &str) -> anyhow::Result<()> {
                 } else {
                     row.depends_on.join(", ")
                 },
+                contract_text(&row.contract),
                 match (&row.built, &row.stale_because) {
                     (Freshness::NotBuilt, _) => "not built".to_owned(),
                     (Freshness::UpToDate, _) => "up to date".to_owned(),

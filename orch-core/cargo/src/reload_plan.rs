@@ -121,5 +121,5 @@ impl ModulesChange {
 
 /// Whether a module's entry changed in a way that needs a new generation.
 fn needs_new_generation(old: &ModuleSpec, new: &ModuleSpec) -> bool {
-    old.package != new.package || old.config != new.config
+    old.package != new.package || old.config != new.config || old.contract != new.contract
 }

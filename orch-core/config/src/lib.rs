@@ -235,6 +235,19 @@ pub struct ModuleSpec {
     /// `restart`, `max_restarts`, `restart_window`, `heartbeat`: how an isolated
     /// module is supervised.
     pub supervision: Supervision,
+    /// `publishes` / `subscribes`: the topics the module declares, enforced by
+    /// the host.
+    pub contract: Contract,
+}
+
+/// The topics a module may publish and subscribe to, as `modules.yaml`
+/// declares them; `None` for a list that is not declared (anything goes).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Contract {
+    /// `publishes:` topic patterns.
+    pub publishes: Option<Vec<String>>,
+    /// `subscribes:` topic patterns.
+    pub subscribes: Option<Vec<String>>,
 }
 
 /// Where a module runs.

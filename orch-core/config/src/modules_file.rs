@@ -12,7 +12,7 @@ use super::check::{Checker, show};
 use super::order;
 use super::redact::collect_secrets;
 use super::suggest::did_you_mean;
-use super::{Isolation, ModuleSpec, RestartPolicy, Supervision, TestSettings};
+use super::{Contract, Isolation, ModuleSpec, RestartPolicy, Supervision, TestSettings};
 use crate::workspace::{Workspace, WorkspacePackage};
 
 /// The shape of the file, shown when it is missing or empty.
@@ -47,6 +47,8 @@ struct RawModule {
     max_restarts: Option<Spanned<Value>>,
     restart_window: Option<Spanned<Value>>,
     heartbeat: Option<Spanned<Value>>,
+    publishes: Option<Vec<Spanned<String>>>,
+    subscribes: Option<Vec<Spanned<String>>>,
 }
 
 /// A module's `test:` mapping as written.
@@ -103,6 +105,10 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
     let test = test_settings(c, raw.test.as_ref());
     let isolation = isolation(c, raw.isolation.as_ref());
     let supervision = supervision(c, raw);
+    let contract = Contract {
+        publishes: contract(c, "publishes", raw.publishes.as_deref()),
+        subscribes: contract(c, "subscribes", raw.subscribes.as_deref()),
+    };
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {
         spec: ModuleSpec {
@@ -115,6 +121,7 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
             line: u32::try_from(entry.referenced.line()).unwrap_or(0),
             isolation,
             supervision,
+            contract,
         },
         name_at,
         deps_at,
@@ -337,6 +344,41 @@ fn supervision(c: &mut Checker, raw: &RawModule) -> Supervision {
         ),
         heartbeat: c.duration("heartbeat", raw.heartbeat.as_ref(), default.heartbeat),
     }
+}
+
+/// A `publishes:` or `subscribes:` list: valid topic patterns (first of
+/// duplicates kept), none in the host's namespaces for `publishes`; `None`
+/// when the key is absent (no contract).
+fn contract(c: &mut Checker, key: &str, raw: Option<&[Spanned<String>]>) -> Option<Vec<String>> {
+    let raw = raw?;
+    let mut patterns: Vec<String> = Vec::new();
+    for entry in raw {
+        let Some(pattern) = c.string(entry) else {
+            continue;
+        };
+        if let Err(error) = orch_sdk::topic::validate_pattern(&pattern) {
+            c.error(
+                &entry.referenced,
+                format!("`{key}` entry '{pattern}' is not a topic pattern: {error}"),
+                "write dot-separated tokens; `*` stands for one token and a last `>` for the rest, \
+                 e.g. `sensor.>`",
+            );
+            continue;
+        }
+        let first = pattern.split('.').next().unwrap_or_default();
+        if key == "publishes" && orch_sdk::topic::RESERVED_NAMESPACES.contains(&first) {
+            c.error(
+                &entry.referenced,
+                format!("`publishes` entry '{pattern}' is in the host's namespace '{first}.*'"),
+                "only the host publishes app.*, module.* and bridge.*; list the module's own topics",
+            );
+            continue;
+        }
+        if !patterns.contains(&pattern) {
+            patterns.push(pattern);
+        }
+    }
+    Some(patterns)
 }
 
 /// The expanded `depends_on` names (first of duplicates kept) and their places.

@@ -17,6 +17,8 @@ use orch_sdk::abi::{
 };
 use tracing::level_filters::LevelFilter;
 
+use orch_config::Contract;
+
 use crate::bus::{Bus, EventSink, SubscriberId};
 use crate::timers::TimerService;
 
@@ -35,6 +37,8 @@ pub struct ModuleHostCtx {
     active_generation: AtomicU32,
     /// `timeouts.shutdown`, told to each generation (it joins its threads within).
     shutdown_timeout_ms: AtomicU64,
+    /// What `modules.yaml` lets it publish and subscribe to.
+    contract: std::sync::RwLock<Contract>,
     uplink: OnceLock<Arc<dyn Uplink>>,
     swap: std::sync::Mutex<Option<Swap>>,
 }
@@ -77,6 +81,7 @@ impl ModuleHostCtx {
             may_publish: AtomicBool::new(false),
             active_generation: AtomicU32::new(1),
             shutdown_timeout_ms: AtomicU64::new(5_000),
+            contract: std::sync::RwLock::default(),
             uplink: OnceLock::new(),
             swap: std::sync::Mutex::new(None),
         }
@@ -99,6 +104,51 @@ impl ModuleHostCtx {
     pub fn set_shutdown_timeout(&self, timeout: Duration) {
         let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         self.shutdown_timeout_ms.store(millis, Ordering::Release);
+    }
+
+    /// The topics the module declared in `modules.yaml` (enforced from now on).
+    pub fn set_contract(&self, contract: Contract) {
+        *self.contract.write().unwrap_or_else(|e| e.into_inner()) = contract;
+    }
+
+    /// The topics the module declared.
+    pub fn contract(&self) -> Contract {
+        self.contract
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Refuses a publish on `topic` that the module's contract does not list.
+    pub fn check_publish(&self, topic: &str) -> Result<(), String> {
+        let contract = self.contract.read().unwrap_or_else(|e| e.into_inner());
+        match &contract.publishes {
+            Some(allowed) if !allowed.iter().any(|p| orch_sdk::topic::matches(p, topic)) => {
+                Err(format!(
+                    "module '{}' may not publish '{topic}': its `publishes` in modules.yaml \
+                     ({}) does not list it; add the topic or a pattern there",
+                    self.name,
+                    allowed.join(", ")
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a subscription to `pattern` that the module's contract does not cover.
+    pub fn check_subscribe(&self, pattern: &str) -> Result<(), String> {
+        let contract = self.contract.read().unwrap_or_else(|e| e.into_inner());
+        match &contract.subscribes {
+            Some(allowed) if !allowed.iter().any(|p| orch_sdk::topic::covers(p, pattern)) => {
+                Err(format!(
+                    "module '{}' may not subscribe to '{pattern}': its `subscribes` in \
+                     modules.yaml ({}) does not cover it; add the topic or a pattern there",
+                    self.name,
+                    allowed.join(", ")
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The generation whose calls the host serves.
@@ -151,6 +201,7 @@ impl ModuleHostCtx {
     fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), String> {
         orch_sdk::topic::validate_module_topic(topic)
             .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
+        self.check_publish(topic)?;
         if !self.may_publish.load(Ordering::Acquire) {
             return Err(format!(
                 "module '{}' may not publish '{topic}' yet: every module is initialized \
@@ -169,6 +220,7 @@ impl ModuleHostCtx {
 
     /// Subscribes the module (through the uplink in a child host).
     pub(crate) fn subscribe(&self, pattern: &str) -> Result<(), String> {
+        self.check_subscribe(pattern)?;
         if let Some(uplink) = self.uplink.get() {
             orch_sdk::topic::validate_pattern(pattern)?;
             return uplink.subscribe(pattern);

@@ -27,6 +27,26 @@ pub fn validate_module_topic(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether every topic that `requested` (a topic or a pattern) matches is
+/// also matched by `declared`: `sensor.>` covers `sensor.temp` and
+/// `sensor.*.raw`; `sensor.*` does not cover `sensor.>`.
+pub fn covers(declared: &str, requested: &str) -> bool {
+    let declared: Vec<&str> = declared.split('.').collect();
+    let requested: Vec<&str> = requested.split('.').collect();
+    for (index, token) in declared.iter().enumerate() {
+        if *token == ">" {
+            return requested.len() > index;
+        }
+        match requested.get(index) {
+            None | Some(&">") => return false,
+            Some(&"*") if *token != "*" => return false,
+            Some(other) if *token != "*" && token != other => return false,
+            Some(_) => {}
+        }
+    }
+    requested.len() == declared.len()
+}
+
 /// Checks a subscription pattern.
 pub fn validate_pattern(pattern: &str) -> Result<(), String> {
     validate(pattern, true)
@@ -89,6 +109,21 @@ pub fn matches(pattern: &str, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_pattern_covers_what_it_matches_and_no_more() {
+        assert!(covers("sensor.>", "sensor.temp"));
+        assert!(covers("sensor.>", "sensor.*.raw"));
+        assert!(covers("sensor.>", "sensor.>"));
+        assert!(!covers("sensor.>", "sensor"));
+        assert!(covers("sensor.*", "sensor.temp"));
+        assert!(covers("sensor.*", "sensor.*"));
+        assert!(!covers("sensor.*", "sensor.>"));
+        assert!(!covers("sensor.*", "sensor.a.b"));
+        assert!(covers("test.ping", "test.ping"));
+        assert!(!covers("test.ping", "test.*"));
+        assert!(!covers("test.ping", "test.pong"));
+    }
 
     #[test]
     fn modules_may_not_publish_in_the_hosts_namespaces() {

@@ -6,6 +6,9 @@
 //! which is moved off fd 1 so a module's `println!` cannot corrupt it). Timers
 //! stay local. Dies with its parent (`PR_SET_PDEATHSIG`).
 
+use std::time::Duration;
+
+use orch_config::Contract;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
@@ -116,11 +119,24 @@ struct Args {
     parent: i32,
     copies_dir: PathBuf,
     level: LevelFilter,
+    shutdown_timeout: Duration,
+    contract: Contract,
 }
 
 impl Args {
     fn parse(args: &[String]) -> Option<Self> {
-        let [name, library, generation, parent, copies_dir, level] = args else {
+        let [
+            name,
+            library,
+            generation,
+            parent,
+            copies_dir,
+            level,
+            shutdown_ms,
+            publishes,
+            subscribes,
+        ] = args
+        else {
             return None;
         };
         Some(Self {
@@ -130,6 +146,11 @@ impl Args {
             parent: parent.parse().ok()?,
             copies_dir: copies_dir.into(),
             level: LevelFilter::from_str(level).unwrap_or(LevelFilter::INFO),
+            shutdown_timeout: Duration::from_millis(shutdown_ms.parse().ok()?),
+            contract: Contract {
+                publishes: serde_json::from_str(publishes).ok()?,
+                subscribes: serde_json::from_str(subscribes).ok()?,
+            },
         })
     }
 }
@@ -195,6 +216,8 @@ fn serve(args: &Args, link: &Link) -> ExitCode {
     ));
     ctx.set_uplink(Arc::new(link.clone()));
     ctx.set_active_generation(args.generation);
+    ctx.set_shutdown_timeout(args.shutdown_timeout);
+    ctx.set_contract(args.contract.clone());
     let loader = match Loader::in_dir(
         args.copies_dir
             .join(format!("child-{}", std::process::id())),

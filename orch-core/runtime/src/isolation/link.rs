@@ -96,6 +96,7 @@ impl ChildLink {
     pub(super) fn spawn(s: &RemoteSetup) -> Result<(Self, (String, String)), Cause> {
         let program = host_program()
             .map_err(|e| Cause::Host(format!("cannot find the child host program: {e}")))?;
+        let contract = s.ctx.contract();
         let mut command = Command::new(&program);
         command
             .arg(HOST_MODE_ARG)
@@ -105,6 +106,9 @@ impl ChildLink {
             .arg(std::process::id().to_string())
             .arg(&s.copies_dir)
             .arg(LevelFilter::current().to_string())
+            .arg(s.timeouts.shutdown.as_millis().to_string())
+            .arg(serde_json::to_string(&contract.publishes).unwrap_or_default())
+            .arg(serde_json::to_string(&contract.subscribes).unwrap_or_default())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -344,6 +348,7 @@ fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame:
             // The child checked it too; a child that lies is refused here.
             let published = orch_sdk::topic::validate_module_topic(&topic)
                 .map_err(|e| e.to_string())
+                .and_then(|()| r.ctx.check_publish(&topic))
                 .and_then(|()| {
                     r.bus
                         .publish(&topic, &payload, Some(Arc::clone(&r.name)))

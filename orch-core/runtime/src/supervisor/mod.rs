@@ -205,6 +205,7 @@ impl Supervisor {
             sink,
         ));
         ctx.set_shutdown_timeout(self.timeouts.shutdown);
+        ctx.set_contract(spec.contract.clone());
         // Paused until its start returns: a module gets no event before `start`.
         let state = ActorState::new(Arc::clone(&name), None, true);
         let actor = Actor::spawn(&mailbox, state, self.bus.clone()).map_err(|e| {

@@ -210,6 +210,7 @@ impl Supervisor {
         // told its generation has stopped, not that publishing is not allowed yet.
         module.ctx.set_active_generation(generation);
         module.ctx.set_may_publish(false);
+        module.ctx.set_contract(spec.contract.clone());
         let opener = self.opener(module, spec);
         let artifact = artifact.to_path_buf();
         let loaded = actor.control(self.timeouts.load, move |s| {
@@ -245,6 +246,7 @@ impl Supervisor {
     ) -> Result<Actor, ModuleFailure> {
         module.ctx.set_active_generation(module.generation);
         module.ctx.set_may_publish(false);
+        module.ctx.set_contract(spec.contract.clone());
         let paused = ActorState::new(old_state.name, old_state.instance, true);
         let actor = self.spawn_paused(module, paused)?;
         match self.initialize_and_start(&actor, module, spec, state) {
