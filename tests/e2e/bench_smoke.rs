@@ -37,6 +37,12 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+    let reload = json(out.path().join("reload.json"));
+    assert_eq!(
+        reload["leaky_module"]["libraries_kept"], 2,
+        "each reload of the thread-leaking module keeps its library: {reload}"
+    );
+    assert!(reload["leaky_module"]["rss_kib_per_reload"].is_number());
     let bus = json(out.path().join("bus.json"));
     let rows = bus["rows"].as_array().unwrap();
     assert_eq!(

@@ -8,7 +8,10 @@
 //! (debounce, build, swap). Then, with the orchestrator stopped, it makes the same
 //! kind of edit N times and times a plain `cargo build -p mod-test-module`: the
 //! floor. It also reads the process's resident memory, threads and open files
-//! before and after the reloads, to show they do not grow with reloads.
+//! before and after the reloads, to show they do not grow with reloads. Last,
+//! it reloads a module that leaves a thread running (`fixture-thread-leak`) N
+//! times: each such generation's library stays loaded for good, and the
+//! memory that costs per reload is measured.
 //! Prints a table and writes it as JSON to `target/bench/reload.json`.
 
 use std::path::Path;
@@ -109,10 +112,80 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
     }
     eprintln!();
 
-    let report = Report::new(&samples, &floor, before, after, kept_mapped);
+    let leak = leaky_reloads(&scratch, options.edits)?;
+    let report = Report::new(&samples, &floor, before, after, kept_mapped, leak);
     report.print();
     report.write(&crate::bench_dir(root).join("reload.json"))?;
     Ok(true)
+}
+
+/// The module that leaves a thread running in every generation.
+const LEAKY: &str = "fixture-thread-leak";
+const LEAKY_SOURCE: &str = "tests/fixtures/fixture-thread-leak/src/lib.rs";
+
+/// Memory before and after `reloads` reloads of [`LEAKY`].
+#[derive(Debug, Clone, Copy)]
+struct LeakPhase {
+    reloads: u32,
+    before: ProcessUsage,
+    after: ProcessUsage,
+    kept: usize,
+}
+
+impl LeakPhase {
+    fn per_reload_kib(&self) -> f64 {
+        (self.after.rss_kib as f64 - self.before.rss_kib as f64) / f64::from(self.reloads.max(1))
+    }
+}
+
+/// Reloads [`LEAKY`] `reloads` times under `cargo orch run --watch` and reads
+/// the process's memory before and after.
+fn leaky_reloads(scratch: &ScratchWorkspace, reloads: u32) -> Result<LeakPhase> {
+    scratch.write(
+        "config/modules.yaml",
+        &format!("modules:\n  - name: {LEAKY}\n"),
+    )?;
+    let mut orch = OrchProcess::spawn(scratch.orch(&["run", "--watch"]))?;
+    orch.wait_for("leaked thread v0 alive", DEADLINE)
+        .map_err(|e| anyhow!(e))?;
+    std::thread::sleep(PAUSE);
+    let before = ProcessUsage::read(orch.pid());
+    for n in 1..=reloads {
+        scratch.replace(
+            LEAKY_SOURCE,
+            &format!("MARK: &str = \"v{}\"", n - 1),
+            &format!("MARK: &str = \"v{n}\""),
+        )?;
+        orch.wait_for(
+            &format!("[TIMING] reload of '{LEAKY}' to generation {}", n + 1),
+            DEADLINE,
+        )
+        .map_err(|e| anyhow!(e))?;
+        eprint!("\rleaky reload {n}/{reloads}");
+        std::thread::sleep(PAUSE);
+    }
+    eprintln!();
+    let after = ProcessUsage::read(orch.pid());
+    let kept = orch
+        .lines_with("left 1 thread running: its library stays loaded")
+        .len();
+    orch.signal(Signal::SIGINT).map_err(|e| anyhow!(e))?;
+    let status = orch
+        .wait_exit(Duration::from_secs(30))
+        .map_err(|e| anyhow!(e))?;
+    ensure!(status.success(), "cargo orch run exited with {status}");
+    // Put the source back, so the copy could run the benchmark again.
+    scratch.replace(
+        LEAKY_SOURCE,
+        &format!("MARK: &str = \"v{reloads}\""),
+        "MARK: &str = \"v0\"",
+    )?;
+    Ok(LeakPhase {
+        reloads,
+        before,
+        after,
+        kept,
+    })
 }
 
 /// `save-to-running X (debounce X, build X, swap X)` from a `[TIMING] reload` line.
@@ -170,6 +243,7 @@ struct Report {
     before: ProcessUsage,
     after: ProcessUsage,
     kept_mapped: bool,
+    leak: LeakPhase,
 }
 
 impl Report {
@@ -179,6 +253,7 @@ impl Report {
         before: ProcessUsage,
         after: ProcessUsage,
         kept_mapped: bool,
+        leak: LeakPhase,
     ) -> Self {
         let stat = |values: Vec<Duration>| (percentile(&values, 0.5), percentile(&values, 0.95));
         let total = stat(samples.iter().map(|s| s.save_to_running).collect());
@@ -213,6 +288,7 @@ impl Report {
             before,
             after,
             kept_mapped,
+            leak,
         }
     }
 
@@ -245,6 +321,16 @@ impl Report {
                 "yes"
             }
         );
+        println!(
+            "{} reloads of {LEAKY} (a thread left running each time, {} libraries kept): RSS {} -> {} KiB ({:+.1} KiB per reload), threads {} -> {}",
+            self.leak.reloads,
+            self.leak.kept,
+            self.leak.before.rss_kib,
+            self.leak.after.rss_kib,
+            self.leak.per_reload_kib(),
+            self.leak.before.threads,
+            self.leak.after.threads
+        );
     }
 
     fn write(&self, path: &Path) -> Result<()> {
@@ -267,6 +353,14 @@ impl Report {
             "threads": { "before": self.before.threads, "after": self.after.threads },
             "open_files": { "before": self.before.fds, "after": self.after.fds },
             "old_generations_unmapped": !self.kept_mapped,
+            "leaky_module": {
+                "module": LEAKY,
+                "reloads": self.leak.reloads,
+                "libraries_kept": self.leak.kept,
+                "rss_kib": { "before": self.leak.before.rss_kib, "after": self.leak.after.rss_kib },
+                "rss_kib_per_reload": self.leak.per_reload_kib(),
+                "threads": { "before": self.leak.before.threads, "after": self.leak.after.threads },
+            },
         });
         std::fs::write(path, serde_json::to_string_pretty(&document)?)?;
         println!("written to {}", path.display());

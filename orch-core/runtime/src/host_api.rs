@@ -198,11 +198,21 @@ impl ModuleHostCtx {
         (subscriptions, timers)
     }
 
-    fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), String> {
+    /// Publishes for `generation` (which was active when the call began).
+    fn publish(&self, generation: u32, topic: &str, payload: &[u8]) -> Result<(), String> {
         orch_sdk::topic::validate_module_topic(topic)
             .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
         self.check_publish(topic)?;
         if !self.may_publish.load(Ordering::Acquire) {
+            // A reload retires the old generation before it closes publishing
+            // (Release/Acquire order): a caller whose generation has just been
+            // retired learns that, not that publishing has not begun.
+            if self.active_generation() != generation {
+                return Err(format!(
+                    "generation {generation} of '{}' has stopped",
+                    self.name
+                ));
+            }
             return Err(format!(
                 "module '{}' may not publish '{topic}' yet: every module is initialized \
                  (and subscribed) before any starts; publish from start() or later",
@@ -350,7 +360,7 @@ impl HostTable {
 unsafe fn with_ctx(
     ctx: *const c_void,
     err: ByteSink<'_>,
-    body: impl FnOnce(&ModuleHostCtx) -> Result<(), String>,
+    body: impl FnOnce(&ModuleHostCtx, u32) -> Result<(), String>,
 ) -> Status {
     if ctx.is_null() {
         err.write(b"null host context");
@@ -366,7 +376,7 @@ unsafe fn with_ctx(
             return STATUS_ERROR;
         }
     };
-    match catch_unwind(AssertUnwindSafe(|| body(&module))) {
+    match catch_unwind(AssertUnwindSafe(|| body(&module, ctx.generation))) {
         Ok(Ok(())) => STATUS_OK,
         Ok(Err(message)) => {
             err.write(message.as_bytes());
@@ -396,8 +406,8 @@ unsafe extern "C" fn host_publish(
 ) -> Status {
     // SAFETY: the module passes the ctx it was given and borrows valid for the call.
     unsafe {
-        with_ctx(ctx, err, |ctx| {
-            ctx.publish(text(topic, "topic")?, payload.as_slice())
+        with_ctx(ctx, err, |ctx, generation| {
+            ctx.publish(generation, text(topic, "topic")?, payload.as_slice())
         })
     }
 }
@@ -408,7 +418,7 @@ unsafe extern "C" fn host_subscribe(
     err: ByteSink<'_>,
 ) -> Status {
     // SAFETY: as in host_publish.
-    unsafe { with_ctx(ctx, err, |ctx| ctx.subscribe(text(topic, "topic")?)) }
+    unsafe { with_ctx(ctx, err, |ctx, _| ctx.subscribe(text(topic, "topic")?)) }
 }
 
 unsafe extern "C" fn host_unsubscribe(
@@ -418,7 +428,7 @@ unsafe extern "C" fn host_unsubscribe(
 ) -> Status {
     // SAFETY: as in host_publish.
     unsafe {
-        with_ctx(ctx, err, |ctx| {
+        with_ctx(ctx, err, |ctx, _| {
             ctx.unsubscribe(text(topic, "topic")?);
             Ok(())
         })
@@ -435,7 +445,7 @@ unsafe extern "C" fn host_schedule_timer(
 ) -> Status {
     // SAFETY: as in host_publish; `id_out` is checked for null before writing.
     unsafe {
-        with_ctx(ctx, err, |ctx| {
+        with_ctx(ctx, err, |ctx, _| {
             if id_out.is_null() {
                 return Err("null timer id pointer".into());
             }
@@ -452,7 +462,7 @@ unsafe extern "C" fn host_schedule_timer(
 
 unsafe extern "C" fn host_cancel_timer(ctx: *const c_void, id: u64, err: ByteSink<'_>) -> Status {
     // SAFETY: as in host_publish.
-    unsafe { with_ctx(ctx, err, |ctx| ctx.cancel(id)) }
+    unsafe { with_ctx(ctx, err, |ctx, _| ctx.cancel(id)) }
 }
 
 unsafe extern "C" fn host_log(
