@@ -37,6 +37,17 @@ fn set_consumer_line(scratch: &ScratchWorkspace, from: &str, to: &str) {
         .expect("edit the consumer");
 }
 
+/// Makes generation `n` of a fixture: its `MARK` goes from `v<n-1>` to `v<n>`.
+fn set_mark(scratch: &ScratchWorkspace, source: &str, n: u32) {
+    scratch
+        .replace(
+            source,
+            &format!("MARK: &str = \"v{}\"", n - 1),
+            &format!("MARK: &str = \"v{n}\""),
+        )
+        .expect("edit the fixture's MARK");
+}
+
 fn stop(orch: &mut OrchProcess) {
     orch.signal(Signal::SIGINT).expect("SIGINT");
     let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
@@ -420,13 +431,7 @@ fn fifty_reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
     let (scratch, mut orch) = start(modules, &["run", "--watch"]);
     orch.wait_for("leaked thread v0 alive", RELOAD).unwrap();
     for n in 1..=RELOADS {
-        scratch
-            .replace(
-                LEAK,
-                &format!("MARK: &str = \"v{}\"", n - 1),
-                &format!("MARK: &str = \"v{n}\""),
-            )
-            .expect("edit the leaking module");
+        set_mark(&scratch, LEAK, n);
         orch.wait_for(
             &format!(
                 "[TIMING] reload of 'fixture-thread-leak' to generation {}",
@@ -475,13 +480,7 @@ fn fifty_reloads_of_a_module_publishing_from_its_own_thread() {
     orch.wait_for("Received test.ping: from thread v0", RELOAD)
         .unwrap();
     for n in 1..=RELOADS {
-        scratch
-            .replace(
-                PUBLISHER,
-                &format!("MARK: &str = \"v{}\"", n - 1),
-                &format!("MARK: &str = \"v{n}\""),
-            )
-            .expect("edit the publishing module");
+        set_mark(&scratch, PUBLISHER, n);
         orch.wait_for(&format!("Received test.ping: from thread v{n} "), RELOAD)
             .unwrap();
     }
@@ -517,13 +516,7 @@ fn spawned_threads_stop_at_each_reload_and_a_stuck_one_is_named() {
     orch.wait_for("Received test.ping: from ticker v0 ", RELOAD)
         .unwrap();
     for n in 1..=3u32 {
-        scratch
-            .replace(
-                FIXTURE,
-                &format!("MARK: &str = \"v{}\"", n - 1),
-                &format!("MARK: &str = \"v{n}\""),
-            )
-            .expect("edit the fixture");
+        set_mark(&scratch, FIXTURE, n);
         orch.wait_for(&format!("Received test.ping: from ticker v{n} "), RELOAD)
             .unwrap();
         orch.wait_for(&format!("ticker v{} stopped after", n - 1), RELOAD)
