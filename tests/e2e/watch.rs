@@ -546,3 +546,45 @@ fn spawned_threads_stop_at_each_reload_and_a_stuck_one_is_named() {
     );
     stop(&mut orch);
 }
+
+/// An edit whose `initialize` hangs times out and rolls back; fixing it and
+/// saving again loads the fix, although the stuck attempt's thread and library
+/// are still there: every attempt has a generation number, a library copy and
+/// a thread name of its own.
+#[test]
+fn a_fix_after_a_reload_that_hung_is_loaded() {
+    const SOURCE: &str = "tests/fixtures/fixture-hang-on-edit/src/lib.rs";
+    let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: fixture-hang-on-edit\n";
+    let (scratch, mut orch) = start(modules, &["run", "--watch"]);
+    orch.wait_for("hang-on-edit v0 initialized", RELOAD)
+        .unwrap();
+    scratch
+        .replace(SOURCE, "HANG: bool = false", "HANG: bool = true")
+        .expect("make initialize hang");
+    set_mark(&scratch, SOURCE, 1);
+    orch.wait_for(
+        "[RELOAD] generation 2 of 'fixture-hang-on-edit' failed in initialize",
+        RELOAD,
+    )
+    .unwrap();
+    scratch
+        .replace(SOURCE, "HANG: bool = true", "HANG: bool = false")
+        .expect("fix initialize");
+    set_mark(&scratch, SOURCE, 2);
+    orch.wait_for("hang-on-edit v2 initialized", RELOAD)
+        .unwrap();
+    orch.wait_for(
+        "[TIMING] reload of 'fixture-hang-on-edit' to generation 3",
+        RELOAD,
+    )
+    .unwrap();
+    assert!(
+        orch.lines_with("orch_module_v1").is_empty(),
+        "no attempt reads a library written over another: {}",
+        orch.output()
+    );
+    let next = orch.lines_with("Received test.ping: hello").len() + 3;
+    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), RELOAD)
+        .unwrap();
+    stop(&mut orch);
+}

@@ -109,19 +109,26 @@ impl Loader {
             sanitize(name),
             std::env::consts::DLL_SUFFIX
         );
-        let copy = self.copies_dir.join(file_name);
-        fs::copy(artifact, &copy).map_err(|e| {
-            ModuleFailure::new(
-                name,
-                Phase::Load,
-                Cause::Host(format!(
-                    "cannot copy {} to {}: {e}",
-                    artifact.display(),
-                    copy.display()
-                )),
-            )
-            .with_hint("check that the build produced the library and that target/ is writable")
-        })?;
+        let copy = self.copies_dir.join(&file_name);
+        // Written under a temporary name and renamed into place: a copy is
+        // never seen half-written, and never written over a mapped file (each
+        // attempt has a generation number of its own).
+        let partial = self.copies_dir.join(format!(".{file_name}.partial"));
+        fs::copy(artifact, &partial)
+            .and_then(|_| fs::rename(&partial, &copy))
+            .map_err(|e| {
+                let _ = fs::remove_file(&partial);
+                ModuleFailure::new(
+                    name,
+                    Phase::Load,
+                    Cause::Host(format!(
+                        "cannot copy {} to {}: {e}",
+                        artifact.display(),
+                        copy.display()
+                    )),
+                )
+                .with_hint("check that the build produced the library and that target/ is writable")
+            })?;
         Ok(copy)
     }
 }

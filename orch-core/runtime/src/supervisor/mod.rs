@@ -38,6 +38,9 @@ struct RunningModule {
     mailbox: Mailbox,
     actor: Actor,
     generation: u32,
+    /// The highest generation number ever tried (attempts, not successes): a
+    /// failed or stuck attempt's number, copy and thread name are never reused.
+    attempts: u32,
 }
 
 /// How long each startup phase took, summed over modules.
@@ -229,6 +232,7 @@ impl Supervisor {
             mailbox,
             actor,
             generation: 1,
+            attempts: 1,
         };
         let started = Instant::now();
         let opener = self.opener(&module, spec);

@@ -143,7 +143,8 @@ impl Supervisor {
         module.ctx.begin_swap();
 
         // 3. Boot the new generation on a paused thread of its own.
-        let new_generation = module.generation + 1;
+        module.attempts += 1;
+        let new_generation = module.attempts;
         match self.boot(
             &module,
             artifact,
@@ -249,6 +250,12 @@ impl Supervisor {
         module.ctx.set_contract(spec.contract.clone());
         let paused = ActorState::new(old_state.name, old_state.instance, true);
         let actor = self.spawn_paused(module, paused)?;
+        // The restored generation's code runs on this new thread now: it gets
+        // the generation's thread name, inherited by the threads it starts.
+        let tag = crate::module_threads::tag(module.ctx.id.0, module.generation);
+        let _ = actor.control(self.timeouts.load, move |_| {
+            crate::module_threads::name_current_thread(&tag);
+        });
         match self.initialize_and_start(&actor, module, spec, state) {
             Ok(()) => Ok(actor),
             Err(failure) => {
