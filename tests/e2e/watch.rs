@@ -588,3 +588,48 @@ fn a_fix_after_a_reload_that_hung_is_loaded() {
         .unwrap();
     stop(&mut orch);
 }
+
+/// Under load (a producer thread publishing as fast as the bus takes it), each
+/// reload hands the new generation exactly the state the old one had when it
+/// shut down: `save_state` is the last thing it does before `shutdown`, with no
+/// event in between, and the new generation starts from there.
+#[test]
+fn the_state_handed_over_under_load_is_the_last_one() {
+    const SOURCE: &str = "tests/fixtures/fixture-state-count/src/lib.rs";
+    const RELOADS: u32 = 10;
+    let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: counter\n    package: fixture-state-count\n    config:\n      role: counter\n  - name: load\n    package: fixture-state-count\n    config:\n      role: producer\n";
+    let (scratch, mut orch) = start(modules, &["run", "--watch"]);
+    orch.wait_for("counter v0 restored 0", RELOAD).unwrap();
+    let number = |line: &str, after: &str| -> u64 {
+        line.split(after)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number after {after:?} in {line}"))
+    };
+    for n in 1..=RELOADS {
+        std::thread::sleep(Duration::from_millis(300));
+        set_mark(&scratch, SOURCE, n);
+        let old = format!("counter v{}", n - 1);
+        let saved = orch.wait_for(&format!("{old} saved "), RELOAD).unwrap();
+        let shut = orch
+            .wait_for(&format!("{old} shut down after "), RELOAD)
+            .unwrap();
+        let restored = orch
+            .wait_for(&format!("counter v{n} restored "), RELOAD)
+            .unwrap();
+        let saved = number(&saved.text, " saved ");
+        assert!(saved > 0, "the counter counts under load");
+        assert_eq!(
+            number(&shut.text, " shut down after "),
+            saved,
+            "reload {n}: no event between save_state and shutdown"
+        );
+        assert_eq!(
+            number(&restored.text, " restored "),
+            saved,
+            "reload {n}: the new generation starts from the saved state"
+        );
+    }
+    stop(&mut orch);
+}

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use orch_sdk::events::{ModuleReloadFailed, ModuleReloaded};
@@ -94,13 +95,38 @@ impl Supervisor {
         new_spec: ModuleSpec,
     ) -> Result<RunningModule, (Option<RunningModule>, ModuleFailure)> {
         let timeout = self.timeouts.reload;
-        // 1. In mailbox order: events queued before the reload reach the old code.
-        let saved = module.actor.call(timeout, |state| {
-            state.instance.as_mut().map(|i| i.save_state())
-        });
-        let saved = match saved {
-            Ok(Some(Ok(state))) => state,
-            Ok(Some(Err(cause))) => {
+        // 1. and 2. In mailbox order (events queued before the reload reach the
+        //    old code), then in one call on the module's thread: save_state,
+        //    shutdown and retiring the thread, so that no event slips in between
+        //    and the saved state is the last the old generation had. Events now
+        //    wait in the mailbox.
+        let phase = Arc::new(AtomicU8::new(0));
+        let reached = Arc::clone(&phase);
+        let outcome = module
+            .actor
+            .call(timeout + self.timeouts.shutdown, move |state| {
+                let instance = state.instance.as_mut()?;
+                let saved = instance.save_state();
+                if saved.is_err() {
+                    return Some((saved, None));
+                }
+                reached.store(1, Ordering::Release);
+                state.retire = true;
+                let shutdown = instance.shutdown();
+                Some((saved, Some(shutdown)))
+            });
+        let saved = match outcome {
+            Ok(Some((Ok(saved), shutdown))) => {
+                if let Some(Err(cause)) = shutdown {
+                    tracing::warn!(
+                        "[RELOAD] module '{}' failed in shutdown of generation {}: {cause}; swapping anyway",
+                        new_spec.name,
+                        module.generation
+                    );
+                }
+                saved
+            }
+            Ok(Some((Err(cause), _))) => {
                 return Err((Some(module), failure(&new_spec, Phase::SaveState, cause)));
             }
             Ok(None) => {
@@ -108,31 +134,16 @@ impl Supervisor {
                 return Err((Some(module), failure(&new_spec, Phase::SaveState, cause)));
             }
             Err(_) => {
-                let failure = failure(&new_spec, Phase::SaveState, Cause::Timeout(timeout));
+                let (stuck, limit) = if phase.load(Ordering::Acquire) == 0 {
+                    (Phase::SaveState, timeout)
+                } else {
+                    (Phase::Shutdown, self.timeouts.shutdown)
+                };
+                let failure = failure(&new_spec, stuck, Cause::Timeout(limit));
                 self.abandon(module, &failure);
                 return Err((None, failure));
             }
         };
-
-        // 2. Shut the old generation down and retire its thread in the same call,
-        //    so no event slips in between; events now wait in the mailbox.
-        let shutdown = module.actor.call(timeout, |state| {
-            state.retire = true;
-            state.instance.as_mut().map(|i| i.shutdown())
-        });
-        match shutdown {
-            Ok(Some(Err(cause))) => tracing::warn!(
-                "[RELOAD] module '{}' failed in shutdown of generation {}: {cause}; swapping anyway",
-                new_spec.name,
-                module.generation
-            ),
-            Err(_) => {
-                let failure = failure(&new_spec, Phase::Shutdown, Cause::Timeout(timeout));
-                self.abandon(module, &failure);
-                return Err((None, failure));
-            }
-            _ => {}
-        }
         let Some(old_state) = module.actor.join(timeout) else {
             let failure = failure(&new_spec, Phase::Shutdown, Cause::Timeout(timeout));
             self.abandon(module, &failure);
