@@ -440,3 +440,52 @@ fn sigkill_during_a_build_leaves_no_build_process() {
         processes_with_env(&marker).is_empty()
     });
 }
+
+/// An isolated module that starts a helper process: the helper gets none of
+/// the protocol pipes (close-on-exec), so killing the child host is seen as a
+/// crash at once and the module restarts; the helper goes with its child host
+/// (the child's whole process group is killed), and nothing of the run
+/// survives the orchestrator.
+#[test]
+fn a_helper_process_neither_hides_a_crash_nor_outlives_its_module() {
+    let marker = marker();
+    let scenario = Scenario::new(
+        "modules:\n  - name: fixture-event-log\n  - name: fixture-helper\n    isolation: process\n",
+    );
+    let mut orch = start(&scenario, &marker);
+    let started = orch.wait_for("helper started ", BUILD).unwrap();
+    let helper: u32 = started
+        .text
+        .rsplit(' ')
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{}", started.text));
+    let hosts = module_hosts(&marker, "fixture-helper");
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
+    kill_pid(hosts[0], Signal::SIGKILL);
+    orch.wait_for(
+        "[CRASH] module 'fixture-helper' (isolated) killed by SIGKILL",
+        SHORT,
+    )
+    .unwrap();
+    orch.wait_for("EVENT module.restarted", SHORT).unwrap();
+    wait_until(
+        "the first helper is gone with its child host",
+        SHORT,
+        || {
+            !std::path::Path::new(&format!("/proc/{helper}")).exists()
+                || std::fs::read_to_string(format!("/proc/{helper}/stat"))
+                    .is_ok_and(|stat| stat.contains(") Z "))
+        },
+    );
+    orch.wait_for_match(
+        |line| line.contains("helper started ") && !line.ends_with(&format!(" {helper}")),
+        "a second helper",
+        SHORT,
+    )
+    .unwrap();
+    stop_cleanly(&mut orch);
+    wait_until("no process of the run survives", SHORT, || {
+        processes_with_env(&marker).is_empty()
+    });
+}

@@ -171,14 +171,10 @@ pub fn main(args: &[String]) -> ExitCode {
     {
         return ExitCode::from(3);
     }
-    // The protocol gets a copy of fd 1; fd 1 itself then points at stderr, so
-    // whatever the module prints reaches the log instead of the protocol.
-    let out = match nix::unistd::dup(std::io::stdout())
-        .and_then(|fd| nix::unistd::dup2_stdout(std::io::stderr()).map(|()| fd))
-    {
-        Ok(fd) => File::from(fd),
+    let (input, out) = match protocol_pipes() {
+        Ok(pipes) => pipes,
         Err(e) => {
-            eprintln!("cannot set up the protocol pipe: {e}");
+            eprintln!("cannot set up the protocol pipes: {e}");
             return ExitCode::from(3);
         }
     };
@@ -186,16 +182,33 @@ pub fn main(args: &[String]) -> ExitCode {
     let subscriber =
         tracing_subscriber::registry().with(LogForward(link.clone()).with_filter(args.level));
     let _ = tracing::subscriber::set_global_default(subscriber);
-    serve(&args, &link)
+    serve(&args, &link, input)
 }
 
-fn serve(args: &Args, link: &Link) -> ExitCode {
+/// The protocol's own copies of fd 0 and fd 1, close-on-exec, so that a
+/// process the module starts never holds the protocol pipes (it would keep a
+/// crash from being seen, or read the frames); fd 0 then reads /dev/null and
+/// fd 1 writes to stderr, so whatever the module prints reaches the log.
+fn protocol_pipes() -> std::io::Result<(File, File)> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let keep = |fd: std::os::fd::OwnedFd| -> std::io::Result<File> {
+        fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+        Ok(File::from(fd))
+    };
+    let input = keep(nix::unistd::dup(std::io::stdin())?)?;
+    let output = keep(nix::unistd::dup(std::io::stdout())?)?;
+    nix::unistd::dup2_stdin(File::open("/dev/null")?)?;
+    nix::unistd::dup2_stdout(std::io::stderr())?;
+    Ok((input, output))
+}
+
+fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
     let (work, queue) = unbounded::<Work>();
     let reader_work = work.clone();
     let reader = std::thread::Builder::new()
         .name("orch-child-reader".into())
         .spawn(move || {
-            let mut input = BufReader::new(std::io::stdin().lock());
+            let mut input = BufReader::new(input);
             while let Ok(Some(frame)) = Frame::read_from(&mut input) {
                 if reader_work.send(Work::Request(frame)).is_err() {
                     return;

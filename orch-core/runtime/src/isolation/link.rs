@@ -56,23 +56,23 @@ impl Shared {
             *killed_for = Some(reason);
         }
         drop(killed_for);
+        self.kill_group();
+    }
+
+    /// Kills the child and every process it started (its process group, which
+    /// the child leads), so no helper of the module outlives it.
+    fn kill_group(&self) {
+        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+        orch_process::group::signal_group(process.id(), Signal::SIGKILL);
         // std's kill never signals a reaped (possibly reused) pid.
-        let _ = self
-            .process
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .kill();
+        let _ = process.kill();
     }
 
     /// A write to the child failed: make sure it is gone, and let its exit
     /// status tell why.
     pub(super) fn pipe_broke(&self) {
         self.pipe_broke.store(true, Ordering::SeqCst);
-        let _ = self
-            .process
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .kill();
+        self.kill_group();
     }
 
     fn since_epoch_ms(&self) -> u64 {
@@ -263,8 +263,21 @@ impl ChildLink {
             self.wait_dead(Duration::from_secs(2));
         }
         drop(self.stop_heartbeat.take());
+        // Bounded: a process the module started may hold the child's stderr
+        // (if it left the group) and keep its reader from ending.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && self.threads.iter().any(|t| !t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         for thread in self.threads.drain(..) {
-            let _ = thread.join();
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!(
+                    "a thread serving an isolated module's child did not end within 2 s \
+                     (its output is still held open); left to end on its own"
+                );
+            }
         }
     }
 }
@@ -325,6 +338,15 @@ fn spawn_reader(
                 }
             }
             let exit = reap(&shared);
+            // Helpers the module started stay in the child's process group:
+            // they go with it (the group outlives its reaped leader while they
+            // run, so its id is not anyone else's).
+            let pid = shared
+                .process
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .id();
+            orch_process::group::signal_group(pid, Signal::SIGKILL);
             *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
             let _ = replies.send(Incoming::Dead);
             let _ = r
