@@ -2,8 +2,7 @@
 //! module's own mailbox. One thread serves every timer; the host removes a module's
 //! timers when it stops, so a module never needs a thread of its own to tick.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,7 +24,10 @@ struct Timer {
 
 #[derive(Default)]
 struct State {
-    queue: BinaryHeap<Reverse<(Instant, TimerId)>>,
+    /// Every live timer's next deadline, earliest first: exactly one entry per
+    /// timer, removed as soon as the timer is cancelled (no stale entries
+    /// accumulate, however many timers come and go).
+    queue: BTreeSet<(Instant, TimerId)>,
     timers: HashMap<TimerId, Timer>,
     next_id: TimerId,
     stopped: bool,
@@ -105,7 +107,7 @@ impl TimerService {
                 ticks: 0,
             },
         );
-        state.queue.push(Reverse((deadline, id)));
+        state.queue.insert((deadline, id));
         drop(state);
         self.shared.wake.notify_one();
         Ok(id)
@@ -115,8 +117,8 @@ impl TimerService {
     pub fn cancel(&self, owner: SubscriberId, id: TimerId) -> bool {
         let mut state = self.shared.lock();
         let owned = state.timers.get(&id).is_some_and(|t| t.owner == owner);
-        if owned {
-            state.timers.remove(&id);
+        if owned && let Some(timer) = state.timers.remove(&id) {
+            state.queue.remove(&(timer.deadline, id));
         }
         owned
     }
@@ -125,7 +127,14 @@ impl TimerService {
     pub fn cancel_owner(&self, owner: SubscriberId) -> usize {
         let mut state = self.shared.lock();
         let before = state.timers.len();
-        state.timers.retain(|_, t| t.owner != owner);
+        let State { queue, timers, .. } = &mut *state;
+        timers.retain(|id, t| {
+            let keep = t.owner != owner;
+            if !keep {
+                queue.remove(&(t.deadline, *id));
+            }
+            keep
+        });
         before - state.timers.len()
     }
 
@@ -141,6 +150,7 @@ impl TimerService {
             let mut state = self.shared.lock();
             state.stopped = true;
             state.timers.clear();
+            state.queue.clear();
         }
         self.shared.wake.notify_all();
         let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -159,17 +169,14 @@ fn run(shared: &Shared) {
         }
         let now = Instant::now();
         let mut due: Vec<(Arc<dyn EventSink>, Arc<BusEvent>)> = Vec::new();
-        while let Some(Reverse((deadline, id))) = state.queue.peek().copied() {
+        while let Some(&(deadline, id)) = state.queue.first() {
             if deadline > now {
                 break;
             }
-            state.queue.pop();
+            state.queue.pop_first();
             let Some(timer) = state.timers.get_mut(&id) else {
-                continue; // cancelled
+                continue; // cannot happen: a cancel removes both
             };
-            if timer.deadline != deadline {
-                continue; // stale entry
-            }
             timer.ticks += 1;
             let payload = serde_json::json!({ "timer": id, "tick": timer.ticks });
             let event = BusEvent::new(
@@ -185,7 +192,7 @@ fn run(shared: &Shared) {
                     next = now + timer.interval;
                 }
                 timer.deadline = next;
-                state.queue.push(Reverse((next, id)));
+                state.queue.insert((next, id));
             } else {
                 state.timers.remove(&id);
             }
@@ -198,8 +205,8 @@ fn run(shared: &Shared) {
             state = shared.lock();
             continue;
         }
-        state = match state.queue.peek() {
-            Some(Reverse((deadline, _))) => {
+        state = match state.queue.first() {
+            Some((deadline, _)) => {
                 let wait = deadline.saturating_duration_since(Instant::now());
                 shared
                     .wake
@@ -279,6 +286,40 @@ mod tests {
                 .schedule(owner, sink().0, "x", Duration::from_secs(1), true)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_cancelled_timer_leaves_the_queue_at_once() {
+        let timers = TimerService::new();
+        let (sink, _events) = sink();
+        let owner = SubscriberId(1);
+        for _ in 0..1_000 {
+            let id = timers
+                .schedule(
+                    owner,
+                    sink.clone(),
+                    "t.long",
+                    Duration::from_secs(3600),
+                    true,
+                )
+                .unwrap();
+            assert!(timers.cancel(owner, id));
+        }
+        for _ in 0..10 {
+            timers
+                .schedule(
+                    owner,
+                    sink.clone(),
+                    "t.long",
+                    Duration::from_secs(3600),
+                    false,
+                )
+                .unwrap();
+        }
+        assert_eq!(timers.shared.lock().queue.len(), 10);
+        assert_eq!(timers.cancel_owner(owner), 10);
+        assert!(timers.shared.lock().queue.is_empty());
+        timers.stop();
     }
 
     #[test]
