@@ -569,3 +569,76 @@ fn a_bad_contract_is_a_config_error_with_its_line() {
         "{stderr}"
     );
 }
+
+/// Request/reply through the host, with nobody waiting: a reply reaches the
+/// requester's mailbox with the request's id, a second answer is refused, an
+/// unanswered request times out once, and a request nobody subscribes to is
+/// told so at once. The same with the responder, then the requester, in a
+/// child process.
+#[test]
+fn requests_are_answered_timed_out_or_told_nobody_listens() {
+    const ISOLATED: &str = "    isolation: process\n";
+    for (responder, asker) in [("", ""), (ISOLATED, ""), ("", ISOLATED)] {
+        let scenario = Scenario::new(&format!(
+            "modules:\n  - name: fixture-responder\n{responder}\
+             \x20 - name: asker-stats\n    package: fixture-requester\n{asker}\
+             \x20   config: {{label: stats, ask: responder.stats, every: 50ms}}\n\
+             \x20 - name: asker-silent\n    package: fixture-requester\n\
+             \x20   config: {{label: silent, ask: responder.silent, every: 200ms, timeout: 100ms}}\n\
+             \x20 - name: asker-nobody\n    package: fixture-requester\n\
+             \x20   config: {{label: nobody, ask: nobody.listens, every: 200ms}}\n"
+        ));
+        let case = format!("responder {responder:?}, asker {asker:?}");
+        let mut orch = start(&scenario);
+        orch.wait_for("app.started: 4 of 4 modules running", BUILD)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        for _ in 0..3 {
+            let seen = orch.lines_with("ANSWER stats kind=Reply").len();
+            wait_until(&format!("{case}: another reply"), SHORT, || {
+                orch.collect_for(Duration::from_millis(20));
+                orch.lines_with("ANSWER stats kind=Reply").len() > seen
+            });
+        }
+        for reply in orch.lines_with("ANSWER stats kind=Reply") {
+            assert!(
+                reply.contains(" from=fixture-responder ")
+                    && reply.contains(r#""to":"asker-stats""#),
+                "{case}: {reply}"
+            );
+        }
+        let timeout = orch
+            .wait_for("ANSWER silent kind=Timeout", SHORT)
+            .unwrap_or_else(|e| panic!("{case}: {e}\n{}", orch.output()));
+        assert!(
+            timeout.text.contains(r#"data={"timeout_ms":100}"#)
+                && timeout.text.contains(" from=host "),
+            "{case}: {}",
+            timeout.text
+        );
+        orch.wait_for("ANSWER nobody kind=NoResponders", SHORT)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let refused = orch
+            .wait_for("SECOND ANSWER REFUSED: ", SHORT)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert!(
+            refused
+                .text
+                .contains("of 'asker-stats' was already answered or has timed out"),
+            "{case}: {}",
+            refused.text
+        );
+        orch.collect_for(Duration::from_millis(300));
+        assert!(
+            orch.lines_with("STRAY ").is_empty(),
+            "{case}: an answer to a request never made, or a second one:\n{}",
+            orch.output()
+        );
+        let asked = orch.lines_with("ASKED stats ").len();
+        let answered = orch.lines_with("ANSWER stats ").len();
+        assert!(
+            answered + 2 >= asked && answered <= asked,
+            "{case}: {asked} asked, {answered} answered"
+        );
+        stop_cleanly(&mut orch, Signal::SIGINT);
+    }
+}

@@ -8,6 +8,7 @@
 //! reach the publisher.
 
 use orch_sdk::events::SystemEvent;
+use orch_sdk::{EventKind, Exchange};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -28,6 +29,13 @@ pub struct BusEvent {
     pub id: u64,
     /// When it was published, in milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// What it is in a request/reply exchange ([`EventKind::Publish`] for a
+    /// plain event).
+    pub kind: EventKind,
+    /// The request it is or answers (0 for a plain event).
+    pub request_id: u64,
+    /// For a request: the module waiting for the answer.
+    pub reply_to: Option<Arc<str>>,
 }
 
 /// An event as a handler receives it: its parts and the envelope the host set
@@ -44,6 +52,8 @@ pub struct Delivery<'a> {
     pub source: &'a str,
     /// When it was published, in milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// Its part in a request/reply exchange.
+    pub exchange: Exchange<'a>,
 }
 
 impl<'a> Delivery<'a> {
@@ -55,6 +65,7 @@ impl<'a> Delivery<'a> {
             id: 0,
             source: "",
             published_at_ms: now_ms(),
+            exchange: Exchange::default(),
         }
     }
 }
@@ -81,7 +92,24 @@ impl BusEvent {
             source,
             id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
             published_at_ms: now_ms(),
+            kind: EventKind::Publish,
+            request_id: 0,
+            reply_to: None,
         }
+    }
+
+    /// The same event as part of request `request_id`'s exchange: the request
+    /// itself (with the requester as `reply_to`) or an answer to it.
+    pub fn in_exchange(
+        mut self,
+        kind: EventKind,
+        request_id: u64,
+        reply_to: Option<Arc<str>>,
+    ) -> Self {
+        self.kind = kind;
+        self.request_id = request_id;
+        self.reply_to = reply_to;
+        self
     }
 
     /// The event as a handler receives it.
@@ -92,6 +120,11 @@ impl BusEvent {
             id: self.id,
             source: self.source.as_deref().unwrap_or(""),
             published_at_ms: self.published_at_ms,
+            exchange: Exchange {
+                kind: self.kind,
+                request_id: self.request_id,
+                reply_to: self.reply_to.as_deref().unwrap_or(""),
+            },
         }
     }
 
@@ -305,6 +338,13 @@ impl Bus {
     pub fn publish_system<E: SystemEvent>(&self, event: &E) -> usize {
         let payload = serde_json::to_vec(event).unwrap_or_default();
         self.publish_event(Arc::new(BusEvent::new(E::TOPIC, &payload, None)))
+    }
+
+    /// Hands `event` to subscriber `id` alone, whatever it subscribed to (the
+    /// answer to one of its requests). Returns whether it was accepted.
+    pub fn deliver_to(&self, id: SubscriberId, event: &Arc<BusEvent>) -> bool {
+        let sink = self.read().sinks.get(&id).cloned();
+        sink.is_some_and(|sink| sink.deliver(event))
     }
 
     /// Delivers an already built event to every matching subscriber.

@@ -20,7 +20,32 @@ use tracing::level_filters::LevelFilter;
 use orch_config::Contract;
 
 use crate::bus::{Bus, EventSink, SubscriberId};
+use crate::requests::{Requester, Requests};
 use crate::timers::TimerService;
+
+/// The host's services that every module's context uses: the bus, the
+/// timers and the table of pending requests. Cheap to clone.
+#[derive(Clone)]
+pub struct HostServices {
+    /// The event bus.
+    pub bus: Bus,
+    /// The host-owned timers.
+    pub timers: TimerService,
+    /// Requests waiting for their answer.
+    pub requests: Requests,
+}
+
+impl HostServices {
+    /// Services over `bus` and `timers`, with a request table of their own.
+    pub fn new(bus: Bus, timers: TimerService) -> Self {
+        let requests = Requests::new(bus.clone(), timers.clone());
+        Self {
+            bus,
+            timers,
+            requests,
+        }
+    }
+}
 
 /// What the host knows of one module while it runs: its name, its subscriber id
 /// on the bus, its own mailbox (for timer events) and whether it may publish yet.
@@ -32,7 +57,11 @@ pub struct ModuleHostCtx {
     pub id: SubscriberId,
     bus: Bus,
     timers: TimerService,
+    requests: Requests,
     mailbox: Arc<dyn EventSink>,
+    /// The id the module's next request gets (never reused while the
+    /// module's context lives: see [`ModuleHostCtx::set_request_id_base`]).
+    next_request_id: AtomicU64,
     may_publish: AtomicBool,
     active_generation: AtomicU32,
     /// `timeouts.shutdown`, told to each generation (it joins its threads within).
@@ -61,23 +90,40 @@ pub trait Uplink: Send + Sync {
     fn subscribe(&self, pattern: &str) -> Result<(), String>;
     /// Forwards an unsubscription.
     fn unsubscribe(&self, pattern: &str);
+    /// Forwards request `id` (the topic is valid).
+    fn request(
+        &self,
+        id: u64,
+        topic: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), String>;
+    /// Forwards the answer to request `id` of module `reply_to`.
+    fn reply(&self, reply_to: &str, id: u64, payload: &[u8]) -> Result<(), String>;
 }
 
 impl ModuleHostCtx {
-    /// The context of module `name`, registered on `bus` as `id` with `mailbox`.
+    /// The context of module `name`, registered on the services' bus as `id`
+    /// with `mailbox`.
     pub fn new(
         name: Arc<str>,
         id: SubscriberId,
-        bus: Bus,
-        timers: TimerService,
+        services: HostServices,
         mailbox: Arc<dyn EventSink>,
     ) -> Self {
+        let HostServices {
+            bus,
+            timers,
+            requests,
+        } = services;
         Self {
             name,
             id,
             bus,
             timers,
+            requests,
             mailbox,
+            next_request_id: AtomicU64::new(0),
             may_publish: AtomicBool::new(false),
             active_generation: AtomicU32::new(1),
             shutdown_timeout_ms: AtomicU64::new(5_000),
@@ -91,6 +137,19 @@ impl ModuleHostCtx {
     /// the local bus (a child module host). Set once.
     pub fn set_uplink(&self, uplink: Arc<dyn Uplink>) {
         let _ = self.uplink.set(uplink);
+    }
+
+    /// Makes the module's request ids start above `base`. A child host, which
+    /// lives for one generation, sets `generation << 40`, so the ids of its
+    /// requests never repeat those of an earlier child of the same module
+    /// whose requests may still be pending in the orchestrator.
+    pub fn set_request_id_base(&self, base: u64) {
+        self.next_request_id.store(base, Ordering::Release);
+    }
+
+    /// The id for the module's next request.
+    fn next_request_id(&self) -> u64 {
+        self.next_request_id.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Makes `generation` the one whose calls the host serves; calls from any
@@ -200,6 +259,86 @@ impl ModuleHostCtx {
 
     /// Publishes for `generation` (which was active when the call began).
     fn publish(&self, generation: u32, topic: &str, payload: &[u8]) -> Result<(), String> {
+        self.check_may_send(generation, topic)?;
+        if let Some(uplink) = self.uplink.get() {
+            return uplink.publish(topic, payload);
+        }
+        self.bus
+            .publish(topic, payload, Some(Arc::clone(&self.name)))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Publishes a request of `generation`; returns its id.
+    fn request(
+        &self,
+        generation: u32,
+        topic: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        self.check_may_send(generation, topic)?;
+        let id = self.next_request_id();
+        if let Some(uplink) = self.uplink.get() {
+            uplink.request(id, topic, payload, timeout)?;
+            return Ok(id);
+        }
+        let requester = Requester {
+            name: Arc::clone(&self.name),
+            id: self.id,
+        };
+        self.requests
+            .request(&requester, id, topic, payload, timeout)
+            .map(|()| id)
+    }
+
+    /// Serves a request that module `requester` sent from its child host
+    /// process (already checked there, and checked again here: a child may lie).
+    pub(crate) fn request_of_child(
+        &self,
+        id: u64,
+        topic: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        orch_sdk::topic::validate_module_topic(topic)
+            .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
+        self.check_publish(topic)?;
+        let requester = Requester {
+            name: Arc::clone(&self.name),
+            id: self.id,
+        };
+        self.requests
+            .request(&requester, id, topic, payload, timeout)
+    }
+
+    /// Answers request `id` of `reply_to` for `generation`.
+    fn reply(
+        &self,
+        generation: u32,
+        reply_to: &str,
+        id: u64,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        self.check_may_answer(generation)?;
+        if let Some(uplink) = self.uplink.get() {
+            return uplink.reply(reply_to, id, payload);
+        }
+        self.reply_of_child(reply_to, id, payload)
+    }
+
+    /// Delivers the module's answer to request `id` of `reply_to`.
+    pub(crate) fn reply_of_child(
+        &self,
+        reply_to: &str,
+        id: u64,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        self.requests.reply(&self.name, reply_to, id, payload)
+    }
+
+    /// Refuses a publish or request on `topic` that the module may not send now.
+    fn check_may_send(&self, generation: u32, topic: &str) -> Result<(), String> {
         orch_sdk::topic::validate_module_topic(topic)
             .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
         self.check_publish(topic)?;
@@ -219,13 +358,25 @@ impl ModuleHostCtx {
                 self.name
             ));
         }
-        if let Some(uplink) = self.uplink.get() {
-            return uplink.publish(topic, payload);
+        Ok(())
+    }
+
+    /// Refuses an answer while the module may not send (before start, or once
+    /// `generation` was retired).
+    fn check_may_answer(&self, generation: u32) -> Result<(), String> {
+        if self.may_publish.load(Ordering::Acquire) {
+            return Ok(());
         }
-        self.bus
-            .publish(topic, payload, Some(Arc::clone(&self.name)))
-            .map(drop)
-            .map_err(|e| e.to_string())
+        if self.active_generation() != generation {
+            return Err(format!(
+                "generation {generation} of '{}' has stopped",
+                self.name
+            ));
+        }
+        Err(format!(
+            "module '{}' may not reply yet: publish and reply from start() or later",
+            self.name
+        ))
     }
 
     /// Subscribes the module (through the uplink in a child host).
@@ -342,6 +493,8 @@ impl HostTable {
             log: host_log,
             max_log_level: host_max_log_level,
             shutdown_timeout_ms: module.shutdown_timeout_ms.load(Ordering::Acquire),
+            request: host_request,
+            reply: host_reply,
         }));
         Self { api }
     }
@@ -408,6 +561,52 @@ unsafe extern "C" fn host_publish(
     unsafe {
         with_ctx(ctx, err, |ctx, generation| {
             ctx.publish(generation, text(topic, "topic")?, payload.as_slice())
+        })
+    }
+}
+
+unsafe extern "C" fn host_request(
+    ctx: *const c_void,
+    topic: RStr<'_>,
+    payload: RBytes<'_>,
+    timeout_ms: u64,
+    id_out: *mut u64,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: as in host_publish; `id_out` is checked for null before writing.
+    unsafe {
+        with_ctx(ctx, err, |ctx, generation| {
+            if id_out.is_null() {
+                return Err("null request id pointer".into());
+            }
+            let id = ctx.request(
+                generation,
+                text(topic, "topic")?,
+                payload.as_slice(),
+                Duration::from_millis(timeout_ms),
+            )?;
+            id_out.write(id);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn host_reply(
+    ctx: *const c_void,
+    reply_to: RStr<'_>,
+    request_id: u64,
+    payload: RBytes<'_>,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: as in host_publish.
+    unsafe {
+        with_ctx(ctx, err, |ctx, generation| {
+            ctx.reply(
+                generation,
+                text(reply_to, "reply_to")?,
+                request_id,
+                payload.as_slice(),
+            )
         })
     }
 }
@@ -516,8 +715,7 @@ mod tests {
         let module = Arc::new(ModuleHostCtx::new(
             "sensor".into(),
             SubscriberId(9),
-            bus,
-            timers,
+            HostServices::new(bus, timers),
             sink,
         ));
         let first = GenerationCtx {

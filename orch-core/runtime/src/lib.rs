@@ -16,6 +16,7 @@ pub mod isolation;
 pub mod loader;
 pub mod logging;
 mod module_threads;
+pub mod requests;
 pub mod resources;
 pub mod scratch;
 pub mod supervisor;

@@ -413,6 +413,9 @@ impl ModuleInstance {
             id: event.id,
             published_at_ms: event.published_at_ms,
             source: RStr::new(event.source),
+            kind: event.exchange.kind.code(),
+            request_id: event.exchange.request_id,
+            reply_to: RStr::new(event.exchange.reply_to),
         };
         // SAFETY: live instance of this descriptor, borrows valid for the call.
         self.call(|d, i, err| unsafe {

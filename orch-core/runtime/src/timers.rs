@@ -12,14 +12,34 @@ use crate::bus::{BusEvent, EventSink, SubscriberId};
 /// Identifies one timer.
 pub type TimerId = u64;
 
+/// The owner of the host's own timers ([`TimerService::call_after`]): no
+/// module has it (subscriber ids start at 1).
+pub const HOST_OWNER: SubscriberId = SubscriberId(0);
+
+/// What a timer does when it fires.
+enum Action {
+    /// Delivers a tick on `topic` to a module's mailbox.
+    Tick {
+        topic: Arc<str>,
+        interval: Duration,
+        repeat: bool,
+        sink: Arc<dyn EventSink>,
+        ticks: u64,
+    },
+    /// Runs a host callback once (a request's timeout). It must not block.
+    Call(Box<dyn FnOnce() + Send>),
+}
+
 struct Timer {
     owner: SubscriberId,
-    topic: Arc<str>,
-    interval: Duration,
-    repeat: bool,
-    sink: Arc<dyn EventSink>,
     deadline: Instant,
-    ticks: u64,
+    action: Action,
+}
+
+/// What the timer thread runs once it has let go of the lock.
+enum Due {
+    Deliver(Arc<dyn EventSink>, Arc<BusEvent>),
+    Call(Box<dyn FnOnce() + Send>),
 }
 
 #[derive(Default)]
@@ -88,23 +108,46 @@ impl TimerService {
         if interval.is_zero() {
             return Err("a timer interval must be greater than zero".into());
         }
+        let action = Action::Tick {
+            topic: topic.into(),
+            interval,
+            repeat,
+            sink,
+            ticks: 0,
+        };
+        self.insert(owner, interval, action)
+    }
+
+    /// Runs `callback` once on the timer thread after `delay`, unless the
+    /// returned timer is cancelled first (with owner [`HOST_OWNER`]). The
+    /// callback must not block: every timer waits for it.
+    pub fn call_after(
+        &self,
+        delay: Duration,
+        callback: Box<dyn FnOnce() + Send>,
+    ) -> Result<TimerId, String> {
+        self.insert(HOST_OWNER, delay, Action::Call(callback))
+    }
+
+    fn insert(
+        &self,
+        owner: SubscriberId,
+        delay: Duration,
+        action: Action,
+    ) -> Result<TimerId, String> {
         let mut state = self.shared.lock();
         if state.stopped {
             return Err("the host is shutting down; no new timers".into());
         }
         state.next_id += 1;
         let id = state.next_id;
-        let deadline = Instant::now() + interval;
+        let deadline = Instant::now() + delay;
         state.timers.insert(
             id,
             Timer {
                 owner,
-                topic: topic.into(),
-                interval,
-                repeat,
-                sink,
                 deadline,
-                ticks: 0,
+                action,
             },
         );
         state.queue.insert((deadline, id));
@@ -168,39 +211,70 @@ fn run(shared: &Shared) {
             return;
         }
         let now = Instant::now();
-        let mut due: Vec<(Arc<dyn EventSink>, Arc<BusEvent>)> = Vec::new();
+        let mut due: Vec<Due> = Vec::new();
         while let Some(&(deadline, id)) = state.queue.first() {
             if deadline > now {
                 break;
             }
             state.queue.pop_first();
-            let Some(timer) = state.timers.get_mut(&id) else {
+            let Some(timer) = state.timers.remove(&id) else {
                 continue; // cannot happen: a cancel removes both
             };
-            timer.ticks += 1;
-            let payload = serde_json::json!({ "timer": id, "tick": timer.ticks });
-            let event = BusEvent::new(
-                &timer.topic,
-                &serde_json::to_vec(&payload).unwrap_or_default(),
-                None,
-            );
-            due.push((Arc::clone(&timer.sink), Arc::new(event)));
-            if timer.repeat {
-                // Keep the cadence; after a stall, skip the missed ticks.
-                let mut next = deadline + timer.interval;
-                if next <= now {
-                    next = now + timer.interval;
+            match timer.action {
+                Action::Call(callback) => due.push(Due::Call(callback)),
+                Action::Tick {
+                    topic,
+                    interval,
+                    repeat,
+                    sink,
+                    ticks,
+                } => {
+                    let payload = serde_json::json!({ "timer": id, "tick": ticks + 1 });
+                    let event = BusEvent::new(
+                        &topic,
+                        &serde_json::to_vec(&payload).unwrap_or_default(),
+                        None,
+                    );
+                    due.push(Due::Deliver(Arc::clone(&sink), Arc::new(event)));
+                    if repeat {
+                        // Keep the cadence; after a stall, skip the missed ticks.
+                        let mut next = deadline + interval;
+                        if next <= now {
+                            next = now + interval;
+                        }
+                        let action = Action::Tick {
+                            topic,
+                            interval,
+                            repeat,
+                            sink,
+                            ticks: ticks + 1,
+                        };
+                        state.timers.insert(
+                            id,
+                            Timer {
+                                owner: timer.owner,
+                                deadline: next,
+                                action,
+                            },
+                        );
+                        state.queue.insert((next, id));
+                    }
                 }
-                timer.deadline = next;
-                state.queue.insert((next, id));
-            } else {
-                state.timers.remove(&id);
             }
         }
         if !due.is_empty() {
             drop(state);
-            for (sink, event) in due {
-                sink.deliver(&event);
+            for work in due {
+                match work {
+                    Due::Deliver(sink, event) => {
+                        sink.deliver(&event);
+                    }
+                    Due::Call(callback) => {
+                        // A panicking callback is a host bug; it must not end
+                        // the thread every timer depends on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(callback));
+                    }
+                }
             }
             state = shared.lock();
             continue;
@@ -319,6 +393,34 @@ mod tests {
         assert_eq!(timers.shared.lock().queue.len(), 10);
         assert_eq!(timers.cancel_owner(owner), 10);
         assert!(timers.shared.lock().queue.is_empty());
+        timers.stop();
+    }
+
+    #[test]
+    fn a_host_callback_runs_once_unless_cancelled_first() {
+        let timers = TimerService::new();
+        let (tx, rx) = crossbeam_channel::bounded::<&str>(4);
+        let fired = tx.clone();
+        timers
+            .call_after(
+                Duration::from_millis(1),
+                Box::new(move || {
+                    let _ = fired.send("fired");
+                }),
+            )
+            .unwrap();
+        let cancelled = timers
+            .call_after(
+                Duration::from_millis(30),
+                Box::new(move || {
+                    let _ = tx.send("cancelled one fired");
+                }),
+            )
+            .unwrap();
+        assert!(timers.cancel(HOST_OWNER, cancelled));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok("fired"));
+        assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+        assert_eq!(timers.count_of(HOST_OWNER), 0);
         timers.stop();
     }
 

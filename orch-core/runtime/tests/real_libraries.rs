@@ -11,7 +11,7 @@ use orch_cargo::{BuildRequest, Builder};
 use orch_config::workspace::Workspace;
 use orch_runtime::actor::Mailbox;
 use orch_runtime::bus::{Bus, BusEvent, Delivery};
-use orch_runtime::host_api::ModuleHostCtx;
+use orch_runtime::host_api::{HostServices, ModuleHostCtx};
 use orch_runtime::loader::{Loader, ModuleInstance};
 use orch_runtime::timers::TimerService;
 use orch_runtime::{Cause, Phase};
@@ -62,8 +62,7 @@ fn harness(name: &str) -> Harness {
     let ctx = Arc::new(ModuleHostCtx::new(
         name.into(),
         id,
-        bus.clone(),
-        TimerService::new(),
+        HostServices::new(bus.clone(), TimerService::new()),
         sink,
     ));
     let loader = Loader::new(dir.path()).unwrap();

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 use std::marker::PhantomData;
 
 /// The ABI version this SDK speaks. Bumped on any change to the types in this file.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The version of this SDK crate, recorded in every module built with it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -203,7 +203,38 @@ pub struct HostApi {
     /// joining of the threads it started with `Context::spawn`, must end within it
     /// (ABI v2).
     pub shutdown_timeout_ms: u64,
+    /// Publishes `payload` on `topic` as a request that the first subscriber
+    /// answers with `reply`; its reply, or a timeout after `timeout_ms`, comes to
+    /// the module's own mailbox. Writes the request's id to `id_out` (ABI v3).
+    pub request: unsafe extern "C" fn(
+        ctx: *const c_void,
+        topic: RStr<'_>,
+        payload: RBytes<'_>,
+        timeout_ms: u64,
+        id_out: *mut u64,
+        err: ByteSink<'_>,
+    ) -> Status,
+    /// Answers request `request_id` of module `reply_to` with `payload` (ABI v3).
+    pub reply: unsafe extern "C" fn(
+        ctx: *const c_void,
+        reply_to: RStr<'_>,
+        request_id: u64,
+        payload: RBytes<'_>,
+        err: ByteSink<'_>,
+    ) -> Status,
 }
+
+/// [`Envelope::kind`] of a plain published event.
+pub const KIND_PUBLISH: u32 = 0;
+/// [`Envelope::kind`] of a request: answer it with [`HostApi::reply`].
+pub const KIND_REQUEST: u32 = 1;
+/// [`Envelope::kind`] of the answer to the module's own request.
+pub const KIND_REPLY: u32 = 2;
+/// [`Envelope::kind`] of the host's notice that a request timed out unanswered.
+pub const KIND_TIMEOUT: u32 = 3;
+/// [`Envelope::kind`] of the host's notice that no module subscribes to a
+/// request's topic.
+pub const KIND_NO_RESPONDERS: u32 = 4;
 
 /// What the host says of an event besides its topic and payload (ABI v2).
 #[repr(C)]
@@ -215,6 +246,14 @@ pub struct Envelope<'a> {
     pub published_at_ms: u64,
     /// The publishing module's name; empty for the host.
     pub source: RStr<'a>,
+    /// What the event is: one of the `KIND_*` constants (ABI v3).
+    pub kind: u32,
+    /// For a request, its id; for a reply, timeout or no-responders notice, the
+    /// id of the request it answers; 0 otherwise (ABI v3).
+    pub request_id: u64,
+    /// For a request, the module that waits for the answer; empty otherwise
+    /// (ABI v3).
+    pub reply_to: RStr<'a>,
 }
 
 /// A module's static description and entry points, returned by [`ENTRY_SYMBOL`].

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::event::RequestId;
 use crate::threads::{StopToken, ThreadBody};
+use crate::{Event, EventKind};
 use serde::de::DeserializeOwned;
 
 /// Identifies a timer set with [`Context::every`] or [`Context::after`].
@@ -30,6 +32,10 @@ pub trait Host {
     ) -> crate::Result<TimerId>;
     /// Cancels a timer.
     fn cancel_timer(&self, id: TimerId) -> crate::Result<()>;
+    /// Publishes a request; its answer comes to the module's mailbox.
+    fn request(&self, topic: &str, payload: &[u8], timeout: Duration) -> crate::Result<RequestId>;
+    /// Answers request `id` of module `reply_to`.
+    fn reply(&self, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()>;
     /// A handle that publishes as the module from any thread.
     fn publisher(&self) -> Publisher;
     /// Starts a module thread the host stops and joins at shutdown.
@@ -40,6 +46,10 @@ pub trait Host {
 pub trait PublishSink: Send + Sync {
     /// Publishes JSON bytes on a topic as the module.
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()>;
+    /// Publishes a request as the module (see [`Context::request`]).
+    fn request(&self, topic: &str, payload: &[u8], timeout: Duration) -> crate::Result<RequestId>;
+    /// Answers request `id` of module `reply_to` as the module.
+    fn reply(&self, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()>;
 }
 
 /// Publishes as the module from any thread, its own threads included
@@ -68,6 +78,30 @@ impl Publisher {
     pub fn publish_json_bytes(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
         check_json(topic, payload)?;
         self.sink.publish(topic, payload)
+    }
+
+    /// Publishes a request from a thread, as [`Context::request`] does.
+    pub fn request<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        data: &T,
+        timeout: Duration,
+    ) -> crate::Result<RequestId> {
+        let payload = serde_json::to_vec(data)?;
+        self.sink.request(topic, &payload, timeout)
+    }
+
+    /// Answers a request from a thread: `reply_to` and `id` are the request's
+    /// [`Event::reply_to`] and [`Event::request_id`], taken in `on_event` and
+    /// handed to the thread that does the work (so the handler never waits).
+    pub fn reply<T: Serialize + ?Sized>(
+        &self,
+        reply_to: &str,
+        id: RequestId,
+        data: &T,
+    ) -> crate::Result<()> {
+        let payload = serde_json::to_vec(data)?;
+        self.sink.reply(reply_to, id, &payload)
     }
 }
 
@@ -111,6 +145,43 @@ impl<'a> Context<'a> {
     pub fn publish_json_bytes(&mut self, topic: &str, payload: &[u8]) -> crate::Result<()> {
         check_json(topic, payload)?;
         self.host.publish(topic, payload)
+    }
+
+    /// Asks the modules subscribed to `topic` (the first to answer wins) and
+    /// returns at once with the request's id; nothing waits. The answer comes
+    /// to this module's mailbox later as an event on the same topic whose
+    /// [`Event::request_id`] is the returned id: a reply
+    /// ([`Event::is_reply`], source the answering module), or the host's notice
+    /// that nobody answered within `timeout` ([`Event::is_timeout`]) or that
+    /// no module subscribes to the topic ([`EventKind::NoResponders`], at once).
+    /// The module's `publishes` contract must list the topic.
+    pub fn request<T: Serialize + ?Sized>(
+        &mut self,
+        topic: &str,
+        data: &T,
+        timeout: Duration,
+    ) -> crate::Result<RequestId> {
+        let payload = serde_json::to_vec(data)?;
+        self.host.request(topic, &payload, timeout)
+    }
+
+    /// Answers `request` (an event of kind [`EventKind::Request`]) with `data`:
+    /// the reply goes to the requester's mailbox. Only the first answer to a
+    /// request counts; answering one that was answered already or timed out is
+    /// an error, as is answering an event that is not a request.
+    pub fn reply<T: Serialize + ?Sized>(&mut self, request: &Event, data: &T) -> crate::Result<()> {
+        let (Some(reply_to), Some(id)) = (request.reply_to(), request.request_id()) else {
+            return Err(format!(
+                "the event on '{}' is not a request (its kind is {:?}): only requests \
+                 are answered",
+                request.topic(),
+                request.kind()
+            )
+            .into());
+        };
+        debug_assert_eq!(request.kind(), EventKind::Request);
+        let payload = serde_json::to_vec(data)?;
+        self.host.reply(reply_to, id, &payload)
     }
 
     /// A handle that publishes as this module from threads of its own (a
@@ -264,5 +335,70 @@ mod tests {
         assert_eq!(stuck, vec!["deaf".to_owned()]);
         assert_eq!(harness.host().published_on("spawner.stopped").len(), 1);
         assert!(!harness.host().published_on("spawner.tick").is_empty());
+    }
+
+    /// Answers `q.ask` requests and asks `other.count` itself on `q.go`.
+    #[derive(Default)]
+    struct Asker {
+        asked: Option<RequestId>,
+        answer: Option<(EventKind, serde_json::Value)>,
+    }
+
+    impl Module for Asker {
+        fn initialize(&mut self, ctx: &mut Context, _config: &Config) -> Result<()> {
+            ctx.subscribe("q.ask")?;
+            ctx.subscribe("q.go")
+        }
+
+        fn on_event(&mut self, ctx: &mut Context, event: &Event) -> Result<()> {
+            match event.kind() {
+                EventKind::Request => ctx.reply(event, &serde_json::json!({"n": 1})),
+                kind if kind.answers_a_request() => {
+                    assert_eq!(event.request_id(), self.asked);
+                    self.answer = Some((kind, event.json()?));
+                    Ok(())
+                }
+                _ => {
+                    let timeout = std::time::Duration::from_millis(50);
+                    self.asked = Some(ctx.request("other.count", &(), timeout)?);
+                    assert!(ctx.reply(event, &1).is_err(), "not a request");
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn requests_and_replies_through_the_harness() {
+        let mut harness = ModuleHarness::new(Asker::default());
+        harness.initialize(serde_json::json!({})).unwrap();
+        harness.start().unwrap();
+
+        let id = harness
+            .deliver_request("q.ask", &(), "client")
+            .unwrap()
+            .unwrap();
+        let replies = harness.host().replies();
+        assert_eq!(replies.len(), 1);
+        assert_eq!(
+            (replies[0].reply_to.as_str(), replies[0].id),
+            ("client", id)
+        );
+        assert_eq!(replies[0].data, serde_json::json!({"n": 1}));
+        assert_eq!(harness.deliver_request("other.x", &(), "c").unwrap(), None);
+
+        harness.deliver("q.go", &()).unwrap();
+        let asked = harness.host().requests();
+        assert_eq!(asked[0].topic, "other.count");
+        harness.deliver_reply(asked[0].id, &7, "other").unwrap();
+        assert_eq!(
+            harness.module().answer,
+            Some((EventKind::Reply, serde_json::json!(7)))
+        );
+        harness.deliver_timeout(asked[0].id).unwrap();
+        assert_eq!(
+            harness.module().answer,
+            Some((EventKind::Timeout, serde_json::json!({"timeout_ms": 50})))
+        );
     }
 }

@@ -12,6 +12,82 @@ pub struct Event<'a> {
     id: u64,
     source: &'a str,
     published_at_ms: u64,
+    exchange: Exchange<'a>,
+}
+
+/// Identifies one request of a module, as [`crate::Context::request`] returned
+/// it; the reply (or the timeout) carries the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(pub u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What an event is in a request/reply exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EventKind {
+    /// A plain published event (no answer expected).
+    #[default]
+    Publish,
+    /// A request: answer it with [`crate::Context::reply`].
+    Request,
+    /// The answer to one of this module's requests.
+    Reply,
+    /// The host's notice that one of this module's requests was not answered
+    /// within its timeout (source `host`, payload `{"timeout_ms": N}`).
+    Timeout,
+    /// The host's notice that no module subscribes to the topic of one of this
+    /// module's requests, sent at once instead of waiting for the timeout
+    /// (source `host`, payload `null`).
+    NoResponders,
+}
+
+impl EventKind {
+    /// The kind's code on the C ABI (`abi::KIND_*`).
+    pub fn code(self) -> u32 {
+        use crate::abi::*;
+        match self {
+            Self::Publish => KIND_PUBLISH,
+            Self::Request => KIND_REQUEST,
+            Self::Reply => KIND_REPLY,
+            Self::Timeout => KIND_TIMEOUT,
+            Self::NoResponders => KIND_NO_RESPONDERS,
+        }
+    }
+
+    /// The kind of an ABI code; `None` for a code this SDK does not know.
+    pub fn from_code(code: u32) -> Option<Self> {
+        use crate::abi::*;
+        Some(match code {
+            KIND_PUBLISH => Self::Publish,
+            KIND_REQUEST => Self::Request,
+            KIND_REPLY => Self::Reply,
+            KIND_TIMEOUT => Self::Timeout,
+            KIND_NO_RESPONDERS => Self::NoResponders,
+            _ => return None,
+        })
+    }
+
+    /// Whether this is an answer to a request (a reply or one of the host's
+    /// notices): what arrives in the requester's mailbox.
+    pub fn answers_a_request(self) -> bool {
+        matches!(self, Self::Reply | Self::Timeout | Self::NoResponders)
+    }
+}
+
+/// An event's part in a request/reply exchange: its kind, the request's id and,
+/// for a request, who waits for the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Exchange<'a> {
+    /// What the event is.
+    pub kind: EventKind,
+    /// The request's id (0 for a plain event).
+    pub request_id: u64,
+    /// For a request: the module that waits for the answer (empty otherwise).
+    pub reply_to: &'a str,
 }
 
 /// The [`Event::source`] of an event the host published.
@@ -41,7 +117,43 @@ impl<'a> Event<'a> {
             id,
             source,
             published_at_ms,
+            exchange: Exchange::default(),
         }
+    }
+
+    /// The same event with its part in a request/reply exchange.
+    pub fn with_exchange(mut self, exchange: Exchange<'a>) -> Self {
+        self.exchange = exchange;
+        self
+    }
+
+    /// What the event is: a plain publish, a request to answer, or the answer
+    /// (reply, timeout, no responders) to a request of this module.
+    pub fn kind(&self) -> EventKind {
+        self.exchange.kind
+    }
+
+    /// The request this event is (a [`EventKind::Request`]) or answers (a
+    /// reply, timeout or no-responders notice); `None` for a plain event.
+    pub fn request_id(&self) -> Option<RequestId> {
+        (self.exchange.kind != EventKind::Publish).then_some(RequestId(self.exchange.request_id))
+    }
+
+    /// For a request: the module that waits for its answer (the answer goes to
+    /// its mailbox when you call [`crate::Context::reply`]); `None` otherwise.
+    pub fn reply_to(&self) -> Option<&'a str> {
+        (self.exchange.kind == EventKind::Request).then_some(self.exchange.reply_to)
+    }
+
+    /// Whether this is the answer of another module to a request of this one.
+    pub fn is_reply(&self) -> bool {
+        self.exchange.kind == EventKind::Reply
+    }
+
+    /// Whether this is the host's notice that a request of this module timed
+    /// out unanswered.
+    pub fn is_timeout(&self) -> bool {
+        self.exchange.kind == EventKind::Timeout
     }
 
     /// The event's id, unique in the orchestrator that published it.

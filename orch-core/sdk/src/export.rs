@@ -19,7 +19,7 @@ use crate::abi::{
 };
 use crate::context::{Host, PublishSink, Publisher, TimerId};
 use crate::threads::{ModuleThreads, ThreadBody};
-use crate::{Config, Context, Event, Module};
+use crate::{Config, Context, Event, EventKind, Exchange, Module, RequestId};
 
 /// Exports `$ty` (which implements [`Module`](crate::Module) and `Default`) as a
 /// cargo-orch module: one per library.
@@ -103,9 +103,54 @@ fn publish_via(api: &HostApi, topic: &str, payload: &[u8]) -> crate::Result<()> 
     call(|err| unsafe { (api.publish)(api.ctx, RStr::new(topic), RBytes::new(payload), err) })
 }
 
+/// Publishes a request through `api`; returns its id.
+fn request_via(
+    api: &HostApi,
+    topic: &str,
+    payload: &[u8],
+    timeout: Duration,
+) -> crate::Result<RequestId> {
+    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    let mut id = 0u64;
+    // SAFETY: as in `publish_via`; `id` is a live local the host writes once.
+    call(|err| unsafe {
+        (api.request)(
+            api.ctx,
+            RStr::new(topic),
+            RBytes::new(payload),
+            millis,
+            &mut id,
+            err,
+        )
+    })?;
+    Ok(RequestId(id))
+}
+
+/// Answers a request through `api`.
+fn reply_via(api: &HostApi, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()> {
+    // SAFETY: as in `publish_via`.
+    call(|err| unsafe {
+        (api.reply)(
+            api.ctx,
+            RStr::new(reply_to),
+            id.0,
+            RBytes::new(payload),
+            err,
+        )
+    })
+}
+
 impl Host for FfiHost {
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
         publish_via(self.api, topic, payload)
+    }
+
+    fn request(&self, topic: &str, payload: &[u8], timeout: Duration) -> crate::Result<RequestId> {
+        request_via(self.api, topic, payload, timeout)
+    }
+
+    fn reply(&self, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()> {
+        reply_via(self.api, reply_to, id, payload)
     }
 
     fn subscribe(&self, topic: &str) -> crate::Result<()> {
@@ -157,6 +202,14 @@ struct FfiPublisher {
 impl PublishSink for FfiPublisher {
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
         publish_via(self.api, topic, payload)
+    }
+
+    fn request(&self, topic: &str, payload: &[u8], timeout: Duration) -> crate::Result<RequestId> {
+        request_via(self.api, topic, payload, timeout)
+    }
+
+    fn reply(&self, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()> {
+        reply_via(self.api, reply_to, id, payload)
     }
 }
 
@@ -326,6 +379,7 @@ unsafe extern "C" fn on_event<T: Module>(
         let topic = topic.as_str();
         let payload = payload.as_slice();
         let source = envelope.source.as_str();
+        let reply_to = envelope.reply_to.as_str();
         with_instance::<T>(instance, err, |module, host| {
             let topic = topic.map_err(|e| format!("event topic is not UTF-8: {e}"))?;
             let source = match source {
@@ -333,13 +387,25 @@ unsafe extern "C" fn on_event<T: Module>(
                 Ok(source) => source,
                 Err(e) => return Err(format!("event source is not UTF-8: {e}").into()),
             };
+            let reply_to = reply_to.map_err(|e| format!("event reply_to is not UTF-8: {e}"))?;
+            let kind = EventKind::from_code(envelope.kind).ok_or_else(|| {
+                format!(
+                    "event on '{topic}' has kind {} that orch-sdk {SDK_VERSION} does not know",
+                    envelope.kind
+                )
+            })?;
             let event = Event::with_envelope(
                 topic,
                 payload,
                 envelope.id,
                 source,
                 envelope.published_at_ms,
-            );
+            )
+            .with_exchange(Exchange {
+                kind,
+                request_id: envelope.request_id,
+                reply_to,
+            });
             module.on_event(&mut Context::new(host, None), &event)
         })
     }
@@ -465,6 +531,27 @@ mod tests {
         err.write(b"refused");
         STATUS_ERROR
     }
+    unsafe extern "C" fn refuse_request(
+        _: *const c_void,
+        _: RStr<'_>,
+        _: RBytes<'_>,
+        _: u64,
+        _: *mut u64,
+        err: ByteSink<'_>,
+    ) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
+    unsafe extern "C" fn refuse_reply(
+        _: *const c_void,
+        _: RStr<'_>,
+        _: u64,
+        _: RBytes<'_>,
+        err: ByteSink<'_>,
+    ) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
     unsafe extern "C" fn ignore_log(_: *const c_void, _: u32, _: RStr<'_>, _: RStr<'_>) {}
     unsafe extern "C" fn no_logs(_: *const c_void) -> u32 {
         0
@@ -481,6 +568,8 @@ mod tests {
         log: ignore_log,
         max_log_level: no_logs,
         shutdown_timeout_ms: 1_000,
+        request: refuse_request,
+        reply: refuse_reply,
     };
 
     fn text(buffer: &[u8]) -> String {
@@ -526,6 +615,9 @@ mod tests {
                         id: 1,
                         published_at_ms: 0,
                         source: RStr::new(""),
+                        kind: crate::abi::KIND_PUBLISH,
+                        request_id: 0,
+                        reply_to: RStr::new(""),
                     },
                     ByteSink::to_vec(&mut err),
                 );

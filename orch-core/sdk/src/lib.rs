@@ -48,7 +48,7 @@ pub mod topic;
 
 pub use config::Config;
 pub use context::{Context, Host, PublishSink, Publisher, TimerId};
-pub use event::{Event, HOST_SOURCE};
+pub use event::{Event, EventKind, Exchange, HOST_SOURCE, RequestId};
 pub use module::Module;
 pub use threads::{StopToken, ThreadBody};
 
@@ -66,6 +66,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything a module usually needs: `use orch_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::events::{self, SystemEvent};
-    pub use crate::{Config, Context, Error, Event, Module, Publisher, Result, StopToken, TimerId};
+    pub use crate::{
+        Config, Context, Error, Event, EventKind, Module, Publisher, RequestId, Result, StopToken,
+        TimerId,
+    };
     pub use crate::{serde_json, tracing};
 }

@@ -26,7 +26,8 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use serde::Serialize;
 
 use crate::context::{Host, PublishSink, Publisher, TimerId};
 use crate::threads::{ModuleThreads, ThreadBody};
-use crate::{Config, Context, Event, Module, topic};
+use crate::{Config, Context, Event, EventKind, Exchange, Module, RequestId, topic};
 
 /// A timer a module set through the test host.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,31 @@ pub struct RecordedTimer {
     pub repeat: bool,
 }
 
+/// A request the module made through the test host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedRequest {
+    /// The id the module got back.
+    pub id: RequestId,
+    /// The request's topic.
+    pub topic: String,
+    /// Its payload.
+    pub data: serde_json::Value,
+    /// How long the module would wait for the answer.
+    pub timeout: Duration,
+}
+
+/// An answer the module gave to a request delivered with
+/// [`ModuleHarness::deliver_request`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedReply {
+    /// The module that asked.
+    pub reply_to: String,
+    /// The request answered.
+    pub id: RequestId,
+    /// The answer.
+    pub data: serde_json::Value,
+}
+
 /// Records what a module asks of its host.
 #[derive(Default)]
 pub struct TestHost {
@@ -60,33 +86,85 @@ pub struct TestHost {
     threads: RefCell<ModuleThreads>,
 }
 
-/// What was published, and whether publishing is allowed yet.
+/// What was published, requested and answered, and whether publishing is
+/// allowed yet.
 #[derive(Default)]
 struct Recorded {
     events: Mutex<Vec<(String, serde_json::Value)>>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    replies: Mutex<Vec<RecordedReply>>,
+    /// Requests delivered to the module and not answered yet.
+    awaiting_reply: Mutex<HashSet<(String, RequestId)>>,
+    next_request: AtomicU64,
     allowed: AtomicBool,
+}
+
+/// Locks `mutex`, whatever a panicking test thread left in it.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A payload as JSON (`null` when empty).
+fn json_of(payload: &[u8]) -> crate::Result<serde_json::Value> {
+    if payload.is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    Ok(serde_json::from_slice(payload)?)
 }
 
 impl Recorded {
     fn events(&self) -> std::sync::MutexGuard<'_, Vec<(String, serde_json::Value)>> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.events)
     }
-}
 
-impl PublishSink for Recorded {
-    fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
+    /// The host's rules for anything a module sends: a topic of its own, and
+    /// not before `start`.
+    fn check_may_publish(&self, topic: &str) -> crate::Result<()> {
         topic::validate_module_topic(topic)?;
         if !self.allowed.load(Ordering::SeqCst) {
             return Err("publishing is not allowed before start: every module is \
                         initialized before any starts; publish from start() or later"
                 .into());
         }
-        let value = if payload.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(payload)?
-        };
+        Ok(())
+    }
+}
+
+impl PublishSink for Recorded {
+    fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
+        self.check_may_publish(topic)?;
+        let value = json_of(payload)?;
         self.events().push((topic.to_owned(), value));
+        Ok(())
+    }
+
+    fn request(&self, topic: &str, payload: &[u8], timeout: Duration) -> crate::Result<RequestId> {
+        self.check_may_publish(topic)?;
+        if timeout.is_zero() {
+            return Err("a request timeout must be greater than zero".into());
+        }
+        let id = RequestId(self.next_request.fetch_add(1, Ordering::SeqCst) + 1);
+        lock(&self.requests).push(RecordedRequest {
+            id,
+            topic: topic.to_owned(),
+            data: json_of(payload)?,
+            timeout,
+        });
+        Ok(id)
+    }
+
+    fn reply(&self, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()> {
+        if !lock(&self.awaiting_reply).remove(&(reply_to.to_owned(), id)) {
+            return Err(format!(
+                "request {id} of '{reply_to}' was already answered or has timed out"
+            )
+            .into());
+        }
+        lock(&self.replies).push(RecordedReply {
+            reply_to: reply_to.to_owned(),
+            id,
+            data: json_of(payload)?,
+        });
         Ok(())
     }
 }
@@ -129,11 +207,29 @@ impl TestHost {
     pub fn timers(&self) -> Vec<RecordedTimer> {
         self.timers.borrow().clone()
     }
+
+    /// The requests the module made, oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.published.requests).clone()
+    }
+
+    /// The answers the module gave, oldest first.
+    pub fn replies(&self) -> Vec<RecordedReply> {
+        lock(&self.published.replies).clone()
+    }
 }
 
 impl Host for TestHost {
     fn publish(&self, topic: &str, payload: &[u8]) -> crate::Result<()> {
         self.published.publish(topic, payload)
+    }
+
+    fn request(&self, topic: &str, payload: &[u8], timeout: Duration) -> crate::Result<RequestId> {
+        self.published.request(topic, payload, timeout)
+    }
+
+    fn reply(&self, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()> {
+        self.published.reply(reply_to, id, payload)
     }
 
     fn subscribe(&self, topic: &str) -> crate::Result<()> {
@@ -249,6 +345,82 @@ impl<M: Module> ModuleHarness<M> {
             &Event::new(topic, &payload),
         )?;
         Ok(true)
+    }
+
+    /// Delivers a request of module `from` on `topic`, if the module subscribed
+    /// to it; returns the request's id (for [`TestHost::replies`]), or `None`
+    /// when it was not delivered.
+    pub fn deliver_request<T: Serialize + ?Sized>(
+        &mut self,
+        topic: &str,
+        data: &T,
+        from: &str,
+    ) -> crate::Result<Option<RequestId>> {
+        if !self.host.is_subscribed(topic) {
+            return Ok(None);
+        }
+        let id = RequestId(
+            self.host
+                .published
+                .next_request
+                .fetch_add(1, Ordering::SeqCst)
+                + 1,
+        );
+        lock(&self.host.published.awaiting_reply).insert((from.to_owned(), id));
+        let payload = serde_json::to_vec(data)?;
+        let event = Event::with_envelope(topic, &payload, id.0, from, 0).with_exchange(Exchange {
+            kind: EventKind::Request,
+            request_id: id.0,
+            reply_to: from,
+        });
+        self.module
+            .on_event(&mut Context::new(&self.host, None), &event)?;
+        Ok(Some(id))
+    }
+
+    /// Delivers module `from`'s reply to the module's own request `id`.
+    pub fn deliver_reply<T: Serialize + ?Sized>(
+        &mut self,
+        id: RequestId,
+        data: &T,
+        from: &str,
+    ) -> crate::Result<()> {
+        let payload = serde_json::to_vec(data)?;
+        self.deliver_answer(id, EventKind::Reply, &payload, from)
+    }
+
+    /// Delivers the host's notice that the module's request `id` timed out.
+    pub fn deliver_timeout(&mut self, id: RequestId) -> crate::Result<()> {
+        let timeout = self.request_of(id)?.timeout;
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let payload = serde_json::to_vec(&serde_json::json!({ "timeout_ms": millis }))?;
+        self.deliver_answer(id, EventKind::Timeout, &payload, crate::HOST_SOURCE)
+    }
+
+    fn request_of(&self, id: RequestId) -> crate::Result<RecordedRequest> {
+        self.host
+            .requests()
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| format!("the module made no request {id}").into())
+    }
+
+    fn deliver_answer(
+        &mut self,
+        id: RequestId,
+        kind: EventKind,
+        payload: &[u8],
+        from: &str,
+    ) -> crate::Result<()> {
+        let request = self.request_of(id)?;
+        let event =
+            Event::with_envelope(&request.topic, payload, 0, from, 0).with_exchange(Exchange {
+                kind,
+                request_id: id.0,
+                reply_to: "",
+            });
+        self.module
+            .on_event(&mut Context::new(&self.host, None), &event)
     }
 
     /// Fires the module's timer on `topic` once. Errors if no such timer is set.

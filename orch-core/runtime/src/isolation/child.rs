@@ -21,10 +21,11 @@ use tracing::level_filters::LevelFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 
+use super::answer_book::AnswerBook;
 use super::protocol::{Frame, Status};
 use crate::bus::{Bus, BusEvent, EventSink, SubscriberId};
 use crate::error::Cause;
-use crate::host_api::{ModuleHostCtx, Uplink};
+use crate::host_api::{HostServices, ModuleHostCtx, Uplink};
 use crate::loader::{Loader, ModuleInstance};
 use crate::timers::TimerService;
 
@@ -38,14 +39,33 @@ enum Work {
     ParentGone,
 }
 
-/// The frames the child sends, from any thread.
+/// The frames the child sends, from any thread, and the requests its module
+/// still has to answer.
 #[derive(Clone)]
-struct Link(Arc<Mutex<BufWriter<File>>>);
+struct Link {
+    out: Arc<Mutex<BufWriter<File>>>,
+    answers: Arc<Mutex<AnswerBook>>,
+}
 
 impl Link {
+    fn new(out: File) -> Self {
+        Self {
+            out: Arc::new(Mutex::new(BufWriter::new(out))),
+            answers: Arc::default(),
+        }
+    }
+
     fn send(&self, frame: &Frame) -> bool {
-        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         frame.write_to(&mut *out).is_ok()
+    }
+
+    fn answers(&self) -> std::sync::MutexGuard<'_, AnswerBook> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn flush(&self) {
+        let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
 }
 
@@ -67,6 +87,39 @@ impl Uplink for Link {
 
     fn unsubscribe(&self, pattern: &str) {
         self.send(&Frame::Unsubscribe(pattern.into()));
+    }
+
+    fn request(
+        &self,
+        id: u64,
+        topic: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), String> {
+        self.send(&Frame::Request {
+            id,
+            topic: topic.into(),
+            payload: payload.to_vec(),
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        })
+        .then_some(())
+        .ok_or_else(|| "the orchestrator is gone".into())
+    }
+
+    fn reply(&self, reply_to: &str, id: u64, payload: &[u8]) -> Result<(), String> {
+        if !self.answers().take(reply_to, id) {
+            return Err(format!(
+                "request {id} of '{reply_to}' was already answered or has timed out \
+                 (only the first answer to a request counts)"
+            ));
+        }
+        self.send(&Frame::Answer {
+            reply_to: reply_to.into(),
+            id,
+            payload: payload.to_vec(),
+        })
+        .then_some(())
+        .ok_or_else(|| "the orchestrator is gone".into())
     }
 }
 
@@ -178,7 +231,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let link = Link(Arc::new(Mutex::new(BufWriter::new(out))));
+    let link = Link::new(out);
     let subscriber =
         tracing_subscriber::registry().with(LogForward(link.clone()).with_filter(args.level));
     let _ = tracing::subscriber::set_global_default(subscriber);
@@ -223,12 +276,14 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
     let ctx = Arc::new(ModuleHostCtx::new(
         Arc::clone(&args.name),
         SubscriberId(0),
-        Bus::new(),
-        timers.clone(),
+        HostServices::new(Bus::new(), timers.clone()),
         Arc::new(TimerSink(work)),
     ));
     ctx.set_uplink(Arc::new(link.clone()));
     ctx.set_active_generation(args.generation);
+    // This child serves one generation: its request ids start in a range of
+    // their own, so they never repeat an earlier child's still pending ones.
+    ctx.set_request_id_base(u64::from(args.generation) << 40);
     ctx.set_shutdown_timeout(args.shutdown_timeout);
     ctx.set_contract(args.contract.clone());
     let loader = match Loader::in_dir(
@@ -274,7 +329,7 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
     }
     timers.stop();
     drop(instance);
-    let _ = link.0.lock().unwrap_or_else(|e| e.into_inner()).flush();
+    link.flush();
     ExitCode::SUCCESS
 }
 
@@ -290,7 +345,12 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
             ctx.set_may_publish(true);
             instance.start().map(|()| Vec::new())
         }
-        Frame::Event(event) => instance.on_event(event.delivery()).map(|()| Vec::new()),
+        Frame::Event(event) => {
+            if event.kind == orch_sdk::EventKind::Request {
+                link.answers().expect(&event.reply_to, event.request_id);
+            }
+            instance.on_event(event.delivery()).map(|()| Vec::new())
+        }
         Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
         Frame::Shutdown => instance.shutdown().map(|()| Vec::new()),
         Frame::Ping(n) => {

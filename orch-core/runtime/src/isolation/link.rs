@@ -388,6 +388,26 @@ fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame:
         Frame::Unsubscribe(pattern) if active => {
             r.ctx.unsubscribe(&pattern);
         }
+        Frame::Request {
+            id,
+            topic,
+            payload,
+            timeout_ms,
+        } if active => {
+            let timeout = Duration::from_millis(timeout_ms);
+            if let Err(e) = r.ctx.request_of_child(id, &topic, &payload, timeout) {
+                tracing::warn!("module '{}' cannot request '{topic}': {e}", r.name);
+            }
+        }
+        Frame::Answer {
+            reply_to,
+            id,
+            payload,
+        } if active => {
+            if let Err(e) = r.ctx.reply_of_child(&reply_to, id, &payload) {
+                tracing::warn!("module '{}' cannot answer: {e}", r.name);
+            }
+        }
         Frame::Log { level, message } => log(&r.name, level, &message),
         Frame::Pong(_) => shared
             .last_pong_ms

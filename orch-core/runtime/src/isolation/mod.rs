@@ -11,6 +11,7 @@
 //! - `window`: the in-flight window (acknowledged events, replay after a crash);
 //! - [`supervise`]: the restart policy, back-off and intensity;
 
+mod answer_book;
 pub mod child;
 mod link;
 mod protocol;

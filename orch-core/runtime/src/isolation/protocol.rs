@@ -5,6 +5,8 @@
 
 use std::io::{self, Read, Write};
 
+use orch_sdk::{EventKind, Exchange};
+
 /// The largest frame accepted (64 MiB): a corrupt length never allocates more.
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -34,6 +36,12 @@ pub struct EventFrame {
     pub source: String,
     /// When it was published, in milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// Its part in a request/reply exchange.
+    pub kind: EventKind,
+    /// The request it is or answers (0 for a plain event).
+    pub request_id: u64,
+    /// For a request: the module that waits for the answer.
+    pub reply_to: String,
 }
 
 impl EventFrame {
@@ -45,6 +53,9 @@ impl EventFrame {
             id: event.id,
             source: event.source.to_owned(),
             published_at_ms: event.published_at_ms,
+            kind: event.exchange.kind,
+            request_id: event.exchange.request_id,
+            reply_to: event.exchange.reply_to.to_owned(),
         }
     }
 
@@ -56,6 +67,11 @@ impl EventFrame {
             id: self.id,
             source: &self.source,
             published_at_ms: self.published_at_ms,
+            exchange: Exchange {
+                kind: self.kind,
+                request_id: self.request_id,
+                reply_to: &self.reply_to,
+            },
         }
     }
 }
@@ -111,6 +127,27 @@ pub enum Frame {
     },
     /// Child → parent: the answer to a `Ping`.
     Pong(u64),
+    /// Child → parent: the module asks (see `Context::request`); the answer
+    /// comes back as an `Event` frame that answers request `id`.
+    Request {
+        /// The id the child's host gave it (unique for the module).
+        id: u64,
+        /// The topic.
+        topic: String,
+        /// The JSON payload.
+        payload: Vec<u8>,
+        /// How long it waits for the answer, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Child → parent: the module answers request `id` of module `reply_to`.
+    Answer {
+        /// The module that asked.
+        reply_to: String,
+        /// The request answered.
+        id: u64,
+        /// The JSON payload.
+        payload: Vec<u8>,
+    },
     /// Child → parent: a timer event failed in the module.
     TimerFailed {
         /// The timer's topic.
@@ -154,6 +191,8 @@ const UNSUBSCRIBE: u8 = 23;
 const LOG: u8 = 24;
 const PONG: u8 = 25;
 const TIMER_FAILED: u8 = 26;
+const REQUEST: u8 = 27;
+const ANSWER: u8 = 28;
 
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
@@ -180,6 +219,9 @@ impl Frame {
                 buf.extend_from_slice(&event.id.to_le_bytes());
                 buf.extend_from_slice(&event.published_at_ms.to_le_bytes());
                 put(&mut buf, event.source.as_bytes());
+                buf.extend_from_slice(&event.kind.code().to_le_bytes());
+                buf.extend_from_slice(&event.request_id.to_le_bytes());
+                put(&mut buf, event.reply_to.as_bytes());
             }
             Frame::SaveState => buf.push(SAVE_STATE),
             Frame::Shutdown => buf.push(SHUTDOWN),
@@ -219,6 +261,28 @@ impl Frame {
                 buf.push(TIMER_FAILED);
                 put(&mut buf, topic.as_bytes());
                 put(&mut buf, message.as_bytes());
+            }
+            Frame::Request {
+                id,
+                topic,
+                payload,
+                timeout_ms,
+            } => {
+                buf.push(REQUEST);
+                buf.extend_from_slice(&id.to_le_bytes());
+                put(&mut buf, topic.as_bytes());
+                put(&mut buf, payload);
+                buf.extend_from_slice(&timeout_ms.to_le_bytes());
+            }
+            Frame::Answer {
+                reply_to,
+                id,
+                payload,
+            } => {
+                buf.push(ANSWER);
+                put(&mut buf, reply_to.as_bytes());
+                buf.extend_from_slice(&id.to_le_bytes());
+                put(&mut buf, payload);
             }
         }
         let len = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
@@ -280,6 +344,10 @@ impl Frame {
                 id: f.u64()?,
                 published_at_ms: f.u64()?,
                 source: f.text()?,
+                kind: EventKind::from_code(f.u32()?)
+                    .ok_or(ProtocolError::Malformed("event kind"))?,
+                request_id: f.u64()?,
+                reply_to: f.text()?,
             }),
             SAVE_STATE => Frame::SaveState,
             SHUTDOWN => Frame::Shutdown,
@@ -313,6 +381,17 @@ impl Frame {
                 topic: f.text()?,
                 message: f.text()?,
             },
+            REQUEST => Frame::Request {
+                id: f.u64()?,
+                topic: f.text()?,
+                payload: f.bytes()?,
+                timeout_ms: f.u64()?,
+            },
+            ANSWER => Frame::Answer {
+                reply_to: f.text()?,
+                id: f.u64()?,
+                payload: f.bytes()?,
+            },
             other => return Err(ProtocolError::UnknownKind(other)),
         };
         if !f.0.is_empty() {
@@ -337,6 +416,12 @@ impl Fields<'_> {
 
     fn byte(&mut self) -> Result<u8, ProtocolError> {
         Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, ProtocolError> {
+        let mut n = [0; 4];
+        n.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(n))
     }
 
     fn u64(&mut self) -> Result<u64, ProtocolError> {
@@ -378,6 +463,19 @@ mod tests {
                 id: 42,
                 source: "mod-dummy-producer".into(),
                 published_at_ms: 1_700_000_000_123,
+                kind: EventKind::Publish,
+                request_id: 0,
+                reply_to: String::new(),
+            }),
+            Frame::Event(EventFrame {
+                topic: "io.stats".into(),
+                payload: b"{}".to_vec(),
+                id: 43,
+                source: "client".into(),
+                published_at_ms: 1,
+                kind: EventKind::Request,
+                request_id: 9 << 40 | 1,
+                reply_to: "client".into(),
             }),
             Frame::SaveState,
             Frame::Shutdown,
@@ -401,6 +499,17 @@ mod tests {
             Frame::TimerFailed {
                 topic: "t.x".into(),
                 message: "no".into(),
+            },
+            Frame::Request {
+                id: 3,
+                topic: "io.stats".into(),
+                payload: b"null".to_vec(),
+                timeout_ms: 250,
+            },
+            Frame::Answer {
+                reply_to: "client".into(),
+                id: 3,
+                payload: b"{\"lines\":2}".to_vec(),
             },
         ]
     }
@@ -427,6 +536,9 @@ mod tests {
             id: 1,
             source: String::new(),
             published_at_ms: 0,
+            kind: EventKind::Publish,
+            request_id: 0,
+            reply_to: String::new(),
         });
         let bytes = frame.encode();
         assert!(bytes.windows(payload.len()).any(|w| w == payload));

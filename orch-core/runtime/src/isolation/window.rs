@@ -51,6 +51,9 @@ mod tests {
             id: u64::try_from(n).unwrap_or(0),
             source: "producer".into(),
             published_at_ms: 0,
+            kind: orch_sdk::EventKind::Publish,
+            request_id: 0,
+            reply_to: String::new(),
         }
     }
 

@@ -19,7 +19,7 @@ use orch_sdk::events::{AppShutdown, AppStarted, ModuleError, ModuleLoaded, Modul
 use crate::actor::{Actor, ActorState, Envelope, Mailbox};
 use crate::bus::Bus;
 use crate::error::{Cause, ModuleFailure, Phase};
-use crate::host_api::ModuleHostCtx;
+use crate::host_api::{HostServices, ModuleHostCtx};
 use crate::instance::Instance;
 use crate::isolation::{RemoteModule, RemoteSetup};
 use crate::loader::{Loader, Unloaded};
@@ -70,7 +70,8 @@ type Watched = Arc<Mutex<Vec<(Arc<str>, Arc<crate::actor::Activity>)>>>;
 /// Owns the running modules and drives their lifecycle.
 pub struct Supervisor {
     bus: Bus,
-    timers: TimerService,
+    /// The timers and pending requests every module's context shares.
+    services: HostServices,
     loader: Arc<Loader>,
     timeouts: Timeouts,
     running: Vec<RunningModule>,
@@ -89,8 +90,8 @@ impl Supervisor {
         let watched: Watched = Arc::default();
         let watchdog = watchdog::spawn(bus.clone(), Arc::clone(&watched), timeouts.event);
         Self {
+            services: HostServices::new(bus.clone(), TimerService::new()),
             bus,
-            timers: TimerService::new(),
             loader: Arc::new(loader),
             timeouts,
             running: Vec::new(),
@@ -203,8 +204,7 @@ impl Supervisor {
         let ctx = Arc::new(ModuleHostCtx::new(
             Arc::clone(&name),
             id,
-            self.bus.clone(),
-            self.timers.clone(),
+            self.services.clone(),
             sink,
         ));
         ctx.set_shutdown_timeout(self.timeouts.shutdown);
@@ -311,6 +311,7 @@ impl Supervisor {
     fn discard(&mut self, module: RunningModule, failure: &ModuleFailure) {
         self.report_failure(failure);
         module.ctx.drop_subscriptions_and_timers();
+        self.services.requests.forget(&module.spec.name);
         self.bus.remove(module.ctx.id);
         self.unwatch(&module.spec.name);
         if matches!(failure.cause, Cause::Timeout(_)) {
@@ -432,7 +433,7 @@ impl Supervisor {
         while let Some(module) = self.running.pop() {
             failures.extend(self.stop_module(module));
         }
-        self.timers.stop();
+        self.services.timers.stop();
         if let Some((stop, handle)) = self.watchdog.take() {
             drop(stop);
             let _ = handle.join();
@@ -460,6 +461,7 @@ impl Supervisor {
             .actor
             .call_module(Phase::Shutdown, timeout, |m| m.shutdown());
         module.ctx.drop_subscriptions_and_timers();
+        self.services.requests.forget(&name);
         self.bus.remove(module.ctx.id);
         self.unwatch(&name);
         let failure = match outcome {
