@@ -6,7 +6,9 @@
 // This file implements the C ABI between host and module.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::ffi::c_void;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -70,6 +72,8 @@ pub struct ModuleHostCtx {
     contract: std::sync::RwLock<Contract>,
     uplink: OnceLock<Arc<dyn Uplink>>,
     swap: std::sync::Mutex<Option<Swap>>,
+    /// Descriptors a generation handed over to the next (`ctx.hand_over_fd`).
+    handed_over: std::sync::Mutex<HashMap<String, OwnedFd>>,
 }
 
 /// The subscriptions around a swap of generations: the previous generation's stay
@@ -130,6 +134,7 @@ impl ModuleHostCtx {
             contract: std::sync::RwLock::default(),
             uplink: OnceLock::new(),
             swap: std::sync::Mutex::new(None),
+            handed_over: std::sync::Mutex::default(),
         }
     }
 
@@ -236,9 +241,45 @@ impl ModuleHostCtx {
         });
     }
 
+    fn handed_over(&self) -> std::sync::MutexGuard<'_, HashMap<String, OwnedFd>> {
+        self.handed_over.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `fd` under `key` for the module's next generation.
+    fn hand_over_fd(&self, key: &str, fd: OwnedFd) -> Result<(), String> {
+        if self.uplink.get().is_some() {
+            return Err(format!(
+                "module '{}' runs in a child process (isolation: process), whose \
+                 descriptors end with it: the next generation opens its own",
+                self.name
+            ));
+        }
+        if key.is_empty() || key.len() > 128 {
+            return Err("a hand-over key must be 1 to 128 bytes long".into());
+        }
+        tracing::debug!(module = %self.name, "handed over descriptor '{key}'");
+        self.handed_over().insert(key.to_owned(), fd);
+        Ok(())
+    }
+
+    /// Takes the descriptor handed over under `key`.
+    fn take_fd(&self, key: &str) -> Option<OwnedFd> {
+        self.handed_over().remove(key)
+    }
+
     /// Ends a swap: the subscriptions of before that the generation now running
-    /// did not make again are removed.
+    /// did not make again are removed, and the descriptors handed over that it
+    /// did not take are closed.
     pub fn finish_swap(&self) {
+        let unclaimed: Vec<String> = self.handed_over().drain().map(|(key, _fd)| key).collect();
+        if !unclaimed.is_empty() {
+            tracing::info!(
+                "module '{}': closed the descriptors its previous generation handed over \
+                 and the new one did not take: {}",
+                self.name,
+                unclaimed.join(", ")
+            );
+        }
         let Some(swap) = self.swap_state().take() else {
             return;
         };
@@ -495,6 +536,8 @@ impl HostTable {
             shutdown_timeout_ms: module.shutdown_timeout_ms.load(Ordering::Acquire),
             request: host_request,
             reply: host_reply,
+            hand_over_fd: host_hand_over_fd,
+            take_fd: host_take_fd,
         }));
         Self { api }
     }
@@ -607,6 +650,42 @@ unsafe extern "C" fn host_reply(
                 request_id,
                 payload.as_slice(),
             )
+        })
+    }
+}
+
+unsafe extern "C" fn host_hand_over_fd(
+    ctx: *const c_void,
+    key: RStr<'_>,
+    fd: i32,
+    err: ByteSink<'_>,
+) -> Status {
+    if fd < 0 {
+        err.write(b"not a file descriptor (negative)");
+        return STATUS_ERROR;
+    }
+    // SAFETY: per the ABI the module gives up `fd`, an open descriptor it
+    // owned, with this call: the host owns it now and closes it on any error.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: as in host_publish.
+    unsafe { with_ctx(ctx, err, |ctx, _| ctx.hand_over_fd(text(key, "key")?, fd)) }
+}
+
+unsafe extern "C" fn host_take_fd(
+    ctx: *const c_void,
+    key: RStr<'_>,
+    fd_out: *mut i32,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: as in host_publish; `fd_out` is checked for null before writing.
+    unsafe {
+        with_ctx(ctx, err, |ctx, _| {
+            if fd_out.is_null() {
+                return Err("null descriptor pointer".into());
+            }
+            let fd = ctx.take_fd(text(key, "key")?);
+            fd_out.write(fd.map_or(-1, IntoRawFd::into_raw_fd));
+            Ok(())
         })
     }
 }

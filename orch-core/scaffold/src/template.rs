@@ -176,7 +176,7 @@ mod tests {
             .iter()
             .map(|t| t.name)
             .collect();
-        assert_eq!(modules, vec!["basic", "consumer", "producer"]);
+        assert_eq!(modules, vec!["basic", "consumer", "io", "producer"]);
         let workspace = find("workspace", TemplateKind::Workspace).unwrap();
         assert!(
             workspace
@@ -188,7 +188,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("unknown template `workspace`"), "{error}");
-        assert!(error.contains("basic, consumer, producer"), "{error}");
+        assert!(error.contains("basic, consumer, io, producer"), "{error}");
     }
 
     /// Every placeholder of every template has a value, and every module

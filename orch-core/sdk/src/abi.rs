@@ -222,6 +222,25 @@ pub struct HostApi {
         payload: RBytes<'_>,
         err: ByteSink<'_>,
     ) -> Status,
+    /// Gives the host file descriptor `fd` (a listening socket, say) under
+    /// `key`, for the module's next generation to take with `take_fd` after a
+    /// reload. The host owns `fd` from this call on, whatever it returns
+    /// (ABI v3).
+    pub hand_over_fd: unsafe extern "C" fn(
+        ctx: *const c_void,
+        key: RStr<'_>,
+        fd: i32,
+        err: ByteSink<'_>,
+    ) -> Status,
+    /// Takes the descriptor a previous generation handed over under `key`:
+    /// writes it to `fd_out` (the caller owns it then), or -1 when there is
+    /// none (ABI v3).
+    pub take_fd: unsafe extern "C" fn(
+        ctx: *const c_void,
+        key: RStr<'_>,
+        fd_out: *mut i32,
+        err: ByteSink<'_>,
+    ) -> Status,
 }
 
 /// [`Envelope::kind`] of a plain published event.

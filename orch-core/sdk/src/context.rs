@@ -1,5 +1,6 @@
 //! What a module can ask of its host while a callback runs.
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,10 @@ pub trait Host {
     fn request(&self, topic: &str, payload: &[u8], timeout: Duration) -> crate::Result<RequestId>;
     /// Answers request `id` of module `reply_to`.
     fn reply(&self, reply_to: &str, id: RequestId, payload: &[u8]) -> crate::Result<()>;
+    /// Keeps `fd` for the module's next generation under `key`.
+    fn hand_over_fd(&self, key: &str, fd: OwnedFd) -> crate::Result<()>;
+    /// Takes what a previous generation handed over under `key`.
+    fn take_fd(&self, key: &str) -> crate::Result<Option<OwnedFd>>;
     /// A handle that publishes as the module from any thread.
     fn publisher(&self) -> Publisher;
     /// Starts a module thread the host stops and joins at shutdown.
@@ -229,6 +234,26 @@ impl<'a> Context<'a> {
     /// Cancels a timer.
     pub fn cancel_timer(&mut self, id: TimerId) -> crate::Result<()> {
         self.host.cancel_timer(id)
+    }
+
+    /// Hands an open file descriptor to this module's next generation, to take
+    /// with [`Context::take_fd`] after a hot reload: a listening socket given
+    /// over this way never closes, so connections that arrive during the
+    /// reload wait in its queue instead of being refused. Call it in
+    /// `shutdown`. The host closes what the next generation does not take
+    /// once that generation has started (and everything at exit). Modules
+    /// that run in a child process (`isolation: process`) cannot hand over:
+    /// each generation is a new process, so this is an error there and the
+    /// next generation opens its own (bind again).
+    pub fn hand_over_fd(&mut self, key: &str, fd: impl Into<OwnedFd>) -> crate::Result<()> {
+        self.host.hand_over_fd(key, fd.into())
+    }
+
+    /// In `initialize` or `start` after a hot reload: the descriptor the
+    /// previous generation handed over under `key`, if any
+    /// (`TcpListener::from(fd)` makes it a listener again).
+    pub fn take_fd(&mut self, key: &str) -> crate::Result<Option<OwnedFd>> {
+        self.host.take_fd(key)
     }
 
     /// In `initialize` after a reload: the state the previous generation returned

@@ -9,6 +9,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::c_void;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -181,6 +182,26 @@ impl Host for FfiHost {
     fn cancel_timer(&self, id: TimerId) -> crate::Result<()> {
         // SAFETY: as in `publish`.
         self.call(|err| unsafe { (self.api.cancel_timer)(self.api.ctx, id.0, err) })
+    }
+
+    fn hand_over_fd(&self, key: &str, fd: OwnedFd) -> crate::Result<()> {
+        let raw = fd.into_raw_fd();
+        // SAFETY: as in `publish`; the host owns `raw` from this call on.
+        self.call(|err| unsafe { (self.api.hand_over_fd)(self.api.ctx, RStr::new(key), raw, err) })
+    }
+
+    fn take_fd(&self, key: &str) -> crate::Result<Option<OwnedFd>> {
+        let mut raw: i32 = -1;
+        // SAFETY: as in `publish`; `raw` is a live local the host writes once.
+        self.call(|err| unsafe {
+            (self.api.take_fd)(self.api.ctx, RStr::new(key), &mut raw, err)
+        })?;
+        if raw < 0 {
+            return Ok(None);
+        }
+        // SAFETY: the host gave up the descriptor it held for this module and
+        // now hands its ownership to this caller (ABI contract of `take_fd`).
+        Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) }))
     }
 
     fn publisher(&self) -> Publisher {
@@ -552,6 +573,24 @@ mod tests {
         err.write(b"refused");
         STATUS_ERROR
     }
+    unsafe extern "C" fn refuse_hand_over(
+        _: *const c_void,
+        _: RStr<'_>,
+        _: i32,
+        err: ByteSink<'_>,
+    ) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
+    unsafe extern "C" fn refuse_take(
+        _: *const c_void,
+        _: RStr<'_>,
+        _: *mut i32,
+        err: ByteSink<'_>,
+    ) -> Status {
+        err.write(b"refused");
+        STATUS_ERROR
+    }
     unsafe extern "C" fn ignore_log(_: *const c_void, _: u32, _: RStr<'_>, _: RStr<'_>) {}
     unsafe extern "C" fn no_logs(_: *const c_void) -> u32 {
         0
@@ -570,6 +609,8 @@ mod tests {
         shutdown_timeout_ms: 1_000,
         request: refuse_request,
         reply: refuse_reply,
+        hand_over_fd: refuse_hand_over,
+        take_fd: refuse_take,
     };
 
     fn text(buffer: &[u8]) -> String {

@@ -26,7 +26,8 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +85,7 @@ pub struct TestHost {
     timers: RefCell<Vec<RecordedTimer>>,
     next_timer: Cell<u64>,
     threads: RefCell<ModuleThreads>,
+    handed_over: RefCell<HashMap<String, OwnedFd>>,
 }
 
 /// What was published, requested and answered, and whether publishing is
@@ -213,6 +215,13 @@ impl TestHost {
         lock(&self.published.requests).clone()
     }
 
+    /// The keys of the descriptors the module handed over, sorted.
+    pub fn handed_over(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.handed_over.borrow().keys().cloned().collect();
+        keys.sort();
+        keys
+    }
+
     /// The answers the module gave, oldest first.
     pub fn replies(&self) -> Vec<RecordedReply> {
         lock(&self.published.replies).clone()
@@ -271,6 +280,18 @@ impl Host for TestHost {
         self.timers.borrow_mut().retain(|t| t.id != id);
         Ok(())
     }
+    fn hand_over_fd(&self, key: &str, fd: OwnedFd) -> crate::Result<()> {
+        if key.is_empty() {
+            return Err("a hand-over key must not be empty".into());
+        }
+        self.handed_over.borrow_mut().insert(key.to_owned(), fd);
+        Ok(())
+    }
+
+    fn take_fd(&self, key: &str) -> crate::Result<Option<OwnedFd>> {
+        Ok(self.handed_over.borrow_mut().remove(key))
+    }
+
     fn publisher(&self) -> Publisher {
         Publisher::new(Arc::clone(&self.published) as Arc<dyn PublishSink>)
     }
@@ -308,6 +329,14 @@ impl<M: Module> ModuleHarness<M> {
     /// What the module asked of the host.
     pub fn host(&self) -> &TestHost {
         &self.host
+    }
+
+    /// As a hot reload does: moves what this module handed over
+    /// ([`Context::hand_over_fd`]) to `next`, the harness of its next
+    /// generation.
+    pub fn hand_over_to<N: Module>(&self, next: &ModuleHarness<N>) {
+        let handed = std::mem::take(&mut *self.host.handed_over.borrow_mut());
+        next.host.handed_over.borrow_mut().extend(handed);
     }
 
     /// Calls `initialize` with `config` (a JSON object).
