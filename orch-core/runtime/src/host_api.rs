@@ -504,7 +504,7 @@ impl GenerationCtx {
 /// The function table handed to one module instance (one generation).
 ///
 /// The table and its context are leaked on purpose, once per generation
-/// (`size_of::<HostApi>() + size_of::<GenerationCtx>()`, under 128 bytes, plus
+/// (`size_of::<HostApi>() + size_of::<GenerationCtx>()`, under 160 bytes, plus
 /// the name's reference count): module code may hold `&'static HostApi` in
 /// its statics and call it from threads of its own long after its generation
 /// was retired, so freeing them would be a use-after-free in the host. A call
@@ -782,7 +782,7 @@ mod tests {
     fn what_each_generation_leaks_stays_small() {
         // The table and its context are leaked once per generation (a reload).
         let leaked = std::mem::size_of::<HostApi>() + std::mem::size_of::<GenerationCtx>();
-        assert!(leaked <= 128, "{leaked} bytes per generation");
+        assert!(leaked <= 160, "{leaked} bytes per generation");
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub struct HostApi {
     pub max_log_level: unsafe extern "C" fn(ctx: *const c_void) -> u32,
     /// `timeouts.shutdown` in milliseconds: the module's `shutdown` call, and the
     /// joining of the threads it started with `Context::spawn`, must end within it
-    /// (ABI v2).
+    /// (since ABI v2).
     pub shutdown_timeout_ms: u64,
     /// Publishes `payload` on `topic` as a request that the first subscriber
     /// answers with `reply`; its reply, or a timeout after `timeout_ms`, comes to
@@ -255,7 +255,7 @@ pub const KIND_TIMEOUT: u32 = 3;
 /// request's topic.
 pub const KIND_NO_RESPONDERS: u32 = 4;
 
-/// What the host says of an event besides its topic and payload (ABI v2).
+/// What the host says of an event besides its topic and payload (since ABI v2).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Envelope<'a> {
