@@ -81,7 +81,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let loader = Loader::new(&session.workspace.target_dir)
         .context("cannot create the folder for loaded module copies under target/")?;
-    let mut supervisor = Supervisor::new(Bus::new(), loader, config.main.timeouts);
+    let bus = Bus::new();
+    bus.set_max_event_bytes(config.main.max_event_bytes);
+    let mut supervisor = Supervisor::new(bus, loader, config.main.timeouts);
     let report = supervisor.start(&modules, &build);
     tracing::info!(
         "[TIMING] from process start to app.started: {}",

@@ -15,6 +15,7 @@
 mod check;
 mod env;
 mod error;
+mod limits;
 mod main_file;
 mod modules_file;
 mod order;
@@ -81,7 +82,7 @@ impl fmt::Debug for AppConfig {
 }
 
 /// `config/main.yaml`.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MainConfig {
     /// `app`: the application's name and version.
     pub app: AppInfo,
@@ -93,6 +94,81 @@ pub struct MainConfig {
     pub resources: ResourceSettings,
     /// `logging`: level, format and log files.
     pub logging: LoggingSettings,
+    /// `mailbox`: the default capacity and overflow policy of every module's
+    /// mailbox (a module's own `mailbox:` in modules.yaml overrides it).
+    pub mailbox: MailboxSettings,
+    /// `max_event_bytes`: the largest payload the bus accepts (default 16 MiB).
+    pub max_event_bytes: u64,
+}
+
+impl Default for MainConfig {
+    fn default() -> Self {
+        Self {
+            app: AppInfo::default(),
+            hot_reload: false,
+            timeouts: Timeouts::default(),
+            resources: ResourceSettings::default(),
+            logging: LoggingSettings::default(),
+            mailbox: MailboxSettings::default(),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+        }
+    }
+}
+
+/// The default of `max_event_bytes`: 16 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: u64 = 16 << 20;
+
+/// How many events wait for a module and what happens when that is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxSettings {
+    /// `capacity`: events that may wait (default 10,000).
+    pub capacity: usize,
+    /// `overflow`: what a full mailbox does (default `block`).
+    pub overflow: Overflow,
+}
+
+impl Default for MailboxSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            overflow: Overflow::Block,
+        }
+    }
+}
+
+/// `mailbox.overflow`: what happens to an event for a full mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// The publisher waits up to `timeouts.publish`, then its publish fails
+    /// (`block`, the default): back-pressure.
+    #[default]
+    Block,
+    /// The oldest waiting event is dropped for the new one (`drop-oldest`).
+    DropOldest,
+    /// The new event is dropped (`drop-newest`).
+    DropNewest,
+    /// The module is taken off the bus and reported failed (`fail`).
+    Fail,
+}
+
+impl Overflow {
+    /// Every policy, as written in the files.
+    pub const ALL: [Overflow; 4] = [
+        Overflow::Block,
+        Overflow::DropOldest,
+        Overflow::DropNewest,
+        Overflow::Fail,
+    ];
+
+    /// The policy as written in the files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::Block => "block",
+            Overflow::DropOldest => "drop-oldest",
+            Overflow::DropNewest => "drop-newest",
+            Overflow::Fail => "fail",
+        }
+    }
 }
 
 /// `app` in `main.yaml`.
@@ -131,6 +207,9 @@ pub struct Timeouts {
     pub reload: Duration,
     /// One `cargo build` (default 10 min).
     pub build: Duration,
+    /// How long a publish waits for a full mailbox whose policy is `block`
+    /// (default 1 s).
+    pub publish: Duration,
 }
 
 impl Default for Timeouts {
@@ -144,6 +223,7 @@ impl Default for Timeouts {
             shutdown: five,
             reload: five,
             build: Duration::from_secs(600),
+            publish: Duration::from_secs(1),
         }
     }
 }
@@ -238,6 +318,8 @@ pub struct ModuleSpec {
     /// `publishes` / `subscribes`: the topics the module declares, enforced by
     /// the host.
     pub contract: Contract,
+    /// `mailbox`: its capacity and overflow policy (defaults from main.yaml).
+    pub mailbox: MailboxSettings,
 }
 
 /// The topics a module may publish and subscribe to, as `modules.yaml`
@@ -331,6 +413,8 @@ impl fmt::Debug for ModuleSpec {
             .field("line", &self.line)
             .field("isolation", &self.isolation)
             .field("supervision", &self.supervision)
+            .field("contract", &self.contract)
+            .field("mailbox", &self.mailbox)
             .finish()
     }
 }
@@ -360,7 +444,13 @@ pub fn load_with_env(
 ) -> Result<AppConfig, ConfigErrors> {
     let mut found = Found::default();
     let main = load_main(&config_dir.join("main.yaml"), workspace, env, &mut found);
-    let modules = load_modules(&config_dir.join("modules.yaml"), workspace, env, &mut found);
+    let modules = load_modules(
+        &config_dir.join("modules.yaml"),
+        workspace,
+        env,
+        &main.mailbox,
+        &mut found,
+    );
     if !found.errors.is_empty() {
         return Err(ConfigErrors(found.errors));
     }
@@ -436,6 +526,7 @@ fn load_modules(
     path: &Path,
     workspace: &Workspace,
     env: &dyn Fn(&str) -> Option<String>,
+    mailbox: &MailboxSettings,
     found: &mut Found,
 ) -> Vec<ModuleSpec> {
     let source = match Source::read(path) {
@@ -461,7 +552,7 @@ fn load_modules(
         }
     };
     let mut checker = Checker::new(&source, env);
-    let modules = modules_file::check(&mut checker, raw.as_ref(), workspace);
+    let modules = modules_file::check(&mut checker, raw.as_ref(), workspace, mailbox);
     found.absorb(checker);
     modules
 }

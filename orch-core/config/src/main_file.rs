@@ -7,6 +7,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::check::Checker;
+use super::limits::{self, RawMailbox};
 use super::suggest::did_you_mean;
 use super::{AppInfo, LogFormat, LoggingSettings, MainConfig, ResourceSettings, Timeouts};
 
@@ -20,6 +21,8 @@ pub(crate) struct RawMain {
     timeouts: Option<RawTimeouts>,
     resources: Option<RawResources>,
     logging: Option<RawLogging>,
+    mailbox: Option<RawMailbox>,
+    max_event_bytes: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,6 +42,7 @@ struct RawTimeouts {
     shutdown: Option<Spanned<Value>>,
     reload: Option<Spanned<Value>>,
     build: Option<Spanned<Value>>,
+    publish: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +91,13 @@ pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
             raw.logging.as_ref().unwrap_or(&RawLogging::default()),
             root,
         ),
+        mailbox: limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox),
+        max_event_bytes: limits::byte_size(
+            c,
+            "max_event_bytes",
+            raw.max_event_bytes.as_ref(),
+            defaults.max_event_bytes,
+        ),
     }
 }
 
@@ -108,6 +119,7 @@ fn timeouts(c: &mut Checker, raw: &RawTimeouts) -> Timeouts {
         shutdown: c.duration("timeouts.shutdown", raw.shutdown.as_ref(), d.shutdown),
         reload: c.duration("timeouts.reload", raw.reload.as_ref(), d.reload),
         build: c.duration("timeouts.build", raw.build.as_ref(), d.build),
+        publish: c.duration("timeouts.publish", raw.publish.as_ref(), d.publish),
     }
 }
 

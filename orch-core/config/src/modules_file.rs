@@ -9,10 +9,13 @@ use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
 use super::check::{Checker, show};
+use super::limits::{self, RawMailbox};
 use super::order;
 use super::redact::collect_secrets;
 use super::suggest::did_you_mean;
-use super::{Contract, Isolation, ModuleSpec, RestartPolicy, Supervision, TestSettings};
+use super::{
+    Contract, Isolation, MailboxSettings, ModuleSpec, RestartPolicy, Supervision, TestSettings,
+};
 use crate::workspace::{Workspace, WorkspacePackage};
 
 /// The shape of the file, shown when it is missing or empty.
@@ -49,6 +52,7 @@ struct RawModule {
     heartbeat: Option<Spanned<Value>>,
     publishes: Option<Vec<Spanned<String>>>,
     subscribes: Option<Vec<Spanned<String>>>,
+    mailbox: Option<RawMailbox>,
 }
 
 /// A module's `test:` mapping as written.
@@ -75,6 +79,7 @@ pub(crate) fn check(
     c: &mut Checker,
     raw: Option<&RawModulesFile>,
     workspace: &Workspace,
+    mailbox: &MailboxSettings,
 ) -> Vec<ModuleSpec> {
     let Some(entries) = raw.and_then(|raw| raw.modules.as_ref()) else {
         let error = c.src.error_at(
@@ -87,7 +92,7 @@ pub(crate) fn check(
     };
     let declared: Vec<Declared> = entries
         .iter()
-        .filter_map(|entry| check_entry(c, entry, workspace))
+        .filter_map(|entry| check_entry(c, entry, workspace, mailbox))
         .collect();
     check_unique_names(c, &declared);
     order::check_dependencies(c, &declared);
@@ -95,7 +100,12 @@ pub(crate) fn check(
 }
 
 /// One entry; `None` when it has no usable name (the error is recorded).
-fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> Option<Declared> {
+fn check_entry(
+    c: &mut Checker,
+    entry: &Spanned<RawModule>,
+    ws: &Workspace,
+    mailbox: &MailboxSettings,
+) -> Option<Declared> {
     let raw = &entry.value;
     let name = module_name(c, raw.name.as_ref(), &entry.referenced);
     let package = package(c, raw, name.as_deref(), ws);
@@ -109,6 +119,7 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
         publishes: contract(c, "publishes", raw.publishes.as_deref()),
         subscribes: contract(c, "subscribes", raw.subscribes.as_deref()),
     };
+    let mailbox = limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), mailbox);
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {
         spec: ModuleSpec {
@@ -122,6 +133,7 @@ fn check_entry(c: &mut Checker, entry: &Spanned<RawModule>, ws: &Workspace) -> O
             isolation,
             supervision,
             contract,
+            mailbox,
         },
         name_at,
         deps_at,

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
-use crate::bus::{Bus, BusEvent, EventSink};
+use crate::bus::{Bus, BusEvent};
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::instance::Instance;
+use crate::mailbox::Next;
+pub use crate::mailbox::{Mailbox, MailboxSink};
 
 /// A unit of work for an actor.
 pub enum Envelope {
@@ -29,53 +31,6 @@ pub enum Envelope {
     Call(Box<dyn FnOnce(&mut ActorState) + Send>),
     /// Leave the loop and hand the state back.
     Stop,
-    /// Nothing: makes a thread blocked on its mailbox look at its control channel.
-    Wake,
-}
-
-/// The module's mailbox: outlives its generations.
-#[derive(Clone)]
-pub struct Mailbox {
-    sender: Sender<Envelope>,
-    receiver: Receiver<Envelope>,
-}
-
-impl Default for Mailbox {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Mailbox {
-    /// An empty mailbox.
-    pub fn new() -> Self {
-        let (sender, receiver) = unbounded();
-        Self { sender, receiver }
-    }
-
-    /// The sink the bus and the timers deliver into.
-    pub fn sink(&self) -> Arc<MailboxSink> {
-        Arc::new(MailboxSink(self.sender.clone()))
-    }
-
-    /// How many envelopes wait.
-    pub fn len(&self) -> usize {
-        self.receiver.len()
-    }
-
-    /// Whether nothing waits.
-    pub fn is_empty(&self) -> bool {
-        self.receiver.is_empty()
-    }
-}
-
-/// The mailbox as the bus and the timers see it.
-pub struct MailboxSink(pub Sender<Envelope>);
-
-impl EventSink for MailboxSink {
-    fn deliver(&self, event: &Arc<BusEvent>) -> bool {
-        self.0.send(Envelope::Event(Arc::clone(event))).is_ok()
-    }
 }
 
 /// What an actor thread owns: the module's generation.
@@ -103,7 +58,7 @@ impl ActorState {
 }
 
 /// What the actor is doing right now, read by the watchdog. Cheap on the hot
-/// path: two atomic increments, an uncontended lock and an `Arc` clone per event,
+/// path: two atomic increments, two uncontended locks and an `Arc` clone per event,
 /// no clock read and no allocation. The watchdog notices a handler that stays on
 /// the same event across its ticks and times it itself.
 #[derive(Default)]
@@ -134,6 +89,9 @@ impl Activity {
 
     fn end(&self) {
         self.seq.fetch_add(1, Ordering::Release);
+        // Let go of the event: a timer sends its next tick only once nobody
+        // holds the last one (see `timers.rs`).
+        self.event.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
     /// If one event handler has run for longer than `limit` (as seen by the
@@ -196,11 +154,11 @@ impl Actor {
         let (done_tx, done) = bounded(1);
         let activity = Arc::new(Activity::new());
         let thread_activity = Arc::clone(&activity);
-        let receiver = mailbox.receiver.clone();
+        let thread_mailbox = mailbox.clone();
         let thread = std::thread::Builder::new()
             .name(format!("module:{name}"))
             .spawn(move || {
-                let state = run(state, &receiver, &control_rx, &bus, &thread_activity);
+                let state = run(state, &thread_mailbox, &control_rx, &bus, &thread_activity);
                 let _ = done_tx.send(state);
             })?;
         Ok(Self {
@@ -230,7 +188,9 @@ impl Actor {
         timeout: Duration,
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
     ) -> Result<R, CallError> {
-        Self::send_and_wait(&self.mailbox.sender, None, timeout, f)
+        let (envelope, reply) = Self::call_envelope(f);
+        self.mailbox.post(envelope);
+        Self::wait(reply, timeout)
     }
 
     /// Runs `f` on the actor thread before any waiting event (also while paused).
@@ -239,27 +199,20 @@ impl Actor {
         timeout: Duration,
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
     ) -> Result<R, CallError> {
-        Self::send_and_wait(&self.control, Some(&self.mailbox.sender), timeout, f)
+        let (envelope, reply) = Self::call_envelope(f);
+        self.control.send(envelope).map_err(|_| CallError::Gone)?;
+        Self::wait(reply, timeout)
     }
 
-    /// Sends a call on `channel`; with `wake`, also drops an [`Envelope::Wake`]
-    /// there so a thread blocked on its mailbox notices a control call. Then
-    /// waits for the result.
-    fn send_and_wait<R: Send + 'static>(
-        channel: &Sender<Envelope>,
-        wake: Option<&Sender<Envelope>>,
-        timeout: Duration,
+    /// The envelope that runs `f` and the channel its result comes back on.
+    fn call_envelope<R: Send + 'static>(
         f: impl FnOnce(&mut ActorState) -> R + Send + 'static,
-    ) -> Result<R, CallError> {
+    ) -> (Envelope, Receiver<R>) {
         let (reply_tx, reply) = bounded(1);
         let envelope = Envelope::Call(Box::new(move |state| {
             let _ = reply_tx.send(f(state));
         }));
-        channel.send(envelope).map_err(|_| CallError::Gone)?;
-        if let Some(mailbox) = wake {
-            let _ = mailbox.send(Envelope::Wake);
-        }
-        Self::wait(reply, timeout)
+        (envelope, reply)
     }
 
     fn wait<R>(reply: Receiver<R>, timeout: Duration) -> Result<R, CallError> {
@@ -323,14 +276,13 @@ impl Actor {
     /// `Err(self)` if it does not stop within `timeout` (it is stuck in module code;
     /// its library must then stay loaded).
     pub fn stop(mut self, timeout: Duration) -> Result<ActorState, Self> {
-        let _ = self.mailbox.sender.send(Envelope::Stop);
+        self.mailbox.post(Envelope::Stop);
         self.join(timeout).ok_or(self)
     }
 
     /// Stops a paused thread at once, through its control channel.
     pub fn stop_now(mut self, timeout: Duration) -> Result<ActorState, Self> {
         let _ = self.control.send(Envelope::Stop);
-        let _ = self.mailbox.sender.send(Envelope::Wake);
         self.join(timeout).ok_or(self)
     }
 }
@@ -347,29 +299,31 @@ fn with_instance(
 
 fn run(
     mut state: ActorState,
-    mailbox: &Receiver<Envelope>,
+    mailbox: &Mailbox,
     control: &Receiver<Envelope>,
     bus: &Bus,
     activity: &Activity,
 ) -> ActorState {
     loop {
-        // Control first; otherwise block on the mailbox alone (a control call
-        // also drops a Wake there) or, while paused, on the control channel alone.
+        // Control first; otherwise the mailbox in order (it returns as soon as
+        // a control message arrives) or, while paused, the control channel alone.
         let next = if let Ok(envelope) = control.try_recv() {
-            Ok(envelope)
+            envelope
         } else if state.paused {
-            control.recv()
+            match control.recv() {
+                Ok(envelope) => envelope,
+                Err(_) => break,
+            }
         } else {
-            mailbox.recv()
+            match mailbox.next(control) {
+                Next::Envelope(envelope) => envelope,
+                Next::Control => continue,
+            }
         };
-        let Ok(envelope) = next else {
-            break;
-        };
-        match envelope {
+        match next {
             Envelope::Event(event) => deliver(&mut state, &event, bus, activity),
             Envelope::Call(call) => call(&mut state),
             Envelope::Stop => break,
-            Envelope::Wake => {}
         }
         if state.retire {
             break;

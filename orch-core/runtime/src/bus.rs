@@ -11,7 +11,9 @@ use orch_sdk::events::SystemEvent;
 use orch_sdk::{EventKind, Exchange};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use orch_sdk::topic;
@@ -140,15 +142,82 @@ impl BusEvent {
     }
 }
 
-/// Somewhere events are delivered: must not block and must not run subscriber code.
+/// How a delivery may treat a full mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Never waits: a full mailbox whose policy is `block` answers
+    /// [`Delivered::WouldBlock`] (the bus then waits outside its lock).
+    Now,
+    /// May wait up to `timeouts.publish` for room (`block`).
+    Wait,
+    /// Never waits: with `block`, a full mailbox drops the event (timer ticks).
+    NoWait,
+    /// Always accepted: the answer to one of the module's requests (bounded
+    /// by the request table, never dropped).
+    Always,
+}
+
+/// What became of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// The event waits in the mailbox.
+    Accepted,
+    /// A full mailbox dropped it (or an older event) as its policy says.
+    Dropped,
+    /// Full, and the policy is `block`: ask again with [`Admission::Wait`].
+    WouldBlock,
+    /// Full past `timeouts.publish`: the publish fails with this message.
+    Refused(String),
+    /// The sink is gone for good.
+    Gone,
+}
+
+/// Somewhere events are delivered: never runs subscriber code, and never
+/// waits unless asked to with [`Admission::Wait`].
 pub trait EventSink: Send + Sync {
-    /// Hands over one event. Returns `false` if the sink is gone for good.
-    fn deliver(&self, event: &Arc<BusEvent>) -> bool;
+    /// Hands over one event.
+    fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered;
 }
 
 impl EventSink for crossbeam_channel::Sender<Arc<BusEvent>> {
-    fn deliver(&self, event: &Arc<BusEvent>) -> bool {
-        self.send(Arc::clone(event)).is_ok()
+    fn deliver(&self, event: &Arc<BusEvent>, _admission: Admission) -> Delivered {
+        match self.send(Arc::clone(event)) {
+            Ok(()) => Delivered::Accepted,
+            Err(_) => Delivered::Gone,
+        }
+    }
+}
+
+/// An event a full mailbox dropped, on its way to `module.dead_letter`.
+pub struct DeadLetter {
+    /// The module that did not get it.
+    pub module: Arc<str>,
+    /// That module's policy.
+    pub policy: orch_config::Overflow,
+    /// The event.
+    pub event: Arc<BusEvent>,
+}
+
+/// How many dropped events wait to be published as dead letters; more are
+/// only counted (in `module.overflow`).
+const DEAD_LETTER_QUEUE: usize = 1024;
+
+/// What one publish came to.
+#[derive(Default)]
+struct DeliveryReport {
+    delivered: usize,
+    refused: Option<String>,
+}
+
+impl DeliveryReport {
+    fn refuse(&mut self, message: String) {
+        match &mut self.refused {
+            Some(first) => {
+                first.push_str("; ");
+                first.push_str(&message);
+            }
+            None => self.refused = Some(message),
+        }
     }
 }
 
@@ -165,6 +234,22 @@ pub enum BusError {
     /// The subscriber was removed.
     #[error("subscriber {0:?} is not registered (it was unloaded)")]
     UnknownSubscriber(SubscriberId),
+    /// The payload is larger than `max_event_bytes`.
+    #[error(
+        "the payload on '{topic}' is {size} bytes, more than max_event_bytes ({limit}); \
+         send large data by reference (a path, a URL) or raise max_event_bytes in config/main.yaml"
+    )]
+    TooLarge {
+        /// The topic.
+        topic: String,
+        /// The payload's size.
+        size: usize,
+        /// The limit.
+        limit: u64,
+    },
+    /// A full mailbox with `overflow: block` did not make room in time.
+    #[error("{0}")]
+    Refused(String),
 }
 
 type Target = (SubscriberId, Arc<dyn EventSink>);
@@ -179,31 +264,147 @@ struct Registry {
 }
 
 /// The event bus. Cheap to clone; all clones share one registry. Thread-safe.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Bus {
-    registry: Arc<RwLock<Registry>>,
-    next_id: Arc<AtomicU64>,
+    shared: Arc<Shared>,
+}
+
+/// A bus held weakly (by the mailboxes it holds): see [`Bus::downgrade`].
+#[derive(Clone)]
+pub struct WeakBus(Weak<Shared>);
+
+impl WeakBus {
+    /// The bus, while it exists.
+    pub fn upgrade(&self) -> Option<Bus> {
+        self.0.upgrade().map(|shared| Bus { shared })
+    }
+}
+
+struct Shared {
+    registry: RwLock<Registry>,
+    next_id: AtomicU64,
+    max_event_bytes: AtomicU64,
+    dead_letters: (Sender<DeadLetter>, Receiver<DeadLetter>),
+}
+
+impl Default for Bus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+thread_local! {
+    /// Set while this thread publishes dead letters: no nested flush.
+    static FLUSHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 impl Bus {
-    /// An empty bus.
+    /// An empty bus, with the default `max_event_bytes`.
     pub fn new() -> Self {
-        Self::default()
+        Self {
+            shared: Arc::new(Shared {
+                registry: RwLock::default(),
+                next_id: AtomicU64::new(0),
+                max_event_bytes: AtomicU64::new(orch_config::DEFAULT_MAX_EVENT_BYTES),
+                dead_letters: bounded(DEAD_LETTER_QUEUE),
+            }),
+        }
+    }
+
+    /// A weak handle, for what the bus itself holds (a mailbox's reports).
+    pub fn downgrade(&self) -> WeakBus {
+        WeakBus(Arc::downgrade(&self.shared))
+    }
+
+    /// Sets `max_event_bytes`: larger payloads are refused by [`Bus::publish`].
+    pub fn set_max_event_bytes(&self, limit: u64) {
+        self.shared.max_event_bytes.store(limit, Ordering::Relaxed);
+    }
+
+    /// Refuses a payload larger than `max_event_bytes`.
+    pub fn check_size(&self, topic: &str, payload: &[u8]) -> Result<(), BusError> {
+        let limit = self.shared.max_event_bytes.load(Ordering::Relaxed);
+        if payload.len() as u64 > limit {
+            return Err(BusError::TooLarge {
+                topic: topic.to_owned(),
+                size: payload.len(),
+                limit,
+            });
+        }
+        Ok(())
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Registry> {
         // A panic while holding the lock cannot leave the registry half-updated in
         // a way that matters (each operation is a single insert or retain).
-        self.registry.read().unwrap_or_else(|e| e.into_inner())
+        self.shared
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Registry> {
-        self.registry.write().unwrap_or_else(|e| e.into_inner())
+        self.shared
+            .registry
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues an event a full mailbox dropped, for `module.dead_letter`
+    /// (published after the current publish lets go of the registry).
+    pub fn dead_letter(&self, letter: DeadLetter) {
+        if letter.event.topic() != orch_sdk::events::MODULE_DEAD_LETTER {
+            let _ = self.shared.dead_letters.0.try_send(letter);
+        }
+    }
+
+    /// Publishes the queued dead letters, if any module subscribes to them.
+    fn flush_dead_letters(&self) {
+        if FLUSHING.with(std::cell::Cell::get) {
+            return;
+        }
+        FLUSHING.with(|f| f.set(true));
+        let topic = orch_sdk::events::MODULE_DEAD_LETTER;
+        let wanted = self.has_subscribers(topic);
+        for _ in 0..DEAD_LETTER_QUEUE {
+            let Ok(letter) = self.shared.dead_letters.1.try_recv() else {
+                break;
+            };
+            if !wanted {
+                continue;
+            }
+            let event = &letter.event;
+            // Best effort, and never waiting: dead letters may be published
+            // from the timer thread.
+            self.publish_system_nowait(&orch_sdk::events::ModuleDeadLetter {
+                data: serde_json::from_slice(event.payload()).unwrap_or_default(),
+                id: event.id,
+                name: letter.module.to_string(),
+                policy: letter.policy.as_str().to_owned(),
+                source: event
+                    .source
+                    .as_deref()
+                    .unwrap_or(orch_sdk::HOST_SOURCE)
+                    .to_owned(),
+                topic: event.topic().to_owned(),
+            });
+        }
+        FLUSHING.with(|f| f.set(false));
+    }
+
+    /// Whether any subscriber would receive an event on `topic`.
+    pub fn has_subscribers(&self, topic: &str) -> bool {
+        let registry = self.read();
+        registry.exact.contains_key(topic)
+            || registry
+                .patterns
+                .iter()
+                .any(|(pattern, _)| topic::matches(pattern, topic))
     }
 
     /// Registers a sink and returns its id; it receives nothing until it subscribes.
     pub fn register(&self, sink: Arc<dyn EventSink>) -> SubscriberId {
-        let id = SubscriberId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let id = SubscriberId(self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         self.write().sinks.insert(id, sink);
         id
     }
@@ -316,7 +517,9 @@ impl Bus {
 
     /// Publishes `payload` (JSON bytes) on `topic`; returns how many subscribers it
     /// was handed to. Each subscriber gets it once even if several of its patterns
-    /// match.
+    /// match. Fails for a payload over `max_event_bytes`, and when a full
+    /// mailbox with `overflow: block` did not make room within
+    /// `timeouts.publish` (the others got the event).
     pub fn publish(
         &self,
         topic: &str,
@@ -324,7 +527,13 @@ impl Bus {
         source: Option<Arc<str>>,
     ) -> Result<usize, BusError> {
         topic::validate_topic(topic).map_err(BusError::InvalidTopic)?;
-        Ok(self.publish_event(Arc::new(BusEvent::new(topic, payload.as_ref(), source))))
+        self.check_size(topic, payload.as_ref())?;
+        let event = Arc::new(BusEvent::new(topic, payload.as_ref(), source));
+        let report = self.deliver(event, Admission::Now);
+        match report.refused {
+            Some(message) => Err(BusError::Refused(message)),
+            None => Ok(report.delivered),
+        }
     }
 
     /// Publishes a host event serialized from `data`. Host events have fixed,
@@ -341,37 +550,74 @@ impl Bus {
     }
 
     /// Hands `event` to subscriber `id` alone, whatever it subscribed to (the
-    /// answer to one of its requests). Returns whether it was accepted.
+    /// answer to one of its requests, never dropped). Returns whether it was
+    /// accepted.
     pub fn deliver_to(&self, id: SubscriberId, event: &Arc<BusEvent>) -> bool {
         let sink = self.read().sinks.get(&id).cloned();
-        sink.is_some_and(|sink| sink.deliver(event))
+        sink.is_some_and(|sink| sink.deliver(event, Admission::Always) == Delivered::Accepted)
     }
 
-    /// Delivers an already built event to every matching subscriber.
+    /// Delivers an already built event to every matching subscriber; returns
+    /// how many took it.
     pub fn publish_event(&self, event: Arc<BusEvent>) -> usize {
-        let registry = self.read();
-        let exact = registry.exact.get(event.topic());
-        let mut delivered = 0;
-        if let Some(targets) = exact {
-            for (_, sink) in targets {
-                delivered += usize::from(sink.deliver(&event));
+        self.deliver(event, Admission::Now).delivered
+    }
+
+    /// Publishes a built-in system event without ever waiting for a full
+    /// mailbox (it is dropped there instead): for the timer thread, which
+    /// every timer waits for.
+    pub fn publish_system_nowait<E: SystemEvent>(&self, event: &E) -> usize {
+        let payload = serde_json::to_vec(event).unwrap_or_default();
+        let event = Arc::new(BusEvent::new(E::TOPIC, &payload, None));
+        self.deliver(event, Admission::NoWait).delivered
+    }
+
+    /// Delivers `event` to every matching subscriber. A full `block` mailbox
+    /// is waited for after the registry's lock is let go, so a slow consumer
+    /// never holds up subscriptions or other publishers.
+    fn deliver(&self, event: Arc<BusEvent>, admission: Admission) -> DeliveryReport {
+        let mut report = DeliveryReport::default();
+        let mut waiting: Vec<Arc<dyn EventSink>> = Vec::new();
+        {
+            let registry = self.read();
+            let mut hand_over = |sink: &Arc<dyn EventSink>| match sink.deliver(&event, admission) {
+                Delivered::Accepted => report.delivered += 1,
+                Delivered::WouldBlock => waiting.push(Arc::clone(sink)),
+                Delivered::Refused(message) => report.refuse(message),
+                Delivered::Dropped | Delivered::Gone => {}
+            };
+            let exact = registry.exact.get(event.topic());
+            if let Some(targets) = exact {
+                for (_, sink) in targets {
+                    hand_over(sink);
+                }
             }
-        }
-        for (pattern, (id, sink)) in &registry.patterns {
-            let already = exact.is_some_and(|targets| targets.iter().any(|t| t.0 == *id));
-            if !already && topic::matches(pattern, event.topic()) {
-                // Two patterns of one subscriber may both match: deliver once.
-                let earlier_match = registry
-                    .patterns
-                    .iter()
-                    .take_while(|(p, t)| !(t.0 == *id && p == pattern))
-                    .any(|(p, t)| t.0 == *id && topic::matches(p, event.topic()));
-                if !earlier_match {
-                    delivered += usize::from(sink.deliver(&event));
+            for (pattern, (id, sink)) in &registry.patterns {
+                let already = exact.is_some_and(|targets| targets.iter().any(|t| t.0 == *id));
+                if !already && topic::matches(pattern, event.topic()) {
+                    // Two patterns of one subscriber may both match: deliver once.
+                    let earlier_match = registry
+                        .patterns
+                        .iter()
+                        .take_while(|(p, t)| !(t.0 == *id && p == pattern))
+                        .any(|(p, t)| t.0 == *id && topic::matches(p, event.topic()));
+                    if !earlier_match {
+                        hand_over(sink);
+                    }
                 }
             }
         }
-        delivered
+        for sink in waiting {
+            match sink.deliver(&event, Admission::Wait) {
+                Delivered::Accepted => report.delivered += 1,
+                Delivered::Refused(message) => report.refuse(message),
+                _ => {}
+            }
+        }
+        if !self.shared.dead_letters.1.is_empty() {
+            self.flush_dead_letters();
+        }
+        report
     }
 }
 

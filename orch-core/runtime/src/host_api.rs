@@ -789,7 +789,7 @@ mod tests {
     fn a_retired_or_gone_generation_is_told_it_has_stopped() {
         let timers = TimerService::new();
         let bus = Bus::new();
-        let mailbox = crate::actor::Mailbox::new();
+        let mailbox = crate::actor::Mailbox::with_defaults("sensor");
         let sink: Arc<dyn EventSink> = mailbox.sink();
         let module = Arc::new(ModuleHostCtx::new(
             "sensor".into(),

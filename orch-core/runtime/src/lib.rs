@@ -15,6 +15,7 @@ mod instance;
 pub mod isolation;
 pub mod loader;
 pub mod logging;
+pub mod mailbox;
 mod module_threads;
 pub mod requests;
 pub mod resources;

@@ -113,6 +113,10 @@ impl Requests {
         timeout: Duration,
     ) -> Result<(), String> {
         orch_sdk::topic::validate_topic(topic)?;
+        self.inner
+            .bus
+            .check_size(topic, payload)
+            .map_err(|e| e.to_string())?;
         if timeout.is_zero() || timeout > MAX_REQUEST_TIMEOUT {
             return Err(format!(
                 "a request timeout must be between 1 ms and {} s (got {} ms)",
@@ -175,6 +179,13 @@ impl Requests {
         payload: &[u8],
     ) -> Result<(), String> {
         let key: Key = (reply_to.into(), id);
+        let topic = self.table().pending.get(&key).map(|p| Arc::clone(&p.topic));
+        if let Some(topic) = topic {
+            self.inner
+                .bus
+                .check_size(&topic, payload)
+                .map_err(|e| e.to_string())?;
+        }
         if self.answer(&key, EventKind::Reply, payload, Some(Arc::clone(responder))) {
             Ok(())
         } else {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::bus::{BusEvent, EventSink, SubscriberId};
+use crate::bus::{Admission, BusEvent, EventSink, SubscriberId};
 
 /// Identifies one timer.
 pub type TimerId = u64;
@@ -25,6 +25,9 @@ enum Action {
         repeat: bool,
         sink: Arc<dyn EventSink>,
         ticks: u64,
+        /// The last tick delivered: while anyone but the timer holds it (it
+        /// waits in the mailbox, or its handler runs) no new tick is sent.
+        last: Option<Arc<BusEvent>>,
     },
     /// Runs a host callback once (a request's timeout). It must not block.
     Call(Box<dyn FnOnce() + Send>),
@@ -114,6 +117,7 @@ impl TimerService {
             repeat,
             sink,
             ticks: 0,
+            last: None,
         };
         self.insert(owner, interval, action)
     }
@@ -227,15 +231,22 @@ fn run(shared: &Shared) {
                     interval,
                     repeat,
                     sink,
-                    ticks,
+                    mut ticks,
+                    mut last,
                 } => {
-                    let payload = serde_json::json!({ "timer": id, "tick": ticks + 1 });
-                    let event = BusEvent::new(
-                        &topic,
-                        &serde_json::to_vec(&payload).unwrap_or_default(),
-                        None,
-                    );
-                    due.push(Due::Deliver(Arc::clone(&sink), Arc::new(event)));
+                    // Coalesce: at most one tick of a timer waits or runs.
+                    let pending = last.as_ref().is_some_and(|e| Arc::strong_count(e) > 1);
+                    if !pending {
+                        ticks += 1;
+                        let payload = serde_json::json!({ "timer": id, "tick": ticks });
+                        let event = Arc::new(BusEvent::new(
+                            &topic,
+                            &serde_json::to_vec(&payload).unwrap_or_default(),
+                            None,
+                        ));
+                        due.push(Due::Deliver(Arc::clone(&sink), Arc::clone(&event)));
+                        last = Some(event);
+                    }
                     if repeat {
                         // Keep the cadence; after a stall, skip the missed ticks.
                         let mut next = deadline + interval;
@@ -247,7 +258,8 @@ fn run(shared: &Shared) {
                             interval,
                             repeat,
                             sink,
-                            ticks: ticks + 1,
+                            ticks,
+                            last,
                         };
                         state.timers.insert(
                             id,
@@ -267,7 +279,8 @@ fn run(shared: &Shared) {
             for work in due {
                 match work {
                     Due::Deliver(sink, event) => {
-                        sink.deliver(&event);
+                        // Never waits: every timer waits for this thread.
+                        sink.deliver(&event, Admission::NoWait);
                     }
                     Due::Call(callback) => {
                         // A panicking callback is a host bug; it must not end
@@ -393,6 +406,28 @@ mod tests {
         assert_eq!(timers.shared.lock().queue.len(), 10);
         assert_eq!(timers.cancel_owner(owner), 10);
         assert!(timers.shared.lock().queue.is_empty());
+        timers.stop();
+    }
+
+    #[test]
+    fn ticks_coalesce_while_the_last_one_is_not_handled() {
+        let timers = TimerService::new();
+        let (tx, rx) = sink();
+        let owner = SubscriberId(1);
+        timers
+            .schedule(owner, tx, "t.fast", Duration::from_millis(1), true)
+            .unwrap();
+        let first = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        // Nobody handles it for a while: 50 intervals pass, no tick piles up.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            rx.try_recv().is_err(),
+            "no second tick while the first waits"
+        );
+        drop(first);
+        let second = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        let payload: serde_json::Value = serde_json::from_slice(second.payload()).unwrap();
+        assert_eq!(payload["tick"], 2, "skipped ticks are not counted");
         timers.stop();
     }
 

@@ -57,7 +57,7 @@ struct Harness {
 fn harness(name: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let bus = Bus::new();
-    let sink = Mailbox::new().sink();
+    let sink = Mailbox::with_defaults(name).sink();
     let id = bus.register(sink.clone());
     let ctx = Arc::new(ModuleHostCtx::new(
         name.into(),

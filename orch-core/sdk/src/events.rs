@@ -33,8 +33,14 @@ pub const MODULE_RELOAD_FAILED: &str = "module.reload_failed";
 pub const MODULE_CRASHED: &str = "module.crashed";
 /// An isolated module runs again after a crash.
 pub const MODULE_RESTARTED: &str = "module.restarted";
-/// An isolated module stays down (its restart policy gave up).
+/// A module stays down: an isolated module's restart policy gave up, or a
+/// mailbox with `overflow: fail` overflowed.
 pub const MODULE_FAILED: &str = "module.failed";
+/// A module's mailbox was full and events were dropped or refused (at most
+/// one report a second per module).
+pub const MODULE_OVERFLOW: &str = "module.overflow";
+/// An event a module's full mailbox dropped, for any module that subscribes.
+pub const MODULE_DEAD_LETTER: &str = "module.dead_letter";
 
 /// `app.started`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +148,36 @@ pub struct ModuleFailed {
     pub restarts: u32,
 }
 
+/// `module.overflow`: events dropped or refused since the last report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleOverflow {
+    /// The mailbox's capacity.
+    pub capacity: u64,
+    /// Events dropped (or publishes refused) since the last report.
+    pub dropped: u64,
+    /// The module whose mailbox was full.
+    pub name: String,
+    /// Its `mailbox.overflow` policy (`block`, `drop-oldest`, ...).
+    pub policy: String,
+}
+
+/// `module.dead_letter`: one event a full mailbox dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleDeadLetter {
+    /// The event's payload (`null` if it was not JSON).
+    pub data: serde_json::Value,
+    /// The event's id.
+    pub id: u64,
+    /// The module that did not get it.
+    pub name: String,
+    /// That module's `mailbox.overflow` policy.
+    pub policy: String,
+    /// Who published it: a module, or `host`.
+    pub source: String,
+    /// The event's topic.
+    pub topic: String,
+}
+
 macro_rules! topics {
     ($($event:ty => $topic:ident),* $(,)?) => {
         $(impl SystemEvent for $event {
@@ -164,6 +200,8 @@ topics! {
     ModuleCrashed => MODULE_CRASHED,
     ModuleRestarted => MODULE_RESTARTED,
     ModuleFailed => MODULE_FAILED,
+    ModuleOverflow => MODULE_OVERFLOW,
+    ModuleDeadLetter => MODULE_DEAD_LETTER,
 }
 
 #[cfg(test)]

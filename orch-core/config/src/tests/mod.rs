@@ -7,6 +7,7 @@ mod depends_on;
 mod display;
 mod env_expansion;
 mod isolation;
+mod limits;
 mod missing_files;
 mod names_packages;
 mod secrets;

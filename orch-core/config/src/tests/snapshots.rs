@@ -47,12 +47,12 @@ fn unknown_key_with_a_suggestion() {
         &fixture,
         &no_env,
         expect![[r#"
-        <dir>/config/main.yaml:4:3: unknown key `initialise`
-          2 |   name: demo
-          3 | timeouts:
-          4 |   initialise: 5s
-            |   ^ unknown field `initialise`, expected one of load, initialize, start, event, shutdown, reload, build
-          hint: did you mean `initialize`? known keys here: load, initialize, start, event, shutdown, reload, build"#]],
+            <dir>/config/main.yaml:4:3: unknown key `initialise`
+              2 |   name: demo
+              3 | timeouts:
+              4 |   initialise: 5s
+                |   ^ unknown field `initialise`, expected one of load, initialize, start, event, shutdown, reload, build, publish
+              hint: did you mean `initialize`? known keys here: load, initialize, start, event, shutdown, reload, build, publish"#]],
     );
 }
 

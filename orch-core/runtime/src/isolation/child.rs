@@ -23,7 +23,7 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use super::answer_book::AnswerBook;
 use super::protocol::{Frame, Status};
-use crate::bus::{Bus, BusEvent, EventSink, SubscriberId};
+use crate::bus::{Admission, Bus, BusEvent, Delivered, EventSink, SubscriberId};
 use crate::error::Cause;
 use crate::host_api::{HostServices, ModuleHostCtx, Uplink};
 use crate::loader::{Loader, ModuleInstance};
@@ -127,8 +127,12 @@ impl Uplink for Link {
 struct TimerSink(Sender<Work>);
 
 impl EventSink for TimerSink {
-    fn deliver(&self, event: &Arc<BusEvent>) -> bool {
-        self.0.send(Work::Timer(Arc::clone(event))).is_ok()
+    fn deliver(&self, event: &Arc<BusEvent>, _admission: Admission) -> Delivered {
+        // Unbounded, yet bounded by the timers: one tick per timer waits at most.
+        match self.0.send(Work::Timer(Arc::clone(event))) {
+            Ok(()) => Delivered::Accepted,
+            Err(_) => Delivered::Gone,
+        }
     }
 }
 

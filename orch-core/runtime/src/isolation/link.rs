@@ -308,7 +308,7 @@ struct ReaderSetup {
     ctx: Arc<ModuleHostCtx>,
     bus: Bus,
     generation: u32,
-    mailbox: Sender<Envelope>,
+    mailbox: crate::mailbox::Mailbox,
 }
 
 /// Reads the child's frames until it ends; then reaps it and tells the actor.
@@ -349,9 +349,8 @@ fn spawn_reader(
             orch_process::group::signal_group(pid, Signal::SIGKILL);
             *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
             let _ = replies.send(Incoming::Dead);
-            let _ = r
-                .mailbox
-                .send(Envelope::Call(Box::new(|state: &mut ActorState| {
+            r.mailbox
+                .post(Envelope::Call(Box::new(|state: &mut ActorState| {
                     if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
                         remote.poll_child();
                     }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use crossbeam_channel::Sender;
 use orch_config::{Supervision, Timeouts};
 use orch_sdk::duration::human;
 
@@ -25,7 +24,6 @@ use super::link::{ChildLink, Incoming};
 use super::protocol::{EventFrame, Frame, Status};
 use super::supervise::RestartTracker;
 use super::window::InFlight;
-use crate::actor::Envelope;
 use crate::bus::{Bus, Delivery};
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::host_api::ModuleHostCtx;
@@ -49,7 +47,7 @@ pub struct RemoteSetup {
     /// Phase timeouts.
     pub timeouts: Timeouts,
     /// The module's mailbox: a child's death wakes the actor through it.
-    pub mailbox: Sender<Envelope>,
+    pub mailbox: crate::mailbox::Mailbox,
     /// Set when the orchestrator shuts down: no restart begins after that.
     pub stopping: Arc<AtomicBool>,
 }

@@ -16,7 +16,7 @@ use crossbeam_channel::Sender;
 use orch_sdk::duration::human;
 use orch_sdk::events::{AppShutdown, AppStarted, ModuleError, ModuleLoaded, ModuleUnloaded};
 
-use crate::actor::{Actor, ActorState, Envelope, Mailbox};
+use crate::actor::{Actor, ActorState, Mailbox};
 use crate::bus::Bus;
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::host_api::{HostServices, ModuleHostCtx};
@@ -198,9 +198,10 @@ impl Supervisor {
             self.report_failure(&failure);
             return Err(failure);
         };
-        let mailbox = Mailbox::new();
+        let mailbox = Mailbox::new(Arc::clone(&name), spec.mailbox, self.timeouts.publish);
         let sink = mailbox.sink();
         let id = self.bus.register(sink.clone());
+        mailbox.report_to(&self.bus, self.services.timers.clone(), id);
         let ctx = Arc::new(ModuleHostCtx::new(
             Arc::clone(&name),
             id,
@@ -337,7 +338,7 @@ impl Supervisor {
             spec: spec.clone(),
             timeouts: self.timeouts,
             bus: self.bus.clone(),
-            mailbox: module.mailbox.sink().0.clone(),
+            mailbox: module.mailbox.clone(),
             stopping: Arc::clone(&self.stopping),
         }
     }
@@ -553,7 +554,7 @@ struct Opener {
     spec: ModuleSpec,
     timeouts: Timeouts,
     bus: Bus,
-    mailbox: Sender<Envelope>,
+    mailbox: crate::mailbox::Mailbox,
     stopping: Arc<AtomicBool>,
 }
 

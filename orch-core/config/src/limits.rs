@@ -1,0 +1,116 @@
+//! The limits that keep a running application bounded: `mailbox:` (in
+//! main.yaml as the default, in a modules.yaml entry for one module) and
+//! `max_event_bytes`.
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+use super::check::{Checker, show};
+use super::suggest::did_you_mean;
+use super::{MailboxSettings, Overflow};
+
+/// A `mailbox:` mapping as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawMailbox {
+    capacity: Option<Spanned<Value>>,
+    overflow: Option<Spanned<String>>,
+}
+
+/// The largest `mailbox.capacity`: a million events.
+const MAX_CAPACITY: usize = 1_000_000;
+
+/// `mailbox:` (`key` is how messages name it: `mailbox`), each setting
+/// falling back to `defaults`.
+pub(crate) fn mailbox(
+    c: &mut Checker,
+    key: &str,
+    raw: Option<&RawMailbox>,
+    defaults: &MailboxSettings,
+) -> MailboxSettings {
+    let Some(raw) = raw else { return *defaults };
+    let capacity_key = format!("{key}.capacity");
+    let capacity: usize = c.count(&capacity_key, raw.capacity.as_ref(), defaults.capacity);
+    let capacity = match raw.capacity.as_ref() {
+        Some(at) if capacity > MAX_CAPACITY => {
+            c.error(
+                &at.referenced,
+                format!("`{capacity_key}` is {capacity}, more than the limit of {MAX_CAPACITY}"),
+                "a mailbox this deep holds minutes of events and their memory; a consumer \
+                 that needs it is too slow: use `overflow: drop-oldest` or speed it up",
+            );
+            defaults.capacity
+        }
+        _ => capacity,
+    };
+    MailboxSettings {
+        capacity,
+        overflow: overflow(c, key, raw.overflow.as_ref(), defaults.overflow),
+    }
+}
+
+fn overflow(
+    c: &mut Checker,
+    key: &str,
+    raw: Option<&Spanned<String>>,
+    default: Overflow,
+) -> Overflow {
+    let Some(raw) = raw else { return default };
+    let Some(text) = c.string(raw) else {
+        return default;
+    };
+    let text = text.trim();
+    if let Some(policy) = Overflow::ALL.into_iter().find(|p| p.as_str() == text) {
+        return policy;
+    }
+    let names = Overflow::ALL.map(Overflow::as_str);
+    c.error(
+        &raw.referenced,
+        format!(
+            "`{key}.overflow` must be one of {}, found `{}`",
+            names.join(", "),
+            text.escape_debug()
+        ),
+        format!(
+            "{}`block` slows the publisher down (up to `timeouts.publish`), `drop-oldest` / \
+             `drop-newest` drop events (to `module.dead_letter`), `fail` takes the module \
+             off the bus",
+            did_you_mean(text, names)
+        ),
+    );
+    default
+}
+
+/// A size in bytes named `key`: a whole number of bytes or a number with a
+/// unit (`64KiB`, `16 MiB`, `1MB`), at least 1 byte.
+pub(crate) fn byte_size(
+    c: &mut Checker,
+    key: &str,
+    raw: Option<&Spanned<Value>>,
+    default: u64,
+) -> u64 {
+    let Some(raw) = raw else { return default };
+    let value = c.json(raw);
+    let parsed = match &value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(text) => text
+            .trim()
+            .parse::<ByteSize>()
+            .ok()
+            .map(|size| size.as_u64()),
+        _ => None,
+    };
+    match parsed {
+        Some(bytes) if bytes > 0 => bytes,
+        _ => {
+            c.error(
+                &raw.referenced,
+                format!("`{key}` must be a size of at least 1 byte, found {}", show(&value)),
+                format!("write a number of bytes or a number with a unit: `{key}: 16MiB`, `64KiB`, `1MB`"),
+            );
+            default
+        }
+    }
+}

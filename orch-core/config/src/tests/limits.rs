@@ -1,0 +1,84 @@
+//! `mailbox:` (main.yaml defaults, modules.yaml per module), `max_event_bytes`
+//! and `timeouts.publish`.
+
+use super::*;
+
+#[test]
+fn mailbox_defaults_come_from_main_yaml_and_a_module_overrides_them() {
+    let main = "mailbox:\n  capacity: 500\n  overflow: drop-oldest\nmax_event_bytes: 64KiB\ntimeouts:\n  publish: 250ms\n";
+    let modules = "\
+modules:
+  - name: mod-a
+  - name: mod-b
+    mailbox: {overflow: fail}
+  - name: mod-c
+    mailbox:
+      capacity: 20
+";
+    let config = Fixture::with(Some(main), Some(modules)).load();
+    let [a, b, c] = &config.modules[..] else {
+        panic!("three modules: {:?}", config.modules);
+    };
+    assert_eq!(
+        (a.mailbox.capacity, a.mailbox.overflow),
+        (500, Overflow::DropOldest)
+    );
+    assert_eq!(
+        (b.mailbox.capacity, b.mailbox.overflow),
+        (500, Overflow::Fail)
+    );
+    assert_eq!(
+        (c.mailbox.capacity, c.mailbox.overflow),
+        (20, Overflow::DropOldest)
+    );
+    assert_eq!(config.main.max_event_bytes, 64 * 1024);
+    assert_eq!(
+        config.main.timeouts.publish,
+        std::time::Duration::from_millis(250)
+    );
+}
+
+#[test]
+fn without_settings_every_mailbox_is_bounded_and_blocks() {
+    let config = Fixture::with(None, Some("modules:\n  - name: mod-a\n")).load();
+    assert_eq!(config.modules[0].mailbox, MailboxSettings::default());
+    assert_eq!(config.modules[0].mailbox.capacity, 10_000);
+    assert_eq!(config.modules[0].mailbox.overflow, Overflow::Block);
+    assert_eq!(config.main.max_event_bytes, 16 << 20);
+    assert_eq!(
+        config.main.timeouts.publish,
+        std::time::Duration::from_secs(1)
+    );
+}
+
+#[test]
+fn bad_limits_are_named_at_their_line_with_the_choices() {
+    let main = "mailbox:\n  overflow: drop-olderst\nmax_event_bytes: lots\n";
+    let modules = "modules:\n  - name: mod-a\n    mailbox:\n      capacity: 0\n  - name: mod-b\n    mailbox: {capacity: 2000000}\n";
+    let errors = Fixture::with(Some(main), Some(modules))
+        .errors()
+        .to_string();
+    assert!(errors.contains("main.yaml:2"), "{errors}");
+    assert!(
+        errors.contains(
+            "`mailbox.overflow` must be one of block, drop-oldest, drop-newest, fail, found `drop-olderst`"
+        ),
+        "{errors}"
+    );
+    assert!(errors.contains("did you mean `drop-oldest`?"), "{errors}");
+    assert!(errors.contains("main.yaml:3"), "{errors}");
+    assert!(
+        errors.contains("`max_event_bytes` must be a size of at least 1 byte, found `lots`"),
+        "{errors}"
+    );
+    assert!(errors.contains("modules.yaml:4"), "{errors}");
+    assert!(
+        errors.contains("`mailbox.capacity` must be a whole number of at least 1, found `0`"),
+        "{errors}"
+    );
+    assert!(errors.contains("modules.yaml:6"), "{errors}");
+    assert!(
+        errors.contains("`mailbox.capacity` is 2000000, more than the limit of 1000000"),
+        "{errors}"
+    );
+}

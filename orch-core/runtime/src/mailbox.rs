@@ -1,0 +1,596 @@
+//! A module's mailbox: bounded for events, unbounded for the host's own calls.
+//!
+//! Events wait in a queue of `mailbox.capacity`; when it is full the module's
+//! `mailbox.overflow` policy decides: `block` makes the publisher wait up to
+//! `timeouts.publish` and then fails its publish, `drop-oldest` and
+//! `drop-newest` drop an event, `fail` takes the module off the bus. A dropped
+//! event goes to `module.dead_letter` and is counted in a `module.overflow`
+//! report (at most one a second per module).
+//!
+//! The host's calls (lifecycle steps, a dead child's wake-up, stop) and the
+//! answers to the module's requests go in a second queue, unbounded because
+//! each is bounded elsewhere (one call at a time per caller, 10,000 pending
+//! requests per module). A call is marked with the number of events queued
+//! before it and runs only once those have been taken, so a call queued after
+//! some events runs after them (that is how shutdown drains a mailbox).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use crossbeam_channel::{
+    Receiver, Select, SendTimeoutError, Sender, TrySendError, bounded, unbounded,
+};
+use orch_config::{MailboxSettings, Overflow};
+use orch_sdk::events;
+
+use crate::actor::Envelope;
+use crate::bus::{
+    Admission, Bus, BusEvent, DeadLetter, Delivered, EventSink, SubscriberId, WeakBus,
+};
+use crate::timers::TimerService;
+
+/// How often, at most, a module's overflows are reported.
+pub const OVERFLOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The module's mailbox; cheap to clone, shared by all its generations.
+#[derive(Clone)]
+pub struct Mailbox {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: Arc<str>,
+    settings: MailboxSettings,
+    publish_timeout: Duration,
+    events_tx: Sender<Arc<BusEvent>>,
+    events_rx: Receiver<Arc<BusEvent>>,
+    calls_tx: Sender<(u64, Envelope)>,
+    calls_rx: Receiver<(u64, Envelope)>,
+    /// The next call, taken from its queue but waiting for the events queued
+    /// before it.
+    held: Mutex<Option<(u64, Envelope)>>,
+    /// Events queued so far, and events taken out (delivered or dropped).
+    pushed: AtomicU64,
+    removed: AtomicU64,
+    /// Set by the `fail` policy: nothing is delivered any more.
+    failed: AtomicBool,
+    overflow: OverflowCount,
+    reporting: OnceLock<Reporting>,
+}
+
+/// Drops since the last report.
+#[derive(Default)]
+struct OverflowCount {
+    dropped: AtomicU64,
+    total: AtomicU64,
+    report_scheduled: AtomicBool,
+}
+
+/// Where overflows are reported: the bus (held weakly: the bus holds the
+/// mailbox's sink) and the timer thread that sends the reports.
+struct Reporting {
+    bus: WeakBus,
+    timers: TimerService,
+    subscriber: SubscriberId,
+}
+
+/// What the actor thread gets next.
+pub enum Next {
+    /// An event or a call, in order.
+    Envelope(Envelope),
+    /// Something waits on the control channel.
+    Control,
+}
+
+impl Mailbox {
+    /// An empty mailbox of module `name` with `settings`; `block` waits up to
+    /// `publish_timeout`.
+    pub fn new(name: Arc<str>, settings: MailboxSettings, publish_timeout: Duration) -> Self {
+        let (events_tx, events_rx) = bounded(settings.capacity.max(1));
+        let (calls_tx, calls_rx) = unbounded();
+        Self {
+            shared: Arc::new(Shared {
+                name,
+                settings,
+                publish_timeout,
+                events_tx,
+                events_rx,
+                calls_tx,
+                calls_rx,
+                held: Mutex::new(None),
+                pushed: AtomicU64::new(0),
+                removed: AtomicU64::new(0),
+                failed: AtomicBool::new(false),
+                overflow: OverflowCount::default(),
+                reporting: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A mailbox with the default settings, for tests and tools.
+    pub fn with_defaults(name: &str) -> Self {
+        Self::new(
+            name.into(),
+            MailboxSettings::default(),
+            Duration::from_secs(1),
+        )
+    }
+
+    /// Reports overflows on `bus` (through `timers`); a `fail` takes
+    /// `subscriber`'s subscriptions off the bus. Set once.
+    pub fn report_to(&self, bus: &Bus, timers: TimerService, subscriber: SubscriberId) {
+        let _ = self.shared.reporting.set(Reporting {
+            bus: bus.downgrade(),
+            timers,
+            subscriber,
+        });
+    }
+
+    /// The sink the bus, the timers and the request table deliver into.
+    pub fn sink(&self) -> Arc<MailboxSink> {
+        Arc::new(MailboxSink(self.clone()))
+    }
+
+    /// Queues a host call after the events queued so far.
+    pub fn post(&self, envelope: Envelope) {
+        let mark = self.shared.pushed.load(Ordering::Acquire);
+        let _ = self.shared.calls_tx.send((mark, envelope));
+    }
+
+    /// How many events wait.
+    pub fn len(&self) -> usize {
+        self.shared.events_rx.len()
+    }
+
+    /// Whether no event waits.
+    pub fn is_empty(&self) -> bool {
+        self.shared.events_rx.is_empty()
+    }
+
+    /// Whether anything waits: an event, a call or an answer.
+    pub fn has_waiting(&self) -> bool {
+        let s = &*self.shared;
+        !s.events_rx.is_empty()
+            || !s.calls_rx.is_empty()
+            || s.held.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// The events it can hold.
+    pub fn capacity(&self) -> usize {
+        self.shared.settings.capacity
+    }
+
+    /// Events dropped (or refused) since it was made.
+    pub fn dropped_total(&self) -> u64 {
+        self.shared.overflow.total.load(Ordering::Relaxed)
+    }
+
+    /// Whether the `fail` policy took the module off the bus.
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// The next event or call in order, waiting for one; [`Next::Control`] as
+    /// soon as something waits on `control` instead.
+    pub fn next(&self, control: &Receiver<Envelope>) -> Next {
+        let s = &*self.shared;
+        loop {
+            if !control.is_empty() {
+                return Next::Control;
+            }
+            let mut held = s.held.lock().unwrap_or_else(|e| e.into_inner());
+            if held.is_none() {
+                *held = s.calls_rx.try_recv().ok();
+            }
+            let due = held
+                .as_ref()
+                .is_some_and(|(mark, _)| s.removed.load(Ordering::Acquire) >= *mark);
+            if due && let Some((_, call)) = held.take() {
+                return Next::Envelope(call);
+            }
+            let holding = held.is_some();
+            drop(held);
+            if let Ok(event) = s.events_rx.try_recv() {
+                s.removed.fetch_add(1, Ordering::AcqRel);
+                return Next::Envelope(Envelope::Event(event));
+            }
+            // Nothing ready: wait for an event, a call or a control message.
+            let mut select = Select::new();
+            select.recv(&s.events_rx);
+            select.recv(control);
+            if !holding {
+                select.recv(&s.calls_rx);
+            }
+            // Bounded: a call's events may still be on their way in.
+            let _ = select.ready_timeout(Duration::from_millis(50));
+        }
+    }
+
+    /// Hands `event` over as `admission` allows, applying the policy when the
+    /// queue is full.
+    fn admit(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered {
+        let s = &*self.shared;
+        if s.failed.load(Ordering::Acquire) {
+            self.drop_event(event);
+            return Delivered::Dropped;
+        }
+        if admission == Admission::Always {
+            // An answer to the module's own request: bounded by the request
+            // table, never dropped; in order with the events before it.
+            self.post(Envelope::Event(Arc::clone(event)));
+            return Delivered::Accepted;
+        }
+        let event = match s.events_tx.try_send(Arc::clone(event)) {
+            Ok(()) => return self.pushed(),
+            Err(TrySendError::Disconnected(_)) => return Delivered::Gone,
+            Err(TrySendError::Full(event)) => event,
+        };
+        match s.settings.overflow {
+            Overflow::Block if admission == Admission::Now => Delivered::WouldBlock,
+            Overflow::Block if admission == Admission::Wait => {
+                match s.events_tx.send_timeout(event, s.publish_timeout) {
+                    Ok(()) => self.pushed(),
+                    Err(SendTimeoutError::Disconnected(_)) => Delivered::Gone,
+                    Err(SendTimeoutError::Timeout(event)) => {
+                        self.drop_event(&event);
+                        Delivered::Refused(format!(
+                            "module '{}' did not take the event on '{}' within {} ms: its \
+                             mailbox is full ({} events, overflow: block); it is too slow \
+                             for this rate, or raise its `mailbox.capacity`",
+                            s.name,
+                            event.topic(),
+                            s.publish_timeout.as_millis(),
+                            s.settings.capacity
+                        ))
+                    }
+                }
+            }
+            Overflow::Block | Overflow::DropNewest => {
+                self.drop_event(&event);
+                Delivered::Dropped
+            }
+            Overflow::DropOldest => self.replace_oldest(event),
+            Overflow::Fail => {
+                self.drop_event(&event);
+                if !s.failed.swap(true, Ordering::AcqRel) {
+                    self.schedule_failure();
+                }
+                Delivered::Dropped
+            }
+        }
+    }
+
+    fn pushed(&self) -> Delivered {
+        self.shared.pushed.fetch_add(1, Ordering::AcqRel);
+        Delivered::Accepted
+    }
+
+    /// Drops the oldest waiting event to make room for `event` (a few tries
+    /// against concurrent publishers, then `event` itself is dropped).
+    fn replace_oldest(&self, mut event: Arc<BusEvent>) -> Delivered {
+        let s = &*self.shared;
+        for _ in 0..8 {
+            if let Ok(oldest) = s.events_rx.try_recv() {
+                s.removed.fetch_add(1, Ordering::AcqRel);
+                self.drop_event(&oldest);
+            }
+            match s.events_tx.try_send(event) {
+                Ok(()) => return self.pushed(),
+                Err(TrySendError::Disconnected(_)) => return Delivered::Gone,
+                Err(TrySendError::Full(back)) => event = back,
+            }
+        }
+        self.drop_event(&event);
+        Delivered::Dropped
+    }
+
+    /// Counts a dropped event, sends it to the dead letters and makes sure an
+    /// overflow report follows.
+    fn drop_event(&self, event: &Arc<BusEvent>) {
+        let s = &*self.shared;
+        s.overflow.dropped.fetch_add(1, Ordering::AcqRel);
+        s.overflow.total.fetch_add(1, Ordering::Relaxed);
+        let Some(reporting) = s.reporting.get() else {
+            return;
+        };
+        if let Some(bus) = reporting.bus.upgrade() {
+            bus.dead_letter(DeadLetter {
+                module: Arc::clone(&s.name),
+                policy: s.settings.overflow,
+                event: Arc::clone(event),
+            });
+        }
+        if !s.overflow.report_scheduled.swap(true, Ordering::AcqRel) {
+            let mailbox = Arc::downgrade(&self.shared);
+            let scheduled = reporting.timers.call_after(
+                OVERFLOW_REPORT_INTERVAL,
+                Box::new(move || {
+                    if let Some(shared) = mailbox.upgrade() {
+                        Mailbox { shared }.report_overflow();
+                    }
+                }),
+            );
+            if scheduled.is_err() {
+                s.overflow.report_scheduled.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    /// Publishes `module.overflow` for the drops since the last report.
+    fn report_overflow(&self) {
+        let s = &*self.shared;
+        s.overflow.report_scheduled.store(false, Ordering::Release);
+        let dropped = s.overflow.dropped.swap(0, Ordering::AcqRel);
+        let Some(bus) = s.reporting.get().and_then(|r| r.bus.upgrade()) else {
+            return;
+        };
+        if dropped == 0 {
+            return;
+        }
+        tracing::warn!(
+            "module '{}': {dropped} events dropped in the last {} s: its mailbox is full \
+             ({} events, overflow: {}); they went to {}",
+            s.name,
+            OVERFLOW_REPORT_INTERVAL.as_secs(),
+            s.settings.capacity,
+            s.settings.overflow.as_str(),
+            events::MODULE_DEAD_LETTER
+        );
+        bus.publish_system_nowait(&events::ModuleOverflow {
+            capacity: s.settings.capacity as u64,
+            dropped,
+            name: s.name.to_string(),
+            policy: s.settings.overflow.as_str().to_owned(),
+        });
+    }
+
+    /// `fail`: takes the module off the bus, from the timer thread (never
+    /// from inside a publish).
+    fn schedule_failure(&self) {
+        let Some(reporting) = self.shared.reporting.get() else {
+            return;
+        };
+        let mailbox = Arc::downgrade(&self.shared);
+        let _ = reporting.timers.call_after(
+            Duration::from_millis(1),
+            Box::new(move || {
+                let Some(shared) = mailbox.upgrade() else {
+                    return;
+                };
+                let Some(reporting) = shared.reporting.get() else {
+                    return;
+                };
+                let Some(bus) = reporting.bus.upgrade() else {
+                    return;
+                };
+                bus.clear_subscriptions(reporting.subscriber);
+                let reason = format!(
+                    "its mailbox overflowed ({} events, overflow: fail): it receives no \
+                     more events; save an edit (or restart it) to bring it back",
+                    shared.settings.capacity
+                );
+                tracing::error!("module '{}' failed: {reason}", shared.name);
+                bus.publish_system_nowait(&events::ModuleFailed {
+                    name: shared.name.to_string(),
+                    reason,
+                    restarts: 0,
+                });
+            }),
+        );
+    }
+}
+
+/// The mailbox as the bus, the timers and the request table see it.
+pub struct MailboxSink(Mailbox);
+
+impl MailboxSink {
+    /// The mailbox behind the sink.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.0
+    }
+}
+
+impl EventSink for MailboxSink {
+    fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered {
+        self.0.admit(event, admission)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::unbounded;
+
+    /// A bus with one module mailbox of `capacity` and `overflow`, subscribed
+    /// to `t.>`, and an observer of the host's reports.
+    struct World {
+        bus: Bus,
+        timers: TimerService,
+        mailbox: Mailbox,
+        reports: Receiver<Arc<BusEvent>>,
+    }
+
+    fn world(capacity: usize, overflow: Overflow) -> World {
+        let bus = Bus::new();
+        let timers = TimerService::new();
+        let settings = MailboxSettings { capacity, overflow };
+        let mailbox = Mailbox::new("slow".into(), settings, Duration::from_millis(50));
+        let id = bus.register(mailbox.sink());
+        mailbox.report_to(&bus, timers.clone(), id);
+        bus.subscribe(id, "t.>").unwrap();
+        let (tx, reports) = unbounded::<Arc<BusEvent>>();
+        let observer = bus.register(Arc::new(tx));
+        bus.subscribe(observer, "module.>").unwrap();
+        World {
+            bus,
+            timers,
+            mailbox,
+            reports,
+        }
+    }
+
+    /// Takes what waits in the mailbox, in order: event topics and `call`.
+    fn drain(mailbox: &Mailbox) -> Vec<String> {
+        let (_control_tx, control) = unbounded::<Envelope>();
+        let mut taken = Vec::new();
+        while mailbox.has_waiting() {
+            match mailbox.next(&control) {
+                Next::Envelope(Envelope::Event(event)) => taken.push(event.topic().to_owned()),
+                Next::Envelope(_) => taken.push("call".to_owned()),
+                Next::Control => unreachable!("no control message was sent"),
+            }
+        }
+        taken
+    }
+
+    fn report(w: &World, topic: &str) -> serde_json::Value {
+        loop {
+            let event = w.reports.recv_timeout(Duration::from_secs(5)).expect(topic);
+            if event.topic() == topic {
+                return serde_json::from_slice(event.payload()).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn block_waits_then_refuses_the_publish_naming_the_module() {
+        let w = world(2, Overflow::Block);
+        w.bus.publish("t.1", b"1", None).unwrap();
+        w.bus.publish("t.2", b"2", None).unwrap();
+        let started = std::time::Instant::now();
+        let error = w.bus.publish("t.3", b"3", None).unwrap_err().to_string();
+        assert!(started.elapsed() >= Duration::from_millis(50), "it waited");
+        assert!(
+            error.contains("module 'slow' did not take the event on 't.3' within 50 ms"),
+            "{error}"
+        );
+        assert!(error.contains("overflow: block"), "{error}");
+        assert_eq!(drain(&w.mailbox), ["t.1", "t.2"]);
+        let overflow = report(&w, events::MODULE_OVERFLOW);
+        assert_eq!(overflow["dropped"], 1);
+        assert_eq!(overflow["policy"], "block");
+        w.timers.stop();
+    }
+
+    #[test]
+    fn a_blocked_publisher_goes_on_as_soon_as_there_is_room() {
+        let settings = MailboxSettings {
+            capacity: 1,
+            overflow: Overflow::Block,
+        };
+        let mailbox = Mailbox::new("patient".into(), settings, Duration::from_secs(30));
+        let sink = mailbox.sink();
+        let event = Arc::new(BusEvent::new("t.x", b"1", None));
+        assert_eq!(sink.deliver(&event, Admission::Now), Delivered::Accepted);
+        assert_eq!(sink.deliver(&event, Admission::Now), Delivered::WouldBlock);
+        assert_eq!(sink.deliver(&event, Admission::NoWait), Delivered::Dropped);
+        let consumer = {
+            let mailbox = mailbox.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                let (_control_tx, control) = unbounded::<Envelope>();
+                matches!(mailbox.next(&control), Next::Envelope(Envelope::Event(_)))
+            })
+        };
+        let started = std::time::Instant::now();
+        assert_eq!(sink.deliver(&event, Admission::Wait), Delivered::Accepted);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not the whole timeout"
+        );
+        assert!(consumer.join().unwrap(), "the consumer took one event");
+        assert_eq!(drain(&mailbox), ["t.x"]);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_and_dead_letters_the_rest() {
+        let w = world(3, Overflow::DropOldest);
+        let (tx, letters) = unbounded::<Arc<BusEvent>>();
+        let reader = w.bus.register(Arc::new(tx));
+        w.bus.subscribe(reader, events::MODULE_DEAD_LETTER).unwrap();
+        for n in 1..=5 {
+            w.bus
+                .publish(&format!("t.{n}"), format!("{{\"n\":{n}}}"), None)
+                .unwrap();
+        }
+        assert_eq!(drain(&w.mailbox), ["t.3", "t.4", "t.5"]);
+        let dead: Vec<serde_json::Value> = letters
+            .try_iter()
+            .map(|e| serde_json::from_slice(e.payload()).unwrap())
+            .collect();
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert_eq!(dead[0]["topic"], "t.1");
+        assert_eq!(dead[0]["data"], serde_json::json!({"n": 1}));
+        assert_eq!(dead[0]["name"], "slow");
+        assert_eq!(dead[0]["policy"], "drop-oldest");
+        assert_eq!(w.mailbox.dropped_total(), 2);
+        w.timers.stop();
+    }
+
+    #[test]
+    fn drop_newest_keeps_the_oldest() {
+        let w = world(2, Overflow::DropNewest);
+        for n in 1..=4 {
+            assert_eq!(
+                w.bus.publish(&format!("t.{n}"), b"1", None),
+                Ok(usize::from(n <= 2))
+            );
+        }
+        assert_eq!(drain(&w.mailbox), ["t.1", "t.2"]);
+        assert_eq!(report(&w, events::MODULE_OVERFLOW)["dropped"], 2);
+        w.timers.stop();
+    }
+
+    #[test]
+    fn fail_takes_the_module_off_the_bus_and_reports_it() {
+        let w = world(1, Overflow::Fail);
+        w.bus.publish("t.1", b"1", None).unwrap();
+        w.bus.publish("t.2", b"1", None).unwrap();
+        let failed = report(&w, events::MODULE_FAILED);
+        assert_eq!(failed["name"], "slow");
+        assert!(
+            failed["reason"]
+                .as_str()
+                .unwrap()
+                .contains("overflow: fail"),
+            "{failed}"
+        );
+        assert!(w.mailbox.has_failed());
+        assert_eq!(w.bus.publish("t.3", b"1", None), Ok(0), "unsubscribed");
+        assert_eq!(drain(&w.mailbox), ["t.1"]);
+        w.timers.stop();
+    }
+
+    #[test]
+    fn calls_run_after_the_events_before_them_and_answers_are_never_dropped() {
+        let w = world(2, Overflow::DropNewest);
+        w.bus.publish("t.1", b"1", None).unwrap();
+        w.mailbox.post(Envelope::Stop);
+        w.bus.publish("t.2", b"1", None).unwrap();
+        let answer = Arc::new(BusEvent::new("t.answer", b"1", None));
+        let sink = w.mailbox.sink();
+        assert_eq!(
+            sink.deliver(&answer, Admission::Always),
+            Delivered::Accepted
+        );
+        assert_eq!(w.bus.publish("t.3", b"1", None), Ok(0), "full: dropped");
+        assert_eq!(drain(&w.mailbox), ["t.1", "call", "t.2", "t.answer"]);
+        w.timers.stop();
+    }
+
+    #[test]
+    fn a_payload_over_max_event_bytes_is_refused() {
+        let w = world(10, Overflow::Block);
+        w.bus.set_max_event_bytes(8);
+        let error = w.bus.publish("t.big", b"123456789", None).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("is 9 bytes, more than max_event_bytes (8)"),
+            "{error}"
+        );
+        assert!(w.mailbox.is_empty());
+        w.timers.stop();
+    }
+}
