@@ -253,6 +253,12 @@ fn a_handler_that_never_returns_is_named_and_shutdown_does_not_wait_forever() {
     let next = orch.lines_with("Received test.ping").len() + 1;
     orch.wait_for(&format!("Received test.ping: hello (seq {next})"), SHORT)
         .unwrap();
+    // Meanwhile the stuck module's events do not pile up in its mailbox.
+    orch.wait_for(
+        "module 'fixture-stuck-handler': its handler is stuck: new events go to module.dead_letter",
+        SHORT,
+    )
+    .unwrap();
     stop_cleanly(&mut orch, Signal::SIGINT);
     assert!(
         orch.output()
@@ -639,6 +645,54 @@ fn requests_are_answered_timed_out_or_told_nobody_listens() {
             answered + 2 >= asked && answered <= asked,
             "{case}: {asked} asked, {answered} answered"
         );
+        stop_cleanly(&mut orch, Signal::SIGINT);
+    }
+}
+
+/// A handler that fails on every event is put behind its circuit breaker:
+/// after 3 failures in a row its events go to `module.dead_letter` for
+/// 500 ms, then one is tried; once the handler works again (from ping 10
+/// on) a trial closes the circuit and its events flow again.
+#[test]
+fn a_failing_handler_opens_its_circuit_and_a_good_trial_closes_it() {
+    for isolation in ["", "    isolation: process\n"] {
+        let scenario = Scenario::new(&format!(
+            "modules:\n  - name: fixture-event-log\n  - name: fixture-faulty-consumer\n{isolation}\
+             \x20   config: {{heal_after: 10}}\n\
+             \x20   circuit_breaker: {{fail_max: 3, reset_timeout: 500ms}}\n\
+             \x20 - name: mod-dummy-producer\n    config:\n      publish_interval: 100ms\n",
+        ));
+        let mut orch = start(&scenario);
+        let opened = orch.wait_for("EVENT module.circuit_open ", BUILD).unwrap();
+        assert!(
+            opened.text.contains(r#""failures":3"#)
+                && opened.text.contains(r#""name":"fixture-faulty-consumer""#)
+                && opened.text.contains(r#""reset_ms":500"#),
+            "{}",
+            opened.text
+        );
+        let failures_when_opened = orch.lines_with("failed handling 'test.ping'").len();
+        assert_eq!(failures_when_opened, 3, "{isolation:?}: {}", orch.output());
+        let dead = orch.wait_for(r#""reason":"circuit-open""#, SHORT).unwrap();
+        assert!(
+            dead.text.contains("EVENT module.dead_letter ")
+                && dead.text.contains(r#""topic":"test.ping""#),
+            "{}",
+            dead.text
+        );
+        orch.wait_for("EVENT module.circuit_closed ", SHORT)
+            .unwrap();
+        let healed = orch.wait_for("HEALED ping ", SHORT).unwrap();
+        let next: u64 = healed
+            .text
+            .split("HEALED ping ")
+            .nth(1)
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .expect("a ping number")
+            + 1;
+        // Closed: every ping reaches the handler again.
+        orch.wait_for(&format!("HEALED ping {next}"), SHORT)
+            .unwrap();
         stop_cleanly(&mut orch, Signal::SIGINT);
     }
 }

@@ -99,6 +99,28 @@ pub struct MainConfig {
     pub mailbox: MailboxSettings,
     /// `max_event_bytes`: the largest payload the bus accepts (default 16 MiB).
     pub max_event_bytes: u64,
+    /// `circuit_breaker`: the default for every module's handler.
+    pub circuit_breaker: CircuitBreakerSettings,
+}
+
+/// `circuit_breaker`: when a module that keeps failing stops getting events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakerSettings {
+    /// `fail_max`: consecutive failed or overrun `on_event` calls that open the
+    /// circuit (default 5).
+    pub fail_max: u32,
+    /// `reset_timeout`: how long it stays open before one event is tried
+    /// (default 30 s).
+    pub reset_timeout: Duration,
+}
+
+impl Default for CircuitBreakerSettings {
+    fn default() -> Self {
+        Self {
+            fail_max: 5,
+            reset_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for MainConfig {
@@ -111,8 +133,16 @@ impl Default for MainConfig {
             logging: LoggingSettings::default(),
             mailbox: MailboxSettings::default(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            circuit_breaker: CircuitBreakerSettings::default(),
         }
     }
+}
+
+/// What main.yaml sets for every module unless its entry says otherwise.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ModuleDefaults {
+    pub mailbox: MailboxSettings,
+    pub circuit_breaker: CircuitBreakerSettings,
 }
 
 /// The default of `max_event_bytes`: 16 MiB.
@@ -320,6 +350,9 @@ pub struct ModuleSpec {
     pub contract: Contract,
     /// `mailbox`: its capacity and overflow policy (defaults from main.yaml).
     pub mailbox: MailboxSettings,
+    /// `circuit_breaker`: when its failing handler stops getting events
+    /// (defaults from main.yaml).
+    pub circuit_breaker: CircuitBreakerSettings,
 }
 
 /// The topics a module may publish and subscribe to, as `modules.yaml`
@@ -415,6 +448,7 @@ impl fmt::Debug for ModuleSpec {
             .field("supervision", &self.supervision)
             .field("contract", &self.contract)
             .field("mailbox", &self.mailbox)
+            .field("circuit_breaker", &self.circuit_breaker)
             .finish()
     }
 }
@@ -448,7 +482,10 @@ pub fn load_with_env(
         &config_dir.join("modules.yaml"),
         workspace,
         env,
-        &main.mailbox,
+        &ModuleDefaults {
+            mailbox: main.mailbox,
+            circuit_breaker: main.circuit_breaker,
+        },
         &mut found,
     );
     if !found.errors.is_empty() {
@@ -526,7 +563,7 @@ fn load_modules(
     path: &Path,
     workspace: &Workspace,
     env: &dyn Fn(&str) -> Option<String>,
-    mailbox: &MailboxSettings,
+    defaults: &ModuleDefaults,
     found: &mut Found,
 ) -> Vec<ModuleSpec> {
     let source = match Source::read(path) {
@@ -552,7 +589,7 @@ fn load_modules(
         }
     };
     let mut checker = Checker::new(&source, env);
-    let modules = modules_file::check(&mut checker, raw.as_ref(), workspace, mailbox);
+    let modules = modules_file::check(&mut checker, raw.as_ref(), workspace, defaults);
     found.absorb(checker);
     modules
 }

@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 
 use super::check::{Checker, show};
 use super::suggest::did_you_mean;
-use super::{MailboxSettings, Overflow};
+use super::{CircuitBreakerSettings, MailboxSettings, Overflow};
 
 /// A `mailbox:` mapping as written.
 #[derive(Debug, Default, Deserialize)]
@@ -17,6 +17,35 @@ use super::{MailboxSettings, Overflow};
 pub(crate) struct RawMailbox {
     capacity: Option<Spanned<Value>>,
     overflow: Option<Spanned<String>>,
+}
+
+/// A `circuit_breaker:` mapping as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawCircuitBreaker {
+    fail_max: Option<Spanned<Value>>,
+    reset_timeout: Option<Spanned<Value>>,
+}
+
+/// `circuit_breaker:`, each setting falling back to `defaults`.
+pub(crate) fn circuit_breaker(
+    c: &mut Checker,
+    raw: Option<&RawCircuitBreaker>,
+    defaults: &CircuitBreakerSettings,
+) -> CircuitBreakerSettings {
+    let Some(raw) = raw else { return *defaults };
+    CircuitBreakerSettings {
+        fail_max: c.count(
+            "circuit_breaker.fail_max",
+            raw.fail_max.as_ref(),
+            defaults.fail_max,
+        ),
+        reset_timeout: c.duration(
+            "circuit_breaker.reset_timeout",
+            raw.reset_timeout.as_ref(),
+            defaults.reset_timeout,
+        ),
+    }
 }
 
 /// The largest `mailbox.capacity`: a million events.

@@ -7,7 +7,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::check::Checker;
-use super::limits::{self, RawMailbox};
+use super::limits::{self, RawCircuitBreaker, RawMailbox};
 use super::suggest::did_you_mean;
 use super::{AppInfo, LogFormat, LoggingSettings, MainConfig, ResourceSettings, Timeouts};
 
@@ -23,6 +23,7 @@ pub(crate) struct RawMain {
     logging: Option<RawLogging>,
     mailbox: Option<RawMailbox>,
     max_event_bytes: Option<Spanned<Value>>,
+    circuit_breaker: Option<RawCircuitBreaker>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +98,11 @@ pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
             "max_event_bytes",
             raw.max_event_bytes.as_ref(),
             defaults.max_event_bytes,
+        ),
+        circuit_breaker: limits::circuit_breaker(
+            c,
+            raw.circuit_breaker.as_ref(),
+            &defaults.circuit_breaker,
         ),
     }
 }

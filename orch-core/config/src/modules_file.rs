@@ -9,12 +9,12 @@ use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
 use super::check::{Checker, show};
-use super::limits::{self, RawMailbox};
+use super::limits::{self, RawCircuitBreaker, RawMailbox};
 use super::order;
 use super::redact::collect_secrets;
 use super::suggest::did_you_mean;
 use super::{
-    Contract, Isolation, MailboxSettings, ModuleSpec, RestartPolicy, Supervision, TestSettings,
+    Contract, Isolation, ModuleDefaults, ModuleSpec, RestartPolicy, Supervision, TestSettings,
 };
 use crate::workspace::{Workspace, WorkspacePackage};
 
@@ -53,6 +53,7 @@ struct RawModule {
     publishes: Option<Vec<Spanned<String>>>,
     subscribes: Option<Vec<Spanned<String>>>,
     mailbox: Option<RawMailbox>,
+    circuit_breaker: Option<RawCircuitBreaker>,
 }
 
 /// A module's `test:` mapping as written.
@@ -79,7 +80,7 @@ pub(crate) fn check(
     c: &mut Checker,
     raw: Option<&RawModulesFile>,
     workspace: &Workspace,
-    mailbox: &MailboxSettings,
+    defaults: &ModuleDefaults,
 ) -> Vec<ModuleSpec> {
     let Some(entries) = raw.and_then(|raw| raw.modules.as_ref()) else {
         let error = c.src.error_at(
@@ -92,7 +93,7 @@ pub(crate) fn check(
     };
     let declared: Vec<Declared> = entries
         .iter()
-        .filter_map(|entry| check_entry(c, entry, workspace, mailbox))
+        .filter_map(|entry| check_entry(c, entry, workspace, defaults))
         .collect();
     check_unique_names(c, &declared);
     order::check_dependencies(c, &declared);
@@ -104,7 +105,7 @@ fn check_entry(
     c: &mut Checker,
     entry: &Spanned<RawModule>,
     ws: &Workspace,
-    mailbox: &MailboxSettings,
+    defaults: &ModuleDefaults,
 ) -> Option<Declared> {
     let raw = &entry.value;
     let name = module_name(c, raw.name.as_ref(), &entry.referenced);
@@ -119,7 +120,9 @@ fn check_entry(
         publishes: contract(c, "publishes", raw.publishes.as_deref()),
         subscribes: contract(c, "subscribes", raw.subscribes.as_deref()),
     };
-    let mailbox = limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), mailbox);
+    let mailbox = limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox);
+    let circuit_breaker =
+        limits::circuit_breaker(c, raw.circuit_breaker.as_ref(), &defaults.circuit_breaker);
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {
         spec: ModuleSpec {
@@ -134,6 +137,7 @@ fn check_entry(
             supervision,
             contract,
             mailbox,
+            circuit_breaker,
         },
         name_at,
         deps_at,

@@ -11,17 +11,19 @@
 //! unload an old library: its thread-local destructors run when its thread ends.
 
 use orch_sdk::events;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
-use crate::bus::{Bus, BusEvent};
+use crate::breaker::{Admit, Breaker, Change};
+use crate::bus::{Bus, BusEvent, DeadLetter};
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::instance::Instance;
 use crate::mailbox::Next;
 pub use crate::mailbox::{Mailbox, MailboxSink};
+use orch_config::CircuitBreakerSettings;
 
 /// A unit of work for an actor.
 pub enum Envelope {
@@ -43,6 +45,8 @@ pub struct ActorState {
     pub paused: bool,
     /// Set by a call to end the thread right after that call.
     pub retire: bool,
+    /// The circuit breaker of this generation's handler.
+    pub breaker: Breaker,
 }
 
 impl ActorState {
@@ -53,7 +57,14 @@ impl ActorState {
             instance,
             paused,
             retire: false,
+            breaker: Breaker::new(CircuitBreakerSettings::default()),
         }
+    }
+
+    /// The same state with the module's `circuit_breaker` settings.
+    pub fn with_circuit_breaker(mut self, settings: CircuitBreakerSettings) -> Self {
+        self.breaker = Breaker::new(settings);
+        self
     }
 }
 
@@ -67,6 +78,10 @@ pub struct Activity {
     seq: AtomicU64,
     event: Mutex<Option<Arc<BusEvent>>>,
     watch: Mutex<Watch>,
+    /// Set by the watchdog when the running handler overran `timeouts.event`.
+    overran: AtomicBool,
+    /// The module's mailbox, suspended while a handler is stuck.
+    mailbox: Option<Mailbox>,
 }
 
 /// The watchdog's own view of one actor.
@@ -78,8 +93,11 @@ struct Watch {
 }
 
 impl Activity {
-    fn new() -> Self {
-        Self::default()
+    fn new(mailbox: Mailbox) -> Self {
+        Self {
+            mailbox: Some(mailbox),
+            ..Self::default()
+        }
     }
 
     fn begin(&self, event: &Arc<BusEvent>) {
@@ -87,11 +105,17 @@ impl Activity {
         self.seq.fetch_add(1, Ordering::Release);
     }
 
-    fn end(&self) {
+    /// The handler returned; whether the watchdog saw it overrun.
+    fn end(&self) -> bool {
         self.seq.fetch_add(1, Ordering::Release);
         // Let go of the event: a timer sends its next tick only once nobody
         // holds the last one (see `timers.rs`).
         self.event.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let overran = self.overran.swap(false, Ordering::AcqRel);
+        if overran && let Some(mailbox) = &self.mailbox {
+            mailbox.set_suspended(false);
+        }
+        overran
     }
 
     /// If one event handler has run for longer than `limit` (as seen by the
@@ -114,6 +138,12 @@ impl Activity {
             return None;
         }
         watch.reported = true;
+        // It counts as a failure when it returns; meanwhile its events go to
+        // the dead letters instead of holding publishers up.
+        self.overran.store(true, Ordering::Release);
+        if let Some(mailbox) = &self.mailbox {
+            mailbox.set_suspended(true);
+        }
         let event = self.event.lock().unwrap_or_else(|e| e.into_inner());
         Some((
             event
@@ -152,7 +182,7 @@ impl Actor {
         let name = Arc::clone(&state.name);
         let (control, control_rx) = unbounded();
         let (done_tx, done) = bounded(1);
-        let activity = Arc::new(Activity::new());
+        let activity = Arc::new(Activity::new(mailbox.clone()));
         let thread_activity = Arc::clone(&activity);
         let thread_mailbox = mailbox.clone();
         let thread = std::thread::Builder::new()
@@ -336,11 +366,73 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
     let Some(instance) = state.instance.as_mut() else {
         return;
     };
+    if state.breaker.admit() == Admit::Refuse {
+        bus.dead_letter(DeadLetter {
+            module: Arc::clone(&state.name),
+            reason: "circuit-open",
+            event: Arc::clone(event),
+        });
+        return;
+    }
     activity.begin(event);
     let result = instance.on_event(event.delivery());
-    activity.end();
-    if let Err(cause) = result {
-        report_event_failure(&state.name, event.topic(), &cause, bus);
+    let overran = activity.end();
+    // An isolated module's outcomes arrive later, as the child acknowledges.
+    let outcomes = instance.take_outcomes();
+    match (&result, instance.is_local()) {
+        (Err(cause), _) => {
+            report_event_failure(&state.name, event.topic(), cause, bus);
+            let change = state.breaker.failure();
+            report_circuit(&state.name, change, &cause.to_string(), &state.breaker, bus);
+        }
+        (Ok(()), true) => {
+            let change = if overran {
+                state.breaker.failure()
+            } else {
+                state.breaker.success()
+            };
+            let why = "its handler overran timeouts.event";
+            report_circuit(&state.name, change, why, &state.breaker, bus);
+        }
+        (Ok(()), false) => {}
+    }
+    for outcome in outcomes {
+        let change = match &outcome {
+            Ok(()) => state.breaker.success(),
+            Err(_) => state.breaker.failure(),
+        };
+        let why = outcome.err().unwrap_or_default();
+        report_circuit(&state.name, change, &why, &state.breaker, bus);
+    }
+}
+
+/// Logs and publishes what a handler's outcome did to the circuit.
+fn report_circuit(name: &str, change: Change, error: &str, breaker: &Breaker, bus: &Bus) {
+    match change {
+        Change::None => {}
+        Change::Opened { failures } => {
+            let reset = breaker.reset_timeout();
+            tracing::error!(
+                "[CIRCUIT] module '{name}' failed {failures} times in a row (last: {error}): \
+                 its events go to {} for {}, then one is tried",
+                events::MODULE_DEAD_LETTER,
+                orch_sdk::duration::human(reset)
+            );
+            bus.publish_system(&events::ModuleCircuitOpen {
+                error: error.to_owned(),
+                failures,
+                name: name.to_owned(),
+                reset_ms: u64::try_from(reset.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        Change::Closed => {
+            tracing::info!(
+                "[CIRCUIT] module '{name}' handled a trial event: its events flow again"
+            );
+            bus.publish_system(&events::ModuleCircuitClosed {
+                name: name.to_owned(),
+            });
+        }
     }
 }
 
@@ -368,7 +460,7 @@ mod tests {
 
     #[test]
     fn the_watchdog_reports_a_handler_stuck_on_one_event_once() {
-        let activity = Activity::new();
+        let activity = Activity::new(Mailbox::with_defaults("watched"));
         let event = Arc::new(BusEvent::new("test.ping", b"{}", None));
         assert_eq!(activity.overdue(Duration::ZERO), None, "idle");
         activity.begin(&event);

@@ -188,12 +188,12 @@ impl EventSink for crossbeam_channel::Sender<Arc<BusEvent>> {
     }
 }
 
-/// An event a full mailbox dropped, on its way to `module.dead_letter`.
+/// An event a module did not get, on its way to `module.dead_letter`.
 pub struct DeadLetter {
     /// The module that did not get it.
     pub module: Arc<str>,
-    /// That module's policy.
-    pub policy: orch_config::Overflow,
+    /// Why: an overflow policy, `circuit-open` or `stuck-handler`.
+    pub reason: &'static str,
     /// The event.
     pub event: Arc<BusEvent>,
 }
@@ -380,7 +380,7 @@ impl Bus {
                 data: serde_json::from_slice(event.payload()).unwrap_or_default(),
                 id: event.id,
                 name: letter.module.to_string(),
-                policy: letter.policy.as_str().to_owned(),
+                reason: letter.reason.to_owned(),
                 source: event
                     .source
                     .as_deref()

@@ -55,6 +55,20 @@ impl Instance {
         }
     }
 
+    /// Whether it runs in this process (its `on_event` outcome is final).
+    pub fn is_local(&self) -> bool {
+        matches!(self, Instance::Local(_))
+    }
+
+    /// The outcomes of events an isolated child acknowledged since the last
+    /// call, oldest first (`Err` with the failure); none for a local one.
+    pub fn take_outcomes(&mut self) -> Vec<Result<(), String>> {
+        match self {
+            Instance::Local(_) => Vec::new(),
+            Instance::Remote(r) => r.take_outcomes(),
+        }
+    }
+
     /// `Module::save_state`.
     pub fn save_state(&mut self) -> Result<Option<Vec<u8>>, Cause> {
         match self {

@@ -8,6 +8,7 @@
 //! edits the user's files.
 
 pub mod actor;
+pub mod breaker;
 pub mod bus;
 mod error;
 pub mod host_api;

@@ -55,6 +55,9 @@ struct Shared {
     removed: AtomicU64,
     /// Set by the `fail` policy: nothing is delivered any more.
     failed: AtomicBool,
+    /// Set while the module's handler is stuck past `timeouts.event`: its
+    /// events go to the dead letters instead of filling the mailbox.
+    suspended: AtomicBool,
     overflow: OverflowCount,
     reporting: OnceLock<Reporting>,
 }
@@ -102,6 +105,7 @@ impl Mailbox {
                 pushed: AtomicU64::new(0),
                 removed: AtomicU64::new(0),
                 failed: AtomicBool::new(false),
+                suspended: AtomicBool::new(false),
                 overflow: OverflowCount::default(),
                 reporting: OnceLock::new(),
             }),
@@ -166,6 +170,24 @@ impl Mailbox {
         self.shared.overflow.total.load(Ordering::Relaxed)
     }
 
+    /// Suspends delivery while the module's handler is stuck (the watchdog
+    /// saw it overrun `timeouts.event`): new events go to the dead letters
+    /// instead of filling the mailbox and holding publishers up. Resumed
+    /// when the handler returns.
+    pub fn set_suspended(&self, suspended: bool) {
+        if self.shared.suspended.swap(suspended, Ordering::AcqRel) != suspended {
+            tracing::warn!(
+                "module '{}': {}",
+                self.shared.name,
+                if suspended {
+                    "its handler is stuck: new events go to module.dead_letter until it returns"
+                } else {
+                    "its handler returned: events are delivered again"
+                }
+            );
+        }
+    }
+
     /// Whether the `fail` policy took the module off the bus.
     pub fn has_failed(&self) -> bool {
         self.shared.failed.load(Ordering::Acquire)
@@ -213,6 +235,10 @@ impl Mailbox {
         let s = &*self.shared;
         if s.failed.load(Ordering::Acquire) {
             self.drop_event(event);
+            return Delivered::Dropped;
+        }
+        if s.suspended.load(Ordering::Acquire) && admission != Admission::Always {
+            self.dead_letter(event, "stuck-handler");
             return Delivered::Dropped;
         }
         if admission == Admission::Always {
@@ -291,16 +317,10 @@ impl Mailbox {
         let s = &*self.shared;
         s.overflow.dropped.fetch_add(1, Ordering::AcqRel);
         s.overflow.total.fetch_add(1, Ordering::Relaxed);
+        self.dead_letter(event, s.settings.overflow.as_str());
         let Some(reporting) = s.reporting.get() else {
             return;
         };
-        if let Some(bus) = reporting.bus.upgrade() {
-            bus.dead_letter(DeadLetter {
-                module: Arc::clone(&s.name),
-                policy: s.settings.overflow,
-                event: Arc::clone(event),
-            });
-        }
         if !s.overflow.report_scheduled.swap(true, Ordering::AcqRel) {
             let mailbox = Arc::downgrade(&self.shared);
             let scheduled = reporting.timers.call_after(
@@ -314,6 +334,18 @@ impl Mailbox {
             if scheduled.is_err() {
                 s.overflow.report_scheduled.store(false, Ordering::Release);
             }
+        }
+    }
+
+    /// Sends `event` to the dead letters, with `reason`.
+    fn dead_letter(&self, event: &Arc<BusEvent>, reason: &'static str) {
+        let s = &*self.shared;
+        if let Some(bus) = s.reporting.get().and_then(|r| r.bus.upgrade()) {
+            bus.dead_letter(DeadLetter {
+                module: Arc::clone(&s.name),
+                reason,
+                event: Arc::clone(event),
+            });
         }
     }
 
@@ -523,7 +555,7 @@ mod tests {
         assert_eq!(dead[0]["topic"], "t.1");
         assert_eq!(dead[0]["data"], serde_json::json!({"n": 1}));
         assert_eq!(dead[0]["name"], "slow");
-        assert_eq!(dead[0]["policy"], "drop-oldest");
+        assert_eq!(dead[0]["reason"], "drop-oldest");
         assert_eq!(w.mailbox.dropped_total(), 2);
         w.timers.stop();
     }

@@ -39,8 +39,13 @@ pub const MODULE_FAILED: &str = "module.failed";
 /// A module's mailbox was full and events were dropped or refused (at most
 /// one report a second per module).
 pub const MODULE_OVERFLOW: &str = "module.overflow";
-/// An event a module's full mailbox dropped, for any module that subscribes.
+/// An event a module did not get (its mailbox was full, its circuit open, or
+/// its handler stuck), for any module that subscribes.
 pub const MODULE_DEAD_LETTER: &str = "module.dead_letter";
+/// A module's handler kept failing: its events go to the dead letters.
+pub const MODULE_CIRCUIT_OPEN: &str = "module.circuit_open";
+/// A module's handler succeeded again on a trial event: its events flow again.
+pub const MODULE_CIRCUIT_CLOSED: &str = "module.circuit_closed";
 
 /// `app.started`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -161,7 +166,7 @@ pub struct ModuleOverflow {
     pub policy: String,
 }
 
-/// `module.dead_letter`: one event a full mailbox dropped.
+/// `module.dead_letter`: one event a module did not get.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModuleDeadLetter {
     /// The event's payload (`null` if it was not JSON).
@@ -170,12 +175,33 @@ pub struct ModuleDeadLetter {
     pub id: u64,
     /// The module that did not get it.
     pub name: String,
-    /// That module's `mailbox.overflow` policy.
-    pub policy: String,
+    /// Why: the mailbox's overflow policy (`block`, `drop-oldest`,
+    /// `drop-newest`, `fail`), `circuit-open` or `stuck-handler`.
+    pub reason: String,
     /// Who published it: a module, or `host`.
     pub source: String,
     /// The event's topic.
     pub topic: String,
+}
+
+/// `module.circuit_open`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleCircuitOpen {
+    /// The last failure.
+    pub error: String,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// The module.
+    pub name: String,
+    /// How long until one event is tried, in milliseconds.
+    pub reset_ms: u64,
+}
+
+/// `module.circuit_closed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleCircuitClosed {
+    /// The module.
+    pub name: String,
 }
 
 macro_rules! topics {
@@ -202,6 +228,8 @@ topics! {
     ModuleFailed => MODULE_FAILED,
     ModuleOverflow => MODULE_OVERFLOW,
     ModuleDeadLetter => MODULE_DEAD_LETTER,
+    ModuleCircuitOpen => MODULE_CIRCUIT_OPEN,
+    ModuleCircuitClosed => MODULE_CIRCUIT_CLOSED,
 }
 
 #[cfg(test)]

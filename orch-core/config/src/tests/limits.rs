@@ -82,3 +82,37 @@ fn bad_limits_are_named_at_their_line_with_the_choices() {
         "{errors}"
     );
 }
+
+#[test]
+fn a_circuit_breaker_default_comes_from_main_yaml_and_a_module_overrides_it() {
+    let main = "circuit_breaker:\n  fail_max: 3\n";
+    let modules =
+        "modules:\n  - name: mod-a\n  - name: mod-b\n    circuit_breaker: {reset_timeout: 500ms}\n";
+    let config = Fixture::with(Some(main), Some(modules)).load();
+    let [a, b] = &config.modules[..] else {
+        panic!("two modules: {:?}", config.modules);
+    };
+    let thirty = std::time::Duration::from_secs(30);
+    assert_eq!(
+        (a.circuit_breaker.fail_max, a.circuit_breaker.reset_timeout),
+        (3, thirty)
+    );
+    assert_eq!(
+        (b.circuit_breaker.fail_max, b.circuit_breaker.reset_timeout),
+        (3, std::time::Duration::from_millis(500))
+    );
+    let errors = Fixture::with(
+        None,
+        Some("modules:\n  - name: mod-a\n    circuit_breaker: {fail_max: 0, reset_timeout: 0s}\n"),
+    )
+    .errors()
+    .to_string();
+    assert!(
+        errors.contains("`circuit_breaker.fail_max` must be a whole number of at least 1"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("`circuit_breaker.reset_timeout` is zero"),
+        "{errors}"
+    );
+}

@@ -70,6 +70,8 @@ pub struct RemoteModule {
     down: bool,
     restarts: u32,
     inflight: InFlight,
+    /// Outcomes acknowledged and not yet taken by the actor (bounded).
+    outcomes: Vec<Result<(), String>>,
 }
 
 /// Events sent to a child before the first is acknowledged, at most.
@@ -99,6 +101,7 @@ impl RemoteModule {
             down: false,
             restarts: 0,
             inflight: InFlight::default(),
+            outcomes: Vec::new(),
         };
         match ChildLink::spawn(&module.setup) {
             Ok((link, declared)) => {
@@ -240,10 +243,22 @@ impl RemoteModule {
         let Some(topic) = self.inflight.acknowledge() else {
             return;
         };
-        if status != Status::Ok {
+        if self.outcomes.len() >= 2 * WINDOW {
+            let _ = self.outcomes.remove(0);
+        }
+        if status == Status::Ok {
+            self.outcomes.push(Ok(()));
+        } else {
             let cause = cause_of(status, data);
             crate::actor::report_event_failure(&self.setup.name, &topic, &cause, &self.setup.bus);
+            self.outcomes.push(Err(cause.to_string()));
         }
+    }
+
+    /// The outcomes acknowledged since the last call (at most an in-flight
+    /// window's worth), for the circuit breaker.
+    pub fn take_outcomes(&mut self) -> Vec<Result<(), String>> {
+        std::mem::take(&mut self.outcomes)
     }
 
     /// A lifecycle call, after the events in flight: a death during the call is

@@ -211,7 +211,8 @@ impl Supervisor {
         ctx.set_shutdown_timeout(self.timeouts.shutdown);
         ctx.set_contract(spec.contract.clone());
         // Paused until its start returns: a module gets no event before `start`.
-        let state = ActorState::new(Arc::clone(&name), None, true);
+        let state = ActorState::new(Arc::clone(&name), None, true)
+            .with_circuit_breaker(spec.circuit_breaker);
         let actor = Actor::spawn(&mailbox, state, self.bus.clone()).map_err(|e| {
             ModuleFailure::new(
                 &*name,

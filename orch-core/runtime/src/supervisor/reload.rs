@@ -217,7 +217,9 @@ impl Supervisor {
         state: Option<&[u8]>,
     ) -> Result<Actor, ModuleFailure> {
         let name: Arc<str> = spec.name.as_str().into();
-        let actor = self.spawn_paused(module, ActorState::new(Arc::clone(&name), None, true))?;
+        let paused = ActorState::new(Arc::clone(&name), None, true)
+            .with_circuit_breaker(spec.circuit_breaker);
+        let actor = self.spawn_paused(module, paused)?;
         // Retire the old generation first: a thread of it that publishes now is
         // told its generation has stopped, not that publishing is not allowed yet.
         module.ctx.set_active_generation(generation);
@@ -259,7 +261,8 @@ impl Supervisor {
         module.ctx.set_active_generation(module.generation);
         module.ctx.set_may_publish(false);
         module.ctx.set_contract(spec.contract.clone());
-        let paused = ActorState::new(old_state.name, old_state.instance, true);
+        let paused = ActorState::new(old_state.name, old_state.instance, true)
+            .with_circuit_breaker(spec.circuit_breaker);
         let actor = self.spawn_paused(module, paused)?;
         // The restored generation's code runs on this new thread now: it gets
         // the generation's thread name, inherited by the threads it starts.
