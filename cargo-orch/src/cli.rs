@@ -10,6 +10,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code of a usage or configuration error.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code of a run whose shutdown was not clean: some module's `shutdown`
+/// failed, panicked or timed out (each is named in the log).
+pub const EXIT_UNCLEAN_SHUTDOWN: u8 = 3;
+/// Exit code of a run that did not end within `timeouts.shutdown_total` after
+/// the signal: the process exited anyway, naming what was stuck.
+pub const EXIT_SHUTDOWN_DEADLINE: u8 = 4;
 
 /// Top level: `cargo <subcommand>`.
 #[derive(Debug, Parser)]

@@ -259,11 +259,78 @@ fn a_handler_that_never_returns_is_named_and_shutdown_does_not_wait_forever() {
         SHORT,
     )
     .unwrap();
-    stop_cleanly(&mut orch, Signal::SIGINT);
+    orch.signal(Signal::SIGINT).expect("send signal");
+    let status = orch.wait_exit(Duration::from_secs(20)).expect("exit");
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "an unclean shutdown\n{}",
+        orch.output()
+    );
     assert!(
         orch.output()
             .contains("module 'fixture-stuck-handler' failed in phase shutdown"),
         "{}",
+        orch.output()
+    );
+    orch.wait_for(
+        "[SHUTDOWN] 1 module(s) did not shut down cleanly: fixture-stuck-handler (shutdown)",
+        SHORT,
+    )
+    .unwrap();
+}
+
+/// Three stuck modules would take 3 x 2 s to shut down; `shutdown_total`
+/// (1 s) ends the process first, naming the module it was stuck on, with
+/// exit code 4. A signal during a start-up stuck in `initialize` cancels it
+/// the same way.
+#[test]
+fn the_shutdown_deadline_ends_the_process_whatever_modules_do() {
+    let stuck = "  - name: stuck-a\n    package: fixture-stuck-handler\n\
+                 \x20 - name: stuck-b\n    package: fixture-stuck-handler\n\
+                 \x20 - name: stuck-c\n    package: fixture-stuck-handler\n";
+    let scenario = Scenario::with_main(
+        &format!("modules:\n{stuck}{PRODUCER_AND_CONSUMER}"),
+        "timeouts:\n  event: 500ms\n  shutdown: 2s\n  shutdown_total: 1s\n",
+    );
+    let mut orch = start(&scenario);
+    orch.wait_for("[TIMEOUT] module 'stuck-c' is stuck", BUILD)
+        .unwrap();
+    orch.signal(Signal::SIGINT).expect("send signal");
+    let status = orch.wait_exit(Duration::from_secs(20)).expect("exit");
+    assert_eq!(status.code(), Some(4), "{}", orch.output());
+    let deadline = orch
+        .wait_for(
+            "[SHUTDOWN] not done within timeouts.shutdown_total (1.00 s)",
+            SHORT,
+        )
+        .unwrap();
+    assert!(
+        deadline.text.contains("module 'stuck-")
+            && deadline.text.contains("(phase shutdown) is stuck"),
+        "{}",
+        deadline.text
+    );
+
+    // A start-up stuck in initialize: the signal cancels it.
+    let scenario = Scenario::with_main(
+        "modules:\n  - name: fixture-hang-init\n  - name: mod-dummy-consumer\n",
+        "timeouts:\n  initialize: 60s\n  shutdown_total: 1s\n",
+    );
+    let mut orch = start(&scenario);
+    orch.wait_for("fixture-hang-init is about to hang", BUILD)
+        .unwrap();
+    orch.signal(Signal::SIGTERM).expect("send signal");
+    let status = orch.wait_exit(Duration::from_secs(20)).expect("exit");
+    assert_eq!(status.code(), Some(4), "{}", orch.output());
+    orch.wait_for(
+        "module 'fixture-hang-init' (phase initialize) is stuck",
+        SHORT,
+    )
+    .unwrap();
+    assert!(
+        !orch.output().contains("app.started"),
+        "nothing started:\n{}",
         orch.output()
     );
 }

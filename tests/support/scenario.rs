@@ -36,6 +36,21 @@ impl Scenario {
         Self { dir }
     }
 
+    /// A scenario whose `main.yaml` is the usual app and logging settings plus
+    /// `main_yaml` (whole sections, such as `timeouts:` with a few keys).
+    pub fn with_main(modules_yaml: &str, main_yaml: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let logs = dir.path().join("logs");
+        let main = format!(
+            "app:\n  name: e2e\n  version: 0.0.1\nhot_reload: false\n{main_yaml}\
+             logging:\n  level: info\n  dir: {}\n",
+            logs.display()
+        );
+        std::fs::write(dir.path().join("main.yaml"), main).expect("write main.yaml");
+        std::fs::write(dir.path().join("modules.yaml"), modules_yaml).expect("write modules.yaml");
+        Self { dir }
+    }
+
     /// The config folder.
     pub fn config_dir(&self) -> &Path {
         self.dir.path()

@@ -2,7 +2,7 @@
 //! order, and run until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::hot_reload::{HotReload, Outcome};
 use anyhow::Context as _;
@@ -12,12 +12,14 @@ use orch_cargo::{BuildRequest, Builder};
 use orch_runtime::bus::Bus;
 use orch_runtime::loader::Loader;
 use orch_runtime::resources::ResourceManager;
-use orch_runtime::supervisor::Supervisor;
+use orch_runtime::supervisor::{Control, Supervisor};
 use orch_sdk::duration::human;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use crate::cli::{EXIT_FAILURE, GlobalArgs, RunArgs};
+use crate::cli::{
+    EXIT_FAILURE, EXIT_SHUTDOWN_DEADLINE, EXIT_UNCLEAN_SHUTDOWN, GlobalArgs, RunArgs,
+};
 use crate::session::Session;
 
 /// Runs the application until a signal.
@@ -40,7 +42,12 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     );
 
     let builder = Builder::new(&session.workspace);
-    let shutdown = watch_signals(builder.clone())?;
+    let control = Control::default();
+    let shutdown = watch_signals(
+        builder.clone(),
+        control.clone(),
+        config.main.timeouts.shutdown_total,
+    )?;
 
     let mut resources = ResourceManager::new(&config.main.resources);
     resources.log_limits(&config.main.resources);
@@ -84,6 +91,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let bus = Bus::new();
     bus.set_max_event_bytes(config.main.max_event_bytes);
     let mut supervisor = Supervisor::new(bus, loader, config.main.timeouts);
+    supervisor.set_control(control);
     let report = supervisor.start(&modules, &build);
     tracing::info!(
         "[TIMING] from process start to app.started: {}",
@@ -93,15 +101,26 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("no module is running; fix the errors above and run again");
     }
 
-    let signal = if hot_reload {
+    let signal = if hot_reload && !report.cancelled {
         watch_and_reload(&session, &builder, args.release, &mut supervisor, &shutdown)
     } else {
         shutdown.recv().unwrap_or("signal")
     };
-    // Shutdown failures are logged with their module and phase; the exit stays clean.
-    let _failures = supervisor.shutdown(&format!("{signal} received"));
+    let failures = supervisor.shutdown(&format!("{signal} received"));
     drop(resources);
-    Ok(ExitCode::SUCCESS)
+    if failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let names: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{} ({})", f.module, f.phase))
+        .collect();
+    tracing::error!(
+        "[SHUTDOWN] {} module(s) did not shut down cleanly: {}; exit code {EXIT_UNCLEAN_SHUTDOWN}",
+        failures.len(),
+        names.join(", ")
+    );
+    Ok(ExitCode::from(EXIT_UNCLEAN_SHUTDOWN))
 }
 
 /// Watches sources and modules.yaml until a signal arrives, rebuilding and
@@ -158,9 +177,14 @@ fn prebuilt_artifacts(
         .collect()
 }
 
-/// SIGINT/SIGTERM: the first cancels a running build and asks for a clean
-/// shutdown; a second one exits at once.
-fn watch_signals(builder: Builder) -> anyhow::Result<Receiver<&'static str>> {
+/// SIGINT/SIGTERM: the first cancels a running build or start-up, asks for a
+/// clean shutdown and arms the `timeouts.shutdown_total` deadline; a second
+/// one exits at once.
+fn watch_signals(
+    builder: Builder,
+    control: Control,
+    shutdown_total: Duration,
+) -> anyhow::Result<Receiver<&'static str>> {
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
     let (tx, rx) = unbounded();
     std::thread::Builder::new()
@@ -174,6 +198,8 @@ fn watch_signals(builder: Builder) -> anyhow::Result<Receiver<&'static str>> {
                     std::process::exit(130);
                 }
                 builder.cancel();
+                control.cancel();
+                arm_shutdown_deadline(control.clone(), shutdown_total);
                 let _ = tx.send(if signal == SIGINT {
                     "SIGINT"
                 } else {
@@ -183,4 +209,29 @@ fn watch_signals(builder: Builder) -> anyhow::Result<Receiver<&'static str>> {
         })
         .context("cannot start the signal thread")?;
     Ok(rx)
+}
+
+/// Ends the process `limit` after the signal if the shutdown is still going
+/// on, naming the step that is stuck. Isolated modules' children die with
+/// the process (`PR_SET_PDEATHSIG`), build processes with their guard.
+fn arm_shutdown_deadline(control: Control, limit: Duration) {
+    let armed = std::thread::Builder::new()
+        .name("orch-deadline".into())
+        .spawn(move || {
+            std::thread::sleep(limit);
+            let stuck = control
+                .current_step()
+                .unwrap_or_else(|| "the host itself".to_owned());
+            let message = format!(
+                "[SHUTDOWN] not done within timeouts.shutdown_total ({}): {stuck} is stuck; \
+                 exiting anyway with code {EXIT_SHUTDOWN_DEADLINE}",
+                human(limit)
+            );
+            tracing::error!("{message}");
+            eprintln!("{message}");
+            std::process::exit(i32::from(EXIT_SHUTDOWN_DEADLINE));
+        });
+    if let Err(e) = armed {
+        tracing::warn!("cannot arm the shutdown deadline: {e}");
+    }
 }

@@ -240,6 +240,9 @@ pub struct Timeouts {
     /// How long a publish waits for a full mailbox whose policy is `block`
     /// (default 1 s).
     pub publish: Duration,
+    /// From SIGINT/SIGTERM to the end of the process, whatever modules do
+    /// (default 30 s): past it the process exits, naming what is stuck.
+    pub shutdown_total: Duration,
 }
 
 impl Default for Timeouts {
@@ -254,6 +257,7 @@ impl Default for Timeouts {
             reload: five,
             build: Duration::from_secs(600),
             publish: Duration::from_secs(1),
+            shutdown_total: Duration::from_secs(30),
         }
     }
 }

@@ -44,6 +44,7 @@ struct RawTimeouts {
     reload: Option<Spanned<Value>>,
     build: Option<Spanned<Value>>,
     publish: Option<Spanned<Value>>,
+    shutdown_total: Option<Spanned<Value>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +127,11 @@ fn timeouts(c: &mut Checker, raw: &RawTimeouts) -> Timeouts {
         reload: c.duration("timeouts.reload", raw.reload.as_ref(), d.reload),
         build: c.duration("timeouts.build", raw.build.as_ref(), d.build),
         publish: c.duration("timeouts.publish", raw.publish.as_ref(), d.publish),
+        shutdown_total: c.duration(
+            "timeouts.shutdown_total",
+            raw.shutdown_total.as_ref(),
+            d.shutdown_total,
+        ),
     }
 }
 

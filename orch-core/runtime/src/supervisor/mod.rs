@@ -24,8 +24,10 @@ use crate::instance::Instance;
 use crate::isolation::{RemoteModule, RemoteSetup};
 use crate::loader::{Loader, Unloaded};
 use crate::timers::TimerService;
+pub use control::Control;
 use orch_config::{Isolation, ModuleSpec, Timeouts};
 
+mod control;
 mod reload;
 mod watchdog;
 
@@ -63,6 +65,8 @@ pub struct StartupReport {
     pub failures: Vec<ModuleFailure>,
     /// Time per phase.
     pub timings: PhaseTimings,
+    /// A signal cancelled the start-up: nothing was started, no `app.started`.
+    pub cancelled: bool,
 }
 
 type Watched = Arc<Mutex<Vec<(Arc<str>, Arc<crate::actor::Activity>)>>>;
@@ -82,6 +86,8 @@ pub struct Supervisor {
     warned_unmapped: bool,
     /// Set when shutdown begins: isolated modules then stop restarting.
     stopping: Arc<AtomicBool>,
+    /// Cancels a start-up; tells the signal thread the current step.
+    control: Control,
 }
 
 impl Supervisor {
@@ -100,7 +106,14 @@ impl Supervisor {
             watchdog,
             warned_unmapped: false,
             stopping: Arc::default(),
+            control: Control::default(),
         }
+    }
+
+    /// Shares `control` with the caller's signal handling: a cancel stops a
+    /// start-up before its next step; the current step names what is stuck.
+    pub fn set_control(&mut self, control: Control) {
+        self.control = control;
     }
 
     /// The bus the modules are wired to.
@@ -125,7 +138,11 @@ impl Supervisor {
 
         let phase_start = Instant::now();
         for spec in modules {
-            match self.load(spec, artifacts) {
+            if self.control.is_cancelled() {
+                break;
+            }
+            let control = self.control.clone();
+            match control.in_step(&spec.name, Phase::Load, || self.load(spec, artifacts)) {
                 Ok(module) => self.running.push(module),
                 Err(failure) => report.failures.push(failure),
             }
@@ -135,6 +152,15 @@ impl Supervisor {
         let phase_start = Instant::now();
         self.run_phase(Phase::Initialize, &mut report.failures);
         report.timings.initialize = phase_start.elapsed();
+        if self.control.is_cancelled() {
+            tracing::warn!(
+                "start-up cancelled by a signal: {} of {} modules loaded, none started",
+                self.running.len(),
+                modules.len()
+            );
+            report.cancelled = true;
+            return report;
+        }
 
         for module in &self.running {
             self.announce_loaded(module);
@@ -270,7 +296,15 @@ impl Supervisor {
     /// that fails is reported and removed, the others go on.
     fn run_phase(&mut self, phase: Phase, failures: &mut Vec<ModuleFailure>) {
         for module in std::mem::take(&mut self.running) {
-            match self.step(&module, phase) {
+            if self.control.is_cancelled() {
+                self.running.push(module);
+                continue;
+            }
+            let name = module.spec.name.clone();
+            match self
+                .control
+                .in_step(&name, phase, || self.step(&module, phase))
+            {
                 Ok(()) => self.running.push(module),
                 Err(failure) => {
                     self.discard(module, &failure);
@@ -433,7 +467,9 @@ impl Supervisor {
             reason: reason.to_owned(),
         });
         while let Some(module) = self.running.pop() {
-            failures.extend(self.stop_module(module));
+            let name = module.spec.name.clone();
+            let control = self.control.clone();
+            failures.extend(control.in_step(&name, Phase::Shutdown, || self.stop_module(module)));
         }
         self.services.timers.stop();
         if let Some((stop, handle)) = self.watchdog.take() {
