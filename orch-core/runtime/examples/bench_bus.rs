@@ -7,7 +7,8 @@
 //! between threads of this binary: the floor. `isolated_rows`: one consumer with
 //! `isolation: process` (a child host, events cross a pipe each way), beside the
 //! in-process row of one consumer.
-//! `memory`: resident memory of the host idle with 3 and 20 modules, and while
+//! `memory`: resident memory of the host idle with 3 and 20 modules, under an
+//! event storm and a flood into a slow consumer (bounded mailboxes), and while
 //! 20 modules take 100,000 events/s.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::unbounded;
 use orch_cargo::{BuildRequest, Builder};
 use orch_config::workspace::Workspace;
-use orch_config::{Isolation, ModuleSpec, Timeouts};
+use orch_config::{Isolation, MailboxSettings, ModuleSpec, Overflow, Timeouts};
 use orch_runtime::bus::{Bus, BusEvent};
 use orch_runtime::loader::Loader;
 use orch_runtime::supervisor::Supervisor;
@@ -26,6 +27,12 @@ use serde_json::{Value, json};
 
 const PRODUCER: &str = "fixture-bench-producer";
 const CONSUMER: &str = "fixture-bench-consumer";
+/// Publishes two events for each one it receives, its own included.
+const STORM: &str = "fixture-storm";
+/// Publishes from a thread of its own as fast as the bus takes it.
+const FLOOD: &str = "fixture-flood";
+/// Takes 1 ms per event.
+const SLOW: &str = "fixture-slow-consumer";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,12 +67,14 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-/// Builds the two bench modules in release and returns their libraries.
+/// Builds the bench modules in release and returns their libraries.
 fn artifacts(release: bool) -> Result<(Workspace, HashMap<String, PathBuf>), String> {
     let workspace = orch_cargo::discover_workspace(Path::new(env!("CARGO_MANIFEST_DIR")))
         .map_err(|e| e.to_string())?;
     let request = BuildRequest {
-        packages: vec![PRODUCER.into(), CONSUMER.into()],
+        packages: [PRODUCER, CONSUMER, STORM, FLOOD, SLOW]
+            .map(String::from)
+            .to_vec(),
         release,
         timeout: Duration::from_secs(900),
     };
@@ -455,6 +464,37 @@ fn idle_rss(
     Ok(rss)
 }
 
+/// Resident memory when `specs` start, and the peak over the `seconds` after.
+fn under_load(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    specs: &[ModuleSpec],
+    seconds: u64,
+) -> Result<(u64, u64), String> {
+    let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
+    let mut supervisor = Supervisor::new(Bus::new(), loader, timeouts());
+    let start = rss_kib();
+    let refs: Vec<&ModuleSpec> = specs.iter().collect();
+    let report = supervisor.start(&refs, artifacts);
+    if let Some(failure) = report.failures.first() {
+        return Err(failure.to_string());
+    }
+    let (stop, sampler) = spawn_rss_sampler();
+    std::thread::sleep(Duration::from_secs(seconds));
+    drop(stop);
+    let peak = sampler.join().unwrap_or(0);
+    supervisor.shutdown("measured");
+    Ok((start, peak))
+}
+
+/// A module with `capacity` and `overflow` for its mailbox.
+fn bounded(name: &str, package: &str, capacity: usize, overflow: Overflow) -> ModuleSpec {
+    ModuleSpec {
+        mailbox: MailboxSettings { capacity, overflow },
+        ..spec(name, package, json!({}))
+    }
+}
+
 fn memory(events: u64, release: bool) -> Result<Value, String> {
     let (workspace, artifacts) = artifacts(release)?;
     let base = rss_kib();
@@ -470,6 +510,15 @@ fn memory(events: u64, release: bool) -> Result<Value, String> {
         Some(100_000),
         Isolation::InProcess,
     )?;
+    // The loads of the bounded-queues issue, for a few seconds (1 in a tiny run).
+    let seconds = if events < 100_000 { 1 } else { 10 };
+    let storm = [bounded("storm", STORM, 2_000, Overflow::DropNewest)];
+    let (storm_start, storm_peak) = under_load(&workspace, &artifacts, &storm, seconds)?;
+    let slow = [
+        bounded("slow", SLOW, 1_000, Overflow::Block),
+        bounded("flood", FLOOD, 10_000, Overflow::Block),
+    ];
+    let (slow_start, slow_peak) = under_load(&workspace, &artifacts, &slow, seconds)?;
     Ok(json!({
         "benchmark": "memory",
         "rows": [
@@ -477,6 +526,10 @@ fn memory(events: u64, release: bool) -> Result<Value, String> {
             { "state": "3 modules, idle", "rss_kib": three },
             { "state": "20 modules, idle", "rss_kib": twenty },
             { "state": format!("20 modules, {events} events at 100,000 events/s (peak)"), "rss_kib": peak.unwrap_or(0), "seconds": elapsed.as_secs_f64() },
+            { "state": "event storm: 2 events per event, mailbox 2,000 drop-newest, before", "rss_kib": storm_start },
+            { "state": format!("event storm after {seconds} s (peak)"), "rss_kib": storm_peak, "seconds": seconds },
+            { "state": "flood into a 1 ms consumer, mailbox 1,000 block, before", "rss_kib": slow_start },
+            { "state": format!("flood into a 1 ms consumer after {seconds} s (peak)"), "rss_kib": slow_peak, "seconds": seconds },
         ]
     }))
 }

@@ -14,7 +14,9 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crossbeam_channel::{Sender, unbounded};
 use tracing::level_filters::LevelFilter;
@@ -45,6 +47,10 @@ enum Work {
 struct Link {
     out: Arc<Mutex<BufWriter<File>>>,
     answers: Arc<Mutex<AnswerBook>>,
+    /// When the module's thread began its current call (ms since `epoch`,
+    /// 0 when idle): what a `Pong` reports.
+    busy_since_ms: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl Link {
@@ -52,7 +58,33 @@ impl Link {
         Self {
             out: Arc::new(Mutex::new(BufWriter::new(out))),
             answers: Arc::default(),
+            busy_since_ms: Arc::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    /// Notes that the module's thread begins (`true`) or ends a call.
+    fn set_busy(&self, busy: bool) {
+        let since = if busy { self.now_ms() } else { 0 };
+        self.busy_since_ms.store(since, Ordering::Release);
+    }
+
+    /// Answers ping `n` from the reader thread: the module's thread may be
+    /// busy for good reason (a slow handler), and says for how long.
+    fn pong(&self, n: u64) -> bool {
+        let since = self.busy_since_ms.load(Ordering::Acquire);
+        let busy_ms = if since == 0 {
+            0
+        } else {
+            self.now_ms().saturating_sub(since)
+        };
+        self.send(&Frame::Pong { n, busy_ms })
     }
 
     fn send(&self, frame: &Frame) -> bool {
@@ -262,11 +294,18 @@ fn protocol_pipes() -> std::io::Result<(File, File)> {
 fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
     let (work, queue) = unbounded::<Work>();
     let reader_work = work.clone();
+    let reader_link = link.clone();
     let reader = std::thread::Builder::new()
         .name("orch-child-reader".into())
         .spawn(move || {
             let mut input = BufReader::new(input);
             while let Ok(Some(frame)) = Frame::read_from(&mut input) {
+                if let Frame::Ping(n) = frame {
+                    if !reader_link.pong(n) {
+                        return;
+                    }
+                    continue;
+                }
                 if reader_work.send(Work::Request(frame)).is_err() {
                     return;
                 }
@@ -318,6 +357,7 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
         data: format!("{package}\n{sdk}").into_bytes(),
     });
     for item in queue {
+        link.set_busy(true);
         match item {
             Work::Request(Frame::Exit) | Work::ParentGone => break,
             Work::Request(frame) => handle(frame, &mut instance, &ctx, link),
@@ -330,6 +370,7 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
                 }
             }
         }
+        link.set_busy(false);
     }
     timers.stop();
     drop(instance);
@@ -358,7 +399,7 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
         Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
         Frame::Shutdown => instance.shutdown().map(|()| Vec::new()),
         Frame::Ping(n) => {
-            link.send(&Frame::Pong(n));
+            link.pong(n);
             return;
         }
         other => Err(Cause::Host(format!(

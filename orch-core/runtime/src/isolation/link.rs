@@ -47,6 +47,9 @@ pub(super) struct Shared {
     last_words: Mutex<Option<String>>,
     epoch: Instant,
     last_pong_ms: AtomicU64,
+    /// How long the module's thread had been in its current call at the last
+    /// `Pong`.
+    busy_ms: AtomicU64,
 }
 
 impl Shared {
@@ -137,6 +140,7 @@ impl ChildLink {
             last_words: Mutex::new(None),
             epoch: Instant::now(),
             last_pong_ms: AtomicU64::new(0),
+            busy_ms: AtomicU64::new(0),
         });
         let (replies_tx, replies) = unbounded();
         let mut threads = Vec::new();
@@ -408,9 +412,12 @@ fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame:
             }
         }
         Frame::Log { level, message } => log(&r.name, level, &message),
-        Frame::Pong(_) => shared
-            .last_pong_ms
-            .store(shared.since_epoch_ms(), Ordering::Release),
+        Frame::Pong { busy_ms, .. } => {
+            shared.busy_ms.store(busy_ms, Ordering::Release);
+            shared
+                .last_pong_ms
+                .store(shared.since_epoch_ms(), Ordering::Release);
+        }
         Frame::TimerFailed { topic, message } => {
             crate::actor::report_event_failure(&r.name, &topic, &Cause::Host(message), &r.bus)
         }
@@ -524,14 +531,28 @@ fn spawn_heartbeat(
                 );
                 if silent > limit {
                     shared.kill(format!(
-                        "answered no heartbeat for {} (heartbeat: {}; a handler may loop forever)",
+                        "answered no heartbeat for {} (heartbeat: {}; the process is frozen \
+                         or stopped reading)",
                         human(silent),
                         human(limit)
                     ));
                     return;
                 }
+                let busy = Duration::from_millis(shared.busy_ms.load(Ordering::Acquire));
+                if busy > limit {
+                    shared.kill(format!(
+                        "has been in one call for {} (heartbeat: {}; a handler may loop forever)",
+                        human(busy),
+                        human(limit)
+                    ));
+                    return;
+                }
                 n += 1;
-                let mut input = input.lock().unwrap_or_else(|e| e.into_inner());
+                // Never waits behind the actor's writes: a child that stops
+                // reading is caught by the silence above, not by a write.
+                let Ok(mut input) = input.try_lock() else {
+                    continue;
+                };
                 if Frame::Ping(n).write_to(&mut *input).is_err() {
                     return;
                 }

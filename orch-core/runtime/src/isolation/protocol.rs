@@ -96,7 +96,8 @@ pub enum Frame {
     Shutdown,
     /// Parent → child: destroy the instance and exit.
     Exit,
-    /// Parent → child: answer with a `Pong` once the module's thread is free.
+    /// Parent → child: answer at once with a `Pong` (the child's reader
+    /// thread does, whatever the module's thread is doing).
     Ping(u64),
     /// Child → parent: the answer to the last request (the load, then each
     /// lifecycle call or event); `data` is the saved state, the declared
@@ -125,8 +126,14 @@ pub enum Frame {
         /// The message.
         message: String,
     },
-    /// Child → parent: the answer to a `Ping`.
-    Pong(u64),
+    /// Child → parent: the answer to a `Ping`, with how long the module's
+    /// thread has been in its current call (0 when idle).
+    Pong {
+        /// The ping's number.
+        n: u64,
+        /// Milliseconds in the current call.
+        busy_ms: u64,
+    },
     /// Child → parent: the module asks (see `Context::request`); the answer
     /// comes back as an `Event` frame that answers request `id`.
     Request {
@@ -253,9 +260,10 @@ impl Frame {
                 buf.push(*level);
                 put(&mut buf, message.as_bytes());
             }
-            Frame::Pong(n) => {
+            Frame::Pong { n, busy_ms } => {
                 buf.push(PONG);
                 buf.extend_from_slice(&n.to_le_bytes());
+                buf.extend_from_slice(&busy_ms.to_le_bytes());
             }
             Frame::TimerFailed { topic, message } => {
                 buf.push(TIMER_FAILED);
@@ -376,7 +384,10 @@ impl Frame {
                 level: f.byte()?,
                 message: f.text()?,
             },
-            PONG => Frame::Pong(f.u64()?),
+            PONG => Frame::Pong {
+                n: f.u64()?,
+                busy_ms: f.u64()?,
+            },
             TIMER_FAILED => Frame::TimerFailed {
                 topic: f.text()?,
                 message: f.text()?,
@@ -495,7 +506,7 @@ mod tests {
                 level: 3,
                 message: "hello".into(),
             },
-            Frame::Pong(7),
+            Frame::Pong { n: 7, busy_ms: 120 },
             Frame::TimerFailed {
                 topic: "t.x".into(),
                 message: "no".into(),
