@@ -4,7 +4,7 @@
 //! words for the crash report) and the heartbeat (kills a child whose module
 //! thread stops answering).
 
-use std::io::{BufRead, BufReader, BufWriter};
+use std::io::{BufReader, BufWriter};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -477,7 +477,10 @@ fn spawn_stderr_reader(
         .name(format!("orch-stderr:{name}"))
         .spawn(move || {
             let mut best = 0;
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            while let Ok(Some(dropped)) = super::lines::next_line(&mut reader, &mut raw) {
+                let line = super::lines::shown(&raw, dropped);
                 tracing::warn!(target: "module", "[{name}] {line}");
                 // The most telling line wins: a panic or a stack overflow over
                 // the runtime's generic "fatal runtime error".

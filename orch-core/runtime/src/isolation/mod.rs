@@ -13,6 +13,7 @@
 
 mod answer_book;
 pub mod child;
+mod lines;
 mod link;
 mod protocol;
 mod remote;
