@@ -226,6 +226,36 @@ fn a_sigstopped_child_is_killed_by_its_heartbeat_and_restarted() {
     stop_cleanly(&mut orch);
 }
 
+/// A child that writes replies nobody asked for into its protocol pipe is
+/// stopped as a protocol error, named, and restarted; the others go on.
+#[test]
+fn a_child_that_sends_unsolicited_replies_is_stopped_as_a_protocol_error() {
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n\
+         \x20 - name: fixture-liar\n    isolation: process\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for("[fixture-liar] LIAR writes unsolicited replies", BUILD)
+        .unwrap();
+    let crash = orch
+        .wait_for("[CRASH] module 'fixture-liar' (isolated)", SHORT)
+        .unwrap();
+    assert!(
+        crash.text.contains("unsolicited or out-of-order reply"),
+        "{}",
+        crash.text
+    );
+    orch.wait_for("EVENT module.restarted", SHORT).unwrap();
+    let before = received(&orch, "mod-dummy-consumer").len();
+    wait_until("the consumer goes on", SHORT, || {
+        orch.collect_for(Duration::from_millis(100));
+        received(&orch, "mod-dummy-consumer").len() >= before + 3
+    });
+    orch.signal(Signal::SIGINT).expect("SIGINT");
+    orch.wait_exit(Duration::from_secs(30)).expect("exit");
+}
+
 /// Runs fixture-crash isolated with `fault`, beside a producer and an
 /// in-process consumer: the crash is named, restarts follow with back-off, the
 /// module ends in `module.failed`, and the consumer lost nothing meanwhile.

@@ -51,6 +51,8 @@ struct Link {
     /// 0 when idle): what a `Pong` reports.
     busy_since_ms: Arc<AtomicU64>,
     epoch: Instant,
+    /// Replies sent so far (each carries its number).
+    replies: Arc<AtomicU64>,
 }
 
 impl Link {
@@ -60,7 +62,13 @@ impl Link {
             answers: Arc::default(),
             busy_since_ms: Arc::default(),
             epoch: Instant::now(),
+            replies: Arc::default(),
         }
+    }
+
+    /// The number of the next reply: 1 for the first (the load's).
+    fn next_reply(&self) -> u64 {
+        self.replies.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     fn now_ms(&self) -> u64 {
@@ -353,6 +361,7 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
         };
     let (package, sdk) = instance.declared();
     link.send(&Frame::Reply {
+        seq: link.next_reply(),
         status: Status::Ok,
         data: format!("{package}\n{sdk}").into_bytes(),
     });
@@ -408,6 +417,7 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
     };
     let frame = match outcome {
         Ok(data) => Frame::Reply {
+            seq: link.next_reply(),
             status: Status::Ok,
             data,
         },
@@ -422,6 +432,7 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
                 Cause::Timeout(_) => cause.to_string(),
             };
             Frame::Reply {
+                seq: link.next_reply(),
                 status,
                 data: data.into_bytes(),
             }
@@ -432,6 +443,7 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
 
 fn reply_err(link: &Link, status: Status, message: &str) {
     link.send(&Frame::Reply {
+        seq: link.next_reply(),
         status,
         data: message.as_bytes().to_vec(),
     });

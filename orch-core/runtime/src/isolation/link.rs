@@ -50,6 +50,10 @@ pub(super) struct Shared {
     /// How long the module's thread had been in its current call at the last
     /// `Pong`.
     busy_ms: AtomicU64,
+    /// Frames sent that expect a reply (the load counts as the first).
+    requests_sent: AtomicU64,
+    /// Replies received.
+    replies_seen: AtomicU64,
 }
 
 impl Shared {
@@ -141,6 +145,8 @@ impl ChildLink {
             epoch: Instant::now(),
             last_pong_ms: AtomicU64::new(0),
             busy_ms: AtomicU64::new(0),
+            requests_sent: AtomicU64::new(1),
+            replies_seen: AtomicU64::new(0),
         });
         let (replies_tx, replies) = unbounded();
         let mut threads = Vec::new();
@@ -193,6 +199,10 @@ impl ChildLink {
 
     pub(super) fn send(&self, frame: &Frame) -> bool {
         let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        if frame.expects_reply() {
+            // Counted before it is written: its reply may come at once.
+            self.shared.requests_sent.fetch_add(1, Ordering::AcqRel);
+        }
         frame.write_to(&mut *input).is_ok()
     }
 
@@ -366,7 +376,20 @@ fn spawn_reader(
 fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame: Frame) {
     let active = r.ctx.active_generation() == r.generation;
     match frame {
-        Frame::Reply { status, data } => {
+        Frame::Reply { seq, status, data } => {
+            let expected = shared.replies_seen.fetch_add(1, Ordering::AcqRel) + 1;
+            let sent = shared.requests_sent.load(Ordering::Acquire);
+            if seq != expected || seq > sent {
+                tracing::error!(
+                    "module '{}': its child host sent reply #{seq} where #{expected} was due \
+                     ({sent} requests sent): a protocol error; it is stopped",
+                    r.name
+                );
+                shared.kill(format!(
+                    "it sent an unsolicited or out-of-order reply (#{seq}, expected #{expected})"
+                ));
+                return;
+            }
             let _ = replies.send(Incoming::Reply(status, data));
         }
         Frame::Publish { topic, payload } if active => {

@@ -103,6 +103,10 @@ pub enum Frame {
     /// lifecycle call or event); `data` is the saved state, the declared
     /// package and SDK (`package\nsdk`) or the error message.
     Reply {
+        /// Its number: the child numbers its replies 1, 2, 3, ... (the first
+        /// answers the load), so the orchestrator can refuse an unsolicited
+        /// or duplicate one.
+        seq: u64,
         /// How the call ended.
         status: Status,
         /// What it returned.
@@ -208,6 +212,18 @@ fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl Frame {
+    /// Whether the child answers this frame with a `Reply`.
+    pub fn expects_reply(&self) -> bool {
+        matches!(
+            self,
+            Frame::Initialize { .. }
+                | Frame::Start
+                | Frame::Event(_)
+                | Frame::SaveState
+                | Frame::Shutdown
+        )
+    }
+
     /// The frame as bytes, length prefix included.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = vec![0; 4];
@@ -237,8 +253,9 @@ impl Frame {
                 buf.push(PING);
                 buf.extend_from_slice(&n.to_le_bytes());
             }
-            Frame::Reply { status, data } => {
+            Frame::Reply { seq, status, data } => {
                 buf.push(REPLY);
+                buf.extend_from_slice(&seq.to_le_bytes());
                 buf.push(*status as u8);
                 put(&mut buf, data);
             }
@@ -362,6 +379,7 @@ impl Frame {
             EXIT => Frame::Exit,
             PING => Frame::Ping(f.u64()?),
             REPLY => {
+                let seq = f.u64()?;
                 let status = match f.byte()? {
                     0 => Status::Ok,
                     1 => Status::Error,
@@ -370,6 +388,7 @@ impl Frame {
                     _ => return Err(ProtocolError::Malformed("reply status")),
                 };
                 Frame::Reply {
+                    seq,
                     status,
                     data: f.bytes()?,
                 }
@@ -493,6 +512,7 @@ mod tests {
             Frame::Exit,
             Frame::Ping(7),
             Frame::Reply {
+                seq: 3,
                 status: Status::Panic,
                 data: b"boom".to_vec(),
             },
