@@ -124,3 +124,36 @@ fn a_slow_consumer_holds_a_fast_producer_back_within_its_capacity() {
     stop(&mut orch);
     eprintln!("slow consumer: {start} -> {peak} KiB over {LOAD:?}, sent {sent}, got {got}");
 }
+
+/// A module that logs every publish (thousands of lines a second, each with a
+/// newline in it): the host logs at most 1,000 of its lines a second, sums up
+/// the rest, and escapes the newline, so no forged line reaches the log.
+#[test]
+fn a_log_flood_is_cut_to_the_rate_limit_and_cannot_forge_lines() {
+    let scenario = Scenario::new(
+        "modules:\n  - name: fixture-slow-consumer\n    config: {delay_ms: 0}\n  - name: fixture-flood\n    config: {log_each: true}\n",
+    );
+    let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
+    orch.wait_for("app.started: 2 of 2 modules running", BUILD)
+        .unwrap();
+    orch.wait_for(
+        "log lines suppressed in the last second",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let started = Instant::now();
+    orch.collect_for(Duration::from_secs(3));
+    let seconds = started.elapsed().as_secs_f64() + 2.0;
+    let lines = orch.lines_with("FLOODLOG").len() as f64;
+    assert!(
+        lines <= 1_000.0 * (seconds + 2.0),
+        "{lines} flood lines in about {seconds:.1} s"
+    );
+    assert!(
+        orch.lines_with("forged line")
+            .iter()
+            .all(|l| l.contains("FLOODLOG")),
+        "a newline from a module started a line of its own"
+    );
+    stop(&mut orch);
+}

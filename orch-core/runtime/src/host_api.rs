@@ -22,6 +22,7 @@ use tracing::level_filters::LevelFilter;
 use orch_config::Contract;
 
 use crate::bus::{Bus, EventSink, SubscriberId};
+use crate::log_limit::{self, LogLimiter, Verdict};
 use crate::requests::{Requester, Requests};
 use crate::timers::TimerService;
 
@@ -74,6 +75,8 @@ pub struct ModuleHostCtx {
     swap: std::sync::Mutex<Option<Swap>>,
     /// Descriptors a generation handed over to the next (`ctx.hand_over_fd`).
     handed_over: std::sync::Mutex<HashMap<String, OwnedFd>>,
+    /// Its log lines per second (all generations, its child host's too).
+    log_limit: std::sync::Mutex<LogLimiter>,
 }
 
 /// The subscriptions around a swap of generations: the previous generation's stay
@@ -135,6 +138,7 @@ impl ModuleHostCtx {
             uplink: OnceLock::new(),
             swap: std::sync::Mutex::new(None),
             handed_over: std::sync::Mutex::default(),
+            log_limit: std::sync::Mutex::default(),
         }
     }
 
@@ -462,6 +466,24 @@ impl ModuleHostCtx {
     }
 }
 
+impl ModuleHostCtx {
+    /// Logs a line of the module at `level` (1 error ... 5 trace), tagged,
+    /// escaped and within its rate limit.
+    pub fn log(&self, level: u32, message: &str) {
+        let verdict = self
+            .log_limit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .admit();
+        match verdict {
+            Verdict::Suppress => return,
+            Verdict::LogAfterSummary(n) => log_as(&self.name, 2, &log_limit::summary(n)),
+            Verdict::Log => {}
+        }
+        log_as(&self.name, level, &log_limit::escape_controls(message));
+    }
+}
+
 /// Logs `message` of module `name` at `level` (1 error ... 5 trace), tagged.
 fn log_as(name: &str, level: u32, message: &str) {
     match level {
@@ -759,7 +781,11 @@ unsafe extern "C" fn host_log(
     let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
         let ctx = &*ctx.cast::<GenerationCtx>();
         let text = String::from_utf8_lossy(message.as_bytes());
-        log_as(&ctx.name, level, &text);
+        match ctx.module.upgrade() {
+            Some(module) => module.log(level, &text),
+            // The module is gone (a thread it left running): still tagged.
+            None => log_as(&ctx.name, level, &log_limit::escape_controls(&text)),
+        }
     }));
 }
 

@@ -15,6 +15,7 @@ pub mod host_api;
 mod instance;
 pub mod isolation;
 pub mod loader;
+pub mod log_limit;
 pub mod logging;
 pub mod mailbox;
 mod module_threads;

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
 use file_rotate::{ContentLimit, FileRotate};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -129,18 +131,21 @@ where
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create the log folder {}: {e}", dir.display()))?;
     }
+    // Owner-only: logs may hold what modules print, secrets scrubbed or not.
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true).mode(0o600);
     // Probe now: FileRotate would otherwise drop every line silently.
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
+    options
         .open(&file.path)
         .map_err(|e| format!("cannot write the log file {}: {e}", file.path.display()))?;
+    // A file made before by another program or version keeps no wider mode.
+    let _ = std::fs::set_permissions(&file.path, std::fs::Permissions::from_mode(0o600));
     let rotating = FileRotate::new(
         &file.path,
         AppendCount::new(file.max_files.saturating_sub(1).max(1)),
         ContentLimit::BytesSurpassed(file.max_bytes.max(1)),
         Compression::None,
-        None,
+        Some(options),
     );
     Ok(tracing_subscriber::fmt::layer()
         .with_ansi(false)

@@ -434,7 +434,13 @@ fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame:
                 tracing::warn!("module '{}' cannot answer: {e}", r.name);
             }
         }
-        Frame::Log { level, message } => log(&r.name, level, &message),
+        Frame::Log { level, message } => {
+            // The child tags its module's lines already: keep them as they are.
+            let text = message
+                .strip_prefix(&format!("[{}] ", r.name))
+                .unwrap_or(&message);
+            r.ctx.log(u32::from(level), text);
+        }
         Frame::Pong { busy_ms, .. } => {
             shared.busy_ms.store(busy_ms, Ordering::Release);
             shared
@@ -445,24 +451,6 @@ fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame:
             crate::actor::report_event_failure(&r.name, &topic, &Cause::Host(message), &r.bus)
         }
         _ => {}
-    }
-}
-
-/// Logs a line of the child, tagged with the module's name (module logs are
-/// tagged already by the child's host table).
-fn log(name: &str, level: u8, message: &str) {
-    let tagged = message.starts_with(&format!("[{name}]"));
-    let text = if tagged {
-        message.to_owned()
-    } else {
-        format!("[{name}] {message}")
-    };
-    match level {
-        1 => tracing::error!(target: "module", "{text}"),
-        2 => tracing::warn!(target: "module", "{text}"),
-        3 => tracing::info!(target: "module", "{text}"),
-        4 => tracing::debug!(target: "module", "{text}"),
-        _ => tracing::trace!(target: "module", "{text}"),
     }
 }
 
@@ -502,9 +490,20 @@ fn spawn_stderr_reader(
             let mut best = 0;
             let mut reader = BufReader::new(stderr);
             let mut raw = Vec::new();
+            let mut limit = crate::log_limit::LogLimiter::default();
             while let Ok(Some(dropped)) = super::lines::next_line(&mut reader, &mut raw) {
                 let line = super::lines::shown(&raw, dropped);
-                tracing::warn!(target: "module", "[{name}] {line}");
+                match limit.admit() {
+                    crate::log_limit::Verdict::Log => {
+                        tracing::warn!(target: "module", "[{name}] {line}");
+                    }
+                    crate::log_limit::Verdict::LogAfterSummary(n) => {
+                        let summary = crate::log_limit::summary(n);
+                        tracing::warn!(target: "module", "[{name}] stderr: {summary}");
+                        tracing::warn!(target: "module", "[{name}] {line}");
+                    }
+                    crate::log_limit::Verdict::Suppress => {}
+                }
                 // The most telling line wins: a panic or a stack overflow over
                 // the runtime's generic "fatal runtime error".
                 let rank = if line.contains("panicked at") || line.contains("overflowed its stack")
