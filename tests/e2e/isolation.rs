@@ -58,6 +58,15 @@ fn assert_no_loss(orch: &OrchProcess, module: &str) -> usize {
     seqs.len()
 }
 
+/// Waits until `module` has logged `more` pings beyond what it had.
+fn receives_more(orch: &mut OrchProcess, module: &str, more: usize) {
+    let before = received(orch, module).len();
+    wait_until(&format!("{module} gets pings again"), SHORT, || {
+        orch.collect_for(Duration::from_millis(100));
+        received(orch, module).len() >= before + more
+    });
+}
+
 fn kill_pid(pid: u32, signal: Signal) {
     let pid = i32::try_from(pid).expect("pid fits");
     kill(Pid::from_raw(pid), signal).expect("kill");
@@ -137,12 +146,7 @@ fn a_killed_child_is_reported_restarted_and_gets_pings_again() {
     .unwrap();
     orch.wait_for("EVENT module.crashed", SHORT).unwrap();
     orch.wait_for("EVENT module.restarted", SHORT).unwrap();
-    let before = received(&orch, "mod-dummy-consumer").len();
-    let deadline = Instant::now() + SHORT;
-    while received(&orch, "mod-dummy-consumer").len() < before + 3 {
-        assert!(Instant::now() < deadline, "pings again\n{}", orch.output());
-        orch.collect_for(Duration::from_millis(100));
-    }
+    receives_more(&mut orch, "mod-dummy-consumer", 3);
     let new_hosts = module_hosts(&marker, "mod-dummy-consumer");
     assert_eq!(new_hosts.len(), 1);
     assert_ne!(new_hosts, hosts, "a new process");
@@ -212,11 +216,7 @@ fn a_sigstopped_child_is_killed_by_its_heartbeat_and_restarted() {
         crash.text
     );
     orch.wait_for("EVENT module.restarted", SHORT).unwrap();
-    let before = received(&orch, "mod-dummy-consumer").len();
-    wait_until("pings again", SHORT, || {
-        orch.collect_for(Duration::from_millis(100));
-        received(&orch, "mod-dummy-consumer").len() >= before + 3
-    });
+    receives_more(&mut orch, "mod-dummy-consumer", 3);
     assert!(
         !std::path::Path::new(&format!("/proc/{}", hosts[0])).exists()
             || std::fs::read_to_string(format!("/proc/{}/stat", hosts[0]))
@@ -247,11 +247,7 @@ fn a_child_that_sends_unsolicited_replies_is_stopped_as_a_protocol_error() {
         crash.text
     );
     orch.wait_for("EVENT module.restarted", SHORT).unwrap();
-    let before = received(&orch, "mod-dummy-consumer").len();
-    wait_until("the consumer goes on", SHORT, || {
-        orch.collect_for(Duration::from_millis(100));
-        received(&orch, "mod-dummy-consumer").len() >= before + 3
-    });
+    receives_more(&mut orch, "mod-dummy-consumer", 3);
     orch.signal(Signal::SIGINT).expect("SIGINT");
     orch.wait_exit(Duration::from_secs(30)).expect("exit");
 }
