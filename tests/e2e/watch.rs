@@ -306,7 +306,7 @@ fn events_stream_across_several_reloads_without_gap_or_duplicate() {
         .target_dir()
         .join("orch")
         .join("loaded")
-        .join(orch.pid().to_string());
+        .join(format!("{}-0", orch.pid()));
     // The old generation is retired right after the new one resumes: allow it a moment.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let files = loop {
@@ -314,6 +314,7 @@ fn events_stream_across_several_reloads_without_gap_or_duplicate() {
             .expect("the copies folder")
             .flatten()
             .map(|e| e.file_name())
+            .filter(|name| name != ".in-use")
             .collect();
         if files.len() == 3 || std::time::Instant::now() > deadline {
             break files;

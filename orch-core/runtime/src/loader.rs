@@ -26,24 +26,37 @@ use crate::module_threads;
 /// process that is removed when the loader is dropped.
 pub struct Loader {
     copies_dir: PathBuf,
+    /// Held while this process uses the folder: how another host (of another
+    /// pid namespace, with the same pid perhaps) tells it is not stale.
+    _in_use: Option<fs::File>,
 }
 
+/// The file a live host holds locked in its copies folder.
+const IN_USE: &str = ".in-use";
+
 impl Loader {
-    /// A loader keeping its copies under `<target_dir>/orch/loaded/<pid>/`; folders
-    /// left by processes that no longer run are removed.
+    /// A loader keeping its copies under `<target_dir>/orch/loaded/<pid>-<n>/`,
+    /// a folder of its own even for two hosts with the same pid (containers
+    /// sharing a workspace), locked while it runs; folders whose host is gone
+    /// are removed.
     pub fn new(target_dir: &Path) -> std::io::Result<Self> {
         let parent = target_dir.join("orch").join("loaded");
         fs::create_dir_all(&parent)?;
         remove_stale_copies(&parent);
-        let copies_dir = parent.join(std::process::id().to_string());
-        fs::create_dir_all(&copies_dir)?;
-        Ok(Self { copies_dir })
+        let (copies_dir, in_use) = new_locked_dir(&parent)?;
+        Ok(Self {
+            copies_dir,
+            _in_use: Some(in_use),
+        })
     }
 
     /// A loader keeping its copies in `copies_dir` (created; removed on drop).
     pub fn in_dir(copies_dir: PathBuf) -> std::io::Result<Self> {
         fs::create_dir_all(&copies_dir)?;
-        Ok(Self { copies_dir })
+        Ok(Self {
+            copies_dir,
+            _in_use: None,
+        })
     }
 
     /// The folder of this loader's copies.
@@ -151,21 +164,44 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
-/// Removes copy folders of earlier processes that are no longer running.
+/// A new folder `<pid>-<n>` under `parent`, never one that exists, with its
+/// in-use file locked.
+fn new_locked_dir(parent: &Path) -> std::io::Result<(PathBuf, fs::File)> {
+    let pid = std::process::id();
+    for n in 0u32.. {
+        let dir = parent.join(format!("{pid}-{n}"));
+        match fs::create_dir(&dir) {
+            Ok(()) => {
+                let in_use = fs::File::create(dir.join(IN_USE))?;
+                in_use.try_lock().map_err(std::io::Error::other)?;
+                return Ok((dir, in_use));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other("no free copies folder"))
+}
+
+/// Removes copy folders whose host is gone: their in-use file can be locked
+/// (its host held the lock until it ended). Folders of the older `<pid>`
+/// layout go when no such process runs.
 fn remove_stale_copies(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
+        let path = entry.path();
+        let stale = match fs::File::open(path.join(IN_USE)) {
+            Ok(in_use) => in_use.try_lock().is_ok(),
+            Err(_) => entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+                .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists()),
         };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = fs::remove_dir_all(entry.path());
+        if stale {
+            let _ = fs::remove_dir_all(&path);
         }
     }
 }
@@ -499,5 +535,32 @@ impl Drop for ModuleInstance {
         self.destroy();
         // The library goes last: its code ran `destroy` above.
         drop(self.library.take());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_loaders_of_one_process_get_folders_of_their_own_and_a_live_one_is_not_stale() {
+        let target = tempfile::tempdir().unwrap();
+        let first = Loader::new(target.path()).unwrap();
+        let second = Loader::new(target.path()).unwrap();
+        assert_ne!(first.copies_dir(), second.copies_dir());
+        assert!(
+            first.copies_dir().is_dir(),
+            "not removed as stale by the second"
+        );
+        let first_dir = first.copies_dir().to_path_buf();
+        // A folder whose host is gone (its lock is free) goes with the next loader.
+        let gone = target.path().join("orch/loaded/999999999-0");
+        fs::create_dir_all(&gone).unwrap();
+        fs::File::create(gone.join(IN_USE)).unwrap();
+        drop(second);
+        let third = Loader::new(target.path()).unwrap();
+        assert!(!gone.exists(), "a stale folder is removed");
+        assert!(first_dir.is_dir(), "a live one stays");
+        drop((first, third));
     }
 }

@@ -18,9 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crossbeam_channel::{
-    Receiver, Select, SendTimeoutError, Sender, TrySendError, bounded, unbounded,
-};
+use crossbeam_channel::{Receiver, Select, Sender, unbounded};
 use orch_config::{MailboxSettings, Overflow};
 use orch_sdk::events;
 
@@ -28,6 +26,7 @@ use crate::actor::Envelope;
 use crate::bus::{
     Admission, Bus, BusEvent, DeadLetter, Delivered, EventSink, SubscriberId, WeakBus,
 };
+use crate::event_queue::EventQueue;
 use crate::timers::TimerService;
 
 /// How often, at most, a module's overflows are reported.
@@ -43,8 +42,7 @@ struct Shared {
     name: Arc<str>,
     settings: MailboxSettings,
     publish_timeout: Duration,
-    events_tx: Sender<Arc<BusEvent>>,
-    events_rx: Receiver<Arc<BusEvent>>,
+    events: EventQueue,
     calls_tx: Sender<(u64, Envelope)>,
     calls_rx: Receiver<(u64, Envelope)>,
     /// The next call, taken from its queue but waiting for the events queued
@@ -90,15 +88,13 @@ impl Mailbox {
     /// An empty mailbox of module `name` with `settings`; `block` waits up to
     /// `publish_timeout`.
     pub fn new(name: Arc<str>, settings: MailboxSettings, publish_timeout: Duration) -> Self {
-        let (events_tx, events_rx) = bounded(settings.capacity.max(1));
         let (calls_tx, calls_rx) = unbounded();
         Self {
             shared: Arc::new(Shared {
                 name,
                 settings,
                 publish_timeout,
-                events_tx,
-                events_rx,
+                events: EventQueue::new(settings.capacity),
                 calls_tx,
                 calls_rx,
                 held: Mutex::new(None),
@@ -144,18 +140,18 @@ impl Mailbox {
 
     /// How many events wait.
     pub fn len(&self) -> usize {
-        self.shared.events_rx.len()
+        self.shared.events.len()
     }
 
     /// Whether no event waits.
     pub fn is_empty(&self) -> bool {
-        self.shared.events_rx.is_empty()
+        self.shared.events.len() == 0
     }
 
     /// Whether anything waits: an event, a call or an answer.
     pub fn has_waiting(&self) -> bool {
         let s = &*self.shared;
-        !s.events_rx.is_empty()
+        s.events.len() > 0
             || !s.calls_rx.is_empty()
             || s.held.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
@@ -213,13 +209,13 @@ impl Mailbox {
             }
             let holding = held.is_some();
             drop(held);
-            if let Ok(event) = s.events_rx.try_recv() {
+            if let Some(event) = s.events.try_pop() {
                 s.removed.fetch_add(1, Ordering::AcqRel);
                 return Next::Envelope(Envelope::Event(event));
             }
             // Nothing ready: wait for an event, a call or a control message.
             let mut select = Select::new();
-            select.recv(&s.events_rx);
+            select.recv(s.events.receiver());
             select.recv(control);
             if !holding {
                 select.recv(&s.calls_rx);
@@ -247,18 +243,16 @@ impl Mailbox {
             self.post(Envelope::Event(Arc::clone(event)));
             return Delivered::Accepted;
         }
-        let event = match s.events_tx.try_send(Arc::clone(event)) {
+        let event = match s.events.try_push(Arc::clone(event)) {
             Ok(()) => return self.pushed(),
-            Err(TrySendError::Disconnected(_)) => return Delivered::Gone,
-            Err(TrySendError::Full(event)) => event,
+            Err(event) => event,
         };
         match s.settings.overflow {
             Overflow::Block if admission == Admission::Now => Delivered::WouldBlock,
             Overflow::Block if admission == Admission::Wait => {
-                match s.events_tx.send_timeout(event, s.publish_timeout) {
+                match s.events.push_timeout(event, s.publish_timeout) {
                     Ok(()) => self.pushed(),
-                    Err(SendTimeoutError::Disconnected(_)) => Delivered::Gone,
-                    Err(SendTimeoutError::Timeout(event)) => {
+                    Err(event) => {
                         self.drop_event(&event);
                         Delivered::Refused(format!(
                             "module '{}' did not take the event on '{}' within {} ms: its \
@@ -297,14 +291,13 @@ impl Mailbox {
     fn replace_oldest(&self, mut event: Arc<BusEvent>) -> Delivered {
         let s = &*self.shared;
         for _ in 0..8 {
-            if let Ok(oldest) = s.events_rx.try_recv() {
+            if let Some(oldest) = s.events.try_pop() {
                 s.removed.fetch_add(1, Ordering::AcqRel);
                 self.drop_event(&oldest);
             }
-            match s.events_tx.try_send(event) {
+            match s.events.try_push(event) {
                 Ok(()) => return self.pushed(),
-                Err(TrySendError::Disconnected(_)) => return Delivered::Gone,
-                Err(TrySendError::Full(back)) => event = back,
+                Err(back) => event = back,
             }
         }
         self.drop_event(&event);

@@ -1,0 +1,143 @@
+//! The events waiting for one module: at most `capacity`, in publish order,
+//! memory taken as events arrive (an idle mailbox costs a few bytes, not its
+//! capacity), and a publisher that must wait for room is woken as soon as the
+//! module takes an event.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+
+use crate::bus::BusEvent;
+
+/// A bounded queue of events, many publishers, one reader at a time.
+pub(crate) struct EventQueue {
+    tx: Sender<Arc<BusEvent>>,
+    rx: Receiver<Arc<BusEvent>>,
+    capacity: usize,
+    /// Events in the queue, or about to be: a slot is taken before the send.
+    queued: AtomicUsize,
+    /// Publishers waiting for room, and where they wait.
+    waiting: AtomicUsize,
+    room: Mutex<()>,
+    freed: Condvar,
+}
+
+impl EventQueue {
+    /// An empty queue of `capacity` events (at least 1).
+    pub(crate) fn new(capacity: usize) -> Self {
+        let (tx, rx) = unbounded();
+        Self {
+            tx,
+            rx,
+            capacity: capacity.max(1),
+            queued: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            room: Mutex::new(()),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Queues `event` if there is room; gives it back otherwise.
+    pub(crate) fn try_push(&self, event: Arc<BusEvent>) -> Result<(), Arc<BusEvent>> {
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(event);
+        }
+        // Cannot fail: the queue holds its own receiver.
+        self.tx.send(event).map_err(|e| e.into_inner())
+    }
+
+    /// Queues `event`, waiting up to `timeout` for room.
+    pub(crate) fn push_timeout(
+        &self,
+        mut event: Arc<BusEvent>,
+        timeout: Duration,
+    ) -> Result<(), Arc<BusEvent>> {
+        let deadline = Instant::now() + timeout;
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+        let mut guard = self.room.lock().unwrap_or_else(|e| e.into_inner());
+        let outcome = loop {
+            match self.try_push(event) {
+                Ok(()) => break Ok(()),
+                Err(back) => event = back,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break Err(event);
+            }
+            guard = self
+                .freed
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(guard);
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        outcome
+    }
+
+    /// Takes the oldest event, waking a waiting publisher.
+    pub(crate) fn try_pop(&self) -> Option<Arc<BusEvent>> {
+        let event = self.rx.try_recv().ok()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            // Under the lock: a publisher between its full check and its wait
+            // cannot miss this.
+            let _room = self.room.lock().unwrap_or_else(|e| e.into_inner());
+            self.freed.notify_one();
+        }
+        Some(event)
+    }
+
+    /// How many events wait.
+    pub(crate) fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// The receiver, to wait on with others (`Select`); take with [`Self::try_pop`].
+    pub(crate) fn receiver(&self) -> &Receiver<Arc<BusEvent>> {
+        &self.rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u8) -> Arc<BusEvent> {
+        Arc::new(BusEvent::new("t.x", &[b'0' + n], None))
+    }
+
+    #[test]
+    fn holds_capacity_events_in_order_and_wakes_a_waiting_publisher() {
+        let queue = Arc::new(EventQueue::new(2));
+        assert!(queue.try_push(event(1)).is_ok());
+        assert!(queue.try_push(event(2)).is_ok());
+        assert!(queue.try_push(event(3)).is_err(), "full");
+        assert!(
+            queue
+                .push_timeout(event(3), Duration::from_millis(20))
+                .is_err()
+        );
+        let reader = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                queue.try_pop()
+            })
+        };
+        assert!(
+            queue
+                .push_timeout(event(3), Duration::from_secs(30))
+                .is_ok()
+        );
+        assert_eq!(reader.join().unwrap().unwrap().payload(), b"1");
+        let rest: Vec<Vec<u8>> = std::iter::from_fn(|| queue.try_pop())
+            .map(|e| e.payload().to_vec())
+            .collect();
+        assert_eq!(rest, [b"2".to_vec(), b"3".to_vec()]);
+        assert_eq!(queue.len(), 0);
+    }
+}
