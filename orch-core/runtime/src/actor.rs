@@ -231,6 +231,7 @@ impl Actor {
     ) -> Result<R, CallError> {
         let (envelope, reply) = Self::call_envelope(f);
         self.control.send(envelope).map_err(|_| CallError::Gone)?;
+        self.mailbox.wake();
         Self::wait(reply, timeout)
     }
 
@@ -313,6 +314,7 @@ impl Actor {
     /// Stops a paused thread at once, through its control channel.
     pub fn stop_now(mut self, timeout: Duration) -> Result<ActorState, Self> {
         let _ = self.control.send(Envelope::Stop);
+        self.mailbox.wake();
         self.join(timeout).ok_or(self)
     }
 }

@@ -11,11 +11,16 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 
 use crate::bus::BusEvent;
 
-/// A bounded queue of events, many publishers, one reader at a time.
+/// A bounded queue of events, many publishers, one reader at a time. The
+/// channel also carries wake-ups (`None`, not counted): the reader blocks on
+/// this channel alone, and whoever queues it other work drops a wake-up here.
 pub(crate) struct EventQueue {
-    tx: Sender<Arc<BusEvent>>,
-    rx: Receiver<Arc<BusEvent>>,
+    tx: Sender<Option<Arc<BusEvent>>>,
+    rx: Receiver<Option<Arc<BusEvent>>>,
     capacity: usize,
+    /// Waiting publishers are woken once the queue is down to this many: a
+    /// batch of room at a time, not a wake-up (and a context switch) per event.
+    low_water: usize,
     /// Events in the queue, or about to be: a slot is taken before the send.
     queued: AtomicUsize,
     /// Publishers waiting for room, and where they wait.
@@ -28,10 +33,12 @@ impl EventQueue {
     /// An empty queue of `capacity` events (at least 1).
     pub(crate) fn new(capacity: usize) -> Self {
         let (tx, rx) = unbounded();
+        let capacity = capacity.max(1);
         Self {
             tx,
             rx,
-            capacity: capacity.max(1),
+            capacity,
+            low_water: capacity.saturating_sub((capacity / 8).max(1)),
             queued: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
             room: Mutex::new(()),
@@ -46,7 +53,13 @@ impl EventQueue {
             return Err(event);
         }
         // Cannot fail: the queue holds its own receiver.
-        self.tx.send(event).map_err(|e| e.into_inner())
+        let _ = self.tx.send(Some(event));
+        Ok(())
+    }
+
+    /// Wakes the reader if it waits in [`Self::wait`].
+    pub(crate) fn wake(&self) {
+        let _ = self.tx.send(None);
     }
 
     /// Queues `event`, waiting up to `timeout` for room.
@@ -80,25 +93,37 @@ impl EventQueue {
 
     /// Takes the oldest event, waking a waiting publisher.
     pub(crate) fn try_pop(&self) -> Option<Arc<BusEvent>> {
-        let event = self.rx.try_recv().ok()?;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        if self.waiting.load(Ordering::Acquire) > 0 {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Some(event)) => return Some(self.taken(event)),
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for the next event, or a wake-up (`None`).
+    pub(crate) fn wait(&self) -> Option<Arc<BusEvent>> {
+        match self.rx.recv() {
+            Ok(Some(event)) => Some(self.taken(event)),
+            _ => None,
+        }
+    }
+
+    fn taken(&self, event: Arc<BusEvent>) -> Arc<BusEvent> {
+        let left = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left <= self.low_water && self.waiting.load(Ordering::Acquire) > 0 {
             // Under the lock: a publisher between its full check and its wait
             // cannot miss this.
             let _room = self.room.lock().unwrap_or_else(|e| e.into_inner());
-            self.freed.notify_one();
+            self.freed.notify_all();
         }
-        Some(event)
+        event
     }
 
     /// How many events wait.
     pub(crate) fn len(&self) -> usize {
-        self.rx.len()
-    }
-
-    /// The receiver, to wait on with others (`Select`); take with [`Self::try_pop`].
-    pub(crate) fn receiver(&self) -> &Receiver<Arc<BusEvent>> {
-        &self.rx
+        self.queued.load(Ordering::Acquire)
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Select, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, unbounded};
 use orch_config::{MailboxSettings, Overflow};
 use orch_sdk::events;
 
@@ -48,6 +48,8 @@ struct Shared {
     /// The next call, taken from its queue but waiting for the events queued
     /// before it.
     held: Mutex<Option<(u64, Envelope)>>,
+    /// Whether `held` has a call (read without its lock on the hot path).
+    holding: AtomicBool,
     /// Events queued so far, and events taken out (delivered or dropped).
     pushed: AtomicU64,
     removed: AtomicU64,
@@ -98,6 +100,7 @@ impl Mailbox {
                 calls_tx,
                 calls_rx,
                 held: Mutex::new(None),
+                holding: AtomicBool::new(false),
                 pushed: AtomicU64::new(0),
                 removed: AtomicU64::new(0),
                 failed: AtomicBool::new(false),
@@ -136,6 +139,12 @@ impl Mailbox {
     pub fn post(&self, envelope: Envelope) {
         let mark = self.shared.pushed.load(Ordering::Acquire);
         let _ = self.shared.calls_tx.send((mark, envelope));
+        self.shared.events.wake();
+    }
+
+    /// Wakes the reader: something waits for it on its control channel.
+    pub fn wake(&self) {
+        self.shared.events.wake();
     }
 
     /// How many events wait.
@@ -197,31 +206,37 @@ impl Mailbox {
             if !control.is_empty() {
                 return Next::Control;
             }
+            // The common case: no host call waits, take the next event.
+            if !s.holding.load(Ordering::Acquire)
+                && s.calls_rx.is_empty()
+                && let Some(event) = s.events.try_pop()
+            {
+                s.removed.fetch_add(1, Ordering::AcqRel);
+                return Next::Envelope(Envelope::Event(event));
+            }
             let mut held = s.held.lock().unwrap_or_else(|e| e.into_inner());
             if held.is_none() {
                 *held = s.calls_rx.try_recv().ok();
             }
+            s.holding.store(held.is_some(), Ordering::Release);
             let due = held
                 .as_ref()
                 .is_some_and(|(mark, _)| s.removed.load(Ordering::Acquire) >= *mark);
             if due && let Some((_, call)) = held.take() {
+                s.holding.store(false, Ordering::Release);
                 return Next::Envelope(call);
             }
-            let holding = held.is_some();
             drop(held);
             if let Some(event) = s.events.try_pop() {
                 s.removed.fetch_add(1, Ordering::AcqRel);
                 return Next::Envelope(Envelope::Event(event));
             }
-            // Nothing ready: wait for an event, a call or a control message.
-            let mut select = Select::new();
-            select.recv(s.events.receiver());
-            select.recv(control);
-            if !holding {
-                select.recv(&s.calls_rx);
+            // Nothing ready: wait for an event; a call or a control message
+            // drops a wake-up in the same channel.
+            if let Some(event) = s.events.wait() {
+                s.removed.fetch_add(1, Ordering::AcqRel);
+                return Next::Envelope(Envelope::Event(event));
             }
-            // Bounded: a call's events may still be on their way in.
-            let _ = select.ready_timeout(Duration::from_millis(50));
         }
     }
 
