@@ -67,12 +67,12 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
             .unwrap()
             > 0.0
     );
-    assert_eq!(
-        json(out.path().join("memory.json"))["rows"]
-            .as_array()
-            .unwrap()
-            .len(),
-        4
+    let memory = json(out.path().join("memory.json"));
+    let rows = memory["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 8, "idle, load, storm and flood rows: {rows:?}");
+    assert!(
+        rows.iter().all(|r| r["rss_kib"].as_u64().unwrap_or(0) > 0),
+        "{rows:?}"
     );
     let reload = json(out.path().join("reload.json"));
     assert_eq!(reload["edits"], 2);
