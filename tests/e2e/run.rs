@@ -749,17 +749,28 @@ fn a_failing_handler_opens_its_circuit_and_a_good_trial_closes_it() {
         );
         orch.wait_for("EVENT module.circuit_closed ", SHORT)
             .unwrap();
-        let healed = orch.wait_for("HEALED ping ", SHORT).unwrap();
-        let next: u64 = healed
-            .text
-            .split("HEALED ping ")
-            .nth(1)
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .expect("a ping number")
-            + 1;
-        // Closed: every ping reaches the handler again.
-        orch.wait_for(&format!("HEALED ping {next}"), SHORT)
-            .unwrap();
+        // Closed: every ping reaches the handler again, one after the other.
+        let healed = |orch: &OrchProcess| -> Vec<u64> {
+            orch.lines_with("HEALED ping ")
+                .iter()
+                .filter_map(|l| l.rsplit("HEALED ping ").next()?.trim().parse().ok())
+                .collect()
+        };
+        let closed_at = healed(&orch).len();
+        wait_until(
+            &format!("{isolation:?}: pings after the close"),
+            SHORT,
+            || {
+                orch.collect_for(Duration::from_millis(50));
+                healed(&orch).len() >= closed_at + 3
+            },
+        );
+        let after = healed(&orch);
+        let tail = &after[closed_at..];
+        assert!(
+            tail.windows(2).all(|w| w[1] == w[0] + 1),
+            "{isolation:?}: pings missed after the close: {after:?}"
+        );
         stop_cleanly(&mut orch, Signal::SIGINT);
     }
 }

@@ -2,6 +2,8 @@
 //! main.yaml as the default, in a modules.yaml entry for one module) and
 //! `max_event_bytes`.
 
+use std::time::Duration;
+
 use bytesize::ByteSize;
 use serde::Deserialize;
 use serde_json::Value;
@@ -9,7 +11,89 @@ use serde_saphyr::Spanned;
 
 use super::check::{Checker, show};
 use super::suggest::did_you_mean;
-use super::{CircuitBreakerSettings, MailboxSettings, Overflow};
+
+/// What main.yaml sets for every module unless its entry says otherwise.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ModuleDefaults {
+    pub mailbox: MailboxSettings,
+    pub circuit_breaker: CircuitBreakerSettings,
+}
+
+/// The default of `max_event_bytes`: 16 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: u64 = 16 << 20;
+
+/// How many events wait for a module and what happens when that is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MailboxSettings {
+    /// `capacity`: events that may wait (default 10,000).
+    pub capacity: usize,
+    /// `overflow`: what a full mailbox does (default `block`).
+    pub overflow: Overflow,
+}
+
+impl Default for MailboxSettings {
+    fn default() -> Self {
+        Self {
+            capacity: 10_000,
+            overflow: Overflow::Block,
+        }
+    }
+}
+
+/// `mailbox.overflow`: what happens to an event for a full mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// The publisher waits up to `timeouts.publish`, then its publish fails
+    /// (`block`, the default): back-pressure.
+    #[default]
+    Block,
+    /// The oldest waiting event is dropped for the new one (`drop-oldest`).
+    DropOldest,
+    /// The new event is dropped (`drop-newest`).
+    DropNewest,
+    /// The module is taken off the bus and reported failed (`fail`).
+    Fail,
+}
+
+impl Overflow {
+    /// Every policy, as written in the files.
+    pub const ALL: [Overflow; 4] = [
+        Overflow::Block,
+        Overflow::DropOldest,
+        Overflow::DropNewest,
+        Overflow::Fail,
+    ];
+
+    /// The policy as written in the files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overflow::Block => "block",
+            Overflow::DropOldest => "drop-oldest",
+            Overflow::DropNewest => "drop-newest",
+            Overflow::Fail => "fail",
+        }
+    }
+}
+
+/// `circuit_breaker`: when a module that keeps failing stops getting events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakerSettings {
+    /// `fail_max`: consecutive failed or overrun `on_event` calls that open the
+    /// circuit (default 5).
+    pub fail_max: u32,
+    /// `reset_timeout`: how long it stays open before one event is tried
+    /// (default 30 s).
+    pub reset_timeout: Duration,
+}
+
+impl Default for CircuitBreakerSettings {
+    fn default() -> Self {
+        Self {
+            fail_max: 5,
+            reset_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// A `mailbox:` mapping as written.
 #[derive(Debug, Default, Deserialize)]

@@ -368,7 +368,13 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
     let Some(instance) = state.instance.as_mut() else {
         return;
     };
-    if state.breaker.admit() == Admit::Refuse {
+    // What an isolated child acknowledged meanwhile decides first: a
+    // half-open circuit's trial may have succeeded.
+    instance.settle();
+    for (id, outcome) in instance.take_outcomes() {
+        apply_outcome(&state.name, &mut state.breaker, id, outcome, bus);
+    }
+    if state.breaker.admit(event.id) == Admit::Refuse {
         bus.dead_letter(DeadLetter {
             module: Arc::clone(&state.name),
             reason: "circuit-open",
@@ -384,28 +390,39 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
     match (&result, instance.is_local()) {
         (Err(cause), _) => {
             report_event_failure(&state.name, event.topic(), cause, bus);
-            let change = state.breaker.failure();
+            let change = state.breaker.failure(event.id);
             report_circuit(&state.name, change, &cause.to_string(), &state.breaker, bus);
         }
         (Ok(()), true) => {
             let change = if overran {
-                state.breaker.failure()
+                state.breaker.failure(event.id)
             } else {
-                state.breaker.success()
+                state.breaker.success(event.id)
             };
             let why = "its handler overran timeouts.event";
             report_circuit(&state.name, change, why, &state.breaker, bus);
         }
         (Ok(()), false) => {}
     }
-    for outcome in outcomes {
-        let change = match &outcome {
-            Ok(()) => state.breaker.success(),
-            Err(_) => state.breaker.failure(),
-        };
-        let why = outcome.err().unwrap_or_default();
-        report_circuit(&state.name, change, &why, &state.breaker, bus);
+    for (id, outcome) in outcomes {
+        apply_outcome(&state.name, &mut state.breaker, id, outcome, bus);
     }
+}
+
+/// Feeds an isolated child's acknowledged outcome of event `id` to the breaker.
+fn apply_outcome(
+    name: &str,
+    breaker: &mut Breaker,
+    id: u64,
+    outcome: Result<(), String>,
+    bus: &Bus,
+) {
+    let change = match &outcome {
+        Ok(()) => breaker.success(id),
+        Err(_) => breaker.failure(id),
+    };
+    let why = outcome.err().unwrap_or_default();
+    report_circuit(name, change, &why, breaker, bus);
 }
 
 /// Logs and publishes what a handler's outcome did to the circuit.

@@ -60,9 +60,18 @@ impl Instance {
         matches!(self, Instance::Local(_))
     }
 
+    /// Takes the acknowledgements an isolated child has sent, without waiting
+    /// (their outcomes then come from [`Instance::take_outcomes`]).
+    pub fn settle(&mut self) {
+        if let Instance::Remote(r) = self {
+            r.poll_child();
+        }
+    }
+
     /// The outcomes of events an isolated child acknowledged since the last
-    /// call, oldest first (`Err` with the failure); none for a local one.
-    pub fn take_outcomes(&mut self) -> Vec<Result<(), String>> {
+    /// call, oldest first, by event id (`Err` with the failure); none for a
+    /// local one.
+    pub fn take_outcomes(&mut self) -> Vec<(u64, Result<(), String>)> {
         match self {
             Instance::Local(_) => Vec::new(),
             Instance::Remote(r) => r.take_outcomes(),

@@ -71,7 +71,7 @@ pub struct RemoteModule {
     restarts: u32,
     inflight: InFlight,
     /// Outcomes acknowledged and not yet taken by the actor (bounded).
-    outcomes: Vec<Result<(), String>>,
+    outcomes: Vec<(u64, Result<(), String>)>,
 }
 
 /// Events sent to a child before the first is acknowledged, at most.
@@ -240,24 +240,25 @@ impl RemoteModule {
 
     /// The oldest event in flight was handled; reports its failure if any.
     fn acknowledge(&mut self, status: Status, data: &[u8]) {
-        let Some(topic) = self.inflight.acknowledge() else {
+        let Some(event) = self.inflight.acknowledge_event() else {
             return;
         };
         if self.outcomes.len() >= 2 * WINDOW {
             let _ = self.outcomes.remove(0);
         }
         if status == Status::Ok {
-            self.outcomes.push(Ok(()));
+            self.outcomes.push((event.id, Ok(())));
         } else {
             let cause = cause_of(status, data);
-            crate::actor::report_event_failure(&self.setup.name, &topic, &cause, &self.setup.bus);
-            self.outcomes.push(Err(cause.to_string()));
+            let (name, bus) = (&self.setup.name, &self.setup.bus);
+            crate::actor::report_event_failure(name, &event.topic, &cause, bus);
+            self.outcomes.push((event.id, Err(cause.to_string())));
         }
     }
 
-    /// The outcomes acknowledged since the last call (at most an in-flight
-    /// window's worth), for the circuit breaker.
-    pub fn take_outcomes(&mut self) -> Vec<Result<(), String>> {
+    /// The outcomes acknowledged since the last call, by event id (at most an
+    /// in-flight window's worth), for the circuit breaker.
+    pub fn take_outcomes(&mut self) -> Vec<(u64, Result<(), String>)> {
         std::mem::take(&mut self.outcomes)
     }
 

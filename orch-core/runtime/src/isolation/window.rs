@@ -28,7 +28,12 @@ impl InFlight {
 
     /// The oldest event was acknowledged: its topic (to name it in an error).
     pub(crate) fn acknowledge(&mut self) -> Option<String> {
-        self.events.pop_front().map(|event| event.topic)
+        self.acknowledge_event().map(|event| event.topic)
+    }
+
+    /// The oldest event was acknowledged: the event.
+    pub(crate) fn acknowledge_event(&mut self) -> Option<EventFrame> {
+        self.events.pop_front()
     }
 
     /// The child died: the topic of the event it was handling, and every

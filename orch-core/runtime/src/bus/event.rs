@@ -1,0 +1,132 @@
+//! One published event: its bytes, shared by every mailbox it goes to, and
+//! its envelope (id, source, time, its part in a request/reply exchange).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use orch_sdk::{EventKind, Exchange};
+
+/// One published event, shared by every mailbox it is delivered to. Topic and
+/// payload live in one buffer: one allocation for the bytes, one for the `Arc`.
+#[derive(Debug)]
+pub struct BusEvent {
+    /// The topic's bytes followed by the payload's.
+    data: Box<[u8]>,
+    topic_len: usize,
+    /// The publishing module, `None` for the host.
+    pub source: Option<Arc<str>>,
+    /// Unique in this process, in publish order.
+    pub id: u64,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+    /// What it is in a request/reply exchange ([`EventKind::Publish`] for a
+    /// plain event).
+    pub kind: EventKind,
+    /// The request it is or answers (0 for a plain event).
+    pub request_id: u64,
+    /// For a request: the module waiting for the answer.
+    pub reply_to: Option<Arc<str>>,
+}
+
+/// An event as a handler receives it: its parts and the envelope the host set
+/// when it was published.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// The JSON payload.
+    pub payload: &'a [u8],
+    /// The event's id.
+    pub id: u64,
+    /// The publishing module; empty for the host.
+    pub source: &'a str,
+    /// When it was published, in milliseconds since the Unix epoch.
+    pub published_at_ms: u64,
+    /// Its part in a request/reply exchange.
+    pub exchange: Exchange<'a>,
+}
+
+impl<'a> Delivery<'a> {
+    /// An event of the host published now, with id 0 (for tests and tools).
+    pub fn from_host(topic: &'a str, payload: &'a [u8]) -> Self {
+        Self {
+            topic,
+            payload,
+            id: 0,
+            source: "",
+            published_at_ms: now_ms(),
+            exchange: Exchange::default(),
+        }
+    }
+}
+
+/// Ids of published events, in publish order, unique in this process.
+static NEXT_EVENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The time now, in milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl BusEvent {
+    /// An event published now, with the next id.
+    pub fn new(topic: &str, payload: &[u8], source: Option<Arc<str>>) -> Self {
+        let mut data = Vec::with_capacity(topic.len() + payload.len());
+        data.extend_from_slice(topic.as_bytes());
+        data.extend_from_slice(payload);
+        Self {
+            data: data.into_boxed_slice(),
+            topic_len: topic.len(),
+            source,
+            id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
+            published_at_ms: now_ms(),
+            kind: EventKind::Publish,
+            request_id: 0,
+            reply_to: None,
+        }
+    }
+
+    /// The same event as part of request `request_id`'s exchange: the request
+    /// itself (with the requester as `reply_to`) or an answer to it.
+    pub fn in_exchange(
+        mut self,
+        kind: EventKind,
+        request_id: u64,
+        reply_to: Option<Arc<str>>,
+    ) -> Self {
+        self.kind = kind;
+        self.request_id = request_id;
+        self.reply_to = reply_to;
+        self
+    }
+
+    /// The event as a handler receives it.
+    pub fn delivery(&self) -> Delivery<'_> {
+        Delivery {
+            topic: self.topic(),
+            payload: self.payload(),
+            id: self.id,
+            source: self.source.as_deref().unwrap_or(""),
+            published_at_ms: self.published_at_ms,
+            exchange: Exchange {
+                kind: self.kind,
+                request_id: self.request_id,
+                reply_to: self.reply_to.as_deref().unwrap_or(""),
+            },
+        }
+    }
+
+    /// The topic (`test.ping`).
+    pub fn topic(&self) -> &str {
+        // Always valid: the bytes were copied from a `&str` in `new`.
+        std::str::from_utf8(&self.data[..self.topic_len]).unwrap_or_default()
+    }
+
+    /// The payload as JSON bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.data[self.topic_len..]
+    }
+}

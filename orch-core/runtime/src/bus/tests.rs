@@ -1,0 +1,126 @@
+use super::*;
+use crossbeam_channel::{Receiver, unbounded};
+
+fn observer(bus: &Bus) -> (SubscriberId, Receiver<Arc<BusEvent>>) {
+    let (tx, rx) = unbounded::<Arc<BusEvent>>();
+    (bus.register(Arc::new(tx)), rx)
+}
+
+fn topics(rx: &Receiver<Arc<BusEvent>>) -> Vec<String> {
+    rx.try_iter().map(|e| e.topic().to_string()).collect()
+}
+
+#[test]
+fn delivers_to_exact_and_pattern_subscribers_once_each() {
+    let bus = Bus::new();
+    let (a, rx_a) = observer(&bus);
+    let (b, rx_b) = observer(&bus);
+    bus.subscribe(a, "test.ping").unwrap();
+    bus.subscribe(a, "test.*").unwrap();
+    bus.subscribe(a, "test.>").unwrap();
+    bus.subscribe(b, "test.*").unwrap();
+    assert_eq!(bus.publish("test.ping", b"{}", None), Ok(2));
+    assert_eq!(bus.publish("test.pong", b"{}", None), Ok(2));
+    assert_eq!(bus.publish("other.ping", b"{}", None), Ok(0));
+    assert_eq!(topics(&rx_a), vec!["test.ping", "test.pong"]);
+    assert_eq!(topics(&rx_b), vec!["test.ping", "test.pong"]);
+}
+
+#[test]
+fn keeps_publish_order_per_mailbox_across_threads() {
+    let bus = Bus::new();
+    let (id, rx) = observer(&bus);
+    bus.subscribe(id, "seq.>").unwrap();
+    let publishers: Vec<_> = (0..4)
+        .map(|p| {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                for n in 0..500u32 {
+                    let payload = serde_json::to_vec(&(p, n)).unwrap();
+                    bus.publish(&format!("seq.p{p}"), payload, None).unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in publishers {
+        handle.join().unwrap();
+    }
+    let mut last = [None::<u32>; 4];
+    let mut count = 0;
+    for event in rx.try_iter() {
+        let (p, n): (usize, u32) = serde_json::from_slice(event.payload()).unwrap();
+        assert!(
+            last[p].is_none_or(|prev| prev + 1 == n),
+            "publisher {p} out of order"
+        );
+        last[p] = Some(n);
+        count += 1;
+    }
+    assert_eq!(count, 2000);
+}
+
+#[test]
+fn unsubscribe_and_remove_stop_delivery() {
+    let bus = Bus::new();
+    let (id, rx) = observer(&bus);
+    bus.subscribe(id, "a.b").unwrap();
+    bus.subscribe(id, "a.*").unwrap();
+    assert!(bus.unsubscribe(id, "a.b"));
+    assert!(!bus.unsubscribe(id, "a.b"), "second unsubscribe is a no-op");
+    bus.publish("a.b", b"", None).unwrap();
+    assert_eq!(topics(&rx), vec!["a.b"], "still matched by a.*");
+    bus.remove(id);
+    assert_eq!(bus.publish("a.b", b"", None), Ok(0));
+    assert!(rx.try_recv().is_err(), "no delivery after removal");
+    assert_eq!(
+        bus.subscribe(id, "a.c"),
+        Err(BusError::UnknownSubscriber(id))
+    );
+}
+
+#[test]
+fn clear_drops_everything() {
+    let bus = Bus::new();
+    let (id, rx) = observer(&bus);
+    bus.subscribe(id, "x").unwrap();
+    bus.clear();
+    assert_eq!(bus.publish("x", b"", None), Ok(0));
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn rejects_bad_topics_with_a_reason() {
+    let bus = Bus::new();
+    let (id, _rx) = observer(&bus);
+    let err = bus.publish("test.*", vec![], None).unwrap_err();
+    assert!(err.to_string().contains("wildcard"), "{err}");
+    let err = bus.subscribe(id, "a..b").unwrap_err();
+    assert!(err.to_string().contains("empty token"), "{err}");
+}
+
+#[test]
+fn a_sink_that_is_gone_does_not_stop_the_others() {
+    let bus = Bus::new();
+    let (gone, rx_gone) = observer(&bus);
+    let (alive, rx_alive) = observer(&bus);
+    bus.subscribe(gone, "t").unwrap();
+    bus.subscribe(alive, "t").unwrap();
+    drop(rx_gone);
+    assert_eq!(bus.publish("t", b"", None), Ok(1));
+    assert_eq!(topics(&rx_alive), vec!["t"]);
+}
+
+#[test]
+fn replace_sink_keeps_subscriptions() {
+    let bus = Bus::new();
+    let (id, old_rx) = observer(&bus);
+    bus.subscribe(id, "t").unwrap();
+    bus.subscribe(id, "u.*").unwrap();
+    let (tx, new_rx) = unbounded::<Arc<BusEvent>>();
+    bus.replace_sink(id, Arc::new(tx)).unwrap();
+    bus.publish("t", b"", None).unwrap();
+    bus.publish("u.v", b"", None).unwrap();
+    assert!(old_rx.try_recv().is_err());
+    assert_eq!(topics(&new_rx), vec!["t", "u.v"]);
+    assert_eq!(bus.subscriptions_of(id), vec!["t", "u.*"]);
+}

@@ -1,0 +1,153 @@
+use super::*;
+
+fn all() -> Vec<Frame> {
+    vec![
+        Frame::Initialize {
+            config: b"{\"a\":1}".to_vec(),
+            state: Some(b"42".to_vec()),
+        },
+        Frame::Initialize {
+            config: b"{}".to_vec(),
+            state: None,
+        },
+        Frame::Start,
+        Frame::Event(EventFrame {
+            topic: "test.ping".into(),
+            payload: br#"{"seq":1}"#.to_vec(),
+            id: 42,
+            source: "mod-dummy-producer".into(),
+            published_at_ms: 1_700_000_000_123,
+            kind: EventKind::Publish,
+            request_id: 0,
+            reply_to: String::new(),
+        }),
+        Frame::Event(EventFrame {
+            topic: "io.stats".into(),
+            payload: b"{}".to_vec(),
+            id: 43,
+            source: "client".into(),
+            published_at_ms: 1,
+            kind: EventKind::Request,
+            request_id: 9 << 40 | 1,
+            reply_to: "client".into(),
+        }),
+        Frame::SaveState,
+        Frame::Shutdown,
+        Frame::Exit,
+        Frame::Ping(7),
+        Frame::Reply {
+            seq: 3,
+            status: Status::Panic,
+            data: b"boom".to_vec(),
+        },
+        Frame::Publish {
+            topic: "a.b".into(),
+            payload: vec![],
+        },
+        Frame::Subscribe("a.>".into()),
+        Frame::Unsubscribe("a.*".into()),
+        Frame::Log {
+            level: 3,
+            message: "hello".into(),
+        },
+        Frame::Pong { n: 7, busy_ms: 120 },
+        Frame::TimerFailed {
+            topic: "t.x".into(),
+            message: "no".into(),
+        },
+        Frame::Request {
+            id: 3,
+            topic: "io.stats".into(),
+            payload: b"null".to_vec(),
+            timeout_ms: 250,
+        },
+        Frame::Answer {
+            reply_to: "client".into(),
+            id: 3,
+            payload: b"{\"lines\":2}".to_vec(),
+        },
+    ]
+}
+
+#[test]
+fn every_frame_round_trips_through_a_stream() {
+    let mut stream = Vec::new();
+    for frame in all() {
+        frame.write_to(&mut stream).expect("write");
+    }
+    let mut reader = stream.as_slice();
+    for frame in all() {
+        assert_eq!(Frame::read_from(&mut reader).expect("read"), Some(frame));
+    }
+    assert_eq!(Frame::read_from(&mut reader).expect("eof"), None);
+}
+
+#[test]
+fn event_bytes_are_carried_unchanged() {
+    let payload = "{\"message\":\"héllo\",\"seq\":18446744073709551615}".as_bytes();
+    let frame = Frame::Event(EventFrame {
+        topic: "test.ping".into(),
+        payload: payload.to_vec(),
+        id: 1,
+        source: String::new(),
+        published_at_ms: 0,
+        kind: EventKind::Publish,
+        request_id: 0,
+        reply_to: String::new(),
+    });
+    let bytes = frame.encode();
+    assert!(bytes.windows(payload.len()).any(|w| w == payload));
+}
+
+#[test]
+fn a_truncated_frame_is_an_error_not_an_end() {
+    let bytes = Frame::Publish {
+        topic: "a.b".into(),
+        payload: b"12345".to_vec(),
+    }
+    .encode();
+    for cut in 1..bytes.len() {
+        let mut reader = &bytes[..cut];
+        let result = Frame::read_from(&mut reader);
+        assert!(
+            matches!(result, Err(ProtocolError::Truncated)),
+            "cut at {cut}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn oversized_and_empty_lengths_are_refused_before_allocating() {
+    let mut huge = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+    huge.push(EVENT);
+    assert!(matches!(
+        Frame::read_from(&mut huge.as_slice()),
+        Err(ProtocolError::BadLength(_))
+    ));
+    let zero = 0u32.to_le_bytes();
+    assert!(matches!(
+        Frame::read_from(&mut zero.as_slice()),
+        Err(ProtocolError::BadLength(0))
+    ));
+}
+
+#[test]
+fn malformed_bodies_are_named() {
+    assert!(matches!(
+        Frame::decode(&[99]),
+        Err(ProtocolError::UnknownKind(99))
+    ));
+    // A field whose length runs past the frame.
+    assert!(matches!(
+        Frame::decode(&[SUBSCRIBE, 10, 0, 0, 0, b'a']),
+        Err(ProtocolError::Malformed(_))
+    ));
+    assert!(matches!(
+        Frame::decode(&[START, 0]),
+        Err(ProtocolError::Malformed("trailing bytes"))
+    ));
+    assert!(matches!(
+        Frame::decode(&[SUBSCRIBE, 2, 0, 0, 0, 0xff, 0xfe]),
+        Err(ProtocolError::Malformed("invalid UTF-8"))
+    ));
+}
