@@ -220,9 +220,8 @@ impl Requests {
         let Some(pending) = self.table().take(key) else {
             return false;
         };
-        if kind != EventKind::Timeout {
-            self.inner.timers.cancel(HOST_OWNER, pending.timer);
-        }
+        // A no-op for the timeout's own timer, which has fired.
+        self.inner.timers.cancel(HOST_OWNER, pending.timer);
         let event = BusEvent::new(&pending.topic, payload, from).in_exchange(kind, key.1, None);
         if !self
             .inner

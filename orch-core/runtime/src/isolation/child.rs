@@ -116,13 +116,13 @@ impl Uplink for Link {
             payload: payload.to_vec(),
         })
         .then_some(())
-        .ok_or_else(|| "the orchestrator is gone".into())
+        .ok_or_else(gone)
     }
 
     fn subscribe(&self, pattern: &str) -> Result<(), String> {
         self.send(&Frame::Subscribe(pattern.into()))
             .then_some(())
-            .ok_or_else(|| "the orchestrator is gone".into())
+            .ok_or_else(gone)
     }
 
     fn unsubscribe(&self, pattern: &str) {
@@ -143,7 +143,7 @@ impl Uplink for Link {
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
         })
         .then_some(())
-        .ok_or_else(|| "the orchestrator is gone".into())
+        .ok_or_else(gone)
     }
 
     fn reply(&self, reply_to: &str, id: u64, payload: &[u8]) -> Result<(), String> {
@@ -159,8 +159,13 @@ impl Uplink for Link {
             payload: payload.to_vec(),
         })
         .then_some(())
-        .ok_or_else(|| "the orchestrator is gone".into())
+        .ok_or_else(gone)
     }
+}
+
+/// Why a frame to the orchestrator could not be sent.
+fn gone() -> String {
+    "the orchestrator is gone".into()
 }
 
 /// Timer events into the main thread's queue.
