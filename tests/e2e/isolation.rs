@@ -305,10 +305,42 @@ fn crash_scenario(fault: &str, expected_reason: &str, extra: &str) -> String {
         module_hosts(&marker, "fixture-crash").is_empty(),
         "stays down"
     );
+    assert_eq!(
+        child_copies(orch.pid()),
+        Vec::<String>::new(),
+        "the library copies of crashed children are removed"
+    );
     stop_cleanly(&mut orch);
     assert_no_loss(&orch, "mod-dummy-consumer");
     assert!(processes_with_env(&marker).is_empty());
     orch.output()
+}
+
+/// The child hosts' copy folders (`child-<pid>`) left in the copies folders of
+/// the orchestrator `pid`.
+fn child_copies(pid: u32) -> Vec<String> {
+    let loaded = orch_e2e::workspace_root().join("target/orch/loaded");
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(loaded).into_iter().flatten().flatten() {
+        let ours = dir
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&format!("{pid}-")));
+        if !ours {
+            continue;
+        }
+        for entry in std::fs::read_dir(dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("child-") {
+                found.push(name);
+            }
+        }
+    }
+    found
 }
 
 #[test]

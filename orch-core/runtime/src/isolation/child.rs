@@ -287,6 +287,12 @@ pub fn main(args: &[String]) -> ExitCode {
     serve(&args, &link, input)
 }
 
+/// The folder in `copies_dir` where the child host `pid` keeps its copy of the
+/// library (the orchestrator removes it once that child has ended).
+pub(super) fn copies_of(copies_dir: &std::path::Path, pid: u32) -> PathBuf {
+    copies_dir.join(format!("child-{pid}"))
+}
+
 /// The protocol's own copies of fd 0 and fd 1, close-on-exec, so that a
 /// process the module starts never holds the protocol pipes (it would keep a
 /// crash from being seen, or read the frames); fd 0 then reads /dev/null and
@@ -342,10 +348,7 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
     ctx.set_request_id_base(u64::from(args.generation) << 40);
     ctx.set_shutdown_timeout(args.shutdown_timeout);
     ctx.set_contract(args.contract.clone());
-    let loader = match Loader::in_dir(
-        args.copies_dir
-            .join(format!("child-{}", std::process::id())),
-    ) {
+    let loader = match Loader::in_dir(copies_of(&args.copies_dir, std::process::id())) {
         Ok(loader) => loader,
         Err(e) => {
             reply_err(

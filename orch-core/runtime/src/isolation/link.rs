@@ -1,12 +1,14 @@
-//! One running child host and the threads that serve it: the reader (the
-//! child's frames: replies to the actor, publishes and subscriptions to the
-//! bus, logs to the host's log, and its death), the stderr reader (its last
-//! words for the crash report) and the heartbeat (kills a child whose module
-//! thread stops answering).
+//! One running child host and the threads that serve it: the writer (frames
+//! to the child, see [`super::writer`]), the reader (the child's frames:
+//! replies to the actor, publishes and subscriptions to the bus, logs to the
+//! host's log, and its death), the stderr reader (its last words for the crash
+//! report) and the heartbeat (kills a child whose module thread stops
+//! answering).
 
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,6 +25,7 @@ use super::HOST_MODE_ARG;
 use super::protocol::{Frame, Status};
 use super::remote::RemoteSetup;
 use super::supervise::ExitKind;
+use super::writer::{FrameWriter, Pinger};
 use crate::actor::{ActorState, Envelope};
 use crate::bus::Bus;
 use crate::error::Cause;
@@ -57,6 +60,45 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// The state of the just started `child`, whose load is its first request.
+    pub(super) fn new(child: Child) -> Self {
+        Self {
+            process: Mutex::new(child),
+            exit: Mutex::new(None),
+            killed_for: Mutex::new(None),
+            pipe_broke: AtomicBool::new(false),
+            last_words: Mutex::new(None),
+            epoch: Instant::now(),
+            last_pong_ms: AtomicU64::new(0),
+            busy_ms: AtomicU64::new(0),
+            requests_sent: AtomicU64::new(1),
+            replies_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Why the orchestrator killed it, if it did.
+    pub(super) fn killed_for(&self) -> Option<String> {
+        self.killed_for
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits (bounded) for the child's exit status, for tests.
+    #[cfg(test)]
+    pub(super) fn wait_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
+            if let Ok(Some(status)) = process.try_wait() {
+                return Some(status);
+            }
+            drop(process);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
     pub(super) fn kill(&self, reason: String) {
         let mut killed_for = self.killed_for.lock().unwrap_or_else(|e| e.into_inner());
         if killed_for.is_none() {
@@ -90,7 +132,10 @@ impl Shared {
 /// One running child host.
 pub(super) struct ChildLink {
     pub(super) pid: u32,
-    input: Arc<Mutex<BufWriter<ChildStdin>>>,
+    /// `None` once the link is ending.
+    writer: Option<FrameWriter>,
+    /// The child's own copies folder, removed when it has ended.
+    copies: PathBuf,
     pub(super) replies: Receiver<Incoming>,
     pub(super) shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -136,27 +181,20 @@ impl ChildLink {
             let _ = child.kill();
             return Err(Cause::Host("the child host has no pipes".into()));
         };
-        let shared = Arc::new(Shared {
-            process: Mutex::new(child),
-            exit: Mutex::new(None),
-            killed_for: Mutex::new(None),
-            pipe_broke: AtomicBool::new(false),
-            last_words: Mutex::new(None),
-            epoch: Instant::now(),
-            last_pong_ms: AtomicU64::new(0),
-            busy_ms: AtomicU64::new(0),
-            requests_sent: AtomicU64::new(1),
-            replies_seen: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared::new(child));
         let (replies_tx, replies) = unbounded();
         let mut threads = Vec::new();
         let stderr_thread = spawn_stderr_reader(Arc::clone(&s.name), stderr, Arc::clone(&shared));
         threads.extend(stderr_thread);
         let reader = spawn_reader(ReaderSetup::of(s), stdout, Arc::clone(&shared), replies_tx);
         threads.extend(reader);
+        let (writer, pinger, writer_thread) =
+            FrameWriter::spawn(&s.name, stdin, Arc::clone(&shared), s.supervision.heartbeat);
+        threads.extend(writer_thread);
         let mut link = Self {
             pid,
-            input: Arc::new(Mutex::new(BufWriter::new(stdin))),
+            writer: Some(writer),
+            copies: super::child::copies_of(&s.copies_dir, pid),
             replies,
             shared,
             threads,
@@ -188,7 +226,7 @@ impl ChildLink {
         link.stop_heartbeat = Some(stop);
         let heartbeat = spawn_heartbeat(
             &s.name,
-            Arc::clone(&link.input),
+            pinger,
             Arc::clone(&link.shared),
             s.supervision.heartbeat,
             stopped,
@@ -197,13 +235,17 @@ impl ChildLink {
         Ok((link, declared))
     }
 
+    /// Queues `frame` for the child; `false` if the child's input is broken or
+    /// it stopped reading (then it is being killed).
     pub(super) fn send(&self, frame: &Frame) -> bool {
-        let mut input = self.input.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(writer) = self.writer.as_ref() else {
+            return false;
+        };
         if frame.expects_reply() {
             // Counted before it is written: its reply may come at once.
             self.shared.requests_sent.fetch_add(1, Ordering::AcqRel);
         }
-        frame.write_to(&mut *input).is_ok()
+        writer.send(frame).is_ok()
     }
 
     /// Ends it (if it still runs) and its threads, and says why it ended: the
@@ -218,11 +260,7 @@ impl ChildLink {
     fn reason(shared: &Shared) -> (String, ExitKind) {
         let exit = *shared.exit.lock().unwrap_or_else(|e| e.into_inner());
         let status = exit.map_or_else(|| "ended".to_owned(), |e| e.to_string());
-        let killed_for = shared
-            .killed_for
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let killed_for = shared.killed_for();
         let last_words = shared
             .last_words
             .lock()
@@ -277,6 +315,7 @@ impl ChildLink {
             self.wait_dead(Duration::from_secs(2));
         }
         drop(self.stop_heartbeat.take());
+        drop(self.writer.take());
         // Bounded: a process the module started may hold the child's stderr
         // (if it left the group) and keep its reader from ending.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -293,15 +332,19 @@ impl ChildLink {
                 );
             }
         }
+        // The child is gone (reaped, its group killed): nothing maps its copy
+        // of the library any more but helpers that left the group, and
+        // removing a mapped file leaves their mapping intact.
+        if let Err(e) = std::fs::remove_dir_all(&self.copies)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", self.copies.display());
+        }
     }
 }
 
 fn killed_for_any(shared: &Shared) -> bool {
-    shared
-        .killed_for
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .is_some()
+    shared.killed_for().is_some()
 }
 
 impl ReaderSetup {
@@ -527,7 +570,7 @@ fn spawn_stderr_reader(
 /// Pings the child; kills it when no answer came within `limit`.
 fn spawn_heartbeat(
     name: &str,
-    input: Arc<Mutex<BufWriter<ChildStdin>>>,
+    pinger: Pinger,
     shared: Arc<Shared>,
     limit: Duration,
     stopped: Receiver<()>,
@@ -575,10 +618,7 @@ fn spawn_heartbeat(
                 n += 1;
                 // Never waits behind the actor's writes: a child that stops
                 // reading is caught by the silence above, not by a write.
-                let Ok(mut input) = input.try_lock() else {
-                    continue;
-                };
-                if Frame::Ping(n).write_to(&mut *input).is_err() {
+                if pinger.ping(n).is_err() {
                     return;
                 }
             }

@@ -19,6 +19,7 @@ mod protocol;
 mod remote;
 mod supervise;
 mod window;
+mod writer;
 
 pub use orch_process::host::{HOST_PROGRAM_ENV, host_program, set_host_program};
 
