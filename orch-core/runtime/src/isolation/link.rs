@@ -18,19 +18,24 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use nix::sys::signal::Signal;
 use orch_process::ExitReason;
 use orch_process::host::{host_program, spawn_from_stable_thread as spawn};
-use orch_sdk::duration::human;
 use tracing::level_filters::LevelFilter;
 
 use super::HOST_MODE_ARG;
 use super::protocol::{Frame, Status};
 use super::remote::RemoteSetup;
 use super::supervise::ExitKind;
-use super::writer::{FrameWriter, Pinger};
+use super::writer::FrameWriter;
 use crate::actor::{ActorState, Envelope};
 use crate::bus::Bus;
 use crate::error::Cause;
 use crate::host_api::ModuleHostCtx;
 use crate::instance::Instance;
+
+mod heartbeat;
+mod stderr;
+
+use heartbeat::spawn_heartbeat;
+use stderr::spawn_stderr_reader;
 
 /// What the reader thread hands to the module's actor.
 pub(super) enum Incoming {
@@ -518,110 +523,4 @@ fn reap(shared: &Shared) -> ExitReason {
             }
         }
     }
-}
-
-/// Logs the child's stderr (what the module prints, runtime messages), tagged,
-/// and keeps its last notable line for the crash report.
-fn spawn_stderr_reader(
-    name: Arc<str>,
-    stderr: std::process::ChildStderr,
-    shared: Arc<Shared>,
-) -> Option<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(format!("orch-stderr:{name}"))
-        .spawn(move || {
-            let mut best = 0;
-            let mut reader = BufReader::new(stderr);
-            let mut raw = Vec::new();
-            let mut limit = crate::log_limit::LogLimiter::default();
-            while let Ok(Some(dropped)) = super::lines::next_line(&mut reader, &mut raw) {
-                let line = super::lines::shown(&raw, dropped);
-                match limit.admit() {
-                    crate::log_limit::Verdict::Log => {
-                        tracing::warn!(target: "module", "[{name}] {line}");
-                    }
-                    crate::log_limit::Verdict::LogAfterSummary(n) => {
-                        let summary = crate::log_limit::summary(n);
-                        tracing::warn!(target: "module", "[{name}] stderr: {summary}");
-                        tracing::warn!(target: "module", "[{name}] {line}");
-                    }
-                    crate::log_limit::Verdict::Suppress => {}
-                }
-                // The most telling line wins: a panic or a stack overflow over
-                // the runtime's generic "fatal runtime error".
-                let rank = if line.contains("panicked at") || line.contains("overflowed its stack")
-                {
-                    2
-                } else if line.contains("fatal runtime error") {
-                    1
-                } else {
-                    0
-                };
-                if rank > best {
-                    best = rank;
-                    *shared.last_words.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(line.trim().to_owned());
-                }
-            }
-        })
-        .ok()
-}
-
-/// Pings the child; kills it when no answer came within `limit`.
-fn spawn_heartbeat(
-    name: &str,
-    pinger: Pinger,
-    shared: Arc<Shared>,
-    limit: Duration,
-    stopped: Receiver<()>,
-) -> Option<JoinHandle<()>> {
-    let tick = (limit / 5).clamp(Duration::from_millis(20), Duration::from_secs(1));
-    shared
-        .last_pong_ms
-        .store(shared.since_epoch_ms(), Ordering::Release);
-    std::thread::Builder::new()
-        .name(format!("orch-heartbeat:{name}"))
-        .spawn(move || {
-            let mut n = 0u64;
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                if shared
-                    .exit
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .is_some()
-                {
-                    return;
-                }
-                let silent = Duration::from_millis(
-                    shared
-                        .since_epoch_ms()
-                        .saturating_sub(shared.last_pong_ms.load(Ordering::Acquire)),
-                );
-                if silent > limit {
-                    shared.kill(format!(
-                        "answered no heartbeat for {} (heartbeat: {}; the process is frozen \
-                         or stopped reading)",
-                        human(silent),
-                        human(limit)
-                    ));
-                    return;
-                }
-                let busy = Duration::from_millis(shared.busy_ms.load(Ordering::Acquire));
-                if busy > limit {
-                    shared.kill(format!(
-                        "has been in one call for {} (heartbeat: {}; a handler may loop forever)",
-                        human(busy),
-                        human(limit)
-                    ));
-                    return;
-                }
-                n += 1;
-                // Never waits behind the actor's writes: a child that stops
-                // reading is caught by the silence above, not by a write.
-                if pinger.ping(n).is_err() {
-                    return;
-                }
-            }
-        })
-        .ok()
 }
