@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub use process::{Line, OrchProcess, module_hosts, processes_with_env, wait_until};
+pub use process::{
+    Line, OrchProcess, env_marker, mark, module_hosts, processes_with_env, wait_until,
+};
 pub use scenario::Scenario;
 pub use scratch::ScratchWorkspace;
 

@@ -137,6 +137,25 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
     }
 }
 
+/// A `ORCH_E2E_MARKER=...` entry unique to this call (`tag`, the test
+/// process, the instant): set on a command with [`mark`], it is in the
+/// environment of every process that command starts, for
+/// [`processes_with_env`] and [`module_hosts`] to find.
+pub fn env_marker(tag: &str) -> String {
+    format!(
+        "ORCH_E2E_MARKER=orch-{tag}-{}-{:?}",
+        std::process::id(),
+        Instant::now()
+    )
+}
+
+/// Sets `marker` (`KEY=value`, see [`env_marker`]) in `command`'s environment.
+pub fn mark(command: &mut Command, marker: &str) {
+    if let Some((key, value)) = marker.split_once('=') {
+        command.env(key, value);
+    }
+}
+
 /// Pids of live processes whose environment contains `entry` (children inherit
 /// the environment, so a marker variable finds everything a test started).
 pub fn processes_with_env(entry: &str) -> Vec<u32> {

@@ -16,9 +16,11 @@ mod check;
 mod env;
 mod error;
 mod limits;
+mod module_limits;
 
 pub(crate) use limits::ModuleDefaults;
 pub use limits::{CircuitBreakerSettings, DEFAULT_MAX_EVENT_BYTES, MailboxSettings, Overflow};
+pub use module_limits::{MIN_MEMORY_MAX, ModuleLimits};
 mod main_file;
 mod modules_file;
 mod order;
@@ -104,6 +106,8 @@ pub struct MainConfig {
     pub max_event_bytes: u64,
     /// `circuit_breaker`: the default for every module's handler.
     pub circuit_breaker: CircuitBreakerSettings,
+    /// `limits`: the default of what each module may take.
+    pub limits: ModuleLimits,
 }
 
 impl Default for MainConfig {
@@ -117,6 +121,7 @@ impl Default for MainConfig {
             mailbox: MailboxSettings::default(),
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             circuit_breaker: CircuitBreakerSettings::default(),
+            limits: ModuleLimits::default(),
         }
     }
 }
@@ -277,6 +282,9 @@ pub struct ModuleSpec {
     /// `circuit_breaker`: when its failing handler stops getting events
     /// (defaults from main.yaml).
     pub circuit_breaker: CircuitBreakerSettings,
+    /// `limits`: rates, subscriptions, memory and processes it may take
+    /// (defaults from main.yaml).
+    pub limits: ModuleLimits,
 }
 
 /// The topics a module may publish and subscribe to, as `modules.yaml`
@@ -373,6 +381,7 @@ impl fmt::Debug for ModuleSpec {
             .field("contract", &self.contract)
             .field("mailbox", &self.mailbox)
             .field("circuit_breaker", &self.circuit_breaker)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -409,6 +418,7 @@ pub fn load_with_env(
         &ModuleDefaults {
             mailbox: main.mailbox,
             circuit_breaker: main.circuit_breaker,
+            limits: main.limits,
         },
         &mut found,
     );

@@ -17,6 +17,7 @@ use super::suggest::did_you_mean;
 pub(crate) struct ModuleDefaults {
     pub mailbox: MailboxSettings,
     pub circuit_breaker: CircuitBreakerSettings,
+    pub limits: super::ModuleLimits,
 }
 
 /// The default of `max_event_bytes`: 16 MiB.

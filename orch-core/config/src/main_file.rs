@@ -8,6 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::check::Checker;
 use super::limits::{self, RawCircuitBreaker, RawMailbox};
+use super::module_limits::{self, RawLimits};
 use super::suggest::did_you_mean;
 use super::{AppInfo, LogFormat, LoggingSettings, MainConfig, ResourceSettings, Timeouts};
 
@@ -24,6 +25,7 @@ pub(crate) struct RawMain {
     mailbox: Option<RawMailbox>,
     max_event_bytes: Option<Spanned<Value>>,
     circuit_breaker: Option<RawCircuitBreaker>,
+    limits: Option<RawLimits>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +107,7 @@ pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
             raw.circuit_breaker.as_ref(),
             &defaults.circuit_breaker,
         ),
+        limits: module_limits::limits(c, raw.limits.as_ref(), &defaults.limits, None),
     }
 }
 

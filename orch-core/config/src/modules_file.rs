@@ -10,6 +10,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::check::{Checker, show};
 use super::limits::{self, RawCircuitBreaker, RawMailbox};
+use super::module_limits::{self, RawLimits};
 use super::order;
 use super::redact::collect_secrets;
 use super::suggest::did_you_mean;
@@ -54,6 +55,7 @@ struct RawModule {
     subscribes: Option<Vec<Spanned<String>>>,
     mailbox: Option<RawMailbox>,
     circuit_breaker: Option<RawCircuitBreaker>,
+    limits: Option<RawLimits>,
 }
 
 /// A module's `test:` mapping as written.
@@ -123,6 +125,7 @@ fn check_entry(
     let mailbox = limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox);
     let circuit_breaker =
         limits::circuit_breaker(c, raw.circuit_breaker.as_ref(), &defaults.circuit_breaker);
+    let limits = module_limits::limits(c, raw.limits.as_ref(), &defaults.limits, Some(isolation));
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {
         spec: ModuleSpec {
@@ -138,6 +141,7 @@ fn check_entry(
             contract,
             mailbox,
             circuit_breaker,
+            limits,
         },
         name_at,
         deps_at,

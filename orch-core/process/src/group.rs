@@ -81,9 +81,56 @@ pub fn signal_group(pid: u32, signal: Signal) {
     }
 }
 
+/// How many live processes are in the process group `pgid` (read from
+/// `/proc/<pid>/stat`; zombies, already dead, are not counted).
+pub fn group_size(pgid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|name| name.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| group_of(stat).is_some_and(|(state, group)| group == pgid && state != "Z"))
+        .count()
+}
+
+/// The state and process group in a `/proc/<pid>/stat` line. The command
+/// name in parentheses may hold spaces and parentheses itself, so the fields
+/// are read after its last `)`.
+fn group_of(stat: &str) -> Option<(&str, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    let _ppid = fields.next()?;
+    let group = fields.next()?.parse().ok()?;
+    Some((state, group))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_the_live_members_of_a_group() {
+        let mut leader =
+            spawn_in_group(Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]))
+                .expect("sh runs");
+        let group = leader.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while group_size(group) < 3 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(group_size(group), 3, "sh and its two sleeps");
+        signal_group(group, Signal::SIGKILL);
+        let _ = leader.wait();
+        assert_eq!(group_of("12 (a) b) (c) S 1 77 77 0"), Some(("S", 77)));
+    }
 
     #[test]
     fn cancel_ends_running_children_and_refuses_new_ones() {

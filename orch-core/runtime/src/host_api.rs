@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use orch_config::Contract;
+use orch_config::{Contract, ModuleLimits};
 
 use crate::bus::{Bus, EventSink, SubscriberId};
-use crate::log_limit::{self, LogLimiter, Verdict};
+use crate::log_limit;
+use crate::rate_limit::{RateLimiter, Verdict};
 use crate::requests::{Requester, Requests};
 use crate::timers::TimerService;
 
@@ -65,7 +66,9 @@ pub struct ModuleHostCtx {
     /// Descriptors a generation handed over to the next (`ctx.hand_over_fd`).
     handed_over: std::sync::Mutex<HashMap<String, OwnedFd>>,
     /// Its log lines per second (all generations, its child host's too).
-    log_limit: std::sync::Mutex<LogLimiter>,
+    log_limit: std::sync::Mutex<RateLimiter>,
+    /// What `limits:` lets it take.
+    limits: std::sync::RwLock<ModuleLimits>,
 }
 
 /// The subscriptions around a swap of generations: the previous generation's stay
@@ -127,8 +130,47 @@ impl ModuleHostCtx {
             uplink: OnceLock::new(),
             swap: std::sync::Mutex::new(None),
             handed_over: std::sync::Mutex::default(),
-            log_limit: std::sync::Mutex::default(),
+            log_limit: std::sync::Mutex::new(RateLimiter::new(ModuleLimits::default().log_rate)),
+            limits: std::sync::RwLock::default(),
         }
+    }
+
+    /// The module's `limits:` (enforced from now on).
+    pub fn set_limits(&self, limits: ModuleLimits) {
+        self.log_limit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_rate(limits.log_rate);
+        *self.limits.write().unwrap_or_else(|e| e.into_inner()) = limits;
+    }
+
+    /// The module's `limits:`.
+    pub fn limits(&self) -> ModuleLimits {
+        *self.limits.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Refuses a new subscription past `limits.subscriptions`.
+    fn check_subscription_count(&self, pattern: &str) -> Result<(), String> {
+        let max = self.limits().subscriptions as usize;
+        let held = match self.swap_state().as_ref() {
+            Some(swap) => swap.renewed.len(),
+            None => self.bus.subscriptions_of(self.id).len(),
+        };
+        if held >= max
+            && !self
+                .bus
+                .subscriptions_of(self.id)
+                .iter()
+                .any(|p| p == pattern)
+        {
+            return Err(format!(
+                "module '{}' holds {held} subscriptions, its limit: `limits.subscriptions: {max}` \
+                 in modules.yaml; unsubscribe from some, use a pattern (`sensor.*`) for many \
+                 topics, or raise the limit",
+                self.name
+            ));
+        }
+        Ok(())
     }
 
     /// Sends the module's publishes and subscriptions through `uplink` instead of
@@ -420,6 +462,7 @@ impl ModuleHostCtx {
             orch_sdk::topic::validate_pattern(pattern)?;
             return uplink.subscribe(pattern);
         }
+        self.check_subscription_count(pattern)?;
         self.bus
             .subscribe(self.id, pattern)
             .map_err(|e| e.to_string())?;
@@ -465,9 +508,15 @@ impl ModuleHostCtx {
             .unwrap_or_else(|e| e.into_inner())
             .admit();
         match verdict {
-            Verdict::Suppress => return,
-            Verdict::LogAfterSummary(n) => log_as(&self.name, 2, &log_limit::summary(n)),
-            Verdict::Log => {}
+            Verdict::Refuse => return,
+            Verdict::AdmitAfterRefusals(n) => {
+                log_as(
+                    &self.name,
+                    2,
+                    &log_limit::summary(n, self.limits().log_rate),
+                );
+            }
+            Verdict::Admit => {}
         }
         log_as(&self.name, level, &log_limit::escape_controls(message));
     }

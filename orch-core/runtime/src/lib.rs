@@ -20,6 +20,7 @@ pub mod log_limit;
 pub mod logging;
 pub mod mailbox;
 mod module_threads;
+pub mod rate_limit;
 pub mod requests;
 pub mod resources;
 pub mod scratch;

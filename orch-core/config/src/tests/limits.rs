@@ -116,3 +116,68 @@ fn a_circuit_breaker_default_comes_from_main_yaml_and_a_module_overrides_it() {
         "{errors}"
     );
 }
+
+#[test]
+fn module_limits_default_from_main_yaml_and_each_key_can_be_overridden() {
+    let main = "limits:\n  publish_rate: 2000\n  log_rate: 50\n";
+    let modules = "\
+modules:
+  - name: mod-a
+  - name: mod-b
+    isolation: process
+    limits: {memory_max: 256MiB, max_processes: 4, publish_rate: 10}
+";
+    let config = Fixture::with(Some(main), Some(modules)).load();
+    let [a, b] = &config.modules[..] else {
+        panic!("two modules: {:?}", config.modules);
+    };
+    assert_eq!(
+        a.limits,
+        ModuleLimits {
+            publish_rate: 2000,
+            log_rate: 50,
+            ..ModuleLimits::default()
+        }
+    );
+    assert_eq!(
+        b.limits,
+        ModuleLimits {
+            publish_rate: 10,
+            subscriptions: 1000,
+            log_rate: 50,
+            memory_max: Some(256 << 20),
+            max_processes: Some(4),
+        }
+    );
+}
+
+#[test]
+fn process_limits_of_an_in_process_module_and_a_tiny_memory_max_are_refused() {
+    let modules = "\
+modules:
+  - name: mod-a
+    limits:
+      memory_max: 1GiB
+  - name: mod-b
+    isolation: process
+    limits: {memory_max: 1MiB, max_processes: 0}
+";
+    let errors = Fixture::with(None, Some(modules)).errors().to_string();
+    assert!(errors.contains("modules.yaml:4"), "{errors}");
+    assert!(
+        errors.contains(
+            "`limits.memory_max` and `limits.max_processes` apply to isolated modules only"
+        ),
+        "{errors}"
+    );
+    assert!(errors.contains("add `isolation: process`"), "{errors}");
+    assert!(errors.contains("modules.yaml:7"), "{errors}");
+    assert!(
+        errors.contains("`limits.memory_max` is 1048576 bytes, less than the 16 MiB"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("`limits.max_processes` must be a whole number of at least 1, found `0`"),
+        "{errors}"
+    );
+}

@@ -42,3 +42,32 @@ fn a_retired_or_gone_generation_is_told_it_has_stopped() {
         Some("generation 2 of 'sensor' has stopped")
     );
 }
+
+#[test]
+fn subscriptions_past_the_limit_are_refused_with_the_limit_named() {
+    let bus = Bus::new();
+    let mailbox = crate::actor::Mailbox::with_defaults("greedy");
+    let sink: Arc<dyn EventSink> = mailbox.sink();
+    let id = bus.register(sink.clone());
+    let module = ModuleHostCtx::new(
+        "greedy".into(),
+        id,
+        HostServices::new(bus.clone(), TimerService::new()),
+        sink,
+    );
+    module.set_limits(ModuleLimits {
+        subscriptions: 2,
+        ..ModuleLimits::default()
+    });
+    module.subscribe("a.one").expect("first");
+    module.subscribe("a.two").expect("second");
+    module.subscribe("a.two").expect("one it holds already");
+    let refused = module.subscribe("a.three").expect_err("third");
+    assert!(
+        refused.contains("holds 2 subscriptions, its limit: `limits.subscriptions: 2`"),
+        "{refused}"
+    );
+    assert_eq!(bus.subscriptions_of(id).len(), 2);
+    module.unsubscribe("a.one");
+    module.subscribe("a.three").expect("room again");
+}

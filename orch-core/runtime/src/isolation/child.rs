@@ -223,6 +223,8 @@ struct Args {
     level: LevelFilter,
     shutdown_timeout: Duration,
     contract: Contract,
+    /// `limits.memory_max` in bytes, if set.
+    memory_max: Option<u64>,
 }
 
 impl Args {
@@ -237,6 +239,7 @@ impl Args {
             shutdown_ms,
             publishes,
             subscribes,
+            memory_max,
         ] = args
         else {
             return None;
@@ -252,6 +255,10 @@ impl Args {
             contract: Contract {
                 publishes: serde_json::from_str(publishes).ok()?,
                 subscribes: serde_json::from_str(subscribes).ok()?,
+            },
+            memory_max: match memory_max.as_str() {
+                "none" => None,
+                bytes => Some(bytes.parse().ok()?),
             },
         })
     }
@@ -284,6 +291,21 @@ pub fn main(args: &[String]) -> ExitCode {
     let subscriber =
         tracing_subscriber::registry().with(LogForward(link.clone()).with_filter(args.level));
     let _ = tracing::subscriber::set_global_default(subscriber);
+    if let Some(bytes) = args.memory_max {
+        // Before the module's code is loaded: from here on an allocation past
+        // the limit fails ("memory allocation of N bytes failed") and the
+        // process aborts, a crash the orchestrator reports and restarts.
+        let limited =
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_DATA, bytes, bytes);
+        if let Err(e) = limited {
+            reply_err(
+                &link,
+                Status::Host,
+                &format!("cannot set limits.memory_max ({bytes} bytes, RLIMIT_DATA): {e}"),
+            );
+            return ExitCode::from(3);
+        }
+    }
     serve(&args, &link, input)
 }
 

@@ -30,12 +30,44 @@ use crate::bus::Bus;
 use crate::error::Cause;
 use crate::host_api::ModuleHostCtx;
 use crate::instance::Instance;
+use crate::rate_limit::{RateLimiter, Verdict};
 
 mod heartbeat;
 mod stderr;
 
 use heartbeat::spawn_heartbeat;
 use stderr::spawn_stderr_reader;
+
+/// The variables a child host keeps from the orchestrator's environment:
+/// what a program needs to run, locate files and format text, and the
+/// `ORCH_*` variables meant for modules. Secrets the orchestrator was given
+/// (`NATS_TOKEN`, `DATABASE_URL`, ...) reach a module only through its
+/// `config`, where `${VAR}` expands them (and the logs redact them).
+const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "NO_COLOR",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "LD_LIBRARY_PATH",
+];
+
+/// The orchestrator's variables that [`CHILD_ENV`] lets through, with every
+/// `LC_*` and `ORCH_*` one.
+fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(key, _)| {
+        key.to_str().is_some_and(|key| {
+            CHILD_ENV.contains(&key) || key.starts_with("LC_") || key.starts_with("ORCH_")
+        })
+    })
+}
 
 /// What the reader thread hands to the module's actor.
 pub(super) enum Incoming {
@@ -79,6 +111,11 @@ impl Shared {
             requests_sent: AtomicU64::new(1),
             replies_seen: AtomicU64::new(0),
         }
+    }
+
+    /// The child's process id (also its process group's).
+    pub(super) fn pid(&self) -> u32 {
+        self.process.lock().unwrap_or_else(|e| e.into_inner()).id()
     }
 
     /// Why the orchestrator killed it, if it did.
@@ -141,6 +178,8 @@ pub(super) struct ChildLink {
     writer: Option<FrameWriter>,
     /// The child's own copies folder, removed when it has ended.
     copies: PathBuf,
+    /// Its `limits.memory_max`, named when an allocation failed.
+    memory_max: Option<u64>,
     pub(super) replies: Receiver<Incoming>,
     pub(super) shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -166,6 +205,14 @@ impl ChildLink {
             .arg(s.timeouts.shutdown.as_millis().to_string())
             .arg(serde_json::to_string(&contract.publishes).unwrap_or_default())
             .arg(serde_json::to_string(&contract.subscribes).unwrap_or_default())
+            .arg(
+                s.ctx
+                    .limits()
+                    .memory_max
+                    .map_or_else(|| "none".to_owned(), |bytes| bytes.to_string()),
+            )
+            .env_clear()
+            .envs(child_environment())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -189,7 +236,9 @@ impl ChildLink {
         let shared = Arc::new(Shared::new(child));
         let (replies_tx, replies) = unbounded();
         let mut threads = Vec::new();
-        let stderr_thread = spawn_stderr_reader(Arc::clone(&s.name), stderr, Arc::clone(&shared));
+        let log_rate = s.ctx.limits().log_rate;
+        let stderr_thread =
+            spawn_stderr_reader(Arc::clone(&s.name), stderr, Arc::clone(&shared), log_rate);
         threads.extend(stderr_thread);
         let reader = spawn_reader(ReaderSetup::of(s), stdout, Arc::clone(&shared), replies_tx);
         threads.extend(reader);
@@ -200,6 +249,7 @@ impl ChildLink {
             pid,
             writer: Some(writer),
             copies: super::child::copies_of(&s.copies_dir, pid),
+            memory_max: s.ctx.limits().memory_max,
             replies,
             shared,
             threads,
@@ -234,6 +284,7 @@ impl ChildLink {
             pinger,
             Arc::clone(&link.shared),
             s.supervision.heartbeat,
+            s.ctx.limits().max_processes,
             stopped,
         );
         link.threads.extend(heartbeat);
@@ -258,8 +309,18 @@ impl ChildLink {
     /// on stderr (a panic or runtime message), read to the end first.
     pub(super) fn end(self) -> (String, ExitKind) {
         let shared = Arc::clone(&self.shared);
+        let memory_max = self.memory_max;
         self.finish(false);
-        Self::reason(&shared)
+        let (mut reason, kind) = Self::reason(&shared);
+        if let Some(bytes) = memory_max
+            && reason.contains("memory allocation of")
+        {
+            reason.push_str(&format!(
+                " (its `limits.memory_max` is {} MiB: raise it if the module needs more)",
+                bytes >> 20
+            ));
+        }
+        (reason, kind)
     }
 
     fn reason(shared: &Shared) -> (String, ExitKind) {
@@ -385,9 +446,10 @@ fn spawn_reader(
         .name(thread_name)
         .spawn(move || {
             let mut input = BufReader::new(stdout);
+            let mut quota = RateLimiter::new(r.ctx.limits().publish_rate);
             loop {
                 match Frame::read_from(&mut input) {
-                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, frame),
+                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quota, frame),
                     Ok(None) => break,
                     Err(e) => {
                         tracing::error!(
@@ -421,8 +483,48 @@ fn spawn_reader(
         .ok()
 }
 
-fn dispatch(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>, frame: Frame) {
+/// Whether the child's next publish or request is within
+/// `limits.publish_rate`; the first refusal of a second is logged at once,
+/// the count of them when the next second begins.
+fn within_quota(r: &ReaderSetup, quota: &mut RateLimiter) -> bool {
+    let rate = quota.per_second();
+    match quota.admit() {
+        Verdict::Admit => true,
+        Verdict::AdmitAfterRefusals(n) => {
+            tracing::warn!(
+                "module '{}' (isolated): {n} publishes refused in the last second, more than \
+                 its `limits.publish_rate: {rate}`",
+                r.name
+            );
+            true
+        }
+        Verdict::Refuse => {
+            if quota.refused_in_window() == 1 {
+                tracing::warn!(
+                    "module '{}' (isolated) publishes more than its `limits.publish_rate: {rate}` \
+                     a second: the rest of this second's publishes are refused (raise the \
+                     limit in modules.yaml if the rate is meant)",
+                    r.name
+                );
+            }
+            false
+        }
+    }
+}
+
+fn dispatch(
+    r: &ReaderSetup,
+    shared: &Shared,
+    replies: &Sender<Incoming>,
+    quota: &mut RateLimiter,
+    frame: Frame,
+) {
     let active = r.ctx.active_generation() == r.generation;
+    // Requests are bounded by the pending-request limit, and a refused one
+    // would never get its timeout notice: only publishes are rate-limited.
+    if matches!(frame, Frame::Publish { .. }) && active && !within_quota(r, quota) {
+        return;
+    }
     match frame {
         Frame::Reply { seq, status, data } => {
             let expected = shared.replies_seen.fetch_add(1, Ordering::AcqRel) + 1;

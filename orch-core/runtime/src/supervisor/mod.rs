@@ -237,6 +237,7 @@ impl Supervisor {
         ));
         ctx.set_shutdown_timeout(self.timeouts.shutdown);
         ctx.set_contract(spec.contract.clone());
+        ctx.set_limits(spec.limits);
         // Paused until its start returns: a module gets no event before `start`.
         let state = ActorState::new(Arc::clone(&name), None, true)
             .with_circuit_breaker(spec.circuit_breaker);

@@ -225,6 +225,7 @@ impl Supervisor {
         module.ctx.set_active_generation(generation);
         module.ctx.set_may_publish(false);
         module.ctx.set_contract(spec.contract.clone());
+        module.ctx.set_limits(spec.limits);
         let opener = self.opener(module, spec);
         let artifact = artifact.to_path_buf();
         let loaded = actor.control(self.timeouts.load, move |s| {
@@ -261,6 +262,7 @@ impl Supervisor {
         module.ctx.set_active_generation(module.generation);
         module.ctx.set_may_publish(false);
         module.ctx.set_contract(spec.contract.clone());
+        module.ctx.set_limits(spec.limits);
         let paused = ActorState::new(old_state.name, old_state.instance, true)
             .with_circuit_breaker(spec.circuit_breaker);
         let actor = self.spawn_paused(module, paused)?;
