@@ -19,6 +19,7 @@ use orch_cargo::watcher::{SourceChange, WatchPlan};
 use orch_cargo::{BuildError, BuildOutput, BuildRequest, Builder};
 use orch_config::workspace::Workspace;
 use orch_config::{self as config, AppConfig, ModuleSpec};
+use orch_runtime::logging::Redactor;
 use orch_runtime::supervisor::Supervisor;
 use orch_runtime::{Cause, ModuleFailure, Phase};
 
@@ -38,6 +39,7 @@ pub struct HotReload {
     builder: Builder,
     release: bool,
     config: AppConfig,
+    redactor: Redactor,
 }
 
 impl HotReload {
@@ -48,6 +50,7 @@ impl HotReload {
         builder: Builder,
         release: bool,
         config: AppConfig,
+        redactor: Redactor,
     ) -> Self {
         Self {
             workspace,
@@ -55,6 +58,7 @@ impl HotReload {
             builder,
             release,
             config,
+            redactor,
         }
     }
 
@@ -235,7 +239,11 @@ impl HotReload {
             self.workspace = workspace;
         }
         let new_config = match config::load(&self.config_dir, &self.workspace) {
-            Ok(config) => config,
+            Ok(config) => {
+                // Before anything logs or loads with the new values.
+                self.redactor.add_secrets(&config.secrets);
+                config
+            }
             Err(errors) => {
                 tracing::error!(
                     "[RELOAD] the edited configuration is invalid; the running modules stay as they are:\n{errors}"

@@ -34,6 +34,8 @@ fn main() -> ExitCode {
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
         cli::Command::Init(args) => cmd::init::run(&args),
     };
+    // What the pumps of a scrubbed console still hold is written first.
+    orch_process::console::finish(std::time::Duration::from_millis(500));
     match outcome {
         Ok(code) => code,
         Err(error) if error.is::<session::UsageError>() => {

@@ -16,6 +16,9 @@ pub struct Session {
     pub workspace: Workspace,
     /// `config/main.yaml` and `config/modules.yaml`, validated.
     pub config: AppConfig,
+    /// Scrubs the configuration's secrets (and those of later edits) from
+    /// everything the process writes.
+    pub redactor: Redactor,
 }
 
 /// A usage or configuration error: reported as it is, exit code 2.
@@ -42,7 +45,25 @@ impl Session {
         let config_dir = workspace.root.join(&global.config_dir);
         let config = config::load(&config_dir, &workspace)
             .map_err(|e| anyhow::Error::new(UsageError(anyhow::Error::new(e))))?;
-        Ok(Self { workspace, config })
+        let redactor = Redactor::default();
+        redactor.set_secrets(&config.secrets);
+        Ok(Self {
+            workspace,
+            config,
+            redactor,
+        })
+    }
+
+    /// Routes the process's stdout and stderr through the secret scrubber, so
+    /// what modules print (and their panic messages, and the processes they
+    /// start) is scrubbed like the log. `main` puts the real streams back
+    /// before the process exits.
+    pub fn scrub_console(&self) -> anyhow::Result<()> {
+        let redactor = self.redactor.clone();
+        orch_process::console::install(std::sync::Arc::new(move |text: &str| {
+            redactor.scrub(text).into_owned()
+        }))
+        .context("cannot route stdout and stderr through the secret scrubber")
     }
 
     /// Installs logging as `config/main.yaml` and the flags say, scrubbing the
@@ -54,8 +75,6 @@ impl Session {
             Some(LogFormatArg::Json) => LogFormat::Json,
             None => settings.format,
         };
-        let redactor = Redactor::default();
-        redactor.set_secrets(&self.config.secrets);
         let options = LogOptions {
             level: settings.level.clone(),
             format,
@@ -67,7 +86,7 @@ impl Session {
             }),
             ansi: logging::console_wants_color(),
         };
-        logging::init(&options, &redactor).map_err(anyhow::Error::msg)
+        logging::init(&options, &self.redactor).map_err(anyhow::Error::msg)
     }
 }
 

@@ -31,6 +31,9 @@ enum Outcome {
 pub fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let session = Session::open(global)?;
+    // A module's initialize error may quote its secrets: the report and
+    // whatever the modules print are scrubbed.
+    session.scrub_console()?;
     if args.verbose {
         session.init_logging(global)?;
     }

@@ -26,6 +26,7 @@ use crate::session::Session;
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let process_start = Instant::now();
     let session = Session::open(global)?;
+    session.scrub_console()?;
     session.init_logging(global)?;
     let config = &session.config;
     tracing::info!(
@@ -90,6 +91,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .context("cannot create the folder for loaded module copies under target/")?;
     let bus = Bus::new();
     bus.set_max_event_bytes(config.main.max_event_bytes);
+    bus.set_redactor(session.redactor.clone());
     let mut supervisor = Supervisor::new(bus, loader, config.main.timeouts);
     supervisor.set_control(control);
     let report = supervisor.start(&modules, &build);
@@ -139,6 +141,7 @@ fn watch_and_reload(
         builder.clone(),
         release,
         session.config.clone(),
+        session.redactor.clone(),
     );
     let watcher = SourceWatcher::spawn(reloader.watch_plan(), DEBOUNCE, changes_tx);
     loop {
@@ -195,6 +198,7 @@ fn watch_signals(
                 received += 1;
                 if received > 1 {
                     eprintln!("second signal: exiting at once");
+                    orch_process::console::finish(Duration::from_millis(200));
                     std::process::exit(130);
                 }
                 builder.cancel();
@@ -229,6 +233,7 @@ fn arm_shutdown_deadline(control: Control, limit: Duration) {
             );
             tracing::error!("{message}");
             eprintln!("{message}");
+            orch_process::console::finish(Duration::from_millis(200));
             std::process::exit(i32::from(EXIT_SHUTDOWN_DEADLINE));
         });
     if let Err(e) = armed {

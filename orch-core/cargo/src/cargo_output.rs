@@ -3,15 +3,25 @@
 //! relayed as cargo renders them, and the packages that failed and the first
 //! compiler error picked out for the error message.
 
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A spinner on stderr labelled `label`; hidden (and silent) when stderr is not a
-/// terminal.
+/// terminal. When the console is routed through the secret scrubber it draws
+/// on the real terminal.
 pub fn spinner(label: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let target = match orch_process::console::terminal_stderr() {
+        Some(terminal) => match std::fs::File::open("/dev/null") {
+            Ok(input) => {
+                ProgressDrawTarget::term(console::Term::read_write_pair(input, terminal), 20)
+            }
+            Err(_) => ProgressDrawTarget::hidden(),
+        },
+        None => ProgressDrawTarget::stderr(),
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
     if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}") {
         bar.set_style(style);
     }
@@ -56,7 +66,8 @@ pub fn strip_ansi(text: &str) -> String {
 
 /// Whether cargo's stderr may carry colour: a terminal, and `NO_COLOR` unset.
 pub fn stderr_wants_color() -> bool {
-    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    orch_process::console::stderr_is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Packages named by cargo's "error: could not compile `name`" lines, each once.

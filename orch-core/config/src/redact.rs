@@ -40,8 +40,33 @@ pub fn is_secret_key(key: &str) -> bool {
         .any(|word| SECRET_WORDS.contains(&word.as_str()))
 }
 
+/// Where the password of a URL's user info is in `text`
+/// (`scheme://user:PASSWORD@host/...`), as a byte range.
+fn url_password(text: &str) -> Option<std::ops::Range<usize>> {
+    let authority_start = text.find("://")? + 3;
+    let rest = &text[authority_start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    let user_info = &authority[..authority.rfind('@')?];
+    let colon = user_info.find(':')?;
+    let start = authority_start + colon + 1;
+    let end = authority_start + user_info.len();
+    (end > start).then_some(start..end)
+}
+
+/// `text` with the password of a URL in it masked.
+fn redact_url(text: &str) -> Option<String> {
+    let range = url_password(text)?;
+    Some(format!(
+        "{}{MASK}{}",
+        &text[..range.start],
+        &text[range.end..]
+    ))
+}
+
 /// A copy of `value` where the value of every secret-looking key, at any depth,
-/// is replaced by `"***"`.
+/// is replaced by `"***"`, and so is the password of every URL
+/// (`postgres://app:***@db`).
 pub fn redact_json(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
@@ -57,12 +82,14 @@ pub fn redact_json(value: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(redact_json).collect()),
+        Value::String(text) => Value::String(redact_url(text).unwrap_or_else(|| text.clone())),
         other => other.clone(),
     }
 }
 
 /// Pushes onto `out` every string (of at least [`MIN_SECRET_LEN`] characters)
-/// held by a secret-looking key of `value`, at any depth.
+/// held by a secret-looking key of `value`, at any depth, and the password of
+/// every URL in it.
 pub(crate) fn collect_secrets(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
@@ -75,6 +102,13 @@ pub(crate) fn collect_secrets(value: &Value, out: &mut Vec<String>) {
             }
         }
         Value::Array(items) => items.iter().for_each(|item| collect_secrets(item, out)),
+        Value::String(text) => {
+            if let Some(range) = url_password(text)
+                && text[range.clone()].chars().count() >= MIN_SECRET_LEN
+            {
+                out.push(text[range].to_owned());
+            }
+        }
         _ => {}
     }
 }
@@ -193,6 +227,28 @@ mod tests {
                 "nested": {"apiKey": "***", "list": [{"token": "***"}, {"keep": "me"}]},
             })
         );
+    }
+
+    #[test]
+    fn masks_and_collects_the_password_of_a_url() {
+        assert_eq!(
+            redact_json(&json!({"db": "postgres://app:hunter22@db:5432/x?sslmode=require"})),
+            json!({"db": "postgres://app:***@db:5432/x?sslmode=require"})
+        );
+        for plain in [
+            "postgres://app@db/x",
+            "https://example.com/a:b@c",
+            "nats://127.0.0.1:4222",
+            "user:pw@host",
+        ] {
+            assert_eq!(redact_json(&json!(plain)), json!(plain), "{plain}");
+        }
+        let mut secrets = Vec::new();
+        collect_secrets(
+            &json!({"list": ["amqp://guest:p%40ss-word@mq/"], "short": "x://u:ab@h"}),
+            &mut secrets,
+        );
+        assert_eq!(secrets, ["p%40ss-word"]);
     }
 
     #[test]

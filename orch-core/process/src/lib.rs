@@ -10,12 +10,15 @@
 //! - [`GroupGuard`]: a tiny guard process (`cargo-orch __group-guard PGID`) that
 //!   kills a group when the orchestrator itself dies, SIGKILL included;
 //! - [`ExitReason`]: how a process ended, typed (code or signal);
+//! - [`console`]: the process's own stdout and stderr routed through a
+//!   filter (the secret scrubber);
 //! - [`host`]: which program hosts the hidden helper modes, and the long-lived
 //!   thread that forks children that must die with the orchestrator.
 //!
 //! It depends on nothing of cargo-orch: the runtime may use it without
 //! knowing cargo, and the cargo side without knowing the runtime.
 
+pub mod console;
 mod deadline;
 mod exit;
 pub mod group;

@@ -163,11 +163,32 @@ struct Shared {
     next_id: AtomicU64,
     max_event_bytes: AtomicU64,
     dead_letters: (Sender<DeadLetter>, Receiver<DeadLetter>),
+    /// Scrubs the host's own events (a crash reason may quote a secret).
+    redactor: std::sync::OnceLock<crate::logging::Redactor>,
 }
 
 impl Default for Bus {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Scrubs every string inside `value`; the JSON stays valid whatever the
+/// secrets look like (a secret of digits never touches a number).
+fn scrub_strings(value: &mut serde_json::Value, redactor: &crate::logging::Redactor) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let std::borrow::Cow::Owned(scrubbed) = redactor.scrub(text) {
+                *text = scrubbed;
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().for_each(|v| scrub_strings(v, redactor));
+        }
+        serde_json::Value::Object(map) => {
+            map.values_mut().for_each(|v| scrub_strings(v, redactor));
+        }
+        _ => {}
     }
 }
 
@@ -185,6 +206,7 @@ impl Bus {
                 next_id: AtomicU64::new(0),
                 max_event_bytes: AtomicU64::new(orch_config::DEFAULT_MAX_EVENT_BYTES),
                 dead_letters: bounded(DEAD_LETTER_QUEUE),
+                redactor: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -192,6 +214,22 @@ impl Bus {
     /// A weak handle, for what the bus itself holds (a mailbox's reports).
     pub fn downgrade(&self) -> WeakBus {
         WeakBus(Arc::downgrade(&self.shared))
+    }
+
+    /// Scrubs the configuration's secrets from the host's own events
+    /// (`module.failed`, `module.crashed`, ...) from now on; set once.
+    pub fn set_redactor(&self, redactor: crate::logging::Redactor) {
+        let _ = self.shared.redactor.set(redactor);
+    }
+
+    /// The payload of a host event: its JSON with every string scrubbed.
+    fn system_payload<E: SystemEvent>(&self, event: &E) -> Vec<u8> {
+        let Some(redactor) = self.shared.redactor.get() else {
+            return serde_json::to_vec(event).unwrap_or_default();
+        };
+        let mut value = serde_json::to_value(event).unwrap_or_default();
+        scrub_strings(&mut value, redactor);
+        serde_json::to_vec(&value).unwrap_or_default()
     }
 
     /// Sets `max_event_bytes`: larger payloads are refused by [`Bus::publish`].
@@ -423,7 +461,7 @@ impl Bus {
 
     /// Publishes a built-in system event on its own topic.
     pub fn publish_system<E: SystemEvent>(&self, event: &E) -> usize {
-        let payload = serde_json::to_vec(event).unwrap_or_default();
+        let payload = self.system_payload(event);
         self.publish_event(Arc::new(BusEvent::new(E::TOPIC, &payload, None)))
     }
 
@@ -445,7 +483,7 @@ impl Bus {
     /// mailbox (it is dropped there instead): for the timer thread, which
     /// every timer waits for.
     pub fn publish_system_nowait<E: SystemEvent>(&self, event: &E) -> usize {
-        let payload = serde_json::to_vec(event).unwrap_or_default();
+        let payload = self.system_payload(event);
         let event = Arc::new(BusEvent::new(E::TOPIC, &payload, None));
         self.deliver(event, Admission::NoWait).delivered
     }

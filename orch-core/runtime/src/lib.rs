@@ -21,6 +21,7 @@ pub mod logging;
 pub mod mailbox;
 mod module_threads;
 pub mod rate_limit;
+mod redactor;
 pub mod requests;
 pub mod resources;
 pub mod scratch;

@@ -2,9 +2,9 @@
 //! rotated by size, with `RUST_LOG` filtering and secret values scrubbed from every
 //! line (console and file) before it is written.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use file_rotate::compression::Compression;
 use file_rotate::suffix::AppendCount;
@@ -18,36 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use orch_config::LogFormat;
 
-/// Replaces known secret values with `***` in log output.
-#[derive(Clone, Default)]
-pub struct Redactor {
-    secrets: Arc<RwLock<Vec<String>>>,
-}
-
-impl Redactor {
-    /// Sets the values to scrub (values shorter than 4 characters are ignored:
-    /// scrubbing them would garble ordinary text).
-    pub fn set_secrets(&self, secrets: &[String]) {
-        let mut list: Vec<String> = secrets.iter().filter(|s| s.len() >= 4).cloned().collect();
-        // Longest first, so a secret containing another is scrubbed whole.
-        list.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        list.dedup();
-        *self.secrets.write().unwrap_or_else(|e| e.into_inner()) = list;
-    }
-
-    /// `text` with every secret replaced by `***`.
-    pub fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        let secrets = self.secrets.read().unwrap_or_else(|e| e.into_inner());
-        if !secrets.iter().any(|s| text.contains(s.as_str())) {
-            return std::borrow::Cow::Borrowed(text);
-        }
-        let mut owned = text.to_owned();
-        for secret in secrets.iter() {
-            owned = owned.replace(secret.as_str(), "***");
-        }
-        std::borrow::Cow::Owned(owned)
-    }
-}
+pub use crate::redactor::Redactor;
 
 /// Where and how to log.
 #[derive(Debug, Clone)]
@@ -75,7 +46,8 @@ pub struct LogFile {
 
 /// Whether the console should get colour: a terminal, and `NO_COLOR` unset or empty.
 pub fn console_wants_color() -> bool {
-    io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    orch_process::console::stdout_is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Installs the global subscriber. Errors name what is wrong (a bad filter, an
@@ -233,20 +205,6 @@ impl<'a, W: Write + 'static> MakeWriter<'a> for Scrubbing<Arc<Mutex<W>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scrubs_every_secret_longest_first() {
-        let redactor = Redactor::default();
-        redactor.set_secrets(&["hunter2-long".into(), "hunter2".into(), "abc".into()]);
-        assert_eq!(
-            redactor.scrub("token=hunter2-long pw=hunter2 short=abc"),
-            "token=*** pw=*** short=abc"
-        );
-        assert!(matches!(
-            redactor.scrub("nothing here"),
-            std::borrow::Cow::Borrowed(_)
-        ));
-    }
 
     #[test]
     fn the_writer_scrubs_a_whole_event_written_in_pieces() {

@@ -27,7 +27,7 @@ modules:
     assert_eq!(
         module.redacted_config(),
         json!({
-            "url": "postgres://app:hunter22@db",
+            "url": "postgres://app:***@db",
             "api_key": "***",
             "token": "***",
             "keyboard": "qwerty",
