@@ -85,7 +85,7 @@ fn publishes_past_the_publish_rate_are_refused_and_counted() {
     );
     let mut orch = start(&scenario, &marker);
     orch.wait_for(
-        "module 'fixture-flood' (isolated) publishes more than its `limits.publish_rate: 500` a second",
+        "module 'fixture-flood' (isolated) sends more publishes than its `limits.publish_rate: 500` a second",
         BUILD,
     )
     .unwrap();
@@ -146,5 +146,23 @@ fn a_child_host_gets_a_minimal_environment() {
         "{keys:?}"
     );
     assert!(!keys.iter().any(|k| k.starts_with("CARGO")), "{keys:?}");
+    stop_cleanly(&mut orch);
+}
+
+#[test]
+fn subscription_churn_past_the_subscribe_rate_is_refused() {
+    let marker = env_marker("limits-churn");
+    let scenario = Scenario::new(
+        "modules:\n  - name: fixture-flood\n    isolation: process\n    \
+         limits: {subscribe_rate: 100, publish_rate: 10}\n    config:\n      churn: 5000\n",
+    );
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for(
+        "module 'fixture-flood' (isolated) sends more subscriptions than its \
+         `limits.subscribe_rate: 100` a second",
+        BUILD,
+    )
+    .unwrap();
+    orch.wait_for("[fixture-flood] CHURN done", SHORT).unwrap();
     stop_cleanly(&mut orch);
 }

@@ -19,6 +19,9 @@ pub struct ModuleLimits {
     pub publish_rate: u32,
     /// `subscriptions`: topic patterns a module may hold at once (default 1,000).
     pub subscriptions: u32,
+    /// `subscribe_rate`: subscribe and unsubscribe calls a second an isolated
+    /// module's child may send; the rest are refused (default 1,000).
+    pub subscribe_rate: u32,
     /// `log_rate`: log lines a second; the rest are summed up in one line
     /// (default 1,000).
     pub log_rate: u32,
@@ -35,6 +38,7 @@ impl Default for ModuleLimits {
         Self {
             publish_rate: 100_000,
             subscriptions: 1_000,
+            subscribe_rate: 1_000,
             log_rate: 1_000,
             memory_max: None,
             max_processes: None,
@@ -51,6 +55,7 @@ pub const MIN_MEMORY_MAX: u64 = 16 << 20;
 pub(crate) struct RawLimits {
     publish_rate: Option<Spanned<Value>>,
     subscriptions: Option<Spanned<Value>>,
+    subscribe_rate: Option<Spanned<Value>>,
     log_rate: Option<Spanned<Value>>,
     memory_max: Option<Spanned<Value>>,
     max_processes: Option<Spanned<Value>>,
@@ -102,6 +107,11 @@ pub(crate) fn limits(
             "limits.subscriptions",
             raw.subscriptions.as_ref(),
             defaults.subscriptions,
+        ),
+        subscribe_rate: c.count(
+            "limits.subscribe_rate",
+            raw.subscribe_rate.as_ref(),
+            defaults.subscribe_rate,
         ),
         log_rate: c.count("limits.log_rate", raw.log_rate.as_ref(), defaults.log_rate),
         memory_max: memory_max.or(defaults.memory_max),

@@ -144,6 +144,7 @@ modules:
         ModuleLimits {
             publish_rate: 10,
             subscriptions: 1000,
+            subscribe_rate: 1000,
             log_rate: 50,
             memory_max: Some(256 << 20),
             max_processes: Some(4),

@@ -446,10 +446,14 @@ fn spawn_reader(
         .name(thread_name)
         .spawn(move || {
             let mut input = BufReader::new(stdout);
-            let mut quota = RateLimiter::new(r.ctx.limits().publish_rate);
+            let limits = r.ctx.limits();
+            let mut quotas = Quotas {
+                publish: RateLimiter::new(limits.publish_rate),
+                subscribe: RateLimiter::new(limits.subscribe_rate),
+            };
             loop {
                 match Frame::read_from(&mut input) {
-                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quota, frame),
+                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quotas, frame),
                     Ok(None) => break,
                     Err(e) => {
                         tracing::error!(
@@ -483,17 +487,23 @@ fn spawn_reader(
         .ok()
 }
 
-/// Whether the child's next publish or request is within
-/// `limits.publish_rate`; the first refusal of a second is logged at once,
-/// the count of them when the next second begins.
-fn within_quota(r: &ReaderSetup, quota: &mut RateLimiter) -> bool {
+/// A child's rate quotas, kept by its reader thread.
+struct Quotas {
+    publish: RateLimiter,
+    subscribe: RateLimiter,
+}
+
+/// Whether the child's next `what` (publishes, subscriptions) is within its
+/// `limits.<key>`; the first refusal of a second is logged at once, the count
+/// of them when the next second begins.
+fn within_quota(r: &ReaderSetup, quota: &mut RateLimiter, what: &str, key: &str) -> bool {
     let rate = quota.per_second();
     match quota.admit() {
         Verdict::Admit => true,
         Verdict::AdmitAfterRefusals(n) => {
             tracing::warn!(
-                "module '{}' (isolated): {n} publishes refused in the last second, more than \
-                 its `limits.publish_rate: {rate}`",
+                "module '{}' (isolated): {n} {what} refused in the last second, more than \
+                 its `limits.{key}: {rate}`",
                 r.name
             );
             true
@@ -501,9 +511,9 @@ fn within_quota(r: &ReaderSetup, quota: &mut RateLimiter) -> bool {
         Verdict::Refuse => {
             if quota.refused_in_window() == 1 {
                 tracing::warn!(
-                    "module '{}' (isolated) publishes more than its `limits.publish_rate: {rate}` \
-                     a second: the rest of this second's publishes are refused (raise the \
-                     limit in modules.yaml if the rate is meant)",
+                    "module '{}' (isolated) sends more {what} than its `limits.{key}: {rate}` \
+                     a second: the rest of this second's are refused (raise the limit in \
+                     modules.yaml if the rate is meant)",
                     r.name
                 );
             }
@@ -516,13 +526,22 @@ fn dispatch(
     r: &ReaderSetup,
     shared: &Shared,
     replies: &Sender<Incoming>,
-    quota: &mut RateLimiter,
+    quotas: &mut Quotas,
     frame: Frame,
 ) {
     let active = r.ctx.active_generation() == r.generation;
     // Requests are bounded by the pending-request limit, and a refused one
-    // would never get its timeout notice: only publishes are rate-limited.
-    if matches!(frame, Frame::Publish { .. }) && active && !within_quota(r, quota) {
+    // would never get its timeout notice: they are not rate-limited.
+    let within = match &frame {
+        Frame::Publish { .. } if active => {
+            within_quota(r, &mut quotas.publish, "publishes", "publish_rate")
+        }
+        Frame::Subscribe(_) | Frame::Unsubscribe(_) if active => {
+            within_quota(r, &mut quotas.subscribe, "subscriptions", "subscribe_rate")
+        }
+        _ => true,
+    };
+    if !within {
         return;
     }
     match frame {
