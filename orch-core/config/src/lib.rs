@@ -12,12 +12,16 @@
 //! [`is_secret_key`]) are gathered in [`AppConfig::secrets`] so logs can be
 //! scrubbed of them, and [`ModuleSpec::redacted_config`] is safe to print.
 
+mod bridge;
 mod check;
 mod env;
 mod error;
 mod limits;
 mod module_limits;
 
+pub use bridge::{
+    BridgeSettings, DEFAULT_SUBJECT_PREFIX, JetStreamSettings, NatsAuth, NatsSettings, NatsTls,
+};
 pub(crate) use limits::ModuleDefaults;
 pub use limits::{CircuitBreakerSettings, DEFAULT_MAX_EVENT_BYTES, MailboxSettings, Overflow};
 pub use module_limits::{MIN_MEMORY_MAX, ModuleLimits};
@@ -108,6 +112,9 @@ pub struct MainConfig {
     pub circuit_breaker: CircuitBreakerSettings,
     /// `limits`: the default of what each module may take.
     pub limits: ModuleLimits,
+    /// `bridge`: events shared with other orchestrators through NATS;
+    /// `None` (the default): everything stays in-process.
+    pub bridge: Option<BridgeSettings>,
 }
 
 impl Default for MainConfig {
@@ -122,6 +129,7 @@ impl Default for MainConfig {
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             circuit_breaker: CircuitBreakerSettings::default(),
             limits: ModuleLimits::default(),
+            bridge: None,
         }
     }
 }

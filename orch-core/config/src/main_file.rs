@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
+use super::bridge::{self, RawBridge};
 use super::check::Checker;
 use super::limits::{self, RawCircuitBreaker, RawMailbox};
 use super::module_limits::{self, RawLimits};
@@ -26,6 +27,7 @@ pub(crate) struct RawMain {
     max_event_bytes: Option<Spanned<Value>>,
     circuit_breaker: Option<RawCircuitBreaker>,
     limits: Option<RawLimits>,
+    bridge: Option<RawBridge>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +84,7 @@ pub(crate) fn defaults(root: &Path) -> MainConfig {
 /// Checks and converts `raw`; relative paths are resolved against `root`.
 pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
     let defaults = MainConfig::default();
+    let mailbox = limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox);
     MainConfig {
         app: app(c, raw.app.as_ref().unwrap_or(&RawApp::default())),
         hot_reload: c.boolean("hot_reload", raw.hot_reload.as_ref(), defaults.hot_reload),
@@ -95,7 +98,8 @@ pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
             raw.logging.as_ref().unwrap_or(&RawLogging::default()),
             root,
         ),
-        mailbox: limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox),
+        mailbox,
+        bridge: bridge::bridge(c, raw.bridge.as_ref(), &mailbox, root),
         max_event_bytes: limits::byte_size(
             c,
             "max_event_bytes",

@@ -165,6 +165,9 @@ fn hint_for(message: &str) -> &'static str {
          (each module entry is one, e.g. `- name: mod-example`)"
     } else if message.contains("expected string scalar") || message.contains("expected scalar") {
         "a single value is expected here, not a list or a mapping"
+    } else if message.contains("flow mapping") || message.contains("flow sequence") {
+        "inside `{...}` or `[...]` a value with `{`, `}`, `[`, `]` or `,` must be quoted: \
+         write `{token: \"${NATS_TOKEN}\"}`, or put the keys on lines of their own"
     } else if message.contains("duplicate mapping key") {
         "each key may appear only once in a mapping; remove or merge the duplicate"
     } else {

@@ -2,6 +2,7 @@
 //! expansion, ordering and secrets. Parallel-safe: no process env changes.
 //! One file per topic; the shared fixture and helpers live here.
 
+mod bridge;
 mod contracts;
 mod depends_on;
 mod display;
