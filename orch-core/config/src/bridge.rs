@@ -379,7 +379,7 @@ fn auth(c: &mut Checker, raw: Option<&RawAuth>, root: &std::path::Path) -> NatsA
             .into_iter()
             .flatten()
             .map(|s| s.referenced)
-            .last()
+            .next_back()
             .unwrap_or(Location::UNKNOWN);
         c.error(
             &at,
