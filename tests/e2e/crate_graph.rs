@@ -94,6 +94,9 @@ fn the_runtime_never_knows_cargo_the_watcher_or_the_users_files() {
             "orch-cargo",
             "orch-scaffold",
             "orch-test",
+            "orch-bridge",
+            "async-nats",
+            "tokio",
         ],
     );
 }
@@ -108,9 +111,16 @@ fn lower_crates_never_depend_on_higher_ones() {
         "orch-scaffold",
         "orch-config",
         "orch-process",
+        "orch-bridge",
         "cargo-orch",
     ];
     assert_never(&metadata, "orch-process", &ours);
+    // The bridge sits on the runtime's bus: it never builds, scaffolds or tests.
+    assert_never(
+        &metadata,
+        "orch-bridge",
+        &["orch-cargo", "orch-test", "orch-scaffold", "cargo-orch"],
+    );
     assert_never(
         &metadata,
         "orch-config",
@@ -127,7 +137,13 @@ fn lower_crates_never_depend_on_higher_ones() {
     assert_never(
         &metadata,
         "orch-cargo",
-        &["orch-runtime", "orch-test", "orch-scaffold", "libloading"],
+        &[
+            "orch-runtime",
+            "orch-test",
+            "orch-scaffold",
+            "orch-bridge",
+            "libloading",
+        ],
     );
     assert_never(
         &metadata,

@@ -3,6 +3,7 @@
 //! through its output lines with deadlines (one process driver, [`watched`],
 //! shared with xtask; [`OrchProcess`] is its face for the tests).
 
+pub mod nats;
 pub mod process;
 pub mod scenario;
 pub mod scratch;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub use nats::{NatsServer, nats_server_binary};
 pub use process::{
     Line, OrchProcess, env_marker, mark, module_hosts, processes_with_env, wait_until,
 };

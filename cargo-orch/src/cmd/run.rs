@@ -94,7 +94,24 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     bus.set_redactor(session.redactor.clone());
     let mut supervisor = Supervisor::new(bus, loader, config.main.timeouts);
     supervisor.set_control(control);
+    // The outbox takes the exported topics before any module starts, so
+    // nothing published while starting is missed; imports wait for app.started.
+    let mut bridge = match &config.main.bridge {
+        Some(settings) => Some(
+            orch_bridge::Bridge::start(
+                &settings.nats,
+                supervisor.bus(),
+                supervisor.timers(),
+                config.main.timeouts.publish,
+            )
+            .context("cannot start the NATS bridge")?,
+        ),
+        None => None,
+    };
     let report = supervisor.start(&modules, &build);
+    if let Some(bridge) = bridge.as_mut() {
+        bridge.start_import();
+    }
     tracing::info!(
         "[TIMING] from process start to app.started: {}",
         human(process_start.elapsed())
@@ -108,7 +125,13 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         shutdown.recv().unwrap_or("signal")
     };
+    if let Some(bridge) = bridge.as_mut() {
+        bridge.stop_import();
+    }
     let failures = supervisor.shutdown(&format!("{signal} received"));
+    if let Some(bridge) = bridge.take() {
+        bridge.shutdown(Duration::from_secs(2));
+    }
     drop(resources);
     if failures.is_empty() {
         return Ok(ExitCode::SUCCESS);

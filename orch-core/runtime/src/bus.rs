@@ -452,6 +452,20 @@ impl Bus {
         }
     }
 
+    /// Delivers an event another orchestrator published (see
+    /// [`BusEvent::imported`]), waiting for full `block` mailboxes like a
+    /// module's publish; an error when one refused it (its topic and size
+    /// are checked too).
+    pub fn publish_imported(&self, event: Arc<BusEvent>) -> Result<usize, BusError> {
+        topic::validate_topic(event.topic()).map_err(BusError::InvalidTopic)?;
+        self.check_size(event.topic(), event.payload())?;
+        let report = self.deliver(event, Admission::Now);
+        match report.refused {
+            Some(message) => Err(BusError::Refused(message)),
+            None => Ok(report.delivered),
+        }
+    }
+
     /// Publishes a host event serialized from `data`. Host events have fixed,
     /// valid topics and serializable payloads, so this cannot fail.
     pub fn publish_json(&self, topic: &str, data: &serde_json::Value) -> usize {

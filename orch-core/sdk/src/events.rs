@@ -46,6 +46,10 @@ pub const MODULE_DEAD_LETTER: &str = "module.dead_letter";
 pub const MODULE_CIRCUIT_OPEN: &str = "module.circuit_open";
 /// A module's handler succeeded again on a trial event: its events flow again.
 pub const MODULE_CIRCUIT_CLOSED: &str = "module.circuit_closed";
+/// The NATS bridge connected (or connected again) to a server.
+pub const BRIDGE_CONNECTED: &str = "bridge.connected";
+/// The NATS bridge lost its server; exported events wait in its outbox.
+pub const BRIDGE_DISCONNECTED: &str = "bridge.disconnected";
 
 /// `app.started`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -204,6 +208,20 @@ pub struct ModuleCircuitClosed {
     pub name: String,
 }
 
+/// `bridge.connected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeConnected {
+    /// The server (`host:port`).
+    pub server: String,
+}
+
+/// `bridge.disconnected`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeDisconnected {
+    /// The server it was connected to (`host:port`).
+    pub server: String,
+}
+
 macro_rules! topics {
     ($($event:ty => $topic:ident),* $(,)?) => {
         $(impl SystemEvent for $event {
@@ -230,6 +248,8 @@ topics! {
     ModuleDeadLetter => MODULE_DEAD_LETTER,
     ModuleCircuitOpen => MODULE_CIRCUIT_OPEN,
     ModuleCircuitClosed => MODULE_CIRCUIT_CLOSED,
+    BridgeConnected => BRIDGE_CONNECTED,
+    BridgeDisconnected => BRIDGE_DISCONNECTED,
 }
 
 #[cfg(test)]

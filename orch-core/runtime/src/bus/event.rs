@@ -27,6 +27,9 @@ pub struct BusEvent {
     pub request_id: u64,
     /// For a request: the module waiting for the answer.
     pub reply_to: Option<Arc<str>>,
+    /// The orchestrator it came from when the NATS bridge imported it;
+    /// `None` for an event of this one (the bridge never exports it back).
+    pub origin: Option<Arc<str>>,
 }
 
 /// An event as a handler receives it: its parts and the envelope the host set
@@ -86,7 +89,26 @@ impl BusEvent {
             kind: EventKind::Publish,
             request_id: 0,
             reply_to: None,
+            origin: None,
         }
+    }
+
+    /// An event another orchestrator (`origin`) published, as the bridge
+    /// imported it: its source module and publish time are kept, its id is
+    /// this process's next.
+    pub fn imported(
+        topic: &str,
+        payload: &[u8],
+        source: Option<Arc<str>>,
+        origin: Arc<str>,
+        published_at_ms: Option<u64>,
+    ) -> Self {
+        let mut event = Self::new(topic, payload, source);
+        event.origin = Some(origin);
+        if let Some(at) = published_at_ms {
+            event.published_at_ms = at;
+        }
+        event
     }
 
     /// The same event as part of request `request_id`'s exchange: the request

@@ -117,6 +117,11 @@ impl Supervisor {
         self.control = control;
     }
 
+    /// The host's timer service (overflow reports, request timeouts).
+    pub fn timers(&self) -> crate::timers::TimerService {
+        self.services.timers.clone()
+    }
+
     /// The bus the modules are wired to.
     pub fn bus(&self) -> &Bus {
         &self.bus

@@ -1,0 +1,192 @@
+//! The connection to the broker: options from `bridge.nats` (servers, auth,
+//! TLS, reconnect with back-off, never giving up), and its state, which the
+//! outbox waits on and `bridge.connected` / `bridge.disconnected` report.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions, Event};
+use orch_config::{NatsAuth, NatsSettings};
+use orch_runtime::bus::Bus;
+use orch_sdk::events::{BridgeConnected, BridgeDisconnected};
+
+use crate::BridgeError;
+
+/// Whether the bridge is connected, and to which server.
+#[derive(Default)]
+pub struct Link {
+    state: Mutex<LinkState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct LinkState {
+    connected: bool,
+    server: String,
+    closed: bool,
+}
+
+impl Link {
+    /// Waits up to `timeout` for a connection; whether there is one.
+    pub fn wait_connected(&self, timeout: Duration) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(state, timeout, |s| !s.connected && !s.closed)
+            .unwrap_or_else(|e| e.into_inner());
+        state.connected
+    }
+
+    /// Whether it is connected now.
+    pub fn is_connected(&self) -> bool {
+        self.state.lock().map(|s| s.connected).unwrap_or(false)
+    }
+
+    /// The server of the current (or last) connection, `host:port`.
+    pub fn server(&self) -> String {
+        self.state
+            .lock()
+            .map(|s| s.server.clone())
+            .unwrap_or_default()
+    }
+
+    fn set(&self, connected: bool, server: Option<String>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.connected = connected;
+        if let Some(server) = server {
+            state.server = server;
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// Wakes every waiter for good: the bridge is shutting down.
+    pub fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.closed = true;
+        state.connected = false;
+        drop(state);
+        self.changed.notify_all();
+    }
+}
+
+/// The reconnect delay after `attempts` failed attempts: 100 ms doubling up
+/// to 5 s.
+fn back_off(attempts: usize) -> Duration {
+    let exponent = u32::try_from(attempts.min(6)).unwrap_or(6);
+    Duration::from_millis(100 * 2u64.pow(exponent)).min(Duration::from_secs(5))
+}
+
+/// Connects to `settings.servers` in the background (the call returns at
+/// once; the connection comes when a server answers, and comes back after
+/// every loss). `link` and the bus hear of each change.
+pub async fn connect(
+    settings: &NatsSettings,
+    node: &str,
+    link: Arc<Link>,
+    bus: Bus,
+) -> Result<Client, BridgeError> {
+    let client_cell: Arc<std::sync::OnceLock<Client>> = Arc::default();
+    let events = {
+        let link = Arc::clone(&link);
+        let client_cell = Arc::clone(&client_cell);
+        let bus = bus.clone();
+        move |event: Event| {
+            let link = Arc::clone(&link);
+            let client_cell = Arc::clone(&client_cell);
+            let bus = bus.clone();
+            async move { on_event(event, &link, &client_cell, &bus) }
+        }
+    };
+    let mut options = ConnectOptions::new()
+        .name(format!("cargo-orch {node}"))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .reconnect_delay_callback(back_off)
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(events);
+    options = match &settings.auth {
+        NatsAuth::None => options,
+        NatsAuth::Token(token) => options.token(token.clone()),
+        NatsAuth::UserPassword { user, password } => {
+            options.user_and_password(user.clone(), password.clone())
+        }
+        NatsAuth::NkeySeed(seed) => options.nkey(seed.clone()),
+        NatsAuth::CredsFile(path) => options.credentials_file(path).await.map_err(|e| {
+            BridgeError::Config(format!(
+                "cannot read bridge.nats.auth.creds {}: {e}",
+                path.display()
+            ))
+        })?,
+    };
+    if let Some(tls) = &settings.tls {
+        options = options.require_tls(true);
+        if let Some(ca) = &tls.ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &tls.client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    let client = options
+        .connect(settings.servers.clone())
+        .await
+        .map_err(|e| BridgeError::Connect(e.to_string()))?;
+    let _ = client_cell.set(client.clone());
+    // The first connection may have come before the client was at hand to
+    // name its server: announce it now.
+    if matches!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    ) && link.server().is_empty()
+    {
+        on_event(Event::Connected, &link, &client_cell, &bus);
+    }
+    Ok(client)
+}
+
+fn on_event(event: Event, link: &Link, client: &std::sync::OnceLock<Client>, bus: &Bus) {
+    match event {
+        Event::Connected => {
+            let Some(client) = client.get() else {
+                // Before `connect` returned: it announces the connection.
+                link.set(true, None);
+                return;
+            };
+            let info = client.server_info();
+            let server = format!("{}:{}", info.host, info.port);
+            link.set(true, Some(server.clone()));
+            tracing::info!("[BRIDGE] connected to NATS at {server}");
+            bus.publish_system_nowait(&BridgeConnected { server });
+        }
+        Event::Disconnected => {
+            link.set(false, None);
+            let server = link.server();
+            tracing::warn!(
+                "[BRIDGE] lost NATS at {server}: reconnecting with back-off; exported events \
+                 wait in the outbox"
+            );
+            bus.publish_system_nowait(&BridgeDisconnected { server });
+        }
+        Event::SlowConsumer(sid) => {
+            tracing::warn!(
+                "[BRIDGE] the import subscription {sid} fell behind: the broker's messages \
+                 beyond its buffer were dropped (core NATS is at most once)"
+            );
+        }
+        other => tracing::warn!("[BRIDGE] NATS: {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_up_to_five_seconds() {
+        assert_eq!(back_off(0), Duration::from_millis(100));
+        assert_eq!(back_off(1), Duration::from_millis(200));
+        assert_eq!(back_off(3), Duration::from_millis(800));
+        assert_eq!(back_off(10), Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,341 @@
+//! # orch-bridge: events shared between orchestrators through NATS
+//!
+//! With a `bridge.nats` section in `config/main.yaml`, the orchestrator
+//! exports the events of its modules on the `export` topics to NATS subjects
+//! `<prefix>.<topic>` (the payload's bytes unchanged, the envelope in
+//! headers) and delivers the messages of the `import` subjects to its local
+//! subscribers. Local subscribers are still served in-process, never through
+//! the broker.
+//!
+//! - [`outbox`]: exported events wait in a mailbox of the bridge's own, with
+//!   the same capacity and overflow policies as a module's, while the broker
+//!   is away;
+//! - [`export`]: core NATS (at most once) or JetStream (stored once: every try
+//!   carries the same `Nats-Msg-Id`);
+//! - [`import`]: the origin check (an event never comes back to the node it
+//!   left, and never loops between nodes: imported events are not exported),
+//!   a window of recent ids, acknowledgement after local delivery;
+//! - [`connection`]: reconnects with back-off for ever, and says so on the bus
+//!   (`bridge.connected` / `bridge.disconnected`).
+//!
+//! The client (async-nats) runs on a current-thread tokio runtime of the
+//! bridge's own thread; nothing of it reaches the rest of the host.
+
+pub mod connection;
+pub mod dedup;
+pub mod envelope;
+pub mod export;
+pub mod import;
+pub mod node;
+pub mod outbox;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use orch_config::NatsSettings;
+use orch_runtime::bus::{Bus, BusEvent};
+use orch_runtime::mailbox::Mailbox;
+use orch_runtime::timers::TimerService;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use connection::Link;
+use export::{ExportStats, Target};
+use import::{ImportStats, Importer};
+use outbox::Outbox;
+
+/// Why the bridge cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// A setting that cannot be used as it is.
+    #[error("bridge.nats: {0}")]
+    Config(String),
+    /// The client refused the connection settings.
+    #[error("bridge.nats: cannot connect: {0}")]
+    Connect(String),
+    /// The bridge's own runtime or threads.
+    #[error("bridge: {0}")]
+    Runtime(String),
+}
+
+/// Exported events handed from the outbox to the runtime at once, at most.
+const HAND_OVER: usize = 256;
+
+/// A running bridge.
+pub struct Bridge {
+    node: String,
+    link: Arc<Link>,
+    bus: Bus,
+    outbox: Option<Outbox>,
+    import: Option<oneshot::Sender<()>>,
+    stop_import: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    thread: Option<JoinHandle<()>>,
+    exported: Arc<ExportStats>,
+    imported: Arc<ImportStats>,
+}
+
+impl Bridge {
+    /// Starts the bridge: its outbox takes the exported topics from now on
+    /// (so nothing a module publishes while starting is missed), and it
+    /// connects in the background. Imports begin with
+    /// [`Bridge::start_import`], once every local subscriber is there.
+    pub fn start(
+        settings: &NatsSettings,
+        bus: &Bus,
+        timers: TimerService,
+        publish_timeout: Duration,
+    ) -> Result<Self, BridgeError> {
+        let node = settings.node.clone().unwrap_or_else(node::default_node);
+        let link = Arc::new(Link::default());
+        let (forward, events) = mpsc::channel::<Arc<BusEvent>>(HAND_OVER);
+        let mailbox = Mailbox::new("bridge".into(), settings.outbox, publish_timeout);
+        let outbox = Outbox::open(
+            bus,
+            mailbox,
+            timers,
+            &settings.export,
+            Arc::clone(&link),
+            forward,
+        )?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(4)
+            .thread_name("orch-bridge-deliver")
+            .build()
+            .map_err(|e| BridgeError::Runtime(format!("cannot build its runtime: {e}")))?;
+        let (stop, stopped) = watch::channel(false);
+        let (stop_import, import_stopped) = watch::channel(false);
+        let (import, import_go) = oneshot::channel();
+        let exported = Arc::new(ExportStats::default());
+        let imported = Arc::new(ImportStats::default());
+        let run = Run {
+            settings: settings.clone(),
+            node: node.clone(),
+            link: Arc::clone(&link),
+            bus: bus.clone(),
+            exported: Arc::clone(&exported),
+            imported: Arc::clone(&imported),
+        };
+        let thread = std::thread::Builder::new()
+            .name("orch-bridge".into())
+            .spawn(move || {
+                runtime.block_on(run.serve(events, import_go, import_stopped, stopped));
+            })
+            .map_err(|e| BridgeError::Runtime(format!("cannot start its thread: {e}")))?;
+        tracing::info!(
+            "[BRIDGE] node '{node}': NATS {} ({}), exports [{}], imports [{}]",
+            settings.servers.join(", "),
+            if settings.jetstream.is_some() {
+                "JetStream: at least once"
+            } else {
+                "core NATS: at most once"
+            },
+            settings.export.join(", "),
+            settings.import.join(", "),
+        );
+        Ok(Self {
+            node,
+            link,
+            bus: bus.clone(),
+            outbox: Some(outbox),
+            import: Some(import),
+            stop_import,
+            stop,
+            thread: Some(thread),
+            exported,
+            imported,
+        })
+    }
+
+    /// This orchestrator's node id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether a connection is up.
+    pub fn is_connected(&self) -> bool {
+        self.link.is_connected()
+    }
+
+    /// Exported events waiting in the outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.as_ref().map_or(0, Outbox::len)
+    }
+
+    /// The export counters.
+    pub fn exported(&self) -> &ExportStats {
+        &self.exported
+    }
+
+    /// The import counters.
+    pub fn imported(&self) -> &ImportStats {
+        &self.imported
+    }
+
+    /// Begins delivering imported messages (after `app.started`: every
+    /// local subscriber is registered, so none misses the first ones).
+    pub fn start_import(&mut self) {
+        if let Some(go) = self.import.take() {
+            let _ = go.send(());
+        }
+    }
+
+    /// Stops delivering imported messages (before the local modules shut
+    /// down: a JetStream message is then left for the next run, not
+    /// acknowledged into a mailbox that is going away).
+    pub fn stop_import(&mut self) {
+        self.import = None;
+        let _ = self.stop_import.send(true);
+    }
+
+    /// Stops the bridge: while connected, the outbox gets up to `timeout` to
+    /// be sent; what still waits then is named, the rest stops.
+    pub fn shutdown(mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.outbox_len() > 0 && self.link.is_connected() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(outbox) = self.outbox.take() {
+            let left = outbox.close(&self.bus);
+            if left > 0 {
+                tracing::warn!(
+                    "[BRIDGE] {left} exported event(s) still in the outbox at shutdown are not sent"
+                );
+            }
+        }
+        self.link.close();
+        let _ = self.stop.send(true);
+        if let Some(thread) = self.thread.take() {
+            let until = Instant::now() + Duration::from_secs(3);
+            while !thread.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            } else {
+                tracing::warn!("[BRIDGE] its thread did not end within the shutdown deadline");
+            }
+        }
+    }
+}
+
+/// What the bridge's thread runs.
+struct Run {
+    settings: NatsSettings,
+    node: String,
+    link: Arc<Link>,
+    bus: Bus,
+    exported: Arc<ExportStats>,
+    imported: Arc<ImportStats>,
+}
+
+impl Run {
+    async fn serve(
+        self,
+        events: mpsc::Receiver<Arc<BusEvent>>,
+        import_go: oneshot::Receiver<()>,
+        import_stopped: watch::Receiver<bool>,
+        stopped: watch::Receiver<bool>,
+    ) {
+        let client = match connection::connect(
+            &self.settings,
+            &self.node,
+            Arc::clone(&self.link),
+            self.bus.clone(),
+        )
+        .await
+        {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!("[BRIDGE] {e}; events stay in-process");
+                return;
+            }
+        };
+        let prefix = self.settings.subject_prefix.clone();
+        let work = async {
+            let (target, stream) = match &self.settings.jetstream {
+                Some(js) => {
+                    let context = jetstream::new(client.clone());
+                    let stream = open_stream(&context, &js.stream, &prefix).await;
+                    (Target::JetStream(context), Some(stream))
+                }
+                None => (Target::Core(client.clone()), None),
+            };
+            let export = export::run(
+                events,
+                target,
+                prefix.clone(),
+                self.node.clone(),
+                Arc::clone(&self.exported),
+            );
+            let import = async {
+                if import_go.await.is_err() || self.settings.import.is_empty() {
+                    return std::future::pending::<()>().await;
+                }
+                let importer = Importer {
+                    bus: self.bus.clone(),
+                    prefix: prefix.clone(),
+                    node: self.node.clone(),
+                    stats: Arc::clone(&self.imported),
+                    recent: dedup::RecentIds::new(import::RECENT_IDS),
+                };
+                let patterns = self.settings.import.clone();
+                let run = async {
+                    match (stream, &self.settings.jetstream) {
+                        (Some(stream), Some(js)) => {
+                            let durable = js.durable.clone().unwrap_or_else(|| self.node.clone());
+                            import::run_jetstream(stream, durable, patterns, importer).await;
+                        }
+                        _ => import::run_core(client.clone(), patterns, importer).await,
+                    }
+                };
+                futures_util::future::select(Box::pin(run), Box::pin(until_set(import_stopped)))
+                    .await;
+                std::future::pending::<()>().await
+            };
+            futures_util::future::join(export, import).await;
+        };
+        futures_util::future::select(Box::pin(work), Box::pin(until_set(stopped))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+    }
+}
+
+/// Resolves once `flag` is set (or its sender is gone).
+async fn until_set(mut flag: watch::Receiver<bool>) {
+    while !*flag.borrow() {
+        if flag.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The stream holding `<prefix>.>`, created if missing; waits for the broker
+/// as long as it takes (the bridge's stop ends the wait).
+async fn open_stream(context: &jetstream::Context, name: &str, prefix: &str) -> stream::Stream {
+    let mut tries = 0u32;
+    loop {
+        let config = stream::Config {
+            name: name.to_owned(),
+            subjects: vec![format!("{prefix}.>")],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        match context.get_or_create_stream(config).await {
+            Ok(stream) => {
+                tracing::info!("[BRIDGE] JetStream stream '{name}' holds {prefix}.>");
+                return stream;
+            }
+            Err(e) => {
+                if tries.is_multiple_of(10) {
+                    tracing::warn!(
+                        "[BRIDGE] cannot open the JetStream stream '{name}': {e}; trying again"
+                    );
+                }
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}

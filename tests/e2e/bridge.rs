@@ -1,0 +1,168 @@
+//! The NATS bridge end to end: two real orchestrators (two config folders of
+//! this workspace) and a real nats-server (provisioned by the tests
+//! themselves, on a loopback port it picks, with a temporary store).
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use orch_e2e::{NatsServer, OrchProcess, Scenario, wait_until};
+
+/// Generous: the first run of a test may compile the modules.
+const BUILD: Duration = Duration::from_secs(240);
+const SHORT: Duration = Duration::from_secs(20);
+
+/// A main.yaml `bridge:` section for node `node` on `url`.
+fn bridge(url: &str, node: &str, extra: &str) -> String {
+    format!(
+        "bridge:\n  nats:\n    url: {url}\n    node: {node}\n    subject_prefix: orch.e2e\n    \
+         export: [\"test.>\"]\n    import: [\"test.>\"]\n{extra}"
+    )
+}
+
+const PRODUCER: &str = "modules:\n  - name: fixture-event-log\n    config:\n      also: [\"bridge.>\"]\n  \
+     - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  \
+     - name: mod-dummy-consumer\n";
+const CONSUMER: &str = "modules:\n  - name: fixture-event-log\n    config:\n      also: [\"bridge.>\"]\n  \
+     - name: mod-dummy-consumer\n";
+
+fn start(scenario: &Scenario, env: &[(&str, &str)]) -> OrchProcess {
+    let mut command = scenario.command(&["run"]);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    OrchProcess::spawn(command).expect("spawn cargo-orch")
+}
+
+fn stop(orch: &mut OrchProcess) {
+    orch.signal(Signal::SIGINT).expect("SIGINT");
+    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
+    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
+}
+
+/// The sequence numbers the consumer logged, in order.
+fn received(orch: &OrchProcess) -> Vec<u64> {
+    orch.lines_with("[mod-dummy-consumer] Received test.ping")
+        .iter()
+        .filter_map(|line| {
+            line.rsplit("(seq ")
+                .next()?
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// `seqs` is a run of consecutive numbers: no gap, no repeat.
+fn assert_consecutive(seqs: &[u64], what: &str, output: &str) {
+    assert!(seqs.len() > 5, "{what}: too few pings {seqs:?}\n{output}");
+    let first = seqs[0];
+    let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "{what}: a gap or a repeat\n{output}");
+}
+
+#[test]
+fn two_orchestrators_share_events_through_nats_and_none_loops_back() {
+    let server = NatsServer::start().expect("nats-server");
+    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "node-a", ""));
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "node-b", ""));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("app.started", BUILD).unwrap();
+    b.wait_for("EVENT bridge.connected {\"server\":\"127.0.0.1:", SHORT)
+        .unwrap();
+    let mut a = start(&producer, &[]);
+    a.wait_for("app.started", BUILD).unwrap();
+    a.wait_for("(core NATS: at most once)", SHORT).unwrap();
+    wait_until("node-b receives node-a's pings", SHORT, || {
+        b.collect_for(Duration::from_millis(100));
+        received(&b).len() >= 20
+    });
+    a.collect_for(Duration::from_millis(500));
+    stop(&mut a);
+    b.collect_for(Duration::from_millis(500));
+    stop(&mut b);
+    // Both export and import test.>: each ping reaches each consumer once.
+    let at_a = received(&a);
+    let at_b = received(&b);
+    assert_consecutive(&at_a, "node-a (local)", &a.output());
+    assert_consecutive(&at_b, "node-b (through NATS)", &b.output());
+    // The payload's bytes and the source module crossed unchanged.
+    assert!(
+        b.lines_with("Received test.ping: hello (seq").len() == at_b.len(),
+        "{}",
+        b.output()
+    );
+}
+
+#[test]
+fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
+    let mut server = NatsServer::start().expect("nats-server");
+    let js =
+        |node: &str| format!("    jetstream:\n      stream: ORCH_E2E\n      durable: {node}\n");
+    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "js-a", &js("js-a")));
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "js-b", &js("js-b")));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("app.started", BUILD).unwrap();
+    b.wait_for("JetStream stream 'ORCH_E2E' holds orch.e2e.>", SHORT)
+        .unwrap();
+    let mut a = start(&producer, &[]);
+    a.wait_for("app.started", BUILD).unwrap();
+    wait_until("pings flow through the stream", SHORT, || {
+        b.collect_for(Duration::from_millis(100));
+        received(&b).len() >= 10
+    });
+    server.stop();
+    a.wait_for("EVENT bridge.disconnected", SHORT).unwrap();
+    // The producer goes on while the broker is away: its pings wait in the outbox.
+    a.collect_for(Duration::from_millis(1500));
+    server.restart().expect("nats-server again");
+    wait_until("both nodes reconnect", SHORT, || {
+        a.collect_for(Duration::from_millis(100));
+        b.collect_for(Duration::from_millis(100));
+        a.lines_with("EVENT bridge.connected").len() >= 2
+            && b.lines_with("EVENT bridge.connected").len() >= 2
+    });
+    let before = received(&b).len();
+    wait_until("pings flow again, the waiting ones first", SHORT, || {
+        b.collect_for(Duration::from_millis(100));
+        received(&b).len() >= before + 40
+    });
+    stop(&mut a);
+    b.collect_for(Duration::from_millis(1000));
+    stop(&mut b);
+    assert_consecutive(
+        &received(&b),
+        "node-b across the broker restart",
+        &b.output(),
+    );
+    let sent = a.lines_with("Published test.ping").len();
+    let got = received(&b).len();
+    assert!(
+        got + 3 >= sent,
+        "sent {sent}, received {got}\n{}",
+        b.output()
+    );
+}
+
+#[test]
+fn a_token_from_the_environment_authenticates_and_never_reaches_the_log() {
+    let token = "s3cret-nats-token-7";
+    let server = NatsServer::start_with_token(Some(token)).expect("nats-server");
+    let auth = "    auth: {token: \"${E2E_NATS_TOKEN}\"}\n";
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "tok-b", auth));
+    let mut b = start(&consumer, &[("E2E_NATS_TOKEN", token)]);
+    b.wait_for("EVENT bridge.connected", BUILD).unwrap();
+    stop(&mut b);
+    assert!(!b.output().contains(token), "{}", b.output());
+    let wrong = Scenario::with_main(CONSUMER, &bridge(&server.url(), "tok-c", auth));
+    let mut c = start(&wrong, &[("E2E_NATS_TOKEN", "wrong-token-123")]);
+    c.wait_for("app.started", BUILD).unwrap();
+    c.wait_for_match(
+        |line| line.contains("[BRIDGE]") && line.to_lowercase().contains("authorization"),
+        "an authorization error",
+        SHORT,
+    )
+    .unwrap();
+    stop(&mut c);
+    assert!(!c.output().contains("wrong-token-123"), "{}", c.output());
+}
