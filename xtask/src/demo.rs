@@ -75,6 +75,8 @@ pub fn run(options: Options) -> Result<bool> {
     tally.add(watched);
     let isolated = crate::demo_isolation::run()?;
     tally.add(isolated);
+    let bridged = crate::demo_bridge::run()?;
+    tally.add(bridged);
     println!(
         "demo: {} runs, {} checks passed, {} failed",
         options.repeat, tally.passed, tally.failed

@@ -7,6 +7,7 @@ mod bench_perf;
 mod bench_reload;
 mod bench_test;
 mod demo;
+mod demo_bridge;
 mod demo_isolation;
 mod demo_new;
 mod demo_test;
