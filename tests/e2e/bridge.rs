@@ -166,3 +166,125 @@ fn a_token_from_the_environment_authenticates_and_never_reaches_the_log() {
     stop(&mut c);
     assert!(!c.output().contains("wrong-token-123"), "{}", c.output());
 }
+
+/// The sequence numbers in a log file (it is written directly, so what a
+/// SIGKILLed process had logged is there).
+fn received_in_log(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| line.contains("[mod-dummy-consumer] Received test.ping"))
+        .filter_map(|line| {
+            line.rsplit("(seq ")
+                .next()?
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn with_jetstream_a_consumer_node_killed_and_restarted_misses_nothing_and_repeats_nothing() {
+    let server = NatsServer::start().expect("nats-server");
+    let js =
+        |node: &str| format!("    jetstream:\n      stream: ORCH_E2E\n      durable: {node}\n");
+    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "kill-a", &js("kill-a")));
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "kill-b", &js("kill-b")));
+    let mut a = start(&producer, &[]);
+    a.wait_for("app.started", BUILD).unwrap();
+    let mut b = start(&consumer, &[]);
+    wait_until("node-b receives pings", BUILD, || {
+        b.collect_for(Duration::from_millis(100));
+        received(&b).len() >= 15
+    });
+    b.signal(Signal::SIGKILL).expect("SIGKILL");
+    b.wait_exit(Duration::from_secs(10)).expect("killed");
+    // The producer goes on: the stream keeps what node-b misses.
+    a.collect_for(Duration::from_millis(1500));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("app.started", BUILD).unwrap();
+    wait_until("the restarted node-b catches up and goes on", SHORT, || {
+        b.collect_for(Duration::from_millis(100));
+        received(&b).len() >= 40
+    });
+    stop(&mut a);
+    b.collect_for(Duration::from_millis(1000));
+    stop(&mut b);
+    let all = received_in_log(&consumer.log_file());
+    assert_consecutive(&all, "node-b across its SIGKILL", &b.output());
+    assert_eq!(all.first(), Some(&1), "from the first ping on");
+}
+
+#[test]
+fn with_jetstream_in_a_three_server_cluster_the_loss_of_the_connected_server_loses_nothing() {
+    let mut cluster = orch_e2e::NatsCluster::start(3).expect("a cluster");
+    let urls = format!("[{}]", cluster.urls().join(", "));
+    let js = |node: &str| {
+        format!(
+            "    jetstream:\n      stream: ORCH_E2E\n      durable: {node}\n      replicas: 3\n"
+        )
+    };
+    let producer = Scenario::with_main(PRODUCER, &bridge(&urls, "ha-a", &js("ha-a")));
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&urls, "ha-b", &js("ha-b")));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("app.started", BUILD).unwrap();
+    let mut a = start(&producer, &[]);
+    a.wait_for("app.started", BUILD).unwrap();
+    wait_until(
+        "pings flow through the cluster",
+        Duration::from_secs(60),
+        || {
+            b.collect_for(Duration::from_millis(100));
+            received(&b).len() >= 10
+        },
+    );
+    // The server the producer is connected to goes down.
+    let connected = a
+        .wait_for("[BRIDGE] connected to NATS at 127.0.0.1:", SHORT)
+        .unwrap();
+    let port: u16 = connected
+        .text
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{}", connected.text));
+    let victim = cluster
+        .servers
+        .iter()
+        .position(|s| s.port() == port)
+        .unwrap_or_else(|| panic!("port {port} is none of {:?}", cluster.urls()));
+    cluster.servers[victim].kill();
+    a.wait_for("EVENT bridge.disconnected", SHORT).unwrap();
+    wait_until("node-a fails over to another server", SHORT, || {
+        a.collect_for(Duration::from_millis(100));
+        a.lines_with("EVENT bridge.connected").len() >= 2
+    });
+    let before = received(&b).len();
+    wait_until("pings flow again", Duration::from_secs(30), || {
+        b.collect_for(Duration::from_millis(100));
+        received(&b).len() >= before + 30
+    });
+    stop(&mut a);
+    b.collect_for(Duration::from_millis(1000));
+    stop(&mut b);
+    assert_consecutive(&received(&b), "node-b across the fail-over", &b.output());
+}
+
+#[test]
+fn an_unreachable_server_is_named_and_never_holds_the_orchestrator_up() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port")
+        .port();
+    let url = format!("nats://127.0.0.1:{closed}");
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&url, "lonely", ""));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("app.started", BUILD).unwrap();
+    b.wait_for(
+        &format!("[BRIDGE] cannot reach NATS at {url} after 5 s: still trying"),
+        SHORT,
+    )
+    .unwrap();
+    stop(&mut b);
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-pub use nats::{NatsServer, nats_server_binary};
+pub use nats::{NatsCluster, NatsServer, nats_server_binary};
 pub use process::{
     Line, OrchProcess, env_marker, mark, module_hosts, processes_with_env, wait_until,
 };

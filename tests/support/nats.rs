@@ -128,7 +128,58 @@ pub struct NatsServer {
     port: u16,
     store: tempfile::TempDir,
     token: Option<String>,
+    /// Cluster flags, for a member of a [`NatsCluster`].
+    extra: Vec<String>,
     lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// Three (or more) nats-servers on loopback forming one JetStream cluster.
+pub struct NatsCluster {
+    /// The members, in the order of [`NatsCluster::urls`].
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// `size` servers routed to each other, JetStream on each; returns once
+    /// every one is ready (the cluster elects its JetStream leader soon
+    /// after: clients retry until it has).
+    pub fn start(size: usize) -> anyhow::Result<Self> {
+        let route_ports: Vec<u16> = (0..size)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<_>>()?;
+        let routes = route_ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let name = format!("orch-e2e-{}", std::process::id());
+        let mut servers = Vec::new();
+        for (n, port) in route_ports.iter().enumerate() {
+            let extra = vec![
+                "-n".to_owned(),
+                format!("{name}-{n}"),
+                "--cluster_name".to_owned(),
+                name.clone(),
+                "--cluster".to_owned(),
+                format!("nats://127.0.0.1:{port}"),
+                "--routes".to_owned(),
+                routes.clone(),
+            ];
+            servers.push(NatsServer::start_with(None, extra)?);
+        }
+        Ok(Self { servers })
+    }
+
+    /// Every member's client URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(NatsServer::url).collect()
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
 }
 
 impl NatsServer {
@@ -139,11 +190,16 @@ impl NatsServer {
 
     /// As [`NatsServer::start`], requiring `token` from clients.
     pub fn start_with_token(token: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(token, Vec::new())
+    }
+
+    fn start_with(token: Option<&str>, extra: Vec<String>) -> anyhow::Result<Self> {
         let mut server = Self {
             child: None,
             port: 0,
             store: tempfile::tempdir().context("cannot create a JetStream store folder")?,
             token: token.map(str::to_owned),
+            extra,
             lines: Arc::default(),
         };
         server.spawn()?;
@@ -163,6 +219,14 @@ impl NatsServer {
     /// What the server logged so far.
     pub fn log(&self) -> String {
         self.lines.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Stops it (SIGTERM, then SIGKILL after 5 s).
@@ -208,6 +272,7 @@ impl NatsServer {
         if let Some(token) = &self.token {
             command.args(["--auth", token]);
         }
+        command.args(&self.extra);
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;

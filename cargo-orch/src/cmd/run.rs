@@ -103,6 +103,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
                 supervisor.bus(),
                 supervisor.timers(),
                 config.main.timeouts.publish,
+                Some(&session.workspace.target_dir.join("orch").join("bridge")),
             )
             .context("cannot start the NATS bridge")?,
         ),

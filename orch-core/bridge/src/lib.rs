@@ -81,11 +81,14 @@ impl Bridge {
     /// (so nothing a module publishes while starting is missed), and it
     /// connects in the background. Imports begin with
     /// [`Bridge::start_import`], once every local subscriber is there.
+    /// `state_dir` keeps what must outlive the process (the window of
+    /// handled JetStream message ids), `None` to keep nothing.
     pub fn start(
         settings: &NatsSettings,
         bus: &Bus,
         timers: TimerService,
         publish_timeout: Duration,
+        state_dir: Option<&std::path::Path>,
     ) -> Result<Self, BridgeError> {
         let node = settings.node.clone().unwrap_or_else(node::default_node);
         let link = Arc::new(Link::default());
@@ -112,6 +115,7 @@ impl Bridge {
         let imported = Arc::new(ImportStats::default());
         let run = Run {
             settings: settings.clone(),
+            state_dir: state_dir.map(std::path::Path::to_path_buf),
             node: node.clone(),
             link: Arc::clone(&link),
             bus: bus.clone(),
@@ -224,6 +228,8 @@ impl Bridge {
 /// What the bridge's thread runs.
 struct Run {
     settings: NatsSettings,
+    /// Where the window of handled ids is kept (JetStream).
+    state_dir: Option<std::path::PathBuf>,
     node: String,
     link: Arc<Link>,
     bus: Bus,
@@ -253,12 +259,16 @@ impl Run {
                 return;
             }
         };
+        tokio::spawn(warn_until_connected(
+            Arc::clone(&self.link),
+            self.settings.servers.join(", "),
+        ));
         let prefix = self.settings.subject_prefix.clone();
         let work = async {
             let (target, stream) = match &self.settings.jetstream {
                 Some(js) => {
                     let context = jetstream::new(client.clone());
-                    let stream = open_stream(&context, &js.stream, &prefix).await;
+                    let stream = open_stream(&context, &js.stream, &prefix, js.replicas).await;
                     (Target::JetStream(context), Some(stream))
                 }
                 None => (Target::Core(client.clone()), None),
@@ -274,18 +284,39 @@ impl Run {
                 if import_go.await.is_err() || self.settings.import.is_empty() {
                     return std::future::pending::<()>().await;
                 }
+                let durable = self
+                    .settings
+                    .jetstream
+                    .as_ref()
+                    .map(|js| js.durable.clone().unwrap_or_else(|| self.node.clone()));
+                let recent = match (&durable, &self.state_dir) {
+                    (Some(durable), Some(dir)) => {
+                        let path = dir.join(format!("{durable}.ids"));
+                        dedup::RecentIds::persistent(&path, import::RECENT_IDS).unwrap_or_else(
+                            |e| {
+                                tracing::warn!(
+                                    "[BRIDGE] cannot keep handled ids in {}: {e}; a redelivery \
+                                     after a crash may be handled twice",
+                                    path.display()
+                                );
+                                dedup::RecentIds::new(import::RECENT_IDS)
+                            },
+                        )
+                    }
+                    _ => dedup::RecentIds::new(import::RECENT_IDS),
+                };
                 let importer = Importer {
                     bus: self.bus.clone(),
                     prefix: prefix.clone(),
                     node: self.node.clone(),
                     stats: Arc::clone(&self.imported),
-                    recent: dedup::RecentIds::new(import::RECENT_IDS),
+                    recent: Arc::new(std::sync::Mutex::new(recent)),
+                    pending: Arc::default(),
                 };
                 let patterns = self.settings.import.clone();
                 let run = async {
-                    match (stream, &self.settings.jetstream) {
-                        (Some(stream), Some(js)) => {
-                            let durable = js.durable.clone().unwrap_or_else(|| self.node.clone());
+                    match (stream, durable) {
+                        (Some(stream), Some(durable)) => {
                             import::run_jetstream(stream, durable, patterns, importer).await;
                         }
                         _ => import::run_core(client.clone(), patterns, importer).await,
@@ -302,6 +333,28 @@ impl Run {
     }
 }
 
+/// Names the servers the bridge cannot reach, 5 s after the start and then
+/// every 30 s, until a first connection: the orchestrator runs on meanwhile,
+/// and exported events wait in the outbox.
+async fn warn_until_connected(link: Arc<Link>, servers: String) {
+    let mut wait = Duration::from_secs(5);
+    let mut waited = Duration::ZERO;
+    loop {
+        tokio::time::sleep(wait).await;
+        waited += wait;
+        if !link.server().is_empty() {
+            return;
+        }
+        tracing::warn!(
+            "[BRIDGE] cannot reach NATS at {servers} after {} s: still trying with back-off; \
+             the modules run on, exported events wait in the outbox (check the url and \
+             that the server runs)",
+            waited.as_secs()
+        );
+        wait = Duration::from_secs(30);
+    }
+}
+
 /// Resolves once `flag` is set (or its sender is gone).
 async fn until_set(mut flag: watch::Receiver<bool>) {
     while !*flag.borrow() {
@@ -313,13 +366,19 @@ async fn until_set(mut flag: watch::Receiver<bool>) {
 
 /// The stream holding `<prefix>.>`, created if missing; waits for the broker
 /// as long as it takes (the bridge's stop ends the wait).
-async fn open_stream(context: &jetstream::Context, name: &str, prefix: &str) -> stream::Stream {
+async fn open_stream(
+    context: &jetstream::Context,
+    name: &str,
+    prefix: &str,
+    replicas: usize,
+) -> stream::Stream {
     let mut tries = 0u32;
     loop {
         let config = stream::Config {
             name: name.to_owned(),
             subjects: vec![format!("{prefix}.>")],
             storage: stream::StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         };
         match context.get_or_create_stream(config).await {

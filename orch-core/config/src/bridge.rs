@@ -118,6 +118,9 @@ pub struct JetStreamSettings {
     pub stream: String,
     /// `durable`: this node's durable consumer; `None`: the node's id.
     pub durable: Option<String>,
+    /// `replicas`: copies of the stream in a cluster (1 to 5, default 1);
+    /// with 3, the stream survives the loss of a server.
+    pub replicas: usize,
 }
 
 /// `bridge:` as written.
@@ -164,6 +167,7 @@ struct RawTls {
 struct RawJetStream {
     stream: Option<Spanned<String>>,
     durable: Option<Spanned<String>>,
+    replicas: Option<Spanned<Value>>,
 }
 
 /// The default `subject_prefix`.
@@ -479,5 +483,25 @@ fn jetstream(c: &mut Checker, raw: &Spanned<RawJetStream>) -> JetStreamSettings 
         .durable
         .as_ref()
         .and_then(|d| name_token(c, "bridge.nats.jetstream.durable", d));
-    JetStreamSettings { stream, durable }
+    let replicas: usize = c.count(
+        "bridge.nats.jetstream.replicas",
+        raw.value.replicas.as_ref(),
+        1,
+    );
+    let replicas = match raw.value.replicas.as_ref() {
+        Some(at) if replicas > 5 => {
+            c.error(
+                &at.referenced,
+                format!("`bridge.nats.jetstream.replicas` is {replicas}, more than JetStream's 5"),
+                "write 1 for a single server, 3 for a cluster that survives the loss of one",
+            );
+            1
+        }
+        _ => replicas,
+    };
+    JetStreamSettings {
+        stream,
+        durable,
+        replicas,
+    }
 }

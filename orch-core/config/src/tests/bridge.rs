@@ -45,7 +45,8 @@ bridge:
         nats.jetstream,
         Some(JetStreamSettings {
             stream: "ORCH_DEMO".into(),
-            durable: None
+            durable: None,
+            replicas: 1,
         })
     );
     assert_eq!(

@@ -9,7 +9,6 @@ use orch_sdk::{EventKind, Exchange};
 
 /// One published event, shared by every mailbox it is delivered to. Topic and
 /// payload live in one buffer: one allocation for the bytes, one for the `Arc`.
-#[derive(Debug)]
 pub struct BusEvent {
     /// The topic's bytes followed by the payload's.
     data: Box<[u8]>,
@@ -30,6 +29,32 @@ pub struct BusEvent {
     /// The orchestrator it came from when the NATS bridge imported it;
     /// `None` for an event of this one (the bridge never exports it back).
     pub origin: Option<Arc<str>>,
+    /// Called once the last holder lets go of the event: every mailbox it
+    /// went to has handed it to its handler and the handler returned (or
+    /// dropped it by its policy). The bridge acknowledges an imported
+    /// JetStream message then.
+    on_done: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl std::fmt::Debug for BusEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusEvent")
+            .field("topic", &self.topic())
+            .field("payload_bytes", &self.payload().len())
+            .field("source", &self.source)
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for BusEvent {
+    fn drop(&mut self) {
+        if let Some(done) = self.on_done.take() {
+            done();
+        }
+    }
 }
 
 /// An event as a handler receives it: its parts and the envelope the host set
@@ -90,7 +115,15 @@ impl BusEvent {
             request_id: 0,
             reply_to: None,
             origin: None,
+            on_done: None,
         }
+    }
+
+    /// The same event, calling `done` once every holder has let go of it
+    /// (see the field's documentation). `done` must not block.
+    pub fn when_done(mut self, done: impl FnOnce() + Send + Sync + 'static) -> Self {
+        self.on_done = Some(Box::new(done));
+        self
     }
 
     /// An event another orchestrator (`origin`) published, as the bridge

@@ -124,3 +124,27 @@ fn replace_sink_keeps_subscriptions() {
     assert_eq!(topics(&new_rx), vec!["t", "u.v"]);
     assert_eq!(bus.subscriptions_of(id), vec!["t", "u.*"]);
 }
+
+#[test]
+fn an_imported_event_is_done_once_every_subscriber_let_go_of_it() {
+    let bus = Bus::new();
+    let (a, first) = observer(&bus);
+    let (b, second) = observer(&bus);
+    bus.subscribe(a, "t.x").unwrap();
+    bus.subscribe(b, "t.>").unwrap();
+    let (done_tx, done) = unbounded::<()>();
+    let event = BusEvent::imported("t.x", b"{}", Some("m".into()), "node-a".into(), Some(7))
+        .when_done(move || {
+            let _ = done_tx.send(());
+        });
+    assert_eq!(bus.publish_imported(Arc::new(event)).unwrap(), 2);
+    let held = first.try_recv().expect("first got it");
+    assert_eq!(held.origin.as_deref(), Some("node-a"));
+    assert_eq!(held.published_at_ms, 7);
+    drop(held);
+    assert!(done.try_recv().is_err(), "the second still holds it");
+    drop(second.try_recv().expect("second got it"));
+    assert!(done.try_recv().is_ok(), "done once both let go");
+    let unheard = BusEvent::imported("t.y.z", b"{}", None, "n".into(), None);
+    assert!(bus.publish_imported(Arc::new(unheard)).is_ok());
+}
