@@ -74,6 +74,17 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
         rows.iter().all(|r| r["rss_kib"].as_u64().unwrap_or(0) > 0),
         "{rows:?}"
     );
+    let bridge = json(out.path().join("bridge.json"));
+    let rows = bridge["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        14,
+        "2 floors and orch for core and JetStream x 2 payloads, and the in-process bus: {rows:?}"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["events_per_s"].as_f64().unwrap() > 0.0)
+    );
     let reload = json(out.path().join("reload.json"));
     assert_eq!(reload["edits"], 2);
     assert!(reload["ratio_to_floor"].as_f64().unwrap() > 0.0);

@@ -32,7 +32,9 @@ pub enum Which {
     Startup,
     /// Resident memory.
     Memory,
-    /// All three.
+    /// Across two orchestrators through NATS.
+    Bridge,
+    /// All of them.
     All,
 }
 
@@ -75,6 +77,12 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
         let result = harness(root, "memory", options.events)?;
         print_memory(&result);
         write(&out.join("memory.json"), &result)?;
+    }
+    if matches!(options.which, Which::Bridge | Which::All) {
+        // Each event crosses a broker (and for JetStream waits for its
+        // acknowledgement): fewer keep the run to a minute.
+        let result = crate::bench_bridge::run(root, options.events.min(20_000))?;
+        write(&out.join("bridge.json"), &result)?;
     }
     Ok(true)
 }

@@ -2,6 +2,7 @@
 //! scripted end-to-end validation) and `bench ...` (benchmarks that compare
 //! against a baseline in the same run). See `cargo xtask --help`.
 
+mod bench_bridge;
 mod bench_perf;
 
 mod bench_reload;
@@ -75,7 +76,11 @@ enum Bench {
     Startup(PerfArgs),
     /// Resident memory idle and under load (release build).
     Memory(PerfArgs),
-    /// bus, startup and memory.
+    /// A module on one orchestrator to a module on another through a real
+    /// nats-server, core and JetStream, next to a bare async-nats pair
+    /// (release build).
+    Bridge(PerfArgs),
+    /// bus, startup, memory and bridge.
     All(PerfArgs),
 }
 
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
             Bench::Bus(args) => perf(&args, bench_perf::Which::Bus),
             Bench::Startup(args) => perf(&args, bench_perf::Which::Startup),
             Bench::Memory(args) => perf(&args, bench_perf::Which::Memory),
+            Bench::Bridge(args) => perf(&args, bench_perf::Which::Bridge),
             Bench::All(args) => perf(&args, bench_perf::Which::All),
         },
     };

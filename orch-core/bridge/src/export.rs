@@ -36,21 +36,37 @@ pub enum Target {
     JetStream(Context),
 }
 
-/// Publishes every event that arrives on `events` until the channel closes.
+/// Publishes every event that arrives on `batches` until the channel closes.
 pub async fn run(
-    mut events: Receiver<Arc<BusEvent>>,
+    mut batches: Receiver<Vec<Arc<BusEvent>>>,
     target: Target,
     prefix: String,
     node: String,
     stats: Arc<ExportStats>,
 ) {
     let ids = MessageIds::new(&node);
-    while let Some(event) = events.recv().await {
-        let subject = envelope::subject(&prefix, event.topic());
-        let id = ids.next();
-        let headers = envelope::headers(&event, &node, &id);
+    while let Some(batch) = batches.recv().await {
+        for event in batch {
+            export(&event, &target, &prefix, &node, &ids, &stats).await;
+        }
+    }
+}
+
+/// Publishes one event.
+async fn export(
+    event: &BusEvent,
+    target: &Target,
+    prefix: &str,
+    node: &str,
+    ids: &MessageIds,
+    stats: &ExportStats,
+) {
+    {
+        let subject = envelope::subject(prefix, event.topic());
+        let id = matches!(target, Target::JetStream(_)).then(|| ids.next());
+        let headers = envelope::headers(event, node, id.as_deref());
         let payload = Bytes::copy_from_slice(event.payload());
-        match &target {
+        match target {
             Target::Core(client) => {
                 match client.publish_with_headers(subject, headers, payload).await {
                     Ok(()) => stats.sent.fetch_add(1, Ordering::Relaxed),
@@ -61,7 +77,7 @@ pub async fn run(
                 };
             }
             Target::JetStream(js) => {
-                publish_until_stored(js, &subject, headers, payload, &stats).await;
+                publish_until_stored(js, &subject, headers, payload, stats).await;
             }
         }
     }

@@ -1,7 +1,9 @@
 //! Delivering the broker's messages to local subscribers: the origin check
 //! (a node never gets its own events back), a window of recent message ids
-//! (a repeat is delivered once), then the local bus, from the runtime's
-//! blocking pool (a full `block` mailbox waits there, not in the runtime).
+//! (a repeat is delivered once), then the local bus, from a delivery thread
+//! of the bridge's own fed through a bounded queue (a full `block` mailbox
+//! waits there, never in the runtime, and messages are not held up one by
+//! one behind each other's hand-over).
 //! On JetStream a message is acknowledged only once every local mailbox took
 //! it and every handler let go of it (so a crash of this node before that
 //! gets it delivered again), and the window of handled ids is kept in a file
@@ -18,7 +20,7 @@ use async_nats::jetstream::{AckKind, stream::Stream as JetStreamStream};
 use async_nats::{Client, HeaderMap};
 use futures_util::StreamExt;
 use orch_runtime::bus::{Bus, BusEvent};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 use crate::dedup::RecentIds;
 use crate::envelope::{self, Skip};
@@ -58,28 +60,68 @@ pub struct Importer {
     pub pending: Arc<Mutex<HashSet<String>>>,
 }
 
-/// What became of one message.
-enum Outcome {
+/// Messages waiting for the delivery thread, at most.
+const DELIVERY_QUEUE: usize = 1_024;
+
+/// Messages taken from the broker at once, at most.
+const BATCH: usize = 256;
+
+/// One message on its way to the local bus.
+struct Delivery {
+    event: Arc<BusEvent>,
+    /// Told when a local mailbox refused it.
+    refused: Option<Box<dyn FnOnce(String) + Send>>,
+}
+
+/// Starts the thread that hands imported events to the local bus, in order.
+fn spawn_delivery(bus: Bus, stats: Arc<ImportStats>) -> mpsc::Sender<Vec<Delivery>> {
+    let (queue, mut batches) = mpsc::channel::<Vec<Delivery>>(DELIVERY_QUEUE / BATCH);
+    let spawned = std::thread::Builder::new()
+        .name("orch-bridge-deliver".into())
+        .spawn(move || {
+            while let Some(batch) = batches.blocking_recv() {
+                for delivery in batch {
+                    let topic = delivery.event.topic().to_owned();
+                    match bus.publish_imported(delivery.event) {
+                        Ok(_) => {
+                            stats.delivered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            stats.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                "[BRIDGE] '{topic}' from another node was not taken here: {e}"
+                            );
+                            if let Some(refused) = delivery.refused {
+                                refused(e.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("[BRIDGE] cannot start the delivery thread: {e}; nothing is imported");
+    }
+    queue
+}
+
+/// What the envelope and the id window say of one message.
+enum Verdict {
     /// Not for this node, or already handled here: acknowledge it now.
     Done,
-    /// Delivered and still being handled (the first delivery of a repeat):
-    /// nothing to do now.
+    /// Its first delivery is still being handled: leave it.
     InHand,
-    /// Delivered; `done` resolves once every local handler let go of it.
-    Delivered(oneshot::Receiver<()>, Option<String>),
-    /// A local mailbox refused it: deliver it again later.
-    Again,
+    /// Deliver it.
+    Deliver(envelope::Arrived),
 }
 
 impl Importer {
-    /// Checks the envelope and the id window, then delivers to the local bus
-    /// from the blocking pool (a full `block` mailbox waits there).
-    async fn deliver(&self, subject: &str, headers: Option<&HeaderMap>, payload: &[u8]) -> Outcome {
+    fn judge(&self, subject: &str, headers: Option<&HeaderMap>, track: bool) -> Verdict {
         let arrived = match envelope::arrived(subject, headers, &self.prefix, &self.node) {
             Ok(arrived) => arrived,
             Err(Skip::OwnEvent) => {
                 self.stats.own.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Done;
+                return Verdict::Done;
             }
             Err(Skip::Foreign(why)) => {
                 if self
@@ -90,54 +132,23 @@ impl Importer {
                 {
                     tracing::warn!("[BRIDGE] not delivered here: {why}");
                 }
-                return Outcome::Done;
+                return Verdict::Done;
             }
         };
-        if let Some(id) = &arrived.message_id {
+        if track && let Some(id) = &arrived.message_id {
             if lock(&self.recent).contains(id) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Done;
+                return Verdict::Done;
             }
             if !lock(&self.pending).insert(id.clone()) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
-                return Outcome::InHand;
+                return Verdict::InHand;
             }
         }
-        let (done_tx, done) = oneshot::channel();
-        let event = BusEvent::imported(
-            &arrived.topic,
-            payload,
-            arrived.source.clone(),
-            Arc::clone(&arrived.origin),
-            arrived.published_at_ms,
-        )
-        .when_done(move || {
-            let _ = done_tx.send(());
-        });
-        let bus = self.bus.clone();
-        let published =
-            tokio::task::spawn_blocking(move || bus.publish_imported(Arc::new(event))).await;
-        let refused = match published {
-            Ok(Ok(_)) => {
-                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                return Outcome::Delivered(done, arrived.message_id);
-            }
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        if let Some(id) = &arrived.message_id {
-            lock(&self.pending).remove(id);
-        }
-        self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            "[BRIDGE] '{}' from node '{}' was not taken here: {refused}",
-            arrived.topic,
-            arrived.origin
-        );
-        Outcome::Again
+        Verdict::Deliver(arrived)
     }
 
-    /// Once the event's handlers are done: remembers its id (so a
+    /// Once an event's handlers are done: remembers its id (so a
     /// redelivery is skipped, after a crash too) and lets go of its pending
     /// mark.
     fn handled(&self, id: Option<&str>) {
@@ -146,14 +157,33 @@ impl Importer {
             lock(&self.pending).remove(id);
         }
     }
+
+    /// Lets go of the pending mark of a refused delivery.
+    fn refused(&self, id: Option<&str>) {
+        if let Some(id) = id {
+            lock(&self.pending).remove(id);
+        }
+    }
+}
+
+fn event_of(arrived: &envelope::Arrived, payload: &[u8]) -> BusEvent {
+    BusEvent::imported(
+        &arrived.topic,
+        payload,
+        arrived.source.clone(),
+        Arc::clone(&arrived.origin),
+        arrived.published_at_ms,
+    )
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Core NATS: one subscription per imported pattern, at most once.
+/// Core NATS: one subscription per imported pattern, at most once (a
+/// refused delivery is not asked for again).
 pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer) {
+    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.stats));
     let mut subscriptions = Vec::new();
     for pattern in &patterns {
         let subject = envelope::subject(&importer.prefix, pattern);
@@ -162,18 +192,22 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
             Err(e) => tracing::error!("[BRIDGE] cannot subscribe to '{subject}': {e}"),
         }
     }
-    let mut messages = futures_util::stream::select_all(subscriptions);
-    while let Some(message) = messages.next().await {
-        // At most once: a refused delivery is not asked for again.
-        if let Outcome::Delivered(_, id) = importer
-            .deliver(
-                message.subject.as_str(),
-                message.headers.as_ref(),
-                &message.payload,
-            )
-            .await
-        {
-            importer.handled(id.as_deref());
+    let mut messages = futures_util::stream::select_all(subscriptions).ready_chunks(BATCH);
+    while let Some(messages) = messages.next().await {
+        let batch: Vec<Delivery> = messages
+            .iter()
+            .filter_map(|message| {
+                match importer.judge(message.subject.as_str(), message.headers.as_ref(), false) {
+                    Verdict::Deliver(arrived) => Some(Delivery {
+                        event: Arc::new(event_of(&arrived, &message.payload)),
+                        refused: None,
+                    }),
+                    Verdict::Done | Verdict::InHand => None,
+                }
+            })
+            .collect();
+        if !batch.is_empty() && deliveries.send(batch).await.is_err() {
+            return;
         }
     }
 }
@@ -181,6 +215,14 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
 /// Unacknowledged messages the server hands this node at most: the bound on
 /// what waits in local mailboxes for its acknowledgement.
 const MAX_ACK_PENDING: i64 = 1_000;
+
+/// What the acknowledging task is told.
+enum Ack {
+    /// Every local handler let go of it.
+    Handled(async_nats::jetstream::Message, Option<String>),
+    /// A local mailbox refused it: ask for it again later.
+    Refused(async_nats::jetstream::Message, Option<String>),
+}
 
 /// JetStream: this node's durable consumer on the stream, filtered on the
 /// imported subjects. A message is acknowledged once every local handler let
@@ -193,6 +235,28 @@ pub async fn run_jetstream(
     importer: Importer,
 ) {
     let importer = Arc::new(importer);
+    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.stats));
+    // Bounded by MAX_ACK_PENDING: the server hands out no more unacknowledged.
+    let (acks, mut to_ack) = mpsc::unbounded_channel::<Ack>();
+    {
+        let importer = Arc::clone(&importer);
+        let durable = durable.clone();
+        tokio::spawn(async move {
+            while let Some(ack) = to_ack.recv().await {
+                match ack {
+                    Ack::Handled(message, id) => {
+                        importer.handled(id.as_deref());
+                        acknowledge(&message, AckKind::Ack, &durable).await;
+                    }
+                    Ack::Refused(message, id) => {
+                        importer.refused(id.as_deref());
+                        let later = AckKind::Nak(Some(Duration::from_secs(1)));
+                        acknowledge(&message, later, &durable).await;
+                    }
+                }
+            }
+        });
+    }
     let filters: Vec<String> = patterns
         .iter()
         .map(|p| envelope::subject(&importer.prefix, p))
@@ -221,7 +285,7 @@ pub async fn run_jetstream(
             }
         };
         let mut messages = match consumer.messages().await {
-            Ok(messages) => messages,
+            Ok(messages) => messages.ready_chunks(BATCH),
             Err(e) => {
                 tracing::warn!(
                     "[BRIDGE] cannot read the durable consumer '{durable}': {e}; trying again"
@@ -230,39 +294,58 @@ pub async fn run_jetstream(
                 continue;
             }
         };
-        while let Some(message) = messages.next().await {
-            let message = match message {
-                Ok(message) => message,
-                Err(e) => {
-                    tracing::debug!("[BRIDGE] consumer '{durable}': {e}");
-                    continue;
-                }
-            };
-            let outcome = importer
-                .deliver(
+        while let Some(chunk) = messages.next().await {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::debug!("[BRIDGE] consumer '{durable}': {e}");
+                        continue;
+                    }
+                };
+                let arrived = match importer.judge(
                     message.subject.as_str(),
                     message.headers.as_ref(),
-                    &message.payload,
-                )
-                .await;
-            match outcome {
-                Outcome::Done => acknowledge(&message, AckKind::Ack, &durable).await,
-                Outcome::InHand => {}
-                Outcome::Again => {
-                    let later = AckKind::Nak(Some(Duration::from_secs(1)));
-                    acknowledge(&message, later, &durable).await;
-                }
-                Outcome::Delivered(done, id) => {
-                    let importer = Arc::clone(&importer);
-                    let durable = durable.clone();
-                    tokio::spawn(async move {
-                        // An error: the sender was dropped without being
-                        // called, which cannot be; acknowledge anyway.
-                        let _ = done.await;
-                        importer.handled(id.as_deref());
+                    true,
+                ) {
+                    Verdict::Done => {
                         acknowledge(&message, AckKind::Ack, &durable).await;
-                    });
-                }
+                        continue;
+                    }
+                    Verdict::InHand => continue,
+                    Verdict::Deliver(arrived) => arrived,
+                };
+                let id = arrived.message_id.clone();
+                let message = Arc::new(std::sync::Mutex::new(Some(message)));
+                let on_done = {
+                    let (acks, message, id) = (acks.clone(), Arc::clone(&message), id.clone());
+                    move || {
+                        if let Some(message) = lock(&message).take() {
+                            let _ = acks.send(Ack::Handled(message, id));
+                        }
+                    }
+                };
+                let on_refused = {
+                    let (acks, message) = (acks.clone(), Arc::clone(&message));
+                    move |_why: String| {
+                        if let Some(message) = lock(&message).take() {
+                            let _ = acks.send(Ack::Refused(message, id));
+                        }
+                    }
+                };
+                let payload = lock(&message)
+                    .as_ref()
+                    .map(|m| m.payload.clone())
+                    .unwrap_or_default();
+                let event = event_of(&arrived, &payload).when_done(on_done);
+                batch.push(Delivery {
+                    event: Arc::new(event),
+                    refused: Some(Box::new(on_refused)),
+                });
+            }
+            if !batch.is_empty() && deliveries.send(batch).await.is_err() {
+                return;
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -59,8 +59,9 @@ pub enum BridgeError {
     Runtime(String),
 }
 
-/// Exported events handed from the outbox to the runtime at once, at most.
-const HAND_OVER: usize = 256;
+/// Batches of exported events handed from the outbox to the runtime and not
+/// yet published, at most.
+const HAND_OVER: usize = 16;
 
 /// A running bridge.
 pub struct Bridge {
@@ -92,7 +93,7 @@ impl Bridge {
     ) -> Result<Self, BridgeError> {
         let node = settings.node.clone().unwrap_or_else(node::default_node);
         let link = Arc::new(Link::default());
-        let (forward, events) = mpsc::channel::<Arc<BusEvent>>(HAND_OVER);
+        let (forward, events) = mpsc::channel::<Vec<Arc<BusEvent>>>(HAND_OVER);
         let mailbox = Mailbox::new("bridge".into(), settings.outbox, publish_timeout);
         let outbox = Outbox::open(
             bus,
@@ -240,7 +241,7 @@ struct Run {
 impl Run {
     async fn serve(
         self,
-        events: mpsc::Receiver<Arc<BusEvent>>,
+        events: mpsc::Receiver<Vec<Arc<BusEvent>>>,
         import_go: oneshot::Receiver<()>,
         import_stopped: watch::Receiver<bool>,
         stopped: watch::Receiver<bool>,

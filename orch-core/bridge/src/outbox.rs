@@ -55,7 +55,7 @@ impl Outbox {
         timers: orch_runtime::timers::TimerService,
         patterns: &[String],
         link: Arc<Link>,
-        forward: tokio::sync::mpsc::Sender<Arc<BusEvent>>,
+        forward: tokio::sync::mpsc::Sender<Vec<Arc<BusEvent>>>,
     ) -> Result<Self, crate::BridgeError> {
         let sink = Arc::new(ExportSink {
             inner: mailbox.sink(),
@@ -115,12 +115,16 @@ impl Outbox {
     }
 }
 
-/// Hands the outbox's events to the runtime, in order, only while connected.
+/// Events handed to the runtime at once, at most.
+const BATCH: usize = 256;
+
+/// Hands the outbox's events to the runtime, in order, only while connected:
+/// each wake-up takes what waits, up to [`BATCH`].
 fn pump(
     mailbox: &Mailbox,
     control: &Receiver<Envelope>,
     link: &Link,
-    forward: &tokio::sync::mpsc::Sender<Arc<BusEvent>>,
+    forward: &tokio::sync::mpsc::Sender<Vec<Arc<BusEvent>>>,
     stopping: &AtomicBool,
 ) {
     while !stopping.load(Ordering::Acquire) {
@@ -129,7 +133,14 @@ fn pump(
         }
         match mailbox.next(control) {
             Next::Envelope(Envelope::Event(event)) => {
-                if forward.blocking_send(event).is_err() {
+                let mut batch = Vec::with_capacity(BATCH);
+                batch.push(event);
+                while batch.len() < BATCH
+                    && let Some(more) = mailbox.try_next_event()
+                {
+                    batch.push(more);
+                }
+                if forward.blocking_send(batch).is_err() {
                     return;
                 }
             }

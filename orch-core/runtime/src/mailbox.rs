@@ -147,6 +147,19 @@ impl Mailbox {
         self.shared.events.wake();
     }
 
+    /// The next waiting event without waiting, unless a host call is due
+    /// first (then `None`: [`Mailbox::next`] takes it). For a reader that
+    /// takes events in batches, such as the bridge's outbox.
+    pub fn try_next_event(&self) -> Option<Arc<BusEvent>> {
+        let s = &*self.shared;
+        if s.holding.load(Ordering::Acquire) || !s.calls_rx.is_empty() {
+            return None;
+        }
+        let event = s.events.try_pop()?;
+        s.removed.fetch_add(1, Ordering::AcqRel);
+        Some(event)
+    }
+
     /// How many events wait.
     pub fn len(&self) -> usize {
         self.shared.events.len()

@@ -1,0 +1,588 @@
+//! The measuring half of `cargo xtask bench bridge` (run in release by the
+//! xtask against a nats-server it started; prints one JSON document).
+//!
+//! `bench_bridge <nats-url> <events> [debug]`: a producer module on node A to
+//! a consumer module on node B (two buses, two supervisors and two bridges in
+//! this process, real cdylibs, a real broker), core NATS and JetStream, 0 B and
+//! 1 KB payloads; beside them, in the same run, a bare async-nats publisher
+//! and subscriber (the floor: core, and JetStream with the same one-at-a-time
+//! acknowledgement the bridge uses) and the in-process bus. Throughput at full
+//! throttle (median of 3), latency publish-to-handler at a paced rate.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use crossbeam_channel::unbounded;
+use futures_util::StreamExt;
+use orch_bridge::Bridge;
+use orch_cargo::{BuildRequest, Builder};
+use orch_config::workspace::Workspace;
+use orch_config::{
+    JetStreamSettings, MailboxSettings, ModuleSpec, NatsAuth, NatsSettings, Overflow, Timeouts,
+};
+use orch_runtime::bus::{Bus, BusEvent};
+use orch_runtime::loader::Loader;
+use orch_runtime::supervisor::Supervisor;
+use serde_json::{Value, json};
+
+const PRODUCER: &str = "fixture-bench-producer";
+const CONSUMER: &str = "fixture-bench-consumer";
+/// Latency is measured at this rate (events/s), below saturation.
+const LATENCY_RATE: u64 = 2_000;
+/// Events of a latency run at most.
+const LATENCY_EVENTS: u64 = 4_000;
+/// Throughput runs per configuration; the median counts.
+const FLOOD_RUNS: usize = 3;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(url), Some(events)) = (args.first(), args.get(1).and_then(|a| a.parse().ok())) else {
+        eprintln!("usage: bench_bridge <nats-url> <events> [debug]");
+        std::process::exit(2);
+    };
+    let release = args.get(2).is_none_or(|a| a != "debug");
+    match bench(url, events, release) {
+        Ok(value) => println!("{value}"),
+        Err(error) => {
+            eprintln!("bench_bridge: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Mode of a run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Core,
+    JetStream,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Core => "core",
+            Mode::JetStream => "jetstream",
+        }
+    }
+}
+
+fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
+    let (workspace, artifacts) = artifacts(release)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let latency_events = events.min(LATENCY_EVENTS);
+    let mut rows = Vec::new();
+    let mut run_no = 0u32;
+    let mut next = || {
+        run_no += 1;
+        run_no
+    };
+    for mode in [Mode::Core, Mode::JetStream] {
+        for payload in [0usize, 1024] {
+            let flood = median(FLOOD_RUNS, || {
+                let n = next();
+                runtime.block_on(bare(url, mode, n, events, payload, None))
+            })?;
+            let n = next();
+            let paced = runtime.block_on(bare(
+                url,
+                mode,
+                n,
+                latency_events,
+                payload,
+                Some(LATENCY_RATE),
+            ))?;
+            rows.push(row(
+                "floor: bare async-nats",
+                mode,
+                payload,
+                events,
+                flood,
+                &paced,
+            ));
+            // The same, each message with the bridge's five envelope headers:
+            // what the protocol costs, apart from what the bridge adds.
+            let flood = median(FLOOD_RUNS, || {
+                let n = next();
+                runtime.block_on(bare_with(url, mode, n, events, payload, None, true))
+            })?;
+            let n = next();
+            let paced = runtime.block_on(bare_with(
+                url,
+                mode,
+                n,
+                latency_events,
+                payload,
+                Some(LATENCY_RATE),
+                true,
+            ))?;
+            rows.push(row(
+                "floor, with the envelope headers",
+                mode,
+                payload,
+                events,
+                flood,
+                &paced,
+            ));
+            let flood = median(FLOOD_RUNS, || {
+                let n = next();
+                orch(&workspace, &artifacts, url, mode, n, events, payload, None)
+            })?;
+            let n = next();
+            let paced = orch(
+                &workspace,
+                &artifacts,
+                url,
+                mode,
+                n,
+                latency_events,
+                payload,
+                Some(LATENCY_RATE),
+            )?;
+            rows.push(row(
+                "orch bridge (node A to node B)",
+                mode,
+                payload,
+                events,
+                flood,
+                &paced,
+            ));
+        }
+    }
+    for payload in [0usize, 1024] {
+        let flood = median(FLOOD_RUNS, || {
+            in_process(&workspace, &artifacts, events, payload, None)
+        })?;
+        let paced = in_process(
+            &workspace,
+            &artifacts,
+            latency_events,
+            payload,
+            Some(LATENCY_RATE),
+        )?;
+        rows.push(row(
+            "orch bus, in-process",
+            Mode::Core,
+            payload,
+            events,
+            flood,
+            &paced,
+        ));
+    }
+    Ok(json!({ "benchmark": "bridge", "latency_rate_per_s": LATENCY_RATE, "rows": rows }))
+}
+
+/// One measured run: the wall time and the consumer's latency report.
+struct Run {
+    elapsed: Duration,
+    report: Value,
+}
+
+fn median(runs: usize, mut measure: impl FnMut() -> Result<Run, String>) -> Result<Run, String> {
+    let mut all = (0..runs)
+        .map(|_| measure())
+        .collect::<Result<Vec<_>, _>>()?;
+    all.sort_by_key(|r| r.elapsed);
+    Ok(all.swap_remove(all.len() / 2))
+}
+
+fn row(path: &str, mode: Mode, payload: usize, events: u64, flood: Run, paced: &Run) -> Value {
+    let us = |key: &str| paced.report[key].as_u64().unwrap_or(0) as f64 / 1e3;
+    let received = flood.report["count"].as_u64().unwrap_or(events);
+    json!({
+        "path": path,
+        "mode": mode.name(),
+        "payload_bytes": payload,
+        "events": events,
+        "received": received,
+        "events_per_s": received as f64 / flood.elapsed.as_secs_f64(),
+        "p50_us": us("p50_ns"),
+        "p99_us": us("p99_ns"),
+        "p999_us": us("p999_ns"),
+    })
+}
+
+/// The payload the bench producer writes: `{"t":<ns>,"i":<n>,"pad":"xx.."}`.
+fn payload_of(index: u64, size: usize) -> Vec<u8> {
+    let mut bytes = format!("{{\"t\":{},\"i\":{index},\"pad\":\"", now_ns()).into_bytes();
+    let padding = size.saturating_sub(bytes.len() + 2);
+    bytes.resize(bytes.len() + padding, b'x');
+    bytes.extend_from_slice(b"\"}");
+    bytes
+}
+
+fn latency_of(payload: &[u8]) -> Option<u64> {
+    let digits = payload.strip_prefix(b"{\"t\":")?;
+    let end = digits.iter().position(|b| !b.is_ascii_digit())?;
+    let sent: u64 = std::str::from_utf8(&digits[..end]).ok()?.parse().ok()?;
+    Some(now_ns().saturating_sub(sent))
+}
+
+fn summary(mut latencies: Vec<u64>) -> Value {
+    latencies.sort_unstable();
+    let at = |q: f64| {
+        if latencies.is_empty() {
+            0
+        } else {
+            latencies[((latencies.len() - 1) as f64 * q).round() as usize]
+        }
+    };
+    json!({ "count": latencies.len(), "p50_ns": at(0.5), "p99_ns": at(0.99), "p999_ns": at(0.999) })
+}
+
+/// Paces a producer: waits so that `sent` events took `sent / rate` seconds.
+async fn pace(started: Instant, sent: u64, rate: Option<u64>) {
+    if let Some(rate) = rate {
+        let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The floor: a bare async-nats publisher and subscriber (for JetStream, a
+/// publisher awaiting each acknowledgement and a pull consumer acknowledging
+/// each message, as the bridge does).
+async fn bare(
+    url: &str,
+    mode: Mode,
+    run: u32,
+    events: u64,
+    size: usize,
+    rate: Option<u64>,
+) -> Result<Run, String> {
+    bare_with(url, mode, run, events, size, rate, false).await
+}
+
+/// A subscriber waits this long for the next message before it reports
+/// what it got (core NATS may drop what a slow subscriber cannot take).
+const QUIET: Duration = Duration::from_secs(5);
+
+/// [`bare`], with the bridge's envelope headers on each message if
+/// `headers`.
+#[allow(clippy::too_many_arguments)]
+async fn bare_with(
+    url: &str,
+    mode: Mode,
+    run: u32,
+    events: u64,
+    size: usize,
+    rate: Option<u64>,
+    headers: bool,
+) -> Result<Run, String> {
+    let publisher = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+    let subscriber = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+    let subject = format!("floor.r{run}.bench");
+    let receive = match mode {
+        Mode::Core => {
+            let mut sub = subscriber
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            subscriber.flush().await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(events as usize);
+                while let Ok(Some(message)) = tokio::time::timeout(QUIET, sub.next()).await {
+                    latencies.extend(latency_of(&message.payload));
+                    if latencies.len() as u64 == events {
+                        break;
+                    }
+                }
+                latencies
+            })
+        }
+        Mode::JetStream => {
+            let js = jetstream::new(subscriber.clone());
+            let stream = js
+                .get_or_create_stream(stream::Config {
+                    name: format!("FLOOR_R{run}"),
+                    subjects: vec![subject.clone()],
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let consumer = stream
+                .get_or_create_consumer(
+                    "floor",
+                    pull::Config {
+                        durable_name: Some("floor".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(events as usize);
+                while let Ok(Some(Ok(message))) = tokio::time::timeout(QUIET, messages.next()).await
+                {
+                    latencies.extend(latency_of(&message.payload));
+                    let _ = message.ack().await;
+                    if latencies.len() as u64 == events {
+                        break;
+                    }
+                }
+                latencies
+            })
+        }
+    };
+    let js = jetstream::new(publisher.clone());
+    let event = BusEvent::new("bench.event", b"{}", Some("bench-producer".into()));
+    let ids = orch_bridge::node::MessageIds::new("floor");
+    let started = Instant::now();
+    for index in 0..events {
+        pace(started, index, rate).await;
+        let bytes: bytes::Bytes = payload_of(index, size).into();
+        let envelope = headers.then(|| {
+            let id = (mode == Mode::JetStream).then(|| ids.next());
+            orch_bridge::envelope::headers(&event, "floor", id.as_deref())
+        });
+        match (mode, envelope) {
+            (Mode::Core, None) => publisher
+                .publish(subject.clone(), bytes)
+                .await
+                .map_err(|e| e.to_string())?,
+            (Mode::Core, Some(h)) => publisher
+                .publish_with_headers(subject.clone(), h, bytes)
+                .await
+                .map_err(|e| e.to_string())?,
+            (Mode::JetStream, envelope) => {
+                let ack = match envelope {
+                    Some(h) => js.publish_with_headers(subject.clone(), h, bytes).await,
+                    None => js.publish(subject.clone(), bytes).await,
+                };
+                ack.map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    publisher.flush().await.map_err(|e| e.to_string())?;
+    let latencies = receive.await.map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed();
+    if (latencies.len() as u64) < events {
+        eprintln!(
+            "bench_bridge: the bare {} subscriber got {} of {events} messages of {size} B \
+             (core NATS drops what a slow subscriber cannot take)",
+            mode.name(),
+            latencies.len()
+        );
+    }
+    Ok(Run {
+        elapsed,
+        report: summary(latencies),
+    })
+}
+
+/// Builds the bench modules and returns their libraries.
+fn artifacts(release: bool) -> Result<(Workspace, HashMap<String, PathBuf>), String> {
+    let workspace = orch_cargo::discover_workspace(Path::new(env!("CARGO_MANIFEST_DIR")))
+        .map_err(|e| e.to_string())?;
+    let request = BuildRequest {
+        packages: vec![PRODUCER.into(), CONSUMER.into()],
+        release,
+        timeout: Duration::from_secs(900),
+    };
+    let output = Builder::new(&workspace)
+        .build(&request)
+        .map_err(|e| e.to_string())?;
+    Ok((workspace, output.artifacts))
+}
+
+fn spec(name: &str, package: &str, config: Value) -> ModuleSpec {
+    ModuleSpec {
+        name: name.into(),
+        package: package.into(),
+        enabled: true,
+        config,
+        ..Default::default()
+    }
+}
+
+fn timeouts() -> Timeouts {
+    Timeouts {
+        event: Duration::from_secs(600),
+        publish: Duration::from_secs(60),
+        ..Timeouts::default()
+    }
+}
+
+/// A node: a bus, a supervisor with `modules`, and a bridge.
+struct Node {
+    supervisor: Supervisor,
+    bridge: Bridge,
+}
+
+fn node(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    nats: &NatsSettings,
+    modules: &[ModuleSpec],
+) -> Result<Node, String> {
+    let bus = Bus::new();
+    let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
+    let mut supervisor = Supervisor::new(bus, loader, timeouts());
+    let mut bridge = Bridge::start(
+        nats,
+        supervisor.bus(),
+        supervisor.timers(),
+        timeouts().publish,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let refs: Vec<&ModuleSpec> = modules.iter().collect();
+    let report = supervisor.start(&refs, artifacts);
+    if let Some(failure) = report.failures.first() {
+        return Err(failure.to_string());
+    }
+    bridge.start_import();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !bridge.is_connected() {
+        if Instant::now() > deadline {
+            return Err(format!("no connection to {:?}", nats.servers));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(Node { supervisor, bridge })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn orch(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    url: &str,
+    mode: Mode,
+    run: u32,
+    events: u64,
+    payload: usize,
+    rate: Option<u64>,
+) -> Result<Run, String> {
+    let settings = |node: &str, export: bool| NatsSettings {
+        servers: vec![url.to_owned()],
+        node: Some(node.to_owned()),
+        subject_prefix: format!("bench.r{run}"),
+        auth: NatsAuth::None,
+        tls: None,
+        export: if export {
+            vec!["bench.event".into()]
+        } else {
+            Vec::new()
+        },
+        import: if export {
+            Vec::new()
+        } else {
+            vec!["bench.event".into()]
+        },
+        jetstream: (mode == Mode::JetStream).then(|| JetStreamSettings {
+            stream: format!("BENCH_R{run}"),
+            durable: None,
+            replicas: 1,
+        }),
+        outbox: MailboxSettings {
+            capacity: usize::try_from(events)
+                .unwrap_or(usize::MAX)
+                .clamp(1, 1_000_000),
+            overflow: Overflow::Block,
+        },
+    };
+    let consumer = node(
+        workspace,
+        artifacts,
+        &settings("bench-b", false),
+        &[spec(
+            "bench-consumer",
+            CONSUMER,
+            json!({ "expect": events }),
+        )],
+    )?;
+    let (tx, done) = unbounded::<Arc<BusEvent>>();
+    let observer = consumer.supervisor.bus().register(Arc::new(tx));
+    consumer
+        .supervisor
+        .bus()
+        .subscribe(observer, "bench.done")
+        .map_err(|e| e.to_string())?;
+    let producer = node(
+        workspace,
+        artifacts,
+        &settings("bench-a", true),
+        &[spec(
+            "bench-producer",
+            PRODUCER,
+            json!({ "count": events, "payload_bytes": payload, "rate": rate }),
+        )],
+    )?;
+    if mode == Mode::JetStream {
+        // Both ends have their stream and consumer before the first event.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let started = Instant::now();
+    producer
+        .supervisor
+        .bus()
+        .publish_json("bench.go", &json!({}));
+    let report = done
+        .recv_timeout(Duration::from_secs(300))
+        .map_err(|_| format!("node B did not get {events} events ({})", mode.name()))?;
+    let elapsed = started.elapsed();
+    let report: Value = serde_json::from_slice(report.payload()).map_err(|e| e.to_string())?;
+    for Node {
+        mut supervisor,
+        bridge,
+    } in [producer, consumer]
+    {
+        bridge.shutdown(Duration::from_secs(1));
+        supervisor.shutdown("benchmark done");
+    }
+    Ok(Run { elapsed, report })
+}
+
+fn in_process(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    events: u64,
+    payload: usize,
+    rate: Option<u64>,
+) -> Result<Run, String> {
+    let bus = Bus::new();
+    let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
+    let mut supervisor = Supervisor::new(bus.clone(), loader, timeouts());
+    let specs = [
+        spec(
+            "bench-producer",
+            PRODUCER,
+            json!({ "count": events, "payload_bytes": payload, "rate": rate }),
+        ),
+        spec("bench-consumer", CONSUMER, json!({ "expect": events })),
+    ];
+    let (tx, done) = unbounded::<Arc<BusEvent>>();
+    let observer = bus.register(Arc::new(tx));
+    bus.subscribe(observer, "bench.done")
+        .map_err(|e| e.to_string())?;
+    let refs: Vec<&ModuleSpec> = specs.iter().collect();
+    let report = supervisor.start(&refs, artifacts);
+    if let Some(failure) = report.failures.first() {
+        return Err(failure.to_string());
+    }
+    let started = Instant::now();
+    bus.publish_json("bench.go", &json!({}));
+    let report = done
+        .recv_timeout(Duration::from_secs(300))
+        .map_err(|_| "the in-process consumer did not finish".to_string())?;
+    let elapsed = started.elapsed();
+    let report: Value = serde_json::from_slice(report.payload()).map_err(|e| e.to_string())?;
+    supervisor.shutdown("benchmark done");
+    Ok(Run { elapsed, report })
+}

@@ -1,0 +1,106 @@
+//! `cargo xtask bench bridge`: events from a producer module on node A to a
+//! consumer module on node B through a real nats-server (started here, on
+//! loopback, with a temporary JetStream store), core NATS and JetStream, next
+//! to a bare async-nats publisher and subscriber in the same run (the floor)
+//! and the in-process bus. orch-bridge's `bench_bridge` example measures; this
+//! prints the table with the ratios and writes `target/bench/bridge.json`.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context as _, Result, anyhow, ensure};
+use orch_e2e::NatsServer;
+use serde_json::{Value, json};
+
+use crate::stats::cores;
+
+/// Runs the benchmark with `events` per configuration.
+pub fn run(root: &Path, events: u64) -> Result<Value> {
+    let server = NatsServer::start().context("starting nats-server")?;
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(root)
+        .args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "orch-bridge",
+            "--example",
+            "bench_bridge",
+            "--",
+        ])
+        .arg(server.url())
+        .arg(events.to_string())
+        .arg("release")
+        .output()
+        .context("running the bench_bridge example")?;
+    ensure!(
+        output.status.success(),
+        "bench_bridge failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .ok_or_else(|| anyhow!("bench_bridge printed nothing"))?;
+    let mut value: Value = serde_json::from_str(last).context("reading bench_bridge output")?;
+    value["cores"] = json!(cores());
+    value["nats_server"] = json!(orch_e2e::nats::NATS_SERVER_VERSION);
+    print(&value);
+    Ok(value)
+}
+
+fn print(result: &Value) {
+    println!(
+        "bench bridge ({} cores, nats-server {}; events/s at full throttle, median of 3; \
+         latency = publish on node A to handler on node B at {} events/s)",
+        cores(),
+        result["nats_server"].as_str().unwrap_or("?"),
+        result["latency_rate_per_s"]
+    );
+    println!(
+        "{:<32} {:>9} {:>7} {:>11} {:>9} {:>9} {:>9}",
+        "path", "mode", "payload", "events/s", "p50 µs", "p99 µs", "p99.9 µs"
+    );
+    let rows = result["rows"].as_array().cloned().unwrap_or_default();
+    let get = |r: &Value, key: &str| r[key].as_f64().unwrap_or(0.0);
+    for row in &rows {
+        println!(
+            "{:<32} {:>9} {:>7} {:>11.0} {:>9.1} {:>9.1} {:>9.1}",
+            row["path"].as_str().unwrap_or(""),
+            row["mode"].as_str().unwrap_or(""),
+            row["payload_bytes"],
+            get(row, "events_per_s"),
+            get(row, "p50_us"),
+            get(row, "p99_us"),
+            get(row, "p999_us"),
+        );
+        if !row["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("orch bridge"))
+        {
+            continue;
+        }
+        for (label, floor_path) in [
+            ("  ratio orch / floor", "floor: bare async-nats"),
+            (
+                "  ... / floor with headers",
+                "floor, with the envelope headers",
+            ),
+        ] {
+            let floor = rows.iter().find(|f| {
+                f["path"] == floor_path
+                    && f["mode"] == row["mode"]
+                    && f["payload_bytes"] == row["payload_bytes"]
+            });
+            if let Some(floor) = floor {
+                println!(
+                    "{label:<32} throughput {:.2}x slower, p50 {:.2}x",
+                    get(floor, "events_per_s") / get(row, "events_per_s").max(1e-9),
+                    get(row, "p50_us") / get(floor, "p50_us").max(1e-9)
+                );
+            }
+        }
+    }
+}
