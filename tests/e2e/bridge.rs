@@ -41,16 +41,7 @@ fn stop(orch: &mut OrchProcess) {
 
 /// The sequence numbers the consumer logged, in order.
 fn received(orch: &OrchProcess) -> Vec<u64> {
-    orch.lines_with("[mod-dummy-consumer] Received test.ping")
-        .iter()
-        .filter_map(|line| {
-            line.rsplit("(seq ")
-                .next()?
-                .trim_end_matches(')')
-                .parse()
-                .ok()
-        })
-        .collect()
+    orch.pings_received("mod-dummy-consumer")
 }
 
 /// `seqs` is a run of consecutive numbers: no gap, no repeat.
@@ -170,18 +161,8 @@ fn a_token_from_the_environment_authenticates_and_never_reaches_the_log() {
 /// The sequence numbers in a log file (it is written directly, so what a
 /// SIGKILLed process had logged is there).
 fn received_in_log(path: &std::path::Path) -> Vec<u64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter(|line| line.contains("[mod-dummy-consumer] Received test.ping"))
-        .filter_map(|line| {
-            line.rsplit("(seq ")
-                .next()?
-                .trim_end_matches(')')
-                .parse()
-                .ok()
-        })
-        .collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    orch_e2e::ping_seqs(text.lines(), "mod-dummy-consumer")
 }
 
 #[test]

@@ -39,13 +39,7 @@ fn stop_cleanly(orch: &mut OrchProcess) {
 
 /// The sequence numbers `module` logged as received, in order.
 fn received(orch: &OrchProcess, module: &str) -> Vec<u64> {
-    orch.lines_with(&format!("[{module}] Received test.ping"))
-        .iter()
-        .filter_map(|line| {
-            let seq = line.rsplit("(seq ").next()?.trim_end_matches(')');
-            seq.parse().ok()
-        })
-        .collect()
+    orch.pings_received(module)
 }
 
 /// Every ping from the first received one on arrived once, in order.

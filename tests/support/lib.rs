@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 pub use nats::{NatsCluster, NatsServer, nats_server_binary};
 pub use process::{
-    Line, OrchProcess, env_marker, mark, module_hosts, processes_with_env, wait_until,
+    Line, OrchProcess, env_marker, mark, module_hosts, ping_seqs, processes_with_env, wait_until,
 };
 pub use scenario::Scenario;
 pub use scratch::ScratchWorkspace;

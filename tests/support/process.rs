@@ -137,6 +137,35 @@ pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool)
     }
 }
 
+/// The ping sequence numbers that `module` logged as received (`[module]
+/// Received test.ping: ... (seq N)`) in `lines`, in order.
+pub fn ping_seqs<'a>(lines: impl IntoIterator<Item = &'a str>, module: &str) -> Vec<u64> {
+    let needle = format!("[{module}] Received test.ping");
+    lines
+        .into_iter()
+        .filter(|line| line.contains(&needle))
+        .filter_map(|line| {
+            line.rsplit("(seq ")
+                .next()?
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+impl OrchProcess {
+    /// The ping sequence numbers `module` logged as received so far.
+    pub fn pings_received(&self, module: &str) -> Vec<u64> {
+        ping_seqs(
+            self.lines_with("Received test.ping")
+                .iter()
+                .map(String::as_str),
+            module,
+        )
+    }
+}
+
 /// A `ORCH_E2E_MARKER=...` entry unique to this call (`tag`, the test
 /// process, the instant): set on a command with [`mark`], it is in the
 /// environment of every process that command starts, for

@@ -5,46 +5,18 @@
 //! and the in-process bus. orch-bridge's `bench_bridge` example measures; this
 //! prints the table with the ratios and writes `target/bench/bridge.json`.
 
-use std::path::Path;
-use std::process::Command;
-
-use anyhow::{Context as _, Result, anyhow, ensure};
+use anyhow::{Context as _, Result};
 use orch_e2e::NatsServer;
 use serde_json::{Value, json};
+use std::path::Path;
 
 use crate::stats::cores;
 
 /// Runs the benchmark with `events` per configuration.
 pub fn run(root: &Path, events: u64) -> Result<Value> {
     let server = NatsServer::start().context("starting nats-server")?;
-    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .current_dir(root)
-        .args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            "orch-bridge",
-            "--example",
-            "bench_bridge",
-            "--",
-        ])
-        .arg(server.url())
-        .arg(events.to_string())
-        .arg("release")
-        .output()
-        .context("running the bench_bridge example")?;
-    ensure!(
-        output.status.success(),
-        "bench_bridge failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout
-        .lines()
-        .last()
-        .ok_or_else(|| anyhow!("bench_bridge printed nothing"))?;
-    let mut value: Value = serde_json::from_str(last).context("reading bench_bridge output")?;
+    let args = [server.url(), events.to_string(), "release".to_owned()];
+    let mut value = crate::bench_perf::example_json(root, "orch-bridge", "bench_bridge", &args)?;
     value["cores"] = json!(cores());
     value["nats_server"] = json!(orch_e2e::nats::NATS_SERVER_VERSION);
     print(&value);

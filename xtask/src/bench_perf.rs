@@ -93,6 +93,20 @@ fn cargo() -> Command {
 
 /// Runs orch-runtime's `bench_bus` example in release and reads its JSON.
 fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
+    let args = [what.to_owned(), events.to_string(), "release".to_owned()];
+    let mut value = example_json(root, "orch-runtime", "bench_bus", &args)?;
+    value["cores"] = json!(cores());
+    Ok(value)
+}
+
+/// Runs `example` of `package` in release with `args` and reads the JSON
+/// document it prints last.
+pub(crate) fn example_json(
+    root: &Path,
+    package: &str,
+    example: &str,
+    args: &[String],
+) -> Result<Value> {
     let output = cargo()
         .current_dir(root)
         .args([
@@ -100,29 +114,25 @@ fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
             "--release",
             "-q",
             "-p",
-            "orch-runtime",
+            package,
             "--example",
-            "bench_bus",
+            example,
             "--",
         ])
-        .arg(what)
-        .arg(events.to_string())
-        .arg("release")
+        .args(args)
         .output()
-        .context("running the bench_bus example")?;
+        .with_context(|| format!("running the {example} example"))?;
     ensure!(
         output.status.success(),
-        "bench_bus {what} failed:\n{}",
+        "{example} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout
         .lines()
         .last()
-        .ok_or_else(|| anyhow!("bench_bus printed nothing"))?;
-    let mut value: Value = serde_json::from_str(last).context("reading bench_bus output")?;
-    value["cores"] = json!(cores());
-    Ok(value)
+        .ok_or_else(|| anyhow!("{example} printed nothing"))?;
+    serde_json::from_str(last).with_context(|| format!("reading {example}'s output"))
 }
 
 fn print_bus(result: &Value) {

@@ -29,16 +29,7 @@ fn orchestrator(side: &str, url: &str) -> Result<OrchProcess> {
 
 /// The sequence numbers the consumer logged, in order.
 fn received(orch: &OrchProcess) -> Vec<u64> {
-    orch.lines_with("[mod-dummy-consumer] Received test.ping")
-        .iter()
-        .filter_map(|line| {
-            line.rsplit("(seq ")
-                .next()?
-                .trim_end_matches(')')
-                .parse()
-                .ok()
-        })
-        .collect()
+    orch.pings_received("mod-dummy-consumer")
 }
 
 fn wait_for_more(orch: &mut OrchProcess, more: usize) -> Result<()> {
