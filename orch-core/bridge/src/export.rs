@@ -26,6 +26,9 @@ pub struct ExportStats {
     /// JetStream acknowledgements that said "duplicate": a repeat the stream
     /// dropped.
     pub duplicates: AtomicU64,
+    /// Events taken from the outbox and not yet published (or given up):
+    /// a shutdown waits for them too.
+    pub in_hand: AtomicU64,
 }
 
 /// Where the events go.
@@ -48,6 +51,7 @@ pub async fn run(
     while let Some(batch) = batches.recv().await {
         for event in batch {
             export(&event, &target, &prefix, &node, &ids, &stats).await;
+            stats.in_hand.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }

@@ -30,6 +30,7 @@ pub mod node;
 pub mod outbox;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,7 @@ impl Bridge {
         let link = Arc::new(Link::default());
         let (forward, events) = mpsc::channel::<Vec<Arc<BusEvent>>>(HAND_OVER);
         let mailbox = Mailbox::new("bridge".into(), settings.outbox, publish_timeout);
+        let exported = Arc::new(ExportStats::default());
         let outbox = Outbox::open(
             bus,
             mailbox,
@@ -102,6 +104,7 @@ impl Bridge {
             &settings.export,
             Arc::clone(&link),
             forward,
+            Arc::clone(&exported),
         )?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -112,7 +115,6 @@ impl Bridge {
         let (stop, stopped) = watch::channel(false);
         let (stop_import, import_stopped) = watch::channel(false);
         let (import, import_go) = oneshot::channel();
-        let exported = Arc::new(ExportStats::default());
         let imported = Arc::new(ImportStats::default());
         let run = Run {
             settings: settings.clone(),
@@ -164,9 +166,11 @@ impl Bridge {
         self.link.is_connected()
     }
 
-    /// Exported events waiting in the outbox.
+    /// Exported events waiting in the outbox, or taken from it and not yet
+    /// published.
     pub fn outbox_len(&self) -> usize {
-        self.outbox.as_ref().map_or(0, Outbox::len)
+        let in_hand = self.exported.in_hand.load(Ordering::Acquire);
+        self.outbox.as_ref().map_or(0, Outbox::len) + usize::try_from(in_hand).unwrap_or(0)
     }
 
     /// The export counters.
@@ -203,7 +207,8 @@ impl Bridge {
             std::thread::sleep(Duration::from_millis(10));
         }
         if let Some(outbox) = self.outbox.take() {
-            let left = outbox.close(&self.bus);
+            let in_hand = self.exported.in_hand.load(Ordering::Acquire);
+            let left = outbox.close(&self.bus) + usize::try_from(in_hand).unwrap_or(0);
             if left > 0 {
                 tracing::warn!(
                     "[BRIDGE] {left} exported event(s) still in the outbox at shutdown are not sent"

@@ -56,6 +56,7 @@ impl Outbox {
         patterns: &[String],
         link: Arc<Link>,
         forward: tokio::sync::mpsc::Sender<Vec<Arc<BusEvent>>>,
+        stats: Arc<crate::export::ExportStats>,
     ) -> Result<Self, crate::BridgeError> {
         let sink = Arc::new(ExportSink {
             inner: mailbox.sink(),
@@ -73,7 +74,7 @@ impl Outbox {
             let stopping = Arc::clone(&stopping);
             std::thread::Builder::new()
                 .name("orch-bridge-outbox".into())
-                .spawn(move || pump(&mailbox, &control, &link, &forward, &stopping))
+                .spawn(move || pump(&mailbox, &control, &link, &forward, &stopping, &stats))
                 .map_err(|e| crate::BridgeError::Runtime(format!("cannot start the outbox: {e}")))?
         };
         Ok(Self {
@@ -126,6 +127,7 @@ fn pump(
     link: &Link,
     forward: &tokio::sync::mpsc::Sender<Vec<Arc<BusEvent>>>,
     stopping: &AtomicBool,
+    stats: &crate::export::ExportStats,
 ) {
     while !stopping.load(Ordering::Acquire) {
         if !link.wait_connected(Duration::from_millis(200)) {
@@ -140,7 +142,10 @@ fn pump(
                 {
                     batch.push(more);
                 }
+                let taken = batch.len() as u64;
+                stats.in_hand.fetch_add(taken, Ordering::AcqRel);
                 if forward.blocking_send(batch).is_err() {
+                    stats.in_hand.fetch_sub(taken, Ordering::AcqRel);
                     return;
                 }
             }
