@@ -31,9 +31,27 @@ pub fn workspace_root() -> &'static Path {
     })
 }
 
-/// The cargo that runs these tests.
+/// The cargo that runs these tests, without the variables cargo sets for
+/// the test binary itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...):
+/// a build script that reads one (ring's does) would otherwise be another
+/// unit than in a plain `cargo build`, and the README's "one build" would
+/// compile it twice.
 pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            command.env_remove(key);
+        }
+    }
+    command
 }
 
 /// Builds `cargo-orch` (once per test process) and returns its executable.

@@ -76,6 +76,26 @@ pub fn cargo_program() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
+/// Removes the variables cargo set for the program that runs us (`cargo
+/// orch` through `cargo run`: `CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...): a
+/// build script that reads one (ring's does) would otherwise make its crate
+/// another unit than in a plain `cargo build`, compiled a second time.
+pub fn forget_parent_package(command: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || key.starts_with("CARGO_BIN_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR"
+            )
+        {
+            command.env_remove(key);
+        }
+    }
+}
+
 /// Runs `invocation`, handing every JSON message on stdout to `on_message`
 /// (with the spinner, for printing above it).
 pub fn run_cargo(
@@ -84,6 +104,7 @@ pub fn run_cargo(
     mut on_message: impl FnMut(Message, &ProgressBar),
 ) -> CargoOutcome {
     let mut command = Command::new(cargo_program());
+    forget_parent_package(&mut command);
     command
         .current_dir(invocation.root)
         .args(&invocation.args)
