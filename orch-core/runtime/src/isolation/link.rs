@@ -30,44 +30,17 @@ use crate::bus::Bus;
 use crate::error::Cause;
 use crate::host_api::ModuleHostCtx;
 use crate::instance::Instance;
-use crate::rate_limit::{RateLimiter, Verdict};
+use crate::rate_limit::RateLimiter;
 
+mod environment;
 mod heartbeat;
+mod quota;
 mod stderr;
 
+use environment::child_environment;
 use heartbeat::spawn_heartbeat;
+use quota::{Quotas, within_quota};
 use stderr::spawn_stderr_reader;
-
-/// The variables a child host keeps from the orchestrator's environment:
-/// what a program needs to run, locate files and format text, and the
-/// `ORCH_*` variables meant for modules. Secrets the orchestrator was given
-/// (`NATS_TOKEN`, `DATABASE_URL`, ...) reach a module only through its
-/// `config`, where `${VAR}` expands them (and the logs redact them).
-const CHILD_ENV: &[&str] = &[
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "LANG",
-    "LANGUAGE",
-    "TZ",
-    "TMPDIR",
-    "TERM",
-    "NO_COLOR",
-    "RUST_BACKTRACE",
-    "RUST_LIB_BACKTRACE",
-    "LD_LIBRARY_PATH",
-];
-
-/// The orchestrator's variables that [`CHILD_ENV`] lets through, with every
-/// `LC_*` and `ORCH_*` one.
-fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
-    std::env::vars_os().filter(|(key, _)| {
-        key.to_str().is_some_and(|key| {
-            CHILD_ENV.contains(&key) || key.starts_with("LC_") || key.starts_with("ORCH_")
-        })
-    })
-}
 
 /// What the reader thread hands to the module's actor.
 pub(super) enum Incoming {
@@ -485,41 +458,6 @@ fn spawn_reader(
                 })));
         })
         .ok()
-}
-
-/// A child's rate quotas, kept by its reader thread.
-struct Quotas {
-    publish: RateLimiter,
-    subscribe: RateLimiter,
-}
-
-/// Whether the child's next `what` (publishes, subscriptions) is within its
-/// `limits.<key>`; the first refusal of a second is logged at once, the count
-/// of them when the next second begins.
-fn within_quota(r: &ReaderSetup, quota: &mut RateLimiter, what: &str, key: &str) -> bool {
-    let rate = quota.per_second();
-    match quota.admit() {
-        Verdict::Admit => true,
-        Verdict::AdmitAfterRefusals(n) => {
-            tracing::warn!(
-                "module '{}' (isolated): {n} {what} refused in the last second, more than \
-                 its `limits.{key}: {rate}`",
-                r.name
-            );
-            true
-        }
-        Verdict::Refuse => {
-            if quota.refused_in_window() == 1 {
-                tracing::warn!(
-                    "module '{}' (isolated) sends more {what} than its `limits.{key}: {rate}` \
-                     a second: the rest of this second's are refused (raise the limit in \
-                     modules.yaml if the rate is meant)",
-                    r.name
-                );
-            }
-            false
-        }
-    }
 }
 
 fn dispatch(

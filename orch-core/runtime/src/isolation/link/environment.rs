@@ -1,0 +1,34 @@
+//! The environment a child host starts with: the few variables a program
+//! needs, not the orchestrator's secrets.
+
+/// The variables a child host keeps from the orchestrator's environment:
+/// what a program needs to run, locate files and format text, and the
+/// `ORCH_*` variables meant for modules. Secrets the orchestrator was given
+/// (`NATS_TOKEN`, `DATABASE_URL`, ...) reach a module only through its
+/// `config`, where `${VAR}` expands them (and the logs redact them).
+const CHILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "NO_COLOR",
+    "RUST_BACKTRACE",
+    "RUST_LIB_BACKTRACE",
+    "LD_LIBRARY_PATH",
+];
+
+/// The orchestrator's variables that [`CHILD_ENV`] lets through, with every
+/// `LC_*` and `ORCH_*` one.
+pub(super) fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>
+{
+    std::env::vars_os().filter(|(key, _)| {
+        key.to_str().is_some_and(|key| {
+            CHILD_ENV.contains(&key) || key.starts_with("LC_") || key.starts_with("ORCH_")
+        })
+    })
+}
