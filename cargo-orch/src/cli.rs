@@ -57,6 +57,11 @@ pub struct GlobalArgs {
     /// Console log format (overrides logging.format in config/main.yaml).
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormatArg>,
+
+    /// Layer config/ENV/main.yaml and config/ENV/modules.yaml over the base
+    /// files (each key there replaces the base one; modules matched by name).
+    #[arg(long = "env", global = true, value_name = "ENV", env = "ORCH_ENV")]
+    pub environment: Option<String>,
 }
 
 /// Console log formats.
@@ -111,6 +116,74 @@ pub enum Command {
     /// Create a new orchestrated workspace: Cargo.toml, config/, modules-backend/
     /// and .cargo/config.toml.
     Init(InitArgs),
+    /// Show every module of a running `cargo orch run`: state, generation,
+    /// pid, uptime, events, mailbox, restarts and last error.
+    #[command(after_help = CONTROL_HELP)]
+    Status(StatusArgs),
+    /// Rebuild one module of a running orchestrator and swap it to a new
+    /// generation, as a saved edit would.
+    #[command(after_help = CONTROL_HELP)]
+    Reload(ModuleArgs),
+    /// Stop one module of a running orchestrator and start it again.
+    #[command(after_help = CONTROL_HELP)]
+    Restart(ModuleArgs),
+    /// Shut one module of a running orchestrator down and unload it.
+    #[command(after_help = CONTROL_HELP)]
+    Stop(ModuleArgs),
+    /// Load and start a stopped or failed module of a running orchestrator.
+    #[command(after_help = CONTROL_HELP)]
+    Start(ModuleArgs),
+}
+
+/// What the control verbs' help says of finding the orchestrator.
+const CONTROL_HELP: &str = "The orchestrator is found through target/orch/control/ (one entry per \
+                            running `cargo orch run`, with its control socket). With several \
+                            running, pass --pid.\n\
+                            Exit code: 0 when done, 1 when the action failed or no orchestrator \
+                            runs, 2 for a usage error (unknown module, wrong state).";
+
+/// Which running orchestrator a control verb talks to.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// The orchestrator's pid (needed when several run in this workspace).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+
+    /// Talk to this control socket instead of looking in target/orch/control/.
+    #[arg(long, value_name = "PATH", conflicts_with = "pid")]
+    pub socket: Option<PathBuf>,
+
+    /// How long to wait for the answer, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 900)]
+    pub timeout: u64,
+}
+
+/// `cargo orch status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Print the report as JSON (one object per orchestrator, in an array).
+    #[arg(long, conflicts_with = "watch")]
+    pub json: bool,
+
+    /// Refresh the table every second until Ctrl-C.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+/// `cargo orch reload|restart|stop|start NAME`.
+#[derive(Debug, Args)]
+pub struct ModuleArgs {
+    /// The module's name in modules.yaml.
+    #[arg(value_name = "NAME")]
+    pub module: String,
+
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// `cargo orch run`.
@@ -127,6 +200,11 @@ pub struct RunArgs {
     /// Build the modules with the release profile.
     #[arg(long)]
     pub release: bool,
+
+    /// Listen for `cargo orch status` and the other control verbs on this
+    /// Unix socket (default: target/orch/control/PID.sock).
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
 
     /// Skip `cargo build` and load the libraries of the last build as they are
     /// (fast restarts; the modules must have been built with the same profile).

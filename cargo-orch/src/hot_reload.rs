@@ -20,6 +20,7 @@ use orch_cargo::{BuildError, BuildOutput, BuildRequest, Builder};
 use orch_config::workspace::Workspace;
 use orch_config::{self as config, AppConfig, ModuleSpec};
 use orch_runtime::logging::Redactor;
+use orch_runtime::status::ModuleState;
 use orch_runtime::supervisor::Supervisor;
 use orch_runtime::{Cause, ModuleFailure, Phase};
 
@@ -60,6 +61,55 @@ impl HotReload {
             config,
             redactor,
         }
+    }
+
+    /// The configuration as last applied (modules.yaml edits included).
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    /// The built library of `spec`'s package, as the last build left it.
+    pub fn artifact_of(&self, spec: &ModuleSpec) -> Option<PathBuf> {
+        self.workspace
+            .artifact_path(&spec.package, self.release)
+            .filter(|path| path.exists())
+    }
+
+    /// Rebuilds `spec`'s package and swaps the running module to a new
+    /// generation even if nothing changed (an operator's `cargo orch reload`).
+    pub fn reload_now(
+        &self,
+        supervisor: &mut Supervisor,
+        spec: &ModuleSpec,
+    ) -> Result<orch_runtime::supervisor::ReloadReport, String> {
+        let board = supervisor.status().clone();
+        board.set_state(&spec.name, ModuleState::Reloading);
+        let build_started = Instant::now();
+        let result = self.build(std::slice::from_ref(spec));
+        let build_time = build_started.elapsed();
+        let outcome = match result {
+            Err(error) => {
+                self.report_build_failure(supervisor, std::slice::from_ref(spec), &error);
+                Err(format!(
+                    "module '{}' did not build: {}",
+                    spec.name,
+                    error.first_error.or(error.reason).unwrap_or_default()
+                ))
+            }
+            Ok(output) => match output.artifacts.get(&spec.package) {
+                None => Err(format!(
+                    "cargo built no library for package '{}'",
+                    spec.package
+                )),
+                Some(artifact) => supervisor
+                    .reload(&spec.name, artifact, None, build_time)
+                    .map_err(|failure| failure.to_string()),
+            },
+        };
+        if board.state_of(&spec.name) == Some(ModuleState::Reloading) {
+            board.set_state(&spec.name, ModuleState::Running);
+        }
+        outcome
     }
 
     /// The folders to watch: every enabled module's package and the workspace
@@ -130,8 +180,19 @@ impl HotReload {
                 );
                 return yaml_changed;
             }
+            let board = supervisor.status().clone();
+            for spec in &affected {
+                board.set_state(&spec.name, ModuleState::Reloading);
+            }
             let build_started = Instant::now();
             let result = self.build(&affected);
+            let done_reloading = || {
+                for spec in &affected {
+                    if board.state_of(&spec.name) == Some(ModuleState::Reloading) {
+                        board.set_state(&spec.name, ModuleState::Running);
+                    }
+                }
+            };
             let build_time = build_started.elapsed();
             let mut edited_during_build = false;
             for next in more.try_iter() {
@@ -149,9 +210,13 @@ impl HotReload {
                 continue;
             }
             match result {
-                Err(error) if error.interrupted => return yaml_changed,
+                Err(error) if error.interrupted => {
+                    done_reloading();
+                    return yaml_changed;
+                }
                 Err(error) => {
                     self.report_build_failure(supervisor, &affected, &error);
+                    done_reloading();
                     return yaml_changed;
                 }
                 Ok(mut output) => {
@@ -164,6 +229,7 @@ impl HotReload {
                         received_at,
                         build_time,
                     );
+                    done_reloading();
                     return yaml_changed;
                 }
             }
@@ -238,7 +304,12 @@ impl HotReload {
         if let Ok(workspace) = orch_cargo::discover_workspace(&self.workspace.root) {
             self.workspace = workspace;
         }
-        let new_config = match config::load(&self.config_dir, &self.workspace) {
+        let environment = self.config.environment.clone();
+        let new_config = match config::load_layered(
+            &self.config_dir,
+            environment.as_deref(),
+            &self.workspace,
+        ) {
             Ok(config) => {
                 // Before anything logs or loads with the new values.
                 self.redactor.add_secrets(&config.secrets);

@@ -6,6 +6,8 @@
 mod cli;
 mod cmd;
 mod hot_reload;
+mod operating;
+mod operations;
 mod session;
 
 use std::process::ExitCode;
@@ -33,6 +35,19 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => cmd::check::run(&orch.global, &args),
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
         cli::Command::Init(args) => cmd::init::run(&args),
+        cli::Command::Status(args) => cmd::control::status(&orch.global, &args),
+        cli::Command::Reload(args) => {
+            cmd::control::act(&orch.global, &args, cmd::control::Verb::Reload)
+        }
+        cli::Command::Restart(args) => {
+            cmd::control::act(&orch.global, &args, cmd::control::Verb::Restart)
+        }
+        cli::Command::Stop(args) => {
+            cmd::control::act(&orch.global, &args, cmd::control::Verb::Stop)
+        }
+        cli::Command::Start(args) => {
+            cmd::control::act(&orch.global, &args, cmd::control::Verb::Start)
+        }
     };
     // What the pumps of a scrubbed console still hold is written first.
     orch_process::console::finish(std::time::Duration::from_millis(500));

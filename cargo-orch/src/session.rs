@@ -43,7 +43,7 @@ impl Session {
         };
         let workspace = orch_cargo::discover_workspace(&start)?;
         let config_dir = workspace.root.join(&global.config_dir);
-        let config = config::load(&config_dir, &workspace)
+        let config = config::load_layered(&config_dir, global.environment.as_deref(), &workspace)
             .map_err(|e| anyhow::Error::new(UsageError(anyhow::Error::new(e))))?;
         let redactor = Redactor::default();
         redactor.set_secrets(&config.secrets);

@@ -95,8 +95,12 @@ fn the_runtime_never_knows_cargo_the_watcher_or_the_users_files() {
             "orch-scaffold",
             "orch-test",
             "orch-bridge",
+            "orch-operate",
             "async-nats",
             "tokio",
+            "prometheus-client",
+            "tiny_http",
+            "ureq",
         ],
     );
 }
@@ -112,14 +116,34 @@ fn lower_crates_never_depend_on_higher_ones() {
         "orch-config",
         "orch-process",
         "orch-bridge",
+        "orch-operate",
         "cargo-orch",
     ];
     assert_never(&metadata, "orch-process", &ours);
+    // The operator side reads the runtime and hands actions to the binary:
+    // it never builds, scaffolds or tests.
+    assert_never(
+        &metadata,
+        "orch-operate",
+        &[
+            "orch-cargo",
+            "orch-test",
+            "orch-scaffold",
+            "cargo-orch",
+            "cargo_metadata",
+        ],
+    );
     // The bridge sits on the runtime's bus: it never builds, scaffolds or tests.
     assert_never(
         &metadata,
         "orch-bridge",
-        &["orch-cargo", "orch-test", "orch-scaffold", "cargo-orch"],
+        &[
+            "orch-cargo",
+            "orch-test",
+            "orch-scaffold",
+            "orch-operate",
+            "cargo-orch",
+        ],
     );
     assert_never(
         &metadata,

@@ -3,8 +3,10 @@
 //! through its output lines with deadlines (one process driver, [`watched`],
 //! shared with xtask; [`OrchProcess`] is its face for the tests).
 
+pub mod http;
 pub mod nats;
 pub mod process;
+pub mod python;
 pub mod scenario;
 pub mod scratch;
 pub mod watched;
@@ -13,10 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+pub use http::{Receiver, http_get};
 pub use nats::{NatsCluster, NatsServer, nats_server_binary};
 pub use process::{
     Line, OrchProcess, env_marker, mark, module_hosts, ping_seqs, processes_with_env, wait_until,
 };
+pub use python::{python_package, run_python};
 pub use scenario::Scenario;
 pub use scratch::ScratchWorkspace;
 
@@ -29,6 +33,13 @@ pub fn workspace_root() -> &'static Path {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".."))
     })
+}
+
+/// The workspace's target folder (`CARGO_TARGET_DIR` when set).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// The cargo that runs these tests, without the variables cargo sets for

@@ -34,17 +34,11 @@ pub fn nats_server_binary() -> anyhow::Result<PathBuf> {
         .map_err(anyhow::Error::msg)
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::workspace_root().join("target"))
-}
-
 fn provision() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("ORCH_NATS_SERVER") {
         return Ok(PathBuf::from(path));
     }
-    let dir = target_dir().join("nats");
+    let dir = crate::target_dir().join("nats");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let binary = dir.join(format!("nats-server-{NATS_SERVER_VERSION}"));
     let lock = std::fs::File::create(dir.join(".lock")).context("cannot create the lock file")?;

@@ -1,6 +1,7 @@
 //! One file per verb.
 
 pub mod check;
+pub mod control;
 pub mod init;
 pub mod list;
 pub mod new;

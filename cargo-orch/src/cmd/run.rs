@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::hot_reload::{HotReload, Outcome};
 use anyhow::Context as _;
-use crossbeam_channel::{Receiver, select, unbounded};
+use crossbeam_channel::{Receiver, bounded, select, unbounded};
 use orch_cargo::watcher::{DEBOUNCE, SourceWatcher};
 use orch_cargo::{BuildRequest, Builder};
 use orch_runtime::bus::Bus;
@@ -20,7 +20,9 @@ use signal_hook::iterator::Signals;
 use crate::cli::{
     EXIT_FAILURE, EXIT_SHUTDOWN_DEADLINE, EXIT_UNCLEAN_SHUTDOWN, GlobalArgs, RunArgs,
 };
+use crate::operating::Operating;
 use crate::session::Session;
+use orch_operate::server::Pending;
 
 /// Runs the application until a signal.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
@@ -30,11 +32,16 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     session.init_logging(global)?;
     let config = &session.config;
     tracing::info!(
-        "{} {} starting ({} of {} declared modules enabled)",
+        "{} {} starting ({} of {} declared modules enabled{})",
         config.main.app.name,
         config.main.app.version,
         config.startup_order().len(),
-        config.modules.len()
+        config.modules.len(),
+        config
+            .environment
+            .as_ref()
+            .map(|env| format!(", environment '{env}'"))
+            .unwrap_or_default()
     );
     let hot_reload = (config.main.hot_reload || args.watch) && !args.no_watch;
     tracing::info!(
@@ -109,6 +116,15 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    let (actions_tx, actions) = bounded(orch_operate::server::QUEUED_ACTIONS);
+    let operating = Operating::start(
+        &session,
+        args,
+        &supervisor,
+        bridge.as_ref().map(orch_bridge::Bridge::probe),
+        actions_tx,
+        process_start,
+    )?;
     let report = supervisor.start(&modules, &build);
     if let Some(bridge) = bridge.as_mut() {
         bridge.start_import();
@@ -121,11 +137,21 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("no module is running; fix the errors above and run again");
     }
 
-    let signal = if hot_reload && !report.cancelled {
-        watch_and_reload(&session, &builder, args.release, &mut supervisor, &shutdown)
-    } else {
+    let signal = if report.cancelled {
         shutdown.recv().unwrap_or("signal")
+    } else {
+        let watch = hot_reload.then_some(DEBOUNCE);
+        serve(
+            &session,
+            &builder,
+            args.release,
+            &mut supervisor,
+            &shutdown,
+            &actions,
+            watch,
+        )
     };
+    drop(operating);
     if let Some(bridge) = bridge.as_mut() {
         bridge.stop_import();
     }
@@ -149,14 +175,17 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(EXIT_UNCLEAN_SHUTDOWN))
 }
 
-/// Watches sources and modules.yaml until a signal arrives, rebuilding and
-/// reloading on every saved edit; returns the signal.
-fn watch_and_reload(
+/// Runs until a signal arrives: carries out the control socket's actions
+/// and, when `watch` is set, rebuilds and reloads on every saved edit of
+/// the sources and modules.yaml. Returns the signal.
+fn serve(
     session: &Session,
     builder: &Builder,
     release: bool,
     supervisor: &mut Supervisor,
     shutdown: &Receiver<&'static str>,
+    actions: &Receiver<Pending>,
+    watch: Option<Duration>,
 ) -> &'static str {
     let (changes_tx, changes) = unbounded();
     let mut reloader = HotReload::new(
@@ -167,14 +196,32 @@ fn watch_and_reload(
         session.config.clone(),
         session.redactor.clone(),
     );
-    let watcher = SourceWatcher::spawn(reloader.watch_plan(), DEBOUNCE, changes_tx);
+    // Without watching, the sender stays here: `changes` never disconnects.
+    let (watcher, _idle) = match watch {
+        Some(debounce) => (
+            Some(SourceWatcher::spawn(
+                reloader.watch_plan(),
+                debounce,
+                changes_tx,
+            )),
+            None,
+        ),
+        None => (None, Some(changes_tx)),
+    };
     loop {
         select! {
             recv(shutdown) -> signal => return signal.unwrap_or("signal"),
             recv(changes) -> change => {
                 let Ok(change) = change else { return "watcher ended" };
-                if reloader.handle(supervisor, change, &changes) == Outcome::PlanChanged {
+                if reloader.handle(supervisor, change, &changes) == Outcome::PlanChanged
+                    && let Some(watcher) = &watcher
+                {
                     watcher.update(reloader.watch_plan());
+                }
+            }
+            recv(actions) -> pending => {
+                if let Ok(pending) = pending {
+                    crate::operations::handle(pending, supervisor, &reloader);
                 }
             }
         }

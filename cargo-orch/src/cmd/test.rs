@@ -178,6 +178,7 @@ mod tests {
             modules: vec![module("a", true), module("b", false), module("c", true)],
             config_dir: PathBuf::from("config"),
             secrets: Vec::new(),
+            environment: None,
         }
     }
 

@@ -22,6 +22,8 @@ pub struct Link {
 #[derive(Default)]
 struct LinkState {
     connected: bool,
+    /// Connections made (a change from disconnected to connected).
+    connects: u64,
     server: String,
     closed: bool,
 }
@@ -50,8 +52,16 @@ impl Link {
             .unwrap_or_default()
     }
 
+    /// Connections made so far: the first plus every reconnect.
+    pub fn connects(&self) -> u64 {
+        self.state.lock().map(|s| s.connects).unwrap_or(0)
+    }
+
     fn set(&self, connected: bool, server: Option<String>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if connected && !state.connected {
+            state.connects += 1;
+        }
         state.connected = connected;
         if let Some(server) = server {
             state.server = server;

@@ -28,6 +28,7 @@ pub mod export;
 pub mod import;
 pub mod node;
 pub mod outbox;
+mod probe;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -45,6 +46,7 @@ use connection::Link;
 use export::{ExportStats, Target};
 use import::{ImportStats, Importer};
 use outbox::Outbox;
+pub use probe::{BridgeProbe, BridgeSnapshot};
 
 /// Why the bridge cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +173,17 @@ impl Bridge {
     pub fn outbox_len(&self) -> usize {
         let in_hand = self.exported.in_hand.load(Ordering::Acquire);
         self.outbox.as_ref().map_or(0, Outbox::len) + usize::try_from(in_hand).unwrap_or(0)
+    }
+
+    /// A handle that reads the bridge's state from any thread (status, metrics).
+    pub fn probe(&self) -> BridgeProbe {
+        BridgeProbe {
+            node: self.node.clone(),
+            link: Arc::clone(&self.link),
+            outbox: self.outbox.as_ref().map(Outbox::mailbox),
+            exported: Arc::clone(&self.exported),
+            imported: Arc::clone(&self.imported),
+        }
     }
 
     /// The export counters.

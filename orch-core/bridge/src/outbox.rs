@@ -86,6 +86,11 @@ impl Outbox {
         })
     }
 
+    /// Its mailbox (for reading its depth from other threads).
+    pub fn mailbox(&self) -> Mailbox {
+        self.mailbox.clone()
+    }
+
     /// Events waiting.
     pub fn len(&self) -> usize {
         self.mailbox.len()

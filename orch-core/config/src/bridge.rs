@@ -10,6 +10,7 @@ use serde_saphyr::{Location, Spanned};
 use super::MailboxSettings;
 use super::check::{Checker, show};
 use super::limits::{self, RawMailbox};
+use super::merge::merge_by_key;
 
 /// `bridge:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +130,7 @@ pub struct JetStreamSettings {
 pub(crate) struct RawBridge {
     nats: Option<Spanned<RawNats>>,
 }
+merge_by_key!(RawBridge { nats });
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -143,6 +145,17 @@ pub(crate) struct RawNats {
     jetstream: Option<Spanned<RawJetStream>>,
     outbox: Option<RawMailbox>,
 }
+merge_by_key!(RawNats {
+    url,
+    node,
+    subject_prefix,
+    auth,
+    tls,
+    export,
+    import,
+    jetstream,
+    outbox
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -153,6 +166,13 @@ struct RawAuth {
     nkey: Option<Spanned<String>>,
     creds: Option<Spanned<String>>,
 }
+merge_by_key!(RawAuth {
+    token,
+    user,
+    password,
+    nkey,
+    creds
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -161,6 +181,7 @@ struct RawTls {
     cert: Option<Spanned<String>>,
     key: Option<Spanned<String>>,
 }
+merge_by_key!(RawTls { ca, cert, key });
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -169,6 +190,11 @@ struct RawJetStream {
     durable: Option<Spanned<String>>,
     replicas: Option<Spanned<Value>>,
 }
+merge_by_key!(RawJetStream {
+    stream,
+    durable,
+    replicas
+});
 
 /// The default `subject_prefix`.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "orch";

@@ -44,11 +44,12 @@ impl<'a> Checker<'a> {
         self.errors.push(error);
     }
 
-    /// Records an expansion error, placed at its `${...}` in the file.
-    fn env_error(&mut self, location: &Location, error: EnvError) {
+    /// Records an expansion error, placed at its `${...}` after the first of
+    /// `locations` whose file holds it.
+    fn env_error(&mut self, locations: &[Location], error: EnvError) {
         let error = self
             .src
-            .error_near(&error.needle, location, error.message, error.hint);
+            .error_near(&error.needle, locations, error.message, error.hint);
         self.errors.push(error);
     }
 
@@ -57,7 +58,7 @@ impl<'a> Checker<'a> {
         match self.env.expand(&raw.value) {
             Ok(text) => Some(text),
             Err(error) => {
-                self.env_error(&raw.referenced, error);
+                self.env_error(&[raw.referenced], error);
                 None
             }
         }
@@ -65,13 +66,54 @@ impl<'a> Checker<'a> {
 
     /// `raw` with every string inside expanded; errors recorded, strings kept as written.
     pub fn json(&mut self, raw: &Spanned<Value>) -> Value {
+        self.json_layered(raw, None)
+    }
+
+    /// [`Checker::json`] for a value merged from an overlay (`raw`'s place)
+    /// and its base (`base`): an expansion error is placed in the overlay's
+    /// text when it is there, in the base's otherwise.
+    pub fn json_layered(&mut self, raw: &Spanned<Value>, base: Option<&Location>) -> Value {
         let mut value = raw.value.clone();
         let mut errors = Vec::new();
         self.env.expand_json(&mut value, &mut errors);
+        let places: Vec<Location> = std::iter::once(raw.referenced)
+            .chain(base.copied())
+            .collect();
         for error in errors {
-            self.env_error(&raw.referenced, error);
+            self.env_error(&places, error);
         }
         value
+    }
+
+    /// A whole number setting named `key`, from `min` to `max`.
+    pub fn number_in(
+        &mut self,
+        key: &str,
+        raw: Option<&Spanned<Value>>,
+        (min, max): (u64, u64),
+        default: u64,
+    ) -> u64 {
+        let Some(raw) = raw else { return default };
+        let value = self.json(raw);
+        let number = match &value {
+            Value::Number(n) => n.as_u64(),
+            Value::String(text) => text.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match number {
+            Some(n) if (min..=max).contains(&n) => n,
+            _ => {
+                self.error(
+                    &raw.referenced,
+                    format!(
+                        "`{key}` must be a whole number from {min} to {max}, found {}",
+                        show(&value)
+                    ),
+                    format!("write for example `{key}: {default}`"),
+                );
+                default
+            }
+        }
     }
 
     /// An optional string setting: its expanded value, or `default`.

@@ -107,6 +107,29 @@ impl<'a> Expander<'a> {
     }
 }
 
+/// The names of the variables `text` refers to (`${NAME}` and
+/// `${NAME:-default}`), each once, in order; `$${` escapes are skipped.
+pub(crate) fn referenced_variables(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut rest = text;
+    while let Some(dollar) = rest.find('$') {
+        let tail = &rest[dollar..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            rest = after;
+        } else if let Some(body) = tail.strip_prefix("${") {
+            let end = body.find('}').unwrap_or(body.len());
+            let name = body[..end].split(":-").next().unwrap_or_default();
+            if is_variable_name(name) && !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+            rest = &body[end..];
+        } else {
+            rest = &tail[1..];
+        }
+    }
+    names
+}
+
 /// `NAME` as in shells: ASCII letters, digits and `_`, not starting with a digit.
 fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -238,6 +261,15 @@ mod tests {
         assert_eq!(error.message, "`${NOT CLOSED` has no closing `}`");
         let error = expand("${1BAD}").unwrap_err();
         assert_eq!(error.message, "`${1BAD}` is not a valid variable reference");
+    }
+
+    #[test]
+    fn lists_referenced_variables() {
+        assert_eq!(
+            referenced_variables("https://${HOST}/${PATH:-x}?k=${HOST}&$${LIT}&${1BAD}"),
+            ["HOST", "PATH"]
+        );
+        assert!(referenced_variables("plain $5").is_empty());
     }
 
     #[test]

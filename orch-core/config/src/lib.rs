@@ -11,20 +11,32 @@
 //! workspace's `.env` file. Values of secret-looking keys (see
 //! [`is_secret_key`]) are gathered in [`AppConfig::secrets`] so logs can be
 //! scrubbed of them, and [`ModuleSpec::redacted_config`] is safe to print.
+//!
+//! An environment (`--env prod`, [`load_layered`]) layers the files of
+//! `config/prod/` over the base files before they are validated as one.
 
 mod bridge;
 mod check;
 mod env;
+mod environment;
 mod error;
 mod limits;
+mod load;
+mod merge;
+mod metrics;
 mod module_limits;
+mod notify;
+mod webhook_url;
 
 pub use bridge::{
     BridgeSettings, DEFAULT_SUBJECT_PREFIX, JetStreamSettings, NatsAuth, NatsSettings, NatsTls,
 };
+pub use environment::environments;
 pub(crate) use limits::ModuleDefaults;
 pub use limits::{CircuitBreakerSettings, DEFAULT_MAX_EVENT_BYTES, MailboxSettings, Overflow};
+pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
 pub use module_limits::{MIN_MEMORY_MAX, ModuleLimits};
+pub use notify::{DEFAULT_WEBHOOK_EVENTS, NotifySettings, WebhookSettings};
 mod main_file;
 mod modules_file;
 mod order;
@@ -43,8 +55,6 @@ pub use error::{ConfigError, ConfigErrors};
 pub use redact::{is_secret_key, redact_json};
 
 use crate::workspace::Workspace;
-use check::Checker;
-use source::Source;
 
 /// The whole, validated configuration.
 #[derive(Clone)]
@@ -55,6 +65,9 @@ pub struct AppConfig {
     pub modules: Vec<ModuleSpec>,
     /// The folder the files were read from.
     pub config_dir: PathBuf,
+    /// The environment layered over the base files (`--env prod`: the
+    /// folder `config_dir/prod`), `None` without one.
+    pub environment: Option<String>,
     /// Every secret value (after `${VAR}` expansion, at least 4 characters),
     /// longest first, to scrub from logs.
     pub secrets: Vec<String>,
@@ -85,6 +98,7 @@ impl fmt::Debug for AppConfig {
             .field("main", &self.main)
             .field("modules", &self.modules)
             .field("config_dir", &self.config_dir)
+            .field("environment", &self.environment)
             .field("secrets", &format_args!("<{} hidden>", self.secrets.len()))
             .finish()
     }
@@ -115,6 +129,11 @@ pub struct MainConfig {
     /// `bridge`: events shared with other orchestrators through NATS;
     /// `None` (the default): everything stays in-process.
     pub bridge: Option<BridgeSettings>,
+    /// `metrics`: where the metrics endpoint listens; `None` (the default):
+    /// no endpoint.
+    pub metrics: Option<MetricsSettings>,
+    /// `notify`: alerts sent out of the process (default: none).
+    pub notify: NotifySettings,
 }
 
 impl Default for MainConfig {
@@ -130,6 +149,8 @@ impl Default for MainConfig {
             circuit_breaker: CircuitBreakerSettings::default(),
             limits: ModuleLimits::default(),
             bridge: None,
+            metrics: None,
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -395,19 +416,11 @@ impl fmt::Debug for ModuleSpec {
 }
 
 /// Reads and validates `config_dir/main.yaml` (optional) and
-/// `config_dir/modules.yaml` (required). `${VAR}`s come from the process
-/// environment, then from `.env` in the workspace root (read without
-/// changing the process environment).
+/// `config_dir/modules.yaml` (required), without an environment. `${VAR}`s
+/// come from the process environment, then from `.env` in the workspace root
+/// (read without changing the process environment).
 pub fn load(config_dir: &Path, workspace: &Workspace) -> Result<AppConfig, ConfigErrors> {
-    let (vars, dotenv_error) = env::read_dotenv(&workspace.root.join(".env"));
-    let lookup = |name: &str| std::env::var(name).ok().or_else(|| vars.get(name).cloned());
-    let result = load_with_env(config_dir, workspace, &lookup);
-    let Some(dotenv_error) = dotenv_error else {
-        return result;
-    };
-    let mut errors = result.err().map(|e| e.0).unwrap_or_default();
-    errors.insert(0, dotenv_error);
-    Err(ConfigErrors(errors))
+    load_layered(config_dir, None, workspace)
 }
 
 /// [`load`] with the variable lookup injected (`env(name)`), for tests and
@@ -417,123 +430,50 @@ pub fn load_with_env(
     workspace: &Workspace,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AppConfig, ConfigErrors> {
-    let mut found = Found::default();
-    let main = load_main(&config_dir.join("main.yaml"), workspace, env, &mut found);
-    let modules = load_modules(
-        &config_dir.join("modules.yaml"),
-        workspace,
-        env,
-        &ModuleDefaults {
-            mailbox: main.mailbox,
-            circuit_breaker: main.circuit_breaker,
-            limits: main.limits,
-        },
-        &mut found,
-    );
-    if !found.errors.is_empty() {
-        return Err(ConfigErrors(found.errors));
-    }
-    Ok(AppConfig {
-        main,
-        modules,
-        config_dir: config_dir.to_path_buf(),
-        secrets: found.sorted_secrets(),
-    })
+    load_layered_with_vars(config_dir, None, workspace, env)
 }
 
-/// What checking the files found besides the settings.
-#[derive(Default)]
-struct Found {
-    errors: Vec<ConfigError>,
-    secrets: Vec<String>,
-}
-
-impl Found {
-    /// Takes one file's errors (in line order) and secrets.
-    fn absorb(&mut self, checker: Checker) {
-        let Checker {
-            mut errors,
-            secrets,
-            env,
-            ..
-        } = checker;
-        errors.sort_by_key(|e| (e.line, e.column));
-        self.errors.extend(errors);
-        self.secrets.extend(secrets);
-        self.secrets.extend(env.secrets);
-    }
-
-    /// Unique secrets, longest first (so scrubbing replaces whole values first).
-    fn sorted_secrets(mut self) -> Vec<String> {
-        self.secrets
-            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-        self.secrets.dedup();
-        self.secrets
-    }
-}
-
-/// `main.yaml`: defaults when the file is absent or empty.
-fn load_main(
-    path: &Path,
+/// [`load`] with an environment (`--env prod`): `config_dir/<environment>/main.yaml`
+/// and `config_dir/<environment>/modules.yaml`, each optional, are layered
+/// over the base files and the result is validated as one.
+///
+/// - The folder `config_dir/<environment>` must exist, and the name must be
+///   a plain folder name (ASCII letters, digits, `-` and `_`).
+/// - `main.yaml`: every key the overlay sets replaces the base one; mapping
+///   sections (`timeouts`, `logging`, `bridge.nats`, ...) merge key by key;
+///   lists are replaced whole.
+/// - `modules.yaml`: each entry of the overlay's `modules:` changes the base
+///   entry of the same `name` (an environment never declares a module): its
+///   keys replace the base ones, mappings (`config` at any depth, `mailbox`,
+///   `limits`, ...) merge key by key, lists are replaced.
+///
+/// Every error names the file its value comes from, with that file's line.
+/// `None` is [`load`].
+pub fn load_layered(
+    config_dir: &Path,
+    environment: Option<&str>,
     workspace: &Workspace,
-    env: &dyn Fn(&str) -> Option<String>,
-    found: &mut Found,
-) -> MainConfig {
-    let source = match Source::read(path) {
-        Ok(Some(source)) => source,
-        Ok(None) => return main_file::defaults(&workspace.root),
-        Err(error) => {
-            found.errors.push(error);
-            return main_file::defaults(&workspace.root);
-        }
+) -> Result<AppConfig, ConfigErrors> {
+    let (vars, dotenv_error) = env::read_dotenv(&workspace.root.join(".env"));
+    let lookup = |name: &str| std::env::var(name).ok().or_else(|| vars.get(name).cloned());
+    let result = load_layered_with_vars(config_dir, environment, workspace, &lookup);
+    let Some(dotenv_error) = dotenv_error else {
+        return result;
     };
-    let raw = match source.parse::<main_file::RawMain>() {
-        Ok(raw) => raw.unwrap_or_default(),
-        Err(error) => {
-            found.errors.push(error);
-            return main_file::defaults(&workspace.root);
-        }
-    };
-    let mut checker = Checker::new(&source, env);
-    let main = main_file::check(&mut checker, &raw, &workspace.root);
-    found.absorb(checker);
-    main
+    let mut errors = result.err().map(|e| e.0).unwrap_or_default();
+    errors.insert(0, dotenv_error);
+    Err(ConfigErrors(errors))
 }
 
-/// `modules.yaml`: required.
-fn load_modules(
-    path: &Path,
+/// [`load_layered`] with the variable lookup injected (`vars(name)`), for
+/// tests and embedders.
+pub fn load_layered_with_vars(
+    config_dir: &Path,
+    environment: Option<&str>,
     workspace: &Workspace,
-    env: &dyn Fn(&str) -> Option<String>,
-    defaults: &ModuleDefaults,
-    found: &mut Found,
-) -> Vec<ModuleSpec> {
-    let source = match Source::read(path) {
-        Ok(Some(source)) => source,
-        Ok(None) => {
-            found.errors.push(ConfigError::new(
-                path,
-                "modules.yaml not found: it lists the modules to run",
-                format!("create it; {}", modules_file::EXPECTED_SHAPE),
-            ));
-            return Vec::new();
-        }
-        Err(error) => {
-            found.errors.push(error);
-            return Vec::new();
-        }
-    };
-    let raw = match source.parse::<modules_file::RawModulesFile>() {
-        Ok(raw) => raw,
-        Err(error) => {
-            found.errors.push(error);
-            return Vec::new();
-        }
-    };
-    let mut checker = Checker::new(&source, env);
-    let modules = modules_file::check(&mut checker, raw.as_ref(), workspace, defaults);
-    found.absorb(checker);
-    modules
+    vars: &dyn Fn(&str) -> Option<String>,
+) -> Result<AppConfig, ConfigErrors> {
+    load::load(config_dir, environment, workspace, vars)
 }
 
 /// The packages of `modules`, each once, in the modules' order (two modules

@@ -10,6 +10,7 @@ use serde_json::Value;
 use serde_saphyr::Spanned;
 
 use super::check::{Checker, show};
+use super::merge::merge_by_key;
 use super::suggest::did_you_mean;
 
 /// What main.yaml sets for every module unless its entry says otherwise.
@@ -103,6 +104,7 @@ pub(crate) struct RawMailbox {
     capacity: Option<Spanned<Value>>,
     overflow: Option<Spanned<String>>,
 }
+merge_by_key!(RawMailbox { capacity, overflow });
 
 /// A `circuit_breaker:` mapping as written.
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +113,10 @@ pub(crate) struct RawCircuitBreaker {
     fail_max: Option<Spanned<Value>>,
     reset_timeout: Option<Spanned<Value>>,
 }
+merge_by_key!(RawCircuitBreaker {
+    fail_max,
+    reset_timeout
+});
 
 /// `circuit_breaker:`, each setting falling back to `defaults`.
 pub(crate) fn circuit_breaker(

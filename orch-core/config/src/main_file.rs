@@ -9,7 +9,10 @@ use serde_saphyr::Spanned;
 use super::bridge::{self, RawBridge};
 use super::check::Checker;
 use super::limits::{self, RawCircuitBreaker, RawMailbox};
+use super::merge::merge_by_key;
+use super::metrics::{self, RawMetrics};
 use super::module_limits::{self, RawLimits};
+use super::notify::{self, RawNotify};
 use super::suggest::did_you_mean;
 use super::{AppInfo, LogFormat, LoggingSettings, MainConfig, ResourceSettings, Timeouts};
 
@@ -28,7 +31,23 @@ pub(crate) struct RawMain {
     circuit_breaker: Option<RawCircuitBreaker>,
     limits: Option<RawLimits>,
     bridge: Option<RawBridge>,
+    metrics: Option<RawMetrics>,
+    notify: Option<RawNotify>,
 }
+merge_by_key!(RawMain {
+    app,
+    hot_reload,
+    timeouts,
+    resources,
+    logging,
+    mailbox,
+    max_event_bytes,
+    circuit_breaker,
+    limits,
+    bridge,
+    metrics,
+    notify,
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -36,6 +55,7 @@ struct RawApp {
     name: Option<Spanned<String>>,
     version: Option<Spanned<String>>,
 }
+merge_by_key!(RawApp { name, version });
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,6 +70,17 @@ struct RawTimeouts {
     publish: Option<Spanned<Value>>,
     shutdown_total: Option<Spanned<Value>>,
 }
+merge_by_key!(RawTimeouts {
+    load,
+    initialize,
+    start,
+    event,
+    shutdown,
+    reload,
+    build,
+    publish,
+    shutdown_total
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +90,12 @@ struct RawResources {
     threads_per_core: Option<Spanned<Value>>,
     usage_interval: Option<Spanned<Value>>,
 }
+merge_by_key!(RawResources {
+    reserved_memory_fraction,
+    memory_per_process_mb,
+    threads_per_core,
+    usage_interval
+});
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,6 +107,14 @@ struct RawLogging {
     max_size_mb: Option<Spanned<Value>>,
     max_files: Option<Spanned<Value>>,
 }
+merge_by_key!(RawLogging {
+    level,
+    format,
+    dir,
+    file,
+    max_size_mb,
+    max_files
+});
 
 /// The levels `logging.level` accepts, alone or after `target=`.
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -112,6 +157,8 @@ pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
             &defaults.circuit_breaker,
         ),
         limits: module_limits::limits(c, raw.limits.as_ref(), &defaults.limits, None),
+        metrics: metrics::metrics(c, raw.metrics.as_ref()),
+        notify: notify::notify(c, raw.notify.as_ref()),
     }
 }
 

@@ -10,6 +10,7 @@ use serde_saphyr::Spanned;
 use super::Isolation;
 use super::check::Checker;
 use super::limits::byte_size;
+use super::merge::merge_by_key;
 
 /// What one module may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,14 @@ pub(crate) struct RawLimits {
     memory_max: Option<Spanned<Value>>,
     max_processes: Option<Spanned<Value>>,
 }
+merge_by_key!(RawLimits {
+    publish_rate,
+    subscriptions,
+    subscribe_rate,
+    log_rate,
+    memory_max,
+    max_processes
+});
 
 /// `limits:`, each key falling back to `defaults`. `isolation` is `None` in
 /// main.yaml; in a module entry, `memory_max` and `max_processes` need

@@ -19,6 +19,9 @@ use super::{
 };
 use crate::workspace::{Workspace, WorkspacePackage};
 
+mod overlay;
+pub(crate) use overlay::apply as apply_overlay;
+
 /// The shape of the file, shown when it is missing or empty.
 pub(crate) const EXPECTED_SHAPE: &str = "the file lists the modules to run, for example:
         modules:
@@ -56,6 +59,10 @@ struct RawModule {
     mailbox: Option<RawMailbox>,
     circuit_breaker: Option<RawCircuitBreaker>,
     limits: Option<RawLimits>,
+    /// Where the base file's `config` is, when an environment's `config` was
+    /// merged over it (`config` then has the overlay's place).
+    #[serde(skip)]
+    config_base: Option<Location>,
 }
 
 /// A module's `test:` mapping as written.
@@ -113,7 +120,7 @@ fn check_entry(
     let name = module_name(c, raw.name.as_ref(), &entry.referenced);
     let package = package(c, raw, name.as_deref(), ws);
     let enabled = c.boolean("enabled", raw.enabled.as_ref(), true);
-    let config = module_config(c, raw.config.as_ref());
+    let config = module_config(c, raw.config.as_ref(), raw.config_base.as_ref());
     let (depends_on, deps_at) = dependencies(c, raw.depends_on.as_deref().unwrap_or_default());
     let test = test_settings(c, raw.test.as_ref());
     let isolation = isolation(c, raw.isolation.as_ref());
@@ -280,12 +287,13 @@ fn cdylib_list(ws: &Workspace) -> String {
     }
 }
 
-/// The module's `config` mapping, expanded (`{}` when absent or empty).
-fn module_config(c: &mut Checker, raw: Option<&Spanned<Value>>) -> Value {
+/// The module's `config` mapping, expanded (`{}` when absent or empty);
+/// `base` is where the base file's part is when an overlay's was merged in.
+fn module_config(c: &mut Checker, raw: Option<&Spanned<Value>>, base: Option<&Location>) -> Value {
     let Some(raw) = raw else {
         return Value::Object(Default::default());
     };
-    match c.json(raw) {
+    match c.json_layered(raw, base) {
         Value::Null => Value::Object(Default::default()),
         config @ Value::Object(_) => {
             collect_secrets(&config, &mut c.secrets);

@@ -23,6 +23,7 @@ use crate::error::{Cause, ModuleFailure, Phase};
 use crate::instance::Instance;
 use crate::mailbox::Next;
 pub use crate::mailbox::{Mailbox, MailboxSink};
+use crate::status::ModuleCounters;
 use orch_config::CircuitBreakerSettings;
 
 /// A unit of work for an actor.
@@ -47,6 +48,8 @@ pub struct ActorState {
     pub retire: bool,
     /// The circuit breaker of this generation's handler.
     pub breaker: Breaker,
+    /// The module's traffic counters on the status board.
+    pub counters: Option<Arc<ModuleCounters>>,
 }
 
 impl ActorState {
@@ -58,7 +61,14 @@ impl ActorState {
             paused,
             retire: false,
             breaker: Breaker::new(CircuitBreakerSettings::default()),
+            counters: None,
         }
+    }
+
+    /// The same state counting events into `counters`.
+    pub fn with_counters(mut self, counters: Arc<ModuleCounters>) -> Self {
+        self.counters = Some(counters);
+        self
     }
 
     /// The same state with the module's `circuit_breaker` settings.
@@ -383,8 +393,16 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
         return;
     }
     activity.begin(event);
+    let began = state.counters.as_ref().map(|_| Instant::now());
     let result = instance.on_event(event.delivery());
     let overran = activity.end();
+    if let (Some(counters), Some(began)) = (&state.counters, began) {
+        counters.event_in();
+        // An isolated module's handler runs in its child: only the hand-over is timed here.
+        if instance.is_local() {
+            counters.handled(began.elapsed());
+        }
+    }
     // An isolated module's outcomes arrive later, as the child acknowledges.
     let outcomes = instance.take_outcomes();
     match (&result, instance.is_local()) {

@@ -67,6 +67,8 @@ pub struct ModuleHostCtx {
     handed_over: std::sync::Mutex<HashMap<String, OwnedFd>>,
     /// Its log lines per second (all generations, its child host's too).
     log_limit: std::sync::Mutex<RateLimiter>,
+    /// Its traffic counters on the status board (set once, right after creation).
+    counters: OnceLock<Arc<crate::status::ModuleCounters>>,
     /// What `limits:` lets it take.
     limits: std::sync::RwLock<ModuleLimits>,
 }
@@ -132,6 +134,31 @@ impl ModuleHostCtx {
             handed_over: std::sync::Mutex::default(),
             log_limit: std::sync::Mutex::new(RateLimiter::new(ModuleLimits::default().log_rate)),
             limits: std::sync::RwLock::default(),
+            counters: OnceLock::new(),
+        }
+    }
+
+    /// Counts this module's traffic into `counters` (the status board's).
+    pub fn set_counters(&self, counters: Arc<crate::status::ModuleCounters>) {
+        let _ = self.counters.set(counters);
+    }
+
+    /// Its counters on the status board, once set.
+    pub fn counters(&self) -> Option<Arc<crate::status::ModuleCounters>> {
+        self.counters.get().cloned()
+    }
+
+    /// Counts one event the module published.
+    pub fn count_published(&self) {
+        if let Some(counters) = self.counters.get() {
+            counters.event_out();
+        }
+    }
+
+    /// Records the pid of the module's child host (0: none).
+    pub fn set_child_pid(&self, pid: u32) {
+        if let Some(counters) = self.counters.get() {
+            counters.set_pid(pid);
         }
     }
 
@@ -341,7 +368,7 @@ impl ModuleHostCtx {
         }
         self.bus
             .publish(topic, payload, Some(Arc::clone(&self.name)))
-            .map(drop)
+            .map(|_| self.count_published())
             .map_err(|e| e.to_string())
     }
 

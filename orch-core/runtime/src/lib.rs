@@ -25,6 +25,7 @@ mod redactor;
 pub mod requests;
 pub mod resources;
 pub mod scratch;
+pub mod status;
 pub mod supervisor;
 pub mod timers;
 

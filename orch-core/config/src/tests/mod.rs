@@ -7,10 +7,12 @@ mod contracts;
 mod depends_on;
 mod display;
 mod env_expansion;
+mod environments;
 mod isolation;
 mod limits;
 mod missing_files;
 mod names_packages;
+mod operating;
 mod secrets;
 mod snapshots;
 mod startup_order;
@@ -51,8 +53,13 @@ impl Fixture {
         fixture
     }
 
+    /// Writes `relative` (under the workspace root), creating its folders.
     fn write(&self, relative: &str, text: &str) {
-        std::fs::write(self.dir.path().join(relative), text).expect("write");
+        let path = self.dir.path().join(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("folders");
+        }
+        std::fs::write(path, text).expect("write");
     }
 
     fn config_dir(&self) -> PathBuf {
@@ -65,6 +72,15 @@ impl Fixture {
 
     fn load_env(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<AppConfig, ConfigErrors> {
         load_with_env(&self.config_dir(), &self.workspace, env)
+    }
+
+    /// The configuration with `environment` layered over the base files.
+    fn load_in(
+        &self,
+        environment: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<AppConfig, ConfigErrors> {
+        load_layered_with_vars(&self.config_dir(), Some(environment), &self.workspace, env)
     }
 
     fn load(&self) -> AppConfig {

@@ -250,6 +250,7 @@ impl ChildLink {
                 return Err(Cause::Timeout(s.timeouts.load));
             }
         };
+        s.ctx.set_child_pid(pid);
         let (stop, stopped) = bounded::<()>(0);
         link.stop_heartbeat = Some(stop);
         let heartbeat = spawn_heartbeat(
@@ -507,6 +508,7 @@ fn dispatch(
                 .and_then(|()| {
                     r.bus
                         .publish(&topic, &payload, Some(Arc::clone(&r.name)))
+                        .map(|_| r.ctx.count_published())
                         .map_err(|e| e.to_string())
                 });
             if let Err(e) = published {

@@ -23,6 +23,7 @@ use crate::host_api::{HostServices, ModuleHostCtx};
 use crate::instance::Instance;
 use crate::isolation::{RemoteModule, RemoteSetup};
 use crate::loader::{Loader, Unloaded};
+use crate::status::{ModuleState, StatusBoard};
 use crate::timers::TimerService;
 pub use control::Control;
 use orch_config::{Isolation, ModuleSpec, Timeouts};
@@ -89,6 +90,8 @@ pub struct Supervisor {
     stopping: Arc<AtomicBool>,
     /// Cancels a start-up; tells the signal thread the current step.
     control: Control,
+    /// What `cargo orch status` and the metrics read.
+    board: StatusBoard,
 }
 
 impl Supervisor {
@@ -96,7 +99,15 @@ impl Supervisor {
     pub fn new(bus: Bus, loader: Loader, timeouts: Timeouts) -> Self {
         let watched: Watched = Arc::default();
         let watchdog = watchdog::spawn(bus.clone(), Arc::clone(&watched), timeouts.event);
+        let board = StatusBoard::new();
+        let follower = bus.register(board.sink());
+        for pattern in StatusBoard::followed_topics() {
+            if let Err(e) = bus.subscribe(follower, pattern) {
+                tracing::warn!("the status board cannot follow '{pattern}': {e}");
+            }
+        }
         Self {
+            board,
             services: HostServices::new(bus.clone(), TimerService::new()),
             bus,
             loader: Arc::new(loader),
@@ -120,6 +131,11 @@ impl Supervisor {
     /// The host's timer service (overflow reports, request timeouts).
     pub fn timers(&self) -> crate::timers::TimerService {
         self.services.timers.clone()
+    }
+
+    /// The status board: every module's state and counters.
+    pub fn status(&self) -> &StatusBoard {
+        &self.board
     }
 
     /// The bus the modules are wired to.
@@ -240,12 +256,15 @@ impl Supervisor {
             self.services.clone(),
             sink,
         ));
+        let counters = self.board.starting(&spec.name, spec.isolation, &mailbox);
+        ctx.set_counters(Arc::clone(&counters));
         ctx.set_shutdown_timeout(self.timeouts.shutdown);
         ctx.set_contract(spec.contract.clone());
         ctx.set_limits(spec.limits);
         // Paused until its start returns: a module gets no event before `start`.
         let state = ActorState::new(Arc::clone(&name), None, true)
-            .with_circuit_breaker(spec.circuit_breaker);
+            .with_circuit_breaker(spec.circuit_breaker)
+            .with_counters(counters);
         let actor = Actor::spawn(&mailbox, state, self.bus.clone()).map_err(|e| {
             ModuleFailure::new(
                 &*name,
@@ -312,7 +331,12 @@ impl Supervisor {
                 .control
                 .in_step(&name, phase, || self.step(&module, phase))
             {
-                Ok(()) => self.running.push(module),
+                Ok(()) => {
+                    if phase == Phase::Start {
+                        self.board.running(&module.spec.name, module.generation);
+                    }
+                    self.running.push(module);
+                }
                 Err(failure) => {
                     self.discard(module, &failure);
                     failures.push(failure);
@@ -353,6 +377,8 @@ impl Supervisor {
     /// its library is unloaded unless its thread is stuck in module code.
     fn discard(&mut self, module: RunningModule, failure: &ModuleFailure) {
         self.report_failure(failure);
+        // The error itself reaches the board scrubbed, as module.error.
+        self.board.out(&module.spec.name, ModuleState::Failed, None);
         module.ctx.drop_subscriptions_and_timers();
         self.services.requests.forget(&module.spec.name);
         self.bus.remove(module.ctx.id);

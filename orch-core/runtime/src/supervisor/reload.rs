@@ -64,10 +64,15 @@ impl Supervisor {
                 Ok(report)
             }
             Err((module, failure)) => {
+                let lost = module.is_none();
                 if let Some(module) = module {
                     self.running.insert(index, module);
                 }
                 self.publish_reload_failed(&failure);
+                if lost {
+                    self.board
+                        .out(name, crate::status::ModuleState::Failed, None);
+                }
                 Err(failure)
             }
         }
@@ -287,6 +292,10 @@ impl Supervisor {
         state: ActorState,
     ) -> Result<Actor, ModuleFailure> {
         let name = Arc::clone(&state.name);
+        let state = match module.ctx.counters() {
+            Some(counters) => state.with_counters(counters),
+            None => state,
+        };
         Actor::spawn(&module.mailbox, state, self.bus.clone()).map_err(|e| {
             ModuleFailure::new(
                 &*name,

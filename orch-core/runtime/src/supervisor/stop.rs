@@ -123,6 +123,7 @@ impl Supervisor {
             self.discard(module, &failure);
             return Err(failure);
         }
+        self.board.running(&spec.name, module.generation);
         self.running.push(module);
         Ok(())
     }

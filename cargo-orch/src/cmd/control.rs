@@ -1,0 +1,195 @@
+//! `cargo orch status`, `reload`, `restart`, `stop` and `start`: the client
+//! side of a running orchestrator's control socket.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use orch_operate::protocol::{Request, Response};
+use orch_operate::{client, registry};
+
+use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, ModuleArgs, StatusArgs, TargetArgs};
+
+mod table;
+
+/// The action verbs.
+#[derive(Debug, Clone, Copy)]
+pub enum Verb {
+    /// `reload NAME`.
+    Reload,
+    /// `restart NAME`.
+    Restart,
+    /// `stop NAME`.
+    Stop,
+    /// `start NAME`.
+    Start,
+}
+
+/// One orchestrator to talk to.
+struct Target {
+    pid: Option<u32>,
+    socket: PathBuf,
+}
+
+/// `cargo orch status`.
+pub fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let targets = match find(global, &args.target, true)? {
+        Ok(targets) => targets,
+        Err(code) => return Ok(code),
+    };
+    let deadline = Duration::from_secs(args.target.timeout.max(1));
+    loop {
+        let mut reports = Vec::new();
+        for target in &targets {
+            match client::send(&target.socket, &Request::Status, deadline) {
+                Ok(Response::Status(report)) => reports.push(*report),
+                Ok(other) => eprintln!("error: unexpected answer to status: {other:?}"),
+                Err(e) => {
+                    eprintln!("error: {e}{}", pid_note(target.pid));
+                    return Ok(ExitCode::from(EXIT_FAILURE));
+                }
+            }
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let text: Vec<String> = reports.iter().map(table::render).collect();
+        if !args.watch {
+            print!("{}", text.join("\n"));
+            return Ok(ExitCode::SUCCESS);
+        }
+        if orch_process::console::stdout_is_terminal() {
+            // Home and clear, then the table: refreshed in place.
+            print!("\x1b[H\x1b[2J");
+        }
+        println!("{}", text.join("\n"));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `cargo orch reload|restart|stop|start NAME`.
+pub fn act(global: &GlobalArgs, args: &ModuleArgs, verb: Verb) -> anyhow::Result<ExitCode> {
+    let targets = match find(global, &args.target, false)? {
+        Ok(targets) => targets,
+        Err(code) => return Ok(code),
+    };
+    let Some(target) = targets.first() else {
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    };
+    let module = args.module.clone();
+    let request = match verb {
+        Verb::Reload => Request::Reload { module },
+        Verb::Restart => Request::Restart { module },
+        Verb::Stop => Request::Stop { module },
+        Verb::Start => Request::Start { module },
+    };
+    let deadline = Duration::from_secs(args.target.timeout.max(1));
+    match client::send(&target.socket, &request, deadline) {
+        Ok(Response::Done { message }) => {
+            println!("{message}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Response::Error {
+            message,
+            hint,
+            usage,
+        }) => {
+            eprintln!("error: {message}");
+            if let Some(hint) = hint {
+                eprintln!("  hint: {hint}");
+            }
+            Ok(ExitCode::from(if usage {
+                EXIT_USAGE
+            } else {
+                EXIT_FAILURE
+            }))
+        }
+        Ok(other) => {
+            eprintln!("error: unexpected answer to {}: {other:?}", request.verb());
+            Ok(ExitCode::from(EXIT_FAILURE))
+        }
+        Err(e) => {
+            eprintln!("error: {e}{}", pid_note(target.pid));
+            Ok(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
+
+/// The orchestrators to talk to: `--socket`, `--pid`, or every running
+/// one (`all`), else the only one. `Err(code)` once the problem is printed.
+fn find(
+    global: &GlobalArgs,
+    target: &TargetArgs,
+    all: bool,
+) -> anyhow::Result<Result<Vec<Target>, ExitCode>> {
+    if let Some(socket) = &target.socket {
+        return Ok(Ok(vec![Target {
+            pid: None,
+            socket: socket.clone(),
+        }]));
+    }
+    let start = match &global.manifest_path {
+        Some(path) => path.clone(),
+        None => std::env::current_dir().context("cannot read the current folder")?,
+    };
+    let workspace = orch_cargo::discover_workspace(&start)?;
+    let folder = registry::folder(&workspace.target_dir);
+    let running = registry::running(&workspace.target_dir);
+    if running.is_empty() {
+        eprintln!(
+            "error: no cargo orch run is running in this workspace (nothing in {})\n  hint: start \
+             one with `cargo orch run`, or pass --socket PATH",
+            folder.display()
+        );
+        return Ok(Err(ExitCode::from(EXIT_FAILURE)));
+    }
+    let chosen: Vec<_> = match target.pid {
+        Some(pid) => running.iter().filter(|e| e.pid == pid).collect(),
+        None => running.iter().collect(),
+    };
+    if chosen.is_empty() {
+        eprintln!(
+            "error: no orchestrator with pid {} runs in this workspace\n  hint: running: {}",
+            target.pid.unwrap_or_default(),
+            describe(&running)
+        );
+        return Ok(Err(ExitCode::from(EXIT_USAGE)));
+    }
+    if chosen.len() > 1 && !all {
+        eprintln!(
+            "error: {} orchestrators run in this workspace: {}\n  hint: pass --pid PID to say which",
+            chosen.len(),
+            describe(&running)
+        );
+        return Ok(Err(ExitCode::from(EXIT_USAGE)));
+    }
+    Ok(Ok(chosen
+        .into_iter()
+        .map(|entry| Target {
+            pid: Some(entry.pid),
+            socket: entry.socket.clone(),
+        })
+        .collect()))
+}
+
+fn describe(running: &[registry::Entry]) -> String {
+    running
+        .iter()
+        .map(|e| {
+            let env = e
+                .environment
+                .as_ref()
+                .map(|env| format!(", env {env}"))
+                .unwrap_or_default();
+            format!("pid {} ({}, {}{env})", e.pid, e.app, e.config_dir.display())
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn pid_note(pid: Option<u32>) -> String {
+    pid.map(|pid| format!(" (orchestrator pid {pid})"))
+        .unwrap_or_default()
+}

@@ -1,0 +1,111 @@
+//! The status table.
+
+use orch_operate::protocol::StatusReport;
+use std::fmt::Write as _;
+
+/// The report as a header line, one row per module and the bridge's line.
+pub fn render(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let env = report
+        .environment
+        .as_ref()
+        .map(|env| format!(", env {env}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{} {}: pid {}, up {}, {}{env}",
+        report.app,
+        report.version,
+        report.pid,
+        seconds(report.uptime_secs),
+        if report.ready { "ready" } else { "not ready" }
+    );
+    let header = [
+        "MODULE",
+        "STATE",
+        "GEN",
+        "ISOLATION",
+        "PID",
+        "UPTIME",
+        "IN",
+        "OUT",
+        "MAILBOX",
+        "RESTARTS",
+        "LAST ERROR",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for m in &report.modules {
+        rows.push(vec![
+            m.name.clone(),
+            m.state.as_str().to_owned(),
+            m.generation.to_string(),
+            m.isolation.clone(),
+            m.pid.map_or_else(|| "-".into(), |p| p.to_string()),
+            m.uptime_secs.map_or_else(|| "-".into(), seconds),
+            m.events_in.to_string(),
+            m.events_out.to_string(),
+            format!("{}/{}", m.mailbox_depth, m.mailbox_capacity),
+            m.restarts.to_string(),
+            m.last_error.as_ref().map_or_else(
+                || "-".into(),
+                |e| format!("{}: {}", e.phase, first_line(&e.message)),
+            ),
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if report.modules.is_empty() {
+        let _ = writeln!(out, "(no module has started)");
+    }
+    if let Some(b) = &report.bridge {
+        let _ = writeln!(
+            out,
+            "bridge: node {}, {}, exported {}, imported {}, reconnects {}, outbox {}/{}",
+            b.node,
+            match (&b.server, b.connected) {
+                (Some(server), true) => format!("connected to {server}"),
+                (Some(server), false) => format!("disconnected (last {server})"),
+                (None, _) => "not connected yet".into(),
+            },
+            b.exported,
+            b.imported,
+            b.reconnects,
+            b.outbox_depth,
+            b.outbox_capacity
+        );
+    }
+    out
+}
+
+/// `45s`, `3m12s`, `2h05m`, `3d04h`.
+fn seconds(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m{:02}s", s / 60, s % 60),
+        3_600..86_400 => format!("{}h{:02}m", s / 3_600, s % 3_600 / 60),
+        _ => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
+/// At most 80 characters of the first line.
+fn first_line(text: &str) -> String {
+    let line = text.lines().next().unwrap_or_default();
+    if line.chars().count() > 80 {
+        format!("{}...", line.chars().take(77).collect::<String>())
+    } else {
+        line.to_owned()
+    }
+}

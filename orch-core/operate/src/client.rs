@@ -1,0 +1,66 @@
+//! The client side of the control socket, for the CLI.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::protocol::{Request, Response};
+
+/// Why a request got no response.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket did not take the connection.
+    #[error("cannot connect to {socket}: {source}")]
+    Connect {
+        /// The socket.
+        socket: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The exchange broke off.
+    #[error("the orchestrator at {socket} did not answer: {cause}")]
+    Exchange {
+        /// The socket.
+        socket: String,
+        /// What went wrong.
+        cause: String,
+    },
+}
+
+/// Sends `request` to the orchestrator listening on `socket` and waits up
+/// to `deadline` for its response.
+pub fn send(socket: &Path, request: &Request, deadline: Duration) -> Result<Response, ClientError> {
+    let name = socket.display().to_string();
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        socket: name.clone(),
+        source,
+    })?;
+    let broke = |cause: String| ClientError::Exchange {
+        socket: name.clone(),
+        cause,
+    };
+    stream
+        .set_read_timeout(Some(deadline))
+        .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
+        .map_err(|e| broke(e.to_string()))?;
+    let mut line = serde_json::to_string(request).map_err(|e| broke(e.to_string()))?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| broke(e.to_string()))?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                broke(format!("no response within {}s", deadline.as_secs()))
+            }
+            _ => broke(e.to_string()),
+        })?;
+    if answer.is_empty() {
+        return Err(broke("it closed the connection".into()));
+    }
+    serde_json::from_str(answer.trim_end())
+        .map_err(|e| broke(format!("a response that is not valid: {e}")))
+}

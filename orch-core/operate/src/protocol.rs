@@ -1,0 +1,114 @@
+//! The control protocol: one JSON request line, one JSON response line, on
+//! a Unix socket (`cargo orch status`, `reload`, `restart`, `stop`, `start`).
+
+use orch_bridge::BridgeSnapshot;
+use orch_runtime::status::ModuleStatus;
+use serde::{Deserialize, Serialize};
+
+/// The largest request line a server reads, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What a client asks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Request {
+    /// Every module's row and the bridge's state.
+    Status,
+    /// Rebuild module `module` and swap it to a new generation, as a save would.
+    Reload {
+        /// The module's name in modules.yaml.
+        module: String,
+    },
+    /// Stop module `module` and start it again from its library.
+    Restart {
+        /// The module's name.
+        module: String,
+    },
+    /// Shut module `module` down and unload it.
+    Stop {
+        /// The module's name.
+        module: String,
+    },
+    /// Load and start module `module` (one that is stopped or failed).
+    Start {
+        /// The module's name.
+        module: String,
+    },
+}
+
+impl Request {
+    /// The verb (`reload`), as the CLI and the log name it.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Reload { .. } => "reload",
+            Self::Restart { .. } => "restart",
+            Self::Stop { .. } => "stop",
+            Self::Start { .. } => "start",
+        }
+    }
+}
+
+/// What a server answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "lowercase")]
+pub enum Response {
+    /// The status report.
+    Status(Box<StatusReport>),
+    /// The action was carried out; `message` says what happened.
+    Done {
+        /// One line (`module 'ticker' runs generation 3`).
+        message: String,
+    },
+    /// The action failed or was refused.
+    Error {
+        /// What went wrong, naming the module and the phase.
+        message: String,
+        /// What to do about it.
+        hint: Option<String>,
+        /// A request the orchestrator did not understand or cannot take
+        /// (an unknown module, a module in the wrong state): exit code 2.
+        usage: bool,
+    },
+}
+
+impl Response {
+    /// A failed action.
+    pub fn error(message: impl Into<String>, hint: Option<String>) -> Self {
+        Self::Error {
+            message: message.into(),
+            hint,
+            usage: false,
+        }
+    }
+
+    /// A refused request (wrong module name or state).
+    pub fn refused(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Error {
+            message: message.into(),
+            hint: Some(hint.into()),
+            usage: true,
+        }
+    }
+}
+
+/// One orchestrator's answer to `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// `app.name` from main.yaml.
+    pub app: String,
+    /// `app.version`.
+    pub version: String,
+    /// The orchestrator's pid.
+    pub pid: u32,
+    /// The environment overlay (`--env`), if any.
+    pub environment: Option<String>,
+    /// Seconds since the orchestrator started.
+    pub uptime_secs: f64,
+    /// `app.started` was published and no module is failed.
+    pub ready: bool,
+    /// Every module that ever started, in start order.
+    pub modules: Vec<ModuleStatus>,
+    /// The NATS bridge, when main.yaml has one.
+    pub bridge: Option<BridgeSnapshot>,
+}

@@ -1,0 +1,145 @@
+//! The counters a module's hot paths bump: events in and out, handler time,
+//! the child's pid. Lock-free, shared by every generation of the module.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the handler-duration buckets, in seconds (Prometheus
+/// `le` labels; the last bucket, `+Inf`, is implied).
+pub const HANDLER_BUCKETS: [f64; 12] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
+];
+
+/// One module's counters.
+#[derive(Debug, Default)]
+pub struct ModuleCounters {
+    events_in: AtomicU64,
+    events_out: AtomicU64,
+    pid: AtomicU32,
+    handler: Histogram,
+}
+
+impl ModuleCounters {
+    /// One event handed to the module's handler.
+    pub fn event_in(&self) {
+        self.events_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One event the module published.
+    pub fn event_out(&self) {
+        self.events_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How long one `on_event` took.
+    pub fn handled(&self, took: Duration) {
+        self.handler.observe(took);
+    }
+
+    /// The child host's pid of an isolated module (0: none).
+    pub fn set_pid(&self, pid: u32) {
+        self.pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// Events handed to the handler so far.
+    pub fn events_in(&self) -> u64 {
+        self.events_in.load(Ordering::Relaxed)
+    }
+
+    /// Events published so far.
+    pub fn events_out(&self) -> u64 {
+        self.events_out.load(Ordering::Relaxed)
+    }
+
+    /// The child host's pid, if the module is isolated and has one.
+    pub fn pid(&self) -> Option<u32> {
+        Some(self.pid.load(Ordering::Relaxed)).filter(|&pid| pid != 0)
+    }
+
+    /// The handler-duration histogram as it is now.
+    pub fn handler_time(&self) -> HistogramSnapshot {
+        self.handler.snapshot()
+    }
+}
+
+/// A fixed-bucket histogram of durations that many threads may observe into.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Per bucket (not cumulative); the last one is `+Inf`.
+    buckets: [AtomicU64; HANDLER_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// Counts one observation.
+    pub fn observe(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let index = HANDLER_BUCKETS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(HANDLER_BUCKETS.len());
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts now, cumulative per bucket as Prometheus wants them.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut cumulative = 0;
+        let buckets = HANDLER_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(&bound, count)| {
+                cumulative += count.load(Ordering::Relaxed);
+                (bound, cumulative)
+            })
+            .collect();
+        let count = cumulative + self.buckets[HANDLER_BUCKETS.len()].load(Ordering::Relaxed);
+        HistogramSnapshot {
+            buckets,
+            count,
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// A histogram read at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(upper bound in seconds, observations at or below it)`, cumulative.
+    pub buckets: Vec<(f64, u64)>,
+    /// Every observation, `+Inf` included.
+    pub count: u64,
+    /// The sum of the observations, in seconds.
+    pub sum_seconds: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_and_the_last_is_inf() {
+        let histogram = Histogram::default();
+        histogram.observe(Duration::from_micros(5));
+        histogram.observe(Duration::from_millis(3));
+        histogram.observe(Duration::from_secs(9));
+        let snapshot = histogram.snapshot();
+        assert_eq!(snapshot.count, 3);
+        assert_eq!(snapshot.buckets[0], (0.000_01, 1));
+        let at = |bound: f64| snapshot.buckets.iter().find(|b| b.0 == bound).map(|b| b.1);
+        assert_eq!(at(0.001), Some(1));
+        assert_eq!(at(0.005), Some(2));
+        assert_eq!(at(5.0), Some(2));
+        assert!((snapshot.sum_seconds - 9.003_005).abs() < 1e-6);
+    }
+
+    #[test]
+    fn no_pid_reads_as_none() {
+        let counters = ModuleCounters::default();
+        assert_eq!(counters.pid(), None);
+        counters.set_pid(42);
+        assert_eq!(counters.pid(), Some(42));
+    }
+}

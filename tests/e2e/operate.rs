@@ -1,0 +1,568 @@
+//! Operating a running orchestrator, end to end against real processes:
+//! `cargo orch status` in both formats while a module reloads and after one
+//! crashed; `restart`, `stop` and `start` of an isolated and an in-process
+//! module; two orchestrators at once; the socket's permissions; `/metrics`
+//! scraped and read with the Prometheus project's own Python parser;
+//! `/readyz` flipping; webhook alerts with a retry; environment overlays.
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use orch_e2e::{
+    OrchProcess, Receiver, Scenario, http_get, orch_bin, python_package, run_python, wait_until,
+    workspace_root,
+};
+use serde_json::Value;
+
+/// Generous: the first run of a test may compile the modules.
+const BUILD: Duration = Duration::from_secs(240);
+const SHORT: Duration = Duration::from_secs(20);
+
+const PRODUCER: &str = "  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n";
+const CONSUMER: &str = "  - name: mod-dummy-consumer\n";
+
+/// Starts `cargo orch run` and waits until its modules started.
+fn start(scenario: &Scenario) -> OrchProcess {
+    let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
+    orch.wait_for("[CONTROL] control socket", BUILD).unwrap();
+    orch.wait_for("app.started:", BUILD).unwrap();
+    orch
+}
+
+fn stop_cleanly(orch: &mut OrchProcess) {
+    orch.signal(Signal::SIGINT).expect("SIGINT");
+    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
+    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
+}
+
+/// `cargo-orch orch <args>` in the workspace, as an operator runs it.
+fn control(args: &[&str]) -> Command {
+    let mut command = Command::new(orch_bin());
+    command
+        .current_dir(workspace_root())
+        .arg("orch")
+        .args(args)
+        .env("NO_COLOR", "1");
+    command
+}
+
+fn run(args: &[&str], pid: u32) -> Output {
+    let pid = pid.to_string();
+    let mut all = args.to_vec();
+    all.extend(["--pid", &pid]);
+    control(&all).output().expect("run cargo-orch")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The `status --json` report of orchestrator `pid`.
+fn status(pid: u32) -> Value {
+    let output = run(&["status", "--json"], pid);
+    assert!(output.status.success(), "status failed: {}", text(&output));
+    let reports: Value = serde_json::from_slice(&output.stdout).expect("status --json is JSON");
+    reports[0].clone()
+}
+
+fn module(report: &Value, name: &str) -> Value {
+    report["modules"]
+        .as_array()
+        .and_then(|modules| modules.iter().find(|m| m["name"] == name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no row for '{name}' in {report:#}"))
+}
+
+fn alive(pid: u64) -> bool {
+    PathBuf::from(format!("/proc/{pid}")).exists()
+}
+
+#[test]
+fn status_shows_a_reload_in_progress_and_a_crash_in_both_formats() {
+    let scenario = Scenario::with_timeouts(
+        &format!(
+            "modules:\n{PRODUCER}  - name: fixture-slow-build\n    config:\n      \
+             init_delay_ms: 2500\n  - name: fixture-crash\n    isolation: process\n    \
+             restart: never\n    config:\n      fault: abort\n      crash_after: 3\n"
+        ),
+        "15s",
+    );
+    let mut orch = start(&scenario);
+    let pid = orch.pid();
+    orch.wait_for("[FAILED] module 'fixture-crash'", SHORT)
+        .unwrap();
+
+    let report = status(pid);
+    assert_eq!(report["pid"], pid);
+    assert_eq!(report["ready"], false, "a failed module: not ready");
+    let crash = module(&report, "fixture-crash");
+    assert_eq!(crash["state"], "failed", "{crash:#}");
+    assert_eq!(crash["isolation"], "process");
+    assert_eq!(crash["crashes"], 1);
+    assert_eq!(crash["last_error"]["phase"], "crash");
+    let message = crash["last_error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("SIGABRT"), "{message}");
+    assert_eq!(module(&report, "mod-dummy-producer")["state"], "running");
+    let table = text(&run(&["status"], pid));
+    let crash_row = table
+        .lines()
+        .find(|line| line.starts_with("fixture-crash"))
+        .unwrap_or_else(|| panic!("no fixture-crash row in\n{table}"));
+    assert!(
+        crash_row.contains("failed")
+            && crash_row.contains("crash:")
+            && crash_row.contains("SIGABRT"),
+        "{crash_row}"
+    );
+    assert!(
+        table.contains("MODULE") && table.contains("LAST ERROR"),
+        "{table}"
+    );
+    assert!(table.contains(&format!("pid {pid}")), "{table}");
+
+    // A reload whose new generation initializes for 2.5 s: seen while it runs.
+    let reload = control(&["reload", "fixture-slow-build", "--pid", &pid.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn reload");
+    let mut seen_reloading = false;
+    let until = Instant::now() + BUILD;
+    while Instant::now() < until && !seen_reloading {
+        let row = module(&status(pid), "fixture-slow-build");
+        seen_reloading = row["state"] == "reloading";
+        if seen_reloading {
+            assert_eq!(row["generation"], 1, "the old generation runs meanwhile");
+            let table = text(&run(&["status"], pid));
+            assert!(
+                table
+                    .lines()
+                    .any(|l| l.starts_with("fixture-slow-build") && l.contains("reloading")),
+                "{table}"
+            );
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    assert!(
+        seen_reloading,
+        "status never showed the reload\n{}",
+        orch.output()
+    );
+    let reloaded = reload.wait_with_output().expect("reload ends");
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    assert!(
+        text(&reloaded).contains("generation 2"),
+        "{}",
+        text(&reloaded)
+    );
+    let row = module(&status(pid), "fixture-slow-build");
+    assert_eq!(
+        (&row["state"], &row["generation"], &row["reloads"]),
+        (&"running".into(), &2.into(), &1.into())
+    );
+    stop_cleanly(&mut orch);
+}
+
+#[test]
+fn restart_stop_and_start_of_an_isolated_and_an_in_process_module() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n{PRODUCER}{CONSUMER}  - name: fixture-crash\n    isolation: process\n"
+    ));
+    let mut orch = start(&scenario);
+    let pid = orch.pid();
+    let child = module(&status(pid), "fixture-crash")["pid"]
+        .as_u64()
+        .expect("an isolated module has a child pid");
+    assert!(alive(child));
+
+    // Isolated: a new child process, and it gets events again.
+    let restarted = run(&["restart", "fixture-crash"], pid);
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    let row = module(&status(pid), "fixture-crash");
+    let new_child = row["pid"].as_u64().expect("a new child");
+    assert_ne!(new_child, child);
+    assert!(
+        text(&restarted).contains(&format!("child pid {new_child}")),
+        "{}",
+        text(&restarted)
+    );
+    assert_eq!(row["restarts"], 1);
+    wait_until("the old child is gone", SHORT, || !alive(child));
+    let before = module(&status(pid), "fixture-crash")["events_in"]
+        .as_u64()
+        .unwrap_or(0);
+    wait_until("the restarted child gets pings", SHORT, || {
+        module(&status(pid), "fixture-crash")["events_in"]
+            .as_u64()
+            .unwrap_or(0)
+            > before
+    });
+
+    // Stop and start it: no child while stopped.
+    let stopped = run(&["stop", "fixture-crash"], pid);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    let row = module(&status(pid), "fixture-crash");
+    assert_eq!(row["state"], "stopped");
+    assert_eq!(row["pid"], Value::Null);
+    wait_until("the child is gone", SHORT, || !alive(new_child));
+    let again = run(&["stop", "fixture-crash"], pid);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains("is not running (stopped)"),
+        "{}",
+        text(&again)
+    );
+    let started = run(&["start", "fixture-crash"], pid);
+    assert!(started.status.success(), "{}", text(&started));
+    assert!(
+        module(&status(pid), "fixture-crash")["pid"]
+            .as_u64()
+            .is_some()
+    );
+
+    // In-process: stop, start, restart; its counts keep growing across them.
+    let stopped = run(&["stop", "mod-dummy-consumer"], pid);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    let row = module(&status(pid), "mod-dummy-consumer");
+    assert_eq!(row["state"], "stopped");
+    let received = row["events_in"].as_u64().unwrap_or(0);
+    let twice = run(&["start", "mod-dummy-producer"], pid);
+    assert_eq!(twice.status.code(), Some(2), "{}", text(&twice));
+    assert!(text(&twice).contains("already running"), "{}", text(&twice));
+    let started = run(&["start", "mod-dummy-consumer"], pid);
+    assert!(started.status.success(), "{}", text(&started));
+    wait_until("the consumer gets pings again", SHORT, || {
+        module(&status(pid), "mod-dummy-consumer")["events_in"]
+            .as_u64()
+            .unwrap_or(0)
+            > received
+    });
+    let restarted = run(&["restart", "mod-dummy-consumer"], pid);
+    assert!(restarted.status.success(), "{}", text(&restarted));
+    let row = module(&status(pid), "mod-dummy-consumer");
+    assert_eq!(
+        (&row["state"], &row["restarts"]),
+        (&"running".into(), &1.into())
+    );
+
+    let unknown = run(&["restart", "mod-nope"], pid);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no module named 'mod-nope'")
+            && text(&unknown).contains("mod-dummy-consumer"),
+        "{}",
+        text(&unknown)
+    );
+    stop_cleanly(&mut orch);
+}
+
+#[test]
+fn two_orchestrators_at_once_are_told_apart_by_pid() {
+    let first = Scenario::new(&format!("modules:\n{PRODUCER}"));
+    let second = Scenario::new(&format!("modules:\n{PRODUCER}{CONSUMER}"));
+    let mut a = start(&first);
+    let mut b = start(&second);
+    let all = control(&["status"]).output().expect("status");
+    assert!(all.status.success(), "{}", text(&all));
+    for pid in [a.pid(), b.pid()] {
+        assert!(text(&all).contains(&format!("pid {pid}")), "{}", text(&all));
+    }
+    let ambiguous = control(&["stop", "mod-dummy-producer"])
+        .output()
+        .expect("stop");
+    assert_eq!(ambiguous.status.code(), Some(2), "{}", text(&ambiguous));
+    assert!(
+        text(&ambiguous).contains("orchestrators run in this workspace")
+            && text(&ambiguous).contains("--pid")
+            && text(&ambiguous).contains(&a.pid().to_string()),
+        "{}",
+        text(&ambiguous)
+    );
+    let stopped = run(&["stop", "mod-dummy-producer"], a.pid());
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    assert_eq!(
+        module(&status(a.pid()), "mod-dummy-producer")["state"],
+        "stopped"
+    );
+    assert_eq!(
+        module(&status(b.pid()), "mod-dummy-producer")["state"],
+        "running"
+    );
+    assert_eq!(status(b.pid())["modules"].as_array().map(Vec::len), Some(2));
+    stop_cleanly(&mut a);
+    stop_cleanly(&mut b);
+}
+
+#[test]
+fn the_control_socket_is_owner_only_named_in_the_log_and_removed_at_exit() {
+    let scenario = Scenario::new(&format!("modules:\n{PRODUCER}"));
+    let mut orch = start(&scenario);
+    let line = orch.wait_for("[CONTROL] control socket", SHORT).unwrap();
+    let entry_file = orch_e2e::target_dir()
+        .join("orch/control")
+        .join(format!("{}.json", orch.pid()));
+    let entry: Value =
+        serde_json::from_slice(&std::fs::read(&entry_file).expect("entry file")).expect("JSON");
+    let socket = PathBuf::from(entry["socket"].as_str().expect("a socket path"));
+    assert!(
+        line.text.contains(&socket.display().to_string()),
+        "{}",
+        line.text
+    );
+    let mode = |path: &PathBuf| {
+        std::fs::metadata(path)
+            .expect("exists")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&socket), 0o600, "{}", socket.display());
+    assert_eq!(
+        mode(&socket.parent().expect("a folder").to_path_buf()),
+        0o700
+    );
+    stop_cleanly(&mut orch);
+    assert!(!socket.exists(), "the socket is removed at exit");
+    assert!(!entry_file.exists(), "the entry is removed at exit");
+    let gone = run(&["status"], orch.pid());
+    assert_ne!(gone.status.code(), Some(0), "{}", text(&gone));
+    assert!(
+        text(&gone).contains("no orchestrator with pid")
+            || text(&gone).contains("no cargo orch run is running"),
+        "{}",
+        text(&gone)
+    );
+    let nowhere = control(&["status", "--socket", "/nonexistent/orch.sock"])
+        .output()
+        .expect("status");
+    assert_eq!(nowhere.status.code(), Some(1), "{}", text(&nowhere));
+    assert!(
+        text(&nowhere).contains("cannot connect to /nonexistent/orch.sock"),
+        "{}",
+        text(&nowhere)
+    );
+    assert!(!text(&nowhere).contains("panicked"), "{}", text(&nowhere));
+}
+
+/// Every sample of a Prometheus text scrape, read by `prometheus_client`'s
+/// own parser: `name{label="value",...}` to value.
+fn parse_scrape(body: &str) -> HashMap<String, f64> {
+    let parser = python_package("prometheus_client", "0.21.1").expect("prometheus_client");
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = {}\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       labels = ','.join(f'{k}=\"{v}\"' for k, v in sorted(s.labels.items()))\n\
+        \x20       out[s.name + ('{' + labels + '}' if labels else '')] = s.value\n\
+        print(json.dumps(out))\n";
+    let output = run_python(script, &[parser], body.as_bytes()).expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused the scrape: {}\n{body}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
+}
+
+fn metrics_address(orch: &mut OrchProcess) -> String {
+    let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
+    line.text
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned()
+}
+
+#[test]
+fn metrics_are_scraped_and_parsed_grow_between_scrapes_and_readyz_flips() {
+    let scenario = Scenario::with_main(
+        &format!(
+            "modules:\n{PRODUCER}{CONSUMER}  - name: fixture-slow-build\n    config:\n      \
+             init_delay_ms: 3000\n  - name: fixture-crash\n    isolation: process\n    \
+             restart: never\n    config:\n      fault: abort\n      crash_after: 80\n"
+        ),
+        "timeouts:\n  initialize: 10s\n  build: 10m\nmetrics:\n  listen: 0\n",
+    );
+    let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
+    let address = metrics_address(&mut orch);
+    // Served before the modules start: live, not ready while one initializes.
+    assert_eq!(http_get(&address, "/healthz").expect("GET").0, 200);
+    let (code, body) = http_get(&address, "/readyz").expect("GET");
+    assert_eq!(code, 503, "{body}");
+    orch.wait_for("app.started:", BUILD).unwrap();
+    wait_until("/readyz says ready", SHORT, || {
+        http_get(&address, "/readyz").is_ok_and(|(code, _)| code == 200)
+    });
+
+    let (code, first) = http_get(&address, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200, "{first}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, second) = http_get(&address, "/metrics").expect("GET /metrics");
+    let (first, second) = (parse_scrape(&first), parse_scrape(&second));
+    let value = |scrape: &HashMap<String, f64>, key: &str| {
+        *scrape
+            .get(key)
+            .unwrap_or_else(|| panic!("no sample {key} in {scrape:#?}"))
+    };
+    for key in [
+        "orch_module_events_published_total{module=\"mod-dummy-producer\"}",
+        "orch_module_events_received_total{module=\"mod-dummy-consumer\"}",
+        "orch_module_handler_duration_seconds_count{module=\"mod-dummy-consumer\"}",
+    ] {
+        assert!(
+            value(&second, key) > value(&first, key),
+            "{key} did not grow"
+        );
+    }
+    assert_eq!(
+        value(
+            &second,
+            "orch_module_mailbox_capacity{module=\"mod-dummy-consumer\"}"
+        ),
+        10000.0
+    );
+    assert_eq!(
+        value(&second, "orch_module_up{module=\"fixture-slow-build\"}"),
+        1.0
+    );
+    assert!(
+        value(
+            &second,
+            "orch_module_mailbox_depth{module=\"mod-dummy-consumer\"}"
+        ) >= 0.0
+    );
+    assert!(value(&second, "process_resident_memory_bytes") > 1e6);
+    assert!(value(&second, "process_threads") >= 4.0);
+    assert_eq!(value(&second, "orch_ready"), 1.0);
+    assert!(
+        second.contains_key(
+            "orch_module_handler_duration_seconds_bucket{le=\"+Inf\",module=\"mod-dummy-consumer\"}"
+        ),
+        "{second:#?}"
+    );
+
+    orch.wait_for("[FAILED] module 'fixture-crash'", Duration::from_secs(60))
+        .unwrap();
+    wait_until("/readyz says not ready", SHORT, || {
+        http_get(&address, "/readyz").is_ok_and(|(code, _)| code == 503)
+    });
+    let (_, third) = http_get(&address, "/metrics").expect("GET /metrics");
+    let third = parse_scrape(&third);
+    assert_eq!(
+        value(
+            &third,
+            "orch_module_crashes_total{module=\"fixture-crash\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&third, "orch_module_up{module=\"fixture-crash\"}"),
+        0.0
+    );
+    assert_eq!(value(&third, "orch_ready"), 0.0);
+    assert_eq!(http_get(&address, "/nope").expect("GET").0, 404);
+    stop_cleanly(&mut orch);
+}
+
+#[test]
+fn a_webhook_alert_reaches_a_local_server_after_a_retry_past_a_500() {
+    let receiver = Receiver::start(vec![500, 200], Duration::from_secs(300)).expect("receiver");
+    let scenario = Scenario::with_main(
+        &format!(
+            "modules:\n{PRODUCER}  - name: fixture-crash\n    isolation: process\n    \
+             restart: never\n    config:\n      fault: abort\n      crash_after: 3\n"
+        ),
+        &format!(
+            "notify:\n  webhook:\n    url: {}/alerts\n    events: [module.crashed]\n    \
+             retries: 3\n",
+            receiver.url()
+        ),
+    );
+    let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
+    orch.wait_for("[FAILED] module 'fixture-crash'", BUILD)
+        .unwrap();
+    wait_until("the retry reached the receiver", SHORT, || {
+        receiver.received().len() >= 2
+    });
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "one alert, sent twice: {received:#?}");
+    assert_eq!((received[0].answered, received[1].answered), (500, 200));
+    for request in &received {
+        assert_eq!(request.request_line, "POST /alerts HTTP/1.1");
+        let body: Value = serde_json::from_str(&request.body).expect("a JSON body");
+        assert_eq!(body["topic"], "module.crashed", "{body:#}");
+        assert_eq!(body["event"]["name"], "fixture-crash", "{body:#}");
+        assert_eq!(body["app"], "e2e");
+        assert_eq!(body["pid"], orch.pid());
+    }
+    orch.wait_for(
+        "[NOTIFY] alert 'module.crashed' not delivered (HTTP 500)",
+        SHORT,
+    )
+    .unwrap();
+    stop_cleanly(&mut orch);
+}
+
+#[test]
+fn an_environment_overlay_changes_a_module_config_and_a_bad_one_is_refused_with_file_and_line() {
+    let scenario = Scenario::new(
+        "modules:\n  - name: fixture-slow-build\n    config:\n      init_delay_ms: 10\n      \
+         kept: true\n",
+    );
+    let fast = scenario.config_dir().join("slowly");
+    std::fs::create_dir(&fast).expect("mkdir");
+    std::fs::write(
+        fast.join("modules.yaml"),
+        "modules:\n  - name: fixture-slow-build\n    config:\n      init_delay_ms: 1234\n",
+    )
+    .expect("write overlay");
+    let mut orch =
+        OrchProcess::spawn(scenario.command(&["run", "--env", "slowly"])).expect("spawn");
+    orch.wait_for("environment 'slowly'", BUILD).unwrap();
+    orch.wait_for("initializing slowly: 1234 ms", BUILD)
+        .unwrap();
+    orch.wait_for("app.started:", BUILD).unwrap();
+    assert_eq!(status(orch.pid())["environment"], "slowly");
+    stop_cleanly(&mut orch);
+
+    let broken = scenario.config_dir().join("broken");
+    std::fs::create_dir(&broken).expect("mkdir");
+    std::fs::write(
+        broken.join("main.yaml"),
+        "# prod\ntimeouts:\n  build: soon\n",
+    )
+    .expect("write");
+    let output = scenario
+        .command(&["check", "--env", "broken"])
+        .output()
+        .expect("check");
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    let where_ = format!("{}:3", broken.join("main.yaml").display());
+    assert!(
+        text(&output).contains(&where_),
+        "{where_} in\n{}",
+        text(&output)
+    );
+
+    let missing = scenario
+        .command(&["check", "--env", "slowy"])
+        .output()
+        .expect("check");
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("slowly"),
+        "a did-you-mean: {}",
+        text(&missing)
+    );
+}
