@@ -566,3 +566,57 @@ fn an_environment_overlay_changes_a_module_config_and_a_bad_one_is_refused_with_
         text(&missing)
     );
 }
+
+#[test]
+fn a_modules_own_metrics_are_scraped_in_process_and_isolated_and_survive_a_reload() {
+    let scenario = Scenario::with_main(
+        &format!(
+            "modules:\n{PRODUCER}  - name: metrics-a\n    package: fixture-metrics\n  \
+             - name: metrics-b\n    package: fixture-metrics\n    isolation: process\n    \
+             heartbeat: 200ms\n"
+        ),
+        "metrics:\n  listen: 0\n",
+    );
+    let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
+    let address = metrics_address(&mut orch);
+    orch.wait_for("app.started:", BUILD).unwrap();
+    let refused = orch.wait_for("refused as it should be", SHORT).unwrap();
+    assert!(
+        refused.text.contains("metric 'orch_forged'") && refused.text.contains("host's"),
+        "{}",
+        refused.text
+    );
+    let scrape = || parse_scrape(&http_get(&address, "/metrics").expect("GET /metrics").1);
+    let value = |scrape: &HashMap<String, f64>, key: &str| scrape.get(key).copied();
+    wait_until("both modules' metrics are scraped", SHORT, || {
+        let s = scrape();
+        ["metrics-a", "metrics-b"].iter().all(|m| {
+            value(&s, &format!("fixture_pings_total{{module=\"{m}\"}}")).is_some_and(|v| v > 0.0)
+        })
+    });
+    let first = scrape();
+    std::thread::sleep(Duration::from_millis(1200));
+    let second = scrape();
+    for module in ["metrics-a", "metrics-b"] {
+        for name in ["fixture_pings_total", "fixture_thread_ticks_total"] {
+            let key = format!("{name}{{module=\"{module}\"}}");
+            let (before, after) = (value(&first, &key), value(&second, &key));
+            assert!(
+                matches!((before, after), (Some(b), Some(a)) if a > b),
+                "{key} did not grow: {before:?} -> {after:?}"
+            );
+        }
+        let seq = value(&second, &format!("fixture_last_seq{{module=\"{module}\"}}"));
+        assert!(seq.is_some_and(|s| s >= 1.0), "{module}: last seq {seq:?}");
+    }
+    assert!(!second.keys().any(|k| k.starts_with("orch_forged")));
+
+    // A reload registers the same names again: the counts go on, not from 0.
+    let key = "fixture_pings_total{module=\"metrics-a\"}";
+    let before = value(&scrape(), key).unwrap_or(0.0);
+    let reloaded = run(&["reload", "metrics-a"], orch.pid());
+    assert!(reloaded.status.success(), "{}", text(&reloaded));
+    let after = value(&scrape(), key).unwrap_or(0.0);
+    assert!(after >= before, "{key} went back: {before} -> {after}");
+    stop_cleanly(&mut orch);
+}

@@ -185,7 +185,7 @@ fn a_library_of_another_abi_version_is_refused_before_any_call() {
     assert!(
         error
             .text
-            .contains("built for ABI v999, this host speaks ABI v3"),
+            .contains("built for ABI v999, this host speaks ABI v4"),
         "{}",
         error.text
     );

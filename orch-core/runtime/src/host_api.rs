@@ -148,6 +148,30 @@ impl ModuleHostCtx {
         self.counters.get().cloned()
     }
 
+    /// Registers (or finds) the module's own metric `name`; its id.
+    pub fn register_metric(
+        &self,
+        kind: crate::status::MetricKind,
+        name: &str,
+        help: &str,
+    ) -> Result<u64, String> {
+        let counters = self
+            .counters
+            .get()
+            .ok_or_else(|| format!("module '{}' has no metrics registry", self.name))?;
+        counters
+            .custom()
+            .register(kind, name, help)
+            .map_err(|e| format!("module '{}': {e}", self.name))
+    }
+
+    /// Adds to (or sets) the module's metric `id`.
+    pub fn update_metric(&self, id: u64, set: bool, value: f64) {
+        if let Some(counters) = self.counters.get() {
+            counters.custom().update(id, set, value);
+        }
+    }
+
     /// Counts one event the module published.
     pub fn count_published(&self) {
         if let Some(counters) = self.counters.get() {

@@ -19,10 +19,14 @@ use crate::mailbox::Mailbox;
 
 mod apply;
 mod counters;
+mod custom;
 #[cfg(test)]
 mod tests;
 
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
+pub use custom::{
+    CustomMetric, CustomMetrics, MAX_METRICS_PER_MODULE, MetricKind, MetricNames, MetricSample,
+};
 
 /// Where a module is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +150,7 @@ struct Board {
 #[derive(Clone)]
 pub struct StatusBoard {
     board: Arc<Mutex<Board>>,
+    names: Arc<MetricNames>,
     app_started: Arc<AtomicBool>,
 }
 
@@ -163,6 +168,7 @@ impl StatusBoard {
                 modules: Vec::new(),
             })),
             app_started: Arc::default(),
+            names: Arc::default(),
         }
     }
 
@@ -182,7 +188,7 @@ impl StatusBoard {
         let entry = match board.modules.iter().position(|e| e.name == name) {
             Some(index) => &mut board.modules[index],
             None => {
-                board.modules.push(Entry::new(name));
+                board.modules.push(Entry::new(name, &self.names));
                 let last = board.modules.len() - 1;
                 &mut board.modules[last]
             }
@@ -280,14 +286,14 @@ impl StatusBoard {
 }
 
 impl Entry {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, names: &Arc<MetricNames>) -> Self {
         Self {
             name: name.to_owned(),
             isolation: Isolation::InProcess,
             state: ModuleState::Starting,
             generation: 0,
             running_since: None,
-            counters: Arc::default(),
+            counters: Arc::new(ModuleCounters::with_names(Arc::clone(names))),
             mailbox: None,
             overflows: 0,
             dead_letters: 0,

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 use std::marker::PhantomData;
 
 /// The ABI version this SDK speaks. Bumped on any change to the types in this file.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The version of this SDK crate, recorded in every module built with it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -241,6 +241,19 @@ pub struct HostApi {
         fd_out: *mut i32,
         err: ByteSink<'_>,
     ) -> Status,
+    /// Registers (or finds) the module's metric `name` of `kind` (0 counter,
+    /// 1 gauge) with `help`; writes its id to `id_out` (ABI v4).
+    pub metric_register: unsafe extern "C" fn(
+        ctx: *const c_void,
+        kind: u32,
+        name: RStr<'_>,
+        help: RStr<'_>,
+        id_out: *mut u64,
+        err: ByteSink<'_>,
+    ) -> Status,
+    /// Adds `value` to metric `id`, or sets it when `set` (gauges); updates
+    /// of a stopped generation or an unknown id are dropped (ABI v4).
+    pub metric_update: unsafe extern "C" fn(ctx: *const c_void, id: u64, set: bool, value: f64),
 }
 
 /// [`Envelope::kind`] of a plain published event.

@@ -45,6 +45,8 @@ pub trait Host {
     fn publisher(&self) -> Publisher;
     /// Starts a module thread the host stops and joins at shutdown.
     fn spawn(&self, name: &str, body: ThreadBody) -> crate::Result<()>;
+    /// The module's own metrics.
+    fn metrics(&self) -> crate::Metrics;
 }
 
 /// Where a [`Publisher`]'s events go: implemented by hosts, not modules.
@@ -187,6 +189,12 @@ impl<'a> Context<'a> {
         debug_assert_eq!(request.kind(), EventKind::Request);
         let payload = serde_json::to_vec(data)?;
         self.host.reply(reply_to, id, &payload)
+    }
+
+    /// The module's own counters and gauges, served by the host's `/metrics`
+    /// labelled with the module's name (see [`crate::Metrics`]).
+    pub fn metrics(&self) -> crate::Metrics {
+        self.host.metrics()
     }
 
     /// A handle that publishes as this module from threads of its own (a

@@ -212,6 +212,41 @@ impl Host for FfiHost {
         let publisher = self.publisher();
         self.threads.borrow_mut().spawn(name, publisher, body)
     }
+
+    fn metrics(&self) -> crate::Metrics {
+        crate::Metrics::new(Arc::new(FfiMetrics { api: self.api }))
+    }
+}
+
+/// The module's metrics through the host's table, from any thread (the host
+/// never frees it and drops a stopped generation's updates).
+struct FfiMetrics {
+    api: &'static HostApi,
+}
+
+impl crate::MetricSink for FfiMetrics {
+    fn register(&self, kind: crate::MetricKind, name: &str, help: &str) -> crate::Result<u64> {
+        let api = self.api;
+        let mut id = 0u64;
+        // SAFETY: the host never frees its tables; the borrowed strings live
+        // for the call and `id` is a live local the host writes once.
+        call(|err| unsafe {
+            (api.metric_register)(
+                api.ctx,
+                kind.code(),
+                RStr::new(name),
+                RStr::new(help),
+                &mut id,
+                err,
+            )
+        })?;
+        Ok(id)
+    }
+
+    fn update(&self, id: u64, set: bool, value: f64) {
+        // SAFETY: the host never frees its tables; the call takes plain values.
+        unsafe { (self.api.metric_update)(self.api.ctx, id, set, value) }
+    }
 }
 
 /// A [`Publisher`]'s way to the real host: the same table, from any thread

@@ -41,6 +41,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod export;
 mod log_forward;
+mod metrics;
 mod module;
 pub mod testing;
 mod threads;
@@ -49,6 +50,7 @@ pub mod topic;
 pub use config::Config;
 pub use context::{Context, Host, PublishSink, Publisher, TimerId};
 pub use event::{Event, EventKind, Exchange, HOST_SOURCE, RequestId};
+pub use metrics::{Counter, Gauge, MetricKind, MetricSink, Metrics};
 pub use module::Module;
 pub use threads::{StopToken, ThreadBody};
 

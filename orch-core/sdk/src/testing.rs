@@ -86,6 +86,41 @@ pub struct TestHost {
     next_timer: Cell<u64>,
     threads: RefCell<ModuleThreads>,
     handed_over: RefCell<HashMap<String, OwnedFd>>,
+    metrics: Arc<TestMetrics>,
+}
+
+/// The module's metrics as a test sees them: name, kind, value.
+#[derive(Default)]
+struct TestMetrics(Mutex<Vec<(String, crate::MetricKind, f64)>>);
+
+impl crate::MetricSink for TestMetrics {
+    fn register(&self, kind: crate::MetricKind, name: &str, _help: &str) -> crate::Result<u64> {
+        let mut metrics = lock(&self.0);
+        if let Some(index) = metrics.iter().position(|(n, _, _)| n == name) {
+            if metrics[index].1 != kind {
+                return Err(
+                    format!("metric '{name}' is already registered as another kind").into(),
+                );
+            }
+            return Ok(index as u64);
+        }
+        metrics.push((name.to_owned(), kind, 0.0));
+        Ok((metrics.len() - 1) as u64)
+    }
+
+    fn update(&self, id: u64, set: bool, value: f64) {
+        let mut metrics = lock(&self.0);
+        let Some((_, kind, current)) = usize::try_from(id).ok().and_then(|i| metrics.get_mut(i))
+        else {
+            return;
+        };
+        match (*kind, set) {
+            (crate::MetricKind::Counter, false) if value >= 0.0 => *current += value,
+            (crate::MetricKind::Counter, _) => {}
+            (crate::MetricKind::Gauge, true) => *current = value,
+            (crate::MetricKind::Gauge, false) => *current += value,
+        }
+    }
 }
 
 /// What was published, requested and answered, and whether publishing is
@@ -222,6 +257,14 @@ impl TestHost {
         keys
     }
 
+    /// The value of the module's metric `name` (`ctx.metrics()`), if registered.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        lock(&self.metrics.0)
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, value)| *value)
+    }
+
     /// The answers the module gave, oldest first.
     pub fn replies(&self) -> Vec<RecordedReply> {
         lock(&self.published.replies).clone()
@@ -294,6 +337,10 @@ impl Host for TestHost {
 
     fn publisher(&self) -> Publisher {
         Publisher::new(Arc::clone(&self.published) as Arc<dyn PublishSink>)
+    }
+
+    fn metrics(&self) -> crate::Metrics {
+        crate::Metrics::new(Arc::clone(&self.metrics) as Arc<dyn crate::MetricSink>)
     }
 
     fn spawn(&self, name: &str, body: ThreadBody) -> crate::Result<()> {

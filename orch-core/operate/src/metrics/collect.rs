@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use orch_runtime::status::{HistogramSnapshot, ModuleStatus};
+use orch_runtime::status::{CustomMetric, HistogramSnapshot, MetricKind, ModuleStatus};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -34,6 +34,7 @@ struct Row {
     handler: HistogramSnapshot,
     build: HistogramSnapshot,
     swap: HistogramSnapshot,
+    custom: Vec<std::sync::Arc<CustomMetric>>,
 }
 
 type Counter = fn(&ModuleStatus) -> u64;
@@ -128,6 +129,7 @@ impl Collector for HostCollector {
                     handler: counters.handler_time(),
                     build: reloads.build.snapshot(),
                     swap: reloads.swap.snapshot(),
+                    custom: counters.custom().all(),
                 });
             });
         for (name, help, value) in MODULE_COUNTERS {
@@ -172,6 +174,7 @@ impl Collector for HostCollector {
                 encode_histogram(family.encode_family(&labels)?, histogram(row))?;
             }
         }
+        encode_module_metrics(&mut encoder, &rows)?;
         self.encode_bridge(&mut encoder)?;
         let (resident, threads) = super::process::resident_and_threads();
         gauge(
@@ -283,4 +286,40 @@ fn with_inf(histogram: &HistogramSnapshot) -> Vec<(f64, u64)> {
     let mut buckets = histogram.buckets.clone();
     buckets.push((f64::INFINITY, histogram.count));
     buckets
+}
+
+/// The modules' own metrics (`ctx.metrics()`): one family per name (the host
+/// keeps one kind per name), one sample per module that has it.
+fn encode_module_metrics(encoder: &mut DescriptorEncoder, rows: &[Row]) -> Result<(), fmt::Error> {
+    let mut families: Vec<(&CustomMetric, Vec<(&str, f64)>)> = Vec::new();
+    for row in rows {
+        for metric in &row.custom {
+            let sample = (row.status.name.as_str(), metric.value());
+            match families.iter_mut().find(|(m, _)| m.name == metric.name) {
+                Some((_, samples)) => samples.push(sample),
+                None => families.push((metric, vec![sample])),
+            }
+        }
+    }
+    for (metric, samples) in families {
+        let kind = match metric.kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        let help = if metric.help.is_empty() {
+            "A module's own metric."
+        } else {
+            &metric.help
+        };
+        let mut family = encoder.encode_descriptor(&metric.name, help, None, kind)?;
+        for (module, value) in samples {
+            let labels = [("module", module)];
+            let mut sample = family.encode_family(&labels)?;
+            match metric.kind {
+                MetricKind::Counter => sample.encode_counter::<NoLabelSet, _, u64>(&value, None)?,
+                MetricKind::Gauge => sample.encode_gauge(&value)?,
+            }
+        }
+    }
+    Ok(())
 }

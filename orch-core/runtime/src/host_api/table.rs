@@ -20,6 +20,7 @@ use tracing::level_filters::LevelFilter;
 
 use super::{ModuleHostCtx, log_as};
 use crate::log_limit;
+use crate::status::MetricKind;
 
 /// What a host function receives as its context: the module and the
 /// generation that the calling instance belongs to.
@@ -86,6 +87,8 @@ impl HostTable {
             reply: host_reply,
             hand_over_fd: host_hand_over_fd,
             take_fd: host_take_fd,
+            metric_register: host_metric_register,
+            metric_update: host_metric_update,
         }));
         Self { api }
     }
@@ -236,6 +239,43 @@ unsafe extern "C" fn host_take_fd(
             Ok(())
         })
     }
+}
+
+unsafe extern "C" fn host_metric_register(
+    ctx: *const c_void,
+    kind: u32,
+    name: RStr<'_>,
+    help: RStr<'_>,
+    id_out: *mut u64,
+    err: ByteSink<'_>,
+) -> Status {
+    // SAFETY: as in host_publish; `id_out` is checked for null before writing.
+    unsafe {
+        with_ctx(ctx, err, |ctx, _| {
+            if id_out.is_null() {
+                return Err("null id pointer".into());
+            }
+            let kind = MetricKind::from_code(kind)
+                .ok_or_else(|| format!("unknown metric kind {kind} (0 counter, 1 gauge)"))?;
+            let id = ctx.register_metric(kind, text(name, "name")?, text(help, "help")?)?;
+            id_out.write(id);
+            Ok(())
+        })
+    }
+}
+
+unsafe extern "C" fn host_metric_update(ctx: *const c_void, id: u64, set: bool, value: f64) {
+    if ctx.is_null() {
+        return;
+    }
+    // SAFETY: the context pointer of a HostTable, never freed (see with_ctx).
+    let generation = unsafe { &*ctx.cast::<GenerationCtx>() };
+    // A stopped generation's updates are dropped; a panic never crosses the ABI.
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if let Ok(module) = generation.active() {
+            module.update_metric(id, set, value);
+        }
+    }));
 }
 
 unsafe extern "C" fn host_subscribe(

@@ -53,6 +53,8 @@ struct Link {
     epoch: Instant,
     /// Replies sent so far (each carries its number).
     replies: Arc<AtomicU64>,
+    /// The module's own metrics, handed to the parent with each `Pong`.
+    counters: Arc<crate::status::ModuleCounters>,
 }
 
 impl Link {
@@ -63,6 +65,7 @@ impl Link {
             busy_since_ms: Arc::default(),
             epoch: Instant::now(),
             replies: Arc::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -84,7 +87,8 @@ impl Link {
     }
 
     /// Answers ping `n` from the reader thread: the module's thread may be
-    /// busy for good reason (a slow handler), and says for how long.
+    /// busy for good reason (a slow handler), and says for how long. The
+    /// module's metrics that changed since the last ping go first.
     fn pong(&self, n: u64) -> bool {
         let since = self.busy_since_ms.load(Ordering::Acquire);
         let busy_ms = if since == 0 {
@@ -92,6 +96,10 @@ impl Link {
         } else {
             self.now_ms().saturating_sub(since)
         };
+        let changes = self.counters.custom().take_changes();
+        if !changes.is_empty() && !self.send(&Frame::Metrics(changes)) {
+            return false;
+        }
         self.send(&Frame::Pong { n, busy_ms })
     }
 
@@ -364,6 +372,7 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
         Arc::new(TimerSink(work)),
     ));
     ctx.set_uplink(Arc::new(link.clone()));
+    ctx.set_counters(Arc::clone(&link.counters));
     ctx.set_active_generation(args.generation);
     // This child serves one generation: its request ids start in a range of
     // their own, so they never repeat an earlier child's still pending ones.

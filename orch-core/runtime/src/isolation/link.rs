@@ -34,6 +34,7 @@ use crate::rate_limit::RateLimiter;
 
 mod environment;
 mod heartbeat;
+mod metrics;
 mod quota;
 mod stderr;
 
@@ -559,6 +560,7 @@ fn dispatch(
         Frame::TimerFailed { topic, message } => {
             crate::actor::report_event_failure(&r.name, &topic, &Cause::Host(message), &r.bus)
         }
+        Frame::Metrics(samples) if active => r.apply_metrics(&samples),
         _ => {}
     }
 }

@@ -77,7 +77,7 @@ impl EventFrame {
 }
 
 /// One message either way.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     /// Parent → child: `Module::initialize(config, state)`.
     Initialize {
@@ -159,6 +159,9 @@ pub enum Frame {
         /// The JSON payload.
         payload: Vec<u8>,
     },
+    /// Child → parent, before a `Pong`: the module's own metrics that
+    /// changed since the last one (counters as increments, gauges as values).
+    Metrics(Vec<crate::status::MetricSample>),
     /// Child → parent: a timer event failed in the module.
     TimerFailed {
         /// The timer's topic.
@@ -204,6 +207,7 @@ const PONG: u8 = 25;
 const TIMER_FAILED: u8 = 26;
 const REQUEST: u8 = 27;
 const ANSWER: u8 = 28;
+const METRICS: u8 = 29;
 
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
@@ -308,6 +312,17 @@ impl Frame {
                 put(&mut buf, reply_to.as_bytes());
                 buf.extend_from_slice(&id.to_le_bytes());
                 put(&mut buf, payload);
+            }
+            Frame::Metrics(samples) => {
+                buf.push(METRICS);
+                let count = u32::try_from(samples.len()).unwrap_or(u32::MAX);
+                buf.extend_from_slice(&count.to_le_bytes());
+                for sample in samples {
+                    buf.extend_from_slice(&sample.kind.code().to_le_bytes());
+                    put(&mut buf, sample.name.as_bytes());
+                    put(&mut buf, sample.help.as_bytes());
+                    buf.extend_from_slice(&sample.value.to_bits().to_le_bytes());
+                }
             }
         }
         let len = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
@@ -422,6 +437,7 @@ impl Frame {
                 id: f.u64()?,
                 payload: f.bytes()?,
             },
+            METRICS => Frame::Metrics(f.metric_samples()?),
             other => return Err(ProtocolError::UnknownKind(other)),
         };
         if !f.0.is_empty() {
@@ -469,6 +485,28 @@ impl Fields<'_> {
 
     fn text(&mut self) -> Result<String, ProtocolError> {
         String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed("invalid UTF-8"))
+    }
+
+    /// A `Metrics` frame's samples: at most one per metric a module may have.
+    fn metric_samples(&mut self) -> Result<Vec<crate::status::MetricSample>, ProtocolError> {
+        let count = self.u32()? as usize;
+        if count > crate::status::MAX_METRICS_PER_MODULE {
+            return Err(ProtocolError::Malformed(
+                "more metrics than a module may have",
+            ));
+        }
+        (0..count)
+            .map(|_| {
+                let kind = crate::status::MetricKind::from_code(self.u32()?)
+                    .ok_or(ProtocolError::Malformed("metric kind"))?;
+                Ok(crate::status::MetricSample {
+                    kind,
+                    name: self.text()?,
+                    help: self.text()?,
+                    value: f64::from_bits(self.u64()?),
+                })
+            })
+            .collect()
     }
 }
 

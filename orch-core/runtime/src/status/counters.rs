@@ -1,8 +1,11 @@
 //! The counters a module's hot paths bump: events in and out, handler time,
 //! the child's pid. Lock-free, shared by every generation of the module.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::custom::{CustomMetrics, MetricNames};
 
 /// Upper bounds of the handler-duration buckets, in seconds (Prometheus
 /// `le` labels; the last bucket, `+Inf`, is implied).
@@ -17,9 +20,23 @@ pub struct ModuleCounters {
     events_out: AtomicU64,
     pid: AtomicU32,
     handler: Histogram,
+    custom: CustomMetrics,
 }
 
 impl ModuleCounters {
+    /// Counters whose module metrics share the host's `names`.
+    pub fn with_names(names: Arc<MetricNames>) -> Self {
+        Self {
+            custom: CustomMetrics::new(names),
+            ..Self::default()
+        }
+    }
+
+    /// The module's own metrics (`ctx.metrics()`).
+    pub fn custom(&self) -> &CustomMetrics {
+        &self.custom
+    }
+
     /// One event handed to the module's handler.
     pub fn event_in(&self) {
         self.events_in.fetch_add(1, Ordering::Relaxed);

@@ -101,6 +101,18 @@ unsafe extern "C" fn refuse_take(
     err.write(b"refused");
     STATUS_ERROR
 }
+unsafe extern "C" fn refuse_metric(
+    _: *const c_void,
+    _: u32,
+    _: RStr<'_>,
+    _: RStr<'_>,
+    _: *mut u64,
+    err: ByteSink<'_>,
+) -> Status {
+    err.write(b"refused");
+    STATUS_ERROR
+}
+unsafe extern "C" fn ignore_metric(_: *const c_void, _: u64, _: bool, _: f64) {}
 unsafe extern "C" fn ignore_log(_: *const c_void, _: u32, _: RStr<'_>, _: RStr<'_>) {}
 unsafe extern "C" fn no_logs(_: *const c_void) -> u32 {
     0
@@ -121,6 +133,8 @@ static HOST: HostApi = HostApi {
     reply: refuse_reply,
     hand_over_fd: refuse_hand_over,
     take_fd: refuse_take,
+    metric_register: refuse_metric,
+    metric_update: ignore_metric,
 };
 
 fn text(buffer: &[u8]) -> String {

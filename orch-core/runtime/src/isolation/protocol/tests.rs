@@ -51,6 +51,20 @@ fn all() -> Vec<Frame> {
             message: "hello".into(),
         },
         Frame::Pong { n: 7, busy_ms: 120 },
+        Frame::Metrics(vec![
+            crate::status::MetricSample {
+                kind: crate::status::MetricKind::Counter,
+                name: "pings".into(),
+                help: "Pings seen".into(),
+                value: 3.0,
+            },
+            crate::status::MetricSample {
+                kind: crate::status::MetricKind::Gauge,
+                name: "depth".into(),
+                help: String::new(),
+                value: -1.5,
+            },
+        ]),
         Frame::TimerFailed {
             topic: "t.x".into(),
             message: "no".into(),
@@ -149,5 +163,24 @@ fn malformed_bodies_are_named() {
     assert!(matches!(
         Frame::decode(&[SUBSCRIBE, 2, 0, 0, 0, 0xff, 0xfe]),
         Err(ProtocolError::Malformed("invalid UTF-8"))
+    ));
+}
+
+#[test]
+fn a_metrics_frame_with_more_samples_than_a_module_may_have_is_refused() {
+    let mut body = vec![METRICS];
+    body.extend_from_slice(&(u32::MAX).to_le_bytes());
+    assert!(matches!(
+        Frame::decode(&body),
+        Err(ProtocolError::Malformed(
+            "more metrics than a module may have"
+        ))
+    ));
+    let mut body = vec![METRICS];
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&7u32.to_le_bytes());
+    assert!(matches!(
+        Frame::decode(&body),
+        Err(ProtocolError::Malformed("metric kind"))
     ));
 }
