@@ -527,13 +527,20 @@ fn an_environment_overlay_changes_a_module_config_and_a_bad_one_is_refused_with_
         "modules:\n  - name: fixture-slow-build\n    config:\n      init_delay_ms: 1234\n",
     )
     .expect("write overlay");
-    let mut orch =
-        OrchProcess::spawn(scenario.command(&["run", "--env", "slowly"])).expect("spawn");
+    let mut orch = OrchProcess::spawn(scenario.command(&["run", "--watch", "--env", "slowly"]))
+        .expect("spawn");
     orch.wait_for("environment 'slowly'", BUILD).unwrap();
     orch.wait_for("initializing slowly: 1234 ms", BUILD)
         .unwrap();
     orch.wait_for("app.started:", BUILD).unwrap();
     assert_eq!(status(orch.pid())["environment"], "slowly");
+    // A saved edit of the overlay is applied live, like one of the base file.
+    std::fs::write(
+        fast.join("modules.yaml"),
+        "modules:\n  - name: fixture-slow-build\n    config:\n      init_delay_ms: 777\n",
+    )
+    .expect("edit overlay");
+    orch.wait_for("initializing slowly: 777 ms", SHORT).unwrap();
     stop_cleanly(&mut orch);
 
     let broken = scenario.config_dir().join("broken");

@@ -32,6 +32,10 @@ pub fn watch_plan(workspace: &Workspace, config: &AppConfig) -> WatchPlan {
     WatchPlan {
         packages,
         config_dir: config.config_dir.clone(),
+        overlay_dir: config
+            .environment
+            .as_ref()
+            .map(|environment| config.config_dir.join(environment)),
         ignored_dirs: vec![
             workspace.target_dir.clone(),
             config.main.logging.dir.clone(),

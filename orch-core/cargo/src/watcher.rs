@@ -40,6 +40,9 @@ pub struct WatchPlan {
     pub packages: Vec<WatchedPackage>,
     /// The folder holding `modules.yaml` and `main.yaml`.
     pub config_dir: PathBuf,
+    /// The environment's folder (`--env prod`: `config/prod/`), whose
+    /// `modules.yaml` and `main.yaml` count as the base ones do.
+    pub overlay_dir: Option<PathBuf>,
     /// Folders whose changes never count (the target folder, logs).
     pub ignored_dirs: Vec<PathBuf>,
 }
@@ -116,7 +119,10 @@ impl WatchPlan {
         if is_editor_artifact(file_name) || self.ignored_dirs.iter().any(|d| path.starts_with(d)) {
             return false;
         }
-        if path.parent() == Some(self.config_dir.as_path()) {
+        let parent = path.parent();
+        if parent == Some(self.config_dir.as_path())
+            || (parent.is_some() && parent == self.overlay_dir.as_deref())
+        {
             match file_name {
                 "modules.yaml" => change.modules_yaml = true,
                 "main.yaml" => change.main_yaml = true,
@@ -283,6 +289,9 @@ impl WatchPlan {
             .map(|p| (p.dir.clone(), RecursiveMode::Recursive))
             .collect();
         folders.push((self.config_dir.clone(), RecursiveMode::NonRecursive));
+        if let Some(overlay) = &self.overlay_dir {
+            folders.push((overlay.clone(), RecursiveMode::NonRecursive));
+        }
         folders
     }
 }
@@ -317,6 +326,7 @@ mod tests {
                 },
             ],
             config_dir: "/ws/config".into(),
+            overlay_dir: Some("/ws/config/prod".into()),
             ignored_dirs: vec!["/ws/target".into(), "/ws/logs".into()],
         }
     }
@@ -363,5 +373,12 @@ mod tests {
     fn config_files_are_told_apart() {
         assert!(classify("/ws/config/modules.yaml").unwrap().modules_yaml);
         assert!(classify("/ws/config/main.yaml").unwrap().main_yaml);
+        assert!(
+            classify("/ws/config/prod/modules.yaml")
+                .unwrap()
+                .modules_yaml
+        );
+        assert!(classify("/ws/config/prod/main.yaml").unwrap().main_yaml);
+        assert!(classify("/ws/config/staging/modules.yaml").is_none());
     }
 }
