@@ -39,6 +39,23 @@ fn stop(orch: &mut OrchProcess) {
     assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
 }
 
+/// The bridge part of `cargo orch status --json` for orchestrator `pid`.
+fn bridge_status(pid: u32) -> serde_json::Value {
+    let output = std::process::Command::new(orch_e2e::orch_bin())
+        .current_dir(orch_e2e::workspace_root())
+        .args(["orch", "status", "--json", "--pid", &pid.to_string()])
+        .output()
+        .expect("cargo orch status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("status --json is JSON");
+    reports[0]["bridge"].clone()
+}
+
 /// The sequence numbers the consumer logged, in order.
 fn received(orch: &OrchProcess) -> Vec<u64> {
     orch.pings_received("mod-dummy-consumer")
@@ -90,13 +107,21 @@ fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
     let mut server = NatsServer::start().expect("nats-server");
     let js =
         |node: &str| format!("    jetstream:\n      stream: ORCH_E2E\n      durable: {node}\n");
-    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "js-a", &js("js-a")));
+    let with_metrics = format!("{}metrics:\n  listen: 0\n", js("js-a"));
+    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "js-a", &with_metrics));
     let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "js-b", &js("js-b")));
     let mut b = start(&consumer, &[]);
     b.wait_for("app.started", BUILD).unwrap();
     b.wait_for("JetStream stream 'ORCH_E2E' holds orch.e2e.>", SHORT)
         .unwrap();
     let mut a = start(&producer, &[]);
+    let metrics = a.wait_for("[METRICS] serving http://", BUILD).unwrap().text;
+    let metrics = metrics
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned();
     a.wait_for("app.started", BUILD).unwrap();
     wait_until("pings flow through the stream", SHORT, || {
         b.collect_for(Duration::from_millis(100));
@@ -106,6 +131,13 @@ fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
     a.wait_for("EVENT bridge.disconnected", SHORT).unwrap();
     // The producer goes on while the broker is away: its pings wait in the outbox.
     a.collect_for(Duration::from_millis(1500));
+    let away = bridge_status(a.pid());
+    assert_eq!(away["connected"], false, "{away:#}");
+    assert!(
+        away["outbox_depth"].as_u64().is_some_and(|n| n > 0),
+        "{away:#}"
+    );
+    assert_eq!(away["node"], "js-a");
     server.restart().expect("nats-server again");
     wait_until("both nodes reconnect", SHORT, || {
         a.collect_for(Duration::from_millis(100));
@@ -118,6 +150,32 @@ fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
         b.collect_for(Duration::from_millis(100));
         received(&b).len() >= before + 40
     });
+    let scrape = orch_e2e::parse_prometheus(
+        &orch_e2e::http_get(&metrics, "/metrics")
+            .expect("GET /metrics")
+            .1,
+    );
+    assert_eq!(scrape.get("orch_bridge_connected"), Some(&1.0));
+    assert!(
+        scrape
+            .get("orch_bridge_reconnects_total")
+            .is_some_and(|&n| n >= 1.0)
+    );
+    assert!(
+        scrape
+            .get("orch_bridge_messages_exported_total")
+            .is_some_and(|&n| n > 10.0)
+    );
+    let back = bridge_status(b.pid());
+    assert_eq!(back["connected"], true, "{back:#}");
+    assert!(
+        back["imported"].as_u64().is_some_and(|n| n > 10),
+        "{back:#}"
+    );
+    assert!(
+        back["reconnects"].as_u64().is_some_and(|n| n >= 1),
+        "{back:#}"
+    );
     stop(&mut a);
     b.collect_for(Duration::from_millis(1000));
     stop(&mut b);

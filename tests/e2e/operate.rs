@@ -12,10 +12,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use orch_e2e::{
-    OrchProcess, Receiver, Scenario, http_get, orch_bin, python_package, run_python, wait_until,
-    workspace_root,
-};
+use orch_e2e::{OrchProcess, Receiver, Scenario, http_get, orch_bin, wait_until, workspace_root};
 use serde_json::Value;
 
 /// Generous: the first run of a test may compile the modules.
@@ -353,27 +350,6 @@ fn the_control_socket_is_owner_only_named_in_the_log_and_removed_at_exit() {
     assert!(!text(&nowhere).contains("panicked"), "{}", text(&nowhere));
 }
 
-/// Every sample of a Prometheus text scrape, read by `prometheus_client`'s
-/// own parser: `name{label="value",...}` to value.
-fn parse_scrape(body: &str) -> HashMap<String, f64> {
-    let parser = python_package("prometheus_client", "0.21.1").expect("prometheus_client");
-    let script = "import sys, json\n\
-        from prometheus_client.parser import text_string_to_metric_families\n\
-        out = {}\n\
-        for family in text_string_to_metric_families(sys.stdin.read()):\n\
-        \x20   for s in family.samples:\n\
-        \x20       labels = ','.join(f'{k}=\"{v}\"' for k, v in sorted(s.labels.items()))\n\
-        \x20       out[s.name + ('{' + labels + '}' if labels else '')] = s.value\n\
-        print(json.dumps(out))\n";
-    let output = run_python(script, &[parser], body.as_bytes()).expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "the Prometheus parser refused the scrape: {}\n{body}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
-}
-
 fn metrics_address(orch: &mut OrchProcess) -> String {
     let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
     line.text
@@ -409,7 +385,10 @@ fn metrics_are_scraped_and_parsed_grow_between_scrapes_and_readyz_flips() {
     assert_eq!(code, 200, "{first}");
     std::thread::sleep(Duration::from_millis(1500));
     let (_, second) = http_get(&address, "/metrics").expect("GET /metrics");
-    let (first, second) = (parse_scrape(&first), parse_scrape(&second));
+    let (first, second) = (
+        orch_e2e::parse_prometheus(&first),
+        orch_e2e::parse_prometheus(&second),
+    );
     let value = |scrape: &HashMap<String, f64>, key: &str| {
         *scrape
             .get(key)
@@ -458,7 +437,7 @@ fn metrics_are_scraped_and_parsed_grow_between_scrapes_and_readyz_flips() {
         http_get(&address, "/readyz").is_ok_and(|(code, _)| code == 503)
     });
     let (_, third) = http_get(&address, "/metrics").expect("GET /metrics");
-    let third = parse_scrape(&third);
+    let third = orch_e2e::parse_prometheus(&third);
     assert_eq!(
         value(
             &third,
@@ -593,7 +572,8 @@ fn a_modules_own_metrics_are_scraped_in_process_and_isolated_and_survive_a_reloa
         "{}",
         refused.text
     );
-    let scrape = || parse_scrape(&http_get(&address, "/metrics").expect("GET /metrics").1);
+    let scrape =
+        || orch_e2e::parse_prometheus(&http_get(&address, "/metrics").expect("GET /metrics").1);
     let value = |scrape: &HashMap<String, f64>, key: &str| scrape.get(key).copied();
     wait_until("both modules' metrics are scraped", SHORT, || {
         let s = scrape();
@@ -617,6 +597,12 @@ fn a_modules_own_metrics_are_scraped_in_process_and_isolated_and_survive_a_reloa
         assert!(seq.is_some_and(|s| s >= 1.0), "{module}: last seq {seq:?}");
     }
     assert!(!second.keys().any(|k| k.starts_with("orch_forged")));
+    let timed = "orch_module_handler_duration_seconds_count{module=\"metrics-b\"}";
+    assert!(
+        value(&second, timed).is_some_and(|n| n > 0.0),
+        "the isolated module's handler is timed in its child: {:?}",
+        value(&second, timed)
+    );
 
     // A reload registers the same names again: the counts go on, not from 0.
     let key = "fixture_pings_total{module=\"metrics-a\"}";

@@ -20,7 +20,7 @@ pub use nats::{NatsCluster, NatsServer, nats_server_binary};
 pub use process::{
     Line, OrchProcess, env_marker, mark, module_hosts, ping_seqs, processes_with_env, wait_until,
 };
-pub use python::{python_package, run_python};
+pub use python::{parse_prometheus, python_package, run_python};
 pub use scenario::Scenario;
 pub use scratch::ScratchWorkspace;
 

@@ -76,3 +76,25 @@ pub fn run_python(script: &str, packages: &[PathBuf], stdin: &[u8]) -> anyhow::R
         .context("cannot write to python3")?;
     child.wait_with_output().context("python3 did not finish")
 }
+
+/// Every sample of a Prometheus text scrape as the Prometheus project's own
+/// Python parser (`prometheus_client`) reads it: `name{label="value",...}`
+/// (labels sorted) to value. Panics, with the scrape, if the parser refuses it.
+pub fn parse_prometheus(body: &str) -> std::collections::HashMap<String, f64> {
+    let parser = python_package("prometheus_client", "0.21.1").expect("prometheus_client");
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = {}\n\
+        for family in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in family.samples:\n\
+        \x20       labels = ','.join(f'{k}=\"{v}\"' for k, v in sorted(s.labels.items()))\n\
+        \x20       out[s.name + ('{' + labels + '}' if labels else '')] = s.value\n\
+        print(json.dumps(out))\n";
+    let output = run_python(script, &[parser], body.as_bytes()).expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused the scrape: {}\n{body}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("the parser's JSON")
+}

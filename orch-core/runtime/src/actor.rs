@@ -398,7 +398,7 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
     let overran = activity.end();
     if let (Some(counters), Some(began)) = (&state.counters, began) {
         counters.event_in();
-        // An isolated module's handler runs in its child: only the hand-over is timed here.
+        // An isolated module's handler time comes with its child's acknowledgement.
         if instance.is_local() {
             counters.handled(began.elapsed());
         }

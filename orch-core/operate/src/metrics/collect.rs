@@ -153,7 +153,7 @@ impl Collector for HostCollector {
         let histograms: [(&str, &str, HistogramOf); 3] = [
             (
                 "orch_module_handler_duration_seconds",
-                "Time in the module's on_event (in-process modules; isolated ones: the hand-over to the child).",
+                "Time in the module's on_event (an isolated module's as its child measures it, successful calls).",
                 |r| &r.handler,
             ),
             (

@@ -442,7 +442,12 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
             if event.kind == orch_sdk::EventKind::Request {
                 link.answers().expect(&event.reply_to, event.request_id);
             }
-            instance.on_event(event.delivery()).map(|()| Vec::new())
+            // A handled event's reply carries how long the handler took (ns).
+            let began = Instant::now();
+            instance.on_event(event.delivery()).map(|()| {
+                let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                nanos.to_le_bytes().to_vec()
+            })
         }
         Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
         Frame::Shutdown => instance.shutdown().map(|()| Vec::new()),

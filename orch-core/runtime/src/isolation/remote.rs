@@ -247,6 +247,11 @@ impl RemoteModule {
             let _ = self.outcomes.remove(0);
         }
         if status == Status::Ok {
+            if let (Ok(nanos), Some(counters)) =
+                (<[u8; 8]>::try_from(data), self.setup.ctx.counters())
+            {
+                counters.handled(Duration::from_nanos(u64::from_le_bytes(nanos)));
+            }
             self.outcomes.push((event.id, Ok(())));
         } else {
             let cause = cause_of(status, data);
