@@ -151,7 +151,9 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
             watch,
         )
     };
-    drop(operating);
+    // Control requests from now on are answered at once: shutting down. The
+    // status, metrics and alerts stay until the modules are down.
+    drop(actions);
     if let Some(bridge) = bridge.as_mut() {
         bridge.stop_import();
     }
@@ -159,6 +161,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(bridge) = bridge.take() {
         bridge.shutdown(Duration::from_secs(2));
     }
+    drop(operating);
     drop(resources);
     if failures.is_empty() {
         return Ok(ExitCode::SUCCESS);

@@ -232,7 +232,13 @@ impl Serve {
         }
         answer
             .recv_timeout(self.action_deadline)
-            .unwrap_or_else(|_| {
+            .unwrap_or_else(|e| {
+                if e.is_disconnected() {
+                    return Response::error(
+                        format!("'{verb}' was not carried out: the orchestrator is shutting down"),
+                        None,
+                    );
+                }
                 Response::error(
                     format!(
                         "no answer to '{verb}' within {}s: the orchestrator is busy (a build or a \

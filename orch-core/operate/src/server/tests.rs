@@ -106,3 +106,28 @@ fn a_line_that_is_not_a_request_is_refused_and_the_socket_goes_at_drop() {
     assert!(!socket.exists());
     assert!(crate::registry::running(target.path()).is_empty());
 }
+
+#[test]
+fn a_request_the_main_loop_drops_or_cannot_take_is_told_the_orchestrator_is_shutting_down() {
+    let target = tempfile::tempdir().expect("temp dir");
+    let (server, pending) = server(target.path(), Duration::from_secs(30));
+    let main_loop = std::thread::spawn(move || {
+        let request = pending
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a request");
+        drop(request);
+        drop(pending);
+    });
+    let stop = Request::Stop { module: "m".into() };
+    let answer = client::send(server.socket(), &stop, Duration::from_secs(5)).expect("an answer");
+    assert!(
+        matches!(&answer, Response::Error { message, .. } if message.contains("was not carried out")),
+        "{answer:?}"
+    );
+    main_loop.join().expect("the main loop ended");
+    let answer = client::send(server.socket(), &stop, Duration::from_secs(5)).expect("an answer");
+    assert!(
+        matches!(&answer, Response::Error { message, .. } if message.contains("shutting down")),
+        "{answer:?}"
+    );
+}
