@@ -45,11 +45,19 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode
             match client::send(&target.socket, &Request::Status, deadline) {
                 Ok(Response::Status(report)) => reports.push(*report),
                 Ok(other) => eprintln!("error: unexpected answer to status: {other:?}"),
+                // Of several, one may be exiting right now: the others still count.
+                Err(e) if targets.len() > 1 => {
+                    eprintln!("warning: {e}{}", pid_note(target.pid));
+                }
                 Err(e) => {
                     eprintln!("error: {e}{}", pid_note(target.pid));
                     return Ok(ExitCode::from(EXIT_FAILURE));
                 }
             }
+        }
+        if reports.is_empty() {
+            eprintln!("error: no orchestrator answered");
+            return Ok(ExitCode::from(EXIT_FAILURE));
         }
         if args.json {
             println!("{}", serde_json::to_string_pretty(&reports)?);
