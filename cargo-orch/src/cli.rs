@@ -84,7 +84,8 @@ pub enum Command {
     #[command(
         after_help = "Exit code: 0 when everything passed, 1 when a test or a load check failed or \
                       tests did not compile, 2 for a usage or configuration error.\n\
-                      Doc tests are not part of the report: run `cargo test --doc -p <package>`."
+                      Each test runs in a process of its own (--fast: one per test binary); doc \
+                      tests are part of the report (--no-doc skips them)."
     )]
     Test(TestArgs),
     /// Create a module from a template, add it to the workspace and declare it in
@@ -231,6 +232,26 @@ pub struct TestArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Run each test binary in one process, as `cargo test` does, instead of each test
+    /// in a process of its own: fewer process starts, but a crash fails the whole
+    /// binary and tests get no time of their own.
+    #[arg(long)]
+    pub fast: bool,
+
+    /// Run a failing test up to N more times; one that passes on a retry is reported
+    /// as flaky.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+
+    /// Never stop a test (for debugging); by default a test is killed after
+    /// `test.timeout` of its module, else `timeouts.test` of main.yaml (60s).
+    #[arg(long)]
+    pub no_timeout: bool,
+
+    /// Doc tests run by default, as `cargo test --doc` runs them; this leaves them out.
+    #[arg(long)]
+    pub no_doc: bool,
+
     /// Arguments for every test binary, e.g. `-- --include-ignored` or a test name filter.
     #[arg(last = true, value_name = "TEST_ARGS")]
     pub test_args: Vec<String>,
@@ -341,9 +362,40 @@ mod tests {
         assert_eq!(args.test_args, ["--include-ignored", "mod-c"]);
         assert_eq!(args.junit, Some(PathBuf::from("out/junit.xml")));
         assert!(!args.all && !args.json);
+        assert!(!args.fast && !args.no_timeout && !args.no_doc && args.retries == 0);
         assert!(
             CargoCli::try_parse_from(["cargo-orch", "orch", "test", "mod-a", "--all"]).is_err()
         );
+    }
+
+    #[test]
+    fn parses_the_test_run_modes() {
+        let cli = CargoCli::try_parse_from([
+            "cargo-orch",
+            "orch",
+            "test",
+            "--fast",
+            "--retries",
+            "2",
+            "--no-timeout",
+            "--no-doc",
+        ])
+        .unwrap();
+        let CargoCli::Orch(orch) = cli;
+        let Command::Test(args) = orch.command else {
+            panic!("test expected");
+        };
+        assert!(args.fast && args.no_timeout && args.no_doc);
+        assert_eq!(args.retries, 2);
+        for bad in [
+            &["--retries"][..],
+            &["--retries", "-1"],
+            &["--retries", "many"],
+        ] {
+            let mut all = vec!["cargo-orch", "orch", "test"];
+            all.extend_from_slice(bad);
+            assert!(CargoCli::try_parse_from(all).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

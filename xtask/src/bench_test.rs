@@ -1,21 +1,29 @@
-//! `cargo xtask bench test`: `cargo orch test` against a plain `cargo test -p a
-//! -p b ...` over the same modules, in the same run.
+//! `cargo xtask bench test`: what each way of running tests costs, measured
+//! in the same run, on two suites:
 //!
-//! Both commands are run once to warm up (everything compiled, nothing timed),
-//! then `repeat` times each, alternating, from the workspace root. The table
-//! gives the median, minimum and maximum wall time of each; the same numbers go
-//! to `target/bench/test.json`. Target: `cargo orch test` no slower than the
-//! plain run, although it also loads every module in a scratch host. (The plain
-//! run also runs doc tests, which `cargo orch test` leaves out.)
+//! - `shipped`: the modules of the repository's `config/modules.yaml` (a
+//!   few tests each, and their doc tests);
+//! - `tiny`: `fixture-t-many`, 200 tests that each take microseconds, where
+//!   a process per test costs the most.
 //!
-//! No test asserts a time: the numbers are for people.
+//! For each suite: `cargo orch test` (each test in a process of its own, doc
+//! tests included), `--fast` (each binary once), both with `--no-doc`, a
+//! plain `cargo test -p ...` (with and without doc tests, `--tests`) and
+//! `cargo nextest run -p ...` when `cargo nextest --version` works. Every
+//! command runs once to warm up (everything compiled, nothing timed), then
+//! `repeat` times, in turn. The table gives the median, minimum and maximum
+//! wall time of each; the same numbers go to `target/bench/test.json`, with
+//! two comparisons: `--fast` against a process per test on the tiny suite
+//! (why `--fast` exists), and the per-test mode against nextest (the same
+//! model). They are reported, never asserted: the run fails only when a
+//! command does.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
-use orch_e2e::orch_bin;
+use orch_e2e::{Scenario, orch_bin};
 use serde_json::{Value, json};
 
 /// What `cargo xtask bench test` was asked to do.
@@ -31,9 +39,15 @@ impl Default for Options {
     }
 }
 
+/// The package of the tiny-tests suite.
+const TINY: &str = "fixture-t-many";
+
 /// The timings of one command.
 #[derive(Debug, Clone, PartialEq)]
 struct Series {
+    /// Short name (`orch`, `orch --fast`, `cargo test`, ...).
+    key: String,
+    /// The command line, for people.
     label: String,
     runs: Vec<Duration>,
 }
@@ -45,6 +59,7 @@ impl Series {
 
     fn to_json(&self) -> Value {
         json!({
+            "key": self.key,
             "command": self.label,
             "median_s": self.median().as_secs_f64(),
             "min_s": self.runs.iter().min().copied().unwrap_or_default().as_secs_f64(),
@@ -54,8 +69,14 @@ impl Series {
     }
 }
 
-/// Runs the benchmark from the workspace at `root`; `Ok(true)` when `cargo orch
-/// test` was no slower than the plain run (by median).
+/// One command to time, with its series.
+struct Timed {
+    series: Series,
+    command: Box<dyn Fn() -> Command>,
+}
+
+/// Runs the benchmark from the workspace at `root`; `Ok(true)` when every
+/// command ran (the comparisons are reported, not judged).
 pub fn run(root: &Path, options: Options) -> Result<bool> {
     let orch = orch_bin().to_path_buf();
     // The warm-up run also tells which modules (and packages) the report covers.
@@ -74,8 +95,121 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
     let report: Value =
         serde_json::from_slice(&warm.stdout).context("reading `cargo orch test --json`")?;
     let (modules, packages) = modules_and_packages(&report)?;
+    let nextest = nextest_available(root);
+    let tiny_config = Scenario::new(&format!("modules:\n  - name: {TINY}\n"));
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut shipped = commands(root, None, &packages, nextest);
+    let mut tiny = commands(
+        root,
+        Some(tiny_config.config_dir()),
+        &[TINY.to_owned()],
+        nextest,
+    );
+    for timed in shipped.iter().chain(&tiny) {
+        warm_up(&timed.command, &timed.series.label)?;
+    }
+    for _ in 0..options.repeat {
+        for timed in shipped.iter_mut().chain(tiny.iter_mut()) {
+            let elapsed = time((timed.command)())?;
+            timed.series.runs.push(elapsed);
+        }
+    }
+    let shipped: Vec<Series> = shipped.into_iter().map(|t| t.series).collect();
+    let tiny: Vec<Series> = tiny.into_iter().map(|t| t.series).collect();
+    let comparisons = comparisons(&shipped, &tiny);
+
+    print!(
+        "{}",
+        table(
+            &format!("shipped modules ({})", modules.join(", ")),
+            options.repeat,
+            &shipped
+        )
+    );
+    print!(
+        "{}",
+        table(&format!("{TINY} (200 tiny tests)"), options.repeat, &tiny)
+    );
+    for (what, ratio) in &comparisons {
+        println!("{what}: {ratio:.2}");
+    }
+    if !nextest {
+        println!("cargo nextest is not installed: its rows are left out");
+    }
+    let path = crate::bench_dir(root).join("test.json");
+    let document = json!({
+        "benchmark": "cargo orch test: a process per test, --fast, plain cargo test, cargo nextest",
+        "repetitions": options.repeat,
+        "modules": modules,
+        "packages": packages,
+        "nextest": nextest,
+        "shipped": shipped.iter().map(Series::to_json).collect::<Vec<_>>(),
+        "tiny": tiny.iter().map(Series::to_json).collect::<Vec<_>>(),
+        "ratios_of_medians": comparisons
+            .iter()
+            .map(|(what, ratio)| json!({"comparison": what, "ratio": ratio}))
+            .collect::<Vec<_>>(),
+    });
+    write(&path, &document)?;
+    println!("bench test: written to {}", path.display());
+    Ok(true)
+}
+
+/// Whether `cargo nextest --version` works here.
+fn nextest_available(root: &Path) -> bool {
+    Command::new(cargo())
+        .current_dir(root)
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn cargo() -> std::ffi::OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// The commands of one suite: `config_dir` for `cargo orch test` (the
+/// repository's own when `None`), `packages` for cargo's.
+fn commands(
+    root: &Path,
+    config_dir: Option<&Path>,
+    packages: &[String],
+    nextest: bool,
+) -> Vec<Timed> {
+    let mut list = Vec::new();
+    for (key, flags) in [
+        ("orch", &[][..]),
+        ("orch --fast", &["--fast"][..]),
+        ("orch --no-doc", &["--no-doc"][..]),
+        ("orch --fast --no-doc", &["--fast", "--no-doc"][..]),
+    ] {
+        let root = root.to_path_buf();
+        let config: Option<PathBuf> = config_dir.map(Path::to_path_buf);
+        let flags: Vec<String> = flags.iter().map(|f| (*f).to_owned()).collect();
+        let label = std::iter::once("cargo orch test")
+            .chain(flags.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ");
+        list.push(Timed {
+            series: series(key, &label),
+            command: Box::new(move || {
+                let mut command = Command::new(orch_bin());
+                command.current_dir(&root).arg("orch");
+                if let Some(config) = &config {
+                    command.arg("--config-dir").arg(config);
+                }
+                command
+                    .arg("test")
+                    .args(&flags)
+                    .env("NO_COLOR", "1")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                command
+            }),
+        });
+    }
     let with_packages = |first: &[&str]| -> Vec<String> {
         first
             .iter()
@@ -83,84 +217,90 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
             .chain(packages.iter().flat_map(|p| ["-p".to_owned(), p.clone()]))
             .collect()
     };
-    let plain_args = with_packages(&["test"]);
-    let no_doc_args = with_packages(&["test", "--tests"]);
-    let cargo_test = |args: &[String]| {
-        let mut command = Command::new(&cargo);
-        command
-            .current_dir(root)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        command
-    };
-    let orch_test = || {
-        let mut command = Command::new(&orch);
-        command
-            .current_dir(root)
-            .args(["orch", "test"])
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        command
-    };
-    for args in [&plain_args, &no_doc_args] {
-        let warm = Command::new(&cargo)
-            .current_dir(root)
-            .args(args)
-            .output()
-            .context("running cargo test")?;
-        ensure!(
-            warm.status.success(),
-            "`cargo {}` fails:\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&warm.stderr)
-        );
+    let mut cargo_runs = vec![
+        ("cargo test", with_packages(&["test"])),
+        ("cargo test --tests", with_packages(&["test", "--tests"])),
+    ];
+    if nextest {
+        cargo_runs.push(("cargo nextest run", with_packages(&["nextest", "run"])));
     }
-
-    let series = |label: String| Series {
-        label,
-        runs: Vec::new(),
-    };
-    let mut ours = series("cargo orch test".to_owned());
-    let mut plain = series(format!("cargo {}", plain_args.join(" ")));
-    let mut no_doc = series(format!("cargo {}", no_doc_args.join(" ")));
-    for _ in 0..options.repeat {
-        ours.runs.push(time(orch_test())?);
-        plain.runs.push(time(cargo_test(&plain_args))?);
-        no_doc.runs.push(time(cargo_test(&no_doc_args))?);
+    for (key, args) in cargo_runs {
+        let root = root.to_path_buf();
+        let label = format!("cargo {}", args.join(" "));
+        list.push(Timed {
+            series: series(key, &label),
+            command: Box::new(move || {
+                let mut command = Command::new(cargo());
+                command
+                    .current_dir(&root)
+                    .args(&args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                command
+            }),
+        });
     }
-
-    let ratio = ratio(&ours, &plain);
-    let ratio_no_doc = self::ratio(&ours, &no_doc);
-    let met = ratio <= 1.0;
-    print!(
-        "{}",
-        table(&modules, options.repeat, &[&ours, &plain, &no_doc], ratio)
-    );
-    println!("ratio of medians (orch / the same tests without doc tests): {ratio_no_doc:.2}");
-    let path = crate::bench_dir(root).join("test.json");
-    let document = json!({
-        "benchmark": "cargo orch test vs plain cargo test",
-        "repetitions": options.repeat,
-        "modules": modules,
-        "packages": packages,
-        "orch_test": ours.to_json(),
-        "plain_cargo_test": plain.to_json(),
-        "cargo_test_without_doc_tests": no_doc.to_json(),
-        "ratio_of_medians": ratio,
-        "ratio_of_medians_without_doc_tests": ratio_no_doc,
-        "target": "cargo orch test no slower than the plain run (ratio <= 1)",
-        "target_met": met,
-    });
-    write(&path, &document)?;
-    println!("bench test: written to {}", path.display());
-    Ok(met)
+    list
 }
 
-/// Median of `a` over median of `b`.
-fn ratio(a: &Series, b: &Series) -> f64 {
-    a.median().as_secs_f64() / b.median().as_secs_f64().max(1e-9)
+fn series(key: &str, label: &str) -> Series {
+    Series {
+        key: key.to_owned(),
+        label: label.to_owned(),
+        runs: Vec::new(),
+    }
+}
+
+/// Runs `command` once, untimed; it must pass.
+fn warm_up(command: &dyn Fn() -> Command, label: &str) -> Result<()> {
+    let output = command()
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("running `{label}`"))?;
+    ensure!(
+        output.status.success(),
+        "`{label}` fails:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+/// The ratios of medians worth reading: what `--fast` saves on tiny tests,
+/// what doc tests cost, and the per-test mode against nextest.
+fn comparisons(shipped: &[Series], tiny: &[Series]) -> Vec<(String, f64)> {
+    let find = |list: &[Series], key: &str| list.iter().find(|s| s.key == key).map(Series::median);
+    let mut out = Vec::new();
+    let mut push = |what: &str, a: Option<Duration>, b: Option<Duration>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            out.push((what.to_owned(), a.as_secs_f64() / b.as_secs_f64().max(1e-9)));
+        }
+    };
+    push(
+        "tiny: per test / --fast (both --no-doc)",
+        find(tiny, "orch --no-doc"),
+        find(tiny, "orch --fast --no-doc"),
+    );
+    push(
+        "tiny: per test --no-doc / cargo nextest run",
+        find(tiny, "orch --no-doc"),
+        find(tiny, "cargo nextest run"),
+    );
+    push(
+        "tiny: --fast --no-doc / cargo test --tests",
+        find(tiny, "orch --fast --no-doc"),
+        find(tiny, "cargo test --tests"),
+    );
+    push(
+        "shipped: cargo orch test / plain cargo test (both with doc tests)",
+        find(shipped, "orch"),
+        find(shipped, "cargo test"),
+    );
+    push(
+        "shipped: per test --no-doc / cargo nextest run",
+        find(shipped, "orch --no-doc"),
+        find(shipped, "cargo nextest run"),
+    );
+    out
 }
 
 /// Wall time of `command`, which must succeed.
@@ -211,15 +351,11 @@ fn median(runs: &[Duration]) -> Duration {
     }
 }
 
-fn table(modules: &[String], repeat: u32, series: &[&Series], ratio: f64) -> String {
+fn table(suite: &str, repeat: u32, series: &[Series]) -> String {
     let width = series.iter().map(|s| s.label.len()).max().unwrap_or(10);
     let mut text = format!(
-        "bench test: {repeat} timed runs each, modules {}\n{:<width$}  {:>8}  {:>8}  {:>8}\n",
-        modules.join(", "),
-        "command",
-        "median",
-        "min",
-        "max"
+        "bench test: {suite}, {repeat} timed runs each\n{:<width$}  {:>8}  {:>8}  {:>8}\n",
+        "command", "median", "min", "max"
     );
     for s in series {
         let min = s.runs.iter().min().copied().unwrap_or_default();
@@ -232,10 +368,6 @@ fn table(modules: &[String], repeat: u32, series: &[&Series], ratio: f64) -> Str
             max.as_secs_f64()
         ));
     }
-    text.push_str(&format!(
-        "ratio of medians (orch / plain): {ratio:.2}, target <= 1.00: {}\n",
-        if ratio <= 1.0 { "met" } else { "NOT met" }
-    ));
     text
 }
 
@@ -254,6 +386,13 @@ mod tests {
 
     fn ms(list: &[u64]) -> Vec<Duration> {
         list.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
+    fn timed(key: &str, runs: &[u64]) -> Series {
+        Series {
+            runs: ms(runs),
+            ..series(key, &format!("run {key}"))
+        }
     }
 
     #[test]
@@ -277,18 +416,46 @@ mod tests {
     }
 
     #[test]
-    fn the_table_shows_medians_and_the_verdict() {
-        let ours = Series {
-            label: "cargo orch test".into(),
-            runs: ms(&[100, 120, 110]),
-        };
-        let theirs = Series {
-            label: "cargo test -p a".into(),
-            runs: ms(&[200, 190, 210]),
-        };
-        let text = table(&["a".into()], 3, &[&ours, &theirs], 0.55);
-        assert!(text.contains("cargo orch test    0.110s"), "{text}");
-        assert!(text.contains("target <= 1.00: met"), "{text}");
+    fn the_table_shows_medians() {
+        let ours = timed("orch", &[100, 120, 110]);
+        let theirs = timed("cargo test", &[200, 190, 210]);
+        let text = table("shipped", 3, &[ours.clone(), theirs]);
+        assert!(
+            text.starts_with("bench test: shipped, 3 timed runs each\n"),
+            "{text}"
+        );
+        assert!(text.contains("run orch          0.110s"), "{text}");
         assert_eq!(ours.to_json()["runs_s"], json!([0.1, 0.12, 0.11]));
+        assert_eq!(ours.to_json()["key"], "orch");
+    }
+
+    #[test]
+    fn comparisons_need_both_sides() {
+        let tiny = [
+            timed("orch --no-doc", &[500]),
+            timed("orch --fast --no-doc", &[250]),
+            timed("cargo test --tests", &[200]),
+        ];
+        let shipped = [timed("orch", &[700]), timed("cargo test", &[350])];
+        let found = comparisons(&shipped, &tiny);
+        let keys: Vec<(&str, String)> = found
+            .iter()
+            .map(|(what, ratio)| (what.as_str(), format!("{ratio:.2}")))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("tiny: per test / --fast (both --no-doc)", "2.00".to_owned()),
+                (
+                    "tiny: --fast --no-doc / cargo test --tests",
+                    "1.25".to_owned()
+                ),
+                (
+                    "shipped: cargo orch test / plain cargo test (both with doc tests)",
+                    "2.00".to_owned()
+                ),
+            ],
+            "no nextest rows, no nextest ratios"
+        );
     }
 }

@@ -55,8 +55,9 @@ enum Verb {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
-    /// Time `cargo orch test` against a plain `cargo test -p ...` of the same
-    /// modules; exits 1 if `cargo orch test` was slower.
+    /// Time `cargo orch test` (per test, `--fast`, with and without doc
+    /// tests) against `cargo test -p ...` and `cargo nextest run -p ...` (when
+    /// installed) of the same modules; exits 1 only if a command fails.
     Test {
         /// Timed runs of each command.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]

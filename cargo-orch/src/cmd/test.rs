@@ -1,7 +1,9 @@
-//! `cargo orch test`: every module's tests (unit and integration), a load check
-//! per module in a scratch host, and one combined report: a table, the total
-//! line CI reads, and each failure with its output; `--junit FILE` and `--json`
-//! for machines.
+//! `cargo orch test`: every module's tests (unit, integration and doc tests;
+//! each test in a process of its own unless `--fast`), a load check per
+//! module in a scratch host, and one combined report: a table, the total line
+//! CI reads, and each failure with its output; `--junit FILE` and `--json`
+//! for machines. `--retries N` runs failing tests again (a pass then is
+//! flaky), `--no-timeout` never stops a test, `--no-doc` leaves doc tests out.
 //!
 //! Exit code: 0 when everything passed, 1 when anything failed (a test, a load
 //! check, tests that do not compile), 2 for a usage or configuration error such
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use orch_config::{AppConfig, ModuleSpec};
 use orch_runtime::logging::console_wants_color;
-use orch_test::{Suite, SuiteOptions, TestReport, json, junit, table};
+use orch_test::{Mode, Suite, SuiteOptions, TestReport, json, junit, table};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -42,9 +44,7 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
     let children = orch_process::ProcessGroups::default();
     let suite = Suite::new(&session.workspace, children.clone());
     stop_on_signals(children, suite.builder().clone())?;
-    let mut options = SuiteOptions::new(session.config.main.timeouts);
-    options.test_args = args.test_args.clone();
-    let report = suite.run(&modules, &options);
+    let report = suite.run(&modules, &options(&session.config, args));
 
     print_report(&report, args.json);
     let mut code = if report.success() {
@@ -59,6 +59,18 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
         code = ExitCode::from(EXIT_FAILURE);
     }
     Ok(code)
+}
+
+/// How to run the suite, from the command line and main.yaml.
+fn options(config: &AppConfig, args: &TestArgs) -> SuiteOptions {
+    let mut options = SuiteOptions::new(config.main.timeouts);
+    options.test_args = args.test_args.clone();
+    options.mode = if args.fast { Mode::Fast } else { Mode::PerTest };
+    options.retries = args.retries;
+    options.no_timeout = args.no_timeout;
+    options.doc = !args.no_doc;
+    options.progress = true;
+    options
 }
 
 /// The modules to test: the named ones (in the order given, disabled ones
@@ -188,6 +200,10 @@ mod tests {
             all,
             junit: None,
             json: false,
+            fast: false,
+            retries: 0,
+            no_timeout: false,
+            no_doc: false,
             test_args: Vec::new(),
         }
     }
@@ -210,6 +226,28 @@ mod tests {
             ["c", "b"],
             "named modules run even when disabled, each once"
         );
+    }
+
+    #[test]
+    fn the_flags_become_suite_options() {
+        let config = config();
+        let defaults = options(&config, &args(&[], false));
+        assert_eq!(defaults.mode, Mode::PerTest);
+        assert!(defaults.doc && !defaults.no_timeout && defaults.progress);
+        assert_eq!(defaults.retries, 0);
+        let flags = TestArgs {
+            fast: true,
+            retries: 3,
+            no_timeout: true,
+            no_doc: true,
+            test_args: vec!["--include-ignored".into()],
+            ..args(&[], false)
+        };
+        let options = options(&config, &flags);
+        assert_eq!((options.mode, options.retries), (Mode::Fast, 3));
+        assert!(!options.doc && options.no_timeout);
+        assert_eq!(options.test_args, ["--include-ignored"]);
+        assert_eq!(options.timeouts.test, std::time::Duration::from_secs(60));
     }
 
     #[test]

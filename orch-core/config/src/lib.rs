@@ -197,6 +197,9 @@ pub struct Timeouts {
     /// From SIGINT/SIGTERM to the end of the process, whatever modules do
     /// (default 30 s): past it the process exits, naming what is stuck.
     pub shutdown_total: Duration,
+    /// One test of `cargo orch test` (default 60 s): past it the test is
+    /// killed and reported as timed out; a module's `test.timeout` wins.
+    pub test: Duration,
 }
 
 impl Default for Timeouts {
@@ -212,6 +215,7 @@ impl Default for Timeouts {
             build: Duration::from_secs(600),
             publish: Duration::from_secs(1),
             shutdown_total: Duration::from_secs(30),
+            test: Duration::from_secs(60),
         }
     }
 }
@@ -384,6 +388,9 @@ pub struct TestSettings {
     /// Cargo features of the module's package enabled for its test build
     /// (passed as `--features <package>/<feature>`).
     pub features: Vec<String>,
+    /// How long one of its tests may run before it is killed and reported as
+    /// timed out; `None` takes `timeouts.test` of `main.yaml`.
+    pub timeout: Option<Duration>,
 }
 
 impl ModuleSpec {

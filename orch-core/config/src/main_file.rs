@@ -69,6 +69,7 @@ struct RawTimeouts {
     build: Option<Spanned<Value>>,
     publish: Option<Spanned<Value>>,
     shutdown_total: Option<Spanned<Value>>,
+    test: Option<Spanned<Value>>,
 }
 merge_by_key!(RawTimeouts {
     load,
@@ -79,7 +80,8 @@ merge_by_key!(RawTimeouts {
     reload,
     build,
     publish,
-    shutdown_total
+    shutdown_total,
+    test
 });
 
 #[derive(Debug, Default, Deserialize)]
@@ -186,6 +188,7 @@ fn timeouts(c: &mut Checker, raw: &RawTimeouts) -> Timeouts {
             raw.shutdown_total.as_ref(),
             d.shutdown_total,
         ),
+        test: c.duration("timeouts.test", raw.test.as_ref(), d.test),
     }
 }
 

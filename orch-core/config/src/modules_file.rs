@@ -71,6 +71,7 @@ struct RawModule {
 struct RawTestSettings {
     args: Option<Vec<Spanned<String>>>,
     features: Option<Vec<Spanned<String>>>,
+    timeout: Option<Spanned<Value>>,
 }
 
 /// A checked entry, with the places needed for messages about it.
@@ -422,7 +423,8 @@ fn dependencies(c: &mut Checker, raw: &[Spanned<String>]) -> (Vec<String>, Vec<L
     (names, places)
 }
 
-/// The entry's `test:` settings, expanded; features checked to be plain names.
+/// The entry's `test:` settings, expanded; features checked to be plain
+/// names, `timeout` a duration (absent: `timeouts.test` of main.yaml).
 fn test_settings(c: &mut Checker, raw: Option<&RawTestSettings>) -> TestSettings {
     let Some(raw) = raw else {
         return TestSettings::default();
@@ -449,7 +451,18 @@ fn test_settings(c: &mut Checker, raw: Option<&RawTestSettings>) -> TestSettings
             features.push(feature);
         }
     }
-    TestSettings { args, features }
+    let timeout = raw.timeout.as_ref().map(|timeout| {
+        c.duration(
+            "test.timeout",
+            Some(timeout),
+            crate::Timeouts::default().test,
+        )
+    });
+    TestSettings {
+        args,
+        features,
+        timeout,
+    }
 }
 
 /// Cargo feature names: ASCII letters, digits, `_`, `-`, `+` and `.`, starting

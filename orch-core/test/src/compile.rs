@@ -61,6 +61,9 @@ pub struct TestBuild {
     pub binaries: Vec<TestBinary>,
     /// The `cdylib` of each package whose build produced one.
     pub cdylibs: HashMap<String, PathBuf>,
+    /// The packages whose library has doc tests (cargo built the library
+    /// itself for them: an `rlib`, doc tests not turned off).
+    pub doc_packages: HashSet<String>,
     /// The packages whose tests did not compile, each with the compiler's first
     /// error (or why the build stopped).
     pub failures: BTreeMap<String, String>,
@@ -82,6 +85,7 @@ pub struct TestCompiler {
 struct Attempt {
     binaries: Vec<TestBinary>,
     cdylibs: HashMap<String, PathBuf>,
+    doc_packages: HashSet<String>,
     success: bool,
     /// First error message per package, as rendered.
     errors: HashMap<String, String>,
@@ -323,8 +327,13 @@ impl TestCompiler {
                             manifest_dir,
                         });
                     }
-                } else if let Some(path) = cdylib_of(&artifact) {
-                    attempt.cdylibs.insert(package, path);
+                } else {
+                    if artifact.target.doctest && artifact.target.kind.iter().any(is_rust_library) {
+                        attempt.doc_packages.insert(package.clone());
+                    }
+                    if let Some(path) = cdylib_of(&artifact) {
+                        attempt.cdylibs.insert(package, path);
+                    }
                 }
             }
             Message::CompilerMessage(message) => {
@@ -357,7 +366,16 @@ impl TestBuild {
     fn collect(&mut self, attempt: Attempt) {
         self.binaries.extend(attempt.binaries);
         self.cdylibs.extend(attempt.cdylibs);
+        self.doc_packages.extend(attempt.doc_packages);
     }
+}
+
+/// A library other crates link (what rustdoc can run doc tests against).
+fn is_rust_library(kind: &TargetKind) -> bool {
+    matches!(
+        kind,
+        TargetKind::Lib | TargetKind::RLib | TargetKind::DyLib | TargetKind::ProcMacro
+    )
 }
 
 fn is_library(kind: &TargetKind) -> bool {

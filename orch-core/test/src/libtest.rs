@@ -6,6 +6,9 @@
 //! defensively: colour codes are stripped, `--nocapture` output between a test's
 //! name and its result is tolerated, and the `failures:` list wins over lines
 //! that could not be read.
+//!
+//! Also: the names of a `--list --format terse` run ([`parse_list`]), and a
+//! test's own output out of its process's stdout ([`strip_harness`]).
 
 pub use orch_cargo::cargo_output::strip_ansi;
 use std::collections::{HashMap, HashSet};
@@ -80,6 +83,65 @@ pub fn failure_message(output: &str) -> String {
         .iter()
         .find(|l| !l.is_empty())
         .map_or_else(|| "test failed".to_owned(), |l| shorten(l))
+}
+
+/// The names a `--list --format terse` run printed (`NAME: test` lines;
+/// benchmarks left out), or `None` when the output is not such a listing: a
+/// binary without libtest's harness does not know `--list`.
+pub fn parse_list(output: &str) -> Option<Vec<String>> {
+    let mut names = Vec::new();
+    for line in output.lines().map(|l| l.trim_end_matches('\r')) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match line.rsplit_once(": ") {
+            Some((name, "test")) => names.push(name.to_owned()),
+            Some((_, "benchmark")) => {}
+            _ => return None,
+        }
+    }
+    Some(names)
+}
+
+/// What test `name` printed on stdout when it ran alone (`--exact NAME
+/// --nocapture`), without libtest's lines around it: the `running 1 test`
+/// header, its `test NAME ... ok` line (printed before the output with one
+/// test thread, after it with several), and the `failures:` and `test
+/// result:` footer. Output of another shape is returned whole.
+pub fn strip_harness(stdout: &str, name: &str) -> String {
+    let Some(rest) = stdout
+        .trim_start_matches(['\n', '\r'])
+        .strip_prefix("running 1 test\n")
+    else {
+        return stdout.to_owned();
+    };
+    // The footer: the last `test result:` line and what follows it.
+    let body = match rest.rfind("\ntest result: ") {
+        // Without the blank line libtest prints before it.
+        Some(at) => rest[..=at]
+            .strip_suffix("\n\n")
+            .map_or(&rest[..=at], |b| &rest[..=b.len()]),
+        None if rest.starts_with("test result: ") => "",
+        None => rest,
+    };
+    let failures = format!("\nfailures:\n\nfailures:\n    {name}\n");
+    let body = body.strip_suffix(failures.as_str()).unwrap_or(body);
+    let line = [
+        format!("test {name} ... "),
+        format!("test {name} - should panic ... "),
+    ]
+    .into_iter()
+    .filter_map(|prefix| body.rfind(&prefix).map(|at| (at, prefix.len())))
+    .max();
+    let Some((at, length)) = line else {
+        return body.to_owned();
+    };
+    let after = &body[at + length..];
+    let after = ["ok\n", "FAILED\n", "ok", "FAILED"]
+        .iter()
+        .find_map(|status| after.strip_suffix(status))
+        .unwrap_or(after);
+    format!("{}{after}", &body[..at])
 }
 
 fn shorten(text: &str) -> String {
@@ -240,15 +302,28 @@ impl Parser {
     }
 }
 
+/// Whether `line` is a test's result (`test NAME ... ok`).
+pub fn is_result_line(line: &str) -> bool {
+    result_of(line).is_some()
+}
+
+/// The test and its status of a result line (`test NAME ... ok`), the name
+/// without ` - should panic` or ` - compile fail`.
+pub fn result_of(line: &str) -> Option<(String, Status)> {
+    let line = strip_ansi(line);
+    let (name, rest) = test_line(&line)?;
+    Some((name.to_owned(), status(rest)?))
+}
+
 /// `running 3 tests` / `running 1 test`.
-fn is_running_line(line: &str) -> bool {
+pub fn is_running_line(line: &str) -> bool {
     line.strip_prefix("running ")
         .and_then(|rest| rest.strip_suffix(" tests").or(rest.strip_suffix(" test")))
         .is_some_and(|n| n.parse::<usize>().is_ok())
 }
 
 /// The name in `---- NAME stdout ----` (or `stderr`).
-fn section_header(line: &str) -> Option<&str> {
+pub fn section_header(line: &str) -> Option<&str> {
     let inner = line.strip_prefix("---- ")?.strip_suffix(" ----")?;
     inner
         .strip_suffix(" stdout")
@@ -261,7 +336,10 @@ fn test_line(line: &str) -> Option<(&str, &str)> {
     let (name, result) = rest
         .split_once(" ... ")
         .or_else(|| Some((rest.strip_suffix(" ...")?, "")))?;
-    let name = name.strip_suffix(" - should panic").unwrap_or(name);
+    let name = name
+        .strip_suffix(" - should panic")
+        .or_else(|| name.strip_suffix(" - compile fail"))
+        .unwrap_or(name);
     Some((name, result))
 }
 
@@ -353,6 +431,7 @@ test result: FAILED. 2 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; 
             Counts {
                 passed: 2,
                 failed: 1,
+                flaky: 0,
                 ignored: 2
             }
         );
@@ -444,13 +523,56 @@ test result: FAILED. 2 passed; 1 failed; 2 ignored; 0 measured; 0 filtered out; 
             statuses(&run),
             [
                 ("mod-a/src/lib.rs - f (line 2)", Status::Passed),
-                (
-                    "mod-b/src/lib.rs - g (line 5) - compile fail",
-                    Status::Ignored(None)
-                ),
+                ("mod-b/src/lib.rs - g (line 5)", Status::Ignored(None)),
             ]
         );
         assert_eq!(run.reported.passed + run.reported.ignored, 2);
+    }
+
+    #[test]
+    fn a_terse_listing_gives_the_names_and_anything_else_is_no_listing() {
+        let listing = "tests::a: test\ntests::nested::b: test\nbench_x: benchmark\n\n";
+        assert_eq!(
+            parse_list(listing),
+            Some(vec!["tests::a".to_owned(), "tests::nested::b".to_owned()])
+        );
+        assert_eq!(parse_list(""), Some(Vec::new()));
+        assert_eq!(parse_list("custom harness ran 3 checks\n"), None);
+    }
+
+    #[test]
+    fn a_lone_test_s_output_loses_libtest_s_lines() {
+        let footer = "\ntest result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 7 filtered out; \
+                      finished in 0.00s\n\n";
+        // Several test threads: the result line comes after the output.
+        let passed = format!("\nrunning 1 test\nhello out\ntest tests::p ... ok\n{footer}");
+        assert_eq!(strip_harness(&passed, "tests::p"), "hello out\n");
+        // Output without a newline runs into the result line.
+        let joined = format!("\nrunning 1 test\nno newlinetest tests::p ... ok\n{footer}");
+        assert_eq!(strip_harness(&joined, "tests::p"), "no newline");
+        // One test thread: the name first, the output, then the result.
+        let single = format!("\nrunning 1 test\ntest tests::p ... hello\nok\n{footer}");
+        assert_eq!(strip_harness(&single, "tests::p"), "hello\n");
+        let failed = "\nrunning 1 test\nprinted\ntest tests::f ... FAILED\n\nfailures:\n\n\
+                      failures:\n    tests::f\n\ntest result: FAILED. 0 passed; 1 failed\n\n";
+        assert_eq!(strip_harness(failed, "tests::f"), "printed\n");
+        let panicked = "\nrunning 1 test\ntest tests::s - should panic ... ok\n\n\
+                        test result: ok. 1 passed\n\n";
+        assert_eq!(strip_harness(panicked, "tests::s"), "");
+    }
+
+    #[test]
+    fn fake_libtest_lines_a_test_prints_stay_in_its_output() {
+        let fake = "test tests::other ... FAILED\nrunning 9 tests\ntest result: FAILED. 0 passed\n\
+                    failures:\n    tests::other\n";
+        let stdout = format!(
+            "\nrunning 1 test\n{fake}test tests::fake ... ok\n\ntest result: ok. 1 passed\n\n"
+        );
+        assert_eq!(strip_harness(&stdout, "tests::fake"), fake);
+        // Killed before the footer: the output so far.
+        let cut = "\nrunning 1 test\ntest tests::hang ... still going\n";
+        assert_eq!(strip_harness(cut, "tests::hang"), "still going\n");
+        assert_eq!(strip_harness("not libtest\n", "x"), "not libtest\n");
     }
 
     #[test]

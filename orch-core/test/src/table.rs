@@ -1,8 +1,10 @@
-//! The report for people: one table (module, passed, failed, ignored, time), the
-//! total line CI reads (`N passed, N failed`, `, N skipped` when some were
-//! ignored), then each failure with its captured output, and the total line
-//! again as the closing line when there were failures. Colour only when asked
-//! (the caller checks for a terminal and `NO_COLOR`).
+//! The report for people: one table (module, passed, failed, ignored, a
+//! `flaky` column when a test passed only on a retry, time), the total line
+//! CI reads (`N passed, N failed`, then `, N flaky` and `, N skipped` when
+//! there are some), the flaky tests, then each failure with its captured
+//! output (a crash or a timeout says so first), and the total line again as
+//! the closing line when there were failures. Colour only when asked (the
+//! caller checks for a terminal and `NO_COLOR`).
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -21,6 +23,27 @@ pub fn render(report: &TestReport, color: bool) -> String {
     let mut text = render_table(report, color);
     let summary = summary(report.counts(), paint);
     let _ = writeln!(text, "\n{summary}");
+    let flaky: Vec<_> = report.flaky().collect();
+    if !flaky.is_empty() {
+        let _ = writeln!(
+            text,
+            "\n{}",
+            paint.apply(YELLOW, "flaky (passed on a retry):")
+        );
+        for (module, test) in flaky {
+            let first = test
+                .retries
+                .first()
+                .map_or("", |retry| retry.failure.message.as_str());
+            let _ = writeln!(
+                text,
+                "  {}: {} (passed on attempt {}; first failure: {first})",
+                module.module,
+                test.name,
+                test.attempts(),
+            );
+        }
+    }
     let failures: Vec<_> = report.failures().collect();
     if failures.is_empty() {
         return text;
@@ -29,13 +52,11 @@ pub fn render(report: &TestReport, color: bool) -> String {
     for (module, test) in failures {
         let header = format!("---- {}: {} ----", module.module, test.name);
         let _ = writeln!(text, "\n{}", paint.apply(RED, &header));
-        if let super::model::Outcome::Failed { message, output } = &test.outcome {
-            let body = if output.trim().is_empty() {
-                message
-            } else {
-                output
-            };
-            let _ = writeln!(text, "{}", body.trim_end());
+        if let Some(failure) = test.outcome.failure() {
+            let _ = writeln!(text, "{}", failure.report());
+            if !test.retries.is_empty() {
+                let _ = writeln!(text, "(failed all {} attempts)", test.attempts());
+            }
         }
     }
     let _ = writeln!(text, "\n{summary}");
@@ -52,11 +73,16 @@ pub fn render_table(report: &TestReport, color: bool) -> String {
         .chain(["module".len(), "total".len()])
         .max()
         .unwrap_or(6);
+    let flaky = report.counts().flaky > 0;
     let mut text = String::new();
-    let header = format!(
-        "{:<width$}  {:>6}  {:>6}  {:>7}  {:>8}",
-        "module", "passed", "failed", "ignored", "time"
+    let mut header = format!(
+        "{:<width$}  {:>6}  {:>6}  {:>7}",
+        "module", "passed", "failed", "ignored"
     );
+    if flaky {
+        header.push_str(&format!("  {:>5}", "flaky"));
+    }
+    header.push_str(&format!("  {:>8}", "time"));
     let _ = writeln!(text, "{}", paint.apply(BOLD, &header));
     for module in &report.modules {
         let counts = module.counts();
@@ -66,24 +92,28 @@ pub fn render_table(report: &TestReport, color: bool) -> String {
         } else {
             paint.apply(GREEN, &name)
         };
-        let _ = writeln!(text, "{name}{}", numbers(counts, module.duration, paint));
+        let _ = writeln!(
+            text,
+            "{name}{}",
+            numbers(counts, module.duration, flaky, paint)
+        );
     }
     let total = format!("{:<width$}", "total");
     let _ = writeln!(
         text,
         "{}{}",
         paint.apply(BOLD, &total),
-        numbers(report.counts(), report.duration, paint)
+        numbers(report.counts(), report.duration, flaky, paint)
     );
     text
 }
 
-/// The counts and time columns of a row.
-fn numbers(counts: Counts, duration: Duration, paint: Paint) -> String {
+/// The counts and time columns of a row (`flaky`: with that column).
+fn numbers(counts: Counts, duration: Duration, flaky: bool, paint: Paint) -> String {
     let failed = format!("{:>6}", counts.failed);
     let ignored = format!("{:>7}", counts.ignored);
-    format!(
-        "  {:>6}  {}  {}  {:>8}",
+    let mut row = format!(
+        "  {:>6}  {}  {}",
         counts.passed,
         if counts.failed > 0 {
             paint.apply(RED, &failed)
@@ -95,13 +125,30 @@ fn numbers(counts: Counts, duration: Duration, paint: Paint) -> String {
         } else {
             ignored
         },
+    );
+    if flaky {
+        let column = format!("{:>5}", counts.flaky);
+        let column = if counts.flaky > 0 {
+            paint.apply(YELLOW, &column)
+        } else {
+            column
+        };
+        row.push_str(&format!("  {column}"));
+    }
+    row.push_str(&format!(
+        "  {:>8}",
         format!("{:.2}s", duration.as_secs_f64())
-    )
+    ));
+    row
 }
 
 /// The total line, green when nothing failed, red otherwise.
 fn summary(counts: Counts, paint: Paint) -> String {
-    let colour = if counts.failed > 0 { RED } else { GREEN };
+    let colour = match (counts.failed, counts.flaky) {
+        (0, 0) => GREEN,
+        (0, _) => YELLOW,
+        _ => RED,
+    };
     paint.apply(colour, &counts.summary_line())
 }
 
@@ -121,7 +168,7 @@ impl Paint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ModuleReport, Outcome, TestCase};
+    use crate::model::{Cause, Failure, ModuleReport, Outcome, Retry, TestCase};
 
     fn report(failing: bool) -> TestReport {
         let mut tests = vec![
@@ -150,6 +197,7 @@ mod tests {
                 },
             ],
             duration: Duration::from_millis(1234),
+            started: None,
         }
     }
 
@@ -185,6 +233,64 @@ total                 2       0        1     1.23s
         assert_eq!(summaries.len(), 2, "{text}");
         assert_eq!(lines.last(), Some(&"2 passed, 1 failed, 1 skipped"));
         assert!(!text.contains('\u{1b}'));
+    }
+
+    #[test]
+    fn flaky_tests_get_a_column_and_a_line_crashes_and_timeouts_say_so() {
+        let mut report = report(false);
+        let mut flaky = TestCase::test("tests::sometimes", Outcome::Passed);
+        flaky.retries.push(Retry {
+            failure: Failure::new("first time", ""),
+            duration: Duration::ZERO,
+            started: None,
+        });
+        let crash = Failure {
+            cause: Cause::Crashed { signal: 6 },
+            message: "the test process was killed by signal 6 (SIGABRT: abort)".into(),
+            stdout: "before".into(),
+            stderr: String::new(),
+        };
+        let hang = Failure {
+            cause: Cause::TimedOut {
+                after: Duration::from_secs(1),
+            },
+            ..Failure::new("timed out after 1.00 s", "")
+        };
+        report.modules[0].tests.extend([
+            flaky,
+            TestCase::test("tests::aborts", Outcome::Failed(crash)),
+            TestCase::test("tests::hangs", Outcome::Failed(hang)),
+        ]);
+        let text = render(&report, false);
+        assert!(
+            text.starts_with(
+                "module           passed  failed  ignored  flaky      time\n\
+                 mod-a                 1       2        1      1     0.04s\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n2 passed, 2 failed, 1 flaky, 1 skipped\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "flaky (passed on a retry):\n  mod-a: tests::sometimes (passed on attempt 2; \
+                 first failure: first time)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "---- mod-a: tests::aborts ----\nCRASHED: the test process was killed by signal 6 \
+                 (SIGABRT: abort)\nbefore\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("---- mod-a: tests::hangs ----\nTIMED OUT: timed out after 1.00 s\n"),
+            "{text}"
+        );
     }
 
     #[test]

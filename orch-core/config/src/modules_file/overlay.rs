@@ -9,7 +9,11 @@ use crate::check::Checker;
 use crate::merge::{Merge, merge_by_key, merge_json};
 use crate::suggest::did_you_mean;
 
-merge_by_key!(RawTestSettings { args, features });
+merge_by_key!(RawTestSettings {
+    args,
+    features,
+    timeout
+});
 
 impl Merge for RawModule {
     /// Every key the overlay entry sets replaces the base one, mappings merge

@@ -17,6 +17,7 @@ mod secrets;
 mod snapshots;
 mod startup_order;
 mod syntax;
+mod test_timeout;
 mod types_values;
 mod unknown_keys;
 mod valid;

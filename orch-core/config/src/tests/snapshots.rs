@@ -51,8 +51,8 @@ fn unknown_key_with_a_suggestion() {
               2 |   name: demo
               3 | timeouts:
               4 |   initialise: 5s
-                |   ^ unknown field `initialise`, expected one of load, initialize, start, event, shutdown, reload, build, publish, shutdown_total
-              hint: did you mean `initialize`? known keys here: load, initialize, start, event, shutdown, reload, build, publish, shutdown_total"#]],
+                |   ^ unknown field `initialise`, expected one of load, initialize, start, event, shutdown, reload, build, publish, shutdown_total, test
+              hint: did you mean `initialize`? known keys here: load, initialize, start, event, shutdown, reload, build, publish, shutdown_total, test"#]],
     );
 }
 

@@ -200,7 +200,7 @@ fn module_test_settings_are_as_strict_as_the_rest() {
     assert_eq!(error.message.lines().next(), Some("unknown key `arg`"));
     assert_eq!(
         error.hint,
-        "did you mean `args`? known keys here: args, features"
+        "did you mean `args`? known keys here: args, features, timeout"
     );
 
     let fixture = Fixture::with(
