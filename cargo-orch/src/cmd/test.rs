@@ -41,7 +41,9 @@ pub fn run(global: &GlobalArgs, args: &TestArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
-    let children = orch_process::ProcessGroups::default();
+    // One guard process for the run: a test left running is killed even if
+    // this process is SIGKILLed.
+    let children = orch_process::ProcessGroups::guarded();
     let suite = Suite::new(&session.workspace, children.clone());
     stop_on_signals(children, suite.builder().clone())?;
     let report = suite.run(&modules, &options(&session.config, args));

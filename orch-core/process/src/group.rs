@@ -22,9 +22,20 @@ pub struct ProcessGroups {
 struct State {
     cancelled: bool,
     groups: HashSet<u32>,
+    /// Kills the groups still running if this process dies (SIGKILL included).
+    guard: Option<crate::GroupGuard>,
 }
 
 impl ProcessGroups {
+    /// Groups that one guard process kills if this process dies in any way
+    /// (without one, when this is not `cargo-orch`, they are only ended by
+    /// [`ProcessGroups::cancel`]).
+    pub fn guarded() -> Self {
+        let groups = Self::default();
+        groups.lock().guard = crate::GroupGuard::watching(&[]);
+        groups
+    }
+
     /// Spawns `command` as the leader of a new process group and remembers it;
     /// refused once [`ProcessGroups::cancel`] was called.
     pub fn spawn(&self, command: &mut Command) -> io::Result<Child> {
@@ -37,12 +48,19 @@ impl ProcessGroups {
         }
         let child = spawn_in_group(command)?;
         state.groups.insert(child.id());
+        if let Some(guard) = state.guard.as_mut() {
+            guard.add(child.id());
+        }
         Ok(child)
     }
 
     /// Forgets a child that has exited.
     pub fn release(&self, pid: u32) {
-        self.lock().groups.remove(&pid);
+        let mut state = self.lock();
+        state.groups.remove(&pid);
+        if let Some(guard) = state.guard.as_mut() {
+            guard.remove(pid);
+        }
     }
 
     /// Ends every running child's process group and refuses new ones.

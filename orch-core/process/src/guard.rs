@@ -3,9 +3,10 @@
 //! (`cargo-orch __group-guard PGID`) holds a pipe from the orchestrator. When
 //! the orchestrator dies in any way, SIGKILL included, the pipe closes and the
 //! guard kills the whole group; when the build ends normally the orchestrator
-//! says so first and the guard leaves quietly.
+//! says so first and the guard leaves quietly. One guard can follow many
+//! groups (`cargo orch test`'s test processes: one guard for the whole run).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 
@@ -17,8 +18,10 @@ use crate::host::host_program;
 /// The first argument that starts the binary as a group guard.
 pub const GUARD_MODE_ARG: &str = "__group-guard";
 
-/// A running guard of one process group; [`GroupGuard::release`] ends it
-/// without killing anything.
+/// A running guard of process groups; [`GroupGuard::release`] ends it
+/// without killing anything. It speaks lines on the guard's stdin: `+PGID`
+/// and `-PGID` add and remove a group, `done` releases; the end of the pipe
+/// (this process died) kills every group still on its list.
 pub struct GroupGuard {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -28,6 +31,11 @@ impl GroupGuard {
     /// Starts a guard of process group `pgid`, when this process is
     /// `cargo-orch` (or `$ORCH_MODULE_HOST` names it); `None` otherwise.
     pub fn start(pgid: u32) -> Option<Self> {
+        Self::watching(&[pgid])
+    }
+
+    /// Starts a guard of `pgids` (maybe none yet: see [`GroupGuard::add`]).
+    pub fn watching(pgids: &[u32]) -> Option<Self> {
         let program = host_program().ok()?;
         let is_orch = program
             .file_name()
@@ -38,7 +46,7 @@ impl GroupGuard {
         }
         let mut child = Command::new(program)
             .arg(GUARD_MODE_ARG)
-            .arg(pgid.to_string())
+            .args(pgids.iter().map(u32::to_string))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -50,23 +58,55 @@ impl GroupGuard {
         Some(Self { child, stdin })
     }
 
-    /// The group ended normally: the guard leaves without killing anything.
-    pub fn release(mut self) {
-        if let Some(mut stdin) = self.stdin.take() {
-            let _ = stdin.write_all(b"done");
+    /// Guards group `pgid` too.
+    pub fn add(&mut self, pgid: u32) {
+        self.say(&format!("+{pgid}\n"));
+    }
+
+    /// Group `pgid` ended: no longer guarded.
+    pub fn remove(&mut self, pgid: u32) {
+        self.say(&format!("-{pgid}\n"));
+    }
+
+    fn say(&mut self, line: &str) {
+        if let Some(stdin) = self.stdin.as_mut() {
+            let _ = stdin.write_all(line.as_bytes());
         }
+    }
+
+    /// The groups ended normally: the guard leaves without killing anything.
+    pub fn release(mut self) {
+        self.say("done\n");
+        drop(self.stdin.take());
         let _ = self.child.wait();
     }
 }
 
-/// The guard's main: waits for the orchestrator's word or the end of its pipe.
+/// The guard's main: follows the orchestrator's list of groups until it
+/// says `done`, or kills what is on the list when its pipe ends.
 pub fn guard_main(args: &[String]) -> ExitCode {
-    let Some(pgid) = args.first().and_then(|a| a.parse::<i32>().ok()) else {
-        return ExitCode::from(2);
-    };
-    let mut byte = [0u8; 1];
-    let released = matches!(std::io::stdin().read(&mut byte), Ok(n) if n > 0);
-    if !released {
+    let mut groups = std::collections::BTreeSet::new();
+    for arg in args {
+        let Ok(pgid) = arg.parse::<i32>() else {
+            return ExitCode::from(2);
+        };
+        groups.insert(pgid);
+    }
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        if line.starts_with("done") {
+            return ExitCode::SUCCESS;
+        }
+        if let Some(pgid) = line.strip_prefix('+').and_then(|n| n.parse::<i32>().ok())
+            && pgid > 0
+        {
+            groups.insert(pgid);
+        } else if let Some(pgid) = line.strip_prefix('-').and_then(|n| n.parse::<i32>().ok()) {
+            groups.remove(&pgid);
+        }
+    }
+    for pgid in groups {
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
     ExitCode::SUCCESS
