@@ -613,3 +613,52 @@ fn a_modules_own_metrics_are_scraped_in_process_and_isolated_and_survive_a_reloa
     assert!(after >= before, "{key} went back: {before} -> {after}");
     stop_cleanly(&mut orch);
 }
+
+#[test]
+fn a_child_that_floods_or_forges_metrics_frames_costs_the_host_a_bounded_share_or_its_life() {
+    let scenario = Scenario::with_main(
+        &format!(
+            "modules:\n{PRODUCER}  - name: fixture-liar\n    isolation: process\n    \
+             config:\n      lie: metrics\n  - name: forger\n    package: fixture-liar\n    \
+             isolation: process\n    config:\n      lie: metrics-count\n"
+        ),
+        "metrics:\n  listen: 0\n",
+    );
+    let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
+    let address = metrics_address(&mut orch);
+    // Well-formed frames, far too many: the rest of the second is dropped.
+    orch.wait_for("[fixture-liar] LIAR writes unsolicited metrics", BUILD)
+        .unwrap();
+    let dropped = orch
+        .wait_for(
+            "more metrics frames than 20 a second; the rest",
+            SHORT,
+        )
+        .unwrap();
+    assert!(
+        dropped.text.contains("module 'fixture-liar'"),
+        "{}",
+        dropped.text
+    );
+    let refused = orch
+        .wait_for("a metric of its child is refused", SHORT)
+        .unwrap();
+    assert!(refused.text.contains("orch_forged"), "{}", refused.text);
+    let scrape = orch_e2e::parse_prometheus(&http_get(&address, "/metrics").expect("GET").1);
+    let lies = scrape
+        .get("liar_lies_total{module=\"fixture-liar\"}")
+        .copied()
+        .unwrap_or(0.0);
+    assert!((1.0..=40.0).contains(&lies), "took {lies} of 500 frames");
+    assert!(!scrape.keys().any(|k| k.starts_with("orch_forged")));
+    // A frame that claims more samples than a module may have: a protocol error.
+    let crash = orch
+        .wait_for("[CRASH] module 'forger' (isolated)", SHORT)
+        .unwrap();
+    assert!(
+        crash.text.contains("more metrics than a module may have"),
+        "{}",
+        crash.text
+    );
+    stop_cleanly(&mut orch);
+}

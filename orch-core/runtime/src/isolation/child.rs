@@ -53,9 +53,15 @@ struct Link {
     epoch: Instant,
     /// Replies sent so far (each carries its number).
     replies: Arc<AtomicU64>,
-    /// The module's own metrics, handed to the parent with each `Pong`.
+    /// The module's own metrics, handed to the parent with a `Pong`.
     counters: Arc<crate::status::ModuleCounters>,
+    /// When they were last handed over (ms since `epoch`).
+    metrics_sent_ms: Arc<AtomicU64>,
 }
+
+/// The module's metrics go to the parent at most this often (with the next
+/// `Pong`), however short the heartbeat.
+const METRICS_EVERY_MS: u64 = 100;
 
 impl Link {
     fn new(out: File) -> Self {
@@ -66,6 +72,7 @@ impl Link {
             epoch: Instant::now(),
             replies: Arc::default(),
             counters: Arc::default(),
+            metrics_sent_ms: Arc::default(),
         }
     }
 
@@ -88,7 +95,8 @@ impl Link {
 
     /// Answers ping `n` from the reader thread: the module's thread may be
     /// busy for good reason (a slow handler), and says for how long. The
-    /// module's metrics that changed since the last ping go first.
+    /// module's metrics that changed go first (at most every
+    /// [`METRICS_EVERY_MS`]).
     fn pong(&self, n: u64) -> bool {
         let since = self.busy_since_ms.load(Ordering::Acquire);
         let busy_ms = if since == 0 {
@@ -96,9 +104,14 @@ impl Link {
         } else {
             self.now_ms().saturating_sub(since)
         };
-        let changes = self.counters.custom().take_changes();
-        if !changes.is_empty() && !self.send(&Frame::Metrics(changes)) {
-            return false;
+        let now = self.now_ms();
+        let last = self.metrics_sent_ms.load(Ordering::Acquire);
+        if now.saturating_sub(last) >= METRICS_EVERY_MS {
+            self.metrics_sent_ms.store(now, Ordering::Release);
+            let changes = self.counters.custom().take_changes();
+            if !changes.is_empty() && !self.send(&Frame::Metrics(changes)) {
+                return false;
+            }
         }
         self.send(&Frame::Pong { n, busy_ms })
     }

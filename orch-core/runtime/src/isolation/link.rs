@@ -396,6 +396,7 @@ impl ReaderSetup {
             bus: s.bus.clone(),
             generation: s.generation,
             mailbox: s.mailbox.clone(),
+            metric_frames: metrics::FrameLimit::default(),
         }
     }
 }
@@ -407,6 +408,7 @@ struct ReaderSetup {
     bus: Bus,
     generation: u32,
     mailbox: crate::mailbox::Mailbox,
+    metric_frames: metrics::FrameLimit,
 }
 
 /// Reads the child's frames until it ends; then reaps it and tells the actor.
