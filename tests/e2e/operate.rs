@@ -630,10 +630,7 @@ fn a_child_that_floods_or_forges_metrics_frames_costs_the_host_a_bounded_share_o
     orch.wait_for("[fixture-liar] LIAR writes unsolicited metrics", BUILD)
         .unwrap();
     let dropped = orch
-        .wait_for(
-            "more metrics frames than 20 a second; the rest",
-            SHORT,
-        )
+        .wait_for("more metrics frames than 20 a second; the rest", SHORT)
         .unwrap();
     assert!(
         dropped.text.contains("module 'fixture-liar'"),

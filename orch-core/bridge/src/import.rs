@@ -216,6 +216,13 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
 /// what waits in local mailboxes for its acknowledgement.
 const MAX_ACK_PENDING: i64 = 1_000;
 
+/// How long the stream waits for a message's acknowledgement before it
+/// delivers it again: also how late a message comes that was on its way to
+/// this node when the server holding the consumer died (the new leader sends
+/// it again once this passed). A local handler slower than this makes a
+/// repeat, which the window of recent ids drops.
+const ACK_WAIT: Duration = Duration::from_secs(10);
+
 /// What the acknowledging task is told.
 enum Ack {
     /// Every local handler let go of it.
@@ -265,7 +272,7 @@ pub async fn run_jetstream(
         durable_name: Some(durable.clone()),
         ack_policy: AckPolicy::Explicit,
         deliver_policy: DeliverPolicy::All,
-        ack_wait: Duration::from_secs(30),
+        ack_wait: ACK_WAIT,
         max_ack_pending: MAX_ACK_PENDING,
         filter_subjects: filters,
         ..Default::default()
