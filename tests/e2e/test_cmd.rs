@@ -953,12 +953,12 @@ fn a_doc_test_that_hangs_is_killed_and_named() {
     );
 }
 
-/// SIGINT while a test hangs (its timeout far off) ends the test's process
-/// and everything in its group: nothing of the run survives it.
-#[test]
-fn sigint_while_a_test_hangs_ends_its_process_group() {
+/// Runs `cargo orch test` of the fixture's test that hangs (its timeout far
+/// off), every process of the run marked; once the test runs, `stop` ends the
+/// run, and then no marked process may survive.
+fn hanging_test_run(what: &str, stop: impl FnOnce(&mut orch_e2e::OrchProcess)) {
     let marker = format!(
-        "orch-e2e-test-hang-{}-{:?}",
+        "orch-e2e-test-{what}-{}-{:?}",
         std::process::id(),
         std::time::SystemTime::now()
     );
@@ -987,13 +987,22 @@ fn sigint_while_a_test_hangs_ends_its_process_group() {
         Duration::from_secs(240),
         hanging_test,
     );
-    orch.signal(nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = orch
-        .wait_exit(Duration::from_secs(20))
-        .expect("exits promptly");
-    assert_eq!(status.code(), Some(130), "{}", orch.output());
+    stop(&mut orch);
     wait_until("no test process survives", Duration::from_secs(15), || {
         processes_with_env(&entry).is_empty()
+    });
+}
+
+/// SIGINT while a test hangs ends the test's process and everything in its
+/// group: nothing of the run survives it.
+#[test]
+fn sigint_while_a_test_hangs_ends_its_process_group() {
+    hanging_test_run("hang", |orch| {
+        orch.signal(nix::sys::signal::Signal::SIGINT).unwrap();
+        let status = orch
+            .wait_exit(Duration::from_secs(20))
+            .expect("exits promptly");
+        assert_eq!(status.code(), Some(130), "{}", orch.output());
     });
 }
 
@@ -1001,41 +1010,10 @@ fn sigint_while_a_test_hangs_ends_its_process_group() {
 /// the run kills the test's process group (nothing is left running).
 #[test]
 fn a_sigkilled_run_leaves_no_test_process_behind() {
-    let marker = format!(
-        "orch-e2e-test-kill-{}-{:?}",
-        std::process::id(),
-        std::time::SystemTime::now()
-    );
-    let scenario = unruly("10m");
-    let mut command = Command::new(orch_bin());
-    command
-        .current_dir(workspace_root())
-        .arg("orch")
-        .arg("--config-dir")
-        .arg(scenario.config_dir())
-        .args(["test", "--no-doc", "--", "hangs"])
-        .env("NO_COLOR", "1")
-        .env("ORCH_FIXTURE_UNRULY", "1")
-        .env("ORCH_E2E_MARKER", &marker);
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut orch = orch_e2e::OrchProcess::spawn(command).expect("spawn");
-    let entry = format!("ORCH_E2E_MARKER={marker}");
-    let hanging_test = || {
-        processes_with_env(&entry).into_iter().any(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("tests::hangs"))
-        })
-    };
-    wait_until(
-        "the hanging test runs in a process of its own",
-        Duration::from_secs(240),
-        hanging_test,
-    );
-    // No chance to clean up: the run's guard process must end the test.
-    orch.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
-    orch.wait_exit(Duration::from_secs(20)).expect("killed");
-    wait_until("no test process survives", Duration::from_secs(15), || {
-        processes_with_env(&entry).is_empty()
+    hanging_test_run("kill", |orch| {
+        // No chance to clean up: the run's guard process must end the test.
+        orch.signal(nix::sys::signal::Signal::SIGKILL).unwrap();
+        orch.wait_exit(Duration::from_secs(20)).expect("killed");
     });
 }
 
