@@ -589,6 +589,9 @@ fn a_helper_process_neither_hides_a_crash_nor_outlives_its_module() {
         .next()
         .and_then(|pid| pid.parse().ok())
         .unwrap_or_else(|| panic!("{}", started.text));
+    // The helper starts in the module's `start`: a kill before that returned
+    // is a failed start (left out), not a crash of a running module.
+    orch.wait_for("app.started:", SHORT).unwrap();
     let hosts = module_hosts(&marker, "fixture-helper");
     assert_eq!(hosts.len(), 1, "{hosts:?}");
     kill_pid(hosts[0], Signal::SIGKILL);
