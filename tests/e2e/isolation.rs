@@ -70,7 +70,8 @@ fn kill_pid(pid: u32, signal: Signal) {
 fn an_isolated_consumer_gets_every_ping_and_dies_with_a_sigkilled_orchestrator() {
     let marker = marker();
     let scenario = Scenario::new(&format!(
-        "modules:\n{PRODUCER}  - name: mod-dummy-consumer\n    isolation: process\n"
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n    \
+         isolation: process\n"
     ));
     let mut orch = start(&scenario, &marker);
     orch.wait_for(
@@ -222,28 +223,50 @@ fn a_sigstopped_child_is_killed_by_its_heartbeat_and_restarted() {
 
 /// A child that writes replies nobody asked for into its protocol pipe is
 /// stopped as a protocol error, named, and restarted; the others go on.
-#[test]
-fn a_child_that_sends_unsolicited_replies_is_stopped_as_a_protocol_error() {
+/// Runs fixture-liar isolated with `lie` beside a producer and an in-process
+/// consumer: the lie is caught as a protocol error named `expected`, the child
+/// is killed and restarted, and the others go on.
+fn a_lying_child_is_stopped_and_restarted(lie: &str, expected: &str) {
     let marker = marker();
     let scenario = Scenario::new(&format!(
         "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n\
-         \x20 - name: fixture-liar\n    isolation: process\n"
+         \x20 - name: fixture-liar\n    isolation: process\n    config:\n      lie: \"{lie}\"\n"
     ));
     let mut orch = start(&scenario, &marker);
-    orch.wait_for("[fixture-liar] LIAR writes unsolicited replies", BUILD)
-        .unwrap();
+    orch.wait_for("[fixture-liar] LIAR writes", BUILD).unwrap();
     let crash = orch
         .wait_for("[CRASH] module 'fixture-liar' (isolated)", SHORT)
         .unwrap();
-    assert!(
-        crash.text.contains("unsolicited or out-of-order reply"),
-        "{}",
-        crash.text
-    );
+    assert!(crash.text.contains(expected), "{}", crash.text);
     orch.wait_for("EVENT module.restarted", SHORT).unwrap();
     receives_more(&mut orch, "mod-dummy-consumer", 3);
     orch.signal(Signal::SIGINT).expect("SIGINT");
     orch.wait_exit(Duration::from_secs(30)).expect("exit");
+}
+
+/// Replies on the control pipe: with shared memory, only heartbeats, logs
+/// and metrics may travel there.
+#[test]
+fn a_child_that_sends_replies_on_its_control_pipe_is_stopped_as_a_protocol_error() {
+    a_lying_child_is_stopped_and_restarted("", "Reply frame on its control pipe");
+}
+
+#[test]
+fn a_child_that_writes_unsolicited_replies_into_its_ring_is_stopped() {
+    a_lying_child_is_stopped_and_restarted("ring-replies", "unsolicited or out-of-order reply");
+}
+
+#[test]
+fn a_child_that_moves_its_ring_counter_past_the_ring_is_stopped() {
+    a_lying_child_is_stopped_and_restarted(
+        "ring-counter",
+        "it corrupted its shared memory ring (its write counter of the Up ring moved",
+    );
+}
+
+#[test]
+fn a_child_that_writes_garbage_into_its_ring_is_stopped() {
+    a_lying_child_is_stopped_and_restarted("ring-garbage", "it sent a bad frame (bad frame length");
 }
 
 /// Runs fixture-crash isolated with `fault`, beside a producer and an
@@ -620,4 +643,144 @@ fn a_helper_process_neither_hides_a_crash_nor_outlives_its_module() {
     wait_until("no process of the run survives", SHORT, || {
         processes_with_env(&marker).is_empty()
     });
+}
+
+/// The `memfd:orch-ring` mappings of process `pid` (its shared rings).
+fn ring_mappings(pid: u32) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("memfd:orch-ring"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The entries of `/dev/shm` (named shared memory of any process).
+fn dev_shm() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Events reach an isolated child through a nameless shared segment that the
+/// child and the orchestrator map once each; a restarted child gets a fresh
+/// one and the old one is unmapped; no fd of it stays open in the
+/// orchestrator, and nothing ever appears in `/dev/shm`, even when the
+/// orchestrator is SIGKILLed.
+#[test]
+fn shared_rings_are_nameless_and_go_with_their_child() {
+    let before = dev_shm();
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n    \
+         isolation: process\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for("[mod-dummy-consumer] Received test.ping", BUILD)
+        .unwrap();
+    let child = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(child.len(), 1, "{child:?}");
+    let mapped = ring_mappings(child[0]);
+    assert_eq!(
+        mapped.len(),
+        1,
+        "the child maps its segment once: {mapped:?}"
+    );
+    assert!(
+        mapped[0].contains("rw-s") && mapped[0].contains("memfd:orch-ring:mod-dummy-consumer:1"),
+        "{mapped:?}"
+    );
+    assert_eq!(
+        ring_mappings(orch.pid()).len(),
+        1,
+        "and so does the orchestrator"
+    );
+    let open_fds = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/fd", orch.pid()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .map(|target| target.to_string_lossy().into_owned())
+            .filter(|target| target.contains("orch-ring"))
+            .collect()
+    };
+    assert_eq!(
+        open_fds(),
+        Vec::<String>::new(),
+        "the orchestrator closed its fd"
+    );
+    kill_pid(child[0], Signal::SIGKILL);
+    orch.wait_for("EVENT module.restarted", SHORT).unwrap();
+    receives_more(&mut orch, "mod-dummy-consumer", 3);
+    let restarted = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(restarted.len(), 1);
+    assert_ne!(restarted, child);
+    assert_eq!(ring_mappings(restarted[0]).len(), 1);
+    wait_until("the dead child's segment is unmapped", SHORT, || {
+        ring_mappings(orch.pid()).len() == 1
+    });
+    kill_pid(orch.pid(), Signal::SIGKILL);
+    orch.wait_exit(SHORT).expect("killed");
+    wait_until("the child dies with the orchestrator", SHORT, || {
+        module_hosts(&marker, "mod-dummy-consumer").is_empty()
+    });
+    let after = dev_shm();
+    let new: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
+    assert!(new.is_empty(), "left in /dev/shm: {new:?}");
+}
+
+/// A child that stops consuming while a flood of 64 KB events comes for it
+/// (its handler never returns): its ring fills, its in-flight window fills,
+/// its mailbox drops the oldest as configured, and within its heartbeat it is
+/// killed (for the full ring or the endless call, whichever is seen first)
+/// and restarted; the orchestrator stays within the memory that implies and
+/// the other modules lose nothing.
+#[test]
+fn a_child_that_stops_consuming_a_flood_is_contained() {
+    let marker = marker();
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n{PRODUCER}  - name: mod-dummy-consumer\n  \
+         - name: fixture-flood\n    \
+         config: {{pad_bytes: 65536}}\n  - name: fixture-stuck-handler\n    \
+         isolation: process\n    heartbeat: 1s\n    \
+         mailbox: {{capacity: 200, overflow: drop-oldest}}\n    config: {{topic: flood.tick}}\n"
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for("app.started", BUILD).unwrap();
+    let crash = orch
+        .wait_for("[CRASH] module 'fixture-stuck-handler' (isolated)", SHORT)
+        .unwrap();
+    assert!(
+        crash
+            .text
+            .contains("stopped reading its input: its shared ring stayed full for 1")
+            || crash.text.contains("has been in one call for"),
+        "{}",
+        crash.text
+    );
+    orch.wait_for("EVENT module.overflow {\"capacity\":200", SHORT)
+        .unwrap();
+    orch.wait_for("EVENT module.restarted", SHORT).unwrap();
+    // 200 queued events of 64 KB, a window of 64 and one ring of 1 MiB each
+    // way: well under 256 MiB however long the flood goes on.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", orch.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(
+        peak_kib < 256 * 1024,
+        "the orchestrator peaked at {peak_kib} KiB"
+    );
+    receives_more(&mut orch, "mod-dummy-consumer", 5);
+    orch.signal(Signal::SIGINT).expect("SIGINT");
+    orch.wait_exit(Duration::from_secs(30)).expect("exit");
+    assert_no_loss(&orch, "mod-dummy-consumer");
 }

@@ -5,8 +5,9 @@
 //! modules, all real cdylibs loaded by the host, for an empty and a 1 KB payload
 //! and K = 1, 4, 16; beside it the same traffic over bare crossbeam channels
 //! between threads of this binary: the floor. `isolated_rows`: one consumer with
-//! `isolation: process` (a child host, events cross a pipe each way), beside the
-//! in-process row of one consumer.
+//! `isolation: process` (a child host), once through its shared-memory rings
+//! and once through pipes, beside the in-process row of one consumer; and the
+//! CPU time an idle isolated child uses over 10 s (`idle_child`).
 //! `memory`: resident memory of the host idle with 3 and 20 modules, under an
 //! event storm and a flood into a slow consumer (bounded mailboxes), and while
 //! 20 modules take 100,000 events/s.
@@ -21,6 +22,7 @@ use orch_cargo::{BuildRequest, Builder};
 use orch_config::workspace::Workspace;
 use orch_config::{Isolation, MailboxSettings, ModuleSpec, Overflow, Timeouts};
 use orch_runtime::bus::{Bus, BusEvent};
+use orch_runtime::isolation::{Transport, set_transport};
 use orch_runtime::loader::Loader;
 use orch_runtime::supervisor::Supervisor;
 use serde_json::{Value, json};
@@ -43,6 +45,13 @@ fn main() {
     let result = match what {
         "bus" => bus(events, release),
         "memory" => memory(events, release),
+        // The isolated rows alone, for tuning the child transports:
+        // `isolated <events> <release> [shm|pipe]`.
+        "isolated" => artifacts(release).and_then(|(workspace, artifacts)| {
+            let only = args.get(3).map(String::as_str);
+            isolated(&workspace, &artifacts, events, release, only)
+                .map(|rows| json!({ "isolated_rows": rows }))
+        }),
         // One flood through the bus (for profilers): `one <events> <release> <subscribers> <payload>`.
         "one" => one(
             events,
@@ -324,8 +333,25 @@ fn bus(events: u64, release: bool) -> Result<Value, String> {
             ));
         }
     }
-    let isolated_rows = isolated(&workspace, &artifacts, events, release)?;
-    Ok(json!({ "benchmark": "bus", "rows": rows, "isolated_rows": isolated_rows }))
+    let isolated_rows = isolated(&workspace, &artifacts, events, release, None)?;
+    let idle = [Transport::SharedMemory, Transport::Pipe]
+        .into_iter()
+        .map(|transport| {
+            // The smoke run (debug) only checks that it works.
+            let period = if release {
+                IDLE
+            } else {
+                Duration::from_secs(1)
+            };
+            idle_child(&workspace, &artifacts, transport, period)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(json!({
+        "benchmark": "bus",
+        "rows": rows,
+        "isolated_rows": isolated_rows,
+        "idle_child": idle,
+    }))
 }
 
 /// Events of an isolated flood at most: each crosses the process boundary
@@ -339,12 +365,45 @@ fn isolated(
     artifacts: &HashMap<String, PathBuf>,
     events: u64,
     release: bool,
+    only: Option<&str>,
 ) -> Result<Vec<Value>, String> {
     orch_runtime::isolation::set_host_program(host_binary(workspace, release)?);
     let n = events.min(ISOLATED_EVENTS);
     let latency_events = events.min(LATENCY_EVENTS);
     let mut rows = Vec::new();
-    for payload in [0usize, 1024] {
+    for (transport, name, path) in [
+        (Transport::SharedMemory, "shm", "orch bus (isolated, shm)"),
+        (Transport::Pipe, "pipe", "orch bus (isolated, pipe)"),
+    ] {
+        if only.is_some_and(|only| only != name) {
+            continue;
+        }
+        set_transport(transport);
+        for payload in [0usize, 1024] {
+            rows.push(isolated_row(
+                workspace,
+                artifacts,
+                n,
+                latency_events,
+                payload,
+                path,
+            )?);
+        }
+    }
+    set_transport(Transport::SharedMemory);
+    Ok(rows)
+}
+
+/// One isolated row: throughput (median of floods) and paced latency.
+fn isolated_row(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    n: u64,
+    latency_events: u64,
+    payload: usize,
+    path: &str,
+) -> Result<Value, String> {
+    {
         let flood = median_of(FLOOD_RUNS, || {
             run_bus(
                 workspace,
@@ -366,15 +425,95 @@ fn isolated(
             Some(LATENCY_RATE),
             Isolation::Process,
         )?;
-        rows.push(row(
-            "orch bus (isolated consumer)",
-            payload,
-            1,
-            (n, flood),
-            &paced,
-        ));
+        Ok(row(path, payload, 1, (n, flood), &paced))
     }
-    Ok(rows)
+}
+
+/// How long an idle isolated child is watched.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// The CPU time (user + system, from `/proc/<pid>/stat`) of an isolated
+/// consumer's child host over `period` with no event for it.
+fn idle_child(
+    workspace: &Workspace,
+    artifacts: &HashMap<String, PathBuf>,
+    transport: Transport,
+    period: Duration,
+) -> Result<Value, String> {
+    set_transport(transport);
+    let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
+    let mut supervisor = Supervisor::new(Bus::new(), loader, timeouts());
+    let mut consumer = spec("idle-consumer", CONSUMER, json!({ "expect": 1 }));
+    consumer.isolation = Isolation::Process;
+    let report = supervisor.start(&[&consumer], artifacts);
+    set_transport(Transport::SharedMemory);
+    if let Some(failure) = report.failures.first() {
+        return Err(failure.to_string());
+    }
+    let child = child_hosts()
+        .into_iter()
+        .next()
+        .ok_or("no child host found")?;
+    // Settle after start-up, then measure.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(child)?;
+    std::thread::sleep(period);
+    let after = cpu_ticks(child)?;
+    supervisor.shutdown("benchmark done");
+    let tick_ms = 1000.0 / clock_ticks_per_s();
+    Ok(json!({
+        "transport": if transport == Transport::Pipe { "pipe" } else { "shm" },
+        "seconds": period.as_secs_f64(),
+        "cpu_ms": (after - before) as f64 * tick_ms,
+    }))
+}
+
+/// This process's child module hosts.
+fn child_hosts() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().nth(1));
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(me.as_str()) && cmdline.windows(13).any(|w| w == b"__module-host")
+        })
+        .collect()
+}
+
+/// User + system clock ticks of `pid` so far.
+fn cpu_ticks(pid: u32) -> Result<u64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // After the name: state is field 3, utime 14 and stime 15 (1-based).
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    match (field(14), field(15)) {
+        (Some(user), Some(system)) => Ok(user + system),
+        _ => Err(format!("cannot read the CPU time of {pid}")),
+    }
+}
+
+/// The kernel's clock ticks a second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks_per_s() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Builds `cargo-orch` (the child module host) in the modules' profile.

@@ -14,7 +14,7 @@ use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -25,11 +25,16 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use super::answer_book::AnswerBook;
 use super::protocol::{Frame, Status};
+use super::shm::{ChildRings, Doorbell, Producer, Transport, Wake, WriteFailed, write_all};
 use crate::bus::{Admission, Bus, BusEvent, Delivered, EventSink, SubscriberId};
 use crate::error::Cause;
 use crate::host_api::{HostServices, ModuleHostCtx, Uplink};
 use crate::loader::{Loader, ModuleInstance};
 use crate::timers::TimerService;
+
+mod inbox;
+
+use inbox::Inbox;
 
 /// What the child's main thread works on.
 enum Work {
@@ -57,6 +62,38 @@ struct Link {
     counters: Arc<crate::status::ModuleCounters>,
     /// When they were last handed over (ms since `epoch`).
     metrics_sent_ms: Arc<AtomicU64>,
+    /// The ring to the orchestrator (shared-memory transport): every frame
+    /// but heartbeats, logs and metrics goes there.
+    up: Option<Arc<Mutex<UpRing>>>,
+    /// The orchestrator's pipe ended.
+    parent_gone: Arc<AtomicBool>,
+}
+
+/// How long a full ring to the orchestrator may block a send before it
+/// fails (the orchestrator always drains it; a stuck one is gone soon).
+const UP_STALL: Duration = Duration::from_secs(60);
+
+/// The ring to the orchestrator, and the replies written since it was last
+/// woken: replies wake it in batches (every [`REPLY_BATCH`], before this
+/// child sleeps, and before a handler once [`REPLY_DELAY`] passed), so a
+/// flood costs one wake-up for many events; everything else wakes it at once.
+struct UpRing {
+    ring: Producer,
+    replies: u32,
+    signalled: Instant,
+}
+
+/// Replies that wake the orchestrator together at most.
+const REPLY_BATCH: u32 = 16;
+/// The longest a reply waits for its wake-up while this child keeps busy.
+const REPLY_DELAY: Duration = Duration::from_millis(1);
+
+impl UpRing {
+    fn signal(&mut self) {
+        self.ring.signal();
+        self.replies = 0;
+        self.signalled = Instant::now();
+    }
 }
 
 /// The module's metrics go to the parent at most this often (with the next
@@ -64,8 +101,16 @@ struct Link {
 const METRICS_EVERY_MS: u64 = 100;
 
 impl Link {
-    fn new(out: File) -> Self {
+    fn new(out: File, up: Option<Producer>) -> Self {
         Self {
+            up: up.map(|ring| {
+                Arc::new(Mutex::new(UpRing {
+                    ring,
+                    replies: 0,
+                    signalled: Instant::now(),
+                }))
+            }),
+            parent_gone: Arc::default(),
             out: Arc::new(Mutex::new(BufWriter::new(out))),
             answers: Arc::default(),
             busy_since_ms: Arc::default(),
@@ -117,8 +162,51 @@ impl Link {
     }
 
     fn send(&self, frame: &Frame) -> bool {
+        if let Some(up) = self.up.as_ref()
+            && !frame.is_control()
+        {
+            let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
+            let gone = || self.parent_gone.load(Ordering::Acquire);
+            let is_reply = matches!(frame, Frame::Reply { .. });
+            let wake = if is_reply { Wake::Later } else { Wake::Now };
+            return match write_all(&mut up.ring, &frame.encode(), UP_STALL, &gone, wake) {
+                Ok(()) => {
+                    if is_reply {
+                        up.replies += 1;
+                        if up.replies >= REPLY_BATCH {
+                            up.signal();
+                        }
+                    } else {
+                        up.replies = 0;
+                        up.signalled = Instant::now();
+                    }
+                    true
+                }
+                Err(WriteFailed::Stalled) => {
+                    eprintln!("the orchestrator stopped reading this child's ring for 60 s");
+                    false
+                }
+                Err(WriteFailed::Closed) => false,
+                Err(WriteFailed::Corrupt(e)) => {
+                    eprintln!("the orchestrator's ring is broken: {e}");
+                    false
+                }
+            };
+        }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         frame.write_to(&mut *out).is_ok()
+    }
+
+    /// Wakes the orchestrator for the replies it was not woken for yet
+    /// (before this child sleeps); with `stale_only`, only once they waited
+    /// [`REPLY_DELAY`] (before a handler, which may take long).
+    fn signal_replies(&self, stale_only: bool) {
+        if let Some(up) = self.up.as_ref() {
+            let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
+            if up.replies > 0 && (!stale_only || up.signalled.elapsed() >= REPLY_DELAY) {
+                up.signal();
+            }
+        }
     }
 
     fn answers(&self) -> std::sync::MutexGuard<'_, AnswerBook> {
@@ -126,6 +214,7 @@ impl Link {
     }
 
     fn flush(&self) {
+        self.signal_replies(false);
         let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
 }
@@ -189,14 +278,20 @@ fn gone() -> String {
     "the orchestrator is gone".into()
 }
 
-/// Timer events into the main thread's queue.
-struct TimerSink(Sender<Work>);
+/// Timer events into the main thread's queue (and a ring of its doorbell,
+/// with shared memory).
+struct TimerSink(Sender<Work>, Option<Doorbell>);
 
 impl EventSink for TimerSink {
     fn deliver(&self, event: &Arc<BusEvent>, _admission: Admission) -> Delivered {
         // Unbounded, yet bounded by the timers: one tick per timer waits at most.
         match self.0.send(Work::Timer(Arc::clone(event))) {
-            Ok(()) => Delivered::Accepted,
+            Ok(()) => {
+                if let Some(doorbell) = &self.1 {
+                    doorbell.ring();
+                }
+                Delivered::Accepted
+            }
             Err(_) => Delivered::Gone,
         }
     }
@@ -246,6 +341,8 @@ struct Args {
     contract: Contract,
     /// `limits.memory_max` in bytes, if set.
     memory_max: Option<u64>,
+    /// How events come: pipes, or the segment on fd 3.
+    transport: Transport,
 }
 
 impl Args {
@@ -261,6 +358,7 @@ impl Args {
             publishes,
             subscribes,
             memory_max,
+            transport,
         ] = args
         else {
             return None;
@@ -281,6 +379,7 @@ impl Args {
                 "none" => None,
                 bytes => Some(bytes.parse().ok()?),
             },
+            transport: Transport::from_arg(transport)?,
         })
     }
 }
@@ -308,7 +407,18 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let link = Link::new(out);
+    let rings = match args.transport {
+        Transport::Pipe => None,
+        Transport::SharedMemory => match ChildRings::open() {
+            Ok(rings) => Some(rings),
+            Err(e) => {
+                eprintln!("cannot map the shared memory ring on fd 3: {e}");
+                return ExitCode::from(3);
+            }
+        },
+    };
+    let (down, up) = rings.map_or((None, None), |r| (Some(r.down), Some(r.up)));
+    let link = Link::new(out, up);
     let subscriber =
         tracing_subscriber::registry().with(LogForward(link.clone()).with_filter(args.level));
     let _ = tracing::subscriber::set_global_default(subscriber);
@@ -327,7 +437,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(3);
         }
     }
-    serve(&args, &link, input)
+    serve(&args, &link, input, down)
 }
 
 /// The folder in `copies_dir` where the child host `pid` keeps its copy of the
@@ -353,10 +463,12 @@ fn protocol_pipes() -> std::io::Result<(File, File)> {
     Ok((input, output))
 }
 
-fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
+fn serve(args: &Args, link: &Link, input: File, down: Option<super::shm::Consumer>) -> ExitCode {
     let (work, queue) = unbounded::<Work>();
+    let doorbell = down.as_ref().map(super::shm::Consumer::doorbell);
     let reader_work = work.clone();
     let reader_link = link.clone();
+    let reader_doorbell = doorbell.clone();
     let reader = std::thread::Builder::new()
         .name("orch-child-reader".into())
         .spawn(move || {
@@ -372,7 +484,11 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
                     return;
                 }
             }
+            reader_link.parent_gone.store(true, Ordering::Release);
             let _ = reader_work.send(Work::ParentGone);
+            if let Some(doorbell) = reader_doorbell {
+                doorbell.ring();
+            }
         });
     if reader.is_err() {
         return ExitCode::from(3);
@@ -382,7 +498,7 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
         Arc::clone(&args.name),
         SubscriberId(0),
         HostServices::new(Bus::new(), timers.clone()),
-        Arc::new(TimerSink(work)),
+        Arc::new(TimerSink(work, doorbell)),
     ));
     ctx.set_uplink(Arc::new(link.clone()));
     ctx.set_counters(Arc::clone(&link.counters));
@@ -417,7 +533,10 @@ fn serve(args: &Args, link: &Link, input: File) -> ExitCode {
         status: Status::Ok,
         data: format!("{package}\n{sdk}").into_bytes(),
     });
-    for item in queue {
+    let mut inbox = Inbox::new(queue, down, Arc::clone(&link.parent_gone));
+    loop {
+        let item = inbox.next(&|| link.signal_replies(false));
+        link.signal_replies(true);
         link.set_busy(true);
         match item {
             Work::Request(Frame::Exit) | Work::ParentGone => break,

@@ -23,6 +23,7 @@ use tracing::level_filters::LevelFilter;
 use super::HOST_MODE_ARG;
 use super::protocol::{Frame, Status};
 use super::remote::RemoteSetup;
+use super::shm::{self, HostRings, Producer, Wake, WriteFailed, write_all};
 use super::supervise::ExitKind;
 use super::writer::FrameWriter;
 use crate::actor::{ActorState, Envelope};
@@ -30,17 +31,18 @@ use crate::bus::Bus;
 use crate::error::Cause;
 use crate::host_api::ModuleHostCtx;
 use crate::instance::Instance;
-use crate::rate_limit::RateLimiter;
 
 mod environment;
 mod heartbeat;
 mod metrics;
 mod quota;
+mod rings;
 mod stderr;
 
 use environment::child_environment;
 use heartbeat::spawn_heartbeat;
 use quota::{Quotas, within_quota};
+use rings::{spawn_control_reader, spawn_ring_reader};
 use stderr::spawn_stderr_reader;
 
 /// What the reader thread hands to the module's actor.
@@ -68,6 +70,9 @@ pub(super) struct Shared {
     requests_sent: AtomicU64,
     /// Replies received.
     replies_seen: AtomicU64,
+    /// Its control pipe ended (shared-memory transport): it is gone once
+    /// its ring is drained.
+    control_closed: AtomicBool,
 }
 
 impl Shared {
@@ -84,6 +89,7 @@ impl Shared {
             busy_ms: AtomicU64::new(0),
             requests_sent: AtomicU64::new(1),
             replies_seen: AtomicU64::new(0),
+            control_closed: AtomicBool::new(false),
         }
     }
 
@@ -148,8 +154,14 @@ impl Shared {
 /// One running child host.
 pub(super) struct ChildLink {
     pub(super) pid: u32,
-    /// `None` once the link is ending.
+    /// The module's name, for errors.
+    name: Arc<str>,
+    /// `None` once the link is ending. With shared memory it carries only
+    /// heartbeat pings.
     writer: Option<FrameWriter>,
+    /// The ring to the child (shared-memory transport), and how long it may
+    /// stay full before the child counts as frozen.
+    down: Option<(Mutex<Producer>, Duration)>,
     /// The child's own copies folder, removed when it has ended.
     copies: PathBuf,
     /// Its `limits.memory_max`, named when an allocation failed.
@@ -167,6 +179,25 @@ impl ChildLink {
         let program = host_program()
             .map_err(|e| Cause::Host(format!("cannot find the child host program: {e}")))?;
         let contract = s.ctx.contract();
+        let rings = match shm::transport() {
+            shm::Transport::Pipe => None,
+            shm::Transport::SharedMemory => match HostRings::create(&s.name, s.generation) {
+                Ok(rings) => Some(rings),
+                Err(e) => {
+                    tracing::warn!(
+                        "module '{}': no shared memory for its child host ({e}); its events \
+                         travel through pipes",
+                        s.name
+                    );
+                    None
+                }
+            },
+        };
+        let transport = if rings.is_some() {
+            shm::Transport::SharedMemory
+        } else {
+            shm::Transport::Pipe
+        };
         let mut command = Command::new(&program);
         command
             .arg(HOST_MODE_ARG)
@@ -185,6 +216,7 @@ impl ChildLink {
                     .memory_max
                     .map_or_else(|| "none".to_owned(), |bytes| bytes.to_string()),
             )
+            .arg(transport.arg())
             .env_clear()
             .envs(child_environment())
             .stdin(Stdio::piped())
@@ -194,6 +226,9 @@ impl ChildLink {
             // orchestrator, which shuts the module down in order; the child dies
             // with the orchestrator anyway (PR_SET_PDEATHSIG).
             .process_group(0);
+        if let Some(rings) = &rings {
+            shm::hand_to_child(&mut command, &rings.fd);
+        }
         let mut child = spawn(command).map_err(|e| {
             Cause::Host(format!(
                 "cannot start the child host {}: {e}",
@@ -214,14 +249,39 @@ impl ChildLink {
         let stderr_thread =
             spawn_stderr_reader(Arc::clone(&s.name), stderr, Arc::clone(&shared), log_rate);
         threads.extend(stderr_thread);
-        let reader = spawn_reader(ReaderSetup::of(s), stdout, Arc::clone(&shared), replies_tx);
-        threads.extend(reader);
+        let mut down = None;
+        if let Some(HostRings { down: ring, up, fd }) = rings {
+            // The child has its own copy now; our mapping stays.
+            drop(fd);
+            let wake = [up.doorbell(), ring.doorbell()];
+            let reader = spawn_ring_reader(
+                ReaderSetup::of(s),
+                up,
+                Arc::clone(&shared),
+                replies_tx.clone(),
+            );
+            threads.extend(reader);
+            let control = spawn_control_reader(
+                ReaderSetup::of(s),
+                stdout,
+                Arc::clone(&shared),
+                replies_tx,
+                wake,
+            );
+            threads.extend(control);
+            down = Some((Mutex::new(ring), s.supervision.heartbeat));
+        } else {
+            let reader = spawn_reader(ReaderSetup::of(s), stdout, Arc::clone(&shared), replies_tx);
+            threads.extend(reader);
+        }
         let (writer, pinger, writer_thread) =
             FrameWriter::spawn(&s.name, stdin, Arc::clone(&shared), s.supervision.heartbeat);
         threads.extend(writer_thread);
         let mut link = Self {
             pid,
+            name: Arc::clone(&s.name),
             writer: Some(writer),
+            down,
             copies: super::child::copies_of(&s.copies_dir, pid),
             memory_max: s.ctx.limits().memory_max,
             replies,
@@ -276,7 +336,39 @@ impl ChildLink {
             // Counted before it is written: its reply may come at once.
             self.shared.requests_sent.fetch_add(1, Ordering::AcqRel);
         }
-        writer.send(frame).is_ok()
+        match &self.down {
+            Some((ring, stall)) => self.send_through_ring(ring, *stall, frame),
+            None => writer.send(frame).is_ok(),
+        }
+    }
+
+    /// Writes `frame` into the child's ring, waiting while it reads; a ring
+    /// that stays full for `stall` means it stopped reading (killed for it).
+    fn send_through_ring(&self, ring: &Mutex<Producer>, stall: Duration, frame: &Frame) -> bool {
+        let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+        let closed = || self.shared.control_closed.load(Ordering::Acquire);
+        match write_all(&mut ring, &frame.encode(), stall, &closed, Wake::Now) {
+            Ok(()) => true,
+            Err(WriteFailed::Closed) => false,
+            Err(WriteFailed::Stalled) => {
+                self.shared.kill(format!(
+                    "stopped reading its input: its shared ring stayed full for {} \
+                     (the process is frozen or stuck)",
+                    orch_sdk::duration::human(stall)
+                ));
+                false
+            }
+            Err(WriteFailed::Corrupt(e)) => {
+                tracing::error!(
+                    "module '{}': it corrupted its shared memory ring ({e}): a protocol \
+                     error; it is stopped",
+                    self.name
+                );
+                self.shared
+                    .kill(format!("it corrupted its shared memory ring ({e})"));
+                false
+            }
+        }
     }
 
     /// Ends it (if it still runs) and its threads, and says why it ended: the
@@ -357,6 +449,7 @@ impl ChildLink {
         }
         drop(self.stop_heartbeat.take());
         drop(self.writer.take());
+        drop(self.down.take());
         // Bounded: a process the module started may hold the child's stderr
         // (if it left the group) and keep its reader from ending.
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -423,11 +516,7 @@ fn spawn_reader(
         .name(thread_name)
         .spawn(move || {
             let mut input = BufReader::new(stdout);
-            let limits = r.ctx.limits();
-            let mut quotas = Quotas {
-                publish: RateLimiter::new(limits.publish_rate),
-                subscribe: RateLimiter::new(limits.subscribe_rate),
-            };
+            let mut quotas = Quotas::of(&r);
             loop {
                 match Frame::read_from(&mut input) {
                     Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quotas, frame),
@@ -442,26 +531,34 @@ fn spawn_reader(
                     }
                 }
             }
-            let exit = reap(&shared);
-            // Helpers the module started stay in the child's process group:
-            // they go with it (the group outlives its reaped leader while they
-            // run, so its id is not anyone else's).
-            let pid = shared
-                .process
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .id();
-            orch_process::group::signal_group(pid, Signal::SIGKILL);
-            *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
-            let _ = replies.send(Incoming::Dead);
-            r.mailbox
-                .post(Envelope::Call(Box::new(|state: &mut ActorState| {
-                    if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
-                        remote.poll_child();
-                    }
-                })));
+            child_ended(&r, &shared, &replies);
         })
         .ok()
+}
+
+/// The child's stream ended: reaps it, kills what it left in its group and
+/// tells the actor.
+fn child_ended(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>) {
+    {
+        let exit = reap(shared);
+        // Helpers the module started stay in the child's process group:
+        // they go with it (the group outlives its reaped leader while they
+        // run, so its id is not anyone else's).
+        let pid = shared
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .id();
+        orch_process::group::signal_group(pid, Signal::SIGKILL);
+        *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
+        let _ = replies.send(Incoming::Dead);
+        r.mailbox
+            .post(Envelope::Call(Box::new(|state: &mut ActorState| {
+                if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
+                    remote.poll_child();
+                }
+            })));
+    }
 }
 
 fn dispatch(

@@ -9,6 +9,7 @@
 //!   (`remote/restart.rs`: its restart loop);
 //! - `link`: one running child host and its reader, stderr and heartbeat threads;
 //! - `window`: the in-flight window (acknowledged events, replay after a crash);
+//! - `shm`: the shared-memory rings that carry events and replies;
 //! - [`supervise`]: the restart policy, back-off and intensity;
 
 mod answer_book;
@@ -17,6 +18,7 @@ mod lines;
 mod link;
 mod protocol;
 mod remote;
+mod shm;
 mod supervise;
 mod window;
 mod writer;
@@ -24,6 +26,7 @@ mod writer;
 pub use orch_process::host::{HOST_PROGRAM_ENV, host_program, set_host_program};
 
 pub use remote::{RemoteModule, RemoteSetup};
+pub use shm::{Transport, set_transport, transport};
 
 /// The first argument that starts the binary as a child module host.
 pub const HOST_MODE_ARG: &str = "__module-host";

@@ -228,6 +228,39 @@ impl Frame {
         )
     }
 
+    /// Whether it travels on the control pipe whatever the transport:
+    /// heartbeats, logs and metrics (everything else goes through the shared
+    /// rings when they are used).
+    pub fn is_control(&self) -> bool {
+        matches!(
+            self,
+            Frame::Ping(_) | Frame::Pong { .. } | Frame::Log { .. } | Frame::Metrics(_)
+        )
+    }
+
+    /// The frame's kind, to name it in an error.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Frame::Initialize { .. } => "Initialize",
+            Frame::Start => "Start",
+            Frame::Event(_) => "Event",
+            Frame::SaveState => "SaveState",
+            Frame::Shutdown => "Shutdown",
+            Frame::Exit => "Exit",
+            Frame::Ping(_) => "Ping",
+            Frame::Reply { .. } => "Reply",
+            Frame::Publish { .. } => "Publish",
+            Frame::Subscribe(_) => "Subscribe",
+            Frame::Unsubscribe(_) => "Unsubscribe",
+            Frame::Log { .. } => "Log",
+            Frame::Pong { .. } => "Pong",
+            Frame::TimerFailed { .. } => "TimerFailed",
+            Frame::Request { .. } => "Request",
+            Frame::Answer { .. } => "Answer",
+            Frame::Metrics(_) => "Metrics",
+        }
+    }
+
     /// The frame as bytes, length prefix included.
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = vec![0; 4];

@@ -9,6 +9,17 @@ pub(super) struct Quotas {
     pub(super) subscribe: RateLimiter,
 }
 
+impl Quotas {
+    /// Fresh quotas from the module's `limits`.
+    pub(super) fn of(r: &ReaderSetup) -> Self {
+        let limits = r.ctx.limits();
+        Self {
+            publish: RateLimiter::new(limits.publish_rate),
+            subscribe: RateLimiter::new(limits.subscribe_rate),
+        }
+    }
+}
+
 /// Whether the child's next `what` (publishes, subscriptions) is within its
 /// `limits.<key>`; the first refusal of a second is logged at once, the count
 /// of them when the next second begins.

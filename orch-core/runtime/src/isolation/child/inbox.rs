@@ -1,0 +1,74 @@
+//! What the child's main thread works on next: its local queue (timers, the
+//! end of the parent's pipe) and, with shared memory, the orchestrator's ring,
+//! read directly on the main thread (no thread hop per event). It sleeps on
+//! the ring's futex when both are empty; local work rings the same doorbell.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+
+use super::Work;
+use crate::isolation::protocol::Frame;
+use crate::isolation::shm::{Consumer, RingReader};
+
+/// The longest sleep of an idle child: only a backstop, every piece of work
+/// wakes it at once.
+const IDLE_WAIT: Duration = Duration::from_secs(10);
+
+/// The main thread's sources of work.
+pub(super) struct Inbox {
+    queue: Receiver<Work>,
+    ring: Option<Consumer>,
+    /// The parent's pipe ended.
+    gone: Arc<AtomicBool>,
+}
+
+impl Inbox {
+    /// Work from `queue` alone (pipe transport), or from `queue` and `ring`.
+    pub(super) fn new(
+        queue: Receiver<Work>,
+        ring: Option<Consumer>,
+        gone: Arc<AtomicBool>,
+    ) -> Self {
+        Self { queue, ring, gone }
+    }
+
+    /// The next piece of work; waits without spinning, calling
+    /// `before_sleep` first.
+    pub(super) fn next(&mut self, before_sleep: &dyn Fn()) -> Work {
+        let Some(ring) = self.ring.as_mut() else {
+            return self.queue.recv().unwrap_or(Work::ParentGone);
+        };
+        let gone = || self.gone.load(Ordering::Acquire);
+        loop {
+            match self.queue.try_recv() {
+                Ok(work) => return work,
+                Err(TryRecvError::Disconnected) => return Work::ParentGone,
+                Err(TryRecvError::Empty) => {}
+            }
+            let waiting = match ring.available() {
+                Ok(0) => {
+                    before_sleep();
+                    ring.wait_for_data(IDLE_WAIT, || !self.queue.is_empty() || gone())
+                }
+                Ok(_) => {
+                    return match Frame::read_from(&mut RingReader::new(ring, gone)) {
+                        Ok(Some(frame)) => Work::Request(frame),
+                        Ok(None) => Work::ParentGone,
+                        Err(e) => {
+                            eprintln!("bad frame in the orchestrator's ring: {e}");
+                            Work::ParentGone
+                        }
+                    };
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = waiting {
+                eprintln!("the orchestrator's ring is broken: {e}");
+                return Work::ParentGone;
+            }
+        }
+    }
+}

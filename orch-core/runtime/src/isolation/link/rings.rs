@@ -1,0 +1,105 @@
+//! The threads of a child whose events travel through shared memory: the
+//! ring reader (replies, publishes, subscriptions, requests, answers, in the
+//! order the child wrote them) and the control reader (its pipe: `Pong`,
+//! logs and metrics, and the end of file that says it is gone).
+
+use std::io::BufReader;
+use std::process::ChildStdout;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+
+use super::{Incoming, ReaderSetup, Shared, child_ended, dispatch, quota::Quotas};
+use crate::isolation::protocol::{Frame, ProtocolError};
+use crate::isolation::shm::{Consumer, Doorbell, RingReader, as_corrupt};
+
+/// Reads the child's frames from its ring until it is gone and the ring is
+/// drained (what it wrote before it died still counts), or until it breaks
+/// the ring's rules; then reaps it and tells the actor.
+pub(super) fn spawn_ring_reader(
+    r: ReaderSetup,
+    mut up: Consumer,
+    shared: Arc<Shared>,
+    replies: Sender<Incoming>,
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("orch-link:{}", r.name))
+        .spawn(move || {
+            let mut quotas = Quotas::of(&r);
+            loop {
+                let mut input =
+                    RingReader::new(&mut up, || shared.control_closed.load(Ordering::Acquire));
+                match Frame::read_from(&mut input) {
+                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quotas, frame),
+                    Ok(None) => break,
+                    Err(e) => {
+                        let why = match &e {
+                            ProtocolError::Io(io) => as_corrupt(io)
+                                .map(|c| format!("it corrupted its shared memory ring ({c})")),
+                            _ => None,
+                        }
+                        .unwrap_or_else(|| format!("it sent a bad frame ({e})"));
+                        tracing::error!(
+                            "module '{}': {why}: a protocol error; it is stopped",
+                            r.name
+                        );
+                        shared.kill(why);
+                        break;
+                    }
+                }
+            }
+            child_ended(&r, &shared, &replies);
+        })
+        .ok()
+}
+
+/// Reads the child's control pipe: heartbeat answers, logs and metrics. Any
+/// other frame there is a protocol error (data travels through the ring). At
+/// its end the ring reader and a writer waiting for space are woken.
+pub(super) fn spawn_control_reader(
+    r: ReaderSetup,
+    stdout: ChildStdout,
+    shared: Arc<Shared>,
+    replies: Sender<Incoming>,
+    wake: [Doorbell; 2],
+) -> Option<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("orch-pipe:{}", r.name))
+        .spawn(move || {
+            let mut input = BufReader::new(stdout);
+            let mut quotas = Quotas::of(&r);
+            loop {
+                match Frame::read_from(&mut input) {
+                    Ok(Some(frame)) if frame.is_control() => {
+                        dispatch(&r, &shared, &replies, &mut quotas, frame);
+                    }
+                    Ok(Some(other)) => {
+                        let why = format!(
+                            "it sent a {} frame on its control pipe, where only heartbeats, \
+                             logs and metrics go",
+                            other.kind_name()
+                        );
+                        tracing::error!("module '{}': {why}; it is stopped", r.name);
+                        shared.kill(why);
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(
+                            "module '{}': bad frame from its child host ({e}); it is stopped",
+                            r.name
+                        );
+                        shared.kill(format!("it sent a bad frame ({e})"));
+                        break;
+                    }
+                }
+            }
+            shared.control_closed.store(true, Ordering::Release);
+            let [up, down] = wake;
+            up.ring();
+            down.ring_producer();
+        })
+        .ok()
+}

@@ -1,0 +1,274 @@
+//! One single-producer single-consumer byte ring of a [`Segment`], seen from
+//! either end. Each end keeps its own counter privately and only publishes it;
+//! the other end's counter is read from the segment and checked before use
+//! (it may come from a hostile child): it never goes backwards and never
+//! claims more than one ring of bytes. Offsets always come from the private
+//! counter, so every access is in bounds by construction.
+//!
+//! Wake-ups are an eventcount: a side about to sleep raises its "sleeping"
+//! flag, checks again, then waits on its sequence word; the other side, after
+//! publishing its counter, bumps and wakes that word only if the flag is up.
+//! Both use sequentially consistent ordering, so one of them always sees the
+//! other: no lost wake-up, and no system call while both are busy.
+
+use std::sync::Arc;
+use std::sync::atomic::{Ordering, fence};
+use std::time::Duration;
+
+use super::segment::{Counter, Segment, Side, Word, futex_wait, futex_wake};
+
+/// The other end broke the ring's rules: a protocol error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct Corrupt(pub(crate) String);
+
+/// The writing end of a ring.
+#[derive(Debug)]
+pub(crate) struct Producer {
+    segment: Arc<Segment>,
+    side: Side,
+    /// Bytes ever written by us (published as the ring's tail).
+    tail: u64,
+    /// The consumer's last checked read counter.
+    head: u64,
+    /// Bytes were published since the consumer was last signalled.
+    unsignalled: bool,
+}
+
+/// The reading end of a ring.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    segment: Arc<Segment>,
+    side: Side,
+    /// Bytes ever read by us (published as the ring's head).
+    head: u64,
+    /// The producer's last checked write counter.
+    tail: u64,
+}
+
+fn cap(segment: &Segment) -> u64 {
+    segment.cap() as u64
+}
+
+impl Producer {
+    /// The writing end of `side` (a fresh ring: nothing written yet).
+    pub(crate) fn new(segment: Arc<Segment>, side: Side) -> Self {
+        Self {
+            segment,
+            side,
+            tail: 0,
+            head: 0,
+            unsignalled: false,
+        }
+    }
+
+    /// Free bytes, from the consumer's read counter once checked.
+    pub(crate) fn free(&mut self) -> Result<u64, Corrupt> {
+        let head = self
+            .segment
+            .counter(self.side, Counter::Head)
+            .load(Ordering::Acquire);
+        if head < self.head || head > self.tail {
+            return Err(Corrupt(format!(
+                "its read counter of the {:?} ring moved to {head} (was {}, at most {} written)",
+                self.side, self.head, self.tail
+            )));
+        }
+        self.head = head;
+        Ok(cap(&self.segment) - (self.tail - head))
+    }
+
+    /// Writes as much of `bytes` as fits now and publishes it (the consumer
+    /// is woken by [`Producer::signal`]); returns how many bytes went in.
+    pub(crate) fn write_some(&mut self, bytes: &[u8]) -> Result<usize, Corrupt> {
+        let free = usize::try_from(self.free()?).unwrap_or(usize::MAX);
+        let n = free.min(bytes.len());
+        let mut done = 0;
+        while done < n {
+            let offset = (self.tail + done as u64) as usize;
+            done += self.segment.copy_in(self.side, offset, &bytes[done..n]);
+        }
+        if n > 0 {
+            self.tail += n as u64;
+            self.segment
+                .counter(self.side, Counter::Tail)
+                .store(self.tail, Ordering::Release);
+            self.unsignalled = true;
+        }
+        Ok(n)
+    }
+
+    /// Wakes the consumer if it sleeps and something was published since the
+    /// last signal. Deferring it batches wake-ups: one for many frames.
+    pub(crate) fn signal(&mut self) {
+        if self.unsignalled {
+            self.unsignalled = false;
+            fence(Ordering::SeqCst);
+            wake_if_sleeping(
+                &self.segment,
+                self.side,
+                Word::ConsumerSleeping,
+                Word::DataSeq,
+            );
+        }
+    }
+
+    /// Waits (at most `timeout`) for the consumer to free space, unless there
+    /// is some already.
+    pub(crate) fn wait_for_space(&mut self, timeout: Duration) -> Result<(), Corrupt> {
+        let segment = Arc::clone(&self.segment);
+        let seq = segment.word(self.side, Word::SpaceSeq);
+        let flag = segment.word(self.side, Word::ProducerSleeping);
+        let seen = seq.load(Ordering::SeqCst);
+        flag.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let result = self.free();
+        if matches!(result, Ok(0)) {
+            futex_wait(seq, seen, timeout);
+        }
+        flag.store(0, Ordering::SeqCst);
+        result.map(drop)
+    }
+
+    /// A doorbell for this end (to wake it while it waits for space).
+    pub(crate) fn doorbell(&self) -> Doorbell {
+        Doorbell {
+            segment: Arc::clone(&self.segment),
+            side: self.side,
+        }
+    }
+
+    /// Bytes written so far.
+    #[cfg(test)]
+    pub(crate) fn written(&self) -> u64 {
+        self.tail
+    }
+}
+
+impl Consumer {
+    /// The reading end of `side` (a fresh ring: nothing read yet).
+    pub(crate) fn new(segment: Arc<Segment>, side: Side) -> Self {
+        Self {
+            segment,
+            side,
+            head: 0,
+            tail: 0,
+        }
+    }
+
+    /// Bytes waiting, from the producer's write counter once checked.
+    pub(crate) fn available(&mut self) -> Result<u64, Corrupt> {
+        let tail = self
+            .segment
+            .counter(self.side, Counter::Tail)
+            .load(Ordering::Acquire);
+        if tail < self.tail || tail - self.head > cap(&self.segment) {
+            return Err(Corrupt(format!(
+                "its write counter of the {:?} ring moved to {tail} (was {}, {} read, ring of {})",
+                self.side,
+                self.tail,
+                self.head,
+                cap(&self.segment)
+            )));
+        }
+        self.tail = tail;
+        Ok(tail - self.head)
+    }
+
+    /// Copies what is waiting (at most `buf.len()` bytes) out of the ring,
+    /// frees it and wakes a producer waiting for space; returns how many.
+    pub(crate) fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Corrupt> {
+        let available = usize::try_from(self.available()?).unwrap_or(usize::MAX);
+        let n = available.min(buf.len());
+        let mut done = 0;
+        while done < n {
+            let offset = (self.head + done as u64) as usize;
+            done += self.segment.copy_out(self.side, offset, &mut buf[done..n]);
+        }
+        if n > 0 {
+            self.head += n as u64;
+            self.segment
+                .counter(self.side, Counter::Head)
+                .store(self.head, Ordering::Release);
+            fence(Ordering::SeqCst);
+            wake_if_sleeping(
+                &self.segment,
+                self.side,
+                Word::ProducerSleeping,
+                Word::SpaceSeq,
+            );
+        }
+        Ok(n)
+    }
+
+    /// Waits (at most `timeout`) for data, unless some is there already or
+    /// `ready()` says there is other work (checked after raising the flag, so
+    /// a [`Doorbell`] rung meanwhile is never missed).
+    pub(crate) fn wait_for_data(
+        &mut self,
+        timeout: Duration,
+        ready: impl Fn() -> bool,
+    ) -> Result<(), Corrupt> {
+        let segment = Arc::clone(&self.segment);
+        let seq = segment.word(self.side, Word::DataSeq);
+        let flag = segment.word(self.side, Word::ConsumerSleeping);
+        let seen = seq.load(Ordering::SeqCst);
+        flag.store(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        let result = self.available();
+        if matches!(result, Ok(0)) && !ready() {
+            futex_wait(seq, seen, timeout);
+        }
+        flag.store(0, Ordering::SeqCst);
+        result.map(drop)
+    }
+
+    /// A doorbell for this end: other threads of this process ring it after
+    /// queueing work for the consumer's thread.
+    pub(crate) fn doorbell(&self) -> Doorbell {
+        Doorbell {
+            segment: Arc::clone(&self.segment),
+            side: self.side,
+        }
+    }
+}
+
+/// Wakes the consumer of a ring (for work that came another way) or its
+/// producer (when the peer is gone), whether or not there is data.
+#[derive(Debug, Clone)]
+pub(crate) struct Doorbell {
+    segment: Arc<Segment>,
+    side: Side,
+}
+
+impl Doorbell {
+    /// Wakes the consumer if it sleeps; call after queueing the work.
+    pub(crate) fn ring(&self) {
+        fence(Ordering::SeqCst);
+        wake_if_sleeping(
+            &self.segment,
+            self.side,
+            Word::ConsumerSleeping,
+            Word::DataSeq,
+        );
+    }
+
+    /// Wakes the producer if it waits for space.
+    pub(crate) fn ring_producer(&self) {
+        fence(Ordering::SeqCst);
+        wake_if_sleeping(
+            &self.segment,
+            self.side,
+            Word::ProducerSleeping,
+            Word::SpaceSeq,
+        );
+    }
+}
+
+fn wake_if_sleeping(segment: &Segment, side: Side, flag: Word, seq: Word) {
+    if segment.word(side, flag).load(Ordering::SeqCst) != 0 {
+        let seq = segment.word(side, seq);
+        seq.fetch_add(1, Ordering::SeqCst);
+        futex_wake(seq);
+    }
+}
