@@ -55,11 +55,26 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
             .all(|r| r["events_per_s"].as_f64().unwrap() > 0.0)
     );
     let isolated = bus["isolated_rows"].as_array().unwrap();
-    assert_eq!(isolated.len(), 2, "an isolated consumer for 2 payloads");
+    assert_eq!(
+        isolated.len(),
+        4,
+        "an isolated consumer for 2 payloads, through shared memory and pipes"
+    );
     assert!(
         isolated
             .iter()
             .all(|r| r["events_per_s"].as_f64().unwrap() > 0.0)
+    );
+    let paths: Vec<&str> = isolated.iter().filter_map(|r| r["path"].as_str()).collect();
+    assert!(
+        paths.contains(&"orch bus (isolated, shm)") && paths.contains(&"orch bus (isolated, pipe)"),
+        "{paths:?}"
+    );
+    let idle = bus["idle_child"].as_array().unwrap();
+    assert_eq!(idle.len(), 2, "an idle child per transport: {idle:?}");
+    assert!(
+        idle.iter().all(|i| i["cpu_ms"].as_f64().is_some()),
+        "{idle:?}"
     );
     assert!(
         json(out.path().join("startup.json"))["median_ms"]

@@ -784,3 +784,37 @@ fn a_child_that_stops_consuming_a_flood_is_contained() {
     orch.wait_exit(Duration::from_secs(30)).expect("exit");
     assert_no_loss(&orch, "mod-dummy-consumer");
 }
+
+/// User + system CPU time of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    // After the name: the state is field 3, utime 14 and stime 15.
+    fields[14 - 3].parse::<u64>().expect("utime") + fields[15 - 3].parse::<u64>().expect("stime")
+}
+
+/// A child with nothing to do sleeps on its ring's futex: over 3 s it uses a
+/// few ticks at most (its heartbeat answers), where a spinning wait would
+/// use a whole core. The bound is ten times what it needs here.
+#[test]
+fn an_idle_isolated_child_uses_no_cpu() {
+    let marker = marker();
+    let scenario =
+        Scenario::new("modules:\n  - name: mod-dummy-consumer\n    isolation: process\n");
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for("app.started", BUILD).unwrap();
+    let child = module_hosts(&marker, "mod-dummy-consumer");
+    assert_eq!(child.len(), 1, "{child:?}");
+    orch.collect_for(Duration::from_millis(500));
+    let before = cpu_ticks(child[0]);
+    orch.collect_for(Duration::from_secs(3));
+    let used = cpu_ticks(child[0]) - before;
+    // Clock ticks are 10 ms each on Linux.
+    assert!(used <= 30, "the idle child used {used} ticks of CPU in 3 s");
+    stop_cleanly(&mut orch);
+}

@@ -187,9 +187,11 @@ fn print_row(row: &Value) {
     );
 }
 
-/// The isolated consumer's rows, each beside the in-process row of one consumer
-/// with the same payload.
+/// The isolated consumer's rows (shared memory, then pipes), each beside the
+/// in-process row of one consumer with the same payload, checked against the
+/// targets of the shared-memory path; then an idle child's CPU time.
 fn print_isolated(result: &Value, rows: &[Value]) {
+    let get = |r: &Value, key: &str| r[key].as_f64().unwrap_or(0.0);
     for row in result["isolated_rows"]
         .as_array()
         .cloned()
@@ -204,14 +206,35 @@ fn print_isolated(result: &Value, rows: &[Value]) {
                 && r["payload_bytes"] == row["payload_bytes"]
         });
         if let Some(local) = in_process {
-            let get = |r: &Value, key: &str| r[key].as_f64().unwrap_or(0.0);
+            let slower = get(local, "events_per_s") / get(&row, "events_per_s").max(1e-9);
+            let shm = row["path"].as_str().is_some_and(|p| p.contains("shm"));
+            let verdict = if !shm {
+                String::new()
+            } else {
+                format!(
+                    " (targets: within 2x: {}; p50 under 20 us: {})",
+                    if slower <= 2.0 { "met" } else { "missed" },
+                    if get(&row, "p50_us") < 20.0 {
+                        "met"
+                    } else {
+                        "missed"
+                    }
+                )
+            };
             println!(
-                "{:<30} throughput {:.2}x slower than in-process, p50 {:.2}x",
+                "{:<30} throughput {slower:.2}x slower than in-process, p50 {:.2}x{verdict}",
                 "  ratio isolated / in-process",
-                get(local, "events_per_s") / get(&row, "events_per_s").max(1e-9),
                 get(&row, "p50_us") / get(local, "p50_us").max(1e-9)
             );
         }
+    }
+    for idle in result["idle_child"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "idle isolated child ({}): {:.1} ms of CPU in {:.0} s",
+            idle["transport"].as_str().unwrap_or(""),
+            get(&idle, "cpu_ms"),
+            get(&idle, "seconds")
+        );
     }
 }
 

@@ -347,6 +347,11 @@ fn run(
     activity: &Activity,
 ) -> ActorState {
     loop {
+        if mailbox.is_empty()
+            && let Some(instance) = state.instance.as_mut()
+        {
+            instance.before_wait();
+        }
         // Control first; otherwise the mailbox in order (it returns as soon as
         // a control message arrives) or, while paused, the control channel alone.
         let next = if let Ok(envelope) = control.try_recv() {

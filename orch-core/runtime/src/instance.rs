@@ -68,6 +68,15 @@ impl Instance {
         }
     }
 
+    /// The actor is about to wait for its next message: an isolated child is
+    /// woken for the events written to it without a wake-up (batched while
+    /// more were queued).
+    pub fn before_wait(&mut self) {
+        if let Instance::Remote(r) = self {
+            r.wake_child();
+        }
+    }
+
     /// The outcomes of events an isolated child acknowledged since the last
     /// call, oldest first, by event id (`Err` with the failure); none for a
     /// local one.

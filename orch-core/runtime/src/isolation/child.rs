@@ -84,7 +84,7 @@ struct UpRing {
 }
 
 /// Replies that wake the orchestrator together at most.
-const REPLY_BATCH: u32 = 16;
+const REPLY_BATCH: u32 = 32;
 /// The longest a reply waits for its wake-up while this child keeps busy.
 const REPLY_DELAY: Duration = Duration::from_millis(1);
 

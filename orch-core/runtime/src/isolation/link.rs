@@ -151,6 +151,19 @@ impl Shared {
     }
 }
 
+/// Events written to a child without a wake-up, at most: it is woken for
+/// them together.
+const EVENT_BATCH: u64 = 32;
+
+/// The orchestrator's end of the ring to a child.
+struct DownRing {
+    ring: Mutex<Producer>,
+    /// How long it may stay full before the child counts as frozen.
+    stall: Duration,
+    /// Frames written since the child was last woken.
+    unsignalled: AtomicU64,
+}
+
 /// One running child host.
 pub(super) struct ChildLink {
     pub(super) pid: u32,
@@ -159,9 +172,8 @@ pub(super) struct ChildLink {
     /// `None` once the link is ending. With shared memory it carries only
     /// heartbeat pings.
     writer: Option<FrameWriter>,
-    /// The ring to the child (shared-memory transport), and how long it may
-    /// stay full before the child counts as frozen.
-    down: Option<(Mutex<Producer>, Duration)>,
+    /// The ring to the child (shared-memory transport).
+    down: Option<DownRing>,
     /// The child's own copies folder, removed when it has ended.
     copies: PathBuf,
     /// Its `limits.memory_max`, named when an allocation failed.
@@ -269,7 +281,11 @@ impl ChildLink {
                 wake,
             );
             threads.extend(control);
-            down = Some((Mutex::new(ring), s.supervision.heartbeat));
+            down = Some(DownRing {
+                ring: Mutex::new(ring),
+                stall: s.supervision.heartbeat,
+                unsignalled: AtomicU64::new(0),
+            });
         } else {
             let reader = spawn_reader(ReaderSetup::of(s), stdout, Arc::clone(&shared), replies_tx);
             threads.extend(reader);
@@ -329,6 +345,26 @@ impl ChildLink {
     /// Queues `frame` for the child; `false` if the child's input is broken or
     /// it stopped reading (then it is being killed).
     pub(super) fn send(&self, frame: &Frame) -> bool {
+        self.send_waking(frame, Wake::Now)
+    }
+
+    /// Like [`ChildLink::send`], but through shared memory the child is only
+    /// woken by a later [`ChildLink::wake`] (or once [`EVENT_BATCH`] frames
+    /// waited, or when the ring is full).
+    pub(super) fn send_batched(&self, frame: &Frame) -> bool {
+        self.send_waking(frame, Wake::Later)
+    }
+
+    /// Wakes the child for the frames written without a wake-up.
+    pub(super) fn wake(&self) {
+        if let Some(down) = &self.down {
+            let mut ring = down.ring.lock().unwrap_or_else(|e| e.into_inner());
+            ring.signal();
+            down.unsignalled.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn send_waking(&self, frame: &Frame, wake: Wake) -> bool {
         let Some(writer) = self.writer.as_ref() else {
             return false;
         };
@@ -337,17 +373,27 @@ impl ChildLink {
             self.shared.requests_sent.fetch_add(1, Ordering::AcqRel);
         }
         match &self.down {
-            Some((ring, stall)) => self.send_through_ring(ring, *stall, frame),
+            Some(down) => self.send_through_ring(down, frame, wake),
             None => writer.send(frame).is_ok(),
         }
     }
 
     /// Writes `frame` into the child's ring, waiting while it reads; a ring
     /// that stays full for `stall` means it stopped reading (killed for it).
-    fn send_through_ring(&self, ring: &Mutex<Producer>, stall: Duration, frame: &Frame) -> bool {
-        let mut ring = ring.lock().unwrap_or_else(|e| e.into_inner());
+    fn send_through_ring(&self, down: &DownRing, frame: &Frame, wake: Wake) -> bool {
+        let stall = down.stall;
+        let mut ring = down.ring.lock().unwrap_or_else(|e| e.into_inner());
         let closed = || self.shared.control_closed.load(Ordering::Acquire);
-        match write_all(&mut ring, &frame.encode(), stall, &closed, Wake::Now) {
+        let wake = match wake {
+            Wake::Later if down.unsignalled.fetch_add(1, Ordering::Relaxed) + 1 >= EVENT_BATCH => {
+                Wake::Now
+            }
+            wake => wake,
+        };
+        if wake == Wake::Now {
+            down.unsignalled.store(0, Ordering::Relaxed);
+        }
+        match write_all(&mut ring, &frame.encode(), stall, &closed, wake) {
             Ok(()) => true,
             Err(WriteFailed::Closed) => false,
             Err(WriteFailed::Stalled) => {

@@ -186,7 +186,14 @@ impl RemoteModule {
             return;
         };
         let frame = Frame::Event(event);
-        let sent = link.send(&frame);
+        // While more events are queued the child is woken once for a batch
+        // (see `wake_child`): one wake-up instead of one per event.
+        let batch = !self.setup.mailbox.is_empty();
+        let sent = if batch {
+            link.send_batched(&frame)
+        } else {
+            link.send(&frame)
+        };
         if let Frame::Event(event) = frame {
             self.inflight.push(event);
         }
@@ -194,6 +201,13 @@ impl RemoteModule {
             link.shared.pipe_broke();
         }
         self.drain(if sent { WINDOW - 1 } else { 0 });
+    }
+
+    /// Wakes the child for events written without a wake-up.
+    pub fn wake_child(&mut self) {
+        if let Some(link) = self.child.as_ref() {
+            link.wake();
+        }
     }
 
     /// Handles a child that died while its module was idle (the reader thread
@@ -223,6 +237,9 @@ impl RemoteModule {
     /// Waits for acknowledgements until at most `keep` events are in flight;
     /// `false` if the child died meanwhile (and was recovered from).
     fn drain(&mut self, keep: usize) -> bool {
+        if self.inflight.len() > keep {
+            self.wake_child();
+        }
         while self.inflight.len() > keep {
             let Some(link) = self.child.as_ref() else {
                 return false;
