@@ -568,11 +568,7 @@ fn spawn_reader(
                     Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quotas, frame),
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!(
-                            "module '{}': bad frame from its child host ({e}); it is stopped",
-                            r.name
-                        );
-                        shared.kill(format!("it sent a bad frame ({e})"));
+                        bad_frame(&r, &shared, &e);
                         break;
                     }
                 }
@@ -580,6 +576,15 @@ fn spawn_reader(
             child_ended(&r, &shared, &replies);
         })
         .ok()
+}
+
+/// The child sent a frame that does not decode: a protocol error.
+fn bad_frame(r: &ReaderSetup, shared: &Shared, e: &super::protocol::ProtocolError) {
+    tracing::error!(
+        "module '{}': bad frame from its child host ({e}); it is stopped",
+        r.name
+    );
+    shared.kill(format!("it sent a bad frame ({e})"));
 }
 
 /// The child's stream ended: reaps it, kills what it left in its group and

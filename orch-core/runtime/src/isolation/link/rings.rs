@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use super::{Incoming, ReaderSetup, Shared, child_ended, dispatch, quota::Quotas};
+use super::{Incoming, ReaderSetup, Shared, bad_frame, child_ended, dispatch, quota::Quotas};
 use crate::isolation::protocol::{Frame, ProtocolError};
 use crate::isolation::shm::{Consumer, Doorbell, RingReader, as_corrupt};
 
@@ -87,11 +87,7 @@ pub(super) fn spawn_control_reader(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        tracing::error!(
-                            "module '{}': bad frame from its child host ({e}); it is stopped",
-                            r.name
-                        );
-                        shared.kill(format!("it sent a bad frame ({e})"));
+                        bad_frame(&r, &shared, &e);
                         break;
                     }
                 }

@@ -117,25 +117,17 @@ impl Producer {
     /// is some already.
     pub(crate) fn wait_for_space(&mut self, timeout: Duration) -> Result<(), Corrupt> {
         let segment = Arc::clone(&self.segment);
-        let seq = segment.word(self.side, Word::SpaceSeq);
-        let flag = segment.word(self.side, Word::ProducerSleeping);
-        let seen = seq.load(Ordering::SeqCst);
-        flag.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let result = self.free();
-        if matches!(result, Ok(0)) {
-            futex_wait(seq, seen, timeout);
-        }
-        flag.store(0, Ordering::SeqCst);
-        result.map(drop)
+        let words = (Word::SpaceSeq, Word::ProducerSleeping);
+        sleep_unless(&segment, self.side, words, timeout, || {
+            let free = self.free();
+            let idle = matches!(free, Ok(0));
+            (free.map(drop), idle)
+        })
     }
 
     /// A doorbell for this end (to wake it while it waits for space).
     pub(crate) fn doorbell(&self) -> Doorbell {
-        Doorbell {
-            segment: Arc::clone(&self.segment),
-            side: self.side,
-        }
+        Doorbell::of(&self.segment, self.side)
     }
 
     /// Bytes written so far.
@@ -210,27 +202,42 @@ impl Consumer {
         ready: impl Fn() -> bool,
     ) -> Result<(), Corrupt> {
         let segment = Arc::clone(&self.segment);
-        let seq = segment.word(self.side, Word::DataSeq);
-        let flag = segment.word(self.side, Word::ConsumerSleeping);
-        let seen = seq.load(Ordering::SeqCst);
-        flag.store(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        let result = self.available();
-        if matches!(result, Ok(0)) && !ready() {
-            futex_wait(seq, seen, timeout);
-        }
-        flag.store(0, Ordering::SeqCst);
-        result.map(drop)
+        let words = (Word::DataSeq, Word::ConsumerSleeping);
+        sleep_unless(&segment, self.side, words, timeout, || {
+            let available = self.available();
+            let idle = matches!(available, Ok(0)) && !ready();
+            (available.map(drop), idle)
+        })
     }
 
     /// A doorbell for this end: other threads of this process ring it after
     /// queueing work for the consumer's thread.
     pub(crate) fn doorbell(&self) -> Doorbell {
-        Doorbell {
-            segment: Arc::clone(&self.segment),
-            side: self.side,
-        }
+        Doorbell::of(&self.segment, self.side)
     }
+}
+
+/// The sleeping half of the eventcount: reads the sequence word, raises the
+/// flag, then runs `check` (which reads the peer's counter again) and waits
+/// on the sequence word only if `check` found nothing to do; a wake-up
+/// between the two reads changes the word, so the wait returns at once.
+fn sleep_unless<T>(
+    segment: &Segment,
+    side: Side,
+    (seq, flag): (Word, Word),
+    timeout: Duration,
+    check: impl FnOnce() -> (T, bool),
+) -> T {
+    let (seq, flag) = (segment.word(side, seq), segment.word(side, flag));
+    let seen = seq.load(Ordering::SeqCst);
+    flag.store(1, Ordering::SeqCst);
+    fence(Ordering::SeqCst);
+    let (result, idle) = check();
+    if idle {
+        futex_wait(seq, seen, timeout);
+    }
+    flag.store(0, Ordering::SeqCst);
+    result
 }
 
 /// Wakes the consumer of a ring (for work that came another way) or its
@@ -242,6 +249,13 @@ pub(crate) struct Doorbell {
 }
 
 impl Doorbell {
+    fn of(segment: &Arc<Segment>, side: Side) -> Self {
+        Self {
+            segment: Arc::clone(segment),
+            side,
+        }
+    }
+
     /// Wakes the consumer if it sleeps; call after queueing the work.
     pub(crate) fn ring(&self) {
         fence(Ordering::SeqCst);
