@@ -12,17 +12,62 @@ use super::ring::{Consumer, Corrupt, Producer};
 /// a hung thread.
 const SLICE: Duration = Duration::from_millis(100);
 
+/// Wake-ups that find nothing, paced: one within this long of the last is
+/// followed by a pause as long, so a peer that rings the futex in a loop
+/// gets at most a thousand wake-ups a second out of us.
+const EMPTY_WAKE_PACE: Duration = Duration::from_millis(1);
+
+/// Counts the wake-ups that found nothing to do and paces them.
+struct WakePace {
+    last_empty: Option<Instant>,
+    empty: u64,
+}
+
+impl WakePace {
+    fn new() -> Self {
+        Self {
+            last_empty: None,
+            empty: 0,
+        }
+    }
+
+    /// A wait ended and there was still nothing: pause if the last such
+    /// wake-up was moments ago (a peer spamming its futex word).
+    fn found_nothing(&mut self) {
+        self.empty += 1;
+        let now = Instant::now();
+        if self
+            .last_empty
+            .is_some_and(|last| now.duration_since(last) < EMPTY_WAKE_PACE)
+        {
+            std::thread::sleep(EMPTY_WAKE_PACE);
+        }
+        self.last_empty = Some(now);
+    }
+}
+
 /// Reads a ring as a stream; end of stream once `closed()` says the peer is
 /// gone and everything it wrote has been read.
 pub(crate) struct RingReader<'a, F: Fn() -> bool> {
     consumer: &'a mut Consumer,
     closed: F,
+    pace: WakePace,
 }
 
 impl<'a, F: Fn() -> bool> RingReader<'a, F> {
     /// A reader of `consumer` that ends when `closed()` turns true.
     pub(crate) fn new(consumer: &'a mut Consumer, closed: F) -> Self {
-        Self { consumer, closed }
+        Self {
+            consumer,
+            closed,
+            pace: WakePace::new(),
+        }
+    }
+
+    /// Wake-ups so far that found nothing to read.
+    #[cfg(test)]
+    pub(crate) fn empty_wakeups(&self) -> u64 {
+        self.pace.empty
     }
 }
 
@@ -55,6 +100,9 @@ impl<F: Fn() -> bool> io::Read for RingReader<'_, F> {
             self.consumer
                 .wait_for_data(SLICE, &self.closed)
                 .map_err(corrupt_io)?;
+            if self.consumer.available().map_err(corrupt_io)? == 0 && !(self.closed)() {
+                self.pace.found_nothing();
+            }
         }
     }
 }
@@ -91,6 +139,7 @@ pub(crate) fn write_all(
     wake: Wake,
 ) -> Result<(), WriteFailed> {
     let mut progress = Instant::now();
+    let mut pace = WakePace::new();
     while !bytes.is_empty() {
         let n = producer.write_some(bytes).map_err(WriteFailed::Corrupt)?;
         if n > 0 {
@@ -109,6 +158,9 @@ pub(crate) fn write_all(
         producer
             .wait_for_space(SLICE.min(stall - waited))
             .map_err(WriteFailed::Corrupt)?;
+        if producer.free().map_err(WriteFailed::Corrupt)? == 0 {
+            pace.found_nothing();
+        }
     }
     if wake == Wake::Now {
         producer.signal();

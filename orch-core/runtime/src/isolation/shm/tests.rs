@@ -242,6 +242,50 @@ fn no_wake_up_is_lost_between_bursts() {
     );
 }
 
+/// A peer ringing the reader's futex in a loop: the reader's empty
+/// wake-ups are paced (at most about a thousand a second), so the spam costs
+/// the orchestrator's thread almost nothing.
+#[test]
+fn a_peer_spamming_wake_ups_gets_at_most_a_thousand_a_second() {
+    let segment = segment(4096);
+    let mut consumer = Consumer::new(Arc::clone(&segment), Side::Up);
+    let stop = Arc::new(AtomicBool::new(false));
+    let spammer = {
+        let (segment, stop) = (Arc::clone(&segment), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let doorbell = Consumer::new(segment, Side::Up).doorbell();
+            while !stop.load(Ordering::Relaxed) {
+                doorbell.ring();
+            }
+        })
+    };
+    let finish = {
+        let (segment, stop) = (Arc::clone(&segment), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(500));
+            stop.store(true, Ordering::Relaxed);
+            // Then the one frame the reader waits for.
+            let mut producer = Producer::new(segment, Side::Up);
+            write_all(
+                &mut producer,
+                &[9; 8],
+                Duration::from_secs(5),
+                &|| false,
+                Wake::Now,
+            )
+            .expect("written");
+        })
+    };
+    let mut reader = RingReader::new(&mut consumer, || false);
+    let mut word = [0u8; 8];
+    std::io::Read::read_exact(&mut reader, &mut word).expect("the frame comes");
+    let empty = reader.empty_wakeups();
+    finish.join().expect("finisher");
+    spammer.join().expect("spammer");
+    assert_eq!(word, [9; 8]);
+    assert!(empty <= 1_000, "{empty} empty wake-ups in half a second");
+}
+
 #[test]
 #[ignore = "measurement"]
 fn wake_latency() {
