@@ -1,10 +1,12 @@
 //! The child module host: `cargo-orch __module-host NAME LIBRARY GENERATION
-//! PARENT_PID COPIES_DIR LOG_LEVEL`. Loads one module library with the same
-//! loader, host table and timers as the orchestrator, then serves the parent's
-//! requests (stdin) one at a time on its main thread, which owns the module;
-//! the module's publishes, subscriptions and logs go back as frames (stdout,
-//! which is moved off fd 1 so a module's `println!` cannot corrupt it). Timers
-//! stay local. Dies with its parent (`PR_SET_PDEATHSIG`).
+//! PARENT_PID COPIES_DIR LOG_LEVEL ... TRANSPORT`. Loads one module library
+//! with the same loader, host table and timers as the orchestrator, then
+//! serves the parent's requests one at a time on its main thread, which owns
+//! the module: from the shared ring on fd 3 (or stdin, with the pipe
+//! transport). Replies, publishes and subscriptions go back through the other
+//! ring, heartbeat answers, logs and metrics as frames on stdout (moved off
+//! fd 1 so a module's `println!` cannot corrupt it). Timers stay local. Dies
+//! with its parent (`PR_SET_PDEATHSIG`).
 
 use std::time::Duration;
 

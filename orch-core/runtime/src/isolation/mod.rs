@@ -1,6 +1,8 @@
 //! `isolation: process`: a module runs in a child host process (the same
-//! `cargo-orch` binary in a hidden mode) connected to the orchestrator by framed
-//! pipes carrying the bus's own bytes. A crash there is detected, reported as
+//! `cargo-orch` binary in a hidden mode) connected to the orchestrator by a
+//! shared-memory ring each way carrying the bus's own bytes in frames, and by
+//! pipes for heartbeats, logs and metrics (or everything, with the pipe
+//! transport). A crash there is detected, reported as
 //! `module.crashed` and followed by a restart under an OTP-like policy.
 //!
 //! - [`protocol`]: the frames and their length-prefixed encoding;
