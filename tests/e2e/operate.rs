@@ -522,6 +522,29 @@ fn an_environment_overlay_changes_a_module_config_and_a_bad_one_is_refused_with_
     orch.wait_for("initializing slowly: 777 ms", SHORT).unwrap();
     stop_cleanly(&mut orch);
 
+    let listed = scenario
+        .command(&["list", "--env", "slowly", "--json"])
+        .output()
+        .expect("list");
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(listed["environment"], "slowly", "{listed}");
+    let plain = scenario
+        .command(&["list", "--json"])
+        .output()
+        .expect("list");
+    let plain: serde_json::Value = serde_json::from_slice(&plain.stdout).expect("json");
+    assert!(plain["environment"].is_null(), "{plain}");
+    let table = scenario
+        .command(&["list", "--env", "slowly"])
+        .output()
+        .expect("list");
+    assert!(
+        text(&table).contains("environment 'slowly': ")
+            && text(&table).contains("/slowly/ layered over "),
+        "{}",
+        text(&table)
+    );
+
     let broken = scenario.config_dir().join("broken");
     std::fs::create_dir(&broken).expect("mkdir");
     std::fs::write(

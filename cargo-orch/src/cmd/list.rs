@@ -1,8 +1,9 @@
 //! `cargo orch list`: the modules declared in `config/modules.yaml`, one row
 //! each: name, package, folder, enabled, `depends_on`, its topic contract
 //! (`publishes` / `subscribes`), and whether its library
-//! is built and up to date (see [`mod@freshness`]). `--json` prints the same as an
-//! object with a `modules` array, for scripts.
+//! is built and up to date (see [`mod@freshness`]), under a line naming the
+//! environment when `--env` layers one. `--json` prints the same as an
+//! object with `environment` (or null) and a `modules` array, for scripts.
 
 mod freshness;
 
@@ -42,9 +43,16 @@ pub fn run(global: &GlobalArgs, args: &ListArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|spec| row(&session, spec, profile))
         .collect();
+    let environment = session.config.environment.as_deref();
     if args.json {
-        print_json(&rows)?;
+        print_json(environment, &rows)?;
     } else {
+        if let Some(name) = environment {
+            let base = relative(&session.workspace.root, &session.config.config_dir);
+            print_lines(&[format!(
+                "environment '{name}': {base}/{name}/ layered over {base}/"
+            )])?;
+        }
         print_table(&rows, profile)?;
     }
     Ok(ExitCode::SUCCESS)
@@ -113,7 +121,7 @@ fn relative(root: &Path, path: &Path) -> String {
         .to_string()
 }
 
-fn print_json(rows: &[Row]) -> anyhow::Result<()> {
+fn print_json(environment: Option<&str>, rows: &[Row]) -> anyhow::Result<()> {
     let modules: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {
@@ -131,7 +139,8 @@ fn print_json(rows: &[Row]) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let text = serde_json::to_string_pretty(&json!({ "modules": modules }))?;
+    let text =
+        serde_json::to_string_pretty(&json!({ "environment": environment, "modules": modules }))?;
     print_lines(&[text])
 }
 
