@@ -297,6 +297,29 @@ impl HotReload {
         }
     }
 
+    /// A module the operator stopped (`cargo orch stop`) is not running, so
+    /// the edit looks like it adds it: it stays stopped until `cargo orch
+    /// start` (which takes its entry as edited). One stopped by an edit
+    /// (removed or disabled then) does come back with the edit that wants it.
+    fn keep_stopped_modules_stopped(&self, supervisor: &Supervisor, change: &mut ModulesChange) {
+        change.added.retain(|spec| {
+            let stopped = supervisor.status().state_of(&spec.name) == Some(ModuleState::Stopped)
+                && self
+                    .config
+                    .module(&spec.name)
+                    .is_some_and(|old| old.enabled);
+            if stopped {
+                tracing::info!(
+                    "[RELOAD] module '{}' stays stopped (stopped with `cargo orch stop`); \
+                     `cargo orch start {}` starts it with its entry as edited",
+                    spec.name,
+                    spec.name
+                );
+            }
+            !stopped
+        });
+    }
+
     /// Applies an edited modules.yaml: removed or disabled modules unload, added
     /// ones load, a changed `config` re-initializes only that module. An invalid
     /// file is reported and the running set stays as it was.
@@ -328,7 +351,8 @@ impl HotReload {
             .into_iter()
             .filter_map(|name| Some((name, supervisor.spec_of(name)?)))
             .collect();
-        let change = ModulesChange::between(&running, &wanted);
+        let mut change = ModulesChange::between(&running, &wanted);
+        self.keep_stopped_modules_stopped(supervisor, &mut change);
         for name in &change.removed {
             tracing::info!(
                 "[RELOAD] module '{name}' was removed or disabled in modules.yaml; unloading it"

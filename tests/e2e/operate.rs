@@ -493,6 +493,42 @@ fn a_webhook_alert_reaches_a_local_server_after_a_retry_past_a_500() {
     stop_cleanly(&mut orch);
 }
 
+/// A module stopped with `cargo orch stop` under `--watch` stays stopped
+/// when modules.yaml is edited (the edit would otherwise see it as added);
+/// `start` brings it back.
+#[test]
+fn a_module_the_operator_stopped_stays_stopped_across_edits_of_modules_yaml() {
+    let scenario = Scenario::new(&format!("modules:\n{PRODUCER}{CONSUMER}"));
+    let mut orch = OrchProcess::spawn(scenario.command(&["run", "--watch"])).expect("spawn");
+    orch.wait_for("app.started:", BUILD).unwrap();
+    let pid = orch.pid();
+    let stopped = run(&["stop", "mod-dummy-consumer"], pid);
+    assert!(stopped.status.success(), "{}", text(&stopped));
+    std::fs::write(
+        scenario.config_dir().join("modules.yaml"),
+        format!(
+            "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 70ms\n\
+             {CONSUMER}"
+        ),
+    )
+    .expect("edit modules.yaml");
+    orch.wait_for("[RELOAD] module 'mod-dummy-consumer' stays stopped", SHORT)
+        .unwrap();
+    orch.wait_for("[RELOAD] module 'mod-dummy-producer' re-initialized", SHORT)
+        .unwrap();
+    assert_eq!(
+        module(&status(pid), "mod-dummy-consumer")["state"],
+        "stopped"
+    );
+    let started = run(&["start", "mod-dummy-consumer"], pid);
+    assert!(started.status.success(), "{}", text(&started));
+    assert_eq!(
+        module(&status(pid), "mod-dummy-consumer")["state"],
+        "running"
+    );
+    stop_cleanly(&mut orch);
+}
+
 #[test]
 fn an_environment_overlay_changes_a_module_config_and_a_bad_one_is_refused_with_file_and_line() {
     let scenario = Scenario::new(
