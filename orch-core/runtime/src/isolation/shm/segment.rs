@@ -123,7 +123,10 @@ impl Segment {
         }
         let size = nix::sys::stat::fstat(&fd)?.st_size;
         let len = usize::try_from(size).map_err(std::io::Error::other)?;
-        let header = Self::map(&fd, len.min(HEADER), 0)?;
+        if len <= HEADER {
+            return Err(std::io::Error::other("fd 3 is too small for a segment"));
+        }
+        let header = Self::map(&fd, HEADER, 0)?;
         let magic = header
             .word64_at(0)
             .load(std::sync::atomic::Ordering::Acquire);
