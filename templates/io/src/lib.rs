@@ -12,7 +12,8 @@
 //!    [`Publisher`], which works from any thread.
 //! 3. `on_event`: a `{{crate_name}}.stats` request is answered at once with
 //!    `ctx.reply`; the counters are atomics the thread updates.
-//! 4. `save_state` / `shutdown` before a hot reload: the counters go to the next
+//! 4. `save_state` / `shutdown` before a hot reload: the thread stops serving
+//!    (a line it was counting is counted first), the counters go to the next
 //!    generation, and the listening socket is handed over with
 //!    `ctx.hand_over_fd`, so it never closes and clients connecting meanwhile
 //!    wait in its queue.
@@ -152,9 +153,11 @@ impl Module for {{type_name}} {
         Ok(())
     }
 
-    // Before a hot reload: the next generation continues the counts.
+    // Before a hot reload: the next generation continues the counts. The
+    // thread stops serving first, so no line is counted after the snapshot.
     fn save_state(&mut self, _ctx: &mut Context) -> Result<Option<serde_json::Value>> {
-        Ok(Some(serde_json::to_value(self.stats())?))
+        let stats = self.counters.seal(&self.listen);
+        Ok(Some(serde_json::to_value(stats)?))
     }
 
     // Step 4: the socket goes to the next generation (in-process modules;

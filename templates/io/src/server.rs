@@ -5,7 +5,8 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use orch_sdk::{Publisher, StopToken, tracing};
@@ -27,6 +28,12 @@ pub struct Counters {
     connections: AtomicU64,
     lines: AtomicU64,
     bytes: AtomicU64,
+    /// Held by the thread while it accepts and answers, so a final snapshot
+    /// never misses a line the thread is counting.
+    serving: Mutex<()>,
+    /// Set by the final snapshot before a reload: the thread serves no more
+    /// (new clients wait in the listen queue for the next generation).
+    sealed: AtomicBool,
 }
 
 impl Counters {
@@ -38,6 +45,21 @@ impl Counters {
             bytes: self.bytes.load(Ordering::Relaxed),
             listen: listen.to_owned(),
         }
+    }
+
+    /// The last counts of this generation, before a hot reload: from now on
+    /// the thread accepts and answers nothing, so the next generation
+    /// continues exactly where these counts end (no line counted twice).
+    pub fn seal(&self, listen: &str) -> Stats {
+        let _serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        self.sealed.store(true, Ordering::SeqCst);
+        self.snapshot(listen)
+    }
+
+    /// Permission to serve for one round, unless sealed.
+    fn serve_round(&self) -> Option<MutexGuard<'_, ()>> {
+        let guard = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        (!self.sealed.load(Ordering::SeqCst)).then_some(guard)
     }
 
     /// Continues from the counts of a previous generation.
@@ -126,6 +148,14 @@ impl Client {
 pub fn serve(listener: &TcpListener, stop: &StopToken, publisher: &Publisher, counters: &Counters) {
     let mut clients: Vec<Client> = Vec::new();
     while !stop.is_stopped() {
+        let Some(round) = counters.serve_round() else {
+            // Sealed for a reload: the clients still open get no answer (they
+            // send again to the next generation); the host stops us soon.
+            if stop.wait(IDLE_WAIT) {
+                break;
+            }
+            continue;
+        };
         let mut busy = false;
         while clients.len() < MAX_CLIENTS {
             match listener.accept() {
@@ -152,6 +182,7 @@ pub fn serve(listener: &TcpListener, stop: &StopToken, publisher: &Publisher, co
             }
         }
         clients.retain_mut(|client| client.poll(publisher, counters, &mut busy));
+        drop(round);
         if !busy && stop.wait(IDLE_WAIT) {
             break;
         }
