@@ -10,18 +10,15 @@
 
 use std::time::Duration;
 
-use orch_config::Contract;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_channel::{Sender, unbounded};
-use tracing::level_filters::LevelFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -34,8 +31,10 @@ use crate::host_api::{HostServices, ModuleHostCtx, Uplink};
 use crate::loader::{Loader, ModuleInstance};
 use crate::timers::TimerService;
 
+mod args;
 mod inbox;
 
+use args::Args;
 use inbox::Inbox;
 
 /// What the child's main thread works on.
@@ -328,61 +327,6 @@ impl<S: tracing::Subscriber> Layer<S> for LogForward {
             level,
             message: message.0,
         });
-    }
-}
-
-/// The child host's arguments, after [`super::HOST_MODE_ARG`].
-struct Args {
-    name: Arc<str>,
-    library: PathBuf,
-    generation: u32,
-    parent: i32,
-    copies_dir: PathBuf,
-    level: LevelFilter,
-    shutdown_timeout: Duration,
-    contract: Contract,
-    /// `limits.memory_max` in bytes, if set.
-    memory_max: Option<u64>,
-    /// How events come: pipes, or the segment on fd 3.
-    transport: Transport,
-}
-
-impl Args {
-    fn parse(args: &[String]) -> Option<Self> {
-        let [
-            name,
-            library,
-            generation,
-            parent,
-            copies_dir,
-            level,
-            shutdown_ms,
-            publishes,
-            subscribes,
-            memory_max,
-            transport,
-        ] = args
-        else {
-            return None;
-        };
-        Some(Self {
-            name: name.as_str().into(),
-            library: library.into(),
-            generation: generation.parse().ok()?,
-            parent: parent.parse().ok()?,
-            copies_dir: copies_dir.into(),
-            level: LevelFilter::from_str(level).unwrap_or(LevelFilter::INFO),
-            shutdown_timeout: Duration::from_millis(shutdown_ms.parse().ok()?),
-            contract: Contract {
-                publishes: serde_json::from_str(publishes).ok()?,
-                subscribes: serde_json::from_str(subscribes).ok()?,
-            },
-            memory_max: match memory_max.as_str() {
-                "none" => None,
-                bytes => Some(bytes.parse().ok()?),
-            },
-            transport: Transport::from_arg(transport)?,
-        })
     }
 }
 

@@ -5,7 +5,6 @@
 //! report) and the heartbeat (kills a child whose module thread stops
 //! answering).
 
-use std::io::BufReader;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -26,22 +25,19 @@ use super::remote::RemoteSetup;
 use super::shm::{self, HostRings, Producer, Wake, WriteFailed, write_all};
 use super::supervise::ExitKind;
 use super::writer::FrameWriter;
-use crate::actor::{ActorState, Envelope};
-use crate::bus::Bus;
 use crate::error::Cause;
-use crate::host_api::ModuleHostCtx;
-use crate::instance::Instance;
 
 mod environment;
 mod heartbeat;
 mod metrics;
 mod quota;
+mod reader;
 mod rings;
 mod stderr;
 
 use environment::child_environment;
 use heartbeat::spawn_heartbeat;
-use quota::{Quotas, within_quota};
+use reader::{ReaderSetup, bad_frame, child_ended, dispatch, spawn_reader};
 use rings::{spawn_control_reader, spawn_ring_reader};
 use stderr::spawn_stderr_reader;
 
@@ -525,215 +521,4 @@ impl ChildLink {
 
 fn killed_for_any(shared: &Shared) -> bool {
     shared.killed_for().is_some()
-}
-
-impl ReaderSetup {
-    fn of(s: &RemoteSetup) -> Self {
-        Self {
-            name: Arc::clone(&s.name),
-            ctx: Arc::clone(&s.ctx),
-            bus: s.bus.clone(),
-            generation: s.generation,
-            mailbox: s.mailbox.clone(),
-            metric_frames: metrics::FrameLimit::default(),
-        }
-    }
-}
-
-/// What the reader thread needs.
-struct ReaderSetup {
-    name: Arc<str>,
-    ctx: Arc<ModuleHostCtx>,
-    bus: Bus,
-    generation: u32,
-    mailbox: crate::mailbox::Mailbox,
-    metric_frames: metrics::FrameLimit,
-}
-
-/// Reads the child's frames until it ends; then reaps it and tells the actor.
-fn spawn_reader(
-    r: ReaderSetup,
-    stdout: std::process::ChildStdout,
-    shared: Arc<Shared>,
-    replies: Sender<Incoming>,
-) -> Option<JoinHandle<()>> {
-    let thread_name = format!("orch-link:{}", r.name);
-    std::thread::Builder::new()
-        .name(thread_name)
-        .spawn(move || {
-            let mut input = BufReader::new(stdout);
-            let mut quotas = Quotas::of(&r);
-            loop {
-                match Frame::read_from(&mut input) {
-                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quotas, frame),
-                    Ok(None) => break,
-                    Err(e) => {
-                        bad_frame(&r, &shared, &e);
-                        break;
-                    }
-                }
-            }
-            child_ended(&r, &shared, &replies);
-        })
-        .ok()
-}
-
-/// The child sent a frame that does not decode: a protocol error.
-fn bad_frame(r: &ReaderSetup, shared: &Shared, e: &super::protocol::ProtocolError) {
-    tracing::error!(
-        "module '{}': bad frame from its child host ({e}); it is stopped",
-        r.name
-    );
-    shared.kill(format!("it sent a bad frame ({e})"));
-}
-
-/// The child's stream ended: reaps it, kills what it left in its group and
-/// tells the actor.
-fn child_ended(r: &ReaderSetup, shared: &Shared, replies: &Sender<Incoming>) {
-    {
-        let exit = reap(shared);
-        // Helpers the module started stay in the child's process group:
-        // they go with it (the group outlives its reaped leader while they
-        // run, so its id is not anyone else's).
-        let pid = shared
-            .process
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .id();
-        orch_process::group::signal_group(pid, Signal::SIGKILL);
-        *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
-        let _ = replies.send(Incoming::Dead);
-        r.mailbox
-            .post(Envelope::Call(Box::new(|state: &mut ActorState| {
-                if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
-                    remote.poll_child();
-                }
-            })));
-    }
-}
-
-fn dispatch(
-    r: &ReaderSetup,
-    shared: &Shared,
-    replies: &Sender<Incoming>,
-    quotas: &mut Quotas,
-    frame: Frame,
-) {
-    let active = r.ctx.active_generation() == r.generation;
-    // Requests are bounded by the pending-request limit, and a refused one
-    // would never get its timeout notice: they are not rate-limited.
-    let within = match &frame {
-        Frame::Publish { .. } if active => {
-            within_quota(r, &mut quotas.publish, "publishes", "publish_rate")
-        }
-        Frame::Subscribe(_) | Frame::Unsubscribe(_) if active => {
-            within_quota(r, &mut quotas.subscribe, "subscriptions", "subscribe_rate")
-        }
-        _ => true,
-    };
-    if !within {
-        return;
-    }
-    match frame {
-        Frame::Reply { seq, status, data } => {
-            let expected = shared.replies_seen.fetch_add(1, Ordering::AcqRel) + 1;
-            let sent = shared.requests_sent.load(Ordering::Acquire);
-            if seq != expected || seq > sent {
-                tracing::error!(
-                    "module '{}': its child host sent reply #{seq} where #{expected} was due \
-                     ({sent} requests sent): a protocol error; it is stopped",
-                    r.name
-                );
-                shared.kill(format!(
-                    "it sent an unsolicited or out-of-order reply (#{seq}, expected #{expected})"
-                ));
-                return;
-            }
-            let _ = replies.send(Incoming::Reply(status, data));
-        }
-        Frame::Publish { topic, payload } if active => {
-            // The child checked it too; a child that lies is refused here.
-            let published = orch_sdk::topic::validate_module_topic(&topic)
-                .map_err(|e| e.to_string())
-                .and_then(|()| r.ctx.check_publish(&topic))
-                .and_then(|()| {
-                    r.bus
-                        .publish(&topic, &payload, Some(Arc::clone(&r.name)))
-                        .map(|_| r.ctx.count_published())
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(e) = published {
-                tracing::warn!("module '{}' published on '{topic}': {e}", r.name);
-            }
-        }
-        Frame::Subscribe(pattern) if active => {
-            if let Err(e) = r.ctx.subscribe(&pattern) {
-                tracing::warn!("module '{}' cannot subscribe to '{pattern}': {e}", r.name);
-            }
-        }
-        Frame::Unsubscribe(pattern) if active => {
-            r.ctx.unsubscribe(&pattern);
-        }
-        Frame::Request {
-            id,
-            topic,
-            payload,
-            timeout_ms,
-        } if active => {
-            let timeout = Duration::from_millis(timeout_ms);
-            if let Err(e) = r.ctx.request_of_child(id, &topic, &payload, timeout) {
-                tracing::warn!("module '{}' cannot request '{topic}': {e}", r.name);
-            }
-        }
-        Frame::Answer {
-            reply_to,
-            id,
-            payload,
-        } if active => {
-            if let Err(e) = r.ctx.reply_of_child(&reply_to, id, &payload) {
-                tracing::warn!("module '{}' cannot answer: {e}", r.name);
-            }
-        }
-        Frame::Log { level, message } => {
-            // The child tags its module's lines already: keep them as they are.
-            let text = message
-                .strip_prefix(&format!("[{}] ", r.name))
-                .unwrap_or(&message);
-            r.ctx.log(u32::from(level), text);
-        }
-        Frame::Pong { busy_ms, .. } => {
-            shared.busy_ms.store(busy_ms, Ordering::Release);
-            shared
-                .last_pong_ms
-                .store(shared.since_epoch_ms(), Ordering::Release);
-        }
-        Frame::TimerFailed { topic, message } => {
-            crate::actor::report_event_failure(&r.name, &topic, &Cause::Host(message), &r.bus)
-        }
-        Frame::Metrics(samples) if active => r.apply_metrics(&samples),
-        _ => {}
-    }
-}
-
-/// Waits for the ended child's status (killing it if it lingers).
-fn reap(shared: &Shared) -> ExitReason {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let status = shared
-            .process
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .try_wait();
-        match status {
-            Ok(Some(status)) => return ExitReason::from_status(status),
-            Ok(None) if Instant::now() >= deadline => {
-                shared.kill("it closed its pipe but did not exit".into());
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => {
-                tracing::warn!("cannot tell how a child host ended: {e}");
-                return ExitReason::Unknown;
-            }
-        }
-    }
 }
