@@ -103,13 +103,7 @@ impl Producer {
     pub(crate) fn signal(&mut self) {
         if self.unsignalled {
             self.unsignalled = false;
-            fence(Ordering::SeqCst);
-            wake_if_sleeping(
-                &self.segment,
-                self.side,
-                Word::ConsumerSleeping,
-                Word::DataSeq,
-            );
+            wake_consumer(&self.segment, self.side);
         }
     }
 
@@ -182,13 +176,7 @@ impl Consumer {
             self.segment
                 .counter(self.side, Counter::Head)
                 .store(self.head, Ordering::Release);
-            fence(Ordering::SeqCst);
-            wake_if_sleeping(
-                &self.segment,
-                self.side,
-                Word::ProducerSleeping,
-                Word::SpaceSeq,
-            );
+            wake_producer(&self.segment, self.side);
         }
         Ok(n)
     }
@@ -258,28 +246,29 @@ impl Doorbell {
 
     /// Wakes the consumer if it sleeps; call after queueing the work.
     pub(crate) fn ring(&self) {
-        fence(Ordering::SeqCst);
-        wake_if_sleeping(
-            &self.segment,
-            self.side,
-            Word::ConsumerSleeping,
-            Word::DataSeq,
-        );
+        wake_consumer(&self.segment, self.side);
     }
 
     /// Wakes the producer if it waits for space.
     pub(crate) fn ring_producer(&self) {
-        fence(Ordering::SeqCst);
-        wake_if_sleeping(
-            &self.segment,
-            self.side,
-            Word::ProducerSleeping,
-            Word::SpaceSeq,
-        );
+        wake_producer(&self.segment, self.side);
     }
 }
 
+/// The waking half of the eventcount, for a ring's consumer.
+fn wake_consumer(segment: &Segment, side: Side) {
+    wake_if_sleeping(segment, side, Word::ConsumerSleeping, Word::DataSeq);
+}
+
+/// The waking half of the eventcount, for a ring's producer.
+fn wake_producer(segment: &Segment, side: Side) {
+    wake_if_sleeping(segment, side, Word::ProducerSleeping, Word::SpaceSeq);
+}
+
+/// After a full fence (what was published or queued comes first), wakes the
+/// side whose `flag` is raised.
 fn wake_if_sleeping(segment: &Segment, side: Side, flag: Word, seq: Word) {
+    fence(Ordering::SeqCst);
     if segment.word(side, flag).load(Ordering::SeqCst) != 0 {
         let seq = segment.word(side, seq);
         seq.fetch_add(1, Ordering::SeqCst);
