@@ -8,15 +8,18 @@
 //! and subscriber (the floor: core, and JetStream with the same one-at-a-time
 //! acknowledgement the bridge uses) and the in-process bus. Throughput at full
 //! throttle (median of 3), latency publish-to-handler at a paced rate.
+//!
+//! `BENCH_BRIDGE_ONLY=<mode>-<payload>` (`core-0`, `jetstream-1024`, ...)
+//! measures that configuration alone and skips the in-process rows: for
+//! profiling one path.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::{self, consumer::pull, stream};
 use crossbeam_channel::unbounded;
-use futures_util::StreamExt;
 use orch_bridge::Bridge;
 use orch_cargo::{BuildRequest, Builder};
 use orch_config::workspace::Workspace;
@@ -27,6 +30,11 @@ use orch_runtime::bus::{Bus, BusEvent};
 use orch_runtime::loader::Loader;
 use orch_runtime::supervisor::Supervisor;
 use serde_json::{Value, json};
+
+#[path = "bench_bridge/floor.rs"]
+mod floor;
+
+use floor::{QUIET, bare, bare_with};
 
 const PRODUCER: &str = "fixture-bench-producer";
 const CONSUMER: &str = "fixture-bench-consumer";
@@ -88,8 +96,15 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
         run_no += 1;
         run_no
     };
+    let only = std::env::var("BENCH_BRIDGE_ONLY").ok();
     for mode in [Mode::Core, Mode::JetStream] {
         for payload in [0usize, 1024] {
+            if only
+                .as_ref()
+                .is_some_and(|only| *only != format!("{}-{payload}", mode.name()))
+            {
+                continue;
+            }
             let flood = median(FLOOD_RUNS, || {
                 let n = next();
                 runtime.block_on(bare(url, mode, n, events, payload, None))
@@ -161,6 +176,9 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
         }
     }
     for payload in [0usize, 1024] {
+        if only.is_some() {
+            break;
+        }
         let flood = median(FLOOD_RUNS, || {
             in_process(&workspace, &artifacts, events, payload, None)
         })?;
@@ -249,141 +267,6 @@ async fn pace(started: Instant, sent: u64, rate: Option<u64>) {
             tokio::time::sleep(wait).await;
         }
     }
-}
-
-/// The floor: a bare async-nats publisher and subscriber (for JetStream, a
-/// publisher awaiting each acknowledgement and a pull consumer acknowledging
-/// each message, as the bridge does).
-async fn bare(
-    url: &str,
-    mode: Mode,
-    run: u32,
-    events: u64,
-    size: usize,
-    rate: Option<u64>,
-) -> Result<Run, String> {
-    bare_with(url, mode, run, events, size, rate, false).await
-}
-
-/// A subscriber waits this long for the next message before it reports
-/// what it got (core NATS may drop what a slow subscriber cannot take).
-const QUIET: Duration = Duration::from_secs(5);
-
-/// [`bare`], with the bridge's envelope headers on each message if
-/// `headers`.
-#[allow(clippy::too_many_arguments)]
-async fn bare_with(
-    url: &str,
-    mode: Mode,
-    run: u32,
-    events: u64,
-    size: usize,
-    rate: Option<u64>,
-    headers: bool,
-) -> Result<Run, String> {
-    let publisher = async_nats::connect(url).await.map_err(|e| e.to_string())?;
-    let subscriber = async_nats::connect(url).await.map_err(|e| e.to_string())?;
-    let subject = format!("floor.r{run}.bench");
-    let receive = match mode {
-        Mode::Core => {
-            let mut sub = subscriber
-                .subscribe(subject.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            subscriber.flush().await.map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(events as usize);
-                while let Ok(Some(message)) = tokio::time::timeout(QUIET, sub.next()).await {
-                    latencies.extend(latency_of(&message.payload));
-                    if latencies.len() as u64 == events {
-                        break;
-                    }
-                }
-                latencies
-            })
-        }
-        Mode::JetStream => {
-            let js = jetstream::new(subscriber.clone());
-            let stream = js
-                .get_or_create_stream(stream::Config {
-                    name: format!("FLOOR_R{run}"),
-                    subjects: vec![subject.clone()],
-                    storage: stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
-            let consumer = stream
-                .get_or_create_consumer(
-                    "floor",
-                    pull::Config {
-                        durable_name: Some("floor".into()),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(events as usize);
-                while let Ok(Some(Ok(message))) = tokio::time::timeout(QUIET, messages.next()).await
-                {
-                    latencies.extend(latency_of(&message.payload));
-                    let _ = message.ack().await;
-                    if latencies.len() as u64 == events {
-                        break;
-                    }
-                }
-                latencies
-            })
-        }
-    };
-    let js = jetstream::new(publisher.clone());
-    let event = BusEvent::new("bench.event", b"{}", Some("bench-producer".into()));
-    let ids = orch_bridge::node::MessageIds::new("floor");
-    let started = Instant::now();
-    for index in 0..events {
-        pace(started, index, rate).await;
-        let bytes: bytes::Bytes = payload_of(index, size).into();
-        let envelope = headers.then(|| {
-            let id = (mode == Mode::JetStream).then(|| ids.next());
-            orch_bridge::envelope::headers(&event, "floor", id.as_deref())
-        });
-        match (mode, envelope) {
-            (Mode::Core, None) => publisher
-                .publish(subject.clone(), bytes)
-                .await
-                .map_err(|e| e.to_string())?,
-            (Mode::Core, Some(h)) => publisher
-                .publish_with_headers(subject.clone(), h, bytes)
-                .await
-                .map_err(|e| e.to_string())?,
-            (Mode::JetStream, envelope) => {
-                let ack = match envelope {
-                    Some(h) => js.publish_with_headers(subject.clone(), h, bytes).await,
-                    None => js.publish(subject.clone(), bytes).await,
-                };
-                ack.map_err(|e| e.to_string())?
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-    }
-    publisher.flush().await.map_err(|e| e.to_string())?;
-    let latencies = receive.await.map_err(|e| e.to_string())?;
-    let elapsed = started.elapsed();
-    if (latencies.len() as u64) < events {
-        eprintln!(
-            "bench_bridge: the bare {} subscriber got {} of {events} messages of {size} B \
-             (core NATS drops what a slow subscriber cannot take)",
-            mode.name(),
-            latencies.len()
-        );
-    }
-    Ok(Run {
-        elapsed,
-        report: summary(latencies),
-    })
 }
 
 /// Builds the bench modules and returns their libraries.
@@ -528,16 +411,15 @@ fn orch(
         // Both ends have their stream and consumer before the first event.
         std::thread::sleep(Duration::from_millis(300));
     }
-    let started = Instant::now();
+    let started_ns = now_ns();
     producer
         .supervisor
         .bus()
         .publish_json("bench.go", &json!({}));
-    let report = done
-        .recv_timeout(Duration::from_secs(300))
-        .map_err(|_| format!("node B did not get {events} events ({})", mode.name()))?;
-    let elapsed = started.elapsed();
+    let report = until_done(&done, &consumer, events, mode)?;
     let report: Value = serde_json::from_slice(report.payload()).map_err(|e| e.to_string())?;
+    let last_ns = report["last_ns"].as_u64().unwrap_or(started_ns);
+    let elapsed = Duration::from_nanos(last_ns.saturating_sub(started_ns));
     for Node {
         mut supervisor,
         bridge,
@@ -547,6 +429,45 @@ fn orch(
         supervisor.shutdown("benchmark done");
     }
     Ok(Run { elapsed, report })
+}
+
+/// Waits for the consumer's `bench.done`. On core NATS, once node B has
+/// imported nothing new for [`QUIET`], the rest was lost on the way: the
+/// consumer is asked for what it got.
+fn until_done(
+    done: &crossbeam_channel::Receiver<Arc<BusEvent>>,
+    consumer: &Node,
+    events: u64,
+    mode: Mode,
+) -> Result<Arc<BusEvent>, String> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut imported = 0;
+    let mut changed = Instant::now();
+    while Instant::now() < deadline {
+        if let Ok(report) = done.recv_timeout(Duration::from_millis(100)) {
+            return Ok(report);
+        }
+        let now = consumer.bridge.imported().delivered.load(Ordering::Relaxed);
+        if now != imported {
+            (imported, changed) = (now, Instant::now());
+        } else if mode == Mode::Core && imported > 0 && changed.elapsed() > QUIET {
+            eprintln!(
+                "bench_bridge: node B imported {imported} of {events} events (core NATS drops \
+                 what a slow subscriber cannot take)"
+            );
+            consumer
+                .supervisor
+                .bus()
+                .publish_json("bench.report", &json!({}));
+            return done
+                .recv_timeout(QUIET)
+                .map_err(|_| "node B's consumer did not report".to_string());
+        }
+    }
+    Err(format!(
+        "node B did not get {events} events ({})",
+        mode.name()
+    ))
 }
 
 fn in_process(
@@ -576,13 +497,14 @@ fn in_process(
     if let Some(failure) = report.failures.first() {
         return Err(failure.to_string());
     }
-    let started = Instant::now();
+    let started_ns = now_ns();
     bus.publish_json("bench.go", &json!({}));
     let report = done
         .recv_timeout(Duration::from_secs(300))
         .map_err(|_| "the in-process consumer did not finish".to_string())?;
-    let elapsed = started.elapsed();
     let report: Value = serde_json::from_slice(report.payload()).map_err(|e| e.to_string())?;
+    let last_ns = report["last_ns"].as_u64().unwrap_or(started_ns);
+    let elapsed = Duration::from_nanos(last_ns.saturating_sub(started_ns));
     supervisor.shutdown("benchmark done");
     Ok(Run { elapsed, report })
 }

@@ -3,7 +3,7 @@
 //! outbox waits on and `bridge.connected` / `bridge.disconnected` report.
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
 use orch_config::{NatsAuth, NatsSettings};
@@ -26,7 +26,15 @@ struct LinkState {
     connects: u64,
     server: String,
     closed: bool,
+    /// Imported messages the client dropped (its buffer for a subscription
+    /// was full), and when that was last said.
+    dropped: u64,
+    dropped_said: Option<Instant>,
 }
+
+/// Dropped imports are reported at most this often (the client reports
+/// every message it drops).
+const DROPS_SAID_EVERY: Duration = Duration::from_secs(5);
 
 impl Link {
     /// Waits up to `timeout` for a connection; whether there is one.
@@ -55,6 +63,20 @@ impl Link {
     /// Connections made so far: the first plus every reconnect.
     pub fn connects(&self) -> u64 {
         self.state.lock().map(|s| s.connects).unwrap_or(0)
+    }
+
+    /// Counts one imported message the client dropped; the total when it is
+    /// time to say so.
+    fn note_dropped(&self) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.dropped += 1;
+        let due = state
+            .dropped_said
+            .is_none_or(|said| said.elapsed() >= DROPS_SAID_EVERY);
+        if due {
+            state.dropped_said = Some(Instant::now());
+        }
+        due.then_some(state.dropped)
     }
 
     fn set(&self, connected: bool, server: Option<String>) {
@@ -179,10 +201,13 @@ fn on_event(event: Event, link: &Link, client: &std::sync::OnceLock<Client>, bus
             bus.publish_system_nowait(&BridgeDisconnected { server });
         }
         Event::SlowConsumer(sid) => {
-            tracing::warn!(
-                "[BRIDGE] the import subscription {sid} fell behind: the broker's messages \
-                 beyond its buffer were dropped (core NATS is at most once)"
-            );
+            if let Some(dropped) = link.note_dropped() {
+                tracing::warn!(
+                    "[BRIDGE] the import subscription {sid} fell behind: {dropped} message(s) \
+                     beyond its buffer dropped so far (core NATS is at most once; use \
+                     JetStream where nothing may be lost)"
+                );
+            }
         }
         other => tracing::warn!("[BRIDGE] NATS: {other}"),
     }
@@ -191,6 +216,18 @@ fn on_event(event: Event, link: &Link, client: &std::sync::OnceLock<Client>, bus
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_imports_are_counted_and_said_now_and_then() {
+        let link = Link::default();
+        assert_eq!(link.note_dropped(), Some(1));
+        for _ in 0..1_000 {
+            assert_eq!(link.note_dropped(), None);
+        }
+        link.state.lock().expect("state").dropped_said =
+            Instant::now().checked_sub(DROPS_SAID_EVERY);
+        assert_eq!(link.note_dropped(), Some(1_002));
+    }
 
     #[test]
     fn back_off_doubles_up_to_five_seconds() {

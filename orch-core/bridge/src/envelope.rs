@@ -5,9 +5,10 @@
 //! allocations on both ends, measured by `cargo xtask bench bridge`), and for
 //! JetStream `Nats-Msg-Id`.
 
-use std::sync::Arc;
+use std::fmt::Write as _;
 
-use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use orch_runtime::bus::BusEvent;
 
 /// The envelope: the node the event left (the origin check), the module
@@ -18,35 +19,42 @@ pub const ENVELOPE: &str = "Orch-Envelope";
 /// The message id JetStream deduplicates on (`<node>-<sequence>`).
 pub const MESSAGE_ID: &str = "Nats-Msg-Id";
 
+/// The envelope header's name, made without parsing or allocating.
+fn envelope_name() -> HeaderName {
+    HeaderName::from_static(ENVELOPE)
+}
+
 /// The headers of an exported `event`; `message_id` for JetStream.
-pub fn headers(event: &BusEvent, node: &str, message_id: Option<&str>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    let envelope = format!(
-        "{node} {} {} {}",
-        event.source.as_deref().unwrap_or("host"),
-        event.id,
-        event.published_at_ms
+pub fn headers(event: &BusEvent, node: &str, message_id: Option<String>) -> HeaderMap {
+    let source = event.source.as_deref().unwrap_or("host");
+    let mut envelope = String::with_capacity(node.len() + source.len() + 44);
+    // Writing into a String cannot fail.
+    let _ = write!(
+        envelope,
+        "{node} {source} {} {}",
+        event.id, event.published_at_ms
     );
-    headers.insert(ENVELOPE, envelope.as_str());
+    let mut headers = HeaderMap::new();
+    headers.insert(envelope_name(), envelope);
     if let Some(id) = message_id {
-        headers.insert(MESSAGE_ID, id);
+        headers.insert(NATS_MESSAGE_ID, id);
     }
     headers
 }
 
-/// An imported message, read back.
+/// An imported message, read back: borrowed from its subject and headers.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Arrived {
+pub struct Arrived<'a> {
     /// The local topic (the subject without the prefix).
-    pub topic: String,
+    pub topic: &'a str,
     /// The node it came from.
-    pub origin: Arc<str>,
+    pub origin: &'a str,
     /// The module that published it there (`None` for that node's host).
-    pub source: Option<Arc<str>>,
+    pub source: Option<&'a str>,
     /// When it was published there.
     pub published_at_ms: Option<u64>,
     /// Its message id, when it has one.
-    pub message_id: Option<String>,
+    pub message_id: Option<&'a str>,
 }
 
 /// Why an imported message is not delivered.
@@ -59,14 +67,17 @@ pub enum Skip {
     Foreign(String),
 }
 
-/// Reads the envelope of a message on `subject` under `prefix`, for `node`.
-pub fn arrived(
-    subject: &str,
-    headers: Option<&HeaderMap>,
+/// Reads the envelope of a message on `subject` under `prefix`, for `node`;
+/// `is_topic` tells whether a topic is one a module may receive (the
+/// importer remembers its answers).
+pub fn arrived<'a>(
+    subject: &'a str,
+    headers: Option<&'a HeaderMap>,
     prefix: &str,
     node: &str,
-) -> Result<Arrived, Skip> {
-    let envelope = headers.and_then(|h| h.get(ENVELOPE)).map(|v| v.as_str());
+    is_topic: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<Arrived<'a>, Skip> {
+    let (envelope, message_id) = headers.map_or((None, None), read_headers);
     let mut parts = envelope.unwrap_or_default().split(' ');
     let origin = parts.next().filter(|o| !o.is_empty()).unwrap_or("unknown");
     if origin == node {
@@ -79,18 +90,36 @@ pub fn arrived(
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
         .ok_or_else(|| Skip::Foreign(format!("subject '{subject}' is not under '{prefix}.'")))?;
-    orch_sdk::topic::validate_module_topic(topic)
-        .map_err(|e| Skip::Foreign(format!("subject '{subject}': {e}")))?;
+    is_topic(topic).map_err(|e| Skip::Foreign(format!("subject '{subject}': {e}")))?;
     Ok(Arrived {
-        topic: topic.to_owned(),
-        origin: origin.into(),
-        source: source.map(Arc::from),
+        topic,
+        origin,
+        source,
         published_at_ms,
-        message_id: headers
-            .and_then(|h| h.get(MESSAGE_ID))
-            .map(|v| v.as_str().to_owned())
-            .filter(|v| !v.is_empty()),
+        message_id: message_id.filter(|v| !v.is_empty()),
     })
+}
+
+/// The envelope and the message id among `headers`, in one pass over the
+/// few there are (no hashing of names).
+fn read_headers(headers: &HeaderMap) -> (Option<&str>, Option<&str>) {
+    let (envelope_name, id_name) = (envelope_name(), NATS_MESSAGE_ID);
+    let (mut envelope, mut message_id) = (None, None);
+    for (name, values) in headers.iter() {
+        let value = values.first().map(HeaderValue::as_str);
+        if *name == envelope_name {
+            envelope = value;
+        } else if *name == id_name {
+            message_id = value;
+        }
+    }
+    (envelope, message_id)
+}
+
+/// Whether `topic` is one a module may receive (not one of the host's
+/// namespaces).
+pub fn is_module_topic(topic: &str) -> Result<(), String> {
+    orch_sdk::topic::validate_module_topic(topic)
 }
 
 /// The subject of local `topic` (or pattern) under `prefix`.
@@ -105,14 +134,20 @@ mod tests {
     #[test]
     fn an_envelope_goes_there_and_back() {
         let event = BusEvent::new("test.ping", b"{\"seq\":1}", Some("mod-p".into()));
-        let headers = headers(&event, "node-a", Some("node-a-17"));
-        let arrived = arrived("orch.demo.test.ping", Some(&headers), "orch.demo", "node-b")
-            .expect("delivered");
+        let headers = headers(&event, "node-a", Some("node-a-17".into()));
+        let arrived = arrived(
+            "orch.demo.test.ping",
+            Some(&headers),
+            "orch.demo",
+            "node-b",
+            is_module_topic,
+        )
+        .expect("delivered");
         assert_eq!(arrived.topic, "test.ping");
-        assert_eq!(&*arrived.origin, "node-a");
-        assert_eq!(arrived.source.as_deref(), Some("mod-p"));
+        assert_eq!(arrived.origin, "node-a");
+        assert_eq!(arrived.source, Some("mod-p"));
         assert_eq!(arrived.published_at_ms, Some(event.published_at_ms));
-        assert_eq!(arrived.message_id.as_deref(), Some("node-a-17"));
+        assert_eq!(arrived.message_id, Some("node-a-17"));
     }
 
     #[test]
@@ -120,18 +155,37 @@ mod tests {
         let event = BusEvent::new("test.ping", b"{}", None);
         let own = headers(&event, "node-a", None);
         assert_eq!(
-            arrived("orch.test.ping", Some(&own), "orch", "node-a"),
+            arrived(
+                "orch.test.ping",
+                Some(&own),
+                "orch",
+                "node-a",
+                is_module_topic
+            ),
             Err(Skip::OwnEvent)
         );
         assert!(matches!(
-            arrived("other.test.ping", None, "orch", "node-a"),
+            arrived("other.test.ping", None, "orch", "node-a", is_module_topic),
             Err(Skip::Foreign(_))
         ));
         assert!(matches!(
-            arrived("orch.module.failed", None, "orch", "node-a"),
+            arrived(
+                "orch.module.failed",
+                None,
+                "orch",
+                "node-a",
+                is_module_topic
+            ),
             Err(Skip::Foreign(_))
         ));
-        let from_host = arrived("orch.test.ping", Some(&own), "orch", "node-b").expect("ok");
+        let from_host = arrived(
+            "orch.test.ping",
+            Some(&own),
+            "orch",
+            "node-b",
+            is_module_topic,
+        )
+        .expect("ok");
         assert_eq!(from_host.source, None);
     }
 }

@@ -3,12 +3,13 @@
 //! the stream acknowledged it, each try with the same `Nats-Msg-Id`, so the
 //! stream stores it once however often it is sent.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::Client;
 use async_nats::jetstream::Context;
+use async_nats::{Client, Subject};
 use bytes::Bytes;
 use orch_runtime::bus::BusEvent;
 use tokio::sync::mpsc::Receiver;
@@ -48,28 +49,70 @@ pub async fn run(
     stats: Arc<ExportStats>,
 ) {
     let ids = MessageIds::new(&node);
+    let mut subjects = Subjects::new(prefix);
     while let Some(batch) = batches.recv().await {
         for event in batch {
-            export(&event, &target, &prefix, &node, &ids, &stats).await;
+            let subject = subjects.of(event.topic());
+            export(event, subject, &target, &node, &ids, &stats).await;
             stats.in_hand.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
 
+/// The payload of an event as the client's bytes, without a copy: the
+/// event is held until the client has written it.
+struct PayloadOf(Arc<BusEvent>);
+
+impl AsRef<[u8]> for PayloadOf {
+    fn as_ref(&self) -> &[u8] {
+        self.0.payload()
+    }
+}
+
+/// Subjects made before, at most: past that the memory starts anew (a
+/// pattern can match any number of topics).
+const SUBJECTS: usize = 1_024;
+
+/// The subject of each exported topic, made once.
+struct Subjects {
+    prefix: String,
+    made: HashMap<Box<str>, Subject>,
+}
+
+impl Subjects {
+    fn new(prefix: String) -> Self {
+        Self {
+            prefix,
+            made: HashMap::new(),
+        }
+    }
+
+    fn of(&mut self, topic: &str) -> Subject {
+        if let Some(subject) = self.made.get(topic) {
+            return subject.clone();
+        }
+        if self.made.len() >= SUBJECTS {
+            self.made.clear();
+        }
+        let subject = Subject::from(envelope::subject(&self.prefix, topic));
+        self.made.insert(topic.into(), subject.clone());
+        subject
+    }
+}
+
 /// Publishes one event.
 async fn export(
-    event: &BusEvent,
+    event: Arc<BusEvent>,
+    subject: Subject,
     target: &Target,
-    prefix: &str,
     node: &str,
     ids: &MessageIds,
     stats: &ExportStats,
 ) {
     {
-        let subject = envelope::subject(prefix, event.topic());
         let id = matches!(target, Target::JetStream(_)).then(|| ids.next());
-        let headers = envelope::headers(event, node, id.as_deref());
-        let payload = Bytes::copy_from_slice(event.payload());
+        let headers = envelope::headers(&event, node, id);
+        let payload = Bytes::from_owner(PayloadOf(Arc::clone(&event)));
         match target {
             Target::Core(client) => {
                 match client.publish_with_headers(subject, headers, payload).await {
@@ -81,7 +124,7 @@ async fn export(
                 };
             }
             Target::JetStream(js) => {
-                publish_until_stored(js, &subject, headers, payload, stats).await;
+                publish_until_stored(js, subject, headers, payload, stats).await;
             }
         }
     }
@@ -90,7 +133,7 @@ async fn export(
 /// One JetStream publish, repeated with back-off until the stream has it.
 async fn publish_until_stored(
     js: &Context,
-    subject: &str,
+    subject: Subject,
     headers: async_nats::HeaderMap,
     payload: Bytes,
     stats: &ExportStats,
@@ -98,7 +141,7 @@ async fn publish_until_stored(
     let mut delay = Duration::from_millis(50);
     loop {
         let stored = match js
-            .publish_with_headers(subject.to_owned(), headers.clone(), payload.clone())
+            .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
             .await
         {
             Ok(ack) => ack.await.map_err(|e| e.to_string()),

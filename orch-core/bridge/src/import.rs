@@ -13,17 +13,19 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use async_nats::jetstream::{AckKind, stream::Stream as JetStreamStream};
-use async_nats::{Client, HeaderMap};
+use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures_util::StreamExt;
 use orch_runtime::bus::{Bus, BusEvent};
 use tokio::sync::mpsc;
 
 use crate::dedup::RecentIds;
 use crate::envelope::{self, Skip};
+use crate::names::Names;
 
 /// How many recent message ids are remembered.
 pub const RECENT_IDS: usize = 100_000;
@@ -58,6 +60,8 @@ pub struct Importer {
     /// Message ids delivered and not yet handled: a redelivery meanwhile is
     /// not delivered again (the first one's completion acknowledges).
     pub pending: Arc<Mutex<HashSet<String>>>,
+    /// The names and topics messages keep repeating.
+    pub names: Mutex<Names>,
 }
 
 /// Messages waiting for the delivery thread, at most.
@@ -106,18 +110,35 @@ fn spawn_delivery(bus: Bus, stats: Arc<ImportStats>) -> mpsc::Sender<Vec<Deliver
 }
 
 /// What the envelope and the id window say of one message.
-enum Verdict {
+enum Verdict<'a> {
     /// Not for this node, or already handled here: acknowledge it now.
     Done,
     /// Its first delivery is still being handled: leave it.
     InHand,
     /// Deliver it.
-    Deliver(envelope::Arrived),
+    Deliver {
+        /// The event for the local bus.
+        event: BusEvent,
+        /// Its message id, when it has one.
+        message_id: Option<&'a str>,
+    },
 }
 
 impl Importer {
-    fn judge(&self, subject: &str, headers: Option<&HeaderMap>, track: bool) -> Verdict {
-        let arrived = match envelope::arrived(subject, headers, &self.prefix, &self.node) {
+    /// Reads one message (`track`: checks and marks its id, JetStream) and
+    /// makes its event.
+    fn judge<'a>(
+        &self,
+        subject: &'a str,
+        headers: Option<&'a HeaderMap>,
+        payload: &[u8],
+        track: bool,
+    ) -> Verdict<'a> {
+        let mut names = lock(&self.names);
+        let arrived = envelope::arrived(subject, headers, &self.prefix, &self.node, |topic| {
+            names.check_topic(topic)
+        });
+        let arrived = match arrived {
             Ok(arrived) => arrived,
             Err(Skip::OwnEvent) => {
                 self.stats.own.fetch_add(1, Ordering::Relaxed);
@@ -135,17 +156,27 @@ impl Importer {
                 return Verdict::Done;
             }
         };
-        if track && let Some(id) = &arrived.message_id {
+        if track && let Some(id) = arrived.message_id {
             if lock(&self.recent).contains(id) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
                 return Verdict::Done;
             }
-            if !lock(&self.pending).insert(id.clone()) {
+            if !lock(&self.pending).insert(id.to_owned()) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
                 return Verdict::InHand;
             }
         }
-        Verdict::Deliver(arrived)
+        let event = BusEvent::imported(
+            arrived.topic,
+            payload,
+            arrived.source.map(|source| names.shared(source)),
+            names.shared(arrived.origin),
+            arrived.published_at_ms,
+        );
+        Verdict::Deliver {
+            event,
+            message_id: arrived.message_id,
+        }
     }
 
     /// Once an event's handlers are done: remembers its id (so a
@@ -166,16 +197,6 @@ impl Importer {
     }
 }
 
-fn event_of(arrived: &envelope::Arrived, payload: &[u8]) -> BusEvent {
-    BusEvent::imported(
-        &arrived.topic,
-        payload,
-        arrived.source.clone(),
-        Arc::clone(&arrived.origin),
-        arrived.published_at_ms,
-    )
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -192,14 +213,20 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
             Err(e) => tracing::error!("[BRIDGE] cannot subscribe to '{subject}': {e}"),
         }
     }
-    let mut messages = futures_util::stream::select_all(subscriptions).ready_chunks(BATCH);
-    while let Some(messages) = messages.next().await {
+    let mut messages = Vec::with_capacity(BATCH);
+    while next_batch(&mut subscriptions, &mut messages).await {
         let batch: Vec<Delivery> = messages
-            .iter()
+            .drain(..)
             .filter_map(|message| {
-                match importer.judge(message.subject.as_str(), message.headers.as_ref(), false) {
-                    Verdict::Deliver(arrived) => Some(Delivery {
-                        event: Arc::new(event_of(&arrived, &message.payload)),
+                let verdict = importer.judge(
+                    message.subject.as_str(),
+                    message.headers.as_ref(),
+                    &message.payload,
+                    false,
+                );
+                match verdict {
+                    Verdict::Deliver { event, .. } => Some(Delivery {
+                        event: Arc::new(event),
                         refused: None,
                     }),
                     Verdict::Done | Verdict::InHand => None,
@@ -210,6 +237,40 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
             return;
         }
     }
+}
+
+/// Waits for messages on any of `subscriptions` and moves into `batch`
+/// what is ready, up to [`BATCH`], starting with a different subscription
+/// each time (none starves the others); `false` once all of them ended.
+/// (Cheaper than `select_all`, which allocates a task for every message.)
+async fn next_batch(subscriptions: &mut [Subscriber], batch: &mut Vec<Message>) -> bool {
+    let mut first = 0;
+    std::future::poll_fn(|cx| {
+        let mut ended = 0;
+        let count = subscriptions.len();
+        for n in 0..count {
+            let subscription = &mut subscriptions[(first + n) % count];
+            while batch.len() < BATCH {
+                match subscription.poll_next_unpin(cx) {
+                    Poll::Ready(Some(message)) => batch.push(message),
+                    Poll::Ready(None) => {
+                        ended += 1;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        first = first.wrapping_add(1);
+        if !batch.is_empty() {
+            Poll::Ready(true)
+        } else if ended == count {
+            Poll::Ready(false)
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Unacknowledged messages the server hands this node at most: the bound on
@@ -311,19 +372,22 @@ pub async fn run_jetstream(
                         continue;
                     }
                 };
-                let arrived = match importer.judge(
+                let verdict = importer.judge(
                     message.subject.as_str(),
                     message.headers.as_ref(),
+                    &message.payload,
                     true,
-                ) {
+                );
+                let (event, id) = match verdict {
                     Verdict::Done => {
                         acknowledge(&message, AckKind::Ack, &durable).await;
                         continue;
                     }
                     Verdict::InHand => continue,
-                    Verdict::Deliver(arrived) => arrived,
+                    Verdict::Deliver { event, message_id } => {
+                        (event, message_id.map(str::to_owned))
+                    }
                 };
-                let id = arrived.message_id.clone();
                 let message = Arc::new(std::sync::Mutex::new(Some(message)));
                 let on_done = {
                     let (acks, message, id) = (acks.clone(), Arc::clone(&message), id.clone());
@@ -341,11 +405,7 @@ pub async fn run_jetstream(
                         }
                     }
                 };
-                let payload = lock(&message)
-                    .as_ref()
-                    .map(|m| m.payload.clone())
-                    .unwrap_or_default();
-                let event = event_of(&arrived, &payload).when_done(on_done);
+                let event = event.when_done(on_done);
                 batch.push(Delivery {
                     event: Arc::new(event),
                     refused: Some(Box::new(on_refused)),

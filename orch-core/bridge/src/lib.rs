@@ -14,7 +14,8 @@
 //!   carries the same `Nats-Msg-Id`);
 //! - [`import`]: the origin check (an event never comes back to the node it
 //!   left, and never loops between nodes: imported events are not exported),
-//!   a window of recent ids, acknowledgement after local delivery;
+//!   a window of recent ids, acknowledgement after local delivery; [`names`]
+//!   remembers the names and topics its messages repeat;
 //! - [`connection`]: reconnects with back-off for ever, and says so on the bus
 //!   (`bridge.connected` / `bridge.disconnected`).
 //!
@@ -26,6 +27,7 @@ pub mod dedup;
 pub mod envelope;
 pub mod export;
 pub mod import;
+pub mod names;
 pub mod node;
 pub mod outbox;
 mod probe;
@@ -331,6 +333,7 @@ impl Run {
                     stats: Arc::clone(&self.imported),
                     recent: Arc::new(std::sync::Mutex::new(recent)),
                     pending: Arc::default(),
+                    names: std::sync::Mutex::default(),
                 };
                 let patterns = self.settings.import.clone();
                 let run = async {

@@ -1,0 +1,150 @@
+//! The floor of `bench_bridge`: a bare async-nats publisher and subscriber
+//! in one runtime, plain or with the bridge's envelope headers.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull, stream};
+use futures_util::StreamExt;
+use orch_runtime::bus::BusEvent;
+
+use super::{Mode, Run, latency_of, pace, payload_of, summary};
+
+/// The floor: a bare async-nats publisher and subscriber (for JetStream, a
+/// publisher awaiting each acknowledgement and a pull consumer acknowledging
+/// each message, as the bridge does).
+pub async fn bare(
+    url: &str,
+    mode: Mode,
+    run: u32,
+    events: u64,
+    size: usize,
+    rate: Option<u64>,
+) -> Result<Run, String> {
+    bare_with(url, mode, run, events, size, rate, false).await
+}
+
+/// A subscriber waits this long for the next message before it reports
+/// what it got (core NATS may drop what a slow subscriber cannot take); the
+/// throughput counts the time to the last message received.
+pub const QUIET: Duration = Duration::from_secs(3);
+
+/// [`bare`], with the bridge's envelope headers on each message if
+/// `headers`.
+#[allow(clippy::too_many_arguments)]
+pub async fn bare_with(
+    url: &str,
+    mode: Mode,
+    run: u32,
+    events: u64,
+    size: usize,
+    rate: Option<u64>,
+    headers: bool,
+) -> Result<Run, String> {
+    let publisher = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+    let subscriber = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+    let subject = format!("floor.r{run}.bench");
+    let receive = match mode {
+        Mode::Core => {
+            let mut sub = subscriber
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            subscriber.flush().await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(events as usize);
+                let mut last = Instant::now();
+                while let Ok(Some(message)) = tokio::time::timeout(QUIET, sub.next()).await {
+                    latencies.extend(latency_of(&message.payload));
+                    last = Instant::now();
+                    if latencies.len() as u64 == events {
+                        break;
+                    }
+                }
+                (latencies, last)
+            })
+        }
+        Mode::JetStream => {
+            let js = jetstream::new(subscriber.clone());
+            let stream = js
+                .get_or_create_stream(stream::Config {
+                    name: format!("FLOOR_R{run}"),
+                    subjects: vec![subject.clone()],
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let consumer = stream
+                .get_or_create_consumer(
+                    "floor",
+                    pull::Config {
+                        durable_name: Some("floor".into()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(events as usize);
+                let mut last = Instant::now();
+                while let Ok(Some(Ok(message))) = tokio::time::timeout(QUIET, messages.next()).await
+                {
+                    latencies.extend(latency_of(&message.payload));
+                    let _ = message.ack().await;
+                    last = Instant::now();
+                    if latencies.len() as u64 == events {
+                        break;
+                    }
+                }
+                (latencies, last)
+            })
+        }
+    };
+    let js = jetstream::new(publisher.clone());
+    let event = BusEvent::new("bench.event", b"{}", Some("bench-producer".into()));
+    let ids = orch_bridge::node::MessageIds::new("floor");
+    let started = Instant::now();
+    for index in 0..events {
+        pace(started, index, rate).await;
+        let bytes: bytes::Bytes = payload_of(index, size).into();
+        let envelope = headers.then(|| {
+            let id = (mode == Mode::JetStream).then(|| ids.next());
+            orch_bridge::envelope::headers(&event, "floor", id)
+        });
+        match (mode, envelope) {
+            (Mode::Core, None) => publisher
+                .publish(subject.clone(), bytes)
+                .await
+                .map_err(|e| e.to_string())?,
+            (Mode::Core, Some(h)) => publisher
+                .publish_with_headers(subject.clone(), h, bytes)
+                .await
+                .map_err(|e| e.to_string())?,
+            (Mode::JetStream, envelope) => {
+                let ack = match envelope {
+                    Some(h) => js.publish_with_headers(subject.clone(), h, bytes).await,
+                    None => js.publish(subject.clone(), bytes).await,
+                };
+                ack.map_err(|e| e.to_string())?
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    publisher.flush().await.map_err(|e| e.to_string())?;
+    let (latencies, last) = receive.await.map_err(|e| e.to_string())?;
+    let elapsed = last.saturating_duration_since(started);
+    if (latencies.len() as u64) < events {
+        eprintln!(
+            "bench_bridge: the bare {} subscriber got {} of {events} messages of {size} B \
+             (core NATS drops what a slow subscriber cannot take)",
+            mode.name(),
+            latencies.len()
+        );
+    }
+    Ok(Run {
+        elapsed,
+        report: summary(latencies),
+    })
+}

@@ -1,0 +1,82 @@
+//! What imported messages keep repeating, remembered: the names they carry
+//! (nodes, modules) as one shared `Arc<str>` each, and the topics they
+//! arrive on, checked once, instead of an allocation and a check for every
+//! message.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::envelope;
+
+/// Names and topics remembered at most: past that the memory starts anew
+/// (the broker may carry any number of them).
+const REMEMBERED: usize = 1_024;
+
+/// The remembered names and topics.
+#[derive(Default)]
+pub struct Names {
+    names: HashMap<Box<str>, Arc<str>>,
+    topics: HashSet<Box<str>>,
+}
+
+impl Names {
+    /// `name`, shared.
+    pub fn shared(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return Arc::clone(shared);
+        }
+        if self.names.len() >= REMEMBERED {
+            self.names.clear();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(name.into(), Arc::clone(&shared));
+        shared
+    }
+
+    /// Whether `topic` is one a module may receive (only the topics that
+    /// are get remembered: a refusal is rare and says why each time).
+    pub fn check_topic(&mut self, topic: &str) -> Result<(), String> {
+        if self.topics.contains(topic) {
+            return Ok(());
+        }
+        envelope::is_module_topic(topic)?;
+        if self.topics.len() >= REMEMBERED {
+            self.topics.clear();
+        }
+        self.topics.insert(topic.into());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_is_shared_and_the_memory_stays_bounded() {
+        let mut names = Names::default();
+        let one = names.shared("node-a");
+        assert!(Arc::ptr_eq(&one, &names.shared("node-a")));
+        for n in 0..REMEMBERED * 3 {
+            names.shared(&format!("node-{n}"));
+        }
+        assert!(names.names.len() <= REMEMBERED);
+        assert_eq!(&*names.shared("node-a"), "node-a");
+    }
+
+    #[test]
+    fn topics_are_checked_and_only_good_ones_remembered() {
+        let mut names = Names::default();
+        assert!(names.check_topic("test.ping").is_ok());
+        assert!(names.topics.contains("test.ping"));
+        let refused = names
+            .check_topic("module.failed")
+            .expect_err("host namespace");
+        assert!(!refused.is_empty());
+        assert!(!names.topics.contains("module.failed"));
+        for n in 0..REMEMBERED * 2 {
+            assert!(names.check_topic(&format!("t.n{n}")).is_ok());
+        }
+        assert!(names.topics.len() <= REMEMBERED);
+    }
+}
