@@ -16,8 +16,6 @@ use orch_runtime::bus::BusEvent;
 /// when it was published (milliseconds since the Unix epoch), separated by
 /// spaces (node ids and module names hold none).
 pub const ENVELOPE: &str = "Orch-Envelope";
-/// The message id JetStream deduplicates on (`<node>-<sequence>`).
-pub const MESSAGE_ID: &str = "Nats-Msg-Id";
 
 /// The envelope header's name, made without parsing or allocating.
 fn envelope_name() -> HeaderName {
@@ -116,12 +114,6 @@ fn read_headers(headers: &HeaderMap) -> (Option<&str>, Option<&str>) {
     (envelope, message_id)
 }
 
-/// Whether `topic` is one a module may receive (not one of the host's
-/// namespaces).
-pub fn is_module_topic(topic: &str) -> Result<(), String> {
-    orch_sdk::topic::validate_module_topic(topic)
-}
-
 /// The subject of local `topic` (or pattern) under `prefix`.
 pub fn subject(prefix: &str, topic: &str) -> String {
     format!("{prefix}.{topic}")
@@ -130,6 +122,7 @@ pub fn subject(prefix: &str, topic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use orch_sdk::topic::validate_module_topic;
 
     #[test]
     fn an_envelope_goes_there_and_back() {
@@ -140,7 +133,7 @@ mod tests {
             Some(&headers),
             "orch.demo",
             "node-b",
-            is_module_topic,
+            validate_module_topic,
         )
         .expect("delivered");
         assert_eq!(arrived.topic, "test.ping");
@@ -160,12 +153,18 @@ mod tests {
                 Some(&own),
                 "orch",
                 "node-a",
-                is_module_topic
+                validate_module_topic
             ),
             Err(Skip::OwnEvent)
         );
         assert!(matches!(
-            arrived("other.test.ping", None, "orch", "node-a", is_module_topic),
+            arrived(
+                "other.test.ping",
+                None,
+                "orch",
+                "node-a",
+                validate_module_topic
+            ),
             Err(Skip::Foreign(_))
         ));
         assert!(matches!(
@@ -174,7 +173,7 @@ mod tests {
                 None,
                 "orch",
                 "node-a",
-                is_module_topic
+                validate_module_topic
             ),
             Err(Skip::Foreign(_))
         ));
@@ -183,7 +182,7 @@ mod tests {
             Some(&own),
             "orch",
             "node-b",
-            is_module_topic,
+            validate_module_topic,
         )
         .expect("ok");
         assert_eq!(from_host.source, None);

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use orch_runtime::bus::BusEvent;
 use tokio::sync::mpsc::Receiver;
 
-use crate::envelope;
 use crate::node::MessageIds;
+use crate::{envelope, names};
 
 /// Counters of the export side.
 #[derive(Default)]
@@ -69,11 +69,7 @@ impl AsRef<[u8]> for PayloadOf {
     }
 }
 
-/// Subjects made before, at most: past that the memory starts anew (a
-/// pattern can match any number of topics).
-const SUBJECTS: usize = 1_024;
-
-/// The subject of each exported topic, made once.
+/// The subject of each exported topic, made once (a bounded memory).
 struct Subjects {
     prefix: String,
     made: HashMap<Box<str>, Subject>,
@@ -88,15 +84,10 @@ impl Subjects {
     }
 
     fn of(&mut self, topic: &str) -> Subject {
-        if let Some(subject) = self.made.get(topic) {
-            return subject.clone();
-        }
-        if self.made.len() >= SUBJECTS {
-            self.made.clear();
-        }
-        let subject = Subject::from(envelope::subject(&self.prefix, topic));
-        self.made.insert(topic.into(), subject.clone());
-        subject
+        let prefix = &self.prefix;
+        names::remembered(&mut self.made, topic, || {
+            Subject::from(envelope::subject(prefix, topic))
+        })
     }
 }
 

@@ -6,11 +6,27 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::envelope;
+/// Entries a memory holds at most: past that it starts anew (the broker,
+/// or an export pattern, may carry any number of names and topics).
+pub(crate) const REMEMBERED: usize = 1_024;
 
-/// Names and topics remembered at most: past that the memory starts anew
-/// (the broker may carry any number of them).
-const REMEMBERED: usize = 1_024;
+/// The value remembered for `key` in `memory`, made by `make` the first
+/// time (the memory bounded by [`REMEMBERED`]).
+pub(crate) fn remembered<V: Clone>(
+    memory: &mut HashMap<Box<str>, V>,
+    key: &str,
+    make: impl FnOnce() -> V,
+) -> V {
+    if let Some(value) = memory.get(key) {
+        return value.clone();
+    }
+    if memory.len() >= REMEMBERED {
+        memory.clear();
+    }
+    let value = make();
+    memory.insert(key.into(), value.clone());
+    value
+}
 
 /// The remembered names and topics.
 #[derive(Default)]
@@ -22,15 +38,7 @@ pub struct Names {
 impl Names {
     /// `name`, shared.
     pub fn shared(&mut self, name: &str) -> Arc<str> {
-        if let Some(shared) = self.names.get(name) {
-            return Arc::clone(shared);
-        }
-        if self.names.len() >= REMEMBERED {
-            self.names.clear();
-        }
-        let shared: Arc<str> = Arc::from(name);
-        self.names.insert(name.into(), Arc::clone(&shared));
-        shared
+        remembered(&mut self.names, name, || Arc::from(name))
     }
 
     /// Whether `topic` is one a module may receive (only the topics that
@@ -39,7 +47,7 @@ impl Names {
         if self.topics.contains(topic) {
             return Ok(());
         }
-        envelope::is_module_topic(topic)?;
+        orch_sdk::topic::validate_module_topic(topic)?;
         if self.topics.len() >= REMEMBERED {
             self.topics.clear();
         }
