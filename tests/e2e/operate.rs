@@ -679,7 +679,7 @@ fn a_child_that_floods_or_forges_metrics_frames_costs_the_host_a_bounded_share_o
         &format!(
             "modules:\n{PRODUCER}  - name: fixture-liar\n    isolation: process\n    \
              config:\n      lie: metrics\n  - name: forger\n    package: fixture-liar\n    \
-             isolation: process\n    config:\n      lie: metrics-count\n"
+             isolation: process\n    restart: never\n    config:\n      lie: metrics-count\n"
         ),
         "metrics:\n  listen: 0\n",
     );
@@ -716,5 +716,9 @@ fn a_child_that_floods_or_forges_metrics_frames_costs_the_host_a_bounded_share_o
         "{}",
         crash.text
     );
+    // Stopped once it stays down: a signal landing while it restarts could
+    // find it dying inside its `shutdown` call, a failure that exits with 3.
+    orch.wait_for("[FAILED] module 'forger' stays down", SHORT)
+        .unwrap();
     stop_cleanly(&mut orch);
 }

@@ -156,8 +156,22 @@ impl RemoteModule {
     }
 
     /// `Module::shutdown` in the child (the process stays until dropped).
+    ///
+    /// A module already down has nothing to shut down, and neither has one whose
+    /// child died, or was doomed by the orchestrator (a bad frame, a missed
+    /// heartbeat), before the call: that death is a crash, reported as one and
+    /// not restarted while the orchestrator stops, not a failure of this call.
+    /// A death during the call itself is.
     pub fn shutdown(&mut self) -> Result<(), Cause> {
         self.started = false;
+        self.drain(0);
+        let doomed = self
+            .child
+            .as_ref()
+            .is_some_and(|link| link.shared.killed_for().is_some());
+        if doomed {
+            self.recover();
+        }
         if self.down {
             return Ok(());
         }
