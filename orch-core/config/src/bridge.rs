@@ -259,6 +259,17 @@ fn servers(c: &mut Checker, raw: Option<&Spanned<Value>>, section: &Location) ->
     let mut servers = Vec::new();
     for url in urls {
         match url.as_str().map(str::trim) {
+            Some(text) if userinfo(text).is_some() => c.error(
+                &raw.referenced,
+                format!(
+                    "`bridge.nats.url` carries credentials (`{}`), which the NATS client \
+                     ignores and a log line would show",
+                    without_userinfo(text)
+                ),
+                "drop them from the URL and write them in `auth`, from the environment: \
+                 `auth: {user: app, password: \"${NATS_PASSWORD}\"}` or \
+                 `auth: {token: \"${NATS_TOKEN}\"}`",
+            ),
             Some(text) if text.starts_with("nats://") || text.starts_with("tls://") => {
                 servers.push(text.to_owned());
             }
@@ -266,7 +277,8 @@ fn servers(c: &mut Checker, raw: Option<&Spanned<Value>>, section: &Location) ->
                 &raw.referenced,
                 format!(
                     "`bridge.nats.url` must be a `nats://host:port` or `tls://host:port` URL, found {}",
-                    show(url)
+                    url.as_str()
+                        .map_or_else(|| show(url), |t| format!("`{}`", without_userinfo(t)))
                 ),
                 "write for example `url: nats://127.0.0.1:4222`, or a list for a cluster",
             ),
@@ -280,6 +292,21 @@ fn servers(c: &mut Checker, raw: Option<&Spanned<Value>>, section: &Location) ->
         );
     }
     servers
+}
+
+/// The `user:password@` or `token@` part of a URL, if it has one.
+fn userinfo(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.rsplit_once('@').map(|(info, _)| info)
+}
+
+/// `url` with its credentials, if any, shown as `***`: safe to print.
+fn without_userinfo(url: &str) -> String {
+    match userinfo(url) {
+        Some(info) => url.replacen(&format!("{info}@"), "***@", 1),
+        None => url.to_owned(),
+    }
 }
 
 /// A node or consumer name: letters, digits, `-` and `_`; `None` when empty

@@ -135,6 +135,31 @@ bridge:
 }
 
 #[test]
+fn credentials_in_the_url_are_refused_without_being_shown() {
+    for url in [
+        "nats://alice:pa55word@broker:4222",
+        "nats://pa55word@broker:4222",
+        "http://alice:pa55word@broker",
+    ] {
+        let main =
+            format!("bridge:\n  nats:\n    url: [nats://ok:4222, \"{url}\"]\n    export: [a]\n");
+        let errors = Fixture::with(Some(&main), Some(MODULES))
+            .errors()
+            .to_string();
+        assert!(errors.contains("main.yaml:3"), "{errors}");
+        assert!(!errors.contains("pa55word"), "{errors}");
+        assert!(errors.contains("***@broker"), "{errors}");
+    }
+    let errors = Fixture::with(
+        Some("bridge:\n  nats:\n    url: nats://app:pa55word@broker:4222\n    export: [a]\n"),
+        Some(MODULES),
+    )
+    .errors()
+    .to_string();
+    assert!(errors.contains("write them in `auth`"), "{errors}");
+}
+
+#[test]
 fn a_bridge_without_url_or_topics_is_refused() {
     let main = "bridge:\n  nats:\n    subject_prefix: x\n";
     let errors = Fixture::with(Some(main), Some(MODULES))
