@@ -102,6 +102,127 @@ fn two_orchestrators_share_events_through_nats_and_none_loops_back() {
     );
 }
 
+/// Two orchestrators given one node id by mistake: each would take the
+/// other's events for its own come back and drop them in silence. The one
+/// that receives them says why, names the fix and counts them; the producer,
+/// which gets its own events back, does not take itself for a namesake.
+#[test]
+fn two_orchestrators_given_one_node_id_are_warned_about_not_silently_deaf() {
+    let server = NatsServer::start().expect("nats-server");
+    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "twin", ""));
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "twin", ""));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("EVENT bridge.connected", BUILD).unwrap();
+    let mut a = start(&producer, &[]);
+    let warned = b
+        .wait_for(
+            "[BRIDGE] another orchestrator publishes as node 'twin'",
+            BUILD,
+        )
+        .unwrap();
+    assert!(
+        warned
+            .text
+            .contains("give each orchestrator its own `bridge.nats.node`"),
+        "{}",
+        warned.text
+    );
+    wait_until("node-b counts the namesake's messages", SHORT, || {
+        b.collect_for(Duration::from_millis(100));
+        bridge_status(b.pid())["import_namesakes"].as_u64() >= Some(3)
+    });
+    a.wait_for(
+        "[mod-dummy-consumer] Received test.ping: hello (seq 5)",
+        SHORT,
+    )
+    .unwrap();
+    stop(&mut a);
+    stop(&mut b);
+    assert!(received(&b).is_empty(), "{}", b.output());
+    assert!(
+        a.lines_with("another orchestrator publishes").is_empty(),
+        "{}",
+        a.output()
+    );
+}
+
+/// An event larger than the server's `max_payload` can never be sent: it
+/// stays on its node with a warning that names it and the fix, and does not
+/// hold up the events behind it (JetStream would otherwise try it for ever).
+#[test]
+fn with_jetstream_an_event_too_large_for_the_server_stays_local_and_holds_up_nothing() {
+    let server = NatsServer::start_with_settings("max_payload: 1024\n").expect("nats-server");
+    let js =
+        |node: &str| format!("    jetstream:\n      stream: ORCH_BIG\n      durable: {node}\n");
+    let big = "b".repeat(2_000);
+    let modules = format!(
+        "modules:\n  - name: big-producer\n    package: mod-dummy-producer\n    config:\n      \
+         publish_interval: 200ms\n      message: {big}\n  \
+         - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n"
+    );
+    let producer = Scenario::with_main(&modules, &bridge(&server.url(), "big-a", &js("big-a")));
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-b", &js("big-b")));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("EVENT bridge.connected", BUILD).unwrap();
+    let mut a = start(&producer, &[]);
+    let warned = a
+        .wait_for(
+            "[BRIDGE] 'test.ping' from module 'big-producer' is not exported",
+            BUILD,
+        )
+        .unwrap();
+    assert!(warned.text.contains("max_payload"), "{}", warned.text);
+    // The small pings go on crossing after the big ones were refused.
+    let crossed = received(&b).len();
+    wait_until("small pings go on crossing", SHORT, || {
+        b.collect_for(Duration::from_millis(100));
+        received(&b).len() >= crossed + 20
+    });
+    let too_large = bridge_status(a.pid())["export_too_large"].as_u64();
+    assert!(too_large >= Some(1), "{too_large:?}");
+    stop(&mut a);
+    stop(&mut b);
+    assert!(!b.output().contains(&big[..100]), "a big event crossed");
+}
+
+/// Another NATS client (no orchestrator, no envelope) publishing under the
+/// prefix: a JSON payload reaches the local subscribers, one that is not JSON
+/// is refused with the reason (every subscriber counts on one JSON value).
+#[test]
+fn a_message_from_a_plain_nats_client_is_delivered_if_json_and_refused_if_not() {
+    let server = NatsServer::start().expect("nats-server");
+    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "plain-b", ""));
+    let mut b = start(&consumer, &[]);
+    b.wait_for("EVENT bridge.connected", BUILD).unwrap();
+    b.wait_for("app.started", SHORT).unwrap();
+    wait_until("a plain client's JSON ping is delivered", SHORT, || {
+        server
+            .publish_raw("orch.e2e.test.ping", br#"{"message":"outside","seq":1}"#)
+            .expect("publish");
+        b.collect_for(Duration::from_millis(200));
+        !b.lines_with("Received test.ping: outside (seq 1)")
+            .is_empty()
+    });
+    server
+        .publish_raw("orch.e2e.test.ping", b"not json at all")
+        .expect("publish");
+    let refused = b
+        .wait_for("came from outside an orchestrator", SHORT)
+        .unwrap();
+    assert!(
+        refused.text.contains("'orch.e2e.test.ping'"),
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("not JSON"), "{}", refused.text);
+    stop(&mut b);
+    assert!(
+        !b.output().contains("not json at all"),
+        "the bytes never reached a module\n{}",
+        b.output()
+    );
+}
+
 #[test]
 fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
     let mut server = NatsServer::start().expect("nats-server");

@@ -187,17 +187,74 @@ impl NatsServer {
         Self::start_with(token, Vec::new())
     }
 
+    /// As [`NatsServer::start`], with `settings` in a configuration file
+    /// (nats-server's own format, for example `max_payload: 2048`).
+    pub fn start_with_settings(settings: &str) -> anyhow::Result<Self> {
+        let mut server = Self::unstarted(None, Vec::new())?;
+        let file = server.store.path().join("server.conf");
+        std::fs::write(&file, settings).context("cannot write the server's configuration")?;
+        server.extra = vec!["-c".into(), file.display().to_string()];
+        server.spawn()?;
+        Ok(server)
+    }
+
     fn start_with(token: Option<&str>, extra: Vec<String>) -> anyhow::Result<Self> {
-        let mut server = Self {
+        let mut server = Self::unstarted(token, extra)?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn unstarted(token: Option<&str>, extra: Vec<String>) -> anyhow::Result<Self> {
+        Ok(Self {
             child: None,
             port: 0,
             store: tempfile::tempdir().context("cannot create a JetStream store folder")?,
             token: token.map(str::to_owned),
             extra,
             lines: Arc::default(),
-        };
-        server.spawn()?;
-        Ok(server)
+        })
+    }
+
+    /// Publishes `payload` on `subject` as a plain NATS client would (no
+    /// headers, no orchestrator), over the protocol's own text commands, and
+    /// waits until the server has taken it (its `PONG`).
+    pub fn publish_raw(&self, subject: &str, payload: &[u8]) -> anyhow::Result<()> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!(",\"auth_token\":{}", serde_json::Value::from(t.as_str())))
+            .unwrap_or_default();
+        let mut command = format!(
+            "CONNECT {{\"verbose\":false{auth}}}\r\nPUB {subject} {}\r\n",
+            payload.len()
+        )
+        .into_bytes();
+        command.extend_from_slice(payload);
+        command.extend_from_slice(b"\r\nPING\r\n");
+        stream.write_all(&command)?;
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !String::from_utf8_lossy(&seen).contains("PONG") {
+            if Instant::now() > deadline {
+                bail!(
+                    "no PONG from the server: {}",
+                    String::from_utf8_lossy(&seen)
+                );
+            }
+            let mut chunk = [0u8; 512];
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                bail!("the server closed: {}", String::from_utf8_lossy(&seen));
+            }
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        if String::from_utf8_lossy(&seen).contains("-ERR") {
+            bail!("the server refused: {}", String::from_utf8_lossy(&seen));
+        }
+        Ok(())
     }
 
     /// `nats://127.0.0.1:<port>`.

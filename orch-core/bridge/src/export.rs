@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::Context;
-use async_nats::{Client, Subject};
+use async_nats::jetstream::context::PublishErrorKind as JetStreamPublishErrorKind;
+use async_nats::{Client, PublishErrorKind, Subject};
 use bytes::Bytes;
 use orch_runtime::bus::BusEvent;
 use tokio::sync::mpsc::Receiver;
 
-use crate::node::MessageIds;
+use crate::node::{Identity, MessageIds};
+use crate::pace::Pacer;
 use crate::{envelope, names};
 
 /// Counters of the export side.
@@ -27,6 +29,8 @@ pub struct ExportStats {
     /// JetStream acknowledgements that said "duplicate": a repeat the stream
     /// dropped.
     pub duplicates: AtomicU64,
+    /// Events larger than the server's `max_payload`: not exported.
+    pub too_large: AtomicU64,
     /// Events taken from the outbox and not yet published (or given up):
     /// a shutdown waits for them too.
     pub in_hand: AtomicU64,
@@ -45,18 +49,36 @@ pub async fn run(
     mut batches: Receiver<Vec<Arc<BusEvent>>>,
     target: Target,
     prefix: String,
-    node: String,
+    me: Identity,
     stats: Arc<ExportStats>,
 ) {
-    let ids = MessageIds::new(&node);
+    let exporter = Exporter {
+        ids: MessageIds::new(&me),
+        target,
+        me,
+        stats,
+        too_large_said: Pacer::new(TOO_LARGE_SAID_EVERY),
+    };
     let mut subjects = Subjects::new(prefix);
     while let Some(batch) = batches.recv().await {
         for event in batch {
             let subject = subjects.of(event.topic());
-            export(event, subject, &target, &node, &ids, &stats).await;
-            stats.in_hand.fetch_sub(1, Ordering::AcqRel);
+            exporter.export(event, subject).await;
+            exporter.stats.in_hand.fetch_sub(1, Ordering::AcqRel);
         }
     }
+}
+
+/// How often, at most, events too large for the server are warned about.
+const TOO_LARGE_SAID_EVERY: Duration = Duration::from_secs(10);
+
+/// What publishing needs, for one run of the bridge.
+struct Exporter {
+    target: Target,
+    me: Identity,
+    ids: MessageIds,
+    stats: Arc<ExportStats>,
+    too_large_said: Pacer,
 }
 
 /// The payload of an event as the client's bytes, without a copy: the
@@ -91,72 +113,96 @@ impl Subjects {
     }
 }
 
-/// Publishes one event.
-async fn export(
-    event: Arc<BusEvent>,
-    subject: Subject,
-    target: &Target,
-    node: &str,
-    ids: &MessageIds,
-    stats: &ExportStats,
-) {
-    {
-        let id = matches!(target, Target::JetStream(_)).then(|| ids.next());
-        let headers = envelope::headers(&event, node, id);
+impl Exporter {
+    /// Publishes one event.
+    async fn export(&self, event: Arc<BusEvent>, subject: Subject) {
+        let id = matches!(self.target, Target::JetStream(_)).then(|| self.ids.next());
+        let headers = envelope::headers(&event, &self.me, id);
         let payload = Bytes::from_owner(PayloadOf(Arc::clone(&event)));
-        match target {
+        match &self.target {
             Target::Core(client) => {
                 match client.publish_with_headers(subject, headers, payload).await {
-                    Ok(()) => stats.sent.fetch_add(1, Ordering::Relaxed),
+                    Ok(()) => {
+                        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        self.too_large(&event, &e);
+                    }
                     Err(e) => {
                         tracing::warn!("[BRIDGE] cannot export '{}': {e}", event.topic());
-                        stats.failed.fetch_add(1, Ordering::Relaxed)
+                        self.stats.failed.fetch_add(1, Ordering::Relaxed);
                     }
-                };
+                }
             }
             Target::JetStream(js) => {
-                publish_until_stored(js, subject, headers, payload, stats).await;
+                self.publish_until_stored(js, &event, subject, headers, payload)
+                    .await;
             }
         }
     }
-}
 
-/// One JetStream publish, repeated with back-off until the stream has it.
-async fn publish_until_stored(
-    js: &Context,
-    subject: Subject,
-    headers: async_nats::HeaderMap,
-    payload: Bytes,
-    stats: &ExportStats,
-) {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let stored = match js
-            .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
-            .await
-        {
-            Ok(ack) => ack.await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match stored {
-            Ok(ack) => {
-                stats.sent.fetch_add(1, Ordering::Relaxed);
-                if ack.duplicate {
-                    stats.duplicates.fetch_add(1, Ordering::Relaxed);
+    /// One JetStream publish, repeated with back-off until the stream has it,
+    /// unless it can never be sent (larger than the server takes).
+    async fn publish_until_stored(
+        &self,
+        js: &Context,
+        event: &BusEvent,
+        subject: Subject,
+        headers: async_nats::HeaderMap,
+        payload: Bytes,
+    ) {
+        let stats = &self.stats;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let stored = match js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+            {
+                Ok(ack) => ack.await.map_err(|e| e.to_string()),
+                Err(e) if e.kind() == JetStreamPublishErrorKind::MaxPayloadExceeded => {
+                    self.too_large(event, &e);
+                    return;
                 }
-                return;
-            }
-            Err(e) => {
-                let failures = stats.failed.fetch_add(1, Ordering::Relaxed);
-                if failures.is_multiple_of(20) {
-                    tracing::warn!(
-                        "[BRIDGE] JetStream did not store '{subject}' ({e}); trying again \
-                         with the same message id"
-                    );
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(ack) => {
+                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                    if ack.duplicate {
+                        stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
+                Err(e) => {
+                    let failures = stats.failed.fetch_add(1, Ordering::Relaxed);
+                    if failures.is_multiple_of(20) {
+                        tracing::warn!(
+                            "[BRIDGE] JetStream did not store '{subject}' ({e}); trying again \
+                             with the same message id"
+                        );
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
             }
+        }
+    }
+
+    /// An event larger than the server takes: it stays on this node (a try
+    /// again would fail the same way and hold up every event behind it).
+    fn too_large(&self, event: &BusEvent, e: &dyn std::fmt::Display) {
+        let seen = self.stats.too_large.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.too_large_said.due() {
+            tracing::warn!(
+                "[BRIDGE] '{}' from {} is not exported: {e} ({seen} event(s) so far); it stays \
+                 on this node. Raise `max_payload` in nats-server's configuration or publish \
+                 smaller events",
+                event.topic(),
+                event
+                    .source
+                    .as_deref()
+                    .map_or_else(|| "the host".to_owned(), |m| format!("module '{m}'")),
+            );
         }
     }
 }

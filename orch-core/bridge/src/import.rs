@@ -26,6 +26,12 @@ use tokio::sync::mpsc;
 use crate::dedup::RecentIds;
 use crate::envelope::{self, Skip};
 use crate::names::Names;
+use crate::node::Identity;
+use crate::pace::Pacer;
+
+/// How often, at most, a namesake (another orchestrator with this node's
+/// id) is warned about.
+pub const NAMESAKE_SAID_EVERY: Duration = Duration::from_secs(10);
 
 /// How many recent message ids are remembered.
 pub const RECENT_IDS: usize = 100_000;
@@ -39,6 +45,9 @@ pub struct ImportStats {
     pub repeats: AtomicU64,
     /// This node's own events, come back from the stream.
     pub own: AtomicU64,
+    /// Messages of another orchestrator with this node's id, dropped as
+    /// this node's own.
+    pub namesakes: AtomicU64,
     /// Messages not for this bus (foreign subjects, the host's namespaces).
     pub skipped: AtomicU64,
     /// Deliveries a local mailbox refused.
@@ -52,7 +61,7 @@ pub struct Importer {
     /// The subject prefix.
     pub prefix: String,
     /// This node.
-    pub node: String,
+    pub me: Identity,
     /// Counters.
     pub stats: Arc<ImportStats>,
     /// Recent message ids: handled, so a redelivery is skipped.
@@ -62,6 +71,8 @@ pub struct Importer {
     pub pending: Arc<Mutex<HashSet<String>>>,
     /// The names and topics messages keep repeating.
     pub names: Mutex<Names>,
+    /// Paces the warning about a namesake.
+    pub namesake_said: Pacer,
 }
 
 /// Messages waiting for the delivery thread, at most.
@@ -125,6 +136,31 @@ enum Verdict<'a> {
 }
 
 impl Importer {
+    /// Counts a message not for this bus, and says why for every hundredth.
+    fn skip(&self, why: &str) {
+        let skipped = self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+        if skipped.is_multiple_of(100) {
+            tracing::warn!("[BRIDGE] not delivered here: {why}");
+        }
+    }
+
+    /// Counts a message of a namesake and says so, at first and then at most
+    /// every [`NAMESAKE_SAID_EVERY`].
+    fn namesake(&self, subject: &str) {
+        let seen = self.stats.namesakes.fetch_add(1, Ordering::Relaxed) + 1;
+        if !self.namesake_said.due() {
+            return;
+        }
+        tracing::warn!(
+            "[BRIDGE] another orchestrator publishes as node '{}' ({subject}; {seen} message(s) \
+             so far): its events are dropped here as this node's own, and with JetStream the \
+             two may share a durable consumer, each getting part of the stream; give each \
+             orchestrator its own \
+             `bridge.nats.node` (for example `node: ${{ORCH_NODE:-}}` with ORCH_NODE set apart)",
+            self.me.name
+        );
+    }
+
     /// Reads one message (`track`: checks and marks its id, JetStream) and
     /// makes its event.
     fn judge<'a>(
@@ -135,7 +171,7 @@ impl Importer {
         track: bool,
     ) -> Verdict<'a> {
         let mut names = lock(&self.names);
-        let arrived = envelope::arrived(subject, headers, &self.prefix, &self.node, |topic| {
+        let arrived = envelope::arrived(subject, headers, &self.prefix, &self.me, |topic| {
             names.check_topic(topic)
         });
         let arrived = match arrived {
@@ -144,18 +180,28 @@ impl Importer {
                 self.stats.own.fetch_add(1, Ordering::Relaxed);
                 return Verdict::Done;
             }
+            Err(Skip::Namesake) => {
+                self.namesake(subject);
+                return Verdict::Done;
+            }
             Err(Skip::Foreign(why)) => {
-                if self
-                    .stats
-                    .skipped
-                    .fetch_add(1, Ordering::Relaxed)
-                    .is_multiple_of(100)
-                {
-                    tracing::warn!("[BRIDGE] not delivered here: {why}");
-                }
+                self.skip(&why);
                 return Verdict::Done;
             }
         };
+        // Local subscribers may count on one JSON value (`event.data()`): a
+        // module's SDK checks that when it publishes, and here it is checked
+        // for what another NATS client sent.
+        if !arrived.enveloped
+            && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(payload)
+        {
+            self.skip(&format!(
+                "subject '{subject}' came from outside an orchestrator (no {}) with a \
+                 payload that is not JSON ({e})",
+                envelope::ENVELOPE
+            ));
+            return Verdict::Done;
+        }
         if track && let Some(id) = arrived.message_id {
             if lock(&self.recent).contains(id) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);

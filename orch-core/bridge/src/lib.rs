@@ -30,6 +30,7 @@ pub mod import;
 pub mod names;
 pub mod node;
 pub mod outbox;
+pub mod pace;
 mod probe;
 
 use std::sync::Arc;
@@ -123,7 +124,7 @@ impl Bridge {
         let run = Run {
             settings: settings.clone(),
             state_dir: state_dir.map(std::path::Path::to_path_buf),
-            node: node.clone(),
+            me: node::Identity::new(node.clone()),
             link: Arc::clone(&link),
             bus: bus.clone(),
             exported: Arc::clone(&exported),
@@ -251,7 +252,7 @@ struct Run {
     settings: NatsSettings,
     /// Where the window of handled ids is kept (JetStream).
     state_dir: Option<std::path::PathBuf>,
-    node: String,
+    me: node::Identity,
     link: Arc<Link>,
     bus: Bus,
     exported: Arc<ExportStats>,
@@ -268,7 +269,7 @@ impl Run {
     ) {
         let client = match connection::connect(
             &self.settings,
-            &self.node,
+            &self.me.name,
             Arc::clone(&self.link),
             self.bus.clone(),
         )
@@ -298,7 +299,7 @@ impl Run {
                 events,
                 target,
                 prefix.clone(),
-                self.node.clone(),
+                self.me.clone(),
                 Arc::clone(&self.exported),
             );
             let import = async {
@@ -309,7 +310,7 @@ impl Run {
                     .settings
                     .jetstream
                     .as_ref()
-                    .map(|js| js.durable.clone().unwrap_or_else(|| self.node.clone()));
+                    .map(|js| js.durable.clone().unwrap_or_else(|| self.me.name.clone()));
                 let recent = match (&durable, &self.state_dir) {
                     (Some(durable), Some(dir)) => {
                         let path = dir.join(format!("{durable}.ids"));
@@ -329,11 +330,12 @@ impl Run {
                 let importer = Importer {
                     bus: self.bus.clone(),
                     prefix: prefix.clone(),
-                    node: self.node.clone(),
+                    me: self.me.clone(),
                     stats: Arc::clone(&self.imported),
                     recent: Arc::new(std::sync::Mutex::new(recent)),
                     pending: Arc::default(),
                     names: std::sync::Mutex::default(),
+                    namesake_said: pace::Pacer::new(import::NAMESAKE_SAID_EVERY),
                 };
                 let patterns = self.settings.import.clone();
                 let run = async {

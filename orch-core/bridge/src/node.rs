@@ -24,24 +24,47 @@ pub fn default_node() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+/// This orchestrator on the broker: its node id, and the moment its bridge
+/// started, which tells its events from those of another orchestrator that
+/// was given the same node id by mistake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The node id (`bridge.nats.node`, or [`default_node`]).
+    pub name: String,
+    /// Microseconds since the Unix epoch when this bridge started.
+    pub incarnation: u64,
+}
+
+impl Identity {
+    /// Node `name`, starting now.
+    pub fn new(name: String) -> Self {
+        let incarnation = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        Self { name, incarnation }
+    }
+
+    /// When this bridge started, in milliseconds since the Unix epoch.
+    pub fn started_ms(&self) -> u64 {
+        self.incarnation / 1_000
+    }
+}
+
 /// Message ids `<node>-<sequence>` for `Nats-Msg-Id`. The sequence starts at
-/// the microseconds since the Unix epoch when the bridge started, so an
-/// orchestrator restarted with the same node id never reuses an id the
-/// stream's duplicate window still remembers.
+/// the node's incarnation (microseconds since the Unix epoch when the bridge
+/// started), so an orchestrator restarted with the same node id never reuses
+/// an id the stream's duplicate window still remembers.
 pub struct MessageIds {
     node: String,
     next: AtomicU64,
 }
 
 impl MessageIds {
-    /// Ids for `node`, starting now.
-    pub fn new(node: &str) -> Self {
-        let start = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+    /// Ids for `me`, from its incarnation on.
+    pub fn new(me: &Identity) -> Self {
         Self {
-            node: node.to_owned(),
-            next: AtomicU64::new(start),
+            node: me.name.clone(),
+            next: AtomicU64::new(me.incarnation),
         }
     }
 
@@ -75,12 +98,12 @@ mod tests {
 
     #[test]
     fn ids_never_repeat_across_restarts_of_one_node() {
-        let first = MessageIds::new("a");
+        let first = MessageIds::new(&Identity::new("a".into()));
         let one = first.next();
         let two = first.next();
         assert_ne!(one, two);
         std::thread::sleep(std::time::Duration::from_millis(2));
-        let restarted = MessageIds::new("a");
+        let restarted = MessageIds::new(&Identity::new("a".into()));
         let seq = |id: &str| id.rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
         assert!(seq(&restarted.next()) > seq(&two));
     }

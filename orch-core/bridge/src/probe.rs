@@ -35,10 +35,17 @@ pub struct BridgeSnapshot {
     pub exported: u64,
     /// Publishes that failed (repeated with JetStream, lost with core NATS).
     pub export_failures: u64,
+    /// Events larger than the server's `max_payload`, kept on this node.
+    #[serde(default)]
+    pub export_too_large: u64,
     /// Messages delivered to the local bus.
     pub imported: u64,
     /// Repeats dropped by the window of recent ids.
     pub import_repeats: u64,
+    /// Messages of another orchestrator with this node's id (a mistake in
+    /// the configuration), dropped as this node's own.
+    #[serde(default)]
+    pub import_namesakes: u64,
     /// Exported events waiting for the broker.
     pub outbox_depth: usize,
     /// The outbox's capacity.
@@ -57,8 +64,10 @@ impl BridgeProbe {
             reconnects: self.link.connects().saturating_sub(1),
             exported: self.exported.sent.load(Ordering::Relaxed),
             export_failures: self.exported.failed.load(Ordering::Relaxed),
+            export_too_large: self.exported.too_large.load(Ordering::Relaxed),
             imported: self.imported.delivered.load(Ordering::Relaxed),
             import_repeats: self.imported.repeats.load(Ordering::Relaxed),
+            import_namesakes: self.imported.namesakes.load(Ordering::Relaxed),
             outbox_depth: self.outbox.as_ref().map_or(0, Mailbox::len)
                 + usize::try_from(in_hand).unwrap_or(0),
             outbox_capacity: self.outbox.as_ref().map_or(0, Mailbox::capacity),

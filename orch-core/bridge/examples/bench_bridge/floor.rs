@@ -103,14 +103,15 @@ pub async fn bare_with(
     };
     let js = jetstream::new(publisher.clone());
     let event = BusEvent::new("bench.event", b"{}", Some("bench-producer".into()));
-    let ids = orch_bridge::node::MessageIds::new("floor");
+    let floor = orch_bridge::node::Identity::new("floor".into());
+    let ids = orch_bridge::node::MessageIds::new(&floor);
     let started = Instant::now();
     for index in 0..events {
         pace(started, index, rate).await;
         let bytes: bytes::Bytes = payload_of(index, size).into();
         let envelope = headers.then(|| {
             let id = (mode == Mode::JetStream).then(|| ids.next());
-            orch_bridge::envelope::headers(&event, "floor", id)
+            orch_bridge::envelope::headers(&event, &floor, id)
         });
         match (mode, envelope) {
             (Mode::Core, None) => publisher

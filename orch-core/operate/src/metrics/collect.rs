@@ -222,9 +222,19 @@ impl HostCollector {
                 b.export_failures,
             ),
             (
+                "orch_bridge_export_too_large",
+                "Events larger than the NATS server's max_payload, kept on this node.",
+                b.export_too_large,
+            ),
+            (
                 "orch_bridge_import_repeats",
                 "Imported repeats dropped by the window of recent ids.",
                 b.import_repeats,
+            ),
+            (
+                "orch_bridge_import_namesakes",
+                "Messages of another orchestrator with this node's id, dropped as this node's own.",
+                b.import_namesakes,
             ),
             (
                 "orch_bridge_reconnects",
