@@ -19,6 +19,12 @@ fn bridge(url: &str, node: &str, extra: &str) -> String {
     )
 }
 
+/// The `jetstream:` lines of a `bridge:` section: `stream`, and `node`'s
+/// durable consumer.
+fn jetstream(stream: &str, node: &str) -> String {
+    format!("    jetstream:\n      stream: {stream}\n      durable: {node}\n")
+}
+
 const PRODUCER: &str = "modules:\n  - name: fixture-event-log\n    config:\n      also: [\"bridge.>\"]\n  \
      - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  \
      - name: mod-dummy-consumer\n";
@@ -152,8 +158,7 @@ fn two_orchestrators_given_one_node_id_are_warned_about_not_silently_deaf() {
 #[test]
 fn with_jetstream_an_event_too_large_for_the_server_stays_local_and_holds_up_nothing() {
     let server = NatsServer::start_with_settings("max_payload: 1024\n").expect("nats-server");
-    let js =
-        |node: &str| format!("    jetstream:\n      stream: ORCH_BIG\n      durable: {node}\n");
+    let js = |node: &str| jetstream("ORCH_BIG", node);
     let big = "b".repeat(2_000);
     let modules = format!(
         "modules:\n  - name: big-producer\n    package: mod-dummy-producer\n    config:\n      \
@@ -223,11 +228,51 @@ fn a_message_from_a_plain_nats_client_is_delivered_if_json_and_refused_if_not() 
     );
 }
 
+/// A stream of the configured name that exists and holds other subjects
+/// (another prefix's): nothing exported would be stored and nothing imported
+/// seen. The bridge names the stream, what it holds and the fix, instead of
+/// claiming it holds the prefix.
+#[test]
+fn with_jetstream_a_stream_that_holds_other_subjects_is_named_as_the_cause() {
+    let server = NatsServer::start().expect("nats-server");
+    let stream = jetstream("ORCH_SHARED", "first");
+    let first = Scenario::with_main(CONSUMER, &bridge(&server.url(), "first", &stream));
+    let mut x = start(&first, &[]);
+    x.wait_for(
+        "[BRIDGE] JetStream stream 'ORCH_SHARED' holds orch.e2e.>",
+        BUILD,
+    )
+    .unwrap();
+    stop(&mut x);
+    let other = bridge(&server.url(), "second", &jetstream("ORCH_SHARED", "second"))
+        .replace("subject_prefix: orch.e2e", "subject_prefix: orch.other");
+    let second = Scenario::with_main(CONSUMER, &other);
+    let mut y = start(&second, &[]);
+    let named = y
+        .wait_for(
+            "[BRIDGE] the JetStream stream 'ORCH_SHARED' exists and holds [orch.e2e.>], not \
+             orch.other.>",
+            BUILD,
+        )
+        .unwrap();
+    assert!(
+        named.text.contains("nats stream edit ORCH_SHARED"),
+        "{}",
+        named.text
+    );
+    stop(&mut y);
+    assert!(
+        y.lines_with("JetStream stream 'ORCH_SHARED' holds")
+            .is_empty(),
+        "{}",
+        y.output()
+    );
+}
+
 #[test]
 fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
     let mut server = NatsServer::start().expect("nats-server");
-    let js =
-        |node: &str| format!("    jetstream:\n      stream: ORCH_E2E\n      durable: {node}\n");
+    let js = |node: &str| jetstream("ORCH_E2E", node);
     let with_metrics = format!("{}metrics:\n  listen: 0\n", js("js-a"));
     let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "js-a", &with_metrics));
     let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "js-b", &js("js-b")));
@@ -347,8 +392,7 @@ fn received_in_log(path: &std::path::Path) -> Vec<u64> {
 #[test]
 fn with_jetstream_a_consumer_node_killed_and_restarted_misses_nothing_and_repeats_nothing() {
     let server = NatsServer::start().expect("nats-server");
-    let js =
-        |node: &str| format!("    jetstream:\n      stream: ORCH_E2E\n      durable: {node}\n");
+    let js = |node: &str| jetstream("ORCH_E2E", node);
     let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "kill-a", &js("kill-a")));
     let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "kill-b", &js("kill-b")));
     let mut a = start(&producer, &[]);
@@ -380,11 +424,7 @@ fn with_jetstream_a_consumer_node_killed_and_restarted_misses_nothing_and_repeat
 fn with_jetstream_in_a_three_server_cluster_the_loss_of_the_connected_server_loses_nothing() {
     let mut cluster = orch_e2e::NatsCluster::start(3).expect("a cluster");
     let urls = format!("[{}]", cluster.urls().join(", "));
-    let js = |node: &str| {
-        format!(
-            "    jetstream:\n      stream: ORCH_E2E\n      durable: {node}\n      replicas: 3\n"
-        )
-    };
+    let js = |node: &str| format!("{}      replicas: 3\n", jetstream("ORCH_E2E", node));
     let producer = Scenario::with_main(PRODUCER, &bridge(&urls, "ha-a", &js("ha-a")));
     let consumer = Scenario::with_main(CONSUMER, &bridge(&urls, "ha-b", &js("ha-b")));
     let mut b = start(&consumer, &[]);

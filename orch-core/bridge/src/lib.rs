@@ -32,13 +32,14 @@ pub mod node;
 pub mod outbox;
 pub mod pace;
 mod probe;
+pub mod stream;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream;
 use orch_config::NatsSettings;
 use orch_runtime::bus::{Bus, BusEvent};
 use orch_runtime::mailbox::Mailbox;
@@ -290,7 +291,7 @@ impl Run {
             let (target, stream) = match &self.settings.jetstream {
                 Some(js) => {
                     let context = jetstream::new(client.clone());
-                    let stream = open_stream(&context, &js.stream, &prefix, js.replicas).await;
+                    let stream = stream::open(&context, &js.stream, &prefix, js.replicas).await;
                     (Target::JetStream(context), Some(stream))
                 }
                 None => (Target::Core(client.clone()), None),
@@ -384,41 +385,6 @@ async fn until_set(mut flag: watch::Receiver<bool>) {
     while !*flag.borrow() {
         if flag.changed().await.is_err() {
             return;
-        }
-    }
-}
-
-/// The stream holding `<prefix>.>`, created if missing; waits for the broker
-/// as long as it takes (the bridge's stop ends the wait).
-async fn open_stream(
-    context: &jetstream::Context,
-    name: &str,
-    prefix: &str,
-    replicas: usize,
-) -> stream::Stream {
-    let mut tries = 0u32;
-    loop {
-        let config = stream::Config {
-            name: name.to_owned(),
-            subjects: vec![format!("{prefix}.>")],
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        };
-        match context.get_or_create_stream(config).await {
-            Ok(stream) => {
-                tracing::info!("[BRIDGE] JetStream stream '{name}' holds {prefix}.>");
-                return stream;
-            }
-            Err(e) => {
-                if tries.is_multiple_of(10) {
-                    tracing::warn!(
-                        "[BRIDGE] cannot open the JetStream stream '{name}': {e}; trying again"
-                    );
-                }
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
         }
     }
 }
