@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
+use orch_sdk::topic::covers;
 
 /// The stream holding `<prefix>.>`, created if missing; waits for the broker
 /// as long as it takes (the bridge's stop ends the wait).
@@ -51,37 +52,5 @@ pub async fn open(
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
         }
-    }
-}
-
-/// Whether subject pattern `filter` matches every subject `pattern` does
-/// (NATS wildcards: `*` one token, `>` the rest).
-fn covers(filter: &str, pattern: &str) -> bool {
-    let mut wanted = pattern.split('.');
-    for token in filter.split('.') {
-        match (token, wanted.next()) {
-            (">", Some(_)) => return true,
-            ("*", Some(next)) if next != ">" => {}
-            (token, Some(next)) if token == next => {}
-            _ => return false,
-        }
-    }
-    wanted.next().is_none()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::covers;
-
-    #[test]
-    fn a_stream_subject_covers_the_prefix_only_when_it_matches_all_of_it() {
-        assert!(covers("orch.demo.>", "orch.demo.>"));
-        assert!(covers("orch.>", "orch.demo.>"));
-        assert!(covers(">", "orch.demo.>"));
-        assert!(covers("*.demo.>", "orch.demo.>"));
-        assert!(!covers("orch.demo.test.>", "orch.demo.>"));
-        assert!(!covers("orch.demo.*", "orch.demo.>"));
-        assert!(!covers("other.>", "orch.demo.>"));
-        assert!(!covers("orch.demo", "orch.demo.>"));
     }
 }
