@@ -9,6 +9,7 @@ mod hot_reload;
 mod operating;
 mod operations;
 mod session;
+mod shown;
 
 use std::process::ExitCode;
 

@@ -14,6 +14,13 @@ use crate::hot_reload::HotReload;
 
 /// Carries out `pending` and sends its answer.
 pub fn handle(pending: Pending, supervisor: &mut Supervisor, reloader: &HotReload) {
+    if pending.is_abandoned() {
+        tracing::info!(
+            "[CONTROL] '{}' skipped: its client hung up before it began",
+            pending.request.verb()
+        );
+        return;
+    }
     let response = match &pending.request {
         Request::Status => Response::refused("status is answered by the socket", "ask again"),
         Request::Reload { module } => {
@@ -193,5 +200,16 @@ fn load(
             }
         }
         Err(failure) => Response::error(failure.to_string(), Some(failure.hint.clone())),
+    }
+}
+
+/// Answers every action still queued: the orchestrator is shutting down.
+pub fn refuse_queued(actions: &crossbeam_channel::Receiver<Pending>) {
+    for pending in actions.try_iter() {
+        let verb = pending.request.verb();
+        pending.answer(Response::error(
+            format!("'{verb}' was not carried out: the orchestrator is shutting down"),
+            None,
+        ));
     }
 }

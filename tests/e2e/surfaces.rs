@@ -7,10 +7,16 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use orch_e2e::{OrchProcess, Scenario, http_get, proc_status_kib, wait_until};
+use orch_e2e::{
+    OrchProcess, Scenario, http_get, orch_bin, proc_status_kib, wait_until, workspace_root,
+};
 
 /// Generous: the first run of a test may compile the modules.
 const BUILD: Duration = Duration::from_secs(240);
@@ -218,4 +224,236 @@ fn promtool_passes_the_exposition_whatever_help_text_modules_register() {
         panic!("{e:#}\n--- exposition ---\n{exposition}");
     }
     stop_cleanly(&mut orch);
+}
+
+/// `cargo-orch orch <args>` run from `dir`, for the workspace of this repository.
+fn orch_in(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(orch_bin());
+    command
+        .current_dir(dir)
+        .arg("orch")
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    command
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[test]
+fn control_socket_paths_never_replace_a_users_file_or_folder_mode() {
+    let scenario = Scenario::new(&format!("modules:\n{CONSUMER}"));
+    let config = scenario.config_dir().to_str().expect("utf-8").to_owned();
+    let here = tempfile::tempdir().expect("temp dir");
+    let sub = here.path().join("sub");
+    std::fs::create_dir(&sub).expect("sub");
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let users = sub.join("config.yaml");
+    std::fs::write(&users, "app: mine\n").expect("the user's file");
+
+    // A path that holds a file of the user's: refused, the file and the
+    // folder's mode as they were.
+    let mut refused = OrchProcess::spawn(orch_in(
+        here.path(),
+        &[
+            "run",
+            "--config-dir",
+            &config,
+            "--control-socket",
+            "sub/config.yaml",
+        ],
+    ))
+    .expect("spawn");
+    let status = refused.wait_exit(BUILD);
+    let said = refused.output();
+    assert!(
+        status.as_ref().is_ok_and(|s| !s.success()),
+        "{status:?}\n{said}"
+    );
+    assert!(said.contains("exists and is not a socket"), "{said}");
+    assert_eq!(
+        std::fs::read_to_string(&users).expect("kept"),
+        "app: mine\n"
+    );
+    assert_eq!(mode(&sub), 0o755, "the folder's mode was changed");
+
+    // A bare relative name works from the current folder; a folder that
+    // exists keeps its mode, one created for the socket is owner-only.
+    std::fs::set_permissions(here.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut orch = OrchProcess::spawn(orch_in(
+        here.path(),
+        &[
+            "run",
+            "--config-dir",
+            &config,
+            "--control-socket",
+            "orch.sock",
+        ],
+    ))
+    .expect("spawn");
+    orch.wait_for("app.started:", BUILD).unwrap();
+    let socket = here.path().join("orch.sock");
+    assert!(
+        orch_e2e_is_socket(&socket),
+        "no socket at {}",
+        socket.display()
+    );
+    let status = orch_in(here.path(), &["status", "--socket", "orch.sock"])
+        .output()
+        .expect("status");
+    assert!(status.status.success(), "{status:?}");
+    assert_eq!(
+        mode(here.path()),
+        0o755,
+        "the current folder's mode was changed"
+    );
+    stop_cleanly(&mut orch);
+    assert!(!socket.exists(), "the socket is removed at exit");
+
+    let mut orch = OrchProcess::spawn(orch_in(
+        here.path(),
+        &[
+            "run",
+            "--config-dir",
+            &config,
+            "--control-socket",
+            "new/deeper/orch.sock",
+        ],
+    ))
+    .expect("spawn");
+    orch.wait_for("app.started:", BUILD).unwrap();
+    assert_eq!(mode(&here.path().join("new/deeper")), 0o700);
+    stop_cleanly(&mut orch);
+}
+
+fn orch_e2e_is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+#[test]
+fn an_entry_file_that_names_a_users_file_does_not_get_it_deleted() {
+    let victim_dir = tempfile::tempdir().expect("temp dir");
+    let victim = victim_dir.path().join("precious.txt");
+    std::fs::write(&victim, "keep").expect("victim");
+    let registry = orch_e2e::target_dir().join("orch").join("control");
+    std::fs::create_dir_all(&registry).expect("registry folder");
+    // A dead pid, and a socket path that climbs out of the registry folder
+    // to the root and down to the victim.
+    let registry = registry.canonicalize().expect("canonical");
+    let mut climbing = registry.clone();
+    for _ in registry.components().skip(1) {
+        climbing.push("..");
+    }
+    let victim = victim.canonicalize().expect("canonical");
+    climbing.push(victim.strip_prefix("/").expect("absolute"));
+    assert!(climbing.starts_with(&registry));
+    let entry = registry.join(format!("{}.json", i32::MAX - 7));
+    std::fs::write(
+        &entry,
+        serde_json::json!({
+            "pid": i32::MAX - 7, "socket": climbing, "app": "forged",
+            "config_dir": "config", "environment": null
+        })
+        .to_string(),
+    )
+    .expect("forged entry");
+    let _ = orch_in(workspace_root(), &["status", "--json"])
+        .output()
+        .expect("status");
+    assert!(!entry.exists(), "the dead entry is cleaned up");
+    assert_eq!(std::fs::read_to_string(&victim).expect("kept"), "keep");
+}
+
+/// Sends `request` as one raw line on a new connection, without reading.
+fn send_only(socket: &Path, request: &str) -> UnixStream {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .expect("write");
+    stream
+}
+
+#[test]
+fn stuck_action_clients_never_lock_status_out_and_control_output_is_escaped() {
+    let scenario = Scenario::with_main(
+        &format!(
+            "modules:\n{CONSUMER}  - name: fixture-slow-build\n    config:\n      \
+             init_delay_ms: 4000\n  - name: fixture-panic-init\n    restart: never\n    \
+             config:\n      message: \"boom \\e[2J\\e[31mred\\nok    forged line\"\n"
+        ),
+        "timeouts:\n  initialize: 30s\n",
+    );
+    let here = tempfile::tempdir().expect("temp dir");
+    let socket = here.path().join("orch.sock");
+    let mut command = scenario.command(&["run"]);
+    command.arg("--control-socket").arg(&socket);
+    let mut orch = OrchProcess::spawn(command).expect("spawn");
+    orch.wait_for("app.started:", BUILD).unwrap();
+
+    // The status table and the JSON carry the module's text, never its
+    // escape codes raw.
+    let table = Command::new(orch_bin())
+        .current_dir(workspace_root())
+        .args(["orch", "status", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("status");
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("boom \\u{1b}[2J"), "{table}");
+    assert!(!table.contains('\u{1b}'), "{table:?}");
+    assert!(!table.lines().any(|l| l.starts_with("ok")), "{table}");
+
+    // Hold the main loop: each restart of the slow module takes 4 s.
+    let slow = "{\"command\":\"restart\",\"module\":\"fixture-slow-build\"}";
+    let waiting: Vec<UnixStream> = (0..8).map(|_| send_only(&socket, slow)).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    for round in 0..3 {
+        let began = Instant::now();
+        let status = Command::new(orch_bin())
+            .current_dir(workspace_root())
+            .args(["orch", "status", "--json", "--socket"])
+            .arg(&socket)
+            .output()
+            .expect("status");
+        assert!(
+            status.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "status took {:?} behind 8 waiting actions",
+            began.elapsed()
+        );
+    }
+    let ninth = Command::new(orch_bin())
+        .current_dir(workspace_root())
+        .args(["orch", "stop", "mod-dummy-consumer", "--socket"])
+        .arg(&socket)
+        .output()
+        .expect("stop");
+    let said = String::from_utf8_lossy(&ninth.stderr).into_owned();
+    assert!(said.contains("already wait"), "{said}");
+    // Every waiting client hangs up: the actions not yet begun are skipped.
+    drop(waiting);
+    orch.wait_for("skipped: its client hung up", Duration::from_secs(30))
+        .unwrap();
+    stop_cleanly(&mut orch);
+
+    // `cargo orch check` prints the same failure escaped, with no line of
+    // the module's own.
+    let check = scenario.command(&["check"]).output().expect("check");
+    let out = String::from_utf8_lossy(&check.stdout).into_owned();
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(!out.contains('\u{1b}'), "{out:?}");
+    assert!(!out.lines().any(|l| l.starts_with("ok    forged")), "{out}");
 }

@@ -19,6 +19,7 @@ use orch_sdk::duration::human;
 
 use crate::cli::{CheckArgs, EXIT_FAILURE, GlobalArgs};
 use crate::session::Session;
+use crate::shown::{indented, one_line};
 
 /// One module's outcome.
 enum Outcome {
@@ -149,15 +150,21 @@ fn print_outcomes(modules: &[&ModuleSpec], outcomes: &[Outcome]) -> usize {
             ),
             Outcome::Failed(failure) => {
                 failed += 1;
+                let indent = " ".repeat(width + 8);
                 println!(
                     "FAIL  {name:width$}  phase {}: {}",
-                    failure.phase, failure.cause
+                    failure.phase,
+                    indented(&failure.cause.to_string(), &indent)
                 );
-                println!("      {:width$}  hint: {}", "", failure.hint);
+                println!(
+                    "      {:width$}  hint: {}",
+                    "",
+                    indented(&failure.hint, &indent)
+                );
             }
             Outcome::NotChecked(why) => {
                 failed += 1;
-                println!("FAIL  {name:width$}  not checked: {why}");
+                println!("FAIL  {name:width$}  not checked: {}", one_line(why));
             }
         }
     }

@@ -10,6 +10,7 @@ use orch_operate::protocol::{Request, Response};
 use orch_operate::{client, registry};
 
 use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, ModuleArgs, StatusArgs, TargetArgs};
+use crate::shown::{indented, one_line};
 
 mod table;
 
@@ -44,7 +45,10 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode
         for target in &targets {
             match client::send(&target.socket, &Request::Status, deadline) {
                 Ok(Response::Status(report)) => reports.push(*report),
-                Ok(other) => eprintln!("error: unexpected answer to status: {other:?}"),
+                Ok(other) => eprintln!(
+                    "error: unexpected answer to status: {}",
+                    one_line(&format!("{other:?}"))
+                ),
                 // Of several, one may be exiting right now: the others still count.
                 Err(e) if targets.len() > 1 => {
                     eprintln!("warning: {e}{}", pid_note(target.pid));
@@ -96,7 +100,7 @@ pub fn act(global: &GlobalArgs, args: &ModuleArgs, verb: Verb) -> anyhow::Result
     let deadline = Duration::from_secs(args.target.timeout.max(1));
     match client::send(&target.socket, &request, deadline) {
         Ok(Response::Done { message }) => {
-            println!("{message}");
+            println!("{}", one_line(&message));
             Ok(ExitCode::SUCCESS)
         }
         Ok(Response::Error {
@@ -104,9 +108,9 @@ pub fn act(global: &GlobalArgs, args: &ModuleArgs, verb: Verb) -> anyhow::Result
             hint,
             usage,
         }) => {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", indented(&message, "  "));
             if let Some(hint) = hint {
-                eprintln!("  hint: {hint}");
+                eprintln!("  hint: {}", indented(&hint, "    "));
             }
             Ok(ExitCode::from(if usage {
                 EXIT_USAGE

@@ -151,8 +151,10 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
             watch,
         )
     };
-    // Control requests from now on are answered at once: shutting down. The
-    // status, metrics and alerts stay until the modules are down.
+    // Control requests still queued, and any from now on, are answered at
+    // once: shutting down. The status, metrics and alerts stay until the
+    // modules are down.
+    crate::operations::refuse_queued(&actions);
     drop(actions);
     if let Some(bridge) = bridge.as_mut() {
         bridge.stop_import();

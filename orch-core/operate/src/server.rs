@@ -1,13 +1,15 @@
 //! The control socket of a running orchestrator: a thread accepts
 //! connections on an owner-only Unix socket; each connection (at most
-//! [`MAX_CONNECTIONS`] at once, each on a thread of its own) reads one
-//! request line and writes one response line. `status` is answered from the
-//! status board at once, even while a build or a reload runs; the other
-//! requests go to the orchestrator's main loop through a bounded queue and
-//! wait for its answer up to a deadline.
+//! [`MAX_CONNECTIONS`] at once, each on a thread of its own, see
+//! [`connection`]) reads one request line and writes one response line.
+//! `status` is answered from the status board at once, even while a build
+//! or a reload runs; the other requests go to the orchestrator's main loop
+//! through a bounded queue and wait for its answer up to a deadline. At most
+//! [`QUEUED_ACTIONS`] connections wait for actions, so `status` always has
+//! slots of its own.
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -17,18 +19,22 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Sender, TrySendError, bounded};
+use crossbeam_channel::Sender;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use crate::protocol::{MAX_REQUEST_BYTES, Request, Response, StatusReport};
+use crate::protocol::{Request, Response, StatusReport};
 use crate::registry::{self, Entry};
 
+mod connection;
+
 /// Connections served at once; more are told the orchestrator is busy.
-pub const MAX_CONNECTIONS: usize = 8;
-/// Requests waiting for the main loop; more are refused as busy.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Connections waiting for an action (and actions queued for the main
+/// loop), at most; more are refused as busy. The other
+/// `MAX_CONNECTIONS - QUEUED_ACTIONS` slots stay for `status`.
 pub const QUEUED_ACTIONS: usize = 8;
-/// How long a connection may take to send its request line.
-const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a connection may take to send its whole request line.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// How often the accept loop looks at its stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(200);
 
@@ -40,12 +46,19 @@ pub struct Pending {
     /// What the operator asked.
     pub request: Request,
     reply: Sender<Response>,
+    /// Set when the client hung up before the main loop took the request.
+    abandoned: Arc<AtomicBool>,
 }
 
 impl Pending {
     /// Sends the answer back to the waiting client (if it still waits).
     pub fn answer(self, response: Response) {
         let _ = self.reply.send(response);
+    }
+
+    /// Whether its client hung up while it waited: the main loop skips it.
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::Acquire)
     }
 }
 
@@ -83,7 +96,11 @@ impl ControlServer {
         let pid = std::process::id();
         let socket = registry::socket_path(&setup.target_dir, pid, setup.socket.as_deref())?;
         if let Some(parent) = socket.parent() {
-            registry::private_dir(parent)?;
+            if setup.socket.is_some() {
+                registry::socket_dir(parent)?;
+            } else {
+                registry::private_dir(parent)?;
+            }
         }
         let listener = bind(&socket)?;
         fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))?;
@@ -105,6 +122,7 @@ impl ControlServer {
                 actions: setup.actions,
                 action_deadline: setup.action_deadline,
                 active: Arc::default(),
+                waiting: Arc::default(),
             };
             std::thread::Builder::new()
                 .name("orch-control".into())
@@ -130,14 +148,29 @@ impl Drop for ControlServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let _ = fs::remove_file(&self.socket);
+        // Only the socket this server bound (another process may have
+        // replaced it meanwhile with something else: left alone).
+        if registry::is_socket(&self.socket) {
+            let _ = fs::remove_file(&self.socket);
+        }
         let _ = fs::remove_file(&self.entry_file);
     }
 }
 
-/// Binds `path`, replacing a stale socket file; refuses one that answers.
+/// Binds `path`, replacing a stale socket; refuses a socket that answers and
+/// anything that is not a socket.
 fn bind(path: &Path) -> io::Result<UnixListener> {
-    if path.exists() {
+    if fs::symlink_metadata(path).is_ok() {
+        if !registry::is_socket(path) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket: it is left as it is; choose a path \
+                     that is free or holds an old control socket",
+                    path.display()
+                ),
+            ));
+        }
         if UnixStream::connect(path).is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
@@ -155,7 +188,10 @@ struct Serve {
     status: StatusSource,
     actions: Sender<Pending>,
     action_deadline: Duration,
+    /// Connections being served.
     active: Arc<AtomicUsize>,
+    /// Connections waiting for an action's answer.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Serve {
@@ -174,96 +210,57 @@ impl Serve {
             }
             match listener.accept() {
                 Ok((stream, _)) => self.serve(stream),
-                Err(e) => tracing::warn!("[CONTROL] accept failed: {e}"),
+                Err(e) => {
+                    tracing::warn!("[CONTROL] accept failed: {e}");
+                    // Out of descriptors, say: give the others time to end.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         }
     }
 
     /// Serves one connection on a thread of its own, or says it is busy.
     fn serve(&self, mut stream: UnixStream) {
-        let _ = stream.set_write_timeout(Some(READ_DEADLINE));
-        if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            self.active.fetch_sub(1, Ordering::AcqRel);
+        let _ = stream.set_write_timeout(Some(REQUEST_DEADLINE));
+        let Some(slot) = Slot::take(&self.active, MAX_CONNECTIONS) else {
             let busy = Response::error(
                 format!("the orchestrator already serves {MAX_CONNECTIONS} control connections"),
                 Some("try again in a moment".into()),
             );
             let _ = write_response(&mut stream, &busy);
             return;
-        }
+        };
         let this = self.clone();
         let spawned = std::thread::Builder::new()
             .name("orch-control-conn".into())
             .spawn(move || {
                 this.answer(stream);
-                this.active.fetch_sub(1, Ordering::AcqRel);
+                drop(slot);
             });
         if let Err(e) = spawned {
-            self.active.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("[CONTROL] cannot serve a connection: {e}");
         }
     }
+}
 
-    fn answer(&self, mut stream: UnixStream) {
-        let _ = stream.set_read_timeout(Some(READ_DEADLINE));
-        let response = match read_request(&stream) {
-            Ok(Request::Status) => Response::Status(Box::new((self.status)())),
-            Ok(request) => self.forward(request),
-            Err(message) => Response::refused(message, "the control protocol is one JSON line"),
-        };
-        let _ = write_response(&mut stream, &response);
-    }
+/// One of a bounded number of places, given back when dropped.
+struct Slot(Arc<AtomicUsize>);
 
-    /// Hands `request` to the main loop and waits for its answer.
-    fn forward(&self, request: Request) -> Response {
-        let verb = request.verb();
-        let (reply, answer) = bounded(1);
-        match self.actions.try_send(Pending { request, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Response::error(
-                    format!("{QUEUED_ACTIONS} control requests already wait for the orchestrator"),
-                    Some("wait for them to finish, then try again".into()),
-                );
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return Response::error("the orchestrator is shutting down", None);
-            }
+impl Slot {
+    /// A place in `taken` if fewer than `limit` are.
+    fn take(taken: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        if taken.fetch_add(1, Ordering::AcqRel) >= limit {
+            taken.fetch_sub(1, Ordering::AcqRel);
+            return None;
         }
-        answer
-            .recv_timeout(self.action_deadline)
-            .unwrap_or_else(|e| {
-                if e.is_disconnected() {
-                    return Response::error(
-                        format!("'{verb}' was not carried out: the orchestrator is shutting down"),
-                        None,
-                    );
-                }
-                Response::error(
-                    format!(
-                        "no answer to '{verb}' within {}s: the orchestrator is busy (a build or a \
-                     shutdown) or the action is stuck",
-                        self.action_deadline.as_secs()
-                    ),
-                    Some("see the orchestrator's log; its outcome is logged there".into()),
-                )
-            })
+        Some(Self(Arc::clone(taken)))
     }
 }
 
-/// Reads one request line of at most [`MAX_REQUEST_BYTES`].
-fn read_request(stream: &UnixStream) -> Result<Request, String> {
-    let mut line = String::new();
-    let limit = u64::try_from(MAX_REQUEST_BYTES).unwrap_or(u64::MAX) + 1;
-    BufReader::new(stream.take(limit))
-        .read_line(&mut line)
-        .map_err(|e| format!("cannot read the request: {e}"))?;
-    if line.len() > MAX_REQUEST_BYTES {
-        return Err(format!(
-            "the request is longer than {MAX_REQUEST_BYTES} bytes"
-        ));
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
-    serde_json::from_str(line.trim_end()).map_err(|e| format!("not a valid request: {e}"))
 }
 
 /// Writes one response line.

@@ -3,6 +3,8 @@
 use orch_operate::protocol::StatusReport;
 use std::fmt::Write as _;
 
+use crate::shown::one_line;
+
 /// The report as a header line, one row per module and the bridge's line.
 pub fn render(report: &StatusReport) -> String {
     let mut out = String::new();
@@ -13,12 +15,13 @@ pub fn render(report: &StatusReport) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "{} {}: pid {}, up {}, {}{env}",
-        report.app,
-        report.version,
+        "{} {}: pid {}, up {}, {}{}",
+        one_line(&report.app),
+        one_line(&report.version),
         report.pid,
         seconds(report.uptime_secs),
-        if report.ready { "ready" } else { "not ready" }
+        if report.ready { "ready" } else { "not ready" },
+        one_line(&env)
     );
     let header = [
         "MODULE",
@@ -36,10 +39,10 @@ pub fn render(report: &StatusReport) -> String {
     let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
     for m in &report.modules {
         rows.push(vec![
-            m.name.clone(),
+            one_line(&m.name).into_owned(),
             m.state.as_str().to_owned(),
             m.generation.to_string(),
-            m.isolation.clone(),
+            one_line(&m.isolation).into_owned(),
             m.pid.map_or_else(|| "-".into(), |p| p.to_string()),
             m.uptime_secs.map_or_else(|| "-".into(), seconds),
             m.events_in.to_string(),
@@ -48,7 +51,7 @@ pub fn render(report: &StatusReport) -> String {
             m.restarts.to_string(),
             m.last_error.as_ref().map_or_else(
                 || "-".into(),
-                |e| format!("{}: {}", e.phase, first_line(&e.message)),
+                |e| format!("{}: {}", one_line(&e.phase), first_line(&e.message)),
             ),
         ]);
     }
@@ -73,10 +76,10 @@ pub fn render(report: &StatusReport) -> String {
         let _ = writeln!(
             out,
             "bridge: node {}, {}, exported {}, imported {}, reconnects {}, outbox {}/{}",
-            b.node,
+            one_line(&b.node),
             match (&b.server, b.connected) {
-                (Some(server), true) => format!("connected to {server}"),
-                (Some(server), false) => format!("disconnected (last {server})"),
+                (Some(server), true) => format!("connected to {}", one_line(server)),
+                (Some(server), false) => format!("disconnected (last {})", one_line(server)),
                 (None, _) => "not connected yet".into(),
             },
             b.exported,
@@ -100,9 +103,9 @@ fn seconds(secs: f64) -> String {
     }
 }
 
-/// At most 80 characters of the first line.
+/// At most 80 characters of the first line, escaped.
 fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or_default();
+    let line = one_line(text.lines().next().unwrap_or_default()).into_owned();
     if line.chars().count() > 80 {
         format!("{}...", line.chars().take(77).collect::<String>())
     } else {

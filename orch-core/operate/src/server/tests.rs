@@ -131,3 +131,65 @@ fn a_request_the_main_loop_drops_or_cannot_take_is_told_the_orchestrator_is_shut
         "{answer:?}"
     );
 }
+
+/// Sends `request` on a new connection without waiting for the answer.
+fn send_only(socket: &std::path::Path, request: &Request) -> UnixStream {
+    let mut stream = UnixStream::connect(socket).expect("connect");
+    let mut line = serde_json::to_string(request).expect("encodes");
+    line.push('\n');
+    stream.write_all(line.as_bytes()).expect("write");
+    stream
+}
+
+#[test]
+fn a_client_that_hangs_up_abandons_its_queued_action() {
+    let target = tempfile::tempdir().expect("temp dir");
+    let (server, pending) = server(target.path(), Duration::from_secs(30));
+    let client = send_only(server.socket(), &Request::Stop { module: "m".into() });
+    let waiting = pending
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a request");
+    assert!(!waiting.is_abandoned());
+    drop(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !waiting.is_abandoned() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hang-up was not noticed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn eight_stuck_action_clients_leave_status_its_own_slots() {
+    let target = tempfile::tempdir().expect("temp dir");
+    let (server, _pending) = server(target.path(), Duration::from_secs(60));
+    let stuck: Vec<UnixStream> = (0..super::QUEUED_ACTIONS)
+        .map(|n| {
+            send_only(
+                server.socket(),
+                &Request::Restart {
+                    module: format!("m{n}"),
+                },
+            )
+        })
+        .collect();
+    // Every one of them waits for the main loop, which never answers.
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let status = client::send(server.socket(), &Request::Status, Duration::from_secs(5));
+        assert!(matches!(status, Ok(Response::Status(_))), "{status:?}");
+    }
+    let ninth = client::send(
+        server.socket(),
+        &Request::Stop { module: "m".into() },
+        Duration::from_secs(5),
+    )
+    .expect("an answer");
+    assert!(
+        matches!(&ninth, Response::Error { message, .. } if message.contains("already wait")),
+        "{ninth:?}"
+    );
+    drop(stuck);
+}
