@@ -2,7 +2,12 @@
 //!
 //! A topic is dot-separated tokens of letters, digits, `_` and `-` (`test.ping`).
 //! A pattern may use `*` for exactly one token and `>` as its last token for one or
-//! more remaining tokens (`module.*`, `sensor.>`).
+//! more remaining tokens (`module.*`, `sensor.>`). A topic or pattern is at
+//! most [`MAX_TOPIC_BYTES`] long. Errors show a topic escaped and cut, since
+//! it may come from a peer.
+
+/// The longest topic or pattern, in bytes.
+pub const MAX_TOPIC_BYTES: usize = 256;
 
 /// Checks a topic that is published: no wildcards.
 pub fn validate_topic(topic: &str) -> Result<(), String> {
@@ -61,22 +66,37 @@ fn validate(topic: &str, allow_wildcards: bool) -> Result<(), String> {
     if topic.is_empty() {
         return Err("a topic must not be empty; write for example `test.ping`".into());
     }
-    let tokens: Vec<&str> = topic.split('.').collect();
-    for (index, token) in tokens.iter().enumerate() {
-        let wildcard = *token == "*" || (*token == ">" && index == tokens.len() - 1);
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(format!(
+            "topic '{}' is {} bytes, more than {MAX_TOPIC_BYTES}; use a shorter name",
+            shown(topic),
+            topic.len()
+        ));
+    }
+    let mut tokens = topic.split('.').peekable();
+    while let Some(token) = tokens.next() {
+        let last = tokens.peek().is_none();
+        let wildcard = token == "*" || (token == ">" && last);
         if wildcard && allow_wildcards {
             continue;
         }
-        if wildcard || *token == ">" {
+        if wildcard || token == ">" {
             return Err(if allow_wildcards {
-                format!("topic pattern '{topic}': `>` may only be the last token")
+                format!(
+                    "topic pattern '{}': `>` may only be the last token",
+                    shown(topic)
+                )
             } else {
-                format!("topic '{topic}' has a wildcard; publish on a concrete topic")
+                format!(
+                    "topic '{}' has a wildcard; publish on a concrete topic",
+                    shown(topic)
+                )
             });
         }
         if token.is_empty() {
             return Err(format!(
-                "topic '{topic}' has an empty token; tokens are separated by single dots"
+                "topic '{}' has an empty token; tokens are separated by single dots",
+                shown(topic)
             ));
         }
         if let Some(bad) = token
@@ -84,11 +104,26 @@ fn validate(topic: &str, allow_wildcards: bool) -> Result<(), String> {
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
         {
             return Err(format!(
-                "topic '{topic}' contains {bad:?}; use letters, digits, `_`, `-` and dots"
+                "topic '{}' contains {bad:?}; use letters, digits, `_`, `-` and dots",
+                shown(topic)
             ));
         }
     }
     Ok(())
+}
+
+/// `topic` as an error shows it: control and other unusual characters
+/// escaped, cut after 64 characters.
+fn shown(topic: &str) -> String {
+    let mut text: String = topic
+        .chars()
+        .take(64)
+        .flat_map(char::escape_debug)
+        .collect();
+    if topic.chars().nth(64).is_some() {
+        text.push_str("...");
+    }
+    text
 }
 
 /// Whether `topic` matches `pattern`.
@@ -163,5 +198,56 @@ mod tests {
         assert!(matches("sensor.>", "sensor.a.b"));
         assert!(!matches("sensor.>", "sensor"));
         assert!(!matches("a.b", "a.b.c"));
+    }
+
+    #[test]
+    fn a_topic_is_capped_and_shown_escaped() {
+        let long = "a".repeat(MAX_TOPIC_BYTES + 1);
+        assert!(validate_topic(&long).unwrap_err().contains("more than 256"));
+        assert!(validate_topic(&"a".repeat(MAX_TOPIC_BYTES)).is_ok());
+        let error = validate_topic("a\u{1b}[2J\nforged").unwrap_err();
+        assert!(!error.chars().any(char::is_control), "{error:?}");
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Strings made mostly of the characters topics are made of.
+        fn topicish() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("[a-c0-9_*>. \\x1b\\n\\-]{0,12}").expect("a regex")
+        }
+
+        proptest! {
+            #[test]
+            fn any_text_is_a_topic_or_a_clear_refusal(
+                text in prop_oneof![any::<String>(), topicish()]
+            ) {
+                for checked in [validate_topic(&text), validate_pattern(&text), validate_module_topic(&text)] {
+                    if let Err(e) = checked {
+                        prop_assert!(!e.chars().any(char::is_control), "{:?}", e);
+                        prop_assert!(e.len() < 1_024);
+                    }
+                }
+            }
+
+            #[test]
+            fn a_valid_topic_is_plain_and_matches_itself(text in topicish()) {
+                if validate_topic(&text).is_ok() {
+                    prop_assert!(text.len() <= MAX_TOPIC_BYTES);
+                    prop_assert!(!is_pattern(&text));
+                    prop_assert!(validate_pattern(&text).is_ok());
+                    prop_assert!(matches(&text, &text));
+                    prop_assert!(covers(&text, &text));
+                }
+            }
+
+            #[test]
+            fn a_pattern_covers_a_topic_exactly_when_it_matches_it(pattern in topicish(), topic in topicish()) {
+                if validate_pattern(&pattern).is_ok() && validate_topic(&topic).is_ok() {
+                    prop_assert_eq!(covers(&pattern, &topic), matches(&pattern, &topic));
+                }
+            }
+        }
     }
 }
