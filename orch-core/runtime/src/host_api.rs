@@ -11,8 +11,7 @@ use std::time::Duration;
 use orch_config::{Contract, ModuleLimits};
 
 use crate::bus::{Bus, EventSink, SubscriberId};
-use crate::log_limit;
-use crate::rate_limit::{RateLimiter, Verdict};
+use crate::rate_limit::RateLimiter;
 use crate::requests::{Requester, Requests};
 use crate::timers::TimerService;
 
@@ -549,41 +548,9 @@ impl ModuleHostCtx {
     }
 }
 
-impl ModuleHostCtx {
-    /// Logs a line of the module at `level` (1 error ... 5 trace), tagged,
-    /// escaped and within its rate limit.
-    pub fn log(&self, level: u32, message: &str) {
-        let verdict = self
-            .log_limit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .admit();
-        match verdict {
-            Verdict::Refuse => return,
-            Verdict::AdmitAfterRefusals(n) => {
-                log_as(
-                    &self.name,
-                    2,
-                    &log_limit::summary(n, self.limits().log_rate),
-                );
-            }
-            Verdict::Admit => {}
-        }
-        log_as(&self.name, level, &log_limit::escape_controls(message));
-    }
-}
+mod log;
 
-/// Logs `message` of module `name` at `level` (1 error ... 5 trace), tagged.
-fn log_as(name: &str, level: u32, message: &str) {
-    match level {
-        1 => tracing::error!(target: "module", "[{name}] {message}"),
-        2 => tracing::warn!(target: "module", "[{name}] {message}"),
-        3 => tracing::info!(target: "module", "[{name}] {message}"),
-        4 => tracing::debug!(target: "module", "[{name}] {message}"),
-        _ => tracing::trace!(target: "module", "[{name}] {message}"),
-    }
-}
-
+use log::log_as;
 mod table;
 
 #[cfg(test)]

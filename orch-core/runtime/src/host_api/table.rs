@@ -350,7 +350,11 @@ unsafe extern "C" fn host_log(
         match ctx.module.upgrade() {
             Some(module) => module.log(level, &text),
             // The module is gone (a thread it left running): still tagged.
-            None => log_as(&ctx.name, level, &log_limit::escape_controls(&text)),
+            None => log_as(
+                &ctx.name,
+                level,
+                &log_limit::escape_and_cap(&text, log_limit::MAX_LINE),
+            ),
         }
     }));
 }

@@ -5,7 +5,7 @@
 use std::io::{self, BufRead};
 
 /// The longest line kept; the rest of a longer line is dropped and counted.
-pub const MAX_LINE: usize = 8 * 1024;
+pub const MAX_LINE: usize = crate::log_limit::MAX_LINE;
 
 /// Reads the next line (without its newline) into `line`, keeping at most
 /// [`MAX_LINE`] bytes of it. Returns `None` at the end of the stream, else
