@@ -17,8 +17,10 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use orch_sdk::topic;
 
 mod event;
+mod recipients;
 
 pub use event::{BusEvent, Delivery};
+pub use recipients::Recipients;
 
 /// How a delivery may treat a full mailbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -445,7 +447,7 @@ impl Bus {
         topic::validate_topic(topic).map_err(BusError::InvalidTopic)?;
         self.check_size(topic, payload.as_ref())?;
         let event = Arc::new(BusEvent::new(topic, payload.as_ref(), source));
-        let report = self.deliver(event, Admission::Now);
+        let report = self.deliver(event, Admission::Now, None);
         match report.refused {
             Some(message) => Err(BusError::Refused(message)),
             None => Ok(report.delivered),
@@ -459,7 +461,7 @@ impl Bus {
     pub fn publish_imported(&self, event: Arc<BusEvent>) -> Result<usize, BusError> {
         topic::validate_topic(event.topic()).map_err(BusError::InvalidTopic)?;
         self.check_size(event.topic(), event.payload())?;
-        let report = self.deliver(event, Admission::Now);
+        let report = self.deliver(event, Admission::Now, None);
         match report.refused {
             Some(message) => Err(BusError::Refused(message)),
             None => Ok(report.delivered),
@@ -490,7 +492,15 @@ impl Bus {
     /// Delivers an already built event to every matching subscriber; returns
     /// how many took it.
     pub fn publish_event(&self, event: Arc<BusEvent>) -> usize {
-        self.deliver(event, Admission::Now).delivered
+        self.deliver(event, Admission::Now, None).delivered
+    }
+
+    /// Delivers a request like [`Bus::publish_event`], noting in `recipients`
+    /// each subscriber that took it (the only modules that may answer it);
+    /// returns how many did.
+    pub fn publish_request(&self, event: Arc<BusEvent>, recipients: &Recipients) -> usize {
+        self.deliver(event, Admission::Now, Some(recipients))
+            .delivered
     }
 
     /// Publishes a built-in system event without ever waiting for a full
@@ -499,27 +509,45 @@ impl Bus {
     pub fn publish_system_nowait<E: SystemEvent>(&self, event: &E) -> usize {
         let payload = self.system_payload(event);
         let event = Arc::new(BusEvent::new(E::TOPIC, &payload, None));
-        self.deliver(event, Admission::NoWait).delivered
+        self.deliver(event, Admission::NoWait, None).delivered
     }
 
     /// Delivers `event` to every matching subscriber. A full `block` mailbox
     /// is waited for after the registry's lock is let go, so a slow consumer
-    /// never holds up subscriptions or other publishers.
-    fn deliver(&self, event: Arc<BusEvent>, admission: Admission) -> DeliveryReport {
+    /// never holds up subscriptions or other publishers. Each subscriber is
+    /// noted in `recipients` (if given) before its mailbox gets the event,
+    /// and forgotten again if it did not take it.
+    fn deliver(
+        &self,
+        event: Arc<BusEvent>,
+        admission: Admission,
+        recipients: Option<&Recipients>,
+    ) -> DeliveryReport {
         let mut report = DeliveryReport::default();
-        let mut waiting: Vec<Arc<dyn EventSink>> = Vec::new();
+        let mut waiting: Vec<Target> = Vec::new();
         {
             let registry = self.read();
-            let mut hand_over = |sink: &Arc<dyn EventSink>| match sink.deliver(&event, admission) {
-                Delivered::Accepted => report.delivered += 1,
-                Delivered::WouldBlock => waiting.push(Arc::clone(sink)),
-                Delivered::Refused(message) => report.refuse(message),
-                Delivered::Dropped | Delivered::Gone => {}
+            let mut hand_over = |id: SubscriberId, sink: &Arc<dyn EventSink>| {
+                if let Some(recipients) = recipients {
+                    recipients.note(id);
+                }
+                match sink.deliver(&event, admission) {
+                    Delivered::Accepted => report.delivered += 1,
+                    Delivered::WouldBlock => waiting.push((id, Arc::clone(sink))),
+                    other => {
+                        if let Some(recipients) = recipients {
+                            recipients.forget(id);
+                        }
+                        if let Delivered::Refused(message) = other {
+                            report.refuse(message);
+                        }
+                    }
+                }
             };
             let exact = registry.exact.get(event.topic());
             if let Some(targets) = exact {
-                for (_, sink) in targets {
-                    hand_over(sink);
+                for (id, sink) in targets {
+                    hand_over(*id, sink);
                 }
             }
             for (pattern, (id, sink)) in &registry.patterns {
@@ -532,16 +560,22 @@ impl Bus {
                         .take_while(|(p, t)| !(t.0 == *id && p == pattern))
                         .any(|(p, t)| t.0 == *id && topic::matches(p, event.topic()));
                     if !earlier_match {
-                        hand_over(sink);
+                        hand_over(*id, sink);
                     }
                 }
             }
         }
-        for sink in waiting {
-            match sink.deliver(&event, Admission::Wait) {
-                Delivered::Accepted => report.delivered += 1,
-                Delivered::Refused(message) => report.refuse(message),
-                _ => {}
+        for (id, sink) in waiting {
+            let delivered = sink.deliver(&event, Admission::Wait);
+            if delivered == Delivered::Accepted {
+                report.delivered += 1;
+                continue;
+            }
+            if let Some(recipients) = recipients {
+                recipients.forget(id);
+            }
+            if let Delivered::Refused(message) = delivered {
+                report.refuse(message);
             }
         }
         if !self.shared.dead_letters.1.is_empty() {

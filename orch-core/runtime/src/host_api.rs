@@ -460,7 +460,11 @@ impl ModuleHostCtx {
         id: u64,
         payload: &[u8],
     ) -> Result<(), String> {
-        self.requests.reply(&self.name, reply_to, id, payload)
+        let responder = Requester {
+            name: Arc::clone(&self.name),
+            id: self.id,
+        };
+        self.requests.reply(&responder, reply_to, id, payload)
     }
 
     /// Refuses a publish or request on `topic` that the module may not send now.

@@ -11,7 +11,10 @@
 //! Requests are keyed by the requester's name and an id that the requester's
 //! host chose (unique per module for the life of the orchestrator: see
 //! [`crate::host_api::ModuleHostCtx::next_request_id`]), so a child host
-//! process can name its requests without a round trip.
+//! process can name its requests without a round trip. Such ids are easy to
+//! guess, so the key alone never lets a module answer: each request records
+//! the subscribers the bus delivered it to ([`Recipients`]), and only one of
+//! them may reply.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use orch_sdk::EventKind;
 
-use crate::bus::{Bus, BusEvent, SubscriberId};
+use crate::bus::{Bus, BusEvent, Recipients, SubscriberId};
 use crate::timers::{HOST_OWNER, TimerId, TimerService};
 
 /// How many requests one module may have waiting for an answer: a module that
@@ -35,6 +38,8 @@ struct Pending {
     topic: Arc<str>,
     timeout: Duration,
     timer: TimerId,
+    /// The modules it was delivered to: the only ones that may answer.
+    recipients: Recipients,
 }
 
 type Key = (Arc<str>, u64);
@@ -126,6 +131,7 @@ impl Requests {
         }
         let key: Key = (Arc::clone(&requester.name), id);
         let topic: Arc<str> = topic.into();
+        let recipients = Recipients::default();
         {
             let mut table = self.table();
             if table.pending.contains_key(&key) {
@@ -150,6 +156,7 @@ impl Requests {
                     topic: Arc::clone(&topic),
                     timeout,
                     timer,
+                    recipients: recipients.clone(),
                 },
             );
             *table
@@ -162,31 +169,44 @@ impl Requests {
             id,
             Some(Arc::clone(&requester.name)),
         );
-        if self.inner.bus.publish_event(Arc::new(event)) == 0 {
+        if self.inner.bus.publish_request(Arc::new(event), &recipients) == 0 {
             self.answer(&key, EventKind::NoResponders, b"null", None);
         }
         Ok(())
     }
 
-    /// Answers request `id` of module `reply_to` on behalf of `responder`:
-    /// the first answer goes to the requester's mailbox, any later one is
-    /// refused.
+    /// Answers request `id` of module `reply_to` on behalf of `responder`,
+    /// which must be one of the modules the request was delivered to: the
+    /// first answer goes to the requester's mailbox, any later one is
+    /// refused, and so is one from a module the request never reached.
     pub fn reply(
         &self,
-        responder: &Arc<str>,
+        responder: &Requester,
         reply_to: &str,
         id: u64,
         payload: &[u8],
     ) -> Result<(), String> {
         let key: Key = (reply_to.into(), id);
-        let topic = self.table().pending.get(&key).map(|p| Arc::clone(&p.topic));
-        if let Some(topic) = topic {
+        let pending = self
+            .table()
+            .pending
+            .get(&key)
+            .map(|p| (Arc::clone(&p.topic), p.recipients.clone()));
+        if let Some((topic, recipients)) = pending {
+            if !recipients.contains(responder.id) {
+                return Err(format!(
+                    "module '{}' may not answer request {id} of '{reply_to}' on '{topic}': \
+                     the request was not delivered to it (only a module it went to may answer)",
+                    responder.name
+                ));
+            }
             self.inner
                 .bus
                 .check_size(&topic, payload)
                 .map_err(|e| e.to_string())?;
         }
-        if self.answer(&key, EventKind::Reply, payload, Some(Arc::clone(responder))) {
+        let from = Some(Arc::clone(&responder.name));
+        if self.answer(&key, EventKind::Reply, payload, from) {
             Ok(())
         } else {
             Err(format!(
@@ -261,141 +281,4 @@ impl Requests {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crossbeam_channel::{Receiver, unbounded};
-
-    struct World {
-        bus: Bus,
-        timers: TimerService,
-        requests: Requests,
-    }
-
-    fn world() -> World {
-        let bus = Bus::new();
-        let timers = TimerService::new();
-        let requests = Requests::new(bus.clone(), timers.clone());
-        World {
-            bus,
-            timers,
-            requests,
-        }
-    }
-
-    fn module(world: &World, name: &str) -> (Requester, Receiver<Arc<BusEvent>>) {
-        let (tx, rx) = unbounded::<Arc<BusEvent>>();
-        let id = world.bus.register(Arc::new(tx));
-        let requester = Requester {
-            name: name.into(),
-            id,
-        };
-        (requester, rx)
-    }
-
-    fn next(rx: &Receiver<Arc<BusEvent>>) -> Arc<BusEvent> {
-        rx.recv_timeout(Duration::from_secs(5)).expect("an event")
-    }
-
-    #[test]
-    fn the_first_reply_reaches_the_requester_and_a_second_is_refused() {
-        let w = world();
-        let (client, client_rx) = module(&w, "client");
-        let (server, server_rx) = module(&w, "server");
-        w.bus.subscribe(server.id, "server.stats").unwrap();
-        w.requests
-            .request(&client, 7, "server.stats", b"{}", Duration::from_secs(60))
-            .unwrap();
-        let request = next(&server_rx);
-        assert_eq!(request.kind, EventKind::Request);
-        assert_eq!(request.request_id, 7);
-        assert_eq!(request.reply_to.as_deref(), Some("client"));
-        assert_eq!(request.source.as_deref(), Some("client"));
-
-        w.requests
-            .reply(&server.name, "client", 7, b"{\"n\":1}")
-            .unwrap();
-        let reply = next(&client_rx);
-        assert_eq!(reply.kind, EventKind::Reply);
-        assert_eq!(
-            (reply.topic(), reply.payload()),
-            ("server.stats", &b"{\"n\":1}"[..])
-        );
-        assert_eq!(reply.source.as_deref(), Some("server"));
-        assert_eq!(reply.request_id, 7);
-
-        let again = w
-            .requests
-            .reply(&server.name, "client", 7, b"2")
-            .unwrap_err();
-        assert!(
-            again.contains("already answered or has timed out"),
-            "{again}"
-        );
-        assert_eq!(w.requests.pending(), 0);
-        assert_eq!(
-            w.timers.count_of(HOST_OWNER),
-            0,
-            "the timeout was cancelled"
-        );
-        w.timers.stop();
-    }
-
-    #[test]
-    fn an_unanswered_request_times_out_once_and_no_responder_is_said_at_once() {
-        let w = world();
-        let (client, client_rx) = module(&w, "client");
-        let (server, _server_rx) = module(&w, "server");
-        w.bus.subscribe(server.id, "server.slow").unwrap();
-        w.requests
-            .request(&client, 1, "server.slow", b"{}", Duration::from_millis(20))
-            .unwrap();
-        w.requests
-            .request(&client, 2, "nobody.home", b"{}", Duration::from_secs(60))
-            .unwrap();
-        let first = next(&client_rx);
-        assert_eq!((first.kind, first.request_id), (EventKind::NoResponders, 2));
-        assert_eq!(first.topic(), "nobody.home");
-        let second = next(&client_rx);
-        assert_eq!((second.kind, second.request_id), (EventKind::Timeout, 1));
-        assert_eq!(second.payload(), b"{\"timeout_ms\":20}");
-        assert_eq!(second.source, None, "the host says so");
-        assert!(w.requests.reply(&server.name, "client", 1, b"{}").is_err());
-        assert!(client_rx.recv_timeout(Duration::from_millis(50)).is_err());
-        w.timers.stop();
-    }
-
-    #[test]
-    fn pending_requests_are_bounded_per_module_and_forgotten_with_it() {
-        let w = world();
-        let (client, _client_rx) = module(&w, "client");
-        let (server, _server_rx) = module(&w, "server");
-        w.bus.subscribe(server.id, "s.x").unwrap();
-        for id in 0..MAX_PENDING_PER_MODULE as u64 {
-            w.requests
-                .request(&client, id, "s.x", b"1", Duration::from_secs(60))
-                .unwrap();
-        }
-        let refused = w
-            .requests
-            .request(&client, u64::MAX, "s.x", b"1", Duration::from_secs(60))
-            .unwrap_err();
-        assert!(refused.contains("10000 requests waiting"), "{refused}");
-        let duplicate = w
-            .requests
-            .request(&client, 3, "s.x", b"1", Duration::from_secs(60))
-            .unwrap_err();
-        assert!(
-            duplicate.contains("already has a pending request 3"),
-            "{duplicate}"
-        );
-        assert!(
-            w.requests
-                .request(&client, 1 << 50, "s.x", b"1", Duration::ZERO)
-                .is_err()
-        );
-        assert_eq!(w.requests.forget("client"), MAX_PENDING_PER_MODULE);
-        assert_eq!(w.requests.pending(), 0);
-        assert_eq!(w.timers.count_of(HOST_OWNER), 0);
-        w.timers.stop();
-    }
-}
+mod tests;

@@ -148,3 +148,26 @@ fn an_imported_event_is_done_once_every_subscriber_let_go_of_it() {
     let unheard = BusEvent::imported("t.y.z", b"{}", None, "n".into(), None);
     assert!(bus.publish_imported(Arc::new(unheard)).is_ok());
 }
+
+#[test]
+fn a_request_notes_each_subscriber_that_took_it_once() {
+    let bus = Bus::new();
+    let (a, rx_a) = observer(&bus);
+    let (b, _rx_b) = observer(&bus);
+    let (c, _rx_c) = observer(&bus);
+    let (gone, rx_gone) = observer(&bus);
+    bus.subscribe(a, "svc.ask").unwrap();
+    bus.subscribe(a, "svc.*").unwrap();
+    bus.subscribe(b, "svc.>").unwrap();
+    bus.subscribe(c, "other.ask").unwrap();
+    bus.subscribe(gone, "svc.ask").unwrap();
+    drop(rx_gone);
+    let recipients = Recipients::default();
+    let event = Arc::new(BusEvent::new("svc.ask", b"{}", None));
+    assert_eq!(bus.publish_request(event, &recipients), 2);
+    assert_eq!(recipients.len(), 2);
+    assert!(recipients.contains(a) && recipients.contains(b));
+    assert!(!recipients.contains(c), "not subscribed");
+    assert!(!recipients.contains(gone), "its mailbox did not take it");
+    assert_eq!(topics(&rx_a), vec!["svc.ask"]);
+}
