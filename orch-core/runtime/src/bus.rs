@@ -482,11 +482,17 @@ impl Bus {
     }
 
     /// Hands `event` to subscriber `id` alone, whatever it subscribed to (the
-    /// answer to one of its requests, never dropped). Returns whether it was
-    /// accepted.
-    pub fn deliver_to(&self, id: SubscriberId, event: &Arc<BusEvent>) -> bool {
+    /// answer to one of its requests: [`Admission::Always`], never dropped; a
+    /// notice that its request was refused: [`Admission::NoWait`]). Returns
+    /// whether it was accepted.
+    pub fn deliver_to(
+        &self,
+        id: SubscriberId,
+        event: &Arc<BusEvent>,
+        admission: Admission,
+    ) -> bool {
         let sink = self.read().sinks.get(&id).cloned();
-        sink.is_some_and(|sink| sink.deliver(event, Admission::Always) == Delivered::Accepted)
+        sink.is_some_and(|sink| sink.deliver(event, admission) == Delivered::Accepted)
     }
 
     /// Delivers an already built event to every matching subscriber; returns

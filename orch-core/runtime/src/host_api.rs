@@ -409,33 +409,9 @@ impl ModuleHostCtx {
             uplink.request(id, topic, payload, timeout)?;
             return Ok(id);
         }
-        let requester = Requester {
-            name: Arc::clone(&self.name),
-            id: self.id,
-        };
         self.requests
-            .request(&requester, id, topic, payload, timeout)
+            .request(&self.requester(), id, topic, payload, timeout)
             .map(|()| id)
-    }
-
-    /// Serves a request that module `requester` sent from its child host
-    /// process (already checked there, and checked again here: a child may lie).
-    pub(crate) fn request_of_child(
-        &self,
-        id: u64,
-        topic: &str,
-        payload: &[u8],
-        timeout: Duration,
-    ) -> Result<(), String> {
-        orch_sdk::topic::validate_module_topic(topic)
-            .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
-        self.check_publish(topic)?;
-        let requester = Requester {
-            name: Arc::clone(&self.name),
-            id: self.id,
-        };
-        self.requests
-            .request(&requester, id, topic, payload, timeout)
     }
 
     /// Answers request `id` of `reply_to` for `generation`.
@@ -450,29 +426,37 @@ impl ModuleHostCtx {
         if let Some(uplink) = self.uplink.get() {
             return uplink.reply(reply_to, id, payload);
         }
-        self.reply_of_child(reply_to, id, payload)
+        self.deliver_reply(reply_to, id, payload)
     }
 
-    /// Delivers the module's answer to request `id` of `reply_to`.
-    pub(crate) fn reply_of_child(
-        &self,
-        reply_to: &str,
-        id: u64,
-        payload: &[u8],
-    ) -> Result<(), String> {
-        let responder = Requester {
+    /// Delivers the module's answer to request `id` of `reply_to` (it must
+    /// be one of the modules the request went to).
+    fn deliver_reply(&self, reply_to: &str, id: u64, payload: &[u8]) -> Result<(), String> {
+        self.requests
+            .reply(&self.requester(), reply_to, id, payload)
+    }
+
+    /// The module as the request table knows it.
+    fn requester(&self) -> Requester {
+        Requester {
             name: Arc::clone(&self.name),
             id: self.id,
-        };
-        self.requests.reply(&responder, reply_to, id, payload)
+        }
     }
 
     /// Refuses a publish or request on `topic` that the module may not send now.
     fn check_may_send(&self, generation: u32, topic: &str) -> Result<(), String> {
+        self.check_may_send_as(generation, topic, true)
+    }
+
+    /// The rule of [`Self::check_may_send`], with `started` false for a child
+    /// host not yet told to start (a restarted child is initialized again
+    /// while publishing is open for the module).
+    fn check_may_send_as(&self, generation: u32, topic: &str, started: bool) -> Result<(), String> {
         orch_sdk::topic::validate_module_topic(topic)
             .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
         self.check_publish(topic)?;
-        if !self.may_publish.load(Ordering::Acquire) {
+        if !started || !self.may_publish.load(Ordering::Acquire) {
             // A reload retires the old generation before it closes publishing
             // (Release/Acquire order): a caller whose generation has just been
             // retired learns that, not that publishing has not begun.
@@ -494,7 +478,13 @@ impl ModuleHostCtx {
     /// Refuses an answer while the module may not send (before start, or once
     /// `generation` was retired).
     fn check_may_answer(&self, generation: u32) -> Result<(), String> {
-        if self.may_publish.load(Ordering::Acquire) {
+        self.check_may_answer_as(generation, true)
+    }
+
+    /// The rule of [`Self::check_may_answer`], with `started` as for
+    /// [`Self::check_may_send_as`].
+    fn check_may_answer_as(&self, generation: u32, started: bool) -> Result<(), String> {
+        if started && self.may_publish.load(Ordering::Acquire) {
             return Ok(());
         }
         if self.active_generation() != generation {
@@ -552,6 +542,7 @@ impl ModuleHostCtx {
     }
 }
 
+mod child;
 mod log;
 
 use log::log_as;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use orch_sdk::EventKind;
 
-use crate::bus::{Bus, BusEvent, Recipients, SubscriberId};
+use crate::bus::{Admission, Bus, BusEvent, Recipients, SubscriberId};
 use crate::timers::{HOST_OWNER, TimerId, TimerService};
 
 /// How many requests one module may have waiting for an answer: a module that
@@ -216,6 +216,39 @@ impl Requests {
         }
     }
 
+    /// Tells `requester` at once that its request `id` on `topic` was refused
+    /// (`why`), with the notice it would otherwise have waited for in vain:
+    /// kind [`EventKind::Timeout`], from the host, payload `{"timeout_ms": N,
+    /// "refused": why}`. For a child host's request, which its module
+    /// believes sent (an in-process module learns the same from the error
+    /// `ctx.request` returns). Never waits: the notice is held to the
+    /// mailbox's capacity like any event. Nothing is sent while a request
+    /// `id` of `requester` is pending (a duplicate id must not answer the
+    /// original). Returns whether the notice was delivered.
+    pub fn refuse(
+        &self,
+        requester: &Requester,
+        id: u64,
+        topic: &str,
+        timeout: Duration,
+        why: &str,
+    ) -> bool {
+        let key: Key = (Arc::clone(&requester.name), id);
+        if self.table().pending.contains_key(&key) {
+            return false;
+        }
+        let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let payload = serde_json::json!({ "timeout_ms": millis, "refused": why }).to_string();
+        let event = BusEvent::new(topic, payload.as_bytes(), None).in_exchange(
+            EventKind::Timeout,
+            id,
+            None,
+        );
+        self.inner
+            .bus
+            .deliver_to(requester.id, &Arc::new(event), Admission::NoWait)
+    }
+
     /// Forgets every pending request of `requester` (the module was removed):
     /// no answer will be delivered.
     pub fn forget(&self, requester: &str) -> usize {
@@ -246,7 +279,7 @@ impl Requests {
         if !self
             .inner
             .bus
-            .deliver_to(pending.requester, &Arc::new(event))
+            .deliver_to(pending.requester, &Arc::new(event), Admission::Always)
         {
             tracing::debug!(
                 "the answer to request {} of '{}' found no mailbox (the module is gone)",

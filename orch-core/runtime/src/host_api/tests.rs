@@ -135,3 +135,78 @@ fn a_module_log_line_is_escaped_and_cut_to_the_cap() {
         &line[line.len() - 80..]
     );
 }
+
+/// A module context on `bus` whose mailbox is the returned receiver.
+fn module_on(
+    bus: &Bus,
+    services: &HostServices,
+    name: &str,
+) -> (
+    Arc<ModuleHostCtx>,
+    crossbeam_channel::Receiver<Arc<crate::bus::BusEvent>>,
+) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let sink: Arc<dyn EventSink> = Arc::new(tx);
+    let id = bus.register(Arc::clone(&sink));
+    let ctx = ModuleHostCtx::new(name.into(), id, services.clone(), sink);
+    (Arc::new(ctx), rx)
+}
+
+#[test]
+fn a_child_sends_nothing_before_start_as_an_in_process_module_and_hears_why_at_once() {
+    let bus = Bus::new();
+    let services = HostServices::new(bus.clone(), TimerService::new());
+    let (child, child_rx) = module_on(&bus, &services, "child");
+    let (watcher, watcher_rx) = module_on(&bus, &services, "watcher");
+    bus.subscribe(watcher.id, "child.out").unwrap();
+    bus.subscribe(watcher.id, "svc.ask").unwrap();
+    let in_process = child.publish(1, "child.out", b"1").unwrap_err();
+    assert!(
+        in_process.contains("may not publish 'child.out' yet"),
+        "{in_process}"
+    );
+    // Publishing is closed for the module (initialization), or open but this
+    // (restarted) child was not told to start yet: refused alike.
+    for (open, started) in [(false, true), (true, false)] {
+        child.set_may_publish(open);
+        let refused = child
+            .publish_of_child(1, started, "child.out", b"1")
+            .unwrap_err();
+        assert_eq!(refused, in_process);
+        let asked = child
+            .request_of_child(
+                1,
+                started,
+                (7, "svc.ask"),
+                b"{}",
+                Duration::from_millis(250),
+            )
+            .unwrap_err();
+        assert!(asked.contains("may not publish 'svc.ask' yet"), "{asked}");
+        let answered = child
+            .reply_of_child(1, started, "watcher", 1, b"1")
+            .unwrap_err();
+        assert!(answered.contains("may not reply yet"), "{answered}");
+    }
+    assert!(watcher_rx.try_recv().is_err(), "nothing went out");
+    assert_eq!(services.requests.pending(), 0);
+
+    // The refused request is answered at once, with why.
+    let why = "module 'child' may not publish 'svc.ask' yet";
+    assert!(child.refuse_request_of_child(7, "svc.ask", Duration::from_millis(250), why));
+    let notice = child_rx.try_recv().expect("the notice");
+    assert_eq!(
+        (notice.kind, notice.request_id, notice.source.as_deref()),
+        (orch_sdk::EventKind::Timeout, 7, None)
+    );
+    let payload: serde_json::Value = serde_json::from_slice(notice.payload()).unwrap();
+    assert_eq!(payload["timeout_ms"], 250);
+    assert_eq!(payload["refused"], why);
+
+    child.set_may_publish(true);
+    child
+        .publish_of_child(1, true, "child.out", b"2")
+        .expect("started");
+    assert_eq!(watcher_rx.try_recv().expect("published").payload(), b"2");
+    services.timers.stop();
+}

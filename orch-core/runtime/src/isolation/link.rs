@@ -69,6 +69,9 @@ pub(super) struct Shared {
     /// Its control pipe ended (shared-memory transport): it is gone once
     /// its ring is drained.
     control_closed: AtomicBool,
+    /// It was sent `Start`: until then its publishes, requests and answers
+    /// are refused, as an in-process module's are before start.
+    started: AtomicBool,
 }
 
 impl Shared {
@@ -86,6 +89,7 @@ impl Shared {
             requests_sent: AtomicU64::new(1),
             replies_seen: AtomicU64::new(0),
             control_closed: AtomicBool::new(false),
+            started: AtomicBool::new(false),
         }
     }
 
@@ -367,6 +371,10 @@ impl ChildLink {
         if frame.expects_reply() {
             // Counted before it is written: its reply may come at once.
             self.shared.requests_sent.fetch_add(1, Ordering::AcqRel);
+        }
+        if matches!(frame, Frame::Start) {
+            // Before it is written: it may publish from its start() at once.
+            self.shared.started.store(true, Ordering::Release);
         }
         match &self.down {
             Some(down) => self.send_through_ring(down, frame, wake),

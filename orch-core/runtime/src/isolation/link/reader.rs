@@ -152,17 +152,13 @@ pub(super) fn dispatch(
             let _ = replies.send(Incoming::Reply(status, data));
         }
         Frame::Publish { topic, payload } if active => {
-            // The child checked it too; a child that lies is refused here.
-            let published = orch_sdk::topic::validate_module_topic(&topic)
-                .map_err(|e| e.to_string())
-                .and_then(|()| r.ctx.check_publish(&topic))
-                .and_then(|()| {
-                    r.bus
-                        .publish(&topic, &payload, Some(Arc::clone(&r.name)))
-                        .map(|_| r.ctx.count_published())
-                        .map_err(|e| e.to_string())
-                });
-            if let Err(e) = published {
+            // The child checked it too; a child that lies is refused here,
+            // by the rule an in-process publish meets.
+            let started = shared.started.load(Ordering::Acquire);
+            if let Err(e) = r
+                .ctx
+                .publish_of_child(r.generation, started, &topic, &payload)
+            {
                 tracing::warn!("module '{}' published on '{topic}': {e}", r.name);
             }
         }
@@ -181,8 +177,15 @@ pub(super) fn dispatch(
             timeout_ms,
         } if active => {
             let timeout = Duration::from_millis(timeout_ms);
-            if let Err(e) = r.ctx.request_of_child(id, &topic, &payload, timeout) {
+            let started = shared.started.load(Ordering::Acquire);
+            let asked = (id, topic.as_str());
+            if let Err(e) = r
+                .ctx
+                .request_of_child(r.generation, started, asked, &payload, timeout)
+            {
                 tracing::warn!("module '{}' cannot request '{topic}': {e}", r.name);
+                // Its module believes the request sent: it is told at once.
+                r.ctx.refuse_request_of_child(id, &topic, timeout, &e);
             }
         }
         Frame::Answer {
@@ -190,7 +193,11 @@ pub(super) fn dispatch(
             id,
             payload,
         } if active => {
-            if let Err(e) = r.ctx.reply_of_child(&reply_to, id, &payload) {
+            let started = shared.started.load(Ordering::Acquire);
+            if let Err(e) = r
+                .ctx
+                .reply_of_child(r.generation, started, &reply_to, id, &payload)
+            {
                 tracing::warn!("module '{}' cannot answer: {e}", r.name);
             }
         }
