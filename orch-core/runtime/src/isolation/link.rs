@@ -30,9 +30,9 @@ use crate::error::Cause;
 mod environment;
 mod heartbeat;
 mod metrics;
-mod quota;
 mod reader;
 mod rings;
+mod rules;
 mod stderr;
 
 use environment::child_environment;
@@ -530,3 +530,6 @@ impl ChildLink {
 fn killed_for_any(shared: &Shared) -> bool {
     shared.killed_for().is_some()
 }
+
+#[cfg(test)]
+mod tests;

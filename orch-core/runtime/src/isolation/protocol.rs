@@ -238,6 +238,20 @@ impl Frame {
         )
     }
 
+    /// Whether only the orchestrator sends it: from a child, a protocol error.
+    pub fn is_parent_only(&self) -> bool {
+        matches!(
+            self,
+            Frame::Initialize { .. }
+                | Frame::Start
+                | Frame::Event(_)
+                | Frame::SaveState
+                | Frame::Shutdown
+                | Frame::Exit
+                | Frame::Ping(_)
+        )
+    }
+
     /// The frame's kind, to name it in an error.
     pub fn kind_name(&self) -> &'static str {
         match self {

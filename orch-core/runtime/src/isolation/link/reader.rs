@@ -4,6 +4,7 @@
 //! frame, and reaping the child once its stream ended.
 
 use std::io::BufReader;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
@@ -13,7 +14,7 @@ use crossbeam_channel::Sender;
 use nix::sys::signal::Signal;
 use orch_process::ExitReason;
 
-use super::quota::{Quotas, within_quota};
+use super::rules::{Admit, Quotas, timer_failure};
 use super::{Incoming, Shared, metrics};
 use crate::actor::{ActorState, Envelope};
 use crate::bus::Bus;
@@ -61,7 +62,11 @@ pub(super) fn spawn_reader(
             let mut quotas = Quotas::of(&r);
             loop {
                 match Frame::read_from(&mut input) {
-                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quotas, frame),
+                    Ok(Some(frame)) => {
+                        if dispatch(&r, &shared, &replies, &mut quotas, frame).is_break() {
+                            break;
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         bad_frame(&r, &shared, &e);
@@ -112,78 +117,99 @@ pub(super) fn child_ended(r: &ReaderSetup, shared: &Shared, replies: &Sender<Inc
     }
 }
 
+/// The child broke the protocol (`why`): it is killed, and its reader stops.
+pub(super) fn protocol_error(r: &ReaderSetup, shared: &Shared, why: &str) -> ControlFlow<()> {
+    tracing::error!(
+        "module '{}': {why}: a protocol error; it is stopped",
+        r.name
+    );
+    shared.kill(why.to_owned());
+    ControlFlow::Break(())
+}
+
+/// Serves one frame of the child under the rules of `rules.rs`; `Break`
+/// once it broke the protocol (it is being killed: read no further).
 pub(super) fn dispatch(
     r: &ReaderSetup,
     shared: &Shared,
     replies: &Sender<Incoming>,
     quotas: &mut Quotas,
     frame: Frame,
-) {
+) -> ControlFlow<()> {
     let active = r.ctx.active_generation() == r.generation;
-    // Requests are bounded by the pending-request limit, and a refused one
-    // would never get its timeout notice: they are not rate-limited.
-    let within = match &frame {
-        Frame::Publish { .. } if active => {
-            within_quota(r, &mut quotas.publish, "publishes", "publish_rate")
+    match quotas.admit(r, &frame, active) {
+        Admit::Take => {}
+        Admit::Drop => {
+            if let Frame::Request {
+                id,
+                topic,
+                timeout_ms,
+                ..
+            } = &frame
+                && active
+            {
+                // Its module believes the request sent: it is told at once.
+                let why = quotas.request_refusal(r);
+                let timeout = Duration::from_millis(*timeout_ms);
+                r.ctx.refuse_request_of_child(*id, topic, timeout, &why);
+            }
+            return ControlFlow::Continue(());
         }
-        Frame::Subscribe(_) | Frame::Unsubscribe(_) if active => {
-            within_quota(r, &mut quotas.subscribe, "subscriptions", "subscribe_rate")
-        }
-        _ => true,
-    };
-    if !within {
-        return;
+        Admit::Kill(why) => return protocol_error(r, shared, &why),
     }
+    let started = shared.started.load(Ordering::Acquire);
     match frame {
         Frame::Reply { seq, status, data } => {
             let expected = shared.replies_seen.fetch_add(1, Ordering::AcqRel) + 1;
             let sent = shared.requests_sent.load(Ordering::Acquire);
             if seq != expected || seq > sent {
-                tracing::error!(
-                    "module '{}': its child host sent reply #{seq} where #{expected} was due \
-                     ({sent} requests sent): a protocol error; it is stopped",
-                    r.name
+                return protocol_error(
+                    r,
+                    shared,
+                    &format!(
+                        "it sent an unsolicited or out-of-order reply (#{seq}, expected \
+                         #{expected}, {sent} requests sent)"
+                    ),
                 );
-                shared.kill(format!(
-                    "it sent an unsolicited or out-of-order reply (#{seq}, expected #{expected})"
-                ));
-                return;
             }
             let _ = replies.send(Incoming::Reply(status, data));
         }
-        Frame::Publish { topic, payload } if active => {
+        Frame::Publish { topic, payload } => {
             // The child checked it too; a child that lies is refused here,
             // by the rule an in-process publish meets.
-            let started = shared.started.load(Ordering::Acquire);
             if let Err(e) = r
                 .ctx
                 .publish_of_child(r.generation, started, &topic, &payload)
             {
-                tracing::warn!("module '{}' published on '{topic}': {e}", r.name);
+                quotas.warn(
+                    r,
+                    &format!("module '{}' published on '{topic}': {e}", r.name),
+                );
             }
         }
-        Frame::Subscribe(pattern) if active => {
+        Frame::Subscribe(pattern) => {
             if let Err(e) = r.ctx.subscribe(&pattern) {
-                tracing::warn!("module '{}' cannot subscribe to '{pattern}': {e}", r.name);
+                let text = format!("module '{}' cannot subscribe to '{pattern}': {e}", r.name);
+                quotas.warn(r, &text);
             }
         }
-        Frame::Unsubscribe(pattern) if active => {
-            r.ctx.unsubscribe(&pattern);
-        }
+        Frame::Unsubscribe(pattern) => r.ctx.unsubscribe(&pattern),
         Frame::Request {
             id,
             topic,
             payload,
             timeout_ms,
-        } if active => {
+        } => {
             let timeout = Duration::from_millis(timeout_ms);
-            let started = shared.started.load(Ordering::Acquire);
             let asked = (id, topic.as_str());
             if let Err(e) = r
                 .ctx
                 .request_of_child(r.generation, started, asked, &payload, timeout)
             {
-                tracing::warn!("module '{}' cannot request '{topic}': {e}", r.name);
+                quotas.warn(
+                    r,
+                    &format!("module '{}' cannot request '{topic}': {e}", r.name),
+                );
                 // Its module believes the request sent: it is told at once.
                 r.ctx.refuse_request_of_child(id, &topic, timeout, &e);
             }
@@ -192,13 +218,12 @@ pub(super) fn dispatch(
             reply_to,
             id,
             payload,
-        } if active => {
-            let started = shared.started.load(Ordering::Acquire);
+        } => {
             if let Err(e) = r
                 .ctx
                 .reply_of_child(r.generation, started, &reply_to, id, &payload)
             {
-                tracing::warn!("module '{}' cannot answer: {e}", r.name);
+                quotas.warn(r, &format!("module '{}' cannot answer: {e}", r.name));
             }
         }
         Frame::Log { level, message } => {
@@ -214,12 +239,24 @@ pub(super) fn dispatch(
                 .last_pong_ms
                 .store(shared.since_epoch_ms(), Ordering::Release);
         }
-        Frame::TimerFailed { topic, message } => {
-            crate::actor::report_event_failure(&r.name, &topic, &Cause::Host(message), &r.bus)
-        }
-        Frame::Metrics(samples) if active => r.apply_metrics(&samples),
-        _ => {}
+        Frame::TimerFailed { topic, message } => match timer_failure(&topic, &message) {
+            Ok(message) => {
+                let cause = Cause::Host(message);
+                crate::actor::report_event_failure(&r.name, &topic, &cause, &r.bus);
+            }
+            Err(why) => return protocol_error(r, shared, &why),
+        },
+        Frame::Metrics(samples) => r.apply_metrics(&samples),
+        // Refused above.
+        Frame::Initialize { .. }
+        | Frame::Start
+        | Frame::Event(_)
+        | Frame::SaveState
+        | Frame::Shutdown
+        | Frame::Exit
+        | Frame::Ping(_) => {}
     }
+    ControlFlow::Continue(())
 }
 
 /// Waits for the ended child's status (killing it if it lingers).

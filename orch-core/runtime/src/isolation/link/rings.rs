@@ -11,7 +11,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 
-use super::{Incoming, ReaderSetup, Shared, bad_frame, child_ended, dispatch, quota::Quotas};
+use super::reader::protocol_error;
+use super::{Incoming, ReaderSetup, Shared, bad_frame, child_ended, dispatch, rules::Quotas};
 use crate::isolation::protocol::{Frame, ProtocolError};
 use crate::isolation::shm::{Consumer, Doorbell, RingReader, as_corrupt};
 
@@ -32,7 +33,20 @@ pub(super) fn spawn_ring_reader(
                 let mut input =
                     RingReader::new(&mut up, || shared.control_closed.load(Ordering::Acquire));
                 match Frame::read_from(&mut input) {
-                    Ok(Some(frame)) => dispatch(&r, &shared, &replies, &mut quotas, frame),
+                    Ok(Some(frame)) if frame.is_control() => {
+                        let why = format!(
+                            "it sent a {} frame into its shared ring, where heartbeats, logs \
+                             and metrics never go",
+                            frame.kind_name()
+                        );
+                        let _ = protocol_error(&r, &shared, &why);
+                        break;
+                    }
+                    Ok(Some(frame)) => {
+                        if dispatch(&r, &shared, &replies, &mut quotas, frame).is_break() {
+                            break;
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         let why = match &e {
@@ -73,7 +87,9 @@ pub(super) fn spawn_control_reader(
             loop {
                 match Frame::read_from(&mut input) {
                     Ok(Some(frame)) if frame.is_control() => {
-                        dispatch(&r, &shared, &replies, &mut quotas, frame);
+                        if dispatch(&r, &shared, &replies, &mut quotas, frame).is_break() {
+                            break;
+                        }
                     }
                     Ok(Some(other)) => {
                         let why = format!(
