@@ -383,7 +383,8 @@ impl ChildLink {
     }
 
     /// Writes `frame` into the child's ring, waiting while it reads; a ring
-    /// that stays full for `stall` means it stopped reading (killed for it).
+    /// from which it takes no whole frame for `stall` (full, or freed a byte
+    /// at a time) means it stopped reading (killed for it).
     fn send_through_ring(&self, down: &DownRing, frame: &Frame, wake: Wake) -> bool {
         let stall = down.stall;
         let mut ring = down.ring.lock().unwrap_or_else(|e| e.into_inner());
@@ -403,7 +404,8 @@ impl ChildLink {
             Err(WriteFailed::Stalled) => {
                 self.shared.kill(format!(
                     "stopped reading its input: its shared ring stayed full for {} \
-                     (the process is frozen or stuck)",
+                     (it took no whole frame from it: the process is frozen, stuck, or \
+                     frees the ring a byte at a time)",
                     orch_sdk::duration::human(stall)
                 ));
                 false

@@ -11,6 +11,7 @@
 //! Both use sequentially consistent ordering, so one of them always sees the
 //! other: no lost wake-up, and no system call while both are busy.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{Ordering, fence};
 use std::time::Duration;
@@ -33,7 +34,15 @@ pub(crate) struct Producer {
     head: u64,
     /// Bytes were published since the consumer was last signalled.
     unsignalled: bool,
+    /// Where the frames written end (write counters), oldest first, until
+    /// the consumer has read past them: taking a whole frame is progress,
+    /// freeing a byte is not. At most [`MAX_FRAME_ENDS`].
+    ends: VecDeque<u64>,
 }
+
+/// Frame ends a producer remembers; past it new ones are not noted (their
+/// progress then counts by the quarter ring, see `stream::write_all`).
+const MAX_FRAME_ENDS: usize = 4096;
 
 /// The reading end of a ring.
 #[derive(Debug)]
@@ -59,7 +68,36 @@ impl Producer {
             tail: 0,
             head: 0,
             unsignalled: false,
+            ends: VecDeque::new(),
         }
+    }
+
+    /// The capacity of the ring, in bytes.
+    pub(crate) fn capacity(&self) -> u64 {
+        cap(&self.segment)
+    }
+
+    /// The consumer's read counter, as last checked.
+    pub(crate) fn read_counter(&self) -> u64 {
+        self.head
+    }
+
+    /// Notes that a whole frame has been written (its end is the tail now).
+    pub(crate) fn end_frame(&mut self) {
+        if self.ends.len() < MAX_FRAME_ENDS {
+            self.ends.push_back(self.tail);
+        }
+    }
+
+    /// How many noted frame ends the consumer's read counter (as last
+    /// checked) has passed since the last call: whole frames it took.
+    pub(crate) fn frames_taken(&mut self) -> usize {
+        let mut taken = 0;
+        while self.ends.front().is_some_and(|&end| end <= self.head) {
+            self.ends.pop_front();
+            taken += 1;
+        }
+        taken
     }
 
     /// Free bytes, from the consumer's read counter once checked.

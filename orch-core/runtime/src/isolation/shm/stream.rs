@@ -114,8 +114,8 @@ pub(crate) enum WriteFailed {
     Corrupt(Corrupt),
     /// The consumer is gone.
     Closed,
-    /// The ring stayed full for the whole deadline: the consumer stopped
-    /// reading.
+    /// The consumer made no progress for the whole deadline (the ring
+    /// stayed full, or it freed a byte now and then): it stopped reading.
     Stalled,
 }
 
@@ -128,9 +128,45 @@ pub(crate) enum Wake {
     Later,
 }
 
-/// Writes all of `bytes`, waiting for space while the consumer makes
-/// progress: [`WriteFailed::Stalled`] once it freed nothing for `stall`. The
-/// consumer is always signalled before a wait for space.
+/// What counts as progress of the consumer while a write waits for space:
+/// it took a whole frame (read past the end of one this producer wrote), or
+/// it freed a quarter of the ring (a frame larger than the ring streams
+/// through). Freeing a byte now and then is not progress: a consumer that
+/// trickles cannot hold the writer past its deadline.
+struct Progress {
+    /// When the consumer last made progress (or the write began).
+    since: Instant,
+    /// Its read counter then.
+    read: u64,
+    quarter: u64,
+}
+
+impl Progress {
+    fn new(producer: &mut Producer) -> Self {
+        // What it took before this write is no progress of this write's.
+        producer.frames_taken();
+        Self {
+            since: Instant::now(),
+            read: producer.read_counter(),
+            quarter: (producer.capacity() / 4).max(1),
+        }
+    }
+
+    /// Notes progress made since the last look (from the read counter the
+    /// producer last checked).
+    fn look(&mut self, producer: &mut Producer) {
+        let read = producer.read_counter();
+        if producer.frames_taken() > 0 || read - self.read >= self.quarter {
+            self.since = Instant::now();
+            self.read = read;
+        }
+    }
+}
+
+/// Writes all of `bytes` (one frame), waiting for space while the consumer
+/// makes progress: [`WriteFailed::Stalled`] once it made none for `stall`
+/// (see [`Progress`]: it must take whole frames, not free a byte now and
+/// then). The consumer is always signalled before a wait for space.
 pub(crate) fn write_all(
     producer: &mut Producer,
     mut bytes: &[u8],
@@ -138,19 +174,19 @@ pub(crate) fn write_all(
     closed: &dyn Fn() -> bool,
     wake: Wake,
 ) -> Result<(), WriteFailed> {
-    let mut progress = Instant::now();
+    let mut progress = Progress::new(producer);
     let mut pace = WakePace::new();
     while !bytes.is_empty() {
         let n = producer.write_some(bytes).map_err(WriteFailed::Corrupt)?;
+        progress.look(producer);
         if n > 0 {
             bytes = &bytes[n..];
-            progress = Instant::now();
             continue;
         }
         if closed() {
             return Err(WriteFailed::Closed);
         }
-        let waited = progress.elapsed();
+        let waited = progress.since.elapsed();
         if waited >= stall {
             return Err(WriteFailed::Stalled);
         }
@@ -162,6 +198,7 @@ pub(crate) fn write_all(
             pace.found_nothing();
         }
     }
+    producer.end_frame();
     if wake == Wake::Now {
         producer.signal();
     }

@@ -174,6 +174,75 @@ fn a_full_ring_that_nobody_reads_stalls_the_writer_within_its_deadline() {
     assert!(matches!(closed, Err(WriteFailed::Closed)), "{closed:?}");
 }
 
+/// Frees `step` bytes of the ring every `every` until `stop`, reading them
+/// as the consumer would (a trickle, or an honest slow reader).
+fn read_slowly(
+    mut consumer: Consumer,
+    step: usize,
+    every: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut read = 0u64;
+        let mut buf = vec![0; step];
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(every);
+            read += consumer.read_some(&mut buf).expect("sound ring") as u64;
+        }
+        read
+    })
+}
+
+/// A consumer that frees one byte at a time made the writer wait as long
+/// as it liked (any progress reset the deadline). Now only whole frames (or
+/// a quarter ring) count: the writer gives up within its deadline.
+#[test]
+fn a_consumer_that_frees_one_byte_at_a_time_stalls_the_writer_within_its_deadline() {
+    let segment = segment(4096);
+    let mut producer = Producer::new(Arc::clone(&segment), Side::Down);
+    let consumer = Consumer::new(Arc::clone(&segment), Side::Down);
+    let stall = Duration::from_millis(300);
+    write_all(&mut producer, &[1; 4000], stall, &|| false, Wake::Now).expect("fits");
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = read_slowly(consumer, 1, Duration::from_millis(2), Arc::clone(&stop));
+    let started = std::time::Instant::now();
+    let stalled = write_all(&mut producer, &[2; 4000], stall, &|| false, Wake::Now);
+    let took = started.elapsed();
+    stop.store(true, Ordering::Release);
+    let freed = trickle.join().expect("trickler");
+    assert!(matches!(stalled, Err(WriteFailed::Stalled)), "{stalled:?}");
+    assert!(took >= stall, "{took:?}");
+    assert!(took < stall * 3, "within about its deadline: {took:?}");
+    assert!(freed > 20, "it did trickle ({freed} bytes freed)");
+    assert!(producer.written() > 4000, "and each byte freed was written");
+}
+
+/// An honest reader that takes one whole frame now and then keeps the
+/// writer going, however long the whole write takes.
+#[test]
+fn a_slow_reader_taking_whole_frames_keeps_the_writer_going_past_its_deadline() {
+    let segment = segment(4096);
+    let mut producer = Producer::new(Arc::clone(&segment), Side::Down);
+    let consumer = Consumer::new(Arc::clone(&segment), Side::Down);
+    let stall = Duration::from_millis(300);
+    for _ in 0..8 {
+        write_all(&mut producer, &[1; 500], stall, &|| false, Wake::Now).expect("fits");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    // One 500-byte frame every 150 ms: the 3,000-byte frame needs six.
+    let reader = read_slowly(consumer, 500, Duration::from_millis(150), Arc::clone(&stop));
+    let started = std::time::Instant::now();
+    let written = write_all(&mut producer, &[2; 3000], stall, &|| false, Wake::Now);
+    let took = started.elapsed();
+    stop.store(true, Ordering::Release);
+    reader.join().expect("reader");
+    assert!(written.is_ok(), "{written:?}");
+    assert!(
+        took > stall,
+        "it did wait longer than the deadline: {took:?}"
+    );
+}
+
 /// The seals: the child (or anyone with the fd) cannot shrink or grow the
 /// segment, which would make the orchestrator's reads fault.
 #[test]
