@@ -558,4 +558,6 @@ impl Fields<'_> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -8,6 +8,8 @@
 //! - `ring`: one end of a ring, checking every counter the peer publishes;
 //! - `stream`: the rings as `io::Read` / blocking writes.
 
+#[cfg(test)]
+mod props;
 mod ring;
 mod segment;
 mod stream;
