@@ -434,6 +434,7 @@ impl ModuleHostCtx {
     fn deliver_reply(&self, reply_to: &str, id: u64, payload: &[u8]) -> Result<(), String> {
         self.requests
             .reply(&self.requester(), reply_to, id, payload)
+            .map_err(|e| e.to_string())
     }
 
     /// The module as the request table knows it.

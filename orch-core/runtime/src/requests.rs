@@ -32,6 +32,19 @@ pub const MAX_PENDING_PER_MODULE: usize = 10_000;
 /// The longest a request may wait for its answer.
 pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Why an answer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyRefused {
+    /// The module may not answer this request: it was not delivered to it
+    /// (or the module may not send yet). A module that answers the requests
+    /// it gets never meets this: a child host that does is lying.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Anything else: answered already, timed out, or too large.
+    #[error("{0}")]
+    Other(String),
+}
+
 /// One request waiting for its answer.
 struct Pending {
     requester: SubscriberId,
@@ -185,7 +198,7 @@ impl Requests {
         reply_to: &str,
         id: u64,
         payload: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), ReplyRefused> {
         let key: Key = (reply_to.into(), id);
         let pending = self
             .table()
@@ -194,25 +207,25 @@ impl Requests {
             .map(|p| (Arc::clone(&p.topic), p.recipients.clone()));
         if let Some((topic, recipients)) = pending {
             if !recipients.contains(responder.id) {
-                return Err(format!(
+                return Err(ReplyRefused::Forbidden(format!(
                     "module '{}' may not answer request {id} of '{reply_to}' on '{topic}': \
                      the request was not delivered to it (only a module it went to may answer)",
                     responder.name
-                ));
+                )));
             }
             self.inner
                 .bus
                 .check_size(&topic, payload)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| ReplyRefused::Other(e.to_string()))?;
         }
         let from = Some(Arc::clone(&responder.name));
         if self.answer(&key, EventKind::Reply, payload, from) {
             Ok(())
         } else {
-            Err(format!(
+            Err(ReplyRefused::Other(format!(
                 "request {id} of '{reply_to}' was already answered or has timed out \
                  (only the first answer to a request counts)"
-            ))
+            )))
         }
     }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ModuleHostCtx;
+use crate::requests::ReplyRefused;
 
 impl ModuleHostCtx {
     /// Publishes for the child of `generation`, under the rule of an
@@ -68,8 +69,10 @@ impl ModuleHostCtx {
         reply_to: &str,
         id: u64,
         payload: &[u8],
-    ) -> Result<(), String> {
-        self.check_may_answer_as(generation, started)?;
-        self.deliver_reply(reply_to, id, payload)
+    ) -> Result<(), ReplyRefused> {
+        self.check_may_answer_as(generation, started)
+            .map_err(ReplyRefused::Forbidden)?;
+        self.requests
+            .reply(&self.requester(), reply_to, id, payload)
     }
 }

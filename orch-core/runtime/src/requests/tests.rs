@@ -62,6 +62,8 @@ fn the_first_reply_reaches_the_requester_and_a_second_is_refused() {
     assert_eq!(reply.request_id, 7);
 
     let again = w.requests.reply(&server, "client", 7, b"2").unwrap_err();
+    assert!(matches!(again, ReplyRefused::Other(_)), "{again:?}");
+    let again = again.to_string();
     assert!(
         again.contains("already answered or has timed out"),
         "{again}"
@@ -151,6 +153,8 @@ fn only_a_module_the_request_reached_may_answer_it() {
         .requests
         .reply(&bystander, "client", request.request_id, b"\"forged\"")
         .unwrap_err();
+    assert!(matches!(forged, ReplyRefused::Forbidden(_)), "{forged:?}");
+    let forged = forged.to_string();
     assert!(
         forged.contains(
             "module 'bystander' may not answer request 1 of 'client' on 'server.stats': \
@@ -182,7 +186,10 @@ struct Eager {
 impl EventSink for Eager {
     fn deliver(&self, event: &Arc<BusEvent>, _admission: Admission) -> Delivered {
         if let (Some(me), Some(reply_to)) = (self.me.get(), event.reply_to.as_deref()) {
-            let outcome = self.requests.reply(me, reply_to, event.request_id, b"1");
+            let outcome = self
+                .requests
+                .reply(me, reply_to, event.request_id, b"1")
+                .map_err(|e| e.to_string());
             self.answered.lock().unwrap().push(outcome);
         }
         Delivered::Accepted
@@ -232,7 +239,11 @@ fn an_answer_given_during_the_delivery_counts_and_a_dropped_request_cannot_be_an
         .request(&client, 2, "slow.ask", b"{}", Duration::from_secs(60))
         .unwrap();
     let _ = next(&server_rx);
-    let refused = w.requests.reply(&full, "client", 2, b"1").unwrap_err();
+    let refused = w
+        .requests
+        .reply(&full, "client", 2, b"1")
+        .unwrap_err()
+        .to_string();
     assert!(refused.contains("was not delivered to it"), "{refused}");
     w.requests.reply(&server, "client", 2, b"2").unwrap();
     assert_eq!(next(&client_rx).source.as_deref(), Some("server"));

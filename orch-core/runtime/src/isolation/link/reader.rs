@@ -23,6 +23,7 @@ use crate::host_api::ModuleHostCtx;
 use crate::instance::Instance;
 use crate::isolation::protocol::Frame;
 use crate::isolation::remote::RemoteSetup;
+use crate::requests::ReplyRefused;
 
 impl ReaderSetup {
     pub(super) fn of(s: &RemoteSetup) -> Self {
@@ -219,11 +220,21 @@ pub(super) fn dispatch(
             id,
             payload,
         } => {
-            if let Err(e) = r
+            match r
                 .ctx
                 .reply_of_child(r.generation, started, &reply_to, id, &payload)
             {
-                quotas.warn(r, &format!("module '{}' cannot answer: {e}", r.name));
+                Ok(()) => {}
+                // A lie: its host only lets it answer what it was handed.
+                Err(ReplyRefused::Forbidden(e)) => quotas.warn(r, &e),
+                // Late answers happen to honest children too (the request
+                // timed out here meanwhile): an in-process module is told
+                // by an error nobody logs.
+                Err(ReplyRefused::Other(e)) => tracing::debug!(
+                    "module '{}' cannot answer: {}",
+                    r.name,
+                    crate::log_limit::escape_and_cap(&e, crate::log_limit::MAX_LINE)
+                ),
             }
         }
         Frame::Log { level, message } => {
