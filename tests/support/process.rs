@@ -86,6 +86,17 @@ impl OrchProcess {
             .collect()
     }
 
+    /// The lines seen so far that held ANSI escape sequences (which `text`
+    /// has without them), as they read once stripped.
+    pub fn lines_with_escapes(&self) -> Vec<String> {
+        self.child
+            .lines()
+            .iter()
+            .filter(|l| l.had_escapes)
+            .map(|l| l.text.clone())
+            .collect()
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: Signal) -> Result<(), String> {
         kill(self.child.pid(), signal).map_err(|e| e.to_string())
