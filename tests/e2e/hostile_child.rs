@@ -301,3 +301,33 @@ fn a_child_that_frees_its_ring_a_byte_at_a_time_is_killed_within_its_heartbeat()
     orch.wait_for("EVENT module.restarted", SHORT).unwrap();
     stop(&mut orch);
 }
+
+/// The liar answers its heartbeat itself, saying it is idle, while its
+/// module thread never returns from its first event: the orchestrator no
+/// longer takes its word for it, and kills it once it answered none of the
+/// calls it owes for twice its heartbeat (the actor's wait for
+/// acknowledgements used to have no end).
+#[test]
+fn a_child_that_says_it_is_idle_but_answers_nothing_is_killed() {
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-event-log\n    \
+         config: {{topics: [module.crashed]}}\n{PRODUCER}{}",
+        liar("idle-lie", "    heartbeat: 1s\n    restart: never\n")
+    ));
+    let mut orch = start(&scenario, false);
+    let lying = orch.wait_for("LIAR lies that it is idle", BUILD).unwrap();
+    let crash = orch
+        .wait_for("[CRASH] module 'fixture-liar' (isolated)", SHORT)
+        .unwrap();
+    assert!(
+        crash
+            .text
+            .contains("answered none of the calls it was sent for"),
+        "{}\n{}",
+        crash.text,
+        orch.output()
+    );
+    let took = crash.at.duration_since(lying.at);
+    assert!(took < Duration::from_secs(8), "killed after {took:?}");
+    stop(&mut orch);
+}

@@ -66,6 +66,10 @@ pub(super) struct Shared {
     requests_sent: AtomicU64,
     /// Replies received.
     replies_seen: AtomicU64,
+    /// Since when (ms since `epoch`) the child owes a reply it has not sent:
+    /// set when a request goes out to a child that owed none, and at each
+    /// reply. Measured here, whatever the child says of itself in its `Pong`.
+    owing_since_ms: AtomicU64,
     /// Its control pipe ended (shared-memory transport): it is gone once
     /// its ring is drained.
     control_closed: AtomicBool,
@@ -88,6 +92,7 @@ impl Shared {
             busy_ms: AtomicU64::new(0),
             requests_sent: AtomicU64::new(1),
             replies_seen: AtomicU64::new(0),
+            owing_since_ms: AtomicU64::new(0),
             control_closed: AtomicBool::new(false),
             started: AtomicBool::new(false),
         }
@@ -144,6 +149,25 @@ impl Shared {
     pub(super) fn pipe_broke(&self) {
         self.pipe_broke.store(true, Ordering::SeqCst);
         self.kill_group();
+    }
+
+    /// Starts the clock of what the child owes anew (a reply came, or a
+    /// request went out to a child that owed nothing).
+    fn replied_now(&self) {
+        self.owing_since_ms
+            .store(self.since_epoch_ms(), Ordering::Release);
+    }
+
+    /// How long the child has owed a reply without sending any, if it owes one.
+    fn owing_for(&self) -> Option<Duration> {
+        let sent = self.requests_sent.load(Ordering::Acquire);
+        let seen = self.replies_seen.load(Ordering::Acquire);
+        (sent > seen).then(|| {
+            Duration::from_millis(
+                self.since_epoch_ms()
+                    .saturating_sub(self.owing_since_ms.load(Ordering::Acquire)),
+            )
+        })
     }
 
     fn since_epoch_ms(&self) -> u64 {
@@ -370,7 +394,10 @@ impl ChildLink {
         };
         if frame.expects_reply() {
             // Counted before it is written: its reply may come at once.
-            self.shared.requests_sent.fetch_add(1, Ordering::AcqRel);
+            let sent = self.shared.requests_sent.fetch_add(1, Ordering::AcqRel);
+            if sent == self.shared.replies_seen.load(Ordering::Acquire) {
+                self.shared.replied_now();
+            }
         }
         if matches!(frame, Frame::Start) {
             // Before it is written: it may publish from its start() at once.

@@ -1,7 +1,10 @@
 //! The heartbeat: pings the child through the writer (never waiting) and
 //! kills it when it falls silent, when its module thread stays in one call
-//! too long, or when its process group holds more processes than
-//! `limits.max_processes` (sampled on each tick).
+//! too long (as it says, or as the orchestrator sees it: no reply for twice
+//! the heartbeat while it owes one, so a child that answers pings and lies
+//! about being idle cannot hold the actor for ever), or when its process
+//! group holds more processes than `limits.max_processes` (sampled on each
+//! tick).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -60,6 +63,15 @@ pub(super) fn spawn_heartbeat(
                     shared.kill(format!(
                         "has been in one call for {} (heartbeat: {}; a handler may loop forever)",
                         human(busy),
+                        human(limit)
+                    ));
+                    return;
+                }
+                if let Some(owing) = shared.owing_for().filter(|owing| *owing > 2 * limit) {
+                    shared.kill(format!(
+                        "answered none of the calls it was sent for {} (twice its heartbeat of \
+                         {}), whatever its heartbeat answers said: a handler may loop forever",
+                        human(owing),
                         human(limit)
                     ));
                     return;

@@ -173,6 +173,7 @@ pub(super) fn dispatch(
                     ),
                 );
             }
+            shared.replied_now();
             let _ = replies.send(Incoming::Reply(status, data));
         }
         Frame::Publish { topic, payload } => {
