@@ -62,7 +62,7 @@ impl Options {
 
 /// Runs the chosen benchmarks.
 pub fn run(root: &Path, options: Options) -> Result<bool> {
-    let out = crate::bench_dir(root);
+    let out = crate::bench_dir();
     std::fs::create_dir_all(&out)?;
     if matches!(options.which, Which::Bus | Which::All) {
         let result = harness(root, "bus", options.events)?;
@@ -275,7 +275,8 @@ fn startup(root: &Path, runs: u32) -> Result<Value> {
         ])
         .status()?;
     ensure!(status.success(), "cargo build --release failed");
-    let binary = root.join("target").join("release").join("cargo-orch");
+    // Where cargo put it: `CARGO_TARGET_DIR` may move the target folder.
+    let binary = orch_e2e::target_dir().join("release").join("cargo-orch");
     let config = tempfile::tempdir()?;
     let modules: String = (1..=20)
         .map(|n| format!("  - name: startup-{n:02}\n    package: mod-test-module\n"))

@@ -54,7 +54,7 @@ struct Sample {
 }
 
 /// Runs the benchmark; `Ok(true)` when every edit reloaded.
-pub fn run(root: &Path, options: Options) -> Result<bool> {
+pub fn run(options: Options) -> Result<bool> {
     let scratch = ScratchWorkspace::copy_of_repo().context("copying the workspace")?;
     scratch.write(
         "config/modules.yaml",
@@ -115,7 +115,7 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
     let leak = leaky_reloads(&scratch, options.edits)?;
     let report = Report::new(&samples, &floor, before, after, kept_mapped, leak);
     report.print();
-    report.write(&crate::bench_dir(root).join("reload.json"))?;
+    report.write(&crate::bench_dir().join("reload.json"))?;
     Ok(true)
 }
 

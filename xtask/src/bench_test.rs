@@ -136,7 +136,7 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
     if !nextest {
         println!("cargo nextest is not installed: its rows are left out");
     }
-    let path = crate::bench_dir(root).join("test.json");
+    let path = crate::bench_dir().join("test.json");
     let document = json!({
         "benchmark": "cargo orch test: a process per test, --fast, plain cargo test, cargo nextest",
         "repetitions": options.repeat,

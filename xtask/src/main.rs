@@ -21,11 +21,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// Where benchmarks write their JSON: `$ORCH_BENCH_DIR`, or `target/bench/`.
-fn bench_dir(root: &Path) -> PathBuf {
+/// Where benchmarks write their JSON: `$ORCH_BENCH_DIR`, or `bench/` in the
+/// target folder (`CARGO_TARGET_DIR` when set).
+fn bench_dir() -> PathBuf {
     std::env::var_os("ORCH_BENCH_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target").join("bench"))
+        .unwrap_or_else(|| orch_e2e::target_dir().join("bench"))
 }
 
 /// Project automation for cargo-orch.
@@ -131,7 +132,7 @@ fn main() -> ExitCode {
             ),
             Bench::Reload { edits } => (
                 "bench reload",
-                bench_reload::run(root(), bench_reload::Options { edits }),
+                bench_reload::run(bench_reload::Options { edits }),
             ),
             Bench::Bus(args) => perf(&args, bench_perf::Which::Bus),
             Bench::Startup(args) => perf(&args, bench_perf::Which::Startup),
