@@ -1,58 +1,49 @@
 //! A throw-away copy of this workspace, for tests and demo steps that edit
 //! modules or configuration: the repository itself is never modified, even when a
-//! test fails or is interrupted. Builds share the repository's target folder, so
-//! registry dependencies are not compiled again.
+//! test fails or is interrupted.
+//!
+//! Each copy has a target folder of its own, so copies run in parallel and an
+//! edit in one never reaches another's build. Cargo rebuilds nothing that a
+//! copy did not change (nextest's seed pattern): the sources are copied with
+//! their modification times kept, and the target folder is a copy (times kept)
+//! of a seed that [`seed`] built once per run from an unedited copy of the
+//! repository. Cargo names a workspace crate's artifacts by its path relative
+//! to the workspace root, so the seed's artifacts are the copy's own.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use nix::fcntl::{Flock, FlockArg};
 use tempfile::TempDir;
 
 use crate::{orch_bin, workspace_root};
 
-/// Top-level entries that are not copied.
+mod seed;
+
+/// Top-level entries of the repository that are not copied.
 const SKIPPED: [&str; 4] = ["target", ".git", "logs", ".env"];
 
-/// A copy of the workspace in a temporary folder, removed on drop.
-///
-/// Copies share one target folder, and cargo names a cdylib by its crate name
-/// alone, so two copies building the same module at once would overwrite each
-/// other's library: a copy holds an exclusive lock on the shared target folder
-/// for its whole life (across threads and processes), and scratch tests run one
-/// at a time.
+/// A copy of the workspace in a temporary folder, with a target folder of its
+/// own, both removed on drop.
 pub struct ScratchWorkspace {
     dir: TempDir,
-    target_dir: PathBuf,
-    _lock: Flock<fs::File>,
+    target: TempDir,
 }
 
 impl ScratchWorkspace {
     /// Copies the repository (sources, config, `.cargo/`; not `target/`, `.git/`,
-    /// `logs/` or `.env`).
+    /// `logs/` or `.env`) and the seed's target folder.
     pub fn copy_of_repo() -> io::Result<Self> {
-        let root = workspace_root();
-        let target_dir = root.join("target").join("scratch");
-        fs::create_dir_all(&target_dir)?;
-        let lock_file = fs::File::create(target_dir.join(".scratch-lock"))?;
-        let lock =
-            Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
+        let seed = seed::seed()?;
         let dir = tempfile::Builder::new().prefix("orch-scratch-").tempdir()?;
-        for entry in fs::read_dir(root)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if SKIPPED.iter().any(|s| name == *s) {
-                continue;
-            }
-            copy_tree(&entry.path(), &dir.path().join(&name))?;
-        }
-        Ok(Self {
-            dir,
-            target_dir,
-            _lock: lock,
-        })
+        copy_sources(dir.path())?;
+        let target = tempfile::Builder::new()
+            .prefix("copy-")
+            .tempdir_in(seed.parent().unwrap_or(&seed))?;
+        let _reading = seed::reading()?;
+        copy_tree(&seed, target.path())?;
+        Ok(Self { dir, target })
     }
 
     /// The copy's root.
@@ -88,12 +79,12 @@ impl ScratchWorkspace {
         fs::write(&path, text.replacen(from, to, 1))
     }
 
-    /// The shared target folder of every scratch copy.
+    /// The copy's target folder.
     pub fn target_dir(&self) -> &Path {
-        &self.target_dir
+        self.target.path()
     }
 
-    /// `cargo-orch orch <args>` run in the copy, with plain output and the shared
+    /// `cargo-orch orch <args>` run in the copy, with plain output and its
     /// target folder.
     pub fn orch(&self, args: &[&str]) -> Command {
         let mut command = Command::new(orch_bin());
@@ -101,25 +92,42 @@ impl ScratchWorkspace {
             .current_dir(self.root())
             .arg("orch")
             .args(args)
-            .env("CARGO_TARGET_DIR", &self.target_dir)
+            .env("CARGO_TARGET_DIR", self.target_dir())
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info");
         command
     }
 
-    /// `cargo <args>` in the copy with the shared target folder.
+    /// `cargo <args>` in the copy with its target folder.
     pub fn cargo(&self, args: &[&str]) -> Command {
         let mut command = crate::cargo();
         command
             .current_dir(self.root())
             .args(args)
-            .env("CARGO_TARGET_DIR", &self.target_dir);
+            .env("CARGO_TARGET_DIR", self.target_dir());
         command
     }
 }
 
+/// Copies the repository's sources into `to`, times kept.
+fn copy_sources(to: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(workspace_root())? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if SKIPPED.iter().any(|s| name == *s) {
+            continue;
+        }
+        copy_tree(&entry.path(), &to.join(&name))?;
+    }
+    Ok(())
+}
+
+/// Copies `from` into `to` (files and folders; links and sockets are not
+/// part of a source tree or a target folder's artifacts), each file's
+/// modification time kept: cargo decides freshness by them.
 fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    let file_type = fs::symlink_metadata(from)?.file_type();
+    let metadata = fs::symlink_metadata(from)?;
+    let file_type = metadata.file_type();
     if file_type.is_dir() {
         fs::create_dir_all(to)?;
         for entry in fs::read_dir(from)? {
@@ -128,8 +136,13 @@ fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
         }
         Ok(())
     } else if file_type.is_file() {
-        fs::copy(from, to).map(drop)
+        fs::copy(from, to)?;
+        let times = fs::FileTimes::new()
+            .set_accessed(metadata.accessed()?)
+            .set_modified(metadata.modified()?);
+        // futimens needs ownership, not write access: a read-only file too.
+        fs::File::open(to)?.set_times(times)
     } else {
-        Ok(()) // symlinks and sockets are not part of a source tree
+        Ok(())
     }
 }
