@@ -22,6 +22,7 @@
 //! The client (async-nats) runs on a current-thread tokio runtime of the
 //! bridge's own thread; nothing of it reaches the rest of the host.
 
+pub mod caps;
 pub mod connection;
 pub mod dedup;
 pub mod envelope;
@@ -99,6 +100,12 @@ impl Bridge {
         state_dir: Option<&std::path::Path>,
     ) -> Result<Self, BridgeError> {
         let node = settings.node.clone().unwrap_or_else(node::default_node);
+        // Every other node would refuse this one's events.
+        caps::name("bridge.nats.node", &node).map_err(|e| {
+            BridgeError::Config(format!(
+                "{e}: it names this orchestrator in every message; write a shorter id"
+            ))
+        })?;
         let link = Arc::new(Link::default());
         let (forward, events) = mpsc::channel::<Vec<Arc<BusEvent>>>(HAND_OVER);
         let mailbox = Mailbox::new("bridge".into(), settings.outbox, publish_timeout);
