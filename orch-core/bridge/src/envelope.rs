@@ -1,9 +1,10 @@
 //! The envelope of an event on the broker: its bytes travel unchanged as the
 //! message payload, on subject `<prefix>.<topic>`; who published it, where
 //! and when travel in one header, `Orch-Envelope: <node> <source> <event id>
-//! <time ms> <incarnation>` (one header, not five: each header costs the client a parse and
-//! allocations on both ends, measured by `cargo xtask bench bridge`), and for
-//! JetStream `Nats-Msg-Id`.
+//! <time ms> <incarnation>` (one header, not five: each header costs the
+//! client a parse and allocations on both ends, measured by `cargo xtask bench bridge`), and for
+//! JetStream `Nats-Msg-Id`. Both are checked against [`crate::caps`] before
+//! anything else is read from them.
 
 use std::fmt::Write as _;
 
@@ -11,6 +12,7 @@ use async_nats::header::NATS_MESSAGE_ID;
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use orch_runtime::bus::BusEvent;
 
+use crate::caps;
 use crate::node::Identity;
 
 /// The envelope: the node the event left (the origin check), the module
@@ -48,12 +50,17 @@ pub fn headers(event: &BusEvent, me: &Identity, message_id: Option<String>) -> H
 pub struct Arrived<'a> {
     /// The local topic (the subject without the prefix).
     pub topic: &'a str,
-    /// The node it came from.
+    /// The node it came from (`unknown` without an envelope).
     pub origin: &'a str,
     /// The module that published it there (`None` for that node's host).
     pub source: Option<&'a str>,
+    /// Its id on the bus of the node it came from.
+    pub event_id: Option<u64>,
     /// When it was published there.
     pub published_at_ms: Option<u64>,
+    /// When that node's bridge started (an envelope of an earlier version
+    /// has none).
+    pub incarnation: Option<u64>,
     /// Its message id, when it has one.
     pub message_id: Option<&'a str>,
     /// Whether it came with an envelope, that is from an orchestrator (whose
@@ -73,11 +80,70 @@ pub enum Skip {
     /// Its subject is not under the prefix, or is not a valid local topic
     /// (or one of the host's namespaces).
     Foreign(String),
+    /// Its envelope or message id breaks the caps ([`crate::caps`]) or
+    /// cannot be read: it never can be.
+    Malformed(String),
+}
+
+/// The envelope's fields, read back and checked against the caps.
+#[derive(Debug, PartialEq, Eq)]
+struct Fields<'a> {
+    origin: &'a str,
+    source: Option<&'a str>,
+    event_id: u64,
+    published_at_ms: u64,
+    incarnation: Option<u64>,
+}
+
+/// Reads an envelope: four fields (an earlier version's) or five, each
+/// within its cap.
+fn fields(envelope: &str) -> Result<Fields<'_>, String> {
+    if envelope.len() > caps::MAX_ENVELOPE {
+        return Err(format!(
+            "the {ENVELOPE} header is {} bytes, more than {}",
+            envelope.len(),
+            caps::MAX_ENVELOPE
+        ));
+    }
+    let parts: Vec<&str> = envelope.split(' ').collect();
+    let [origin, source, event_id, published, rest @ ..] = parts.as_slice() else {
+        return Err(format!(
+            "the {ENVELOPE} header has {} field(s), not 5",
+            parts.len()
+        ));
+    };
+    if rest.len() > 1 {
+        return Err(format!(
+            "the {ENVELOPE} header has {} fields, not 5",
+            parts.len()
+        ));
+    }
+    let broken = |e: caps::Broken| format!("{ENVELOPE}: {e}");
+    caps::name("the origin node", origin).map_err(broken)?;
+    let source = if *source == "host" {
+        None
+    } else {
+        caps::name("the source module", source).map_err(broken)?;
+        Some(*source)
+    };
+    Ok(Fields {
+        origin,
+        source,
+        event_id: caps::number("the event id", event_id).map_err(broken)?,
+        published_at_ms: caps::number("the time", published).map_err(broken)?,
+        incarnation: rest
+            .first()
+            .map(|i| caps::number("the incarnation", i))
+            .transpose()
+            .map_err(broken)?,
+    })
 }
 
 /// Reads the envelope of a message on `subject` under `prefix`, for `me`;
 /// `is_topic` tells whether a topic is one a module may receive (the
-/// importer remembers its answers).
+/// importer remembers its answers). The envelope and the message id are
+/// checked against the caps first: one that breaks them is
+/// [`Skip::Malformed`], whatever else it says.
 pub fn arrived<'a>(
     subject: &'a str,
     headers: Option<&'a HeaderMap>,
@@ -86,19 +152,17 @@ pub fn arrived<'a>(
     is_topic: impl FnOnce(&str) -> Result<(), String>,
 ) -> Result<Arrived<'a>, Skip> {
     let (envelope, message_id) = headers.map_or((None, None), read_headers);
-    let enveloped = envelope.is_some();
-    let mut parts = envelope.unwrap_or_default().split(' ');
-    let origin = parts.next().filter(|o| !o.is_empty()).unwrap_or("unknown");
-    let source = parts.next().filter(|s| !s.is_empty() && *s != "host");
-    let _event_id = parts.next();
-    let published_at_ms: Option<u64> = parts.next().and_then(|t| t.parse().ok());
-    if origin == me.name {
-        let incarnation: Option<u64> = parts.next().and_then(|t| t.parse().ok());
+    let message_id = message_id.filter(|v| !v.is_empty());
+    if let Some(id) = message_id {
+        caps::message_id(id).map_err(|e| Skip::Malformed(format!("Nats-Msg-Id: {e}")))?;
+    }
+    let fields = envelope.map(fields).transpose().map_err(Skip::Malformed)?;
+    if let Some(fields) = fields.as_ref().filter(|f| f.origin == me.name) {
         // A message of an earlier run of this node (JetStream keeps them) was
         // published before this one started; one published since by another
         // incarnation comes from a namesake.
-        let namesake = incarnation.is_some_and(|i| i != me.incarnation)
-            && published_at_ms.is_some_and(|t| t >= me.started_ms());
+        let namesake = fields.incarnation.is_some_and(|i| i != me.incarnation)
+            && fields.published_at_ms >= me.started_ms();
         return Err(if namesake {
             Skip::Namesake
         } else {
@@ -108,15 +172,28 @@ pub fn arrived<'a>(
     let topic = subject
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('.'))
-        .ok_or_else(|| Skip::Foreign(format!("subject '{subject}' is not under '{prefix}.'")))?;
-    is_topic(topic).map_err(|e| Skip::Foreign(format!("subject '{subject}': {e}")))?;
+        .ok_or_else(|| {
+            Skip::Foreign(format!(
+                "subject '{}' is not under '{prefix}.'",
+                caps::shown(subject)
+            ))
+        })?;
+    is_topic(topic).map_err(|e| {
+        Skip::Foreign(format!(
+            "subject '{}': {}",
+            caps::shown(subject),
+            caps::clipped(&e, 240)
+        ))
+    })?;
     Ok(Arrived {
         topic,
-        origin,
-        source,
-        published_at_ms,
-        message_id: message_id.filter(|v| !v.is_empty()),
-        enveloped,
+        origin: fields.as_ref().map_or("unknown", |f| f.origin),
+        source: fields.as_ref().and_then(|f| f.source),
+        event_id: fields.as_ref().map(|f| f.event_id),
+        published_at_ms: fields.as_ref().map(|f| f.published_at_ms),
+        incarnation: fields.as_ref().and_then(|f| f.incarnation),
+        message_id,
+        enveloped: fields.is_some(),
     })
 }
 
@@ -242,5 +319,82 @@ mod tests {
             validate_module_topic,
         );
         assert_eq!(judged, Err(Skip::Namesake));
+    }
+
+    /// Headers as a peer may write them.
+    fn raw(envelope: Option<&str>, id: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(envelope) = envelope {
+            headers.insert(ENVELOPE, envelope);
+        }
+        if let Some(id) = id {
+            headers.insert(NATS_MESSAGE_ID, id);
+        }
+        headers
+    }
+
+    #[test]
+    fn an_envelope_or_id_that_breaks_the_caps_is_malformed_whoever_it_claims_to_be() {
+        let me = node("node-b");
+        let long_name = "n".repeat(caps::MAX_NAME + 1);
+        let long_id = "i".repeat(caps::MAX_MESSAGE_ID + 1);
+        let cases = [
+            (Some("node-a mod 1 2 3".to_owned()), Some(long_id.clone())),
+            (Some("node-a mod 1 2 3".to_owned()), Some("a b".to_owned())),
+            (Some(format!("{long_name} mod 1 2 3")), None),
+            (Some(format!("node-a {long_name} 1 2 3")), None),
+            (Some("node.a mod 1 2 3".to_owned()), None),
+            (Some("node-a mod 1".to_owned()), None),
+            (Some("node-a mod 1 2 3 4".to_owned()), None),
+            (Some("node-a mod x 2 3".to_owned()), None),
+            (Some("node-a mod 1 99999999999999999999 3".to_owned()), None),
+            (Some(" mod 1 2 3".to_owned()), None),
+            (Some(String::new()), None),
+            // Claiming to be this node changes nothing.
+            (Some("node-b mod 1 2 3 x".to_owned()), None),
+            (None, Some(long_id)),
+        ];
+        for (envelope, id) in cases {
+            let headers = raw(envelope.as_deref(), id.as_deref());
+            let judged = arrived(
+                "orch.test.ping",
+                Some(&headers),
+                "orch",
+                &me,
+                validate_module_topic,
+            );
+            assert!(
+                matches!(judged, Err(Skip::Malformed(_))),
+                "{envelope:?} {id:?}: {judged:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_earlier_versions_four_fields_and_an_empty_id_are_taken() {
+        let headers = raw(Some("node-a host 7 1700000000000"), Some(""));
+        let judged = arrived(
+            "orch.test.ping",
+            Some(&headers),
+            "orch",
+            &node("node-b"),
+            validate_module_topic,
+        )
+        .expect("delivered");
+        assert_eq!(judged.event_id, Some(7));
+        assert_eq!(judged.incarnation, None);
+        assert_eq!(judged.message_id, None);
+        assert_eq!(judged.source, None);
+    }
+
+    #[test]
+    fn a_long_subject_is_shown_short_in_the_reason() {
+        let subject = format!("orch.{}", "t".repeat(4_000));
+        let Err(Skip::Foreign(why)) = arrived(&subject, None, "orch", &node("b"), |_| {
+            Err("x".repeat(4_000))
+        }) else {
+            panic!("skipped");
+        };
+        assert!(why.len() < 400, "{why}");
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc::Receiver;
 
 use crate::node::{Identity, MessageIds};
 use crate::pace::Pacer;
-use crate::{envelope, names};
+use crate::{caps, envelope, names};
 
 /// Counters of the export side.
 #[derive(Default)]
@@ -31,6 +31,9 @@ pub struct ExportStats {
     pub duplicates: AtomicU64,
     /// Events larger than the server's `max_payload`: not exported.
     pub too_large: AtomicU64,
+    /// Events of a module whose name breaks [`crate::caps`] (longer than
+    /// `MAX_NAME`): not exported, as every importer would refuse them.
+    pub bad_source: AtomicU64,
     /// Events taken from the outbox and not yet published (or given up):
     /// a shutdown waits for them too.
     pub in_hand: AtomicU64,
@@ -58,6 +61,7 @@ pub async fn run(
         me,
         stats,
         too_large_said: Pacer::new(TOO_LARGE_SAID_EVERY),
+        bad_source_said: Pacer::new(TOO_LARGE_SAID_EVERY),
     };
     let mut subjects = Subjects::new(prefix);
     while let Some(batch) = batches.recv().await {
@@ -79,6 +83,7 @@ struct Exporter {
     ids: MessageIds,
     stats: Arc<ExportStats>,
     too_large_said: Pacer,
+    bad_source_said: Pacer,
 }
 
 /// The payload of an event as the client's bytes, without a copy: the
@@ -116,6 +121,21 @@ impl Subjects {
 impl Exporter {
     /// Publishes one event.
     async fn export(&self, event: Arc<BusEvent>, subject: Subject) {
+        if let Some(source) = event.source.as_deref()
+            && let Err(e) = caps::name("the module name", source)
+        {
+            let seen = self.stats.bad_source.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.bad_source_said.due() {
+                tracing::warn!(
+                    "[BRIDGE] '{}' from module '{}' is not exported: {e}, and every other \
+                     node would refuse it ({seen} event(s) so far); give the module a \
+                     shorter name",
+                    event.topic(),
+                    caps::shown(source)
+                );
+            }
+            return;
+        }
         let id = matches!(self.target, Target::JetStream(_)).then(|| self.ids.next());
         let headers = envelope::headers(&event, &self.me, id);
         let payload = Bytes::from_owner(PayloadOf(Arc::clone(&event)));

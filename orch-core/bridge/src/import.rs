@@ -184,7 +184,7 @@ impl Importer {
                 self.namesake(subject);
                 return Verdict::Done;
             }
-            Err(Skip::Foreign(why)) => {
+            Err(Skip::Foreign(why) | Skip::Malformed(why)) => {
                 self.skip(&why);
                 return Verdict::Done;
             }
