@@ -33,8 +33,15 @@ use crate::pace::Pacer;
 /// id) is warned about.
 pub const NAMESAKE_SAID_EVERY: Duration = Duration::from_secs(10);
 
-/// How many recent message ids are remembered.
+/// How many recent message ids are remembered, at most.
 pub const RECENT_IDS: usize = 100_000;
+
+/// How many bytes of recent message ids are remembered, at most (each id
+/// with its origin and a newline, as in the window's file): 8 MiB, room for
+/// the [`RECENT_IDS`] ids of this bridge's own (about 60 bytes each) and for
+/// 43,000 ids at the caps. The file grows to twice this before it is
+/// compacted, and at most that much of it is read at start.
+pub const RECENT_ID_BYTES: usize = 8 * 1024 * 1024;
 
 /// Counters of the import side.
 #[derive(Default)]
@@ -64,10 +71,12 @@ pub struct Importer {
     pub me: Identity,
     /// Counters.
     pub stats: Arc<ImportStats>,
-    /// Recent message ids: handled, so a redelivery is skipped.
+    /// Recent message ids (with their origins): handled, so a redelivery
+    /// is skipped.
     pub recent: Arc<Mutex<RecentIds>>,
-    /// Message ids delivered and not yet handled: a redelivery meanwhile is
-    /// not delivered again (the first one's completion acknowledges).
+    /// Message ids (`<origin> <id>`) delivered and not yet handled: a
+    /// redelivery meanwhile is not delivered again (the first one's
+    /// completion acknowledges). At most `MAX_ACK_PENDING` of them.
     pub pending: Arc<Mutex<HashSet<String>>>,
     /// The names and topics messages keep repeating.
     pub names: Mutex<Names>,
@@ -121,7 +130,7 @@ fn spawn_delivery(bus: Bus, stats: Arc<ImportStats>) -> mpsc::Sender<Vec<Deliver
 }
 
 /// What the envelope and the id window say of one message.
-enum Verdict<'a> {
+enum Verdict {
     /// Not for this node, or already handled here: acknowledge it now.
     Done,
     /// Its first delivery is still being handled: leave it.
@@ -130,10 +139,13 @@ enum Verdict<'a> {
     Deliver {
         /// The event for the local bus.
         event: BusEvent,
-        /// Its message id, when it has one.
-        message_id: Option<&'a str>,
+        /// Its origin and message id, when it has one (`track`).
+        tracked: Option<Tracked>,
     },
 }
+
+/// A delivered message's place in the window of ids: `<origin> <id>`.
+type Tracked = String;
 
 impl Importer {
     /// Counts a message not for this bus, and says why for every hundredth.
@@ -163,13 +175,13 @@ impl Importer {
 
     /// Reads one message (`track`: checks and marks its id, JetStream) and
     /// makes its event.
-    fn judge<'a>(
+    fn judge(
         &self,
-        subject: &'a str,
-        headers: Option<&'a HeaderMap>,
+        subject: &str,
+        headers: Option<&HeaderMap>,
         payload: &[u8],
         track: bool,
-    ) -> Verdict<'a> {
+    ) -> Verdict {
         let mut names = lock(&self.names);
         let arrived = envelope::arrived(subject, headers, &self.prefix, &self.me, |topic| {
             names.check_topic(topic)
@@ -202,15 +214,18 @@ impl Importer {
             ));
             return Verdict::Done;
         }
+        let mut tracked = None;
         if track && let Some(id) = arrived.message_id {
-            if lock(&self.recent).contains(id) {
+            if lock(&self.recent).contains(arrived.origin, id) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
                 return Verdict::Done;
             }
-            if !lock(&self.pending).insert(id.to_owned()) {
+            let key = format!("{} {id}", arrived.origin);
+            if !lock(&self.pending).insert(key.clone()) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
                 return Verdict::InHand;
             }
+            tracked = Some(key);
         }
         let event = BusEvent::imported(
             arrived.topic,
@@ -219,26 +234,25 @@ impl Importer {
             names.shared(arrived.origin),
             arrived.published_at_ms,
         );
-        Verdict::Deliver {
-            event,
-            message_id: arrived.message_id,
-        }
+        Verdict::Deliver { event, tracked }
     }
 
-    /// Once an event's handlers are done: remembers its id (so a
-    /// redelivery is skipped, after a crash too) and lets go of its pending
-    /// mark.
-    fn handled(&self, id: Option<&str>) {
-        if let Some(id) = id {
-            lock(&self.recent).insert(id);
-            lock(&self.pending).remove(id);
+    /// Once an event's handlers are done: remembers its id with its origin
+    /// (so a redelivery is skipped, after a crash too) and lets go of its
+    /// pending mark.
+    fn handled(&self, tracked: Option<&str>) {
+        if let Some(key) = tracked {
+            if let Some((origin, id)) = key.split_once(' ') {
+                lock(&self.recent).insert(origin, id);
+            }
+            lock(&self.pending).remove(key);
         }
     }
 
     /// Lets go of the pending mark of a refused delivery.
-    fn refused(&self, id: Option<&str>) {
-        if let Some(id) = id {
-            lock(&self.pending).remove(id);
+    fn refused(&self, tracked: Option<&str>) {
+        if let Some(key) = tracked {
+            lock(&self.pending).remove(key);
         }
     }
 }
@@ -430,9 +444,7 @@ pub async fn run_jetstream(
                         continue;
                     }
                     Verdict::InHand => continue,
-                    Verdict::Deliver { event, message_id } => {
-                        (event, message_id.map(str::to_owned))
-                    }
+                    Verdict::Deliver { event, tracked } => (event, tracked),
                 };
                 let message = Arc::new(std::sync::Mutex::new(Some(message)));
                 let on_done = {

@@ -49,7 +49,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use connection::Link;
 use export::{ExportStats, Target};
-use import::{ImportStats, Importer};
+use import::{ImportStats, Importer, RECENT_ID_BYTES, RECENT_IDS};
 use outbox::Outbox;
 pub use probe::{BridgeProbe, BridgeSnapshot};
 
@@ -322,18 +322,17 @@ impl Run {
                 let recent = match (&durable, &self.state_dir) {
                     (Some(durable), Some(dir)) => {
                         let path = dir.join(format!("{durable}.ids"));
-                        dedup::RecentIds::persistent(&path, import::RECENT_IDS).unwrap_or_else(
-                            |e| {
+                        dedup::RecentIds::persistent(&path, RECENT_IDS, RECENT_ID_BYTES)
+                            .unwrap_or_else(|e| {
                                 tracing::warn!(
                                     "[BRIDGE] cannot keep handled ids in {}: {e}; a redelivery \
                                      after a crash may be handled twice",
                                     path.display()
                                 );
-                                dedup::RecentIds::new(import::RECENT_IDS)
-                            },
-                        )
+                                dedup::RecentIds::new(RECENT_IDS, RECENT_ID_BYTES)
+                            })
                     }
-                    _ => dedup::RecentIds::new(import::RECENT_IDS),
+                    _ => dedup::RecentIds::new(RECENT_IDS, RECENT_ID_BYTES),
                 };
                 let importer = Importer {
                     bus: self.bus.clone(),

@@ -1,7 +1,9 @@
 //! What imported messages keep repeating, remembered: the names they carry
 //! (nodes, modules) as one shared `Arc<str>` each, and the topics they
 //! arrive on, checked once, instead of an allocation and a check for every
-//! message.
+//! message. Both are bounded in count and in bytes: a name is at most
+//! [`crate::caps::MAX_NAME`] bytes (a longer one is never remembered), and
+//! the topics together at most [`TOPIC_BYTES`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,16 +30,25 @@ pub(crate) fn remembered<V: Clone>(
     value
 }
 
+/// The bytes of the remembered topics, at most (a subject may be as long as
+/// the server's `max_control_line`, 4 KiB by default).
+pub const TOPIC_BYTES: usize = 256 * 1024;
+
 /// The remembered names and topics.
 #[derive(Default)]
 pub struct Names {
     names: HashMap<Box<str>, Arc<str>>,
     topics: HashSet<Box<str>>,
+    topic_bytes: usize,
 }
 
 impl Names {
-    /// `name`, shared.
+    /// `name`, shared (remembered if it keeps the cap: the names take at
+    /// most [`REMEMBERED`] times [`crate::caps::MAX_NAME`] bytes).
     pub fn shared(&mut self, name: &str) -> Arc<str> {
+        if name.len() > crate::caps::MAX_NAME {
+            return Arc::from(name);
+        }
         remembered(&mut self.names, name, || Arc::from(name))
     }
 
@@ -48,10 +59,14 @@ impl Names {
             return Ok(());
         }
         orch_sdk::topic::validate_module_topic(topic)?;
-        if self.topics.len() >= REMEMBERED {
+        if self.topics.len() >= REMEMBERED || self.topic_bytes + topic.len() > TOPIC_BYTES {
             self.topics.clear();
+            self.topic_bytes = 0;
         }
-        self.topics.insert(topic.into());
+        if topic.len() <= TOPIC_BYTES {
+            self.topic_bytes += topic.len();
+            self.topics.insert(topic.into());
+        }
         Ok(())
     }
 }
@@ -70,6 +85,21 @@ mod tests {
         }
         assert!(names.names.len() <= REMEMBERED);
         assert_eq!(&*names.shared("node-a"), "node-a");
+        let long = "n".repeat(60_000);
+        assert_eq!(&*names.shared(&long), long);
+        assert!(names.names.keys().all(|k| k.len() <= crate::caps::MAX_NAME));
+    }
+
+    #[test]
+    fn long_topics_are_bounded_in_bytes() {
+        let mut names = Names::default();
+        for n in 0..1_000 {
+            let topic = format!("t{n}.{}", "x".repeat(4_000));
+            assert!(names.check_topic(&topic).is_ok());
+            let bytes: usize = names.topics.iter().map(|t| t.len()).sum();
+            assert!(bytes <= TOPIC_BYTES, "{bytes}");
+            assert_eq!(bytes, names.topic_bytes);
+        }
     }
 
     #[test]
