@@ -7,8 +7,9 @@
 //! On JetStream a message is acknowledged only once every local mailbox took
 //! it and every handler let go of it (so a crash of this node before that
 //! gets it delivered again), and the window of handled ids is kept in a file
-//! (so the redelivery of one handled before a crash is skipped); a refusal
-//! asks the stream to deliver it again a little later.
+//! (so the redelivery of one handled before a crash is skipped); see
+//! [`crate::durable`]. What is refused is told apart and reported by
+//! [`crate::refusal`].
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,11 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
-use async_nats::jetstream::{AckKind, stream::Stream as JetStreamStream};
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures_util::StreamExt;
-use orch_runtime::bus::{Bus, BusEvent};
+use orch_runtime::bus::{Bus, BusError, BusEvent};
 use tokio::sync::mpsc;
 
 use crate::dedup::RecentIds;
@@ -28,6 +27,7 @@ use crate::envelope::{self, Skip};
 use crate::names::Names;
 use crate::node::Identity;
 use crate::pace::Pacer;
+use crate::refusal::{Permanent, Refusal, Refusals};
 
 /// How often, at most, a namesake (another orchestrator with this node's
 /// id) is warned about.
@@ -55,10 +55,30 @@ pub struct ImportStats {
     /// Messages of another orchestrator with this node's id, dropped as
     /// this node's own.
     pub namesakes: AtomicU64,
-    /// Messages not for this bus (foreign subjects, the host's namespaces).
-    pub skipped: AtomicU64,
-    /// Deliveries a local mailbox refused.
+    /// Messages whose envelope or message id breaks the caps
+    /// ([`crate::caps`]) or cannot be read: refused for good.
+    pub malformed: AtomicU64,
+    /// Messages over this node's `max_event_bytes`: refused for good.
+    pub too_large: AtomicU64,
+    /// Messages from outside an orchestrator whose payload is not JSON:
+    /// refused for good.
+    pub not_json: AtomicU64,
+    /// Messages on a subject that is no topic for this bus (not under the
+    /// prefix, not a valid topic, the host's namespaces): refused for good.
+    pub off_topic: AtomicU64,
+    /// Deliveries a local mailbox refused for now (each try).
     pub refused: AtomicU64,
+}
+
+impl ImportStats {
+    /// Messages refused for good with a well-formed envelope: too large,
+    /// not JSON or on a subject not for this bus.
+    pub fn rejected(&self) -> u64 {
+        [&self.too_large, &self.not_json, &self.off_topic]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// What one import needs.
@@ -82,23 +102,37 @@ pub struct Importer {
     pub names: Mutex<Names>,
     /// Paces the warning about a namesake.
     pub namesake_said: Pacer,
+    /// Counts and reports refusals.
+    pub refusals: Arc<Refusals>,
 }
 
 /// Messages waiting for the delivery thread, at most.
 const DELIVERY_QUEUE: usize = 1_024;
 
 /// Messages taken from the broker at once, at most.
-const BATCH: usize = 256;
+pub(crate) const BATCH: usize = 256;
 
 /// One message on its way to the local bus.
-struct Delivery {
-    event: Arc<BusEvent>,
-    /// Told when a local mailbox refused it.
-    refused: Option<Box<dyn FnOnce(String) + Send>>,
+pub(crate) struct Delivery {
+    /// The event.
+    pub(crate) event: Arc<BusEvent>,
+    /// Told when the local bus refused it, with why (JetStream).
+    pub(crate) refused: Option<Box<dyn FnOnce(Refused) + Send>>,
+}
+
+/// A delivery the local bus refused: what the bus said, and what becomes
+/// of it.
+pub(crate) struct Refused {
+    /// The bus's error.
+    pub(crate) error: BusError,
+    /// A lasting refusal or a passing one.
+    pub(crate) refusal: Refusal,
 }
 
 /// Starts the thread that hands imported events to the local bus, in order.
-fn spawn_delivery(bus: Bus, stats: Arc<ImportStats>) -> mpsc::Sender<Vec<Delivery>> {
+/// A refusal is counted and said (paced), and told to the delivery's
+/// `refused`.
+pub(crate) fn spawn_delivery(bus: Bus, refusals: Arc<Refusals>) -> mpsc::Sender<Vec<Delivery>> {
     let (queue, mut batches) = mpsc::channel::<Vec<Delivery>>(DELIVERY_QUEUE / BATCH);
     let spawned = std::thread::Builder::new()
         .name("orch-bridge-deliver".into())
@@ -106,18 +140,14 @@ fn spawn_delivery(bus: Bus, stats: Arc<ImportStats>) -> mpsc::Sender<Vec<Deliver
             while let Some(batch) = batches.blocking_recv() {
                 for delivery in batch {
                     let topic = delivery.event.topic().to_owned();
-                    match bus.publish_imported(delivery.event) {
-                        Ok(_) => {
-                            stats.delivered.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            stats.refused.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(
-                                "[BRIDGE] '{topic}' from another node was not taken here: {e}"
-                            );
-                            if let Some(refused) = delivery.refused {
-                                refused(e.to_string());
-                            }
+                    if let Err(error) = bus.publish_imported(delivery.event) {
+                        let refusal = Refusal::of(&error);
+                        if let Some(refused) = delivery.refused {
+                            refused(Refused { error, refusal });
+                        } else if let Refusal::Permanent(why) = refusal {
+                            refusals.permanent(why, &topic, || error.to_string());
+                        } else {
+                            refusals.transient(&topic, &error, None);
                         }
                     }
                 }
@@ -130,9 +160,11 @@ fn spawn_delivery(bus: Bus, stats: Arc<ImportStats>) -> mpsc::Sender<Vec<Deliver
 }
 
 /// What the envelope and the id window say of one message.
-enum Verdict {
-    /// Not for this node, or already handled here: acknowledge it now.
+pub(crate) enum Verdict {
+    /// This node's own, or already handled here: acknowledge it now.
     Done,
+    /// It never can be delivered (counted and reported): terminate it.
+    Refuse,
     /// Its first delivery is still being handled: leave it.
     InHand,
     /// Deliver it.
@@ -145,15 +177,13 @@ enum Verdict {
 }
 
 /// A delivered message's place in the window of ids: `<origin> <id>`.
-type Tracked = String;
+pub(crate) type Tracked = String;
 
 impl Importer {
-    /// Counts a message not for this bus, and says why for every hundredth.
-    fn skip(&self, why: &str) {
-        let skipped = self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-        if skipped.is_multiple_of(100) {
-            tracing::warn!("[BRIDGE] not delivered here: {why}");
-        }
+    /// Counts a message refused for good and reports it (paced).
+    fn refuse(&self, why: Permanent, subject: &str, reason: impl FnOnce() -> String) -> Verdict {
+        self.refusals.permanent(why, subject, reason);
+        Verdict::Refuse
     }
 
     /// Counts a message of a namesake and says so, at first and then at most
@@ -175,7 +205,7 @@ impl Importer {
 
     /// Reads one message (`track`: checks and marks its id, JetStream) and
     /// makes its event.
-    fn judge(
+    pub(crate) fn judge(
         &self,
         subject: &str,
         headers: Option<&HeaderMap>,
@@ -196,23 +226,27 @@ impl Importer {
                 self.namesake(subject);
                 return Verdict::Done;
             }
-            Err(Skip::Foreign(why) | Skip::Malformed(why)) => {
-                self.skip(&why);
-                return Verdict::Done;
+            Err(Skip::Foreign(why)) => return self.refuse(Permanent::Topic, subject, || why),
+            Err(Skip::Malformed(why)) => {
+                return self.refuse(Permanent::Malformed, subject, || why);
             }
         };
+        if let Err(e) = self.bus.check_size(arrived.topic, payload) {
+            return self.refuse(Permanent::TooLarge, subject, || e.to_string());
+        }
         // Local subscribers may count on one JSON value (`event.data()`): a
         // module's SDK checks that when it publishes, and here it is checked
         // for what another NATS client sent.
         if !arrived.enveloped
             && let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(payload)
         {
-            self.skip(&format!(
-                "subject '{subject}' came from outside an orchestrator (no {}) with a \
-                 payload that is not JSON ({e})",
-                envelope::ENVELOPE
-            ));
-            return Verdict::Done;
+            return self.refuse(Permanent::NotJson, subject, || {
+                format!(
+                    "it came from outside an orchestrator (no {}) with a payload that is not \
+                     JSON ({e})",
+                    envelope::ENVELOPE
+                )
+            });
         }
         let mut tracked = None;
         if track && let Some(id) = arrived.message_id {
@@ -240,7 +274,7 @@ impl Importer {
     /// Once an event's handlers are done: remembers its id with its origin
     /// (so a redelivery is skipped, after a crash too) and lets go of its
     /// pending mark.
-    fn handled(&self, tracked: Option<&str>) {
+    pub(crate) fn handled(&self, tracked: Option<&str>) {
         if let Some(key) = tracked {
             if let Some((origin, id)) = key.split_once(' ') {
                 lock(&self.recent).insert(origin, id);
@@ -250,21 +284,21 @@ impl Importer {
     }
 
     /// Lets go of the pending mark of a refused delivery.
-    fn refused(&self, tracked: Option<&str>) {
+    pub(crate) fn refused(&self, tracked: Option<&str>) {
         if let Some(key) = tracked {
             lock(&self.pending).remove(key);
         }
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Core NATS: one subscription per imported pattern, at most once (a
 /// refused delivery is not asked for again).
 pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer) {
-    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.stats));
+    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.refusals));
     let mut subscriptions = Vec::new();
     for pattern in &patterns {
         let subject = envelope::subject(&importer.prefix, pattern);
@@ -289,7 +323,7 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
                         event: Arc::new(event),
                         refused: None,
                     }),
-                    Verdict::Done | Verdict::InHand => None,
+                    Verdict::Done | Verdict::Refuse | Verdict::InHand => None,
                 }
             })
             .collect();
@@ -331,154 +365,4 @@ async fn next_batch(subscriptions: &mut [Subscriber], batch: &mut Vec<Message>) 
         }
     })
     .await
-}
-
-/// Unacknowledged messages the server hands this node at most: the bound on
-/// what waits in local mailboxes for its acknowledgement.
-const MAX_ACK_PENDING: i64 = 1_000;
-
-/// How long the stream waits for a message's acknowledgement before it
-/// delivers it again: also how late a message comes that was on its way to
-/// this node when the server holding the consumer died (the new leader sends
-/// it again once this passed). A local handler slower than this makes a
-/// repeat, which the window of recent ids drops.
-const ACK_WAIT: Duration = Duration::from_secs(10);
-
-/// What the acknowledging task is told.
-enum Ack {
-    /// Every local handler let go of it.
-    Handled(async_nats::jetstream::Message, Option<String>),
-    /// A local mailbox refused it: ask for it again later.
-    Refused(async_nats::jetstream::Message, Option<String>),
-}
-
-/// JetStream: this node's durable consumer on the stream, filtered on the
-/// imported subjects. A message is acknowledged once every local handler let
-/// go of it (so a crash before that gets it delivered again), a refused one
-/// is asked for again in a second.
-pub async fn run_jetstream(
-    stream: JetStreamStream,
-    durable: String,
-    patterns: Vec<String>,
-    importer: Importer,
-) {
-    let importer = Arc::new(importer);
-    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.stats));
-    // Bounded by MAX_ACK_PENDING: the server hands out no more unacknowledged.
-    let (acks, mut to_ack) = mpsc::unbounded_channel::<Ack>();
-    {
-        let importer = Arc::clone(&importer);
-        let durable = durable.clone();
-        tokio::spawn(async move {
-            while let Some(ack) = to_ack.recv().await {
-                match ack {
-                    Ack::Handled(message, id) => {
-                        importer.handled(id.as_deref());
-                        acknowledge(&message, AckKind::Ack, &durable).await;
-                    }
-                    Ack::Refused(message, id) => {
-                        importer.refused(id.as_deref());
-                        let later = AckKind::Nak(Some(Duration::from_secs(1)));
-                        acknowledge(&message, later, &durable).await;
-                    }
-                }
-            }
-        });
-    }
-    let filters: Vec<String> = patterns
-        .iter()
-        .map(|p| envelope::subject(&importer.prefix, p))
-        .collect();
-    let config = pull::Config {
-        durable_name: Some(durable.clone()),
-        ack_policy: AckPolicy::Explicit,
-        deliver_policy: DeliverPolicy::All,
-        ack_wait: ACK_WAIT,
-        max_ack_pending: MAX_ACK_PENDING,
-        filter_subjects: filters,
-        ..Default::default()
-    };
-    loop {
-        let consumer = match stream
-            .get_or_create_consumer(&durable, config.clone())
-            .await
-        {
-            Ok(consumer) => consumer,
-            Err(e) => {
-                tracing::warn!(
-                    "[BRIDGE] cannot open the durable consumer '{durable}': {e}; trying again"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        let mut messages = match consumer.messages().await {
-            Ok(messages) => messages.ready_chunks(BATCH),
-            Err(e) => {
-                tracing::warn!(
-                    "[BRIDGE] cannot read the durable consumer '{durable}': {e}; trying again"
-                );
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        while let Some(chunk) = messages.next().await {
-            let mut batch = Vec::with_capacity(chunk.len());
-            for message in chunk {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(e) => {
-                        tracing::debug!("[BRIDGE] consumer '{durable}': {e}");
-                        continue;
-                    }
-                };
-                let verdict = importer.judge(
-                    message.subject.as_str(),
-                    message.headers.as_ref(),
-                    &message.payload,
-                    true,
-                );
-                let (event, id) = match verdict {
-                    Verdict::Done => {
-                        acknowledge(&message, AckKind::Ack, &durable).await;
-                        continue;
-                    }
-                    Verdict::InHand => continue,
-                    Verdict::Deliver { event, tracked } => (event, tracked),
-                };
-                let message = Arc::new(std::sync::Mutex::new(Some(message)));
-                let on_done = {
-                    let (acks, message, id) = (acks.clone(), Arc::clone(&message), id.clone());
-                    move || {
-                        if let Some(message) = lock(&message).take() {
-                            let _ = acks.send(Ack::Handled(message, id));
-                        }
-                    }
-                };
-                let on_refused = {
-                    let (acks, message) = (acks.clone(), Arc::clone(&message));
-                    move |_why: String| {
-                        if let Some(message) = lock(&message).take() {
-                            let _ = acks.send(Ack::Refused(message, id));
-                        }
-                    }
-                };
-                let event = event.when_done(on_done);
-                batch.push(Delivery {
-                    event: Arc::new(event),
-                    refused: Some(Box::new(on_refused)),
-                });
-            }
-            if !batch.is_empty() && deliveries.send(batch).await.is_err() {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn acknowledge(message: &async_nats::jetstream::Message, kind: AckKind, durable: &str) {
-    if let Err(e) = message.ack_with(kind).await {
-        tracing::debug!("[BRIDGE] acknowledgement to '{durable}' not sent: {e}");
-    }
 }

@@ -14,8 +14,11 @@
 //!   carries the same `Nats-Msg-Id`);
 //! - [`import`]: the origin check (an event never comes back to the node it
 //!   left, and never loops between nodes: imported events are not exported),
-//!   a window of recent ids, acknowledgement after local delivery; [`names`]
-//!   remembers the names and topics its messages repeat;
+//!   a window of recent ids (bounded by count and bytes, keyed by origin
+//!   and id), acknowledgement after local delivery ([`durable`] on
+//!   JetStream); [`names`] remembers the names and topics its messages
+//!   repeat; [`caps`] bounds what a peer's headers may hold, and
+//!   [`refusal`] tells lasting refusals (terminated) from passing ones;
 //! - [`connection`]: reconnects with back-off for ever, and says so on the bus
 //!   (`bridge.connected` / `bridge.disconnected`).
 //!
@@ -25,6 +28,7 @@
 pub mod caps;
 pub mod connection;
 pub mod dedup;
+pub mod durable;
 pub mod envelope;
 pub mod export;
 pub mod import;
@@ -33,6 +37,7 @@ pub mod node;
 pub mod outbox;
 pub mod pace;
 mod probe;
+pub mod refusal;
 pub mod stream;
 
 use std::sync::Arc;
@@ -343,12 +348,13 @@ impl Run {
                     pending: Arc::default(),
                     names: std::sync::Mutex::default(),
                     namesake_said: pace::Pacer::new(import::NAMESAKE_SAID_EVERY),
+                    refusals: Arc::new(refusal::Refusals::new(Arc::clone(&self.imported))),
                 };
                 let patterns = self.settings.import.clone();
                 let run = async {
                     match (stream, durable) {
                         (Some(stream), Some(durable)) => {
-                            import::run_jetstream(stream, durable, patterns, importer).await;
+                            durable::run_jetstream(stream, durable, patterns, importer).await;
                         }
                         _ => import::run_core(client.clone(), patterns, importer).await,
                     }

@@ -46,6 +46,18 @@ pub struct BridgeSnapshot {
     /// the configuration), dropped as this node's own.
     #[serde(default)]
     pub import_namesakes: u64,
+    /// Messages whose envelope or message id broke the caps (length,
+    /// characters) or could not be read: refused for good.
+    #[serde(default)]
+    pub import_malformed: u64,
+    /// Messages refused for good otherwise: over `max_event_bytes`, not
+    /// JSON from outside an orchestrator, or on a subject not for this bus.
+    #[serde(default)]
+    pub import_rejected: u64,
+    /// Deliveries a local mailbox refused for now (each try; JetStream asks
+    /// for them again).
+    #[serde(default)]
+    pub import_refused: u64,
     /// Exported events waiting for the broker.
     pub outbox_depth: usize,
     /// The outbox's capacity.
@@ -68,6 +80,9 @@ impl BridgeProbe {
             imported: self.imported.delivered.load(Ordering::Relaxed),
             import_repeats: self.imported.repeats.load(Ordering::Relaxed),
             import_namesakes: self.imported.namesakes.load(Ordering::Relaxed),
+            import_malformed: self.imported.malformed.load(Ordering::Relaxed),
+            import_rejected: self.imported.rejected(),
+            import_refused: self.imported.refused.load(Ordering::Relaxed),
             outbox_depth: self.outbox.as_ref().map_or(0, Mailbox::len)
                 + usize::try_from(in_hand).unwrap_or(0),
             outbox_capacity: self.outbox.as_ref().map_or(0, Mailbox::capacity),

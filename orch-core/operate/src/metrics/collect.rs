@@ -237,6 +237,21 @@ impl HostCollector {
                 b.import_namesakes,
             ),
             (
+                "orch_bridge_import_malformed",
+                "Imported messages whose envelope or id broke the caps, refused for good.",
+                b.import_malformed,
+            ),
+            (
+                "orch_bridge_import_rejected",
+                "Imported messages refused for good: too large, not JSON, or a topic not for this bus.",
+                b.import_rejected,
+            ),
+            (
+                "orch_bridge_import_refused",
+                "Imported deliveries a local mailbox refused for now (each try).",
+                b.import_refused,
+            ),
+            (
                 "orch_bridge_reconnects",
                 "Connections to NATS made after the first one.",
                 b.reconnects,

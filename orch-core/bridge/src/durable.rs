@@ -1,0 +1,279 @@
+//! JetStream imports: this node's durable consumer on the stream, filtered on
+//! the imported subjects. A message is acknowledged once every local handler
+//! let go of it (so a crash before that gets it delivered again); one that
+//! never can be delivered (see [`crate::refusal`]) is terminated at once,
+//! never offered again; one a local mailbox refused for now is asked for
+//! again after a back-off that grows with its deliveries, at most
+//! [`MAX_DELIVER`] times in all.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
+use async_nats::jetstream::{AckKind, Message, stream::Stream as JetStreamStream};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use crate::envelope;
+use crate::import::{BATCH, Delivery, Importer, Refused, Tracked, Verdict, lock, spawn_delivery};
+use crate::refusal::Refusal;
+
+/// Unacknowledged messages the server hands this node at most: the bound on
+/// what waits in local mailboxes for its acknowledgement.
+const MAX_ACK_PENDING: i64 = 1_000;
+
+/// How long the stream waits for a message's acknowledgement before it
+/// delivers it again: also how late a message comes that was on its way to
+/// this node when the server holding the consumer died (the new leader sends
+/// it again once this passed). A local handler slower than this makes a
+/// repeat, which the window of recent ids drops.
+pub const ACK_WAIT: Duration = Duration::from_secs(10);
+
+/// Deliveries of one message to this node at most (every redelivery counts:
+/// after an acknowledgement that did not come within [`ACK_WAIT`], or a
+/// refusal). With the back-off of [`retry_delay`], a message a local
+/// mailbox keeps refusing is offered for about 14 minutes, then no more.
+pub const MAX_DELIVER: i64 = 20;
+
+/// How long a message a local mailbox refused waits before it is offered
+/// again, after its `delivered`-th delivery: 1 s, doubling up to a minute.
+pub fn retry_delay(delivered: i64) -> Duration {
+    let doublings = u32::try_from(delivered.clamp(1, 7) - 1).unwrap_or(0);
+    Duration::from_secs(1 << doublings).min(Duration::from_secs(60))
+}
+
+/// What the acknowledging task is told.
+enum Ack {
+    /// Every local handler let go of it.
+    Handled(Message, Option<Tracked>),
+    /// The local bus refused it.
+    Refused(Message, Option<Tracked>, Refused),
+}
+
+/// The consumer's configuration.
+fn consumer_config(durable: &str, filters: Vec<String>) -> pull::Config {
+    pull::Config {
+        durable_name: Some(durable.to_owned()),
+        ack_policy: AckPolicy::Explicit,
+        deliver_policy: DeliverPolicy::All,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: MAX_ACK_PENDING,
+        max_deliver: MAX_DELIVER,
+        filter_subjects: filters,
+        ..Default::default()
+    }
+}
+
+/// Runs this node's durable consumer until the stream ends (it is opened
+/// again after a failure).
+pub async fn run_jetstream(
+    stream: JetStreamStream,
+    durable: String,
+    patterns: Vec<String>,
+    importer: Importer,
+) {
+    let importer = Arc::new(importer);
+    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.refusals));
+    // Bounded by MAX_ACK_PENDING: the server hands out no more unacknowledged.
+    let (acks, to_ack) = mpsc::unbounded_channel::<Ack>();
+    tokio::spawn(acknowledge_all(
+        to_ack,
+        Arc::clone(&importer),
+        durable.clone(),
+    ));
+    let filters: Vec<String> = patterns
+        .iter()
+        .map(|p| envelope::subject(&importer.prefix, p))
+        .collect();
+    let config = consumer_config(&durable, filters);
+    loop {
+        let consumer = match open_consumer(&stream, &durable, &config).await {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                tracing::warn!(
+                    "[BRIDGE] cannot open the durable consumer '{durable}': {e}; trying again"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let mut messages = match consumer.messages().await {
+            Ok(messages) => messages.ready_chunks(BATCH),
+            Err(e) => {
+                tracing::warn!(
+                    "[BRIDGE] cannot read the durable consumer '{durable}': {e}; trying again"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(chunk) = messages.next().await {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for message in chunk {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(e) => {
+                        tracing::debug!("[BRIDGE] consumer '{durable}': {e}");
+                        continue;
+                    }
+                };
+                if let Some(delivery) = judge(&importer, message, &acks, &durable).await {
+                    batch.push(delivery);
+                }
+            }
+            if !batch.is_empty() && deliveries.send(batch).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The durable consumer, created if missing; one made by an earlier version
+/// (without [`MAX_DELIVER`], or on other subjects) is brought up to date.
+async fn open_consumer(
+    stream: &JetStreamStream,
+    durable: &str,
+    config: &pull::Config,
+) -> Result<async_nats::jetstream::consumer::PullConsumer, async_nats::Error> {
+    let mut consumer = stream
+        .get_or_create_consumer(durable, config.clone())
+        .await?;
+    let held = &consumer.cached_info().config;
+    if held.max_deliver != config.max_deliver || held.filter_subjects != config.filter_subjects {
+        match stream.update_consumer(config.clone()).await {
+            Ok(updated) => consumer = updated,
+            Err(e) => tracing::warn!(
+                "[BRIDGE] cannot bring the durable consumer '{durable}' up to date (max_deliver \
+                 {MAX_DELIVER}, the imported subjects): {e}; it is used as it is"
+            ),
+        }
+    }
+    Ok(consumer)
+}
+
+/// Reads one message: acknowledged or terminated at once, left (its first
+/// delivery is in hand), or handed over for delivery with what to do once
+/// it is handled or refused.
+async fn judge(
+    importer: &Arc<Importer>,
+    message: Message,
+    acks: &mpsc::UnboundedSender<Ack>,
+    durable: &str,
+) -> Option<Delivery> {
+    let verdict = importer.judge(
+        message.subject.as_str(),
+        message.headers.as_ref(),
+        &message.payload,
+        true,
+    );
+    let (event, tracked) = match verdict {
+        Verdict::Done => {
+            acknowledge(&message, AckKind::Ack, durable).await;
+            return None;
+        }
+        Verdict::Refuse => {
+            acknowledge(&message, AckKind::Term, durable).await;
+            return None;
+        }
+        Verdict::InHand => return None,
+        Verdict::Deliver { event, tracked } => (event, tracked),
+    };
+    let message = Arc::new(std::sync::Mutex::new(Some(message)));
+    let on_done = {
+        let (acks, message, tracked) = (acks.clone(), Arc::clone(&message), tracked.clone());
+        move || {
+            if let Some(message) = lock(&message).take() {
+                let _ = acks.send(Ack::Handled(message, tracked));
+            }
+        }
+    };
+    let on_refused = {
+        let (acks, message) = (acks.clone(), Arc::clone(&message));
+        move |refused: Refused| {
+            if let Some(message) = lock(&message).take() {
+                let _ = acks.send(Ack::Refused(message, tracked, refused));
+            }
+        }
+    };
+    Some(Delivery {
+        event: Arc::new(event.when_done(on_done)),
+        refused: Some(Box::new(on_refused)),
+    })
+}
+
+/// Sends the acknowledgements the local handlers' ends call for, in order.
+async fn acknowledge_all(
+    mut to_ack: mpsc::UnboundedReceiver<Ack>,
+    importer: Arc<Importer>,
+    durable: String,
+) {
+    while let Some(ack) = to_ack.recv().await {
+        match ack {
+            Ack::Handled(message, tracked) => {
+                importer.handled(tracked.as_deref());
+                acknowledge(&message, AckKind::Ack, &durable).await;
+            }
+            Ack::Refused(message, tracked, refused) => {
+                importer.refused(tracked.as_deref());
+                let topic = message.subject.as_str();
+                let topic = topic
+                    .strip_prefix(importer.prefix.as_str())
+                    .and_then(|t| t.strip_prefix('.'))
+                    .unwrap_or(topic);
+                let kind = match refused.refusal {
+                    Refusal::Permanent(why) => {
+                        let error = &refused.error;
+                        importer
+                            .refusals
+                            .permanent(why, &message.subject, || error.to_string());
+                        AckKind::Term
+                    }
+                    Refusal::Transient => {
+                        let delivered = message.info().map_or(1, |info| info.delivered);
+                        importer.refusals.transient(
+                            topic,
+                            &refused.error,
+                            Some((delivered, MAX_DELIVER)),
+                        );
+                        AckKind::Nak(Some(retry_delay(delivered)))
+                    }
+                };
+                acknowledge(&message, kind, &durable).await;
+            }
+        }
+    }
+}
+
+async fn acknowledge(message: &Message, kind: AckKind, durable: &str) {
+    if let Err(e) = message.ack_with(kind).await {
+        tracing::debug!("[BRIDGE] acknowledgement to '{durable}' not sent: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_message_waits_longer_each_time_and_is_not_tried_for_ever() {
+        assert_eq!(retry_delay(0), Duration::from_secs(1));
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(6), Duration::from_secs(32));
+        assert_eq!(retry_delay(7), Duration::from_secs(60));
+        assert_eq!(retry_delay(i64::MAX), Duration::from_secs(60));
+        let total: Duration = (1..MAX_DELIVER).map(retry_delay).sum();
+        assert!(
+            total > Duration::from_secs(10 * 60) && total < Duration::from_secs(20 * 60),
+            "{total:?}"
+        );
+        let config = consumer_config("b", vec!["orch.>".into()]);
+        assert_eq!(config.max_deliver, MAX_DELIVER);
+        assert_eq!(config.ack_wait, ACK_WAIT);
+        assert!(
+            config.backoff.is_empty(),
+            "ACK_WAIT keeps its fail-over meaning"
+        );
+    }
+}
