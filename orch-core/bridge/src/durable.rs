@@ -73,7 +73,11 @@ pub async fn run_jetstream(
     importer: Importer,
 ) {
     let importer = Arc::new(importer);
-    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.refusals));
+    let deliveries = spawn_delivery(
+        importer.bus.clone(),
+        Arc::clone(&importer.stats),
+        Arc::clone(&importer.refusals),
+    );
     // Bounded by MAX_ACK_PENDING: the server hands out no more unacknowledged.
     let (acks, to_ack) = mpsc::unbounded_channel::<Ack>();
     tokio::spawn(acknowledge_all(

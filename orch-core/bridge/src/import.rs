@@ -130,9 +130,13 @@ pub(crate) struct Refused {
 }
 
 /// Starts the thread that hands imported events to the local bus, in order.
-/// A refusal is counted and said (paced), and told to the delivery's
-/// `refused`.
-pub(crate) fn spawn_delivery(bus: Bus, refusals: Arc<Refusals>) -> mpsc::Sender<Vec<Delivery>> {
+/// A delivery is counted; a refusal is told to the delivery's `refused`, or
+/// else counted and said (paced) here.
+pub(crate) fn spawn_delivery(
+    bus: Bus,
+    stats: Arc<ImportStats>,
+    refusals: Arc<Refusals>,
+) -> mpsc::Sender<Vec<Delivery>> {
     let (queue, mut batches) = mpsc::channel::<Vec<Delivery>>(DELIVERY_QUEUE / BATCH);
     let spawned = std::thread::Builder::new()
         .name("orch-bridge-deliver".into())
@@ -140,7 +144,11 @@ pub(crate) fn spawn_delivery(bus: Bus, refusals: Arc<Refusals>) -> mpsc::Sender<
             while let Some(batch) = batches.blocking_recv() {
                 for delivery in batch {
                     let topic = delivery.event.topic().to_owned();
-                    if let Err(error) = bus.publish_imported(delivery.event) {
+                    let delivered = bus.publish_imported(delivery.event);
+                    if delivered.is_ok() {
+                        stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Err(error) = delivered {
                         let refusal = Refusal::of(&error);
                         if let Some(refused) = delivery.refused {
                             refused(Refused { error, refusal });
@@ -298,7 +306,11 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Core NATS: one subscription per imported pattern, at most once (a
 /// refused delivery is not asked for again).
 pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer) {
-    let deliveries = spawn_delivery(importer.bus.clone(), Arc::clone(&importer.refusals));
+    let deliveries = spawn_delivery(
+        importer.bus.clone(),
+        Arc::clone(&importer.stats),
+        Arc::clone(&importer.refusals),
+    );
     let mut subscriptions = Vec::new();
     for pattern in &patterns {
         let subject = envelope::subject(&importer.prefix, pattern);
