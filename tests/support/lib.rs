@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod nats;
+pub mod nats_raw;
 pub mod process;
 pub mod promtool;
 pub mod python;
@@ -18,6 +19,7 @@ use std::sync::OnceLock;
 
 pub use http::{Receiver, http_get};
 pub use nats::{NatsCluster, NatsServer, nats_server_binary};
+pub use nats_raw::{RawMessage, RawNats};
 pub use process::{
     Line, OrchProcess, env_marker, mark, module_hosts, ping_seqs, proc_status_kib,
     processes_with_env, wait_until,

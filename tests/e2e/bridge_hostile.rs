@@ -1,0 +1,426 @@
+//! The NATS bridge against a hostile peer: a plain NATS client on the same
+//! broker (the raw protocol over TCP, [`RawNats`]) that sends what no
+//! orchestrator would. Real orchestrators, a real nats-server on loopback.
+//!
+//! - oversized ids and origins are refused, counted, said in a few lines,
+//!   and do not grow the importing host;
+//! - ids claimed ahead of a node (guessed from the ones it used) do not
+//!   drop its real events;
+//! - messages refused for good are terminated once, never redelivered, and
+//!   the durable consumer goes on.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::signal::Signal;
+use orch_e2e::{NatsServer, OrchProcess, RawNats, Scenario, wait_until};
+
+/// Generous: the first run of a test may compile the modules.
+const BUILD: Duration = Duration::from_secs(240);
+const SHORT: Duration = Duration::from_secs(30);
+
+const PRODUCER: &str = "modules:\n  - name: fixture-event-log\n    config:\n      also: [\"bridge.>\"]\n  \
+     - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  \
+     - name: mod-dummy-consumer\n";
+const CONSUMER: &str = "modules:\n  - name: fixture-event-log\n    config:\n      also: [\"bridge.>\"]\n  \
+     - name: mod-dummy-consumer\n";
+
+/// The line the bridge says its refusals for good in (paced).
+const REFUSED_SAID: &str = "refused for good so far";
+
+/// A main.yaml `bridge:` section for node `node` on `url`.
+fn bridge(url: &str, node: &str, extra: &str) -> String {
+    format!(
+        "bridge:\n  nats:\n    url: {url}\n    node: {node}\n    subject_prefix: orch.e2e\n    \
+         export: [\"test.>\"]\n    import: [\"test.>\"]\n{extra}"
+    )
+}
+
+/// The `jetstream:` lines of a `bridge:` section.
+fn jetstream(stream: &str, durable: &str) -> String {
+    format!("    jetstream:\n      stream: {stream}\n      durable: {durable}\n")
+}
+
+fn start(scenario: &Scenario) -> OrchProcess {
+    OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch")
+}
+
+fn stop(orch: &mut OrchProcess) {
+    orch.signal(Signal::SIGINT).expect("SIGINT");
+    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
+    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
+}
+
+/// The bridge part of `cargo orch status --json` for orchestrator `pid`.
+fn bridge_status(pid: u32) -> serde_json::Value {
+    let output = std::process::Command::new(orch_e2e::orch_bin())
+        .current_dir(orch_e2e::workspace_root())
+        .args(["orch", "status", "--json", "--pid", &pid.to_string()])
+        .output()
+        .expect("cargo orch status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("status --json is JSON");
+    reports[0]["bridge"].clone()
+}
+
+/// A counter of the bridge's status.
+fn counter(pid: u32, name: &str) -> u64 {
+    bridge_status(pid)[name].as_u64().unwrap_or(0)
+}
+
+/// A `Vm*` line of `/proc/<pid>/status`, in bytes.
+fn vm_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// The consumer info of `durable` on `stream`, through the JetStream API.
+fn consumer_info(peer: &mut RawNats, stream: &str, durable: &str) -> serde_json::Value {
+    let answer = peer
+        .request(&format!("$JS.API.CONSUMER.INFO.{stream}.{durable}"), b"")
+        .expect("consumer info");
+    serde_json::from_slice(&answer.payload).expect("consumer info is JSON")
+}
+
+/// Publishes a JSON ping from a plain client until `orch` received it (its
+/// import may not be subscribed yet).
+fn until_delivered(server: &NatsServer, orchs: &mut [&mut OrchProcess], message: &str) {
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    let mut seq = 0;
+    wait_until("a plain client's ping is delivered", SHORT, || {
+        seq += 1;
+        let id = format!("ready-{}-{seq}", now_ms());
+        let envelope = format!("peer mod-x {seq} {} 1", now_ms());
+        let payload = format!(r#"{{"message":"{message}","seq":{seq}}}"#);
+        let headers = [
+            ("Nats-Msg-Id", id.as_str()),
+            ("Orch-Envelope", envelope.as_str()),
+        ];
+        peer.publish("orch.e2e.test.ping", None, &headers, payload.as_bytes())
+            .expect("publish");
+        peer.flush().expect("flush");
+        orchs.iter_mut().all(|orch| {
+            orch.collect_for(Duration::from_millis(300));
+            !orch
+                .lines_with(&format!("Received test.ping: {message} (seq"))
+                .is_empty()
+        })
+    });
+}
+
+/// The most bytes an importing orchestrator may grow by while refusing
+/// the flood: what its configuration holds in flight (a pull of 200
+/// messages of ~120 KB, ~24 MiB; the window of ids, 8 MiB of keys; the
+/// names, 64 KiB) with room for the allocator.
+const GROWTH: u64 = 96 * 1024 * 1024;
+
+#[test]
+fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_host() {
+    let server = NatsServer::start().expect("nats-server");
+    let js = jetstream("ORCH_HOSTILE", "big-js");
+    let with_js = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-js", &js));
+    let with_core = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-core", ""));
+    let mut b = start(&with_js);
+    let mut c = start(&with_core);
+    b.wait_for("JetStream stream 'ORCH_HOSTILE' holds orch.e2e.>", BUILD)
+        .unwrap();
+    b.wait_for("app.started", BUILD).unwrap();
+    c.wait_for("app.started", BUILD).unwrap();
+    until_delivered(&server, &mut [&mut b, &mut c], "ready");
+    let before = [vm_bytes(b.pid(), "VmRSS"), vm_bytes(c.pid(), "VmRSS")];
+
+    // 3,000 messages: 60 KB ids, 60 KB origins, or 30 KB of each (JetStream
+    // itself refuses a header block over 64 KiB); unique ids (the stream
+    // would drop a repeat) and origins, valid JSON on a subscribed topic, so
+    // each would reach the id window and the names if it were taken (before
+    // the caps, the JetStream node grew by 200 MiB and its .ids file by
+    // 90 MB here).
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    let big = "x".repeat(60_000);
+    let half = &big[..30_000];
+    let started = Instant::now();
+    for n in 0..3_000u32 {
+        let (id, origin) = match n % 3 {
+            0 => (format!("{n:05}-{big}"), "peer".to_owned()),
+            1 => (format!("hostile-{n}"), format!("{n:05}{big}")),
+            _ => (format!("{n:05}-{half}"), format!("{n:05}{half}")),
+        };
+        let id = id.as_str();
+        let envelope = format!("{origin} mod-x {n} {} 1", now_ms());
+        let payload = format!(r#"{{"message":"hostile","seq":{n}}}"#);
+        let headers = [("Nats-Msg-Id", id), ("Orch-Envelope", envelope.as_str())];
+        peer.publish("orch.e2e.test.ping", None, &headers, payload.as_bytes())
+            .expect("publish");
+        if n % 50 == 49 {
+            peer.flush().expect("the server took them");
+        }
+        // Core NATS has no flow control: a subscriber that falls 64 MiB
+        // behind is cut off by the server (and the messages on the way are
+        // lost, at most once). The flood waits for node C every 300.
+        if n % 300 == 299 {
+            wait_until("node C keeps up", SHORT, || {
+                c.collect_for(Duration::from_millis(100));
+                counter(c.pid(), "import_malformed") > u64::from(n) - 100
+            });
+        }
+    }
+    peer.flush().expect("the server took them");
+    assert!(peer.errors.is_empty(), "{:?}", peer.errors);
+    let sent_in = started.elapsed();
+
+    for (orch, what) in [(&mut b, "JetStream"), (&mut c, "core NATS")] {
+        wait_until(
+            &format!("the {what} importer counts 3,000 malformed"),
+            Duration::from_secs(90),
+            || {
+                orch.collect_for(Duration::from_millis(200));
+                counter(orch.pid(), "import_malformed") >= 3_000
+            },
+        );
+    }
+    // A normal event after them is delivered, through both.
+    until_delivered(&server, &mut [&mut b, &mut c], "after");
+    let flood = started.elapsed();
+
+    for (n, orch) in [&b, &c].into_iter().enumerate() {
+        let status = bridge_status(orch.pid());
+        assert_eq!(status["import_malformed"], 3_000, "{status:#}");
+        let peak = vm_bytes(orch.pid(), "VmHWM");
+        assert!(
+            peak < 200 * 1024 * 1024 && peak < before[n] + GROWTH,
+            "node {n}: peak {} MiB, {} MiB before the flood",
+            peak >> 20,
+            before[n] >> 20
+        );
+        eprintln!(
+            "node {n}: VmRSS {} MiB before, VmHWM {} MiB after; flood sent in {sent_in:?}, \
+             handled in {flood:?}",
+            before[n] >> 20,
+            peak >> 20
+        );
+    }
+    let info = consumer_info(&mut peer, "ORCH_HOSTILE", "big-js");
+    assert_eq!(info["num_redelivered"], 0, "{info:#}");
+    assert_eq!(info["num_ack_pending"], 0, "{info:#}");
+    stop(&mut b);
+    stop(&mut c);
+    for orch in [&b, &c] {
+        let said = orch.lines_with(REFUSED_SAID);
+        eprintln!("{} paced line(s):\n{}", said.len(), said.join("\n"));
+        // At first, then at most every 5 s while the flood lasted.
+        let most = 2 + flood.as_secs() / 5;
+        assert!(
+            !said.is_empty() && said.len() as u64 <= most,
+            "{} lines over {flood:?}:\n{}",
+            said.len(),
+            said.join("\n")
+        );
+        assert!(said[0].contains("malformed"), "{}", said[0]);
+        let output = orch.output();
+        assert!(
+            output.lines().all(|line| line.len() < 2_000),
+            "a peer's string made a long log line"
+        );
+        assert!(!output.contains("Received test.ping: hostile"), "{output}");
+    }
+}
+
+/// The ids a peer would claim for the next `ahead` messages of a node whose
+/// ids it saw: the old scheme's `<node>-<seq>`, and the new one's with each
+/// tag seen, the last tag stepped.
+fn guesses(node: &str, seen: &[(u64, u64)], ahead: u64) -> Vec<String> {
+    let (last_seq, last_tag) = seen[seen.len() - 1];
+    let mut ids = Vec::new();
+    for k in 1..=ahead {
+        let seq = last_seq + k;
+        ids.push(format!("{node}-{seq}"));
+        ids.push(format!("{node}-{seq}-{:016x}", last_tag.wrapping_add(k)));
+        for (_, tag) in seen {
+            ids.push(format!("{node}-{seq}-{tag:016x}"));
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn ids_claimed_ahead_of_a_node_do_not_drop_its_events() {
+    let server = NatsServer::start().expect("nats-server");
+    let producer = Scenario::with_main(
+        PRODUCER,
+        &bridge(&server.url(), "pc-a", &jetstream("ORCH_CLAIM", "pc-a")),
+    );
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &bridge(&server.url(), "pc-b", &jetstream("ORCH_CLAIM", "pc-b")),
+    );
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    peer.subscribe("orch.e2e.test.ping").expect("subscribe");
+    peer.flush().expect("flush");
+    let mut b = start(&consumer);
+    b.wait_for("app.started", BUILD).unwrap();
+    let mut a = start(&producer);
+    a.wait_for("app.started", BUILD).unwrap();
+
+    // The peer watches node A's first ids go by.
+    let mut seen = Vec::new();
+    wait_until("the peer saw five of node A's ids", SHORT, || {
+        peer.read_for(Duration::from_millis(100)).expect("read");
+        for message in peer.messages.drain(..) {
+            let Some(id) = message.header("Nats-Msg-Id") else {
+                continue;
+            };
+            let mut parts = id.rsplitn(3, '-');
+            let (Some(tag), Some(seq), Some("pc-a")) = (parts.next(), parts.next(), parts.next())
+            else {
+                panic!("an id of another shape: {id}");
+            };
+            assert_eq!(tag.len(), 16, "{id}");
+            let tag = u64::from_str_radix(tag, 16).expect("a hex tag");
+            seen.push((seq.parse::<u64>().expect("a sequence"), tag));
+        }
+        seen.len() >= 5
+    });
+    // It claims what would be A's next 200 ids (10 s of pings), under A's
+    // name and under its own, on a topic nobody reads.
+    let claims = guesses("pc-a", &seen, 200);
+    for (n, id) in claims.iter().enumerate() {
+        let origin = if n % 2 == 0 { "pc-a" } else { "peer" };
+        let envelope = format!("{origin} mod-dummy-producer {n} {} 1", now_ms());
+        let headers = [
+            ("Nats-Msg-Id", id.as_str()),
+            ("Orch-Envelope", envelope.as_str()),
+        ];
+        peer.publish("orch.e2e.test.claimed", None, &headers, b"{}")
+            .expect("publish");
+    }
+    peer.flush().expect("the server took them");
+    a.collect_for(Duration::from_millis(100));
+    let claimed_at = a.lines_with("Published test.ping").len();
+    // A goes on well past the claimed ids.
+    wait_until("node A publishes 150 more pings", SHORT, || {
+        a.collect_for(Duration::from_millis(200));
+        a.lines_with("Published test.ping").len() >= claimed_at + 150
+    });
+    stop(&mut a);
+    let sent = a.lines_with("Published test.ping").len() as u64;
+    // (The last few a producer logs while it stops may not be exported.)
+    wait_until("node B has all of node A's pings", SHORT, || {
+        b.collect_for(Duration::from_millis(200));
+        b.pings_received("mod-dummy-consumer").len() as u64 + 3 >= sent
+    });
+    b.collect_for(Duration::from_secs(1));
+    stop(&mut b);
+    let got = b.pings_received("mod-dummy-consumer");
+    let expected: Vec<u64> = (1..=got.len() as u64).collect();
+    assert_eq!(
+        got,
+        expected,
+        "{} claims; node B's pings have a gap\n{}",
+        claims.len(),
+        b.output()
+    );
+    assert!(
+        got.len() as u64 + 3 >= sent,
+        "sent {sent}, got {}",
+        got.len()
+    );
+}
+
+#[test]
+fn messages_refused_for_good_are_terminated_once_and_the_durable_goes_on() {
+    let server = NatsServer::start().expect("nats-server");
+    let main = format!(
+        "max_event_bytes: 1024\n{}",
+        bridge(&server.url(), "tiny-b", &jetstream("ORCH_TERM", "tiny-b"))
+    );
+    let consumer = Scenario::with_main(CONSUMER, &main);
+    let mut b = start(&consumer);
+    b.wait_for("JetStream stream 'ORCH_TERM' holds orch.e2e.>", BUILD)
+        .unwrap();
+    b.wait_for("app.started", BUILD).unwrap();
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    let big = format!(
+        r#"{{"message":"big","seq":1,"pad":"{}"}}"#,
+        "p".repeat(2_000)
+    );
+    let started = Instant::now();
+    for n in 0..1_000 {
+        let published = if n % 2 == 0 {
+            // An orchestrator's event over node B's max_event_bytes.
+            let id = format!("big-{n}");
+            let envelope = format!("peer mod-x {n} {} 1", now_ms());
+            let headers = [
+                ("Nats-Msg-Id", id.as_str()),
+                ("Orch-Envelope", envelope.as_str()),
+            ];
+            peer.publish("orch.e2e.test.ping", None, &headers, big.as_bytes())
+        } else {
+            // Another client's payload that is not JSON.
+            let id = format!("text-{n}");
+            let headers = [("Nats-Msg-Id", id.as_str())];
+            peer.publish("orch.e2e.test.ping", None, &headers, b"not json")
+        };
+        published.expect("publish");
+    }
+    peer.flush().expect("the server took them");
+    wait_until("node B refuses 1,000", SHORT, || {
+        b.collect_for(Duration::from_millis(200));
+        counter(b.pid(), "import_rejected") >= 1_000
+    });
+    let took = started.elapsed();
+    // Past a redelivery's time (1 s then) and the acknowledgement wait
+    // (10 s): still 1,000, none redelivered.
+    b.collect_for(Duration::from_secs(12));
+    let status = bridge_status(b.pid());
+    assert_eq!(status["import_rejected"], 1_000, "{status:#}");
+    assert_eq!(status["import_refused"], 0, "{status:#}");
+    let info = consumer_info(&mut peer, "ORCH_TERM", "tiny-b");
+    assert_eq!(info["num_redelivered"], 0, "{info:#}");
+    assert_eq!(info["num_ack_pending"], 0, "{info:#}");
+    assert_eq!(info["config"]["max_deliver"], 20, "{info:#}");
+    assert!(
+        info["delivered"]["stream_seq"].as_u64() >= Some(1_000),
+        "{info:#}"
+    );
+    // The durable goes on: a valid event after them is delivered.
+    until_delivered(&server, &mut [&mut b], "after");
+    let status = bridge_status(b.pid());
+    assert!(status["imported"].as_u64() >= Some(1), "{status:#}");
+    stop(&mut b);
+    let said = b.lines_with(REFUSED_SAID);
+    assert!(
+        !said.is_empty() && said.len() as u64 <= 2 + took.as_secs() / 5,
+        "{} lines in {took:?}:\n{}",
+        said.len(),
+        said.join("\n")
+    );
+    assert!(said[0].contains("max_event_bytes"), "{}", said[0]);
+    assert!(
+        !b.output().contains("Received test.ping: big"),
+        "{}",
+        b.output()
+    );
+}
