@@ -44,6 +44,9 @@ pub struct RawNats {
     pub messages: Vec<RawMessage>,
     /// The `-ERR` lines the server sent so far.
     pub errors: Vec<String>,
+    /// Where the answers to requests come (`_INBOX.raw` unless set: a user
+    /// may only subscribe to an inbox of its own).
+    pub inbox: String,
 }
 
 impl RawNats {
@@ -59,6 +62,7 @@ impl RawNats {
             next_sid: 1,
             messages: Vec::new(),
             errors: Vec::new(),
+            inbox: "_INBOX.raw".to_owned(),
         };
         let auth = user
             .map(|(u, p)| {
@@ -142,7 +146,7 @@ impl RawNats {
 
     /// A request on `subject`: waits for the first answer on a fresh inbox.
     pub fn request(&mut self, subject: &str, payload: &[u8]) -> anyhow::Result<RawMessage> {
-        let inbox = format!("_INBOX.raw.{}", self.next_sid);
+        let inbox = format!("{}.{}", self.inbox, self.next_sid);
         let sid = self.subscribe(&inbox)?;
         self.publish(subject, Some(&inbox), &[], payload)?;
         let deadline = Instant::now() + READ;

@@ -132,6 +132,11 @@ pub async fn connect(
     };
     let mut options = ConnectOptions::new()
         .name(format!("cargo-orch {node}"))
+        // Replies to this node (JetStream's acknowledgements, API answers,
+        // the messages its durable consumer pulls) come on subjects of its
+        // own, so the server's permissions can keep other nodes from them
+        // (`subscribe: _INBOX.<node>.>`).
+        .custom_inbox_prefix(format!("_INBOX.{node}"))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(back_off)
