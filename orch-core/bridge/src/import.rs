@@ -143,21 +143,7 @@ pub(crate) fn spawn_delivery(
         .spawn(move || {
             while let Some(batch) = batches.blocking_recv() {
                 for delivery in batch {
-                    let topic = delivery.event.topic().to_owned();
-                    let delivered = bus.publish_imported(delivery.event);
-                    if delivered.is_ok() {
-                        stats.delivered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if let Err(error) = delivered {
-                        let refusal = Refusal::of(&error);
-                        if let Some(refused) = delivery.refused {
-                            refused(Refused { error, refusal });
-                        } else if let Refusal::Permanent(why) = refusal {
-                            refusals.permanent(why, &topic, || error.to_string());
-                        } else {
-                            refusals.transient(&topic, &error, None);
-                        }
-                    }
+                    deliver(&bus, &stats, &refusals, delivery);
                 }
             }
         });
@@ -165,6 +151,30 @@ pub(crate) fn spawn_delivery(
         tracing::error!("[BRIDGE] cannot start the delivery thread: {e}; nothing is imported");
     }
     queue
+}
+
+/// Hands one imported event to the local bus. The event is held here until
+/// a refusal was told: the mailbox that refused it may have let go of it
+/// already, and its last holder's drop would otherwise report it handled
+/// (acknowledged) before the refusal could ask for it again.
+fn deliver(bus: &Bus, stats: &ImportStats, refusals: &Refusals, delivery: Delivery) {
+    let event = delivery.event;
+    match bus.publish_imported(Arc::clone(&event)) {
+        Ok(_) => {
+            stats.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(error) => {
+            let refusal = Refusal::of(&error);
+            if let Some(refused) = delivery.refused {
+                refused(Refused { error, refusal });
+            } else if let Refusal::Permanent(why) = refusal {
+                refusals.permanent(why, event.topic(), || error.to_string());
+            } else {
+                refusals.transient(event.topic(), &error, None);
+            }
+        }
+    }
+    drop(event);
 }
 
 /// What the envelope and the id window say of one message.
