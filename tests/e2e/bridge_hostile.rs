@@ -366,12 +366,32 @@ fn messages_refused_for_good_are_terminated_once_and_the_durable_goes_on() {
         "max_event_bytes: 1024\n{}",
         bridge(&server.url(), "tiny-b", &jetstream("ORCH_TERM", "tiny-b"))
     );
+    // The stream and node B's durable exist already, made as an earlier
+    // version made them (no max_deliver): the bridge brings it up to date.
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    let stream = r#"{"name":"ORCH_TERM","subjects":["orch.e2e.>"],"storage":"file"}"#;
+    let durable = r#"{"stream_name":"ORCH_TERM","config":{"durable_name":"tiny-b",
+        "ack_policy":"explicit","deliver_policy":"all","ack_wait":10000000000,
+        "max_ack_pending":1000,"filter_subjects":["orch.e2e.test.>"]}}"#;
+    for (subject, body) in [
+        ("$JS.API.STREAM.CREATE.ORCH_TERM", stream),
+        ("$JS.API.CONSUMER.CREATE.ORCH_TERM.tiny-b", durable),
+    ] {
+        let answer = peer
+            .request(subject, body.as_bytes())
+            .expect("JetStream API");
+        let answer = String::from_utf8_lossy(&answer.payload).into_owned();
+        assert!(!answer.contains("\"error\""), "{subject}: {answer}");
+    }
+    assert_eq!(
+        consumer_info(&mut peer, "ORCH_TERM", "tiny-b")["config"]["max_deliver"],
+        -1
+    );
     let consumer = Scenario::with_main(CONSUMER, &main);
     let mut b = start(&consumer);
     b.wait_for("JetStream stream 'ORCH_TERM' holds orch.e2e.>", BUILD)
         .unwrap();
     b.wait_for("app.started", BUILD).unwrap();
-    let mut peer = RawNats::connect(server.port(), None).expect("peer");
     let big = format!(
         r#"{{"message":"big","seq":1,"pad":"{}"}}"#,
         "p".repeat(2_000)
