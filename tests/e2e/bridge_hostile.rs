@@ -147,11 +147,21 @@ const GROWTH: u64 = 96 * 1024 * 1024;
 #[test]
 fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_host() {
     let server = NatsServer::start().expect("nats-server");
-    let js = jetstream("ORCH_HOSTILE", "big-js");
+    let js = format!(
+        "{}metrics:\n  listen: 0\n",
+        jetstream("ORCH_HOSTILE", "big-js")
+    );
     let with_js = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-js", &js));
     let with_core = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-core", ""));
     let mut b = start(&with_js);
     let mut c = start(&with_core);
+    let metrics = b.wait_for("[METRICS] serving http://", BUILD).unwrap().text;
+    let metrics = metrics
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned();
     b.wait_for("JetStream stream 'ORCH_HOSTILE' holds orch.e2e.>", BUILD)
         .unwrap();
     b.wait_for("app.started", BUILD).unwrap();
@@ -229,6 +239,16 @@ fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_
             peak >> 20
         );
     }
+    let scrape = orch_e2e::parse_prometheus(
+        &orch_e2e::http_get(&metrics, "/metrics")
+            .expect("GET /metrics")
+            .1,
+    );
+    assert_eq!(
+        scrape.get("orch_bridge_import_malformed_total"),
+        Some(&3_000.0)
+    );
+    assert_eq!(scrape.get("orch_bridge_import_rejected_total"), Some(&0.0));
     let info = consumer_info(&mut peer, "ORCH_HOSTILE", "big-js");
     assert_eq!(info["num_redelivered"], 0, "{info:#}");
     assert_eq!(redeliveries(&info), 0, "{info:#}");
