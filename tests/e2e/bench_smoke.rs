@@ -1,5 +1,7 @@
 //! Every benchmark runs in a tiny configuration, so none of them can rot. No time
 //! is asserted: only that each runs to the end and writes its table as JSON.
+//! Its release builds make it the slow lane's (`cargo xtask ci`, which CI
+//! runs after the default lane).
 
 use std::process::Command;
 
@@ -22,6 +24,7 @@ fn json(path: std::path::PathBuf) -> serde_json::Value {
 }
 
 #[test]
+#[ignore = "slow lane (three release builds): cargo xtask ci runs it"]
 fn every_benchmark_runs_in_a_tiny_configuration() {
     let out = tempfile::tempdir().unwrap();
     for args in [

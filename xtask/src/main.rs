@@ -6,7 +6,9 @@ mod bench_bridge;
 mod bench_perf;
 
 mod bench_reload;
+mod bench_suite;
 mod bench_test;
+mod ci;
 mod demo;
 mod demo_bridge;
 mod demo_isolation;
@@ -47,6 +49,10 @@ enum Verb {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
     },
+    /// The slow lane: the end-to-end tests `cargo test --workspace` leaves
+    /// out (release builds, the long soak, the NATS cluster). CI runs it
+    /// after the default lane.
+    Ci,
     /// Benchmarks: tables on stdout, JSON in target/bench/ ($ORCH_BENCH_DIR).
     Bench {
         #[command(subcommand)]
@@ -84,6 +90,17 @@ enum Bench {
     Bridge(PerfArgs),
     /// bus, startup, memory and bridge.
     All(PerfArgs),
+    /// Time the README's test command (`cargo test --workspace`) warm, and
+    /// cold with `--cold` (an empty target folder of its own) or as measured
+    /// by the caller (`--cold-seconds`).
+    Suite {
+        /// Also time a run from an empty target folder.
+        #[arg(long, conflicts_with = "cold_seconds")]
+        cold: bool,
+        /// A cold run's wall time in seconds, measured by the caller.
+        #[arg(long, value_name = "SECONDS")]
+        cold_seconds: Option<f64>,
+    },
 }
 
 /// The sizes of the release-build benchmarks.
@@ -125,6 +142,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (what, outcome) = match cli.command {
         Verb::Demo { repeat } => ("demo", demo::run(demo::Options { repeat })),
+        Verb::Ci => ("ci", ci::run()),
         Verb::Bench { which } => match which {
             Bench::Test { repeat } => (
                 "bench test",
@@ -139,6 +157,10 @@ fn main() -> ExitCode {
             Bench::Memory(args) => perf(&args, bench_perf::Which::Memory),
             Bench::Bridge(args) => perf(&args, bench_perf::Which::Bridge),
             Bench::All(args) => perf(&args, bench_perf::Which::All),
+            Bench::Suite { cold, cold_seconds } => (
+                "bench suite",
+                bench_suite::run(root(), bench_suite::Options { cold, cold_seconds }),
+            ),
         },
     };
     match outcome {
@@ -196,6 +218,9 @@ mod tests {
             &["bench", "test", "--repeat", "0"],
             &["bench", "test", "--quick"],
             &["bench", "bus", "--events", "0"],
+            &["bench", "suite", "--cold", "--cold-seconds", "1"],
+            &["bench", "suite", "--cold-seconds", "x"],
+            &["ci", "--fast"],
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
         }
@@ -223,5 +248,28 @@ mod tests {
         };
         let options = args.options(bench_perf::Which::All);
         assert_eq!((options.runs, options.events), (1, 2_000));
+    }
+
+    #[test]
+    fn parses_the_slow_lane_and_the_suite_timing() {
+        assert!(matches!(parse(&["ci"]), Ok(Verb::Ci)));
+        assert!(matches!(
+            parse(&["bench", "suite", "--cold-seconds", "321"]),
+            Ok(Verb::Bench {
+                which: Bench::Suite {
+                    cold: false,
+                    cold_seconds: Some(s)
+                }
+            }) if s == 321.0
+        ));
+        assert!(matches!(
+            parse(&["bench", "suite", "--cold"]),
+            Ok(Verb::Bench {
+                which: Bench::Suite {
+                    cold: true,
+                    cold_seconds: None
+                }
+            })
+        ));
     }
 }
