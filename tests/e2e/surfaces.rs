@@ -457,3 +457,41 @@ fn stuck_action_clients_never_lock_status_out_and_control_output_is_escaped() {
     assert!(!out.contains('\u{1b}'), "{out:?}");
     assert!(!out.lines().any(|l| l.starts_with("ok    forged")), "{out}");
 }
+
+/// With its file descriptors capped (`prlimit --nofile`), connections beyond
+/// what the orchestrator can open make `accept` fail: the failure is logged
+/// and the port keeps serving once the connections are gone.
+#[test]
+fn accept_errors_are_survived_and_logged() {
+    let scenario = Scenario::with_main(&format!("modules:\n{CONSUMER}"), "metrics:\n  listen: 0\n");
+    let mut command = Command::new("prlimit");
+    command
+        .current_dir(workspace_root())
+        .args(["--nofile=128:128", "--"])
+        .arg(orch_bin())
+        .args(["orch", "run", "--config-dir"])
+        .arg(scenario.config_dir())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info");
+    let mut orch = OrchProcess::spawn(command).expect("spawn under prlimit");
+    let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
+    let address = line
+        .text
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned();
+    orch.wait_for("app.started:", BUILD).unwrap();
+    let socket: std::net::SocketAddr = address.parse().expect("an address");
+    let held: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect_timeout(&socket, Duration::from_millis(500)).ok())
+        .collect();
+    orch.wait_for("[METRICS] cannot accept a connection", SHORT)
+        .unwrap();
+    drop(held);
+    wait_until("/metrics answers again", SHORT, || {
+        http_get(&address, "/metrics").is_ok_and(|(code, _)| code == 200)
+    });
+    stop_cleanly(&mut orch);
+}

@@ -2,8 +2,9 @@
 //! (nodes, modules) as one shared `Arc<str>` each, and the topics they
 //! arrive on, checked once, instead of an allocation and a check for every
 //! message. Both are bounded in count and in bytes: a name is at most
-//! [`crate::caps::MAX_NAME`] bytes (a longer one is never remembered), and
-//! the topics together at most [`TOPIC_BYTES`].
+//! [`crate::caps::MAX_NAME`] bytes (a longer one is never remembered), a
+//! topic at most [`orch_sdk::topic::MAX_TOPIC_BYTES`] (a longer one is
+//! refused), [`REMEMBERED`] of each.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,16 +31,11 @@ pub(crate) fn remembered<V: Clone>(
     value
 }
 
-/// The bytes of the remembered topics, at most (a subject may be as long as
-/// the server's `max_control_line`, 4 KiB by default).
-pub const TOPIC_BYTES: usize = 256 * 1024;
-
 /// The remembered names and topics.
 #[derive(Default)]
 pub struct Names {
     names: HashMap<Box<str>, Arc<str>>,
     topics: HashSet<Box<str>>,
-    topic_bytes: usize,
 }
 
 impl Names {
@@ -59,14 +55,10 @@ impl Names {
             return Ok(());
         }
         orch_sdk::topic::validate_module_topic(topic)?;
-        if self.topics.len() >= REMEMBERED || self.topic_bytes + topic.len() > TOPIC_BYTES {
+        if self.topics.len() >= REMEMBERED {
             self.topics.clear();
-            self.topic_bytes = 0;
         }
-        if topic.len() <= TOPIC_BYTES {
-            self.topic_bytes += topic.len();
-            self.topics.insert(topic.into());
-        }
+        self.topics.insert(topic.into());
         Ok(())
     }
 }
@@ -91,15 +83,19 @@ mod tests {
     }
 
     #[test]
-    fn long_topics_are_bounded_in_bytes() {
+    fn long_topics_are_refused_and_the_memory_bounded_in_bytes() {
         let mut names = Names::default();
-        for n in 0..1_000 {
-            let topic = format!("t{n}.{}", "x".repeat(4_000));
+        let long = format!("t.{}", "x".repeat(4_000));
+        assert!(names.check_topic(&long).is_err());
+        for n in 0..REMEMBERED * 2 {
+            let topic = format!("t{n}.{}", "x".repeat(200));
             assert!(names.check_topic(&topic).is_ok());
-            let bytes: usize = names.topics.iter().map(|t| t.len()).sum();
-            assert!(bytes <= TOPIC_BYTES, "{bytes}");
-            assert_eq!(bytes, names.topic_bytes);
         }
+        let bytes: usize = names.topics.iter().map(|t| t.len()).sum();
+        assert!(
+            bytes <= REMEMBERED * orch_sdk::topic::MAX_TOPIC_BYTES,
+            "{bytes}"
+        );
     }
 
     #[test]

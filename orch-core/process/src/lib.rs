@@ -17,6 +17,18 @@
 //!
 //! It depends on nothing of cargo-orch: the runtime may use it without
 //! knowing cargo, and the cargo side without knowing the runtime.
+//!
+//! cargo-orch runs on Linux only (`PR_SET_PDEATHSIG` here, `memfd_create`
+//! and futexes in the runtime, `/proc` throughout). Every crate that runs
+//! the host depends on this one, so on another system the build stops here
+//! with an error that says why.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "cargo-orch runs on Linux only: it needs PR_SET_PDEATHSIG, memfd_create, futexes \
+     and /proc. Build and run it on Linux (a VM or a container will do); a module \
+     crate alone (orch-sdk) builds anywhere."
+);
 
 pub mod console;
 mod deadline;
