@@ -85,12 +85,16 @@ fn publishes_past_the_publish_rate_are_refused_and_counted() {
     );
     let mut orch = start(&scenario, &marker);
     orch.wait_for(
-        "module 'fixture-flood' (isolated) sends more publishes than its `limits.publish_rate: 500` a second",
+        "module 'fixture-flood' (isolated) sends more publishes and requests than its \
+         `limits.publish_rate: 500` a second",
         BUILD,
     )
     .unwrap();
     let summary = orch
-        .wait_for("publishes refused in the last second, more than", SHORT)
+        .wait_for(
+            "publishes and requests refused in the last second, more than",
+            SHORT,
+        )
         .unwrap();
     let refused: u64 = summary
         .text
@@ -158,8 +162,8 @@ fn subscription_churn_past_the_subscribe_rate_is_refused() {
     );
     let mut orch = start(&scenario, &marker);
     orch.wait_for(
-        "module 'fixture-flood' (isolated) sends more subscriptions than its \
-         `limits.subscribe_rate: 100` a second",
+        "module 'fixture-flood' (isolated) sends more subscribe and unsubscribe calls than \
+         its `limits.subscribe_rate: 100` a second",
         BUILD,
     )
     .unwrap();
