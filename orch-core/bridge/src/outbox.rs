@@ -11,9 +11,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
-use orch_runtime::actor::Envelope;
 use orch_runtime::bus::{Admission, Bus, BusEvent, Delivered, EventSink, SubscriberId};
-use orch_runtime::mailbox::{Mailbox, MailboxSink, Next};
+use orch_runtime::mailbox::{Mailbox, MailboxSink, Next, Work};
 use orch_sdk::EventKind;
 
 use crate::connection::Link;
@@ -41,7 +40,7 @@ impl EventSink for ExportSink {
 pub struct Outbox {
     mailbox: Mailbox,
     subscriber: SubscriberId,
-    stop: Sender<Envelope>,
+    stop: Sender<Work>,
     stopping: Arc<AtomicBool>,
     pump: Option<JoinHandle<()>>,
 }
@@ -106,7 +105,7 @@ impl Outbox {
     pub fn close(mut self, bus: &Bus) -> usize {
         bus.remove(self.subscriber);
         self.stopping.store(true, Ordering::Release);
-        let _ = self.stop.try_send(Envelope::Stop);
+        let _ = self.stop.try_send(Work::Stop);
         self.mailbox.wake();
         if let Some(pump) = self.pump.take() {
             let deadline = std::time::Instant::now() + Duration::from_secs(2);
@@ -128,7 +127,7 @@ const BATCH: usize = 256;
 /// each wake-up takes what waits, up to [`BATCH`].
 fn pump(
     mailbox: &Mailbox,
-    control: &Receiver<Envelope>,
+    control: &Receiver<Work>,
     link: &Link,
     forward: &tokio::sync::mpsc::Sender<Vec<Arc<BusEvent>>>,
     stopping: &AtomicBool,
@@ -139,7 +138,7 @@ fn pump(
             continue;
         }
         match mailbox.next(control) {
-            Next::Envelope(Envelope::Event(event)) => {
+            Next::Work(Work::Event(event)) => {
                 let mut batch = Vec::with_capacity(BATCH);
                 batch.push(event);
                 while batch.len() < BATCH
@@ -154,8 +153,8 @@ fn pump(
                     return;
                 }
             }
-            Next::Envelope(Envelope::Call(_)) => {}
-            Next::Envelope(Envelope::Stop) | Next::Control => return,
+            Next::Work(Work::Call(never)) => match never {},
+            Next::Work(Work::Stop) | Next::Control => return,
         }
     }
 }

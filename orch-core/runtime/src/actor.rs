@@ -21,20 +21,22 @@ use crate::breaker::{Admit, Breaker, Change};
 use crate::bus::{Bus, BusEvent, DeadLetter};
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::instance::Instance;
-use crate::mailbox::Next;
-pub use crate::mailbox::{Mailbox, MailboxSink};
+use crate::mailbox::{Next, Work};
 use crate::status::ModuleCounters;
 use orch_config::CircuitBreakerSettings;
 
-/// A unit of work for an actor.
-pub enum Envelope {
-    /// Deliver an event to the module's `on_event`.
-    Event(Arc<BusEvent>),
-    /// Run a step on the actor's thread.
-    Call(Box<dyn FnOnce(&mut ActorState) + Send>),
-    /// Leave the loop and hand the state back.
-    Stop,
-}
+/// A step run on an actor's thread, with its state.
+pub type ActorCall = Box<dyn FnOnce(&mut ActorState) + Send>;
+
+/// A unit of work for an actor: an event for `on_event`, a step
+/// ([`ActorCall`]) or the order to leave the loop and hand the state back.
+pub type Envelope = Work<ActorCall>;
+
+/// A module's mailbox, whose calls are the actor's steps.
+pub type Mailbox = crate::mailbox::Mailbox<ActorCall>;
+
+/// The sink of a module's mailbox.
+pub type MailboxSink = crate::mailbox::MailboxSink<ActorCall>;
 
 /// What an actor thread owns: the module's generation.
 pub struct ActorState {
@@ -363,7 +365,7 @@ fn run(
             }
         } else {
             match mailbox.next(control) {
-                Next::Envelope(envelope) => envelope,
+                Next::Work(work) => work,
                 Next::Control => continue,
             }
         };
@@ -412,7 +414,7 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
     let outcomes = instance.take_outcomes();
     match (&result, instance.is_local()) {
         (Err(cause), _) => {
-            report_event_failure(&state.name, event.topic(), cause, bus);
+            crate::event_failure::report(&state.name, event.topic(), cause, bus);
             let change = state.breaker.failure(event.id);
             report_circuit(&state.name, change, &cause.to_string(), &state.breaker, bus);
         }
@@ -475,24 +477,6 @@ fn report_circuit(name: &str, change: Change, error: &str, breaker: &Breaker, bu
                 name: name.to_owned(),
             });
         }
-    }
-}
-
-/// Logs a failed `on_event` and publishes `module.error {name, phase, topic, error}`
-/// (except for failures while handling `module.error` itself: no loops).
-pub fn report_event_failure(name: &str, topic: &str, cause: &Cause, bus: &Bus) {
-    tracing::error!(
-        "module '{name}' failed handling '{topic}' (phase on_event): {cause}; \
-         the event was dropped for this module, the others are unaffected"
-    );
-    if topic != events::MODULE_ERROR {
-        bus.publish_system(&events::ModuleError {
-            name: name.to_owned(),
-            phase: Phase::Event.as_str().to_owned(),
-            topic: Some(topic.to_owned()),
-            error: cause.to_string(),
-            hint: None,
-        });
     }
 }
 

@@ -11,6 +11,7 @@ pub mod actor;
 pub mod breaker;
 pub mod bus;
 mod error;
+mod event_failure;
 mod event_queue;
 pub mod host_api;
 mod instance;

@@ -13,6 +13,10 @@
 //! requests per module). A call is marked with the number of events queued
 //! before it and runs only once those have been taken, so a call queued after
 //! some events runs after them (that is how shutdown drains a mailbox).
+//!
+//! The mailbox knows nothing of what reads it: the calls are of its owner's
+//! type `C` (the actor's steps; none for the bridge's outbox, [`NoCall`]),
+//! and what others read of it (depth, capacity, drops) is a [`MailboxGauge`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,7 +26,6 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use orch_config::{MailboxSettings, Overflow};
 use orch_sdk::events;
 
-use crate::actor::Envelope;
 use crate::bus::{
     Admission, Bus, BusEvent, DeadLetter, Delivered, EventSink, SubscriberId, WeakBus,
 };
@@ -32,22 +35,43 @@ use crate::timers::TimerService;
 /// How often, at most, a module's overflows are reported.
 pub const OVERFLOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The module's mailbox; cheap to clone, shared by all its generations.
-#[derive(Clone)]
-pub struct Mailbox {
-    shared: Arc<Shared>,
+/// What a mailbox hands its reader, in order: an event, or a call of its
+/// owner's type `C`, or the owner's stop.
+pub enum Work<C = NoCall> {
+    /// An event for the module's `on_event`.
+    Event(Arc<BusEvent>),
+    /// A step its owner queued.
+    Call(C),
+    /// Leave the reading loop.
+    Stop,
 }
 
-struct Shared {
+/// The calls of a mailbox whose owner queues none (the bridge's outbox).
+pub enum NoCall {}
+
+/// The module's mailbox; cheap to clone, shared by all its generations.
+pub struct Mailbox<C = NoCall> {
+    shared: Arc<Shared<C>>,
+}
+
+impl<C> Clone for Mailbox<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<C> {
     name: Arc<str>,
     settings: MailboxSettings,
     publish_timeout: Duration,
     events: EventQueue,
-    calls_tx: Sender<(u64, Envelope)>,
-    calls_rx: Receiver<(u64, Envelope)>,
+    calls_tx: Sender<(u64, Work<C>)>,
+    calls_rx: Receiver<(u64, Work<C>)>,
     /// The next call, taken from its queue but waiting for the events queued
     /// before it.
-    held: Mutex<Option<(u64, Envelope)>>,
+    held: Mutex<Option<(u64, Work<C>)>>,
     /// Whether `held` has a call (read without its lock on the hot path).
     holding: AtomicBool,
     /// Events queued so far, and events taken out (delivered or dropped).
@@ -78,15 +102,62 @@ struct Reporting {
     subscriber: SubscriberId,
 }
 
-/// What the actor thread gets next.
-pub enum Next {
+/// What the reader gets next.
+pub enum Next<C> {
     /// An event or a call, in order.
-    Envelope(Envelope),
+    Work(Work<C>),
     /// Something waits on the control channel.
     Control,
 }
 
-impl Mailbox {
+/// What others read of a mailbox (the status board, an isolated module's
+/// batching): its depth, capacity and drops, whatever its calls are.
+#[derive(Clone)]
+pub struct MailboxGauge(Arc<dyn Levels>);
+
+trait Levels: Send + Sync {
+    fn len(&self) -> usize;
+    fn capacity(&self) -> usize;
+    fn dropped_total(&self) -> u64;
+}
+
+impl<C: Send> Levels for Shared<C> {
+    fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    fn capacity(&self) -> usize {
+        self.settings.capacity
+    }
+
+    fn dropped_total(&self) -> u64 {
+        self.overflow.total.load(Ordering::Relaxed)
+    }
+}
+
+impl MailboxGauge {
+    /// How many events wait.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no event waits.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// The events it can hold.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    /// Events dropped (or refused) since it was made.
+    pub fn dropped_total(&self) -> u64 {
+        self.0.dropped_total()
+    }
+}
+
+impl<C: Send + 'static> Mailbox<C> {
     /// An empty mailbox of module `name` with `settings`; `block` waits up to
     /// `publish_timeout`.
     pub fn new(name: Arc<str>, settings: MailboxSettings, publish_timeout: Duration) -> Self {
@@ -131,12 +202,17 @@ impl Mailbox {
     }
 
     /// The sink the bus, the timers and the request table deliver into.
-    pub fn sink(&self) -> Arc<MailboxSink> {
+    pub fn sink(&self) -> Arc<MailboxSink<C>> {
         Arc::new(MailboxSink(self.clone()))
     }
 
+    /// Its depth, capacity and drops, for readers that need nothing else.
+    pub fn gauge(&self) -> MailboxGauge {
+        MailboxGauge(Arc::clone(&self.shared) as Arc<dyn Levels>)
+    }
+
     /// Queues a host call after the events queued so far.
-    pub fn post(&self, envelope: Envelope) {
+    pub fn post(&self, envelope: Work<C>) {
         let mark = self.shared.pushed.load(Ordering::Acquire);
         let _ = self.shared.calls_tx.send((mark, envelope));
         self.shared.events.wake();
@@ -213,7 +289,7 @@ impl Mailbox {
 
     /// The next event or call in order, waiting for one; [`Next::Control`] as
     /// soon as something waits on `control` instead.
-    pub fn next(&self, control: &Receiver<Envelope>) -> Next {
+    pub fn next(&self, control: &Receiver<Work<C>>) -> Next<C> {
         let s = &*self.shared;
         loop {
             if !control.is_empty() {
@@ -225,7 +301,7 @@ impl Mailbox {
                 && let Some(event) = s.events.try_pop()
             {
                 s.removed.fetch_add(1, Ordering::AcqRel);
-                return Next::Envelope(Envelope::Event(event));
+                return Next::Work(Work::Event(event));
             }
             let mut held = s.held.lock().unwrap_or_else(|e| e.into_inner());
             if held.is_none() {
@@ -237,18 +313,18 @@ impl Mailbox {
                 .is_some_and(|(mark, _)| s.removed.load(Ordering::Acquire) >= *mark);
             if due && let Some((_, call)) = held.take() {
                 s.holding.store(false, Ordering::Release);
-                return Next::Envelope(call);
+                return Next::Work(call);
             }
             drop(held);
             if let Some(event) = s.events.try_pop() {
                 s.removed.fetch_add(1, Ordering::AcqRel);
-                return Next::Envelope(Envelope::Event(event));
+                return Next::Work(Work::Event(event));
             }
             // Nothing ready: wait for an event; a call or a control message
             // drops a wake-up in the same channel.
             if let Some(event) = s.events.wait() {
                 s.removed.fetch_add(1, Ordering::AcqRel);
-                return Next::Envelope(Envelope::Event(event));
+                return Next::Work(Work::Event(event));
             }
         }
     }
@@ -268,7 +344,7 @@ impl Mailbox {
         if admission == Admission::Always {
             // An answer to the module's own request: bounded by the request
             // table, never dropped; in order with the events before it.
-            self.post(Envelope::Event(Arc::clone(event)));
+            self.post(Work::Event(Arc::clone(event)));
             return Delivered::Accepted;
         }
         let event = match s.events.try_push(Arc::clone(event)) {
@@ -435,16 +511,16 @@ impl Mailbox {
 }
 
 /// The mailbox as the bus, the timers and the request table see it.
-pub struct MailboxSink(Mailbox);
+pub struct MailboxSink<C = NoCall>(Mailbox<C>);
 
-impl MailboxSink {
+impl<C> MailboxSink<C> {
     /// The mailbox behind the sink.
-    pub fn mailbox(&self) -> &Mailbox {
+    pub fn mailbox(&self) -> &Mailbox<C> {
         &self.0
     }
 }
 
-impl EventSink for MailboxSink {
+impl<C: Send + 'static> EventSink for MailboxSink<C> {
     fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered {
         self.0.admit(event, admission)
     }

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use orch_config::Isolation;
 use serde::{Deserialize, Serialize};
 
-use crate::mailbox::Mailbox;
+use crate::mailbox::MailboxGauge;
 
 mod apply;
 mod counters;
@@ -120,7 +120,7 @@ struct Entry {
     generation: u32,
     running_since: Option<Instant>,
     counters: Arc<ModuleCounters>,
-    mailbox: Option<Mailbox>,
+    mailbox: Option<MailboxGauge>,
     overflows: u64,
     dead_letters: u64,
     reloads: u64,
@@ -182,7 +182,7 @@ impl StatusBoard {
         &self,
         name: &str,
         isolation: Isolation,
-        mailbox: &Mailbox,
+        mailbox: MailboxGauge,
     ) -> Arc<ModuleCounters> {
         let mut board = self.lock();
         let entry = match board.modules.iter().position(|e| e.name == name) {
@@ -198,7 +198,7 @@ impl StatusBoard {
             entry.state = ModuleState::Starting;
         }
         entry.running_since = None;
-        entry.mailbox = Some(mailbox.clone());
+        entry.mailbox = Some(mailbox);
         entry.circuit_open = false;
         entry.counters.set_pid(0);
         Arc::clone(&entry.counters)

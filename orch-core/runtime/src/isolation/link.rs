@@ -21,11 +21,11 @@ use tracing::level_filters::LevelFilter;
 
 use super::HOST_MODE_ARG;
 use super::protocol::{Frame, Status};
-use super::remote::RemoteSetup;
+use super::setup::RemoteSetup;
 use super::shm::{self, HostRings, Producer, Wake, WriteFailed, write_all};
 use super::supervise::ExitKind;
-use super::writer::FrameWriter;
 use crate::error::Cause;
+use writer::FrameWriter;
 
 mod environment;
 mod heartbeat;
@@ -34,6 +34,7 @@ mod reader;
 mod rings;
 mod rules;
 mod stderr;
+mod writer;
 
 use environment::child_environment;
 use heartbeat::spawn_heartbeat;

@@ -20,14 +20,15 @@ mod lines;
 mod link;
 mod protocol;
 mod remote;
+mod setup;
 mod shm;
 mod supervise;
 mod window;
-mod writer;
 
 pub use orch_process::host::{HOST_PROGRAM_ENV, host_program, set_host_program};
 
-pub use remote::{RemoteModule, RemoteSetup};
+pub use remote::RemoteModule;
+pub use setup::RemoteSetup;
 pub use shm::{Transport, set_transport, transport};
 
 /// The first argument that starts the binary as a child module host.

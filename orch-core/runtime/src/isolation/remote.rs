@@ -12,45 +12,17 @@
 
 mod restart;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use orch_config::{Supervision, Timeouts};
 use orch_sdk::duration::human;
 
 use super::link::{ChildLink, Incoming};
 use super::protocol::{EventFrame, Frame, Status};
+use super::setup::RemoteSetup;
 use super::supervise::RestartTracker;
-use super::window::InFlight;
-use crate::bus::{Bus, Delivery};
+use super::window::{InFlight, WINDOW};
+use crate::bus::Delivery;
 use crate::error::{Cause, ModuleFailure, Phase};
-use crate::host_api::ModuleHostCtx;
-
-/// What a [`RemoteModule`] needs to start and restart its child host.
-pub struct RemoteSetup {
-    /// The module's name.
-    pub name: Arc<str>,
-    /// Its context on the orchestrator's bus (subscriber id, generation gate).
-    pub ctx: Arc<ModuleHostCtx>,
-    /// The orchestrator's bus.
-    pub bus: Bus,
-    /// This generation's copy of the library (removed when the module is dropped).
-    pub library: PathBuf,
-    /// Where the child keeps its own copies.
-    pub copies_dir: PathBuf,
-    /// The generation.
-    pub generation: u32,
-    /// Restart policy and heartbeat.
-    pub supervision: Supervision,
-    /// Phase timeouts.
-    pub timeouts: Timeouts,
-    /// The module's mailbox: a child's death wakes the actor through it.
-    pub mailbox: crate::mailbox::Mailbox,
-    /// Set when the orchestrator shuts down: no restart begins after that.
-    pub stopping: Arc<AtomicBool>,
-}
 
 /// Why a request got no reply.
 enum Failed {
@@ -73,9 +45,6 @@ pub struct RemoteModule {
     /// Outcomes acknowledged and not yet taken by the actor (bounded).
     outcomes: Vec<(u64, Result<(), String>)>,
 }
-
-/// Events sent to a child before the first is acknowledged, at most.
-pub const WINDOW: usize = 64;
 
 fn cause_of(status: Status, data: &[u8]) -> Cause {
     let message = String::from_utf8_lossy(data).into_owned();
@@ -287,7 +256,7 @@ impl RemoteModule {
         } else {
             let cause = cause_of(status, data);
             let (name, bus) = (&self.setup.name, &self.setup.bus);
-            crate::actor::report_event_failure(name, &event.topic, &cause, bus);
+            crate::event_failure::report(name, &event.topic, &cause, bus);
             self.outcomes.push((event.id, Err(cause.to_string())));
         }
     }

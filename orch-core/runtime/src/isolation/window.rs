@@ -9,6 +9,9 @@ use std::collections::VecDeque;
 
 use super::protocol::EventFrame;
 
+/// Events sent to a child before the first is acknowledged, at most.
+pub const WINDOW: usize = 64;
+
 /// Events in flight to one child, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {

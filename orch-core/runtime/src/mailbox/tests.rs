@@ -31,12 +31,12 @@ fn world(capacity: usize, overflow: Overflow) -> World {
 
 /// Takes what waits in the mailbox, in order: event topics and `call`.
 fn drain(mailbox: &Mailbox) -> Vec<String> {
-    let (_control_tx, control) = unbounded::<Envelope>();
+    let (_control_tx, control) = unbounded::<Work>();
     let mut taken = Vec::new();
     while mailbox.has_waiting() {
         match mailbox.next(&control) {
-            Next::Envelope(Envelope::Event(event)) => taken.push(event.topic().to_owned()),
-            Next::Envelope(_) => taken.push("call".to_owned()),
+            Next::Work(Work::Event(event)) => taken.push(event.topic().to_owned()),
+            Next::Work(_) => taken.push("call".to_owned()),
             Next::Control => unreachable!("no control message was sent"),
         }
     }
@@ -88,8 +88,8 @@ fn a_blocked_publisher_goes_on_as_soon_as_there_is_room() {
         let mailbox = mailbox.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            let (_control_tx, control) = unbounded::<Envelope>();
-            matches!(mailbox.next(&control), Next::Envelope(Envelope::Event(_)))
+            let (_control_tx, control) = unbounded::<Work>();
+            matches!(mailbox.next(&control), Next::Work(Work::Event(_)))
         })
     };
     let started = std::time::Instant::now();
@@ -165,7 +165,7 @@ fn fail_takes_the_module_off_the_bus_and_reports_it() {
 fn calls_run_after_the_events_before_them_and_answers_are_never_dropped() {
     let w = world(2, Overflow::DropNewest);
     w.bus.publish("t.1", b"1", None).unwrap();
-    w.mailbox.post(Envelope::Stop);
+    w.mailbox.post(Work::Stop);
     w.bus.publish("t.2", b"1", None).unwrap();
     let answer = Arc::new(BusEvent::new("t.answer", b"1", None));
     let sink = w.mailbox.sink();

@@ -10,7 +10,7 @@ use orch_sdk::events::{
 
 use super::{ModuleState, StatusBoard};
 use crate::bus::Bus;
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, NoCall};
 
 fn board_on_bus() -> (StatusBoard, Bus) {
     let bus = Bus::new();
@@ -36,7 +36,7 @@ fn a_crash_then_a_restart_then_giving_up() {
     let counters = board.starting(
         "worker",
         Isolation::Process,
-        &Mailbox::with_defaults("worker"),
+        Mailbox::<NoCall>::with_defaults("worker").gauge(),
     );
     counters.set_pid(4321);
     board.running("worker", 1);
@@ -73,7 +73,7 @@ fn reloads_count_and_a_failed_one_keeps_it_running() {
     board.starting(
         "ticker",
         Isolation::InProcess,
-        &Mailbox::with_defaults("ticker"),
+        Mailbox::<NoCall>::with_defaults("ticker").gauge(),
     );
     board.running("ticker", 1);
     board.set_state("ticker", ModuleState::Reloading);
@@ -105,7 +105,11 @@ fn reloads_count_and_a_failed_one_keeps_it_running() {
 #[test]
 fn ready_once_started_and_none_failed() {
     let (board, bus) = board_on_bus();
-    board.starting("a", Isolation::InProcess, &Mailbox::with_defaults("a"));
+    board.starting(
+        "a",
+        Isolation::InProcess,
+        Mailbox::<NoCall>::with_defaults("a").gauge(),
+    );
     assert!(!board.is_ready());
     bus.publish_system(&AppStarted {
         modules: vec!["a".into()],
@@ -131,13 +135,13 @@ fn ready_once_started_and_none_failed() {
 #[test]
 fn an_operator_restart_stays_restarting_through_the_unload() {
     let (board, bus) = board_on_bus();
-    let mailbox = Mailbox::with_defaults("m");
-    board.starting("m", Isolation::InProcess, &mailbox);
+    let mailbox = Mailbox::<NoCall>::with_defaults("m");
+    board.starting("m", Isolation::InProcess, mailbox.gauge());
     board.running("m", 1);
     board.set_state("m", ModuleState::Restarting);
     bus.publish_system(&ModuleUnloaded { name: "m".into() });
     assert_eq!(row(&board, "m").state, ModuleState::Restarting);
-    let again = board.starting("m", Isolation::InProcess, &mailbox);
+    let again = board.starting("m", Isolation::InProcess, mailbox.gauge());
     assert_eq!(row(&board, "m").state, ModuleState::Restarting);
     board.running("m", 2);
     assert!(Arc::strong_count(&again) >= 2, "the same counters are kept");

@@ -16,7 +16,7 @@ use crossbeam_channel::Sender;
 use orch_sdk::duration::human;
 use orch_sdk::events::{AppStarted, ModuleError, ModuleLoaded};
 
-use crate::actor::{Actor, ActorState, Mailbox};
+use crate::actor::{Actor, ActorState, Envelope, Mailbox};
 use crate::bus::Bus;
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::host_api::{HostServices, ModuleHostCtx};
@@ -256,7 +256,9 @@ impl Supervisor {
             self.services.clone(),
             sink,
         ));
-        let counters = self.board.starting(&spec.name, spec.isolation, &mailbox);
+        let counters = self
+            .board
+            .starting(&spec.name, spec.isolation, mailbox.gauge());
         ctx.set_counters(Arc::clone(&counters));
         ctx.set_shutdown_timeout(self.timeouts.shutdown);
         ctx.set_contract(spec.contract.clone());
@@ -501,7 +503,7 @@ struct Opener {
     spec: ModuleSpec,
     timeouts: Timeouts,
     bus: Bus,
-    mailbox: crate::mailbox::Mailbox,
+    mailbox: Mailbox,
     stopping: Arc<AtomicBool>,
 }
 
@@ -519,6 +521,16 @@ impl Opener {
                 .map(Instance::Local);
         }
         let library = self.loader.copy_artifact(name, artifact, generation)?;
+        let child_ended = {
+            let mailbox = self.mailbox.clone();
+            Arc::new(move || {
+                mailbox.post(Envelope::Call(Box::new(|state: &mut ActorState| {
+                    if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
+                        remote.poll_child();
+                    }
+                })));
+            })
+        };
         RemoteModule::spawn(RemoteSetup {
             name: Arc::clone(name),
             ctx: self.ctx,
@@ -528,7 +540,8 @@ impl Opener {
             generation,
             supervision: self.spec.supervision,
             timeouts: self.timeouts,
-            mailbox: self.mailbox,
+            mailbox: self.mailbox.gauge(),
+            child_ended,
             stopping: self.stopping,
         })
         .map(|remote| Instance::Remote(Box::new(remote)))

@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use orch_sdk::duration::human;
 
 use super::Shared;
-use crate::isolation::writer::Pinger;
+use super::writer::Pinger;
 
 /// Pings the child; kills it when no answer came within `limit`, or when it
 /// runs more than `max_processes`.

@@ -16,13 +16,11 @@ use orch_process::ExitReason;
 
 use super::rules::{Admit, Quotas, timer_failure};
 use super::{Incoming, Shared, metrics};
-use crate::actor::{ActorState, Envelope};
 use crate::bus::Bus;
 use crate::error::Cause;
 use crate::host_api::ModuleHostCtx;
-use crate::instance::Instance;
 use crate::isolation::protocol::Frame;
-use crate::isolation::remote::RemoteSetup;
+use crate::isolation::setup::RemoteSetup;
 use crate::requests::ReplyRefused;
 
 impl ReaderSetup {
@@ -32,7 +30,7 @@ impl ReaderSetup {
             ctx: Arc::clone(&s.ctx),
             bus: s.bus.clone(),
             generation: s.generation,
-            mailbox: s.mailbox.clone(),
+            child_ended: Arc::clone(&s.child_ended),
             metric_frames: metrics::FrameLimit::default(),
         }
     }
@@ -44,7 +42,8 @@ pub(super) struct ReaderSetup {
     pub(super) ctx: Arc<ModuleHostCtx>,
     pub(super) bus: Bus,
     pub(super) generation: u32,
-    pub(super) mailbox: crate::mailbox::Mailbox,
+    /// Wakes the module's owner to poll the child once its stream ended.
+    pub(super) child_ended: Arc<dyn Fn() + Send + Sync>,
     pub(super) metric_frames: metrics::FrameLimit,
 }
 
@@ -109,12 +108,7 @@ pub(super) fn child_ended(r: &ReaderSetup, shared: &Shared, replies: &Sender<Inc
         orch_process::group::signal_group(pid, Signal::SIGKILL);
         *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit);
         let _ = replies.send(Incoming::Dead);
-        r.mailbox
-            .post(Envelope::Call(Box::new(|state: &mut ActorState| {
-                if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
-                    remote.poll_child();
-                }
-            })));
+        (r.child_ended)();
     }
 }
 
@@ -254,7 +248,7 @@ pub(super) fn dispatch(
         Frame::TimerFailed { topic, message } => match timer_failure(&topic, &message) {
             Ok(message) => {
                 let cause = Cause::Host(message);
-                crate::actor::report_event_failure(&r.name, &topic, &cause, &r.bus);
+                crate::event_failure::report(&r.name, &topic, &cause, &r.bus);
             }
             Err(why) => return protocol_error(r, shared, &why),
         },

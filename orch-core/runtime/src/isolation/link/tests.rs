@@ -58,7 +58,7 @@ fn world(limits: ModuleLimits) -> World {
         ctx: Arc::new(ctx),
         bus,
         generation: 1,
-        mailbox: crate::mailbox::Mailbox::with_defaults("liar"),
+        child_ended: Arc::new(|| {}),
         metric_frames: metrics::FrameLimit::default(),
     };
     let (replies, _) = unbounded();

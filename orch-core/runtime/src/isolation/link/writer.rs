@@ -13,9 +13,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError, bounded, select};
 use orch_sdk::duration::human;
 
-use super::link::Shared;
-use super::protocol::Frame;
-use super::remote::WINDOW;
+use super::Shared;
+use crate::isolation::protocol::Frame;
+use crate::isolation::window::WINDOW;
 
 /// Frames queued for the child, at most: the actor's in-flight window and its
 /// lifecycle requests and answers fit with room to spare.
