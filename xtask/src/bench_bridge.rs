@@ -16,7 +16,7 @@ use crate::stats::cores;
 pub fn run(root: &Path, events: u64) -> Result<Value> {
     let server = NatsServer::start().context("starting nats-server")?;
     let args = [server.url(), events.to_string(), "release".to_owned()];
-    let mut value = crate::bench_perf::example_json(root, "orch-bridge", "bench_bridge", &args)?;
+    let mut value = crate::release_example::json(root, "orch-bridge", "bench_bridge", &args)?;
     value["cores"] = json!(cores());
     value["nats_server"] = json!(orch_e2e::nats::NATS_SERVER_VERSION);
     print(&value);

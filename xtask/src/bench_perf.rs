@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, anyhow, ensure};
+use anyhow::{Result, anyhow, ensure};
 use nix::sys::signal::Signal;
 use orch_e2e::OrchProcess;
 use serde_json::{Value, json};
@@ -94,45 +94,9 @@ fn cargo() -> Command {
 /// Runs orch-runtime's `bench_bus` example in release and reads its JSON.
 fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
     let args = [what.to_owned(), events.to_string(), "release".to_owned()];
-    let mut value = example_json(root, "orch-runtime", "bench_bus", &args)?;
+    let mut value = crate::release_example::json(root, "orch-runtime", "bench_bus", &args)?;
     value["cores"] = json!(cores());
     Ok(value)
-}
-
-/// Runs `example` of `package` in release with `args` and reads the JSON
-/// document it prints last.
-pub(crate) fn example_json(
-    root: &Path,
-    package: &str,
-    example: &str,
-    args: &[String],
-) -> Result<Value> {
-    let output = cargo()
-        .current_dir(root)
-        .args([
-            "run",
-            "--release",
-            "-q",
-            "-p",
-            package,
-            "--example",
-            example,
-            "--",
-        ])
-        .args(args)
-        .output()
-        .with_context(|| format!("running the {example} example"))?;
-    ensure!(
-        output.status.success(),
-        "{example} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout
-        .lines()
-        .last()
-        .ok_or_else(|| anyhow!("{example} printed nothing"))?;
-    serde_json::from_str(last).with_context(|| format!("reading {example}'s output"))
 }
 
 fn print_bus(result: &Value) {

@@ -15,6 +15,7 @@ mod demo_isolation;
 mod demo_new;
 mod demo_test;
 mod demo_watch;
+mod release_example;
 mod stats;
 mod tally;
 

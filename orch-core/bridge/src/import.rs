@@ -12,7 +12,7 @@
 //! [`crate::refusal`].
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -28,6 +28,7 @@ use crate::names::Names;
 use crate::node::Identity;
 use crate::pace::Pacer;
 use crate::refusal::{Permanent, Refusal, Refusals};
+use crate::stats::ImportStats;
 
 /// How often, at most, a namesake (another orchestrator with this node's
 /// id) is warned about.
@@ -42,44 +43,6 @@ pub const RECENT_IDS: usize = 100_000;
 /// 43,000 ids at the caps. The file grows to twice this before it is
 /// compacted, and at most that much of it is read at start.
 pub const RECENT_ID_BYTES: usize = 8 * 1024 * 1024;
-
-/// Counters of the import side.
-#[derive(Default)]
-pub struct ImportStats {
-    /// Messages delivered to the local bus.
-    pub delivered: AtomicU64,
-    /// Repeats dropped by the id window.
-    pub repeats: AtomicU64,
-    /// This node's own events, come back from the stream.
-    pub own: AtomicU64,
-    /// Messages of another orchestrator with this node's id, dropped as
-    /// this node's own.
-    pub namesakes: AtomicU64,
-    /// Messages whose envelope or message id breaks the caps
-    /// ([`crate::caps`]) or cannot be read: refused for good.
-    pub malformed: AtomicU64,
-    /// Messages over this node's `max_event_bytes`: refused for good.
-    pub too_large: AtomicU64,
-    /// Messages from outside an orchestrator whose payload is not JSON:
-    /// refused for good.
-    pub not_json: AtomicU64,
-    /// Messages on a subject that is no topic for this bus (not under the
-    /// prefix, not a valid topic, the host's namespaces): refused for good.
-    pub off_topic: AtomicU64,
-    /// Deliveries a local mailbox refused for now (each try).
-    pub refused: AtomicU64,
-}
-
-impl ImportStats {
-    /// Messages refused for good with a well-formed envelope: too large,
-    /// not JSON or on a subject not for this bus.
-    pub fn rejected(&self) -> u64 {
-        [&self.too_large, &self.not_json, &self.off_topic]
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
-    }
-}
 
 /// What one import needs.
 pub struct Importer {

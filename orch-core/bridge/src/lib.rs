@@ -38,6 +38,7 @@ pub mod outbox;
 pub mod pace;
 mod probe;
 pub mod refusal;
+pub mod stats;
 pub mod stream;
 
 use std::sync::Arc;
@@ -54,9 +55,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use connection::Link;
 use export::{ExportStats, Target};
-use import::{ImportStats, Importer, RECENT_ID_BYTES, RECENT_IDS};
+use import::{Importer, RECENT_ID_BYTES, RECENT_IDS};
 use outbox::Outbox;
 pub use probe::{BridgeProbe, BridgeSnapshot};
+use stats::ImportStats;
 
 /// Why the bridge cannot run.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use orch_runtime::mailbox::Mailbox;
 
 use crate::connection::Link;
 use crate::export::ExportStats;
-use crate::import::ImportStats;
+use crate::stats::ImportStats;
 
 /// Reads a running bridge's state from any thread.
 #[derive(Clone)]

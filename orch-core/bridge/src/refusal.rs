@@ -16,8 +16,8 @@ use std::time::Duration;
 use orch_runtime::bus::BusError;
 
 use crate::caps;
-use crate::import::ImportStats;
 use crate::pace::Pacer;
+use crate::stats::ImportStats;
 
 /// How often, at most, each summary of refusals is said.
 pub const SAID_EVERY: Duration = Duration::from_secs(5);

@@ -11,7 +11,7 @@ use serde_saphyr::{Location, Spanned};
 use super::check::{Checker, show};
 use super::limits::{self, RawCircuitBreaker, RawMailbox};
 use super::module_limits::{self, RawLimits};
-use super::order;
+use super::order::{self, Declared};
 use super::redact::collect_secrets;
 use super::suggest::did_you_mean;
 use super::{
@@ -72,16 +72,6 @@ struct RawTestSettings {
     args: Option<Vec<Spanned<String>>>,
     features: Option<Vec<Spanned<String>>>,
     timeout: Option<Spanned<Value>>,
-}
-
-/// A checked entry, with the places needed for messages about it.
-pub(crate) struct Declared {
-    /// The module.
-    pub spec: ModuleSpec,
-    /// Where its name is written.
-    pub name_at: Location,
-    /// Where each of `spec.depends_on` is written.
-    pub deps_at: Vec<Location>,
 }
 
 /// Checks every entry, then the names and dependencies between them.

@@ -2,10 +2,21 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde_saphyr::Location;
+
 use super::ModuleSpec;
 use super::check::Checker;
-use super::modules_file::Declared;
 use super::suggest::did_you_mean;
+
+/// A checked entry, with the places needed for messages about it.
+pub(crate) struct Declared {
+    /// The module.
+    pub spec: ModuleSpec,
+    /// Where its name is written.
+    pub name_at: Location,
+    /// Where each of `spec.depends_on` is written.
+    pub deps_at: Vec<Location>,
+}
 
 /// For each module, the indices (into `modules`) of the modules it depends on,
 /// ignoring names not in `modules` and self-references. With duplicate names

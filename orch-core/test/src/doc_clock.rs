@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::doctest::DocRequest;
 use super::exec::Watch;
 use super::libtest::{self, Status};
 use super::progress::{Mark, Progress};
@@ -35,10 +34,12 @@ pub struct Clock<'p> {
 }
 
 impl<'p> Clock<'p> {
-    /// A clock for one run of `request`; `label` names a doc test for
+    /// A clock for one run of doc tests that may each take `timeout` and be
+    /// compiled within `build_timeout`; `label` names a doc test for
     /// progress lines; `retried`: failures will run again.
     pub fn new(
-        request: &DocRequest,
+        timeout: Option<Duration>,
+        build_timeout: Duration,
         progress: &'p Progress,
         label: &'p dyn Fn(&str) -> String,
         retried: bool,
@@ -46,8 +47,8 @@ impl<'p> Clock<'p> {
         let now = Instant::now();
         Self {
             origin: (now, SystemTime::now()),
-            timeout: request.timeout,
-            overall: now + request.build_timeout,
+            timeout,
+            overall: now + build_timeout,
             in_block: false,
             in_report: false,
             last: now,
@@ -122,22 +123,17 @@ impl Watch for Clock<'_> {
 mod tests {
     use super::*;
 
-    fn request() -> DocRequest {
-        DocRequest {
-            packages: vec!["mod-a".into()],
-            args: Vec::new(),
-            features: Vec::new(),
-            timeout: Some(Duration::from_secs(5)),
-            build_timeout: Duration::from_secs(600),
-            retries: 0,
-        }
-    }
-
     #[test]
     fn the_clock_times_each_test_and_watches_only_inside_a_block() {
         let progress = Progress::silent();
         let label = |name: &str| name.to_owned();
-        let mut clock = Clock::new(&request(), &progress, &label, false);
+        let mut clock = Clock::new(
+            Some(Duration::from_secs(5)),
+            Duration::from_secs(600),
+            &progress,
+            &label,
+            false,
+        );
         let start = clock.last;
         assert_eq!(
             clock.deadline(),

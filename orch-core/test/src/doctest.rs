@@ -215,7 +215,13 @@ impl<'a> DocRunner<'a> {
             let (package, name) = self.attribute(full_name, packages);
             format!("{package} {name}")
         };
-        let mut clock = Clock::new(request, self.env.progress, &label, retried);
+        let mut clock = Clock::new(
+            request.timeout,
+            request.build_timeout,
+            self.env.progress,
+            &label,
+            retried,
+        );
         let done = execute(&mut command, self.env.children, &mut clock, true);
         self.env.progress.stop(ticket);
         let done = match done {

@@ -35,6 +35,7 @@ mod schedule;
 mod suite;
 pub mod table;
 mod timestamp;
+mod verdict;
 
 pub use model::{
     CaseKind, Cause, Counts, Failure, ModuleReport, Outcome, Retry, Status, TestCase, TestReport,

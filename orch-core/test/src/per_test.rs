@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use super::args::{Ignored, LibtestArgs};
 use super::exec::{Execution, Fixed, execute};
-use super::fast;
 use super::libtest::{self, Status, failure_message, parse_list, strip_harness};
 use super::model::{CaseKind, Cause, Failure, Outcome, Retry, TestCase};
 use super::progress::Mark;
 use super::runner::{self, BinaryJob, Env, cap, signal_words};
+use super::verdict;
 
 /// Listing a binary may take this long when no test timeout applies.
 const LIST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -99,7 +99,7 @@ fn run_listing(
     ) {
         Ok(done) => match parse_list(&done.stdout_text()) {
             Some(names) if done.exit.is_success() => Ok(names),
-            _ => Err(fast::interpret(job, &done)),
+            _ => Err(verdict::interpret(job, &done)),
         },
         Err(error) => Err(vec![runner::binary_case(
             &job.binary,
