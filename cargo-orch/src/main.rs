@@ -5,6 +5,8 @@
 
 mod cli;
 mod cmd;
+#[cfg(test)]
+mod docs_check;
 mod hot_reload;
 mod operating;
 mod operations;

@@ -1,6 +1,7 @@
 //! NATS accounts and subject permissions are the trust boundary between
-//! orchestrators: a nats-server with one user per node (the README's
-//! example, as it is), under which the bridge works and the server refuses
+//! orchestrators: a nats-server with one user per node (the example of the
+//! book's NATS bridge page, as it is: cargo-orch's docs_check compares the
+//! two), under which the bridge works and the server refuses
 //! what a node may not do. Real orchestrators, a real nats-server on
 //! loopback.
 
@@ -48,7 +49,7 @@ fn consumer_info(peer: &mut RawNats, stream: &str, durable: &str) -> serde_json:
     serde_json::from_slice(&answer.payload).expect("consumer info is JSON")
 }
 
-/// One user per node, as the README's trust-boundary section has it: each
+/// One user per node, as the book's trust-boundary section has it: each
 /// publishes only what it exports, reaches only its own durable consumer,
 /// and reads only its own inbox (`_INBOX.<node>.>`).
 const PER_NODE_PERMISSIONS: &str = r#"
