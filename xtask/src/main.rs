@@ -15,6 +15,8 @@ mod demo_isolation;
 mod demo_new;
 mod demo_test;
 mod demo_watch;
+#[cfg(test)]
+mod docs_check;
 mod release_example;
 mod stats;
 mod tally;
