@@ -9,6 +9,7 @@ mod bench_reload;
 mod bench_suite;
 mod bench_test;
 mod ci;
+mod coverage;
 mod demo;
 mod demo_bridge;
 mod demo_isolation;
@@ -56,6 +57,9 @@ enum Verb {
     /// out (release builds, the long soak, the NATS cluster). CI runs it
     /// after the default lane.
     Ci,
+    /// The line coverage of the library crates over the default lane
+    /// (cargo-llvm-cov, installed on first use).
+    Coverage,
     /// Benchmarks: tables on stdout, JSON in target/bench/ ($ORCH_BENCH_DIR).
     Bench {
         #[command(subcommand)]
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
     let (what, outcome) = match cli.command {
         Verb::Demo { repeat } => ("demo", demo::run(demo::Options { repeat })),
         Verb::Ci => ("ci", ci::run()),
+        Verb::Coverage => ("coverage", coverage::run(root())),
         Verb::Bench { which } => match which {
             Bench::Test { repeat } => (
                 "bench test",
@@ -256,6 +261,7 @@ mod tests {
     #[test]
     fn parses_the_slow_lane_and_the_suite_timing() {
         assert!(matches!(parse(&["ci"]), Ok(Verb::Ci)));
+        assert!(matches!(parse(&["coverage"]), Ok(Verb::Coverage)));
         assert!(matches!(
             parse(&["bench", "suite", "--cold-seconds", "321"]),
             Ok(Verb::Bench {
