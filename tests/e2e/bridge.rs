@@ -11,20 +11,6 @@ use orch_e2e::{NatsServer, OrchProcess, Scenario, wait_until};
 const BUILD: Duration = Duration::from_secs(240);
 const SHORT: Duration = Duration::from_secs(20);
 
-/// A main.yaml `bridge:` section for node `node` on `url`.
-fn bridge(url: &str, node: &str, extra: &str) -> String {
-    format!(
-        "bridge:\n  nats:\n    url: {url}\n    node: {node}\n    subject_prefix: orch.e2e\n    \
-         export: [\"test.>\"]\n    import: [\"test.>\"]\n{extra}"
-    )
-}
-
-/// The `jetstream:` lines of a `bridge:` section: `stream`, and `node`'s
-/// durable consumer.
-fn jetstream(stream: &str, node: &str) -> String {
-    format!("    jetstream:\n      stream: {stream}\n      durable: {node}\n")
-}
-
 const PRODUCER: &str = "modules:\n  - name: fixture-event-log\n    config:\n      also: [\"bridge.>\"]\n  \
      - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  \
      - name: mod-dummy-consumer\n";
@@ -37,29 +23,6 @@ fn start(scenario: &Scenario, env: &[(&str, &str)]) -> OrchProcess {
         command.env(key, value);
     }
     OrchProcess::spawn(command).expect("spawn cargo-orch")
-}
-
-fn stop(orch: &mut OrchProcess) {
-    orch.signal(Signal::SIGINT).expect("SIGINT");
-    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
-    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
-}
-
-/// The bridge part of `cargo orch status --json` for orchestrator `pid`.
-fn bridge_status(pid: u32) -> serde_json::Value {
-    let output = std::process::Command::new(orch_e2e::orch_bin())
-        .current_dir(orch_e2e::workspace_root())
-        .args(["orch", "status", "--json", "--pid", &pid.to_string()])
-        .output()
-        .expect("cargo orch status");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let reports: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("status --json is JSON");
-    reports[0]["bridge"].clone()
 }
 
 /// The sequence numbers the consumer logged, in order.
@@ -78,8 +41,14 @@ fn assert_consecutive(seqs: &[u64], what: &str, output: &str) {
 #[test]
 fn two_orchestrators_share_events_through_nats_and_none_loops_back() {
     let server = NatsServer::start().expect("nats-server");
-    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "node-a", ""));
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "node-b", ""));
+    let producer = Scenario::with_main(
+        PRODUCER,
+        &orch_e2e::bridge::section(&server.url(), "node-a", ""),
+    );
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "node-b", ""),
+    );
     let mut b = start(&consumer, &[]);
     b.wait_for("app.started", BUILD).unwrap();
     b.wait_for("EVENT bridge.connected {\"server\":\"127.0.0.1:", SHORT)
@@ -92,9 +61,9 @@ fn two_orchestrators_share_events_through_nats_and_none_loops_back() {
         received(&b).len() >= 20
     });
     a.collect_for(Duration::from_millis(500));
-    stop(&mut a);
+    a.stop_cleanly();
     b.collect_for(Duration::from_millis(500));
-    stop(&mut b);
+    b.stop_cleanly();
     // Both export and import test.>: each ping reaches each consumer once.
     let at_a = received(&a);
     let at_b = received(&b);
@@ -115,8 +84,14 @@ fn two_orchestrators_share_events_through_nats_and_none_loops_back() {
 #[test]
 fn two_orchestrators_given_one_node_id_are_warned_about_not_silently_deaf() {
     let server = NatsServer::start().expect("nats-server");
-    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "twin", ""));
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "twin", ""));
+    let producer = Scenario::with_main(
+        PRODUCER,
+        &orch_e2e::bridge::section(&server.url(), "twin", ""),
+    );
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "twin", ""),
+    );
     let mut b = start(&consumer, &[]);
     b.wait_for("EVENT bridge.connected", BUILD).unwrap();
     let mut a = start(&producer, &[]);
@@ -135,15 +110,15 @@ fn two_orchestrators_given_one_node_id_are_warned_about_not_silently_deaf() {
     );
     wait_until("node-b counts the namesake's messages", SHORT, || {
         b.collect_for(Duration::from_millis(100));
-        bridge_status(b.pid())["import_namesakes"].as_u64() >= Some(3)
+        orch_e2e::bridge::status(b.pid())["import_namesakes"].as_u64() >= Some(3)
     });
     a.wait_for(
         "[mod-dummy-consumer] Received test.ping: hello (seq 5)",
         SHORT,
     )
     .unwrap();
-    stop(&mut a);
-    stop(&mut b);
+    a.stop_cleanly();
+    b.stop_cleanly();
     assert!(received(&b).is_empty(), "{}", b.output());
     assert!(
         a.lines_with("another orchestrator publishes").is_empty(),
@@ -158,15 +133,21 @@ fn two_orchestrators_given_one_node_id_are_warned_about_not_silently_deaf() {
 #[test]
 fn with_jetstream_an_event_too_large_for_the_server_stays_local_and_holds_up_nothing() {
     let server = NatsServer::start_with_settings("max_payload: 1024\n").expect("nats-server");
-    let js = |node: &str| jetstream("ORCH_BIG", node);
+    let js = |node: &str| orch_e2e::bridge::jetstream("ORCH_BIG", node);
     let big = "b".repeat(2_000);
     let modules = format!(
         "modules:\n  - name: big-producer\n    package: mod-dummy-producer\n    config:\n      \
          publish_interval: 200ms\n      message: {big}\n  \
          - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n"
     );
-    let producer = Scenario::with_main(&modules, &bridge(&server.url(), "big-a", &js("big-a")));
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-b", &js("big-b")));
+    let producer = Scenario::with_main(
+        &modules,
+        &orch_e2e::bridge::section(&server.url(), "big-a", &js("big-a")),
+    );
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "big-b", &js("big-b")),
+    );
     let mut b = start(&consumer, &[]);
     b.wait_for("EVENT bridge.connected", BUILD).unwrap();
     let mut a = start(&producer, &[]);
@@ -183,10 +164,10 @@ fn with_jetstream_an_event_too_large_for_the_server_stays_local_and_holds_up_not
         b.collect_for(Duration::from_millis(100));
         received(&b).len() >= crossed + 20
     });
-    let too_large = bridge_status(a.pid())["export_too_large"].as_u64();
+    let too_large = orch_e2e::bridge::status(a.pid())["export_too_large"].as_u64();
     assert!(too_large >= Some(1), "{too_large:?}");
-    stop(&mut a);
-    stop(&mut b);
+    a.stop_cleanly();
+    b.stop_cleanly();
     assert!(!b.output().contains(&big[..100]), "a big event crossed");
 }
 
@@ -196,7 +177,10 @@ fn with_jetstream_an_event_too_large_for_the_server_stays_local_and_holds_up_not
 #[test]
 fn a_message_from_a_plain_nats_client_is_delivered_if_json_and_refused_if_not() {
     let server = NatsServer::start().expect("nats-server");
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "plain-b", ""));
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "plain-b", ""),
+    );
     let mut b = start(&consumer, &[]);
     b.wait_for("EVENT bridge.connected", BUILD).unwrap();
     b.wait_for("app.started", SHORT).unwrap();
@@ -220,7 +204,7 @@ fn a_message_from_a_plain_nats_client_is_delivered_if_json_and_refused_if_not() 
         refused.text
     );
     assert!(refused.text.contains("not JSON"), "{}", refused.text);
-    stop(&mut b);
+    b.stop_cleanly();
     assert!(
         !b.output().contains("not json at all"),
         "the bytes never reached a module\n{}",
@@ -235,17 +219,24 @@ fn a_message_from_a_plain_nats_client_is_delivered_if_json_and_refused_if_not() 
 #[test]
 fn with_jetstream_a_stream_that_holds_other_subjects_is_named_as_the_cause() {
     let server = NatsServer::start().expect("nats-server");
-    let stream = jetstream("ORCH_SHARED", "first");
-    let first = Scenario::with_main(CONSUMER, &bridge(&server.url(), "first", &stream));
+    let stream = orch_e2e::bridge::jetstream("ORCH_SHARED", "first");
+    let first = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "first", &stream),
+    );
     let mut x = start(&first, &[]);
     x.wait_for(
         "[BRIDGE] JetStream stream 'ORCH_SHARED' holds orch.e2e.>",
         BUILD,
     )
     .unwrap();
-    stop(&mut x);
-    let other = bridge(&server.url(), "second", &jetstream("ORCH_SHARED", "second"))
-        .replace("subject_prefix: orch.e2e", "subject_prefix: orch.other");
+    x.stop_cleanly();
+    let other = orch_e2e::bridge::section(
+        &server.url(),
+        "second",
+        &orch_e2e::bridge::jetstream("ORCH_SHARED", "second"),
+    )
+    .replace("subject_prefix: orch.e2e", "subject_prefix: orch.other");
     let second = Scenario::with_main(CONSUMER, &other);
     let mut y = start(&second, &[]);
     let named = y
@@ -260,7 +251,7 @@ fn with_jetstream_a_stream_that_holds_other_subjects_is_named_as_the_cause() {
         "{}",
         named.text
     );
-    stop(&mut y);
+    y.stop_cleanly();
     assert!(
         y.lines_with("JetStream stream 'ORCH_SHARED' holds")
             .is_empty(),
@@ -272,10 +263,16 @@ fn with_jetstream_a_stream_that_holds_other_subjects_is_named_as_the_cause() {
 #[test]
 fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
     let mut server = NatsServer::start().expect("nats-server");
-    let js = |node: &str| jetstream("ORCH_E2E", node);
+    let js = |node: &str| orch_e2e::bridge::jetstream("ORCH_E2E", node);
     let with_metrics = format!("{}metrics:\n  listen: 0\n", js("js-a"));
-    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "js-a", &with_metrics));
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "js-b", &js("js-b")));
+    let producer = Scenario::with_main(
+        PRODUCER,
+        &orch_e2e::bridge::section(&server.url(), "js-a", &with_metrics),
+    );
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "js-b", &js("js-b")),
+    );
     let mut b = start(&consumer, &[]);
     b.wait_for("app.started", BUILD).unwrap();
     b.wait_for("JetStream stream 'ORCH_E2E' holds orch.e2e.>", SHORT)
@@ -297,7 +294,7 @@ fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
     a.wait_for("EVENT bridge.disconnected", SHORT).unwrap();
     // The producer goes on while the broker is away: its pings wait in the outbox.
     a.collect_for(Duration::from_millis(1500));
-    let away = bridge_status(a.pid());
+    let away = orch_e2e::bridge::status(a.pid());
     assert_eq!(away["connected"], false, "{away:#}");
     assert!(
         away["outbox_depth"].as_u64().is_some_and(|n| n > 0),
@@ -332,7 +329,7 @@ fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
             .get("orch_bridge_messages_exported_total")
             .is_some_and(|&n| n > 10.0)
     );
-    let back = bridge_status(b.pid());
+    let back = orch_e2e::bridge::status(b.pid());
     assert_eq!(back["connected"], true, "{back:#}");
     assert!(
         back["imported"].as_u64().is_some_and(|n| n > 10),
@@ -342,9 +339,9 @@ fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
         back["reconnects"].as_u64().is_some_and(|n| n >= 1),
         "{back:#}"
     );
-    stop(&mut a);
+    a.stop_cleanly();
     b.collect_for(Duration::from_millis(1000));
-    stop(&mut b);
+    b.stop_cleanly();
     assert_consecutive(
         &received(&b),
         "node-b across the broker restart",
@@ -364,12 +361,18 @@ fn a_token_from_the_environment_authenticates_and_never_reaches_the_log() {
     let token = "s3cret-nats-token-7";
     let server = NatsServer::start_with_token(Some(token)).expect("nats-server");
     let auth = "    auth: {token: \"${E2E_NATS_TOKEN}\"}\n";
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "tok-b", auth));
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "tok-b", auth),
+    );
     let mut b = start(&consumer, &[("E2E_NATS_TOKEN", token)]);
     b.wait_for("EVENT bridge.connected", BUILD).unwrap();
-    stop(&mut b);
+    b.stop_cleanly();
     assert!(!b.output().contains(token), "{}", b.output());
-    let wrong = Scenario::with_main(CONSUMER, &bridge(&server.url(), "tok-c", auth));
+    let wrong = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "tok-c", auth),
+    );
     let mut c = start(&wrong, &[("E2E_NATS_TOKEN", "wrong-token-123")]);
     c.wait_for("app.started", BUILD).unwrap();
     c.wait_for_match(
@@ -378,7 +381,7 @@ fn a_token_from_the_environment_authenticates_and_never_reaches_the_log() {
         SHORT,
     )
     .unwrap();
-    stop(&mut c);
+    c.stop_cleanly();
     assert!(!c.output().contains("wrong-token-123"), "{}", c.output());
 }
 
@@ -392,9 +395,15 @@ fn received_in_log(path: &std::path::Path) -> Vec<u64> {
 #[test]
 fn with_jetstream_a_consumer_node_killed_and_restarted_misses_nothing_and_repeats_nothing() {
     let server = NatsServer::start().expect("nats-server");
-    let js = |node: &str| jetstream("ORCH_E2E", node);
-    let producer = Scenario::with_main(PRODUCER, &bridge(&server.url(), "kill-a", &js("kill-a")));
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&server.url(), "kill-b", &js("kill-b")));
+    let js = |node: &str| orch_e2e::bridge::jetstream("ORCH_E2E", node);
+    let producer = Scenario::with_main(
+        PRODUCER,
+        &orch_e2e::bridge::section(&server.url(), "kill-a", &js("kill-a")),
+    );
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "kill-b", &js("kill-b")),
+    );
     let mut a = start(&producer, &[]);
     a.wait_for("app.started", BUILD).unwrap();
     let mut b = start(&consumer, &[]);
@@ -412,9 +421,9 @@ fn with_jetstream_a_consumer_node_killed_and_restarted_misses_nothing_and_repeat
         b.collect_for(Duration::from_millis(100));
         received(&b).len() >= 40
     });
-    stop(&mut a);
+    a.stop_cleanly();
     b.collect_for(Duration::from_millis(1000));
-    stop(&mut b);
+    b.stop_cleanly();
     let all = received_in_log(&consumer.log_file());
     assert_consecutive(&all, "node-b across its SIGKILL", &b.output());
     assert_eq!(all.first(), Some(&1), "from the first ping on");
@@ -425,9 +434,20 @@ fn with_jetstream_a_consumer_node_killed_and_restarted_misses_nothing_and_repeat
 fn with_jetstream_in_a_three_server_cluster_the_loss_of_the_connected_server_loses_nothing() {
     let mut cluster = orch_e2e::NatsCluster::start(3).expect("a cluster");
     let urls = format!("[{}]", cluster.urls().join(", "));
-    let js = |node: &str| format!("{}      replicas: 3\n", jetstream("ORCH_E2E", node));
-    let producer = Scenario::with_main(PRODUCER, &bridge(&urls, "ha-a", &js("ha-a")));
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&urls, "ha-b", &js("ha-b")));
+    let js = |node: &str| {
+        format!(
+            "{}      replicas: 3\n",
+            orch_e2e::bridge::jetstream("ORCH_E2E", node)
+        )
+    };
+    let producer = Scenario::with_main(
+        PRODUCER,
+        &orch_e2e::bridge::section(&urls, "ha-a", &js("ha-a")),
+    );
+    let consumer = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&urls, "ha-b", &js("ha-b")),
+    );
     let mut b = start(&consumer, &[]);
     b.wait_for("app.started", BUILD).unwrap();
     let mut a = start(&producer, &[]);
@@ -466,7 +486,7 @@ fn with_jetstream_in_a_three_server_cluster_the_loss_of_the_connected_server_los
         b.collect_for(Duration::from_millis(100));
         received(&b).len() >= before + 30
     });
-    stop(&mut a);
+    a.stop_cleanly();
     // A ping on its way to node-b when the consumer's server died comes again
     // from the new leader after the acknowledgement wait (10 s): later than
     // those after it, but it comes.
@@ -482,7 +502,7 @@ fn with_jetstream_in_a_three_server_cluster_the_loss_of_the_connected_server_los
         },
     );
     b.collect_for(Duration::from_millis(1000));
-    stop(&mut b);
+    b.stop_cleanly();
     let mut seqs = received(&b);
     seqs.sort_unstable();
     assert_consecutive(
@@ -505,7 +525,7 @@ fn an_unreachable_server_is_named_and_never_holds_the_orchestrator_up() {
         .expect("a port")
         .port();
     let url = format!("nats://127.0.0.1:{closed}");
-    let consumer = Scenario::with_main(CONSUMER, &bridge(&url, "lonely", ""));
+    let consumer = Scenario::with_main(CONSUMER, &orch_e2e::bridge::section(&url, "lonely", ""));
     let mut b = start(&consumer, &[]);
     b.wait_for("app.started", BUILD).unwrap();
     b.wait_for(
@@ -513,5 +533,5 @@ fn an_unreachable_server_is_named_and_never_holds_the_orchestrator_up() {
         SHORT,
     )
     .unwrap();
-    stop(&mut b);
+    b.stop_cleanly();
 }

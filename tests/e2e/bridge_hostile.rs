@@ -11,7 +11,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nix::sys::signal::Signal;
 use orch_e2e::{NatsServer, OrchProcess, RawNats, Scenario, wait_until};
 
 /// Generous: the first run of a test may compile the modules.
@@ -27,49 +26,13 @@ const CONSUMER: &str = "modules:\n  - name: fixture-event-log\n    config:\n    
 /// The line the bridge says its refusals for good in (paced).
 const REFUSED_SAID: &str = "refused for good so far";
 
-/// A main.yaml `bridge:` section for node `node` on `url`.
-fn bridge(url: &str, node: &str, extra: &str) -> String {
-    format!(
-        "bridge:\n  nats:\n    url: {url}\n    node: {node}\n    subject_prefix: orch.e2e\n    \
-         export: [\"test.>\"]\n    import: [\"test.>\"]\n{extra}"
-    )
-}
-
-/// The `jetstream:` lines of a `bridge:` section.
-fn jetstream(stream: &str, durable: &str) -> String {
-    format!("    jetstream:\n      stream: {stream}\n      durable: {durable}\n")
-}
-
 fn start(scenario: &Scenario) -> OrchProcess {
     OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch")
 }
 
-fn stop(orch: &mut OrchProcess) {
-    orch.signal(Signal::SIGINT).expect("SIGINT");
-    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
-    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
-}
-
-/// The bridge part of `cargo orch status --json` for orchestrator `pid`.
-fn bridge_status(pid: u32) -> serde_json::Value {
-    let output = std::process::Command::new(orch_e2e::orch_bin())
-        .current_dir(orch_e2e::workspace_root())
-        .args(["orch", "status", "--json", "--pid", &pid.to_string()])
-        .output()
-        .expect("cargo orch status");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let reports: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("status --json is JSON");
-    reports[0]["bridge"].clone()
-}
-
 /// A counter of the bridge's status.
 fn counter(pid: u32, name: &str) -> u64 {
-    bridge_status(pid)[name].as_u64().unwrap_or(0)
+    orch_e2e::bridge::status(pid)[name].as_u64().unwrap_or(0)
 }
 
 /// A `Vm*` line of `/proc/<pid>/status`, in bytes.
@@ -149,10 +112,16 @@ fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_
     let server = NatsServer::start().expect("nats-server");
     let js = format!(
         "{}metrics:\n  listen: 0\n",
-        jetstream("ORCH_HOSTILE", "big-js")
+        orch_e2e::bridge::jetstream("ORCH_HOSTILE", "big-js")
     );
-    let with_js = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-js", &js));
-    let with_core = Scenario::with_main(CONSUMER, &bridge(&server.url(), "big-core", ""));
+    let with_js = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "big-js", &js),
+    );
+    let with_core = Scenario::with_main(
+        CONSUMER,
+        &orch_e2e::bridge::section(&server.url(), "big-core", ""),
+    );
     let mut b = start(&with_js);
     let mut c = start(&with_core);
     let metrics = b.wait_for("[METRICS] serving http://", BUILD).unwrap().text;
@@ -223,7 +192,7 @@ fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_
     let flood = started.elapsed();
 
     for (n, orch) in [&b, &c].into_iter().enumerate() {
-        let status = bridge_status(orch.pid());
+        let status = orch_e2e::bridge::status(orch.pid());
         assert_eq!(status["import_malformed"], 3_000, "{status:#}");
         let peak = vm_bytes(orch.pid(), "VmHWM");
         assert!(
@@ -253,8 +222,8 @@ fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_
     assert_eq!(info["num_redelivered"], 0, "{info:#}");
     assert_eq!(redeliveries(&info), 0, "{info:#}");
     assert_eq!(info["num_ack_pending"], 0, "{info:#}");
-    stop(&mut b);
-    stop(&mut c);
+    b.stop_cleanly();
+    c.stop_cleanly();
     for orch in [&b, &c] {
         let said = orch.lines_with(REFUSED_SAID);
         eprintln!("{} paced line(s):\n{}", said.len(), said.join("\n"));
@@ -300,11 +269,19 @@ fn ids_claimed_ahead_of_a_node_do_not_drop_its_events() {
     let server = NatsServer::start().expect("nats-server");
     let producer = Scenario::with_main(
         PRODUCER,
-        &bridge(&server.url(), "pc-a", &jetstream("ORCH_CLAIM", "pc-a")),
+        &orch_e2e::bridge::section(
+            &server.url(),
+            "pc-a",
+            &orch_e2e::bridge::jetstream("ORCH_CLAIM", "pc-a"),
+        ),
     );
     let consumer = Scenario::with_main(
         CONSUMER,
-        &bridge(&server.url(), "pc-b", &jetstream("ORCH_CLAIM", "pc-b")),
+        &orch_e2e::bridge::section(
+            &server.url(),
+            "pc-b",
+            &orch_e2e::bridge::jetstream("ORCH_CLAIM", "pc-b"),
+        ),
     );
     let mut peer = RawNats::connect(server.port(), None).expect("peer");
     peer.subscribe("orch.e2e.test.ping").expect("subscribe");
@@ -354,7 +331,7 @@ fn ids_claimed_ahead_of_a_node_do_not_drop_its_events() {
         a.collect_for(Duration::from_millis(200));
         a.lines_with("Published test.ping").len() >= claimed_at + 150
     });
-    stop(&mut a);
+    a.stop_cleanly();
     let sent = a.lines_with("Published test.ping").len() as u64;
     // (The last few a producer logs while it stops may not be exported.)
     wait_until("node B has all of node A's pings", SHORT, || {
@@ -362,7 +339,7 @@ fn ids_claimed_ahead_of_a_node_do_not_drop_its_events() {
         b.pings_received("mod-dummy-consumer").len() as u64 + 3 >= sent
     });
     b.collect_for(Duration::from_secs(1));
-    stop(&mut b);
+    b.stop_cleanly();
     let got = b.pings_received("mod-dummy-consumer");
     let expected: Vec<u64> = (1..=got.len() as u64).collect();
     assert_eq!(
@@ -384,7 +361,11 @@ fn messages_refused_for_good_are_terminated_once_and_the_durable_goes_on() {
     let server = NatsServer::start().expect("nats-server");
     let main = format!(
         "max_event_bytes: 1024\n{}",
-        bridge(&server.url(), "tiny-b", &jetstream("ORCH_TERM", "tiny-b"))
+        orch_e2e::bridge::section(
+            &server.url(),
+            "tiny-b",
+            &orch_e2e::bridge::jetstream("ORCH_TERM", "tiny-b")
+        )
     );
     // The stream and node B's durable exist already, made as an earlier
     // version made them (no max_deliver): the bridge brings it up to date.
@@ -444,7 +425,7 @@ fn messages_refused_for_good_are_terminated_once_and_the_durable_goes_on() {
     // Past a redelivery's time (1 s then) and the acknowledgement wait
     // (10 s): still 1,000, none redelivered.
     b.collect_for(Duration::from_secs(12));
-    let status = bridge_status(b.pid());
+    let status = orch_e2e::bridge::status(b.pid());
     assert_eq!(status["import_rejected"], 1_000, "{status:#}");
     assert_eq!(status["import_refused"], 0, "{status:#}");
     let info = consumer_info(&mut peer, "ORCH_TERM", "tiny-b");
@@ -458,9 +439,9 @@ fn messages_refused_for_good_are_terminated_once_and_the_durable_goes_on() {
     );
     // The durable goes on: a valid event after them is delivered.
     until_delivered(&server, &mut [&mut b], "after");
-    let status = bridge_status(b.pid());
+    let status = orch_e2e::bridge::status(b.pid());
     assert!(status["imported"].as_u64() >= Some(1), "{status:#}");
-    stop(&mut b);
+    b.stop_cleanly();
     let said = b.lines_with(REFUSED_SAID);
     assert!(
         !said.is_empty() && said.len() as u64 <= 2 + took.as_secs() / 5,
@@ -486,7 +467,11 @@ fn a_delivery_a_full_mailbox_refuses_for_now_is_asked_for_again_later_and_handle
                 config: {topic: test.ping, delay_ms: 300}\n";
     let main = format!(
         "timeouts:\n  publish: 50ms\n{}",
-        bridge(&server.url(), "slow-b", &jetstream("ORCH_SLOW", "slow-b"))
+        orch_e2e::bridge::section(
+            &server.url(),
+            "slow-b",
+            &orch_e2e::bridge::jetstream("ORCH_SLOW", "slow-b")
+        )
     );
     let consumer = Scenario::with_main(slow, &main);
     let mut b = start(&consumer);
@@ -522,13 +507,13 @@ fn a_delivery_a_full_mailbox_refuses_for_now_is_asked_for_again_later_and_handle
     // Every refusal was one redelivery (a Nak), and each of the ten was
     // delivered to the module once in the end.
     let info = consumer_info(&mut peer, "ORCH_SLOW", "slow-b");
-    let status = bridge_status(b.pid());
+    let status = orch_e2e::bridge::status(b.pid());
     let refused = status["import_refused"].as_u64().unwrap_or(0);
     assert!(refused >= 1, "{status:#}\n{}", b.output());
     assert_eq!(redeliveries(&info), refused, "{info:#}\n{status:#}");
     assert_eq!(status["import_rejected"], 0, "{status:#}");
     assert_eq!(status["imported"], 10, "{status:#}");
-    stop(&mut b);
+    b.stop_cleanly();
     let said = b.lines_with("was not taken here");
     assert!(!said.is_empty() && said.len() <= 15, "{}", said.join("\n"));
     assert!(

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use orch_e2e::{NatsServer, OrchProcess, RawNats, Scenario, wait_until};
 
 /// Generous: the first run of a test may compile the modules.
@@ -18,27 +17,8 @@ const PRODUCER: &str =
     "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n";
 const CONSUMER: &str = "modules:\n  - name: mod-dummy-consumer\n";
 
-/// A main.yaml `bridge:` section for node `node` on `url`.
-fn bridge(url: &str, node: &str, extra: &str) -> String {
-    format!(
-        "bridge:\n  nats:\n    url: {url}\n    node: {node}\n    subject_prefix: orch.e2e\n    \
-         export: [\"test.>\"]\n    import: [\"test.>\"]\n{extra}"
-    )
-}
-
-/// The `jetstream:` lines of a `bridge:` section.
-fn jetstream(stream: &str, durable: &str) -> String {
-    format!("    jetstream:\n      stream: {stream}\n      durable: {durable}\n")
-}
-
 fn start(scenario: &Scenario) -> OrchProcess {
     OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch")
-}
-
-fn stop(orch: &mut OrchProcess) {
-    orch.signal(Signal::SIGINT).expect("SIGINT");
-    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
-    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
 }
 
 /// The consumer info of `durable` on `stream`, through the JetStream API.
@@ -99,10 +79,10 @@ fn per_node_permissions_refuse_what_a_node_may_not_publish_and_the_bridge_works(
     let server = NatsServer::start_with_settings(PER_NODE_PERMISSIONS).expect("nats-server");
     let node = |name: &str| {
         let auth = format!("    auth: {{user: {name}, password: \"{name}-secret\"}}\n");
-        bridge(
+        orch_e2e::bridge::section(
             &server.url(),
             name,
-            &format!("{auth}{}", jetstream("ORCH_PERM", name)),
+            &format!("{auth}{}", orch_e2e::bridge::jetstream("ORCH_PERM", name)),
         )
     };
     let consumer = Scenario::with_main(CONSUMER, &node("perm-b"));
@@ -179,9 +159,9 @@ fn per_node_permissions_refuse_what_a_node_may_not_publish_and_the_bridge_works(
         info["ack_floor"]["stream_seq"].as_u64() >= Some(20),
         "{info:#}"
     );
-    stop(&mut a);
+    a.stop_cleanly();
     b.collect_for(Duration::from_millis(500));
-    stop(&mut b);
+    b.stop_cleanly();
     // The bridge itself needed nothing it was not given.
     for orch in [&a, &b] {
         let output = orch.output();

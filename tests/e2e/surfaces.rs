@@ -13,7 +13,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use orch_e2e::{
     OrchProcess, Scenario, http_get, orch_bin, proc_status_kib, wait_until, workspace_root,
 };
@@ -25,24 +24,22 @@ const SHORT: Duration = Duration::from_secs(20);
 const PRODUCER: &str = "  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n";
 const CONSUMER: &str = "  - name: mod-dummy-consumer\n";
 
-fn stop_cleanly(orch: &mut OrchProcess) {
-    orch.signal(Signal::SIGINT).expect("SIGINT");
-    let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
-    assert_eq!(status.code(), Some(0), "clean exit\n{}", orch.output());
+/// The metrics address `orch` logs at start.
+fn metrics_address(orch: &mut OrchProcess) -> String {
+    let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
+    line.text
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned()
 }
 
 /// Starts `scenario` and returns it with its metrics address, once its
 /// modules started.
 fn start_with_metrics(scenario: &Scenario) -> (OrchProcess, String) {
     let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
-    let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
-    let address = line
-        .text
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned();
+    let address = metrics_address(&mut orch);
     orch.wait_for("app.started:", BUILD).unwrap();
     (orch, address)
 }
@@ -186,7 +183,7 @@ fn the_metrics_port_holds_against_what_no_scraper_sends() {
         "the orchestrator peaked at {peak_kib} KiB"
     );
     drop(deaf);
-    stop_cleanly(&mut orch);
+    orch.stop_cleanly();
 }
 
 #[test]
@@ -223,7 +220,7 @@ fn promtool_passes_the_exposition_whatever_help_text_modules_register() {
     if let Err(e) = orch_e2e::promtool::check_metrics(&promtool, &exposition) {
         panic!("{e:#}\n--- exposition ---\n{exposition}");
     }
-    stop_cleanly(&mut orch);
+    orch.stop_cleanly();
 }
 
 /// `cargo-orch orch <args>` run from `dir`, for the workspace of this repository.
@@ -315,7 +312,7 @@ fn control_socket_paths_never_replace_a_users_file_or_folder_mode() {
         0o755,
         "the current folder's mode was changed"
     );
-    stop_cleanly(&mut orch);
+    orch.stop_cleanly();
     assert!(!socket.exists(), "the socket is removed at exit");
 
     let mut orch = OrchProcess::spawn(orch_in(
@@ -331,7 +328,7 @@ fn control_socket_paths_never_replace_a_users_file_or_folder_mode() {
     .expect("spawn");
     orch.wait_for("app.started:", BUILD).unwrap();
     assert_eq!(mode(&here.path().join("new/deeper")), 0o700);
-    stop_cleanly(&mut orch);
+    orch.stop_cleanly();
 }
 
 fn orch_e2e_is_socket(path: &Path) -> bool {
@@ -447,7 +444,7 @@ fn stuck_action_clients_never_lock_status_out_and_control_output_is_escaped() {
     drop(waiting);
     orch.wait_for("skipped: its client hung up", Duration::from_secs(30))
         .unwrap();
-    stop_cleanly(&mut orch);
+    orch.stop_cleanly();
 
     // `cargo orch check` prints the same failure escaped, with no line of
     // the module's own.
@@ -474,14 +471,7 @@ fn accept_errors_are_survived_and_logged() {
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info");
     let mut orch = OrchProcess::spawn(command).expect("spawn under prlimit");
-    let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
-    let address = line
-        .text
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned();
+    let address = metrics_address(&mut orch);
     orch.wait_for("app.started:", BUILD).unwrap();
     let socket: std::net::SocketAddr = address.parse().expect("an address");
     let held: Vec<TcpStream> = (0..200)
@@ -493,5 +483,5 @@ fn accept_errors_are_survived_and_logged() {
     wait_until("/metrics answers again", SHORT, || {
         http_get(&address, "/metrics").is_ok_and(|(code, _)| code == 200)
     });
-    stop_cleanly(&mut orch);
+    orch.stop_cleanly();
 }

@@ -3,6 +3,7 @@
 //! through its output lines with deadlines (one process driver, [`watched`],
 //! shared with xtask; [`OrchProcess`] is its face for the tests).
 
+pub mod bridge;
 pub mod http;
 pub mod nats;
 pub mod nats_raw;

@@ -166,6 +166,17 @@ pub fn ping_seqs<'a>(lines: impl IntoIterator<Item = &'a str>, module: &str) -> 
 }
 
 impl OrchProcess {
+    /// SIGINT, then waits (30 s at most) for it to exit, and asserts exit
+    /// code 0 (a clean shutdown), showing its output otherwise.
+    pub fn stop_cleanly(&mut self) {
+        self.signal(nix::sys::signal::Signal::SIGINT)
+            .expect("SIGINT");
+        let status = self
+            .wait_exit(std::time::Duration::from_secs(30))
+            .expect("exit");
+        assert_eq!(status.code(), Some(0), "clean exit\n{}", self.output());
+    }
+
     /// The ping sequence numbers `module` logged as received so far.
     pub fn pings_received(&self, module: &str) -> Vec<u64> {
         ping_seqs(

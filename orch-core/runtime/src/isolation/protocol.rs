@@ -238,18 +238,10 @@ impl Frame {
         )
     }
 
-    /// Whether only the orchestrator sends it: from a child, a protocol error.
+    /// Whether only the orchestrator sends it (every request the child
+    /// answers, `Exit` and `Ping`): from a child, a protocol error.
     pub fn is_parent_only(&self) -> bool {
-        matches!(
-            self,
-            Frame::Initialize { .. }
-                | Frame::Start
-                | Frame::Event(_)
-                | Frame::SaveState
-                | Frame::Shutdown
-                | Frame::Exit
-                | Frame::Ping(_)
-        )
+        self.expects_reply() || matches!(self, Frame::Exit | Frame::Ping(_))
     }
 
     /// The frame's kind, to name it in an error.
