@@ -425,13 +425,23 @@ fn a_new_generation_without_the_entry_symbol_is_refused_and_the_old_one_goes_on(
 /// the host stays up, keeps each such library loaded (and says so), and the
 /// other modules' events keep flowing.
 #[test]
+#[ignore = "slow lane (fifty reloads): cargo xtask ci runs it"]
 fn fifty_reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
+    reloads_of_a_thread_leaking_module(50);
+}
+
+/// The same with fifteen reloads, in the default lane.
+#[test]
+fn reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
+    reloads_of_a_thread_leaking_module(15);
+}
+
+fn reloads_of_a_thread_leaking_module(reloads: u32) {
     const LEAK: &str = "tests/fixtures/fixture-thread-leak/src/lib.rs";
-    const RELOADS: u32 = 50;
     let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: fixture-thread-leak\n";
     let (scratch, mut orch) = start(modules, &["run", "--watch"]);
     orch.wait_for("leaked thread v0 alive", RELOAD).unwrap();
-    for n in 1..=RELOADS {
+    for n in 1..=reloads {
         set_mark(&scratch, LEAK, n);
         orch.wait_for(
             &format!(
@@ -442,7 +452,7 @@ fn fifty_reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
         )
         .unwrap();
     }
-    orch.wait_for(&format!("leaked thread v{RELOADS} alive"), RELOAD)
+    orch.wait_for(&format!("leaked thread v{reloads} alive"), RELOAD)
         .unwrap();
     let kept = orch.lines_with("module 'fixture-thread-leak' generation");
     let kept: Vec<&String> = kept
@@ -451,7 +461,7 @@ fn fifty_reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
         .collect();
     assert_eq!(
         kept.len(),
-        RELOADS as usize,
+        reloads as usize,
         "every retired generation is reported: {kept:#?}"
     );
     // The first generation's thread still runs its (still mapped) code.
@@ -473,19 +483,29 @@ fn fifty_reloads_of_a_module_that_leaks_a_thread_leave_the_host_running() {
 /// retired generation's thread is told it has stopped and ends, so no library
 /// is kept, and the producer's events flow throughout.
 #[test]
+#[ignore = "slow lane (fifty reloads): cargo xtask ci runs it"]
 fn fifty_reloads_of_a_module_publishing_from_its_own_thread() {
+    reloads_of_a_module_publishing_from_its_thread(50);
+}
+
+/// The same with fifteen reloads, in the default lane.
+#[test]
+fn reloads_of_a_module_publishing_from_its_own_thread() {
+    reloads_of_a_module_publishing_from_its_thread(15);
+}
+
+fn reloads_of_a_module_publishing_from_its_thread(reloads: u32) {
     const PUBLISHER: &str = "tests/fixtures/fixture-thread-publisher/src/lib.rs";
-    const RELOADS: u32 = 50;
     let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: fixture-thread-publisher\n";
     let (scratch, mut orch) = start(modules, &["run", "--watch"]);
     orch.wait_for("Received test.ping: from thread v0", RELOAD)
         .unwrap();
-    for n in 1..=RELOADS {
+    for n in 1..=reloads {
         set_mark(&scratch, PUBLISHER, n);
         orch.wait_for(&format!("Received test.ping: from thread v{n} "), RELOAD)
             .unwrap();
     }
-    for n in 0..RELOADS {
+    for n in 0..reloads {
         orch.wait_for(
             &format!(
                 "publisher thread v{n} stopped: generation {} of 'fixture-thread-publisher' has stopped",
