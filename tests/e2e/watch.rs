@@ -23,6 +23,17 @@ fn start(modules_yaml: &str, args: &[&str]) -> (ScratchWorkspace, OrchProcess) {
     scratch
         .write("config/modules.yaml", modules_yaml)
         .expect("write modules.yaml");
+    // The tests whose module hangs wait for these deadlines: 2 s instead of
+    // the shipped 5 s (every other module's calls take milliseconds).
+    for phase in ["initialize", "shutdown"] {
+        scratch
+            .replace(
+                "config/main.yaml",
+                &format!("  {phase}: 5s"),
+                &format!("  {phase}: 2s"),
+            )
+            .expect("shorter deadlines");
+    }
     let mut orch = OrchProcess::spawn(scratch.orch(args)).expect("spawn");
     orch.wait_for("[WATCH] watching", BUILD).unwrap();
     orch.wait_for("Received test.ping: hello (seq 2)", BUILD)
