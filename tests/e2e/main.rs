@@ -1,0 +1,22 @@
+//! The end-to-end tests of the real `cargo orch` binary, one module per
+//! concern. They are one test binary so that cargo runs them side by side
+//! (see `tests/Cargo.toml`); `cargo test -p orch-e2e --test e2e <module>::`
+//! runs one module.
+
+mod bench_smoke;
+mod bounded;
+mod bridge;
+mod bridge_hostile;
+mod bridge_permissions;
+mod crate_graph;
+mod hostile_child;
+mod isolation;
+mod limits;
+mod module_graph;
+mod new_cmd;
+mod operate;
+mod run;
+mod secrets;
+mod surfaces;
+mod test_cmd;
+mod watch;
