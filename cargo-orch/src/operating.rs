@@ -7,20 +7,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use crossbeam_channel::Sender;
-use orch_bridge::BridgeProbe;
-use orch_operate::metrics::{MetricsServer, MetricsSources};
 use orch_operate::protocol::StatusReport;
 use orch_operate::server::{ControlServer, Pending, ServerSetup, StatusSource};
-use orch_operate::webhook::Webhook;
+use orch_runtime::status::BridgeStatus;
 use orch_runtime::supervisor::Supervisor;
 
 use crate::cli::RunArgs;
+use crate::network::Network;
 use crate::session::Session;
 
 /// The running operator services; dropping it stops them and removes the socket.
 pub struct Operating {
-    _webhook: Option<Webhook>,
-    _metrics: Option<MetricsServer>,
+    _webhook: Option<Box<dyn Send>>,
+    _metrics: Option<Box<dyn Send>>,
     _control: Option<ControlServer>,
 }
 
@@ -31,7 +30,8 @@ impl Operating {
         session: &Session,
         args: &RunArgs,
         supervisor: &Supervisor,
-        bridge: Option<BridgeProbe>,
+        network: &dyn Network,
+        bridge: Option<Arc<dyn BridgeStatus>>,
         actions: Sender<Pending>,
         process_start: Instant,
     ) -> anyhow::Result<Self> {
@@ -50,7 +50,7 @@ impl Operating {
                 uptime_secs: process_start.elapsed().as_secs_f64(),
                 ready: board.is_ready(),
                 modules: board.snapshot(),
-                bridge: bridge.as_ref().map(BridgeProbe::snapshot),
+                bridge: bridge.as_ref().map(|bridge| bridge.snapshot()),
             })
         };
         let timeouts = &config.main.timeouts;
@@ -88,11 +88,9 @@ impl Operating {
         };
         let metrics = match &config.main.metrics {
             Some(settings) => {
-                let server =
-                    MetricsServer::start(settings.listen, MetricsSources { board, bridge })?;
+                let (address, server) = network.start_metrics(settings.listen, board, bridge)?;
                 tracing::info!(
-                    "[METRICS] serving http://{}/metrics (also /healthz and /readyz)",
-                    server.address()
+                    "[METRICS] serving http://{address}/metrics (also /healthz and /readyz)"
                 );
                 Some(server)
             }
@@ -100,7 +98,8 @@ impl Operating {
         };
         let webhook = match &config.main.notify.webhook {
             Some(settings) => Some(
-                Webhook::start(settings, &config.main.app.name, supervisor.bus())
+                network
+                    .start_webhook(settings, &config.main.app.name, supervisor.bus())
                     .context("cannot start the webhook sender")?,
             ),
             None => None,

@@ -117,11 +117,14 @@ fn lower_crates_never_depend_on_higher_ones() {
         "orch-process",
         "orch-bridge",
         "orch-operate",
+        "orch-monitor",
         "cargo-orch",
+        "orch-networked",
     ];
     assert_never(&metadata, "orch-process", &ours);
     // The operator side reads the runtime and hands actions to the binary:
-    // it never builds, scaffolds or tests.
+    // it never builds, scaffolds or tests, and reaches no network (the
+    // control socket is local; metrics and alerts are orch-monitor's).
     assert_never(
         &metadata,
         "orch-operate",
@@ -131,6 +134,26 @@ fn lower_crates_never_depend_on_higher_ones() {
             "orch-scaffold",
             "cargo-orch",
             "cargo_metadata",
+            "orch-bridge",
+            "orch-monitor",
+            "tokio",
+            "hyper",
+            "ureq",
+        ],
+    );
+    // Metrics and alerts read the runtime; the bridge reaches them only as
+    // the runtime's `BridgeStatus`.
+    assert_never(
+        &metadata,
+        "orch-monitor",
+        &[
+            "orch-cargo",
+            "orch-test",
+            "orch-scaffold",
+            "orch-bridge",
+            "orch-operate",
+            "cargo-orch",
+            "async-nats",
         ],
     );
     // The bridge sits on the runtime's bus: it never builds, scaffolds or tests.
@@ -142,6 +165,7 @@ fn lower_crates_never_depend_on_higher_ones() {
             "orch-test",
             "orch-scaffold",
             "orch-operate",
+            "orch-monitor",
             "cargo-orch",
         ],
     );
@@ -175,6 +199,37 @@ fn lower_crates_never_depend_on_higher_ones() {
         &["orch-runtime", "orch-test", "libloading"],
     );
     assert_never(&metadata, "orch-test", &["orch-scaffold", "toml_edit"]);
+}
+
+/// A first `cargo orch run` compiles no network stack: the `cargo-orch`
+/// binary leaves the bridge, the metrics endpoint and webhook alerts to
+/// `orch-networked`, built only when main.yaml asks for one of them.
+#[test]
+fn the_cargo_orch_binary_compiles_no_network_stack() {
+    let metadata = metadata();
+    let closure = normal_closure(&metadata, "orch-networked");
+    assert!(
+        closure.contains("tokio")
+            && closure.contains("async-nats")
+            && closure.contains("cargo-orch"),
+        "orch-networked links the network parts into the command line"
+    );
+    assert_never(
+        &metadata,
+        "cargo-orch",
+        &[
+            "orch-bridge",
+            "orch-monitor",
+            "orch-networked",
+            "async-nats",
+            "tokio",
+            "hyper",
+            "ureq",
+            "rustls",
+            "ring",
+            "prometheus-client",
+        ],
+    );
 }
 
 #[test]
@@ -236,7 +291,13 @@ fn the_readme_commands_resolve_the_same_features_as_the_test_build() {
         "-p",
         "mod-dummy-consumer",
     ];
-    for selection in [&["-p", "cargo-orch"][..], &modules, &["-p", "xtask"]] {
+    let selections = [
+        &["-p", "cargo-orch"][..],
+        &["-p", "orch-networked"],
+        &modules,
+        &["-p", "xtask"],
+    ];
+    for selection in selections {
         let args: Vec<&str> = selection
             .iter()
             .copied()

@@ -20,14 +20,31 @@ use signal_hook::iterator::Signals;
 use crate::cli::{
     EXIT_FAILURE, EXIT_SHUTDOWN_DEADLINE, EXIT_UNCLEAN_SHUTDOWN, GlobalArgs, RunArgs,
 };
+use crate::network::{BridgeSetup, Network, NoNetwork, sections_needed};
 use crate::operating::Operating;
 use crate::session::Session;
 use orch_operate::server::Pending;
 
 /// Runs the application until a signal.
-pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    network: Option<&dyn Network>,
+) -> anyhow::Result<ExitCode> {
     let process_start = Instant::now();
     let session = Session::open(global)?;
+    let needed = sections_needed(&session.config);
+    let network = match network {
+        Some(network) => network,
+        None if needed.is_empty() => &NoNetwork,
+        None => {
+            return Err(crate::networked::hand_over(
+                &needed,
+                args.no_build,
+                session.config.main.timeouts.build,
+            ));
+        }
+    };
     session.scrub_console()?;
     session.init_logging(global)?;
     let config = &session.config;
@@ -105,14 +122,15 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
     // nothing published while starting is missed; imports wait for app.started.
     let mut bridge = match &config.main.bridge {
         Some(settings) => Some(
-            orch_bridge::Bridge::start(
-                &settings.nats,
-                supervisor.bus(),
-                supervisor.timers(),
-                config.main.timeouts.publish,
-                Some(&session.workspace.target_dir.join("orch").join("bridge")),
-            )
-            .context("cannot start the NATS bridge")?,
+            network
+                .start_bridge(BridgeSetup {
+                    settings: &settings.nats,
+                    bus: supervisor.bus(),
+                    timers: supervisor.timers(),
+                    publish_timeout: config.main.timeouts.publish,
+                    state_dir: &session.workspace.target_dir.join("orch").join("bridge"),
+                })
+                .context("cannot start the NATS bridge")?,
         ),
         None => None,
     };
@@ -121,7 +139,8 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
         &session,
         args,
         &supervisor,
-        bridge.as_ref().map(orch_bridge::Bridge::probe),
+        network,
+        bridge.as_ref().map(|bridge| bridge.status()),
         actions_tx,
         process_start,
     )?;

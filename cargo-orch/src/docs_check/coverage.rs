@@ -211,10 +211,10 @@ pub fn check_names(
     }
 }
 
-/// The metric names `orch-operate` exposes, read from its source: every string
+/// The metric names `orch-monitor` exposes, read from its source: every string
 /// literal of `metrics/collect.rs` that starts with `orch_` or `process_`.
 pub fn metric_names(root: &Path) -> Vec<String> {
-    let path = root.join("orch-core/operate/src/metrics/collect.rs");
+    let path = root.join("orch-core/monitor/src/metrics/collect.rs");
     let source = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut names: Vec<String> = Vec::new();

@@ -16,8 +16,8 @@ use orch_runtime::bus::BusEvent;
 use tokio::sync::mpsc::Receiver;
 
 use crate::node::{Identity, MessageIds};
-use crate::pace::Pacer;
 use crate::{caps, envelope, names};
+use orch_runtime::pace::Pacer;
 
 /// Counters of the export side.
 #[derive(Default)]

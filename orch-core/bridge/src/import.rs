@@ -26,9 +26,9 @@ use crate::dedup::RecentIds;
 use crate::envelope::{self, Skip};
 use crate::names::Names;
 use crate::node::Identity;
-use crate::pace::Pacer;
 use crate::refusal::{Permanent, Refusal, Refusals};
 use crate::stats::ImportStats;
+use orch_runtime::pace::Pacer;
 
 /// How often, at most, a namesake (another orchestrator with this node's
 /// id) is warned about.

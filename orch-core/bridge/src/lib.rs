@@ -35,7 +35,6 @@ pub mod import;
 pub mod names;
 pub mod node;
 pub mod outbox;
-pub mod pace;
 mod probe;
 pub mod refusal;
 pub mod stats;
@@ -56,8 +55,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use connection::Link;
 use export::{ExportStats, Target};
 use import::{Importer, RECENT_ID_BYTES, RECENT_IDS};
+pub use orch_runtime::status::{BridgeSnapshot, BridgeStatus};
 use outbox::Outbox;
-pub use probe::{BridgeProbe, BridgeSnapshot};
+pub use probe::BridgeProbe;
 use stats::ImportStats;
 
 /// Why the bridge cannot run.
@@ -349,7 +349,7 @@ impl Run {
                     recent: Arc::new(std::sync::Mutex::new(recent)),
                     pending: Arc::default(),
                     names: std::sync::Mutex::default(),
-                    namesake_said: pace::Pacer::new(import::NAMESAKE_SAID_EVERY),
+                    namesake_said: orch_runtime::pace::Pacer::new(import::NAMESAKE_SAID_EVERY),
                     refusals: Arc::new(refusal::Refusals::new(Arc::clone(&self.imported))),
                 };
                 let patterns = self.settings.import.clone();

@@ -16,8 +16,8 @@ use std::time::Duration;
 use orch_runtime::bus::BusError;
 
 use crate::caps;
-use crate::pace::Pacer;
 use crate::stats::ImportStats;
+use orch_runtime::pace::Pacer;
 
 /// How often, at most, each summary of refusals is said.
 pub const SAID_EVERY: Duration = Duration::from_secs(5);

@@ -5,6 +5,8 @@
 //!   of the module packages, their cdylibs read from cargo's messages;
 //! - [`invocation`]: one cargo run (process group, guard, deadline, stderr
 //!   relayed), shared by the builder and `cargo orch test`;
+//! - [`program`]: one of cargo-orch's own programs built on demand
+//!   (`orch-networked`, when main.yaml asks for the network);
 //! - [`cargo_output`]: what cargo prints on stderr (spinner, first error);
 //! - [`watcher`]: "these files changed", from the folders of module packages;
 //! - [`reload_plan`]: what a change means (affected modules, watch folders,
@@ -16,6 +18,7 @@ mod builder;
 pub mod cargo_output;
 mod discover;
 pub mod invocation;
+pub mod program;
 pub mod reload_plan;
 pub mod watcher;
 

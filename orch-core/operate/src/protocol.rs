@@ -1,8 +1,7 @@
 //! The control protocol: one JSON request line, one JSON response line, on
 //! a Unix socket (`cargo orch status`, `reload`, `restart`, `stop`, `start`).
 
-use orch_bridge::BridgeSnapshot;
-use orch_runtime::status::ModuleStatus;
+use orch_runtime::status::{BridgeSnapshot, ModuleStatus};
 use serde::{Deserialize, Serialize};
 
 /// The largest request line a server reads, in bytes.

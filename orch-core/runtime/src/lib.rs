@@ -21,6 +21,7 @@ pub mod log_limit;
 pub mod logging;
 pub mod mailbox;
 mod module_threads;
+pub mod pace;
 pub mod rate_limit;
 mod redactor;
 pub mod requests;

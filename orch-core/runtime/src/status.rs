@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 use crate::mailbox::MailboxGauge;
 
 mod apply;
+mod bridge;
 mod counters;
 mod custom;
 #[cfg(test)]
 mod tests;
 
+pub use bridge::{BridgeSnapshot, BridgeStatus};
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
 pub use custom::{
     CustomMetric, CustomMetrics, MAX_METRICS_PER_MODULE, MetricKind, MetricNames, MetricSample,

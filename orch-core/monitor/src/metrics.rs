@@ -19,8 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use orch_bridge::BridgeProbe;
-use orch_runtime::status::StatusBoard;
+use orch_runtime::status::{BridgeStatus, StatusBoard};
 use prometheus_client::registry::Registry;
 
 mod collect;
@@ -67,7 +66,7 @@ pub struct MetricsSources {
     /// Every module's counters and state.
     pub board: StatusBoard,
     /// The NATS bridge, if there is one.
-    pub bridge: Option<BridgeProbe>,
+    pub bridge: Option<Arc<dyn BridgeStatus>>,
 }
 
 /// The running endpoint; stops when dropped.

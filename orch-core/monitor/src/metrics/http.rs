@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
-use orch_bridge::pace::Pacer;
+use orch_runtime::pace::Pacer;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
