@@ -372,6 +372,18 @@ fn metrics_are_scraped_and_parsed_grow_between_scrapes_and_readyz_flips() {
     );
     let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
     let address = metrics_address(&mut orch);
+    // `metrics:` needs the network parts: the lean cargo-orch handed the run
+    // over to orch-networked, in the same process.
+    orch.wait_for("continuing in orch-networked", SHORT)
+        .unwrap();
+    let program =
+        std::fs::read_link(format!("/proc/{}/exe", orch.pid())).expect("read /proc/PID/exe");
+    assert_eq!(
+        program.file_name(),
+        Some("orch-networked".as_ref()),
+        "{}",
+        program.display()
+    );
     // Served before the modules start: live, not ready while one initializes.
     assert_eq!(http_get(&address, "/healthz").expect("GET").0, 200);
     let (code, body) = http_get(&address, "/readyz").expect("GET");
@@ -721,4 +733,30 @@ fn a_child_that_floods_or_forges_metrics_frames_costs_the_host_a_bounded_share_o
     orch.wait_for("[FAILED] module 'forger' stays down", SHORT)
         .unwrap();
     stop_cleanly(&mut orch);
+}
+
+/// An installed `cargo-orch` (not in a cargo target folder) with no
+/// orch-networked beside it: a configuration that needs the network parts
+/// is refused with the command that installs them, and nothing starts.
+#[test]
+fn an_installed_cargo_orch_without_its_network_program_says_how_to_install_it() {
+    let scenario = Scenario::with_main(&format!("modules:\n{PRODUCER}"), "metrics:\n  listen: 0\n");
+    let installed = tempfile::tempdir().expect("temporary folder");
+    let program = installed.path().join("cargo-orch");
+    std::fs::copy(orch_bin(), &program).expect("copy cargo-orch");
+    let command = scenario.command(&["run", "--no-build"]);
+    let output = Command::new(&program)
+        .args(command.get_args())
+        .current_dir(command.get_current_dir().expect("a folder"))
+        .envs(command.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .output()
+        .expect("run the copy");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("main.yaml has metrics")
+            && stderr.contains("cargo install --path orch-core/networked"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("app.started"), "{stderr}");
 }

@@ -3,8 +3,8 @@
 //! against a baseline in the same run). See `cargo xtask --help`.
 
 mod bench_bridge;
+mod bench_first_run;
 mod bench_perf;
-
 mod bench_reload;
 mod bench_suite;
 mod bench_test;
@@ -97,6 +97,9 @@ enum Bench {
     Bridge(PerfArgs),
     /// bus, startup, memory and bridge.
     All(PerfArgs),
+    /// Time a newcomer's first run: a fresh clone and an empty target folder,
+    /// `cargo orch run --watch` until the consumer's first ping.
+    FirstRun,
     /// Time the README's test command (`cargo test --workspace`) warm, and
     /// cold with `--cold` (an empty target folder of its own) or as measured
     /// by the caller (`--cold-seconds`).
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
             Bench::Memory(args) => perf(&args, bench_perf::Which::Memory),
             Bench::Bridge(args) => perf(&args, bench_perf::Which::Bridge),
             Bench::All(args) => perf(&args, bench_perf::Which::All),
+            Bench::FirstRun => ("bench first-run", bench_first_run::run(root())),
             Bench::Suite { cold, cold_seconds } => (
                 "bench suite",
                 bench_suite::run(root(), bench_suite::Options { cold, cold_seconds }),
