@@ -24,9 +24,8 @@ mod custom;
 mod tests;
 
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
-pub use custom::{
-    CustomMetric, CustomMetrics, MAX_METRICS_PER_MODULE, MetricKind, MetricNames, MetricSample,
-};
+pub use custom::{CustomMetric, CustomMetrics, MetricNames};
+pub use orch_wire::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
 
 /// Where a module is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
