@@ -166,7 +166,7 @@ impl Progress {
 
 /// Writes all of `bytes` (one frame), waiting for space while the consumer
 /// makes progress: [`WriteFailed::Stalled`] once it made none for `stall`
-/// (see [`Progress`]: it must take whole frames, not free a byte now and
+/// (see `Progress`: it must take whole frames, not free a byte now and
 /// then). The consumer is always signalled before a wait for space.
 #[inline]
 pub fn write_all(
