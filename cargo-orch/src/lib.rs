@@ -32,7 +32,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
     let mode = args.next();
     let rest = || -> Vec<String> { args.map(|a| a.to_string_lossy().into_owned()).collect() };
     if mode.as_deref() == Some(orch_runtime::isolation::HOST_MODE_ARG.as_ref()) {
-        return orch_runtime::isolation::child::main(&rest());
+        return orch_child::main(&rest());
     }
     if mode.as_deref() == Some(orch_process::GUARD_MODE_ARG.as_ref()) {
         return orch_process::guard_main(&rest());

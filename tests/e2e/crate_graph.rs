@@ -96,6 +96,8 @@ fn the_runtime_never_knows_cargo_the_watcher_or_the_users_files() {
             "orch-test",
             "orch-bridge",
             "orch-operate",
+            // The child host is built on the runtime, never the other way.
+            "orch-child",
             "async-nats",
             "tokio",
             "prometheus-client",
@@ -105,11 +107,83 @@ fn the_runtime_never_knows_cargo_the_watcher_or_the_users_files() {
     );
 }
 
+/// Our own crates (and the binary) in `closure`.
+fn ours_in(closure: &BTreeSet<String>) -> BTreeSet<&str> {
+    closure
+        .iter()
+        .map(String::as_str)
+        .filter(|name| name.starts_with("orch-") || *name == "cargo-orch")
+        .filter(|name| *name != "orch-workspace-hack")
+        .collect()
+}
+
+#[test]
+fn the_wire_format_is_a_leaf_on_the_sdk_alone() {
+    let metadata = metadata();
+    // Both sides of isolation speak it; it knows neither of them.
+    let closure = normal_closure(&metadata, "orch-wire");
+    assert!(
+        closure.contains("nix"),
+        "the walk sees the wire's dependencies"
+    );
+    assert_eq!(
+        ours_in(&closure),
+        BTreeSet::from(["orch-sdk"]),
+        "orch-wire depends on no crate of ours but orch-sdk"
+    );
+    assert_never(
+        &metadata,
+        "orch-wire",
+        &["libloading", "tracing-subscriber"],
+    );
+    for side in ["orch-runtime", "orch-child"] {
+        assert!(
+            normal_closure(&metadata, side).contains("orch-wire"),
+            "{side} speaks the wire format through orch-wire"
+        );
+    }
+}
+
+#[test]
+fn the_child_host_runs_a_module_and_nothing_else() {
+    let metadata = metadata();
+    // The loader, host table and timers of the runtime, the wire format; no
+    // bridge, control socket, metrics server or cargo in an isolated module's
+    // process.
+    assert_never(
+        &metadata,
+        "orch-child",
+        &[
+            "cargo-orch",
+            "orch-cargo",
+            "orch-test",
+            "orch-scaffold",
+            "orch-bridge",
+            "orch-operate",
+            "orch-monitor",
+            "orch-networked",
+            "cargo_metadata",
+            "notify",
+            "async-nats",
+            "tokio",
+            "prometheus-client",
+            "hyper",
+            "ureq",
+        ],
+    );
+    assert!(
+        normal_closure(&metadata, "cargo-orch").contains("orch-child"),
+        "the binary serves its hidden module-host mode through orch-child"
+    );
+}
+
 #[test]
 fn lower_crates_never_depend_on_higher_ones() {
     let metadata = metadata();
     let ours = [
+        "orch-wire",
         "orch-runtime",
+        "orch-child",
         "orch-cargo",
         "orch-test",
         "orch-scaffold",
@@ -132,6 +206,7 @@ fn lower_crates_never_depend_on_higher_ones() {
             "orch-cargo",
             "orch-test",
             "orch-scaffold",
+            "orch-child",
             "cargo-orch",
             "cargo_metadata",
             "orch-bridge",
@@ -166,6 +241,7 @@ fn lower_crates_never_depend_on_higher_ones() {
             "orch-scaffold",
             "orch-operate",
             "orch-monitor",
+            "orch-child",
             "cargo-orch",
         ],
     );
@@ -173,7 +249,9 @@ fn lower_crates_never_depend_on_higher_ones() {
         &metadata,
         "orch-config",
         &[
+            "orch-wire",
             "orch-runtime",
+            "orch-child",
             "orch-cargo",
             "orch-test",
             "orch-scaffold",
@@ -186,7 +264,9 @@ fn lower_crates_never_depend_on_higher_ones() {
         &metadata,
         "orch-cargo",
         &[
+            "orch-wire",
             "orch-runtime",
+            "orch-child",
             "orch-test",
             "orch-scaffold",
             "orch-bridge",
@@ -196,7 +276,7 @@ fn lower_crates_never_depend_on_higher_ones() {
     assert_never(
         &metadata,
         "orch-scaffold",
-        &["orch-runtime", "orch-test", "libloading"],
+        &["orch-runtime", "orch-child", "orch-test", "libloading"],
     );
     assert_never(&metadata, "orch-test", &["orch-scaffold", "toml_edit"]);
 }
@@ -243,7 +323,14 @@ fn modules_depend_on_the_sdk_and_never_on_the_host() {
         assert_never(
             &metadata,
             package.name.as_str(),
-            &["orch-runtime", "orch-config", "orch-cargo", "libloading"],
+            &[
+                "orch-runtime",
+                "orch-child",
+                "orch-wire",
+                "orch-config",
+                "orch-cargo",
+                "libloading",
+            ],
         );
     }
 }

@@ -26,9 +26,8 @@ mod tests;
 
 pub use bridge::{BridgeSnapshot, BridgeStatus};
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
-pub use custom::{
-    CustomMetric, CustomMetrics, MAX_METRICS_PER_MODULE, MetricKind, MetricNames, MetricSample,
-};
+pub use custom::{CustomMetric, CustomMetrics, MetricNames};
+pub use orch_wire::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
 
 /// Where a module is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,13 +17,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use nix::sys::signal::Signal;
 use orch_process::ExitReason;
 use orch_process::host::{host_program, spawn_from_stable_thread as spawn};
+use orch_wire::protocol::{Frame, Status};
+use orch_wire::shm::{self, HostRings, Producer, Transport, Wake, WriteFailed, write_all};
 use tracing::level_filters::LevelFilter;
 
 use super::HOST_MODE_ARG;
-use super::protocol::{Frame, Status};
 use super::setup::RemoteSetup;
-use super::shm::{self, HostRings, Producer, Wake, WriteFailed, write_all};
 use super::supervise::ExitKind;
+use super::transport::transport;
 use crate::error::Cause;
 use writer::FrameWriter;
 
@@ -216,9 +217,9 @@ impl ChildLink {
         let program = host_program()
             .map_err(|e| Cause::Host(format!("cannot find the child host program: {e}")))?;
         let contract = s.ctx.contract();
-        let rings = match shm::transport() {
-            shm::Transport::Pipe => None,
-            shm::Transport::SharedMemory => match HostRings::create(&s.name, s.generation) {
+        let rings = match transport() {
+            Transport::Pipe => None,
+            Transport::SharedMemory => match HostRings::create(&s.name, s.generation) {
                 Ok(rings) => Some(rings),
                 Err(e) => {
                     tracing::warn!(
@@ -231,9 +232,9 @@ impl ChildLink {
             },
         };
         let transport = if rings.is_some() {
-            shm::Transport::SharedMemory
+            Transport::SharedMemory
         } else {
-            shm::Transport::Pipe
+            Transport::Pipe
         };
         let mut command = Command::new(&program);
         command
@@ -323,7 +324,7 @@ impl ChildLink {
             name: Arc::clone(&s.name),
             writer: Some(writer),
             down,
-            copies: super::child::copies_of(&s.copies_dir, pid),
+            copies: super::child_copies_dir(&s.copies_dir, pid),
             memory_max: s.ctx.limits().memory_max,
             replies,
             shared,

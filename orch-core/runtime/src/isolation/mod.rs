@@ -1,35 +1,43 @@
-//! `isolation: process`: a module runs in a child host process (the same
-//! `cargo-orch` binary in a hidden mode) connected to the orchestrator by a
-//! shared-memory ring each way carrying the bus's own bytes in frames, and by
-//! pipes for heartbeats, logs and metrics (or everything, with the pipe
-//! transport). A crash there is detected, reported as
-//! `module.crashed` and followed by a restart under an OTP-like policy.
+//! `isolation: process`, the orchestrator's side: a module runs in a child
+//! host process (the same `cargo-orch` binary in a hidden mode, served by the
+//! `orch-child` crate) connected to the orchestrator by a shared-memory ring
+//! each way carrying the bus's own bytes in frames, and by pipes for
+//! heartbeats, logs and metrics (or everything, with the pipe transport). A
+//! crash there is detected, reported as `module.crashed` and followed by a
+//! restart under an OTP-like policy. The frames and the rings are the
+//! `orch-wire` crate's.
 //!
-//! - [`protocol`]: the frames and their length-prefixed encoding;
-//! - [`child`]: the child host's main loop;
 //! - [`RemoteModule`]: the orchestrator's side, driven by the module's actor
 //!   (`remote/restart.rs`: its restart loop);
 //! - `link`: one running child host and its reader, stderr and heartbeat threads;
 //! - `window`: the in-flight window (acknowledged events, replay after a crash);
-//! - `shm`: the shared-memory rings that carry events and replies;
+//! - `event_frame`: the bus's deliveries as the wire's event frames and back;
+//! - `transport`: shared memory or pipes for the next child;
 //! - [`supervise`]: the restart policy, back-off and intensity;
 
-mod answer_book;
-pub mod child;
+mod event_frame;
 mod lines;
 mod link;
-mod protocol;
 mod remote;
 mod setup;
-mod shm;
 mod supervise;
+mod transport;
 mod window;
 
+use std::path::{Path, PathBuf};
+
 pub use orch_process::host::{HOST_PROGRAM_ENV, host_program, set_host_program};
+pub use orch_wire::shm::Transport;
 
 pub use remote::RemoteModule;
 pub use setup::RemoteSetup;
-pub use shm::{Transport, set_transport, transport};
+pub use transport::{set_transport, transport};
 
 /// The first argument that starts the binary as a child module host.
 pub const HOST_MODE_ARG: &str = "__module-host";
+
+/// The folder in `copies_dir` where the child host `pid` keeps its copy of
+/// the library (the orchestrator removes it once that child has ended).
+pub fn child_copies_dir(copies_dir: &Path, pid: u32) -> PathBuf {
+    copies_dir.join(format!("child-{pid}"))
+}

@@ -15,9 +15,9 @@ mod restart;
 use std::time::Duration;
 
 use orch_sdk::duration::human;
+use orch_wire::protocol::{EventFrame, Frame, Status};
 
 use super::link::{ChildLink, Incoming};
-use super::protocol::{EventFrame, Frame, Status};
 use super::setup::RemoteSetup;
 use super::supervise::RestartTracker;
 use super::window::{InFlight, WINDOW};
@@ -156,7 +156,7 @@ impl RemoteModule {
     /// crash the unacknowledged events but the first (the one it was handling)
     /// are delivered again to the restarted child, in order.
     pub fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
-        self.send_event(EventFrame::of(event));
+        self.send_event(EventFrame::from(event));
         Ok(())
     }
 

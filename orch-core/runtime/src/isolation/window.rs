@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 
-use super::protocol::EventFrame;
+use orch_wire::protocol::EventFrame;
 
 /// Events sent to a child before the first is acknowledged, at most.
 pub const WINDOW: usize = 64;

@@ -11,60 +11,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-/// Metrics one module may register.
-pub const MAX_METRICS_PER_MODULE: usize = 64;
+use orch_wire::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
+
 /// The longest metric name.
 const MAX_NAME: usize = 100;
 /// The longest help text.
 const MAX_HELP: usize = 300;
-
-/// A counter only goes up; a gauge is set or moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    /// Monotonic (exposed with `_total`).
-    Counter,
-    /// Any value.
-    Gauge,
-}
-
-impl MetricKind {
-    /// From the ABI code (0 counter, 1 gauge).
-    pub fn from_code(code: u32) -> Option<Self> {
-        match code {
-            0 => Some(Self::Counter),
-            1 => Some(Self::Gauge),
-            _ => None,
-        }
-    }
-
-    /// The ABI code.
-    pub fn code(self) -> u32 {
-        match self {
-            Self::Counter => 0,
-            Self::Gauge => 1,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Counter => "counter",
-            Self::Gauge => "gauge",
-        }
-    }
-}
-
-/// One change a child reports: a counter's increment or a gauge's value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricSample {
-    /// Counter or gauge.
-    pub kind: MetricKind,
-    /// The metric's name.
-    pub name: String,
-    /// Its help text.
-    pub help: String,
-    /// The increment (counter) or the value (gauge).
-    pub value: f64,
-}
 
 /// The kind each metric name has in this host, across modules: one name is
 /// one Prometheus family, so two modules cannot give it two kinds.

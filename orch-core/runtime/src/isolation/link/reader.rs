@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use nix::sys::signal::Signal;
 use orch_process::ExitReason;
+use orch_wire::protocol::Frame;
 
 use super::rules::{Admit, Quotas, timer_failure};
 use super::{Incoming, Shared, metrics};
 use crate::bus::Bus;
 use crate::error::Cause;
 use crate::host_api::ModuleHostCtx;
-use crate::isolation::protocol::Frame;
 use crate::isolation::setup::RemoteSetup;
 use crate::requests::ReplyRefused;
 
@@ -80,11 +80,7 @@ pub(super) fn spawn_reader(
 }
 
 /// The child sent a frame that does not decode: a protocol error.
-pub(super) fn bad_frame(
-    r: &ReaderSetup,
-    shared: &Shared,
-    e: &crate::isolation::protocol::ProtocolError,
-) {
+pub(super) fn bad_frame(r: &ReaderSetup, shared: &Shared, e: &orch_wire::protocol::ProtocolError) {
     tracing::error!(
         "module '{}': bad frame from its child host ({e}); it is stopped",
         r.name

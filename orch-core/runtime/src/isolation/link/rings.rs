@@ -10,11 +10,11 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
+use orch_wire::protocol::{Frame, ProtocolError};
+use orch_wire::shm::{Consumer, Doorbell, RingReader, as_corrupt};
 
 use super::reader::protocol_error;
 use super::{Incoming, ReaderSetup, Shared, bad_frame, child_ended, dispatch, rules::Quotas};
-use crate::isolation::protocol::{Frame, ProtocolError};
-use crate::isolation::shm::{Consumer, Doorbell, RingReader, as_corrupt};
 
 /// Reads the child's frames from its ring until it is gone and the ring is
 /// drained (what it wrote before it died still counts), or until it breaks

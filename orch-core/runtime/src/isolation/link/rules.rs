@@ -17,8 +17,9 @@
 //! - the warnings its refused frames cause are paced too and escaped, since
 //!   they quote what it sent.
 
+use orch_wire::protocol::Frame;
+
 use super::ReaderSetup;
-use crate::isolation::protocol::Frame;
 use crate::log_limit::{MAX_LINE, escape_and_cap};
 use crate::rate_limit::{RateLimiter, Verdict};
 

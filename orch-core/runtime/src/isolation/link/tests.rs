@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, unbounded};
 use orch_config::ModuleLimits;
+use orch_wire::protocol::{EventFrame, Frame, Status};
 
 use super::reader::dispatch;
 use super::rules::{Admit, PONGS_PER_SECOND, Quotas, TIMER_FAILURES_PER_SECOND, timer_failure};
 use super::{Incoming, ReaderSetup, Shared, metrics};
 use crate::bus::{Bus, BusEvent, EventSink};
 use crate::host_api::{HostServices, ModuleHostCtx};
-use crate::isolation::protocol::{EventFrame, Frame, Status};
 use crate::timers::TimerService;
 
 struct World {

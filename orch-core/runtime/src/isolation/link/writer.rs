@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError, bounded, select};
 use orch_sdk::duration::human;
+use orch_wire::protocol::Frame;
 
 use super::Shared;
-use crate::isolation::protocol::Frame;
 use crate::isolation::window::WINDOW;
 
 /// Frames queued for the child, at most: the actor's in-flight window and its
@@ -153,7 +153,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::isolation::protocol::EventFrame;
+    use orch_wire::protocol::EventFrame;
 
     /// A real process that never reads its input: the actor's sends block at
     /// most the deadline, and the child is killed as frozen.

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use orch_config::RestartPolicy;
 use orch_sdk::duration::human;
 use orch_sdk::events::{ModuleCrashed, ModuleFailed, ModuleRestarted};
+use orch_wire::protocol::Frame;
 
 use super::super::link::ChildLink;
-use super::super::protocol::Frame;
 use super::super::supervise::{Decision, ExitKind};
 use super::{Failed, RemoteModule};
 use crate::error::Cause;

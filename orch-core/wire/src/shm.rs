@@ -18,15 +18,15 @@ mod tests;
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 
-pub(crate) use ring::{Consumer, Doorbell, Producer};
-pub(crate) use segment::{Segment, Side, hand_to_child};
-pub(crate) use stream::{RingReader, Wake, WriteFailed, as_corrupt, write_all};
+pub use ring::{Consumer, Corrupt, Doorbell, Producer};
+pub use segment::{CHILD_FD, hand_to_child};
+pub(crate) use segment::{Segment, Side};
+pub use stream::{RingReader, Wake, WriteFailed, as_corrupt, write_all};
 
 /// The bytes of each ring: room for a full in-flight window of 1 KB events
 /// many times over; touched lazily, so an idle module costs a few pages.
-pub(crate) const RING_BYTES: usize = 1 << 20;
+pub const RING_BYTES: usize = 1 << 20;
 
 /// How events travel to isolated modules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub enum Transport {
 
 impl Transport {
     /// The word the child host receives for it.
-    pub(crate) fn arg(self) -> &'static str {
+    pub fn arg(self) -> &'static str {
         match self {
             Transport::Pipe => "pipe",
             Transport::SharedMemory => "shm",
@@ -47,7 +47,7 @@ impl Transport {
     }
 
     /// The transport named by the child's argument.
-    pub(crate) fn from_arg(arg: &str) -> Option<Self> {
+    pub fn from_arg(arg: &str) -> Option<Self> {
         match arg {
             "pipe" => Some(Transport::Pipe),
             "shm" => Some(Transport::SharedMemory),
@@ -56,41 +56,19 @@ impl Transport {
     }
 }
 
-const UNSET: u8 = 0;
-static TRANSPORT: AtomicU8 = AtomicU8::new(UNSET);
-
-/// Chooses the transport for the children started from now on (the
-/// benchmark compares both). Without a call it is shared memory, unless
-/// `ORCH_ISOLATION_TRANSPORT=pipe` is set.
-pub fn set_transport(transport: Transport) {
-    TRANSPORT.store(transport as u8 + 1, Ordering::Relaxed);
-}
-
-/// The transport for the next child.
-pub fn transport() -> Transport {
-    match TRANSPORT.load(Ordering::Relaxed) {
-        UNSET => match std::env::var("ORCH_ISOLATION_TRANSPORT").as_deref() {
-            Ok("pipe") => Transport::Pipe,
-            _ => Transport::SharedMemory,
-        },
-        n if n == Transport::Pipe as u8 + 1 => Transport::Pipe,
-        _ => Transport::SharedMemory,
-    }
-}
-
 /// The orchestrator's ends of a new child's segment, and the fd to hand it.
-pub(crate) struct HostRings {
+pub struct HostRings {
     /// Events and requests to the child.
-    pub(crate) down: Producer,
+    pub down: Producer,
     /// The child's replies and publishes.
-    pub(crate) up: Consumer,
+    pub up: Consumer,
     /// The memfd, until the child has it (then dropped: the mapping stays).
-    pub(crate) fd: OwnedFd,
+    pub fd: OwnedFd,
 }
 
 impl HostRings {
     /// A fresh segment for `module`'s child of `generation`.
-    pub(crate) fn create(module: &str, generation: u32) -> std::io::Result<Self> {
+    pub fn create(module: &str, generation: u32) -> std::io::Result<Self> {
         let (segment, fd) = Segment::create(&format!("{module}:{generation}"), RING_BYTES)?;
         let segment = Arc::new(segment);
         Ok(Self {
@@ -102,16 +80,16 @@ impl HostRings {
 }
 
 /// The child's ends of the segment it inherited.
-pub(crate) struct ChildRings {
+pub struct ChildRings {
     /// Events and requests from the orchestrator.
-    pub(crate) down: Consumer,
+    pub down: Consumer,
     /// Replies and publishes to it.
-    pub(crate) up: Producer,
+    pub up: Producer,
 }
 
 impl ChildRings {
     /// Maps the segment on the inherited fd.
-    pub(crate) fn open() -> std::io::Result<Self> {
+    pub fn open() -> std::io::Result<Self> {
         let segment = Arc::new(Segment::open_inherited()?);
         Ok(Self {
             down: Consumer::new(Arc::clone(&segment), Side::Down),

@@ -21,11 +21,11 @@ use super::segment::{Counter, Segment, Side, Word, futex_wait, futex_wake};
 /// The other end broke the ring's rules: a protocol error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub(crate) struct Corrupt(pub(crate) String);
+pub struct Corrupt(pub(crate) String);
 
 /// The writing end of a ring.
 #[derive(Debug)]
-pub(crate) struct Producer {
+pub struct Producer {
     segment: Arc<Segment>,
     side: Side,
     /// Bytes ever written by us (published as the ring's tail).
@@ -46,7 +46,7 @@ const MAX_FRAME_ENDS: usize = 4096;
 
 /// The reading end of a ring.
 #[derive(Debug)]
-pub(crate) struct Consumer {
+pub struct Consumer {
     segment: Arc<Segment>,
     side: Side,
     /// Bytes ever read by us (published as the ring's head).
@@ -55,6 +55,7 @@ pub(crate) struct Consumer {
     tail: u64,
 }
 
+#[inline]
 fn cap(segment: &Segment) -> u64 {
     segment.cap() as u64
 }
@@ -73,16 +74,19 @@ impl Producer {
     }
 
     /// The capacity of the ring, in bytes.
+    #[inline]
     pub(crate) fn capacity(&self) -> u64 {
         cap(&self.segment)
     }
 
     /// The consumer's read counter, as last checked.
+    #[inline]
     pub(crate) fn read_counter(&self) -> u64 {
         self.head
     }
 
     /// Notes that a whole frame has been written (its end is the tail now).
+    #[inline]
     pub(crate) fn end_frame(&mut self) {
         if self.ends.len() < MAX_FRAME_ENDS {
             self.ends.push_back(self.tail);
@@ -91,6 +95,7 @@ impl Producer {
 
     /// How many noted frame ends the consumer's read counter (as last
     /// checked) has passed since the last call: whole frames it took.
+    #[inline]
     pub(crate) fn frames_taken(&mut self) -> usize {
         let mut taken = 0;
         while self.ends.front().is_some_and(|&end| end <= self.head) {
@@ -101,6 +106,7 @@ impl Producer {
     }
 
     /// Free bytes, from the consumer's read counter once checked.
+    #[inline]
     pub(crate) fn free(&mut self) -> Result<u64, Corrupt> {
         let head = self
             .segment
@@ -118,6 +124,7 @@ impl Producer {
 
     /// Writes as much of `bytes` as fits now and publishes it (the consumer
     /// is woken by [`Producer::signal`]); returns how many bytes went in.
+    #[inline]
     pub(crate) fn write_some(&mut self, bytes: &[u8]) -> Result<usize, Corrupt> {
         let free = usize::try_from(self.free()?).unwrap_or(usize::MAX);
         let n = free.min(bytes.len());
@@ -138,7 +145,8 @@ impl Producer {
 
     /// Wakes the consumer if it sleeps and something was published since the
     /// last signal. Deferring it batches wake-ups: one for many frames.
-    pub(crate) fn signal(&mut self) {
+    #[inline]
+    pub fn signal(&mut self) {
         if self.unsignalled {
             self.unsignalled = false;
             wake_consumer(&self.segment, self.side);
@@ -158,7 +166,7 @@ impl Producer {
     }
 
     /// A doorbell for this end (to wake it while it waits for space).
-    pub(crate) fn doorbell(&self) -> Doorbell {
+    pub fn doorbell(&self) -> Doorbell {
         Doorbell::of(&self.segment, self.side)
     }
 
@@ -181,7 +189,8 @@ impl Consumer {
     }
 
     /// Bytes waiting, from the producer's write counter once checked.
-    pub(crate) fn available(&mut self) -> Result<u64, Corrupt> {
+    #[inline]
+    pub fn available(&mut self) -> Result<u64, Corrupt> {
         let tail = self
             .segment
             .counter(self.side, Counter::Tail)
@@ -201,6 +210,7 @@ impl Consumer {
 
     /// Copies what is waiting (at most `buf.len()` bytes) out of the ring,
     /// frees it and wakes a producer waiting for space; returns how many.
+    #[inline]
     pub(crate) fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, Corrupt> {
         let available = usize::try_from(self.available()?).unwrap_or(usize::MAX);
         let n = available.min(buf.len());
@@ -222,7 +232,7 @@ impl Consumer {
     /// Waits (at most `timeout`) for data, unless some is there already or
     /// `ready()` says there is other work (checked after raising the flag, so
     /// a [`Doorbell`] rung meanwhile is never missed).
-    pub(crate) fn wait_for_data(
+    pub fn wait_for_data(
         &mut self,
         timeout: Duration,
         ready: impl Fn() -> bool,
@@ -238,7 +248,7 @@ impl Consumer {
 
     /// A doorbell for this end: other threads of this process ring it after
     /// queueing work for the consumer's thread.
-    pub(crate) fn doorbell(&self) -> Doorbell {
+    pub fn doorbell(&self) -> Doorbell {
         Doorbell::of(&self.segment, self.side)
     }
 }
@@ -269,7 +279,7 @@ fn sleep_unless<T>(
 /// Wakes the consumer of a ring (for work that came another way) or its
 /// producer (when the peer is gone), whether or not there is data.
 #[derive(Debug, Clone)]
-pub(crate) struct Doorbell {
+pub struct Doorbell {
     segment: Arc<Segment>,
     side: Side,
 }
@@ -283,28 +293,33 @@ impl Doorbell {
     }
 
     /// Wakes the consumer if it sleeps; call after queueing the work.
-    pub(crate) fn ring(&self) {
+    #[inline]
+    pub fn ring(&self) {
         wake_consumer(&self.segment, self.side);
     }
 
     /// Wakes the producer if it waits for space.
-    pub(crate) fn ring_producer(&self) {
+    #[inline]
+    pub fn ring_producer(&self) {
         wake_producer(&self.segment, self.side);
     }
 }
 
 /// The waking half of the eventcount, for a ring's consumer.
+#[inline]
 fn wake_consumer(segment: &Segment, side: Side) {
     wake_if_sleeping(segment, side, Word::ConsumerSleeping, Word::DataSeq);
 }
 
 /// The waking half of the eventcount, for a ring's producer.
+#[inline]
 fn wake_producer(segment: &Segment, side: Side) {
     wake_if_sleeping(segment, side, Word::ProducerSleeping, Word::SpaceSeq);
 }
 
 /// After a full fence (what was published or queued comes first), wakes the
 /// side whose `flag` is raised.
+#[inline]
 fn wake_if_sleeping(segment: &Segment, side: Side, flag: Word, seq: Word) {
     fence(Ordering::SeqCst);
     if segment.word(side, flag).load(Ordering::SeqCst) != 0 {

@@ -8,17 +8,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
+use orch_wire::protocol::Frame;
+use orch_wire::shm::{Consumer, RingReader};
 
-use super::Work;
-use crate::isolation::protocol::Frame;
-use crate::isolation::shm::{Consumer, RingReader};
+use crate::Work;
 
 /// The longest sleep of an idle child: only a backstop, every piece of work
 /// wakes it at once.
 const IDLE_WAIT: Duration = Duration::from_secs(10);
 
 /// The main thread's sources of work.
-pub(super) struct Inbox {
+pub(crate) struct Inbox {
     queue: Receiver<Work>,
     ring: Option<Consumer>,
     /// The parent's pipe ended.
@@ -27,7 +27,7 @@ pub(super) struct Inbox {
 
 impl Inbox {
     /// Work from `queue` alone (pipe transport), or from `queue` and `ring`.
-    pub(super) fn new(
+    pub(crate) fn new(
         queue: Receiver<Work>,
         ring: Option<Consumer>,
         gone: Arc<AtomicBool>,
@@ -37,7 +37,7 @@ impl Inbox {
 
     /// The next piece of work; waits without spinning, calling
     /// `before_sleep` first.
-    pub(super) fn next(&mut self, before_sleep: &dyn Fn()) -> Work {
+    pub(crate) fn next(&mut self, before_sleep: &dyn Fn()) -> Work {
         let Some(ring) = self.ring.as_mut() else {
             return self.queue.recv().unwrap_or(Work::ParentGone);
         };

@@ -6,28 +6,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orch_config::Contract;
+use orch_wire::shm::Transport;
 use tracing::level_filters::LevelFilter;
 
-use crate::isolation::shm::Transport;
-
-/// The child host's arguments, after [`super::HOST_MODE_ARG`].
-pub(super) struct Args {
-    pub(super) name: Arc<str>,
-    pub(super) library: PathBuf,
-    pub(super) generation: u32,
-    pub(super) parent: i32,
-    pub(super) copies_dir: PathBuf,
-    pub(super) level: LevelFilter,
-    pub(super) shutdown_timeout: Duration,
-    pub(super) contract: Contract,
+/// The child host's arguments, after [`orch_runtime::isolation::HOST_MODE_ARG`].
+pub(crate) struct Args {
+    pub(crate) name: Arc<str>,
+    pub(crate) library: PathBuf,
+    pub(crate) generation: u32,
+    pub(crate) parent: i32,
+    pub(crate) copies_dir: PathBuf,
+    pub(crate) level: LevelFilter,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) contract: Contract,
     /// `limits.memory_max` in bytes, if set.
-    pub(super) memory_max: Option<u64>,
+    pub(crate) memory_max: Option<u64>,
     /// How events come: pipes, or the segment on fd 3.
-    pub(super) transport: Transport,
+    pub(crate) transport: Transport,
 }
 
 impl Args {
-    pub(super) fn parse(args: &[String]) -> Option<Self> {
+    pub(crate) fn parse(args: &[String]) -> Option<Self> {
         let [
             name,
             library,

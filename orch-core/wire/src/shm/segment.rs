@@ -25,7 +25,7 @@ use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::mman::{MapFlags, ProtFlags, mmap, munmap};
 
 /// The fd number the child host finds its segment on.
-pub(crate) const CHILD_FD: RawFd = 3;
+pub const CHILD_FD: RawFd = 3;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ORCHRNG1");
 const VERSION: u32 = 1;
@@ -170,10 +170,12 @@ impl Segment {
     }
 
     /// The capacity of each ring, in bytes (a power of two).
+    #[inline]
     pub(crate) fn cap(&self) -> usize {
         self.cap
     }
 
+    #[inline]
     fn word64_at(&self, offset: usize) -> &AtomicU64 {
         assert!(offset.is_multiple_of(8) && offset + 8 <= HEADER.min(self.len));
         // SAFETY: in bounds and 8-aligned (the mapping is page-aligned);
@@ -182,22 +184,26 @@ impl Segment {
         unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(offset).cast()) }
     }
 
+    #[inline]
     fn word32_at(&self, offset: usize) -> &AtomicU32 {
         assert!(offset.is_multiple_of(4) && offset + 4 <= HEADER.min(self.len));
         // SAFETY: as for `word64_at`, with 4-byte alignment.
         unsafe { AtomicU32::from_ptr(self.base.as_ptr().add(offset).cast()) }
     }
 
+    #[inline]
     fn line(side: Side, index: usize) -> usize {
         (1 + side as usize * 6 + index) * LINE
     }
 
     /// A ring's byte counter.
+    #[inline]
     pub(crate) fn counter(&self, side: Side, counter: Counter) -> &AtomicU64 {
         self.word64_at(Self::line(side, counter as usize))
     }
 
     /// A ring's wake-up word.
+    #[inline]
     pub(crate) fn word(&self, side: Side, word: Word) -> &AtomicU32 {
         self.word32_at(Self::line(side, word as usize))
     }
@@ -205,6 +211,7 @@ impl Segment {
     /// The bounds of `side`'s data at `offset` for `len` bytes; clamped so a
     /// wrong call can never leave the ring (offsets come from our own
     /// counters, never from the segment).
+    #[inline]
     fn data_ptr(&self, side: Side, offset: usize, len: usize) -> (*mut u8, usize) {
         let offset = offset & (self.cap - 1);
         let len = len.min(self.cap - offset);
@@ -216,6 +223,7 @@ impl Segment {
     /// Copies `dst.len()` bytes (at most to the ring's end) out of `side`'s
     /// data at `offset`, with volatile reads: the child may be writing them,
     /// and only the copy is ever parsed. Returns how many were copied.
+    #[inline]
     pub(crate) fn copy_out(&self, side: Side, offset: usize, dst: &mut [u8]) -> usize {
         let (src, len) = self.data_ptr(side, offset, dst.len());
         // Bytes up to an 8-byte boundary, then whole aligned words (the
@@ -241,6 +249,7 @@ impl Segment {
 
     /// Copies `src` (at most to the ring's end) into `side`'s data at
     /// `offset` with volatile writes. Returns how many were copied.
+    #[inline]
     pub(crate) fn copy_in(&self, side: Side, offset: usize, src: &[u8]) -> usize {
         let (dst, len) = self.data_ptr(side, offset, src.len());
         let lead = dst.align_offset(8).min(len);
@@ -328,7 +337,7 @@ pub(crate) fn futex_wake(word: &AtomicU32) {
 
 /// Makes `fd` the child's [`CHILD_FD`] when `command` is spawned; the fd
 /// stays close-on-exec in this process, so no other child inherits it.
-pub(crate) fn hand_to_child(command: &mut Command, fd: &OwnedFd) {
+pub fn hand_to_child(command: &mut Command, fd: &OwnedFd) {
     let raw = fd.as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and calls only
     // `dup2` and `fcntl`, which are async-signal-safe; it allocates nothing.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::segment::{Counter, Segment, Side, Word};
 use super::stream::{RingReader, Wake, WriteFailed, write_all};
 use super::{Consumer, Producer};
-use crate::isolation::protocol::{EventFrame, Frame};
+use crate::protocol::{EventFrame, Frame};
 
 fn segment(cap: usize) -> Arc<Segment> {
     Arc::new(Segment::create("test", cap).expect("memfd").0)

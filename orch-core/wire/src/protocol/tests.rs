@@ -52,14 +52,14 @@ fn all() -> Vec<Frame> {
         },
         Frame::Pong { n: 7, busy_ms: 120 },
         Frame::Metrics(vec![
-            crate::status::MetricSample {
-                kind: crate::status::MetricKind::Counter,
+            crate::metric::MetricSample {
+                kind: crate::metric::MetricKind::Counter,
                 name: "pings".into(),
                 help: "Pings seen".into(),
                 value: 3.0,
             },
-            crate::status::MetricSample {
-                kind: crate::status::MetricKind::Gauge,
+            crate::metric::MetricSample {
+                kind: crate::metric::MetricKind::Gauge,
                 name: "depth".into(),
                 help: String::new(),
                 value: -1.5,

@@ -8,7 +8,7 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 
 use super::*;
-use crate::status::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
+use crate::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
 
 /// Reads from `bytes`, remembering the largest buffer it was asked to fill
 /// (the frame reader allocates the body it reads into).

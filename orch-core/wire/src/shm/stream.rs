@@ -48,7 +48,7 @@ impl WakePace {
 
 /// Reads a ring as a stream; end of stream once `closed()` says the peer is
 /// gone and everything it wrote has been read.
-pub(crate) struct RingReader<'a, F: Fn() -> bool> {
+pub struct RingReader<'a, F: Fn() -> bool> {
     consumer: &'a mut Consumer,
     closed: F,
     pace: WakePace,
@@ -56,7 +56,7 @@ pub(crate) struct RingReader<'a, F: Fn() -> bool> {
 
 impl<'a, F: Fn() -> bool> RingReader<'a, F> {
     /// A reader of `consumer` that ends when `closed()` turns true.
-    pub(crate) fn new(consumer: &'a mut Consumer, closed: F) -> Self {
+    pub fn new(consumer: &'a mut Consumer, closed: F) -> Self {
         Self {
             consumer,
             closed,
@@ -73,12 +73,13 @@ impl<'a, F: Fn() -> bool> RingReader<'a, F> {
 
 /// A broken ring as an I/O error of its own kind (`InvalidData`), so the
 /// reader can name it.
+#[inline]
 pub(crate) fn corrupt_io(e: Corrupt) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// The ring's own message, if `e` came from a broken ring.
-pub(crate) fn as_corrupt(e: &io::Error) -> Option<&Corrupt> {
+pub fn as_corrupt(e: &io::Error) -> Option<&Corrupt> {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<Corrupt>())
 }
@@ -109,7 +110,7 @@ impl<F: Fn() -> bool> io::Read for RingReader<'_, F> {
 
 /// Why bytes did not go into a ring.
 #[derive(Debug)]
-pub(crate) enum WriteFailed {
+pub enum WriteFailed {
     /// The consumer broke the ring's rules.
     Corrupt(Corrupt),
     /// The consumer is gone.
@@ -121,7 +122,7 @@ pub(crate) enum WriteFailed {
 
 /// How a write ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wake {
+pub enum Wake {
     /// Wake the consumer at once.
     Now,
     /// Leave it to a later [`Producer::signal`] (batching).
@@ -165,9 +166,10 @@ impl Progress {
 
 /// Writes all of `bytes` (one frame), waiting for space while the consumer
 /// makes progress: [`WriteFailed::Stalled`] once it made none for `stall`
-/// (see [`Progress`]: it must take whole frames, not free a byte now and
+/// (see `Progress`: it must take whole frames, not free a byte now and
 /// then). The consumer is always signalled before a wait for space.
-pub(crate) fn write_all(
+#[inline]
+pub fn write_all(
     producer: &mut Producer,
     mut bytes: &[u8],
     stall: Duration,

@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use super::segment::{Counter, Segment, Side, Word};
 use super::stream::RingReader;
 use super::{Consumer, Producer};
-use crate::isolation::protocol::{Frame, MAX_FRAME};
+use crate::protocol::{Frame, MAX_FRAME};
 
 const CAP: usize = 4096;
 

@@ -5,7 +5,9 @@
 
 use std::io::{self, Read, Write};
 
-use orch_sdk::{EventKind, Exchange};
+use orch_sdk::EventKind;
+
+use crate::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
 
 /// The largest frame accepted (64 MiB): a corrupt length never allocates more.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -23,7 +25,8 @@ pub enum Status {
     Host = 3,
 }
 
-/// An event as it travels to a child: the bus's own bytes and its envelope.
+/// An event as it travels to a child: the bus's own bytes and its envelope
+/// (`orch-runtime` converts it from and to the bus's `Delivery`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFrame {
     /// The topic.
@@ -42,38 +45,6 @@ pub struct EventFrame {
     pub request_id: u64,
     /// For a request: the module that waits for the answer.
     pub reply_to: String,
-}
-
-impl EventFrame {
-    /// The frame of a delivered event.
-    pub fn of(event: crate::bus::Delivery<'_>) -> Self {
-        Self {
-            topic: event.topic.to_owned(),
-            payload: event.payload.to_vec(),
-            id: event.id,
-            source: event.source.to_owned(),
-            published_at_ms: event.published_at_ms,
-            kind: event.exchange.kind,
-            request_id: event.exchange.request_id,
-            reply_to: event.exchange.reply_to.to_owned(),
-        }
-    }
-
-    /// The event as the child's module receives it.
-    pub fn delivery(&self) -> crate::bus::Delivery<'_> {
-        crate::bus::Delivery {
-            topic: &self.topic,
-            payload: &self.payload,
-            id: self.id,
-            source: &self.source,
-            published_at_ms: self.published_at_ms,
-            exchange: Exchange {
-                kind: self.kind,
-                request_id: self.request_id,
-                reply_to: &self.reply_to,
-            },
-        }
-    }
 }
 
 /// One message either way.
@@ -161,7 +132,7 @@ pub enum Frame {
     },
     /// Child → parent, before a `Pong`: the module's own metrics that
     /// changed since the last one (counters as increments, gauges as values).
-    Metrics(Vec<crate::status::MetricSample>),
+    Metrics(Vec<MetricSample>),
     /// Child → parent: a timer event failed in the module.
     TimerFailed {
         /// The timer's topic.
@@ -209,6 +180,7 @@ const REQUEST: u8 = 27;
 const ANSWER: u8 = 28;
 const METRICS: u8 = 29;
 
+#[inline]
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     buf.extend_from_slice(&len.to_le_bytes());
@@ -217,6 +189,7 @@ fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
 
 impl Frame {
     /// Whether the child answers this frame with a `Reply`.
+    #[inline]
     pub fn expects_reply(&self) -> bool {
         matches!(
             self,
@@ -231,6 +204,7 @@ impl Frame {
     /// Whether it travels on the control pipe whatever the transport:
     /// heartbeats, logs and metrics (everything else goes through the shared
     /// rings when they are used).
+    #[inline]
     pub fn is_control(&self) -> bool {
         matches!(
             self,
@@ -240,6 +214,7 @@ impl Frame {
 
     /// Whether only the orchestrator sends it (every request the child
     /// answers, `Exit` and `Ping`): from a child, a protocol error.
+    #[inline]
     pub fn is_parent_only(&self) -> bool {
         self.expects_reply() || matches!(self, Frame::Exit | Frame::Ping(_))
     }
@@ -268,6 +243,7 @@ impl Frame {
     }
 
     /// The frame as bytes, length prefix included.
+    #[inline]
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = vec![0; 4];
         match self {
@@ -401,6 +377,7 @@ impl Frame {
     }
 
     /// Decodes a frame body (kind byte and fields, without the length prefix).
+    #[inline]
     pub fn decode(body: &[u8]) -> Result<Frame, ProtocolError> {
         let (&kind, rest) = body
             .split_first()
@@ -490,6 +467,7 @@ impl Frame {
 struct Fields<'a>(&'a [u8]);
 
 impl Fields<'_> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&[u8], ProtocolError> {
         if self.0.len() < n {
             return Err(ProtocolError::Malformed("field past the end of the frame"));
@@ -499,22 +477,26 @@ impl Fields<'_> {
         Ok(head)
     }
 
+    #[inline]
     fn byte(&mut self) -> Result<u8, ProtocolError> {
         Ok(self.take(1)?[0])
     }
 
+    #[inline]
     fn u32(&mut self) -> Result<u32, ProtocolError> {
         let mut n = [0; 4];
         n.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(n))
     }
 
+    #[inline]
     fn u64(&mut self) -> Result<u64, ProtocolError> {
         let mut n = [0; 8];
         n.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(n))
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<Vec<u8>, ProtocolError> {
         let mut n = [0; 4];
         n.copy_from_slice(self.take(4)?);
@@ -522,23 +504,24 @@ impl Fields<'_> {
         Ok(self.take(len)?.to_vec())
     }
 
+    #[inline]
     fn text(&mut self) -> Result<String, ProtocolError> {
         String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed("invalid UTF-8"))
     }
 
     /// A `Metrics` frame's samples: at most one per metric a module may have.
-    fn metric_samples(&mut self) -> Result<Vec<crate::status::MetricSample>, ProtocolError> {
+    fn metric_samples(&mut self) -> Result<Vec<MetricSample>, ProtocolError> {
         let count = self.u32()? as usize;
-        if count > crate::status::MAX_METRICS_PER_MODULE {
+        if count > MAX_METRICS_PER_MODULE {
             return Err(ProtocolError::Malformed(
                 "more metrics than a module may have",
             ));
         }
         (0..count)
             .map(|_| {
-                let kind = crate::status::MetricKind::from_code(self.u32()?)
+                let kind = MetricKind::from_code(self.u32()?)
                     .ok_or(ProtocolError::Malformed("metric kind"))?;
-                Ok(crate::status::MetricSample {
+                Ok(MetricSample {
                     kind,
                     name: self.text()?,
                     help: self.text()?,
