@@ -28,6 +28,8 @@ pub mod resources;
 pub mod scratch;
 pub mod status;
 pub mod supervisor;
+#[cfg(test)]
+mod testing;
 pub mod timers;
 
 pub use error::{Cause, ModuleFailure, Phase};

@@ -33,6 +33,9 @@ mod reload;
 mod stop;
 mod watchdog;
 
+#[cfg(test)]
+mod tests;
+
 pub use open::{LibraryOpener, Opener, Site};
 pub use reload::ReloadReport;
 
