@@ -171,52 +171,6 @@ fn a_library_without_the_entry_symbol_is_refused_with_the_reason() {
 }
 
 #[test]
-fn a_library_of_another_abi_version_is_refused_before_any_call() {
-    let scenario = Scenario::new(&format!(
-        "modules:\n  - name: fixture-abi-mismatch\n{PRODUCER_AND_CONSUMER}"
-    ));
-    let mut orch = start(&scenario);
-    let error = orch
-        .wait_for(
-            "module 'fixture-abi-mismatch' failed in phase abi-check",
-            BUILD,
-        )
-        .unwrap();
-    assert!(
-        error
-            .text
-            .contains("built for ABI v999, this host speaks ABI v4"),
-        "{}",
-        error.text
-    );
-    orch.wait_for("Received test.ping: hello (seq 1)", SHORT)
-        .unwrap();
-    assert!(
-        !orch.output().contains("the host must never call"),
-        "the module was called"
-    );
-    stop_cleanly(&mut orch, Signal::SIGINT);
-}
-
-#[test]
-fn a_failing_subscriber_is_reported_and_never_reaches_the_publisher() {
-    let scenario = Scenario::new(&format!(
-        "modules:\n  - name: fixture-faulty-consumer\n{PRODUCER_AND_CONSUMER}"
-    ));
-    let mut orch = start(&scenario);
-    orch.wait_for("fixture refuses odd ping 1", BUILD).unwrap();
-    orch.wait_for("fixture panics on even ping 2", SHORT)
-        .unwrap();
-    orch.wait_for("Received test.ping: hello (seq 4)", SHORT)
-        .unwrap();
-    orch.wait_for("Published test.ping: hello (seq 5)", SHORT)
-        .unwrap();
-    let reports = orch.lines_with("module 'fixture-faulty-consumer' failed handling 'test.ping'");
-    assert!(reports.len() >= 2, "{}", orch.output());
-    stop_cleanly(&mut orch, Signal::SIGINT);
-}
-
-#[test]
 fn a_malformed_modules_yaml_stops_before_anything_runs() {
     let scenario = Scenario::new("modules:\n  - name: mod-dummy-producer\n   enabled: true\n");
     Command::from_std(scenario.command(&["run"]))

@@ -414,23 +414,6 @@ fn with_hot_reload_disabled_edits_are_ignored() {
     stop(&mut orch);
 }
 
-#[test]
-fn a_new_generation_without_the_entry_symbol_is_refused_and_the_old_one_goes_on() {
-    let (scratch, mut orch) = start(MODULES, &["run", "--watch"]);
-    set_consumer_line(&scratch, "orch_sdk::export_module!(Consumer);", "");
-    let failed = orch.wait_for("EVENT module.reload_failed", RELOAD).unwrap();
-    assert!(
-        failed.text.contains("\"phase\":\"abi-check\""),
-        "{}",
-        failed.text
-    );
-    assert!(failed.text.contains("orch_module_v1"), "{}", failed.text);
-    let next = orch.lines_with("Received test.ping: hello").len() + 3;
-    orch.wait_for(&format!("Received test.ping: hello (seq {next})"), RELOAD)
-        .unwrap();
-    stop(&mut orch);
-}
-
 /// A module whose raw `std::thread` never stops, hot-reloaded 50 times: every
 /// retired generation keeps a thread calling the host through its table, yet
 /// the host stays up, keeps each such library loaded (and says so), and the
@@ -624,11 +607,14 @@ fn a_fix_after_a_reload_that_hung_is_loaded() {
 /// Under load (a producer thread publishing as fast as the bus takes it), each
 /// reload hands the new generation exactly the state the old one had when it
 /// shut down: `save_state` is the last thing it does before `shutdown`, with no
-/// event in between, and the new generation starts from there.
+/// event in between, and the new generation starts from there. Two real
+/// reloads; the supervisor's unit test
+/// `under_load_each_reload_hands_over_the_last_state_and_no_event_is_lost_or_doubled`
+/// runs ten through fakes in milliseconds.
 #[test]
 fn the_state_handed_over_under_load_is_the_last_one() {
     const SOURCE: &str = "tests/fixtures/fixture-state-count/src/lib.rs";
-    const RELOADS: u32 = 10;
+    const RELOADS: u32 = 2;
     let modules = "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n  - name: mod-dummy-consumer\n  - name: counter\n    package: fixture-state-count\n    config:\n      role: counter\n  - name: load\n    package: fixture-state-count\n    config:\n      role: producer\n";
     let (scratch, mut orch) = start(modules, &["run", "--watch"]);
     orch.wait_for("counter v0 restored 0", RELOAD).unwrap();

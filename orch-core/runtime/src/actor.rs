@@ -20,7 +20,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use crate::breaker::{Admit, Breaker, Change};
 use crate::bus::{Bus, BusEvent, DeadLetter};
 use crate::error::{Cause, ModuleFailure, Phase};
-use crate::instance::Instance;
+use crate::generation::Generation;
 use crate::mailbox::{Next, Work};
 use crate::status::ModuleCounters;
 use orch_config::CircuitBreakerSettings;
@@ -43,7 +43,7 @@ pub struct ActorState {
     /// The module's name.
     pub name: Arc<str>,
     /// The loaded generation, if any.
-    pub instance: Option<Instance>,
+    pub instance: Option<Box<dyn Generation>>,
     /// While paused the thread reads only its control channel: events wait.
     pub paused: bool,
     /// Set by a call to end the thread right after that call.
@@ -56,7 +56,7 @@ pub struct ActorState {
 
 impl ActorState {
     /// The state of a thread for module `name`.
-    pub fn new(name: Arc<str>, instance: Option<Instance>, paused: bool) -> Self {
+    pub fn new(name: Arc<str>, instance: Option<Box<dyn Generation>>, paused: bool) -> Self {
         Self {
             name,
             instance,
@@ -271,7 +271,7 @@ impl Actor {
         &self,
         phase: Phase,
         timeout: Duration,
-        f: impl FnOnce(&mut Instance) -> Result<(), Cause> + Send + 'static,
+        f: impl FnOnce(&mut dyn Generation) -> Result<(), Cause> + Send + 'static,
     ) -> Result<(), ModuleFailure> {
         let outcome = self.call(timeout, move |state| with_instance(state, f));
         self.failure_of(phase, timeout, outcome)
@@ -282,7 +282,7 @@ impl Actor {
         &self,
         phase: Phase,
         timeout: Duration,
-        f: impl FnOnce(&mut Instance) -> Result<(), Cause> + Send + 'static,
+        f: impl FnOnce(&mut dyn Generation) -> Result<(), Cause> + Send + 'static,
     ) -> Result<(), ModuleFailure> {
         let outcome = self.control(timeout, move |state| with_instance(state, f));
         self.failure_of(phase, timeout, outcome)
@@ -333,9 +333,9 @@ impl Actor {
 
 fn with_instance(
     state: &mut ActorState,
-    f: impl FnOnce(&mut Instance) -> Result<(), Cause>,
+    f: impl FnOnce(&mut dyn Generation) -> Result<(), Cause>,
 ) -> Result<(), Cause> {
-    match state.instance.as_mut() {
+    match state.instance.as_deref_mut() {
         Some(instance) => f(instance),
         None => Err(Cause::Host("no module generation is loaded".into())),
     }

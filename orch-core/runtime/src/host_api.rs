@@ -395,6 +395,18 @@ impl ModuleHostCtx {
             .map_err(|e| e.to_string())
     }
 
+    /// Publishes for `generation` as its host table would: the scripted fake
+    /// generations of the crate's tests reach the host through this.
+    #[cfg(test)]
+    pub(crate) fn publish_as(
+        &self,
+        generation: u32,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        self.publish(generation, topic, payload)
+    }
+
     /// Publishes a request of `generation`; returns its id.
     fn request(
         &self,

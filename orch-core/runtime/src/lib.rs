@@ -13,8 +13,8 @@ pub mod bus;
 mod error;
 mod event_failure;
 mod event_queue;
+pub mod generation;
 pub mod host_api;
-mod instance;
 pub mod isolation;
 pub mod loader;
 pub mod log_limit;
@@ -29,6 +29,8 @@ pub mod resources;
 pub mod scratch;
 pub mod status;
 pub mod supervisor;
+#[cfg(test)]
+mod testing;
 pub mod timers;
 
 pub use error::{Cause, ModuleFailure, Phase};

@@ -19,20 +19,24 @@ use orch_sdk::events::{AppStarted, ModuleError, ModuleLoaded};
 use crate::actor::{Actor, ActorState, Envelope, Mailbox};
 use crate::bus::Bus;
 use crate::error::{Cause, ModuleFailure, Phase};
+use crate::generation::Retired;
 use crate::host_api::{HostServices, ModuleHostCtx};
-use crate::instance::Instance;
-use crate::isolation::{RemoteModule, RemoteSetup};
 use crate::loader::{Loader, Unloaded};
 use crate::status::{ModuleState, StatusBoard};
 use crate::timers::TimerService;
 pub use control::Control;
-use orch_config::{Isolation, ModuleSpec, Timeouts};
+use orch_config::{ModuleSpec, Timeouts};
 
 mod control;
+mod open;
 mod reload;
 mod stop;
 mod watchdog;
 
+#[cfg(test)]
+mod tests;
+
+pub use open::{LibraryOpener, Opener, Site};
 pub use reload::ReloadReport;
 
 /// A module that is loaded and running.
@@ -78,7 +82,8 @@ pub struct Supervisor {
     bus: Bus,
     /// The timers and pending requests every module's context shares.
     services: HostServices,
-    loader: Arc<Loader>,
+    /// Opens each generation (the real [`LibraryOpener`] unless a test's).
+    opener: Arc<dyn Opener>,
     timeouts: Timeouts,
     running: Vec<RunningModule>,
     /// Actors stuck in module code: never unloaded (their code may still run).
@@ -97,6 +102,11 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor publishing on `bus`, loading with `loader`.
     pub fn new(bus: Bus, loader: Loader, timeouts: Timeouts) -> Self {
+        Self::with_opener(bus, Arc::new(LibraryOpener::new(loader)), timeouts)
+    }
+
+    /// A supervisor publishing on `bus` whose generations `opener` opens.
+    pub fn with_opener(bus: Bus, opener: Arc<dyn Opener>, timeouts: Timeouts) -> Self {
         let watched: Watched = Arc::default();
         let watchdog = watchdog::spawn(bus.clone(), Arc::clone(&watched), timeouts.event);
         let board = StatusBoard::new();
@@ -110,7 +120,7 @@ impl Supervisor {
             board,
             services: HostServices::new(bus.clone(), TimerService::new()),
             bus,
-            loader: Arc::new(loader),
+            opener,
             timeouts,
             running: Vec::new(),
             stuck: Vec::new(),
@@ -291,9 +301,10 @@ impl Supervisor {
             attempts: 1,
         };
         let started = Instant::now();
-        let opener = self.opener(&module, spec);
+        let opener = Arc::clone(&self.opener);
+        let site = self.site(&module, spec);
         let outcome = module.actor.control(self.timeouts.load, move |state| {
-            let instance = opener.open(&state.name, &artifact, 1)?;
+            let instance = opener.open(site, &artifact, 1)?;
             let declared = instance.declared();
             state.instance = Some(instance);
             Ok(declared)
@@ -400,15 +411,24 @@ impl Supervisor {
         }
     }
 
-    /// How to open generations of `module` as `spec` says (in-process or isolated).
-    fn opener(&self, module: &RunningModule, spec: &ModuleSpec) -> Opener {
-        Opener {
-            loader: Arc::clone(&self.loader),
-            ctx: Arc::clone(&module.ctx),
+    /// Where a generation of `module` is opened, as `spec` says.
+    fn site(&self, module: &RunningModule, spec: &ModuleSpec) -> Site {
+        let mailbox = module.mailbox.clone();
+        let wake = Arc::new(move || {
+            mailbox.post(Envelope::Call(Box::new(|state: &mut ActorState| {
+                if let Some(instance) = state.instance.as_mut() {
+                    instance.settle();
+                }
+            })));
+        });
+        Site {
+            name: Arc::clone(&module.ctx.name),
             spec: spec.clone(),
-            timeouts: self.timeouts,
+            ctx: Arc::clone(&module.ctx),
             bus: self.bus.clone(),
-            mailbox: module.mailbox.clone(),
+            timeouts: self.timeouts,
+            mailbox: module.mailbox.gauge(),
+            wake,
             stopping: Arc::clone(&self.stopping),
         }
     }
@@ -417,17 +437,13 @@ impl Supervisor {
     /// the dynamic loader can really unmap it; says so once if it cannot. An
     /// isolated generation's child host is asked to exit (killed if it lingers).
     fn retire(&mut self, state: ActorState) {
-        let instance = match state.instance {
-            Some(Instance::Local(instance)) => instance,
-            Some(Instance::Remote(remote)) => {
-                drop(remote);
-                return;
-            }
-            None => return,
+        let Some(instance) = state.instance else {
+            return;
         };
         let generation = instance.generation();
         match instance.retire(self.timeouts.shutdown) {
-            Some(library) => match library.unload() {
+            Retired::Released => {}
+            Retired::Unloaded(unloaded) => match unloaded {
                 Unloaded::Unmapped => {}
                 Unloaded::KeptForThreads(count) => tracing::warn!(
                     "module '{}' generation {generation} left {count} thread{} running: its \
@@ -446,7 +462,7 @@ impl Supervisor {
                 }
                 Unloaded::StillMapped => {}
             },
-            None => tracing::warn!(
+            Retired::NotDestroyed => tracing::warn!(
                 "module '{}' did not finish dropping generation {generation} within {}; \
                  its library stays loaded",
                 state.name,
@@ -492,59 +508,6 @@ impl Supervisor {
 impl Drop for Supervisor {
     fn drop(&mut self) {
         self.shutdown("supervisor dropped");
-    }
-}
-
-/// Opens generations of one module: loads its library here, or starts a child
-/// host process for it (`isolation: process`).
-struct Opener {
-    loader: Arc<Loader>,
-    ctx: Arc<ModuleHostCtx>,
-    spec: ModuleSpec,
-    timeouts: Timeouts,
-    bus: Bus,
-    mailbox: Mailbox,
-    stopping: Arc<AtomicBool>,
-}
-
-impl Opener {
-    fn open(
-        self,
-        name: &Arc<str>,
-        artifact: &std::path::Path,
-        generation: u32,
-    ) -> Result<Instance, ModuleFailure> {
-        if self.spec.isolation == Isolation::InProcess {
-            return self
-                .loader
-                .load(name, artifact, generation, self.ctx)
-                .map(Instance::Local);
-        }
-        let library = self.loader.copy_artifact(name, artifact, generation)?;
-        let child_ended = {
-            let mailbox = self.mailbox.clone();
-            Arc::new(move || {
-                mailbox.post(Envelope::Call(Box::new(|state: &mut ActorState| {
-                    if let Some(Instance::Remote(remote)) = state.instance.as_mut() {
-                        remote.poll_child();
-                    }
-                })));
-            })
-        };
-        RemoteModule::spawn(RemoteSetup {
-            name: Arc::clone(name),
-            ctx: self.ctx,
-            bus: self.bus,
-            library,
-            copies_dir: self.loader.copies_dir().to_path_buf(),
-            generation,
-            supervision: self.spec.supervision,
-            timeouts: self.timeouts,
-            mailbox: self.mailbox.gauge(),
-            child_ended,
-            stopping: self.stopping,
-        })
-        .map(|remote| Instance::Remote(Box::new(remote)))
     }
 }
 

@@ -231,10 +231,11 @@ impl Supervisor {
         module.ctx.set_may_publish(false);
         module.ctx.set_contract(spec.contract.clone());
         module.ctx.set_limits(spec.limits);
-        let opener = self.opener(module, spec);
+        let opener = Arc::clone(&self.opener);
+        let site = self.site(module, spec);
         let artifact = artifact.to_path_buf();
         let loaded = actor.control(self.timeouts.load, move |s| {
-            let instance = opener.open(&s.name, &artifact, generation)?;
+            let instance = opener.open(site, &artifact, generation)?;
             s.instance = Some(instance);
             Ok::<(), ModuleFailure>(())
         });
