@@ -19,7 +19,7 @@ use orch_cargo::watcher::{SourceChange, WatchPlan};
 use orch_cargo::{BuildError, BuildOutput, BuildRequest, Builder};
 use orch_config::workspace::Workspace;
 use orch_config::{self as config, AppConfig, ModuleSpec};
-use orch_runtime::logging::Redactor;
+use orch_runtime::logging::SecretScrubber;
 use orch_runtime::status::ModuleState;
 use orch_runtime::supervisor::Supervisor;
 use orch_runtime::{Cause, ModuleFailure, Phase};
@@ -40,7 +40,7 @@ pub struct HotReload {
     builder: Builder,
     release: bool,
     config: AppConfig,
-    redactor: Redactor,
+    scrubber: SecretScrubber,
 }
 
 impl HotReload {
@@ -51,7 +51,7 @@ impl HotReload {
         builder: Builder,
         release: bool,
         config: AppConfig,
-        redactor: Redactor,
+        scrubber: SecretScrubber,
     ) -> Self {
         Self {
             workspace,
@@ -59,7 +59,7 @@ impl HotReload {
             builder,
             release,
             config,
-            redactor,
+            scrubber,
         }
     }
 
@@ -335,7 +335,7 @@ impl HotReload {
         ) {
             Ok(config) => {
                 // Before anything logs or loads with the new values.
-                self.redactor.add_secrets(&config.secrets);
+                self.scrubber.add_secrets(&config.secrets);
                 config
             }
             Err(errors) => {

@@ -5,13 +5,13 @@
 
 mod cli;
 mod cmd;
+mod control_actions;
 #[cfg(test)]
 mod docs_check;
 mod hot_reload;
 pub mod network;
 mod networked;
-mod operating;
-mod operations;
+mod operator_services;
 mod session;
 mod shown;
 

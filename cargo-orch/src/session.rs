@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use orch_config::workspace::Workspace;
 use orch_config::{self as config, AppConfig, LogFormat};
-use orch_runtime::logging::{self, LogFile, LogOptions, Redactor};
+use orch_runtime::logging::{self, LogFile, LogOptions, SecretScrubber};
 
 use crate::cli::{GlobalArgs, LogFormatArg};
 
@@ -18,7 +18,7 @@ pub struct Session {
     pub config: AppConfig,
     /// Scrubs the configuration's secrets (and those of later edits) from
     /// everything the process writes.
-    pub redactor: Redactor,
+    pub scrubber: SecretScrubber,
 }
 
 /// A usage or configuration error: reported as it is, exit code 2.
@@ -45,12 +45,12 @@ impl Session {
         let config_dir = workspace.root.join(&global.config_dir);
         let config = config::load_layered(&config_dir, global.environment.as_deref(), &workspace)
             .map_err(|e| anyhow::Error::new(UsageError(anyhow::Error::new(e))))?;
-        let redactor = Redactor::default();
-        redactor.set_secrets(&config.secrets);
+        let scrubber = SecretScrubber::default();
+        scrubber.set_secrets(&config.secrets);
         Ok(Self {
             workspace,
             config,
-            redactor,
+            scrubber,
         })
     }
 
@@ -59,9 +59,9 @@ impl Session {
     /// start) is scrubbed like the log. `main` puts the real streams back
     /// before the process exits.
     pub fn scrub_console(&self) -> anyhow::Result<()> {
-        let redactor = self.redactor.clone();
+        let scrubber = self.scrubber.clone();
         orch_process::console::install(std::sync::Arc::new(move |text: &str| {
-            redactor.scrub(text).into_owned()
+            scrubber.scrub(text).into_owned()
         }))
         .context("cannot route stdout and stderr through the secret scrubber")
     }
@@ -86,7 +86,7 @@ impl Session {
             }),
             ansi: logging::console_wants_color(),
         };
-        logging::init(&options, &self.redactor).map_err(anyhow::Error::msg)
+        logging::init(&options, &self.scrubber).map_err(anyhow::Error::msg)
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use orch_cargo::{BuildRequest, Builder};
 use orch_config::ModuleSpec;
-use orch_runtime::scratch::load_check;
+use orch_runtime::load_check;
 use orch_runtime::{Cause, ModuleFailure, Phase};
 use orch_sdk::duration::human;
 
@@ -54,7 +54,7 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         Ok(artifacts) => modules
             .iter()
             .map(|spec| match artifacts.get(&spec.package) {
-                Some(artifact) => match load_check(
+                Some(artifact) => match load_check::run(
                     spec,
                     artifact,
                     &session.workspace.target_dir,

@@ -21,7 +21,7 @@ use crate::cli::{
     EXIT_FAILURE, EXIT_SHUTDOWN_DEADLINE, EXIT_UNCLEAN_SHUTDOWN, GlobalArgs, RunArgs,
 };
 use crate::network::{BridgeSetup, Network, NoNetwork, sections_needed};
-use crate::operating::Operating;
+use crate::operator_services::OperatorServices;
 use crate::session::Session;
 use orch_operate::server::Pending;
 
@@ -115,7 +115,7 @@ pub fn run(
         .context("cannot create the folder for loaded module copies under target/")?;
     let bus = Bus::new();
     bus.set_max_event_bytes(config.main.max_event_bytes);
-    bus.set_redactor(session.redactor.clone());
+    bus.set_scrubber(session.scrubber.clone());
     let mut supervisor = Supervisor::new(bus, loader, config.main.timeouts);
     supervisor.set_control(control);
     // The outbox takes the exported topics before any module starts, so
@@ -135,7 +135,7 @@ pub fn run(
         None => None,
     };
     let (actions_tx, actions) = bounded(orch_operate::server::QUEUED_ACTIONS);
-    let operating = Operating::start(
+    let operating = OperatorServices::start(
         &session,
         args,
         &supervisor,
@@ -173,7 +173,7 @@ pub fn run(
     // Control requests still queued, and any from now on, are answered at
     // once: shutting down. The status, metrics and alerts stay until the
     // modules are down.
-    crate::operations::refuse_queued(&actions);
+    crate::control_actions::refuse_queued(&actions);
     drop(actions);
     if let Some(bridge) = bridge.as_mut() {
         bridge.stop_import();
@@ -218,7 +218,7 @@ fn serve(
         builder.clone(),
         release,
         session.config.clone(),
-        session.redactor.clone(),
+        session.scrubber.clone(),
     );
     // Without watching, the sender stays here: `changes` never disconnects.
     let (watcher, _idle) = match watch {
@@ -245,7 +245,7 @@ fn serve(
             }
             recv(actions) -> pending => {
                 if let Ok(pending) = pending {
-                    crate::operations::handle(pending, supervisor, &reloader);
+                    crate::control_actions::handle(pending, supervisor, &reloader);
                 }
             }
         }

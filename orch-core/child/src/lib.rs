@@ -13,18 +13,18 @@
 //!
 //! - `args`: the command line, as the orchestrator writes it;
 //! - `pipes`: the protocol's pipes, kept out of the module's reach;
-//! - `link`: every frame the child sends, and the requests still to answer
-//!   (`answer_book`);
+//! - `outgoing`: every frame the child sends;
+//! - `unanswered`: the requests its module still has to answer;
 //! - `inbox`: where the main thread takes its next piece of work;
 //! - `timer_sink`, `log_forward`: the module's timers and the child's logs.
 
-mod answer_book;
 mod args;
 mod inbox;
-mod link;
 mod log_forward;
+mod outgoing;
 mod pipes;
 mod timer_sink;
+mod unanswered;
 
 use std::fs::File;
 use std::io::BufReader;
@@ -47,8 +47,8 @@ use tracing_subscriber::layer::SubscriberExt;
 
 use args::Args;
 use inbox::Inbox;
-use link::Link;
 use log_forward::LogForward;
+use outgoing::Outgoing;
 use pipes::protocol_pipes;
 use timer_sink::TimerSink;
 
@@ -96,7 +96,7 @@ pub fn main(args: &[String]) -> ExitCode {
         },
     };
     let (down, up) = rings.map_or((None, None), |r| (Some(r.down), Some(r.up)));
-    let link = Link::new(out, up);
+    let link = Outgoing::new(out, up);
     let subscriber =
         tracing_subscriber::registry().with(LogForward(link.clone()).with_filter(args.level));
     let _ = tracing::subscriber::set_global_default(subscriber);
@@ -118,7 +118,7 @@ pub fn main(args: &[String]) -> ExitCode {
     serve(&args, &link, input, down)
 }
 
-fn serve(args: &Args, link: &Link, input: File, down: Option<Consumer>) -> ExitCode {
+fn serve(args: &Args, link: &Outgoing, input: File, down: Option<Consumer>) -> ExitCode {
     let (work, queue) = unbounded::<Work>();
     let doorbell = down.as_ref().map(Consumer::doorbell);
     let reader_work = work.clone();
@@ -213,7 +213,7 @@ fn serve(args: &Args, link: &Link, input: File, down: Option<Consumer>) -> ExitC
     ExitCode::SUCCESS
 }
 
-fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link: &Link) {
+fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link: &Outgoing) {
     let outcome = match frame {
         Frame::Initialize { config, state } => {
             ctx.set_may_publish(false);
@@ -272,7 +272,7 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
     link.send(&frame);
 }
 
-fn reply_err(link: &Link, status: Status, message: &str) {
+fn reply_err(link: &Outgoing, status: Status, message: &str) {
     link.send(&Frame::Reply {
         seq: link.next_reply(),
         status,

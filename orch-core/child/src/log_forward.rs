@@ -4,10 +4,10 @@
 use orch_wire::protocol::Frame;
 use tracing_subscriber::Layer;
 
-use crate::link::Link;
+use crate::outgoing::Outgoing;
 
 /// Forwards every log event of the child to the parent as a `Log` frame.
-pub(crate) struct LogForward(pub(crate) Link);
+pub(crate) struct LogForward(pub(crate) Outgoing);
 
 impl<S: tracing::Subscriber> Layer<S> for LogForward {
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {

@@ -9,7 +9,7 @@ use serde_saphyr::{Location, Spanned};
 
 use super::MailboxSettings;
 use super::check::{Checker, show};
-use super::limits::{self, RawMailbox};
+use super::delivery::{self, RawMailbox};
 use super::merge::merge_by_key;
 
 /// `bridge:`.
@@ -228,7 +228,7 @@ pub(crate) fn bridge(
         export: patterns(c, "bridge.nats.export", raw.export.as_deref()),
         import: patterns(c, "bridge.nats.import", raw.import.as_deref()),
         jetstream: raw.jetstream.as_ref().map(|js| jetstream(c, js)),
-        outbox: limits::mailbox(c, "bridge.nats.outbox", raw.outbox.as_ref(), outbox_default),
+        outbox: delivery::mailbox(c, "bridge.nats.outbox", raw.outbox.as_ref(), outbox_default),
     };
     if nats.export.is_empty() && nats.import.is_empty() {
         c.error(

@@ -6,9 +6,9 @@ use std::time::Duration;
 use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
-use super::env::{EnvError, Expander};
 use super::error::ConfigError;
 use super::source::Source;
+use super::variables::{EnvError, Expander};
 
 /// Checks the values of one file: expands `${VAR}`s, converts, and records errors.
 pub(crate) struct Checker<'a> {

@@ -17,23 +17,23 @@
 
 mod bridge;
 mod check;
-mod env;
+mod delivery;
 mod environment;
 mod error;
-mod limits;
 mod load;
 mod merge;
 mod metrics;
 mod module_limits;
 mod notify;
+mod variables;
 mod webhook_url;
 
 pub use bridge::{
     BridgeSettings, DEFAULT_SUBJECT_PREFIX, JetStreamSettings, NatsAuth, NatsSettings, NatsTls,
 };
+pub(crate) use delivery::ModuleDefaults;
+pub use delivery::{CircuitBreakerSettings, DEFAULT_MAX_EVENT_BYTES, MailboxSettings, Overflow};
 pub use environment::environments;
-pub(crate) use limits::ModuleDefaults;
-pub use limits::{CircuitBreakerSettings, DEFAULT_MAX_EVENT_BYTES, MailboxSettings, Overflow};
 pub use metrics::{DEFAULT_METRICS_LISTEN, MetricsSettings};
 pub use module_limits::{MIN_MEMORY_MAX, ModuleLimits};
 pub use notify::{DEFAULT_WEBHOOK_EVENTS, NotifySettings, WebhookSettings};
@@ -461,7 +461,7 @@ pub fn load_layered(
     environment: Option<&str>,
     workspace: &Workspace,
 ) -> Result<AppConfig, ConfigErrors> {
-    let (vars, dotenv_error) = env::read_dotenv(&workspace.root.join(".env"));
+    let (vars, dotenv_error) = variables::read_dotenv(&workspace.root.join(".env"));
     let lookup = |name: &str| std::env::var(name).ok().or_else(|| vars.get(name).cloned());
     let result = load_layered_with_vars(config_dir, environment, workspace, &lookup);
     let Some(dotenv_error) = dotenv_error else {

@@ -8,7 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::bridge::{self, RawBridge};
 use super::check::Checker;
-use super::limits::{self, RawCircuitBreaker, RawMailbox};
+use super::delivery::{self, RawCircuitBreaker, RawMailbox};
 use super::merge::merge_by_key;
 use super::metrics::{self, RawMetrics};
 use super::module_limits::{self, RawLimits};
@@ -131,7 +131,7 @@ pub(crate) fn defaults(root: &Path) -> MainConfig {
 /// Checks and converts `raw`; relative paths are resolved against `root`.
 pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
     let defaults = MainConfig::default();
-    let mailbox = limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox);
+    let mailbox = delivery::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox);
     MainConfig {
         app: app(c, raw.app.as_ref().unwrap_or(&RawApp::default())),
         hot_reload: c.boolean("hot_reload", raw.hot_reload.as_ref(), defaults.hot_reload),
@@ -147,13 +147,13 @@ pub(crate) fn check(c: &mut Checker, raw: &RawMain, root: &Path) -> MainConfig {
         ),
         mailbox,
         bridge: bridge::bridge(c, raw.bridge.as_ref(), &mailbox, root),
-        max_event_bytes: limits::byte_size(
+        max_event_bytes: delivery::byte_size(
             c,
             "max_event_bytes",
             raw.max_event_bytes.as_ref(),
             defaults.max_event_bytes,
         ),
-        circuit_breaker: limits::circuit_breaker(
+        circuit_breaker: delivery::circuit_breaker(
             c,
             raw.circuit_breaker.as_ref(),
             &defaults.circuit_breaker,

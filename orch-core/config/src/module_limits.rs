@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 
 use super::Isolation;
 use super::check::Checker;
-use super::limits::byte_size;
+use super::delivery::byte_size;
 use super::merge::merge_by_key;
 
 /// What one module may take.

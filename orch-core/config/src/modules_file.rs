@@ -9,7 +9,7 @@ use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
 use super::check::{Checker, show};
-use super::limits::{self, RawCircuitBreaker, RawMailbox};
+use super::delivery::{self, RawCircuitBreaker, RawMailbox};
 use super::module_limits::{self, RawLimits};
 use super::order::{self, Declared};
 use super::redact::collect_secrets;
@@ -120,9 +120,9 @@ fn check_entry(
         publishes: contract(c, "publishes", raw.publishes.as_deref()),
         subscribes: contract(c, "subscribes", raw.subscribes.as_deref()),
     };
-    let mailbox = limits::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox);
+    let mailbox = delivery::mailbox(c, "mailbox", raw.mailbox.as_ref(), &defaults.mailbox);
     let circuit_breaker =
-        limits::circuit_breaker(c, raw.circuit_breaker.as_ref(), &defaults.circuit_breaker);
+        delivery::circuit_breaker(c, raw.circuit_breaker.as_ref(), &defaults.circuit_breaker);
     let limits = module_limits::limits(c, raw.limits.as_ref(), &defaults.limits, Some(isolation));
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {

@@ -9,9 +9,9 @@ use serde_json::Value;
 use serde_saphyr::{Location, Spanned};
 
 use super::check::Checker;
-use super::env::referenced_variables;
 use super::merge::merge_by_key;
 use super::suggest::did_you_mean;
+use super::variables::referenced_variables;
 use super::webhook_url;
 
 /// `notify.webhook.events` when the key is left out.

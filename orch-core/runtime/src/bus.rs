@@ -166,7 +166,7 @@ struct Shared {
     max_event_bytes: AtomicU64,
     dead_letters: (Sender<DeadLetter>, Receiver<DeadLetter>),
     /// Scrubs the host's own events (a crash reason may quote a secret).
-    redactor: std::sync::OnceLock<crate::logging::Redactor>,
+    scrubber: std::sync::OnceLock<crate::logging::SecretScrubber>,
 }
 
 impl Default for Bus {
@@ -177,18 +177,18 @@ impl Default for Bus {
 
 /// Scrubs every string inside `value`; the JSON stays valid whatever the
 /// secrets look like (a secret of digits never touches a number).
-fn scrub_strings(value: &mut serde_json::Value, redactor: &crate::logging::Redactor) {
+fn scrub_strings(value: &mut serde_json::Value, scrubber: &crate::logging::SecretScrubber) {
     match value {
         serde_json::Value::String(text) => {
-            if let std::borrow::Cow::Owned(scrubbed) = redactor.scrub(text) {
+            if let std::borrow::Cow::Owned(scrubbed) = scrubber.scrub(text) {
                 *text = scrubbed;
             }
         }
         serde_json::Value::Array(items) => {
-            items.iter_mut().for_each(|v| scrub_strings(v, redactor));
+            items.iter_mut().for_each(|v| scrub_strings(v, scrubber));
         }
         serde_json::Value::Object(map) => {
-            map.values_mut().for_each(|v| scrub_strings(v, redactor));
+            map.values_mut().for_each(|v| scrub_strings(v, scrubber));
         }
         _ => {}
     }
@@ -208,7 +208,7 @@ impl Bus {
                 next_id: AtomicU64::new(0),
                 max_event_bytes: AtomicU64::new(orch_config::DEFAULT_MAX_EVENT_BYTES),
                 dead_letters: bounded(DEAD_LETTER_QUEUE),
-                redactor: std::sync::OnceLock::new(),
+                scrubber: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -220,17 +220,17 @@ impl Bus {
 
     /// Scrubs the configuration's secrets from the host's own events
     /// (`module.failed`, `module.crashed`, ...) from now on; set once.
-    pub fn set_redactor(&self, redactor: crate::logging::Redactor) {
-        let _ = self.shared.redactor.set(redactor);
+    pub fn set_scrubber(&self, scrubber: crate::logging::SecretScrubber) {
+        let _ = self.shared.scrubber.set(scrubber);
     }
 
     /// The payload of a host event: its JSON with every string scrubbed.
     fn system_payload<E: SystemEvent>(&self, event: &E) -> Vec<u8> {
-        let Some(redactor) = self.shared.redactor.get() else {
+        let Some(scrubber) = self.shared.scrubber.get() else {
             return serde_json::to_vec(event).unwrap_or_default();
         };
         let mut value = serde_json::to_value(event).unwrap_or_default();
-        scrub_strings(&mut value, redactor);
+        scrub_strings(&mut value, scrubber);
         serde_json::to_vec(&value).unwrap_or_default()
     }
 

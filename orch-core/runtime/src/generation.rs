@@ -2,14 +2,14 @@
 //! supervisor and the reload transaction see one trait, [`Generation`], and
 //! never which kind they hold: a library loaded into this process
 //! ([`ModuleInstance`]), a child host process running it (`isolation:
-//! process`, [`RemoteModule`]), or, in this crate's tests, a scripted fake.
+//! process`, [`IsolatedModule`]), or, in this crate's tests, a scripted fake.
 //! What opens a generation is the supervisor's `Opener`.
 
 use std::time::Duration;
 
 use crate::bus::Delivery;
 use crate::error::Cause;
-use crate::isolation::RemoteModule;
+use crate::isolation::IsolatedModule;
 use crate::loader::{ModuleInstance, Unloaded};
 
 /// A module generation: the calls its actor, the supervisor and the reload
@@ -117,25 +117,25 @@ impl Generation for ModuleInstance {
     }
 }
 
-impl Generation for RemoteModule {
+impl Generation for IsolatedModule {
     fn generation(&self) -> u32 {
-        RemoteModule::generation(self)
+        IsolatedModule::generation(self)
     }
 
     fn declared(&self) -> (String, String) {
-        RemoteModule::declared(self)
+        IsolatedModule::declared(self)
     }
 
     fn initialize(&mut self, config_json: &[u8], state: Option<&[u8]>) -> Result<(), Cause> {
-        RemoteModule::initialize(self, config_json, state)
+        IsolatedModule::initialize(self, config_json, state)
     }
 
     fn start(&mut self) -> Result<(), Cause> {
-        RemoteModule::start(self)
+        IsolatedModule::start(self)
     }
 
     fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
-        RemoteModule::on_event(self, event)
+        IsolatedModule::on_event(self, event)
     }
 
     fn is_local(&self) -> bool {
@@ -151,15 +151,15 @@ impl Generation for RemoteModule {
     }
 
     fn take_outcomes(&mut self) -> Vec<(u64, Result<(), String>)> {
-        RemoteModule::take_outcomes(self)
+        IsolatedModule::take_outcomes(self)
     }
 
     fn save_state(&mut self) -> Result<Option<Vec<u8>>, Cause> {
-        RemoteModule::save_state(self)
+        IsolatedModule::save_state(self)
     }
 
     fn shutdown(&mut self) -> Result<(), Cause> {
-        RemoteModule::shutdown(self)
+        IsolatedModule::shutdown(self)
     }
 
     fn retire(self: Box<Self>, _timeout: Duration) -> Retired {

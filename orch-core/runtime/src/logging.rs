@@ -18,7 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use orch_config::LogFormat;
 
-pub use crate::redactor::Redactor;
+pub use crate::scrubber::SecretScrubber;
 
 /// Where and how to log.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub fn console_wants_color() -> bool {
 
 /// Installs the global subscriber. Errors name what is wrong (a bad filter, an
 /// unwritable log folder).
-pub fn init(options: &LogOptions, redactor: &Redactor) -> Result<(), String> {
+pub fn init(options: &LogOptions, scrubber: &SecretScrubber) -> Result<(), String> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(&value)
             .map_err(|e| format!("RUST_LOG='{value}' is not a valid filter: {e}"))?,
@@ -65,10 +65,10 @@ pub fn init(options: &LogOptions, redactor: &Redactor) -> Result<(), String> {
     };
     let console = Scrubbing {
         inner: io::stdout,
-        redactor: redactor.clone(),
+        scrubber: scrubber.clone(),
     };
     let file_layer = match &options.file {
-        Some(file) => Some(file_layer(file, redactor)?),
+        Some(file) => Some(file_layer(file, scrubber)?),
         None => None,
     };
     let registry = tracing_subscriber::registry().with(filter).with(file_layer);
@@ -95,7 +95,7 @@ type FileLayer<S> = tracing_subscriber::fmt::Layer<
     Scrubbing<Arc<Mutex<FileRotate<AppendCount>>>>,
 >;
 
-fn file_layer<S>(file: &LogFile, redactor: &Redactor) -> Result<FileLayer<S>, String>
+fn file_layer<S>(file: &LogFile, scrubber: &SecretScrubber) -> Result<FileLayer<S>, String>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -123,7 +123,7 @@ where
         .with_ansi(false)
         .with_writer(Scrubbing {
             inner: Arc::new(Mutex::new(rotating)),
-            redactor: redactor.clone(),
+            scrubber: scrubber.clone(),
         }))
 }
 
@@ -131,7 +131,7 @@ where
 #[derive(Clone)]
 pub struct Scrubbing<M> {
     inner: M,
-    redactor: Redactor,
+    scrubber: SecretScrubber,
 }
 
 /// Writes through a shared writer (the rotating file).
@@ -150,7 +150,7 @@ impl<W: Write> Write for SharedWriter<W> {
 /// The per-event writer of [`Scrubbing`].
 pub struct ScrubbingWriter<W: Write> {
     inner: W,
-    redactor: Redactor,
+    scrubber: SecretScrubber,
     buffer: Vec<u8>,
 }
 
@@ -168,7 +168,7 @@ impl<W: Write> Write for ScrubbingWriter<W> {
 impl<W: Write> Drop for ScrubbingWriter<W> {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.buffer);
-        let scrubbed = self.redactor.scrub(&text);
+        let scrubbed = self.scrubber.scrub(&text);
         let _ = self.inner.write_all(scrubbed.as_bytes());
         let _ = self.inner.flush();
     }
@@ -184,7 +184,7 @@ where
     fn make_writer(&'a self) -> Self::Writer {
         ScrubbingWriter {
             inner: (self.inner)(),
-            redactor: self.redactor.clone(),
+            scrubber: self.scrubber.clone(),
             buffer: Vec::with_capacity(256),
         }
     }
@@ -196,7 +196,7 @@ impl<'a, W: Write + 'static> MakeWriter<'a> for Scrubbing<Arc<Mutex<W>>> {
     fn make_writer(&'a self) -> Self::Writer {
         ScrubbingWriter {
             inner: SharedWriter(Arc::clone(&self.inner)),
-            redactor: self.redactor.clone(),
+            scrubber: self.scrubber.clone(),
             buffer: Vec::with_capacity(256),
         }
     }
@@ -208,12 +208,12 @@ mod tests {
 
     #[test]
     fn the_writer_scrubs_a_whole_event_written_in_pieces() {
-        let redactor = Redactor::default();
-        redactor.set_secrets(&["s3cr3t-value".into()]);
+        let scrubber = SecretScrubber::default();
+        scrubber.set_secrets(&["s3cr3t-value".into()]);
         let sink = Arc::new(Mutex::new(Vec::<u8>::new()));
         let make = Scrubbing {
             inner: Arc::clone(&sink),
-            redactor,
+            scrubber,
         };
         {
             let mut writer = make.make_writer();

@@ -29,8 +29,10 @@ use orch_sdk::events;
 use crate::bus::{
     Admission, Bus, BusEvent, DeadLetter, Delivered, EventSink, SubscriberId, WeakBus,
 };
-use crate::event_queue::EventQueue;
 use crate::timers::TimerService;
+use queue::EventQueue;
+
+mod queue;
 
 /// How often, at most, a module's overflows are reported.
 pub const OVERFLOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);

@@ -224,14 +224,14 @@ fn spec(name: &str) -> orch_config::ModuleSpec {
 fn the_scratch_host_runs_a_whole_lifecycle_or_names_the_failing_phase() {
     let target = tempfile::tempdir().unwrap();
     let timeouts = orch_config::Timeouts::default();
-    let ok = orch_runtime::scratch::load_check(
+    let ok = orch_runtime::load_check::run(
         &spec("mod-dummy-producer"),
         &artifacts()["mod-dummy-producer"],
         target.path(),
         timeouts,
     );
     assert!(ok.is_ok(), "{ok:?}");
-    let failure = orch_runtime::scratch::load_check(
+    let failure = orch_runtime::load_check::run(
         &spec("fixture-abi-mismatch"),
         &artifacts()["fixture-abi-mismatch"],
         target.path(),

@@ -263,7 +263,7 @@ impl<'a> Suite<'a> {
                 let started = Instant::now();
                 let started_at = SystemTime::now();
                 let outcome = match libraries.get(&module.package) {
-                    Some(Ok(library)) => match orch_runtime::scratch::load_check(
+                    Some(Ok(library)) => match orch_runtime::load_check::run(
                         module,
                         library,
                         &self.workspace.target_dir,

@@ -4,12 +4,12 @@
 
 mod bridge;
 mod contracts;
+mod delivery;
 mod depends_on;
 mod display;
 mod env_expansion;
 mod environments;
 mod isolation;
-mod limits;
 mod missing_files;
 mod names_packages;
 mod operating;

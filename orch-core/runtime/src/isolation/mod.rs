@@ -7,29 +7,30 @@
 //! restart under an OTP-like policy. The frames and the rings are the
 //! `orch-wire` crate's.
 //!
-//! - [`RemoteModule`]: the orchestrator's side, driven by the module's actor
-//!   (`remote/restart.rs`: its restart loop);
-//! - `link`: one running child host and its reader, stderr and heartbeat threads;
-//! - `window`: the in-flight window (acknowledged events, replay after a crash);
+//! - [`IsolatedModule`]: the orchestrator's side, driven by the module's actor
+//!   (`isolated_module/restart.rs`: its restart loop);
+//! - `child_process`: one running child host and its reader, stderr and
+//!   heartbeat threads;
+//! - `in_flight`: the events sent and not yet acknowledged (replay after a crash);
 //! - `event_frame`: the bus's deliveries as the wire's event frames and back;
 //! - `transport`: shared memory or pipes for the next child;
 //! - [`supervise`]: the restart policy, back-off and intensity;
 
+mod child_process;
 mod event_frame;
+mod in_flight;
+mod isolated_module;
 mod lines;
-mod link;
-mod remote;
 mod setup;
 mod supervise;
 mod transport;
-mod window;
 
 use std::path::{Path, PathBuf};
 
 pub use orch_process::host::{HOST_PROGRAM_ENV, host_program, set_host_program};
 pub use orch_wire::shm::Transport;
 
-pub use remote::RemoteModule;
+pub use isolated_module::IsolatedModule;
 pub use setup::RemoteSetup;
 pub use transport::{set_transport, transport};
 

@@ -11,7 +11,7 @@ use orch_config::{Supervision, Timeouts};
 use crate::bus::Bus;
 use crate::host_api::ModuleHostCtx;
 
-/// What a [`super::RemoteModule`] needs to start and restart its child host.
+/// What a [`super::IsolatedModule`] needs to start and restart its child host.
 pub struct RemoteSetup {
     /// The module's name.
     pub name: Arc<str>,
@@ -32,7 +32,7 @@ pub struct RemoteSetup {
     /// The module's mailbox, read for its depth (events waiting make a batch).
     pub mailbox: crate::mailbox::MailboxGauge,
     /// Called from a reader thread once the child's stream ended: wakes the
-    /// module's owner to poll the child ([`super::RemoteModule::poll_child`])
+    /// module's owner to poll the child ([`super::IsolatedModule::poll_child`])
     /// when the module is idle.
     pub child_ended: Arc<dyn Fn() + Send + Sync>,
     /// Set when the orchestrator shuts down: no restart begins after that.

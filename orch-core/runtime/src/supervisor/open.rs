@@ -15,7 +15,7 @@ use crate::bus::Bus;
 use crate::error::ModuleFailure;
 use crate::generation::Generation;
 use crate::host_api::ModuleHostCtx;
-use crate::isolation::{RemoteModule, RemoteSetup};
+use crate::isolation::{IsolatedModule, RemoteSetup};
 use crate::loader::Loader;
 use crate::mailbox::MailboxGauge;
 
@@ -86,7 +86,7 @@ impl Opener for LibraryOpener {
         let library = self
             .loader
             .copy_artifact(&site.name, artifact, generation)?;
-        RemoteModule::spawn(RemoteSetup {
+        IsolatedModule::spawn(RemoteSetup {
             name: site.name,
             ctx: site.ctx,
             bus: site.bus,

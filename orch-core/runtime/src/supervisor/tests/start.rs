@@ -376,7 +376,7 @@ fn a_handler_that_never_returns_is_named_its_events_go_to_dead_letters_and_shutd
 #[test]
 fn an_isolated_child_that_dies_while_idle_is_settled_on_its_actor_thread() {
     // The crash itself (report, restart per policy, replay) is the isolated
-    // generation's own business (`isolation/remote/restart.rs`); the host's
+    // generation's own business (`isolation/isolated_module/restart.rs`); the host's
     // part is to give it its thread at once, without waiting for an event.
     let mut h = Harness::new();
     h.script("a", 1, Script::new().isolated());

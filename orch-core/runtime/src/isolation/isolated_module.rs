@@ -1,7 +1,7 @@
-//! The orchestrator's side of an isolated module: a [`RemoteModule`] stands in
+//! The orchestrator's side of an isolated module: a [`IsolatedModule`] stands in
 //! the module's actor where a loaded library would, and turns each lifecycle
 //! call into a request frame to the child host, bounded by the same timeouts,
-//! and each event into an event frame (up to [`WINDOW`] in flight, each kept
+//! and each event into an event frame (up to [`MAX_IN_FLIGHT`] in flight, each kept
 //! until acknowledged). A reader thread forwards the child's publishes and subscriptions to
 //! the real bus (which owns every subscription), its logs to the host's log, and
 //! notices its death (end of stream, then `waitpid` for the reason). A heartbeat
@@ -17,10 +17,10 @@ use std::time::Duration;
 use orch_sdk::duration::human;
 use orch_wire::protocol::{EventFrame, Frame, Status};
 
-use super::link::{ChildLink, Incoming};
+use super::child_process::{ChildProcess, Incoming};
+use super::in_flight::{InFlight, MAX_IN_FLIGHT};
 use super::setup::RemoteSetup;
 use super::supervise::RestartTracker;
-use super::window::{InFlight, WINDOW};
 use crate::bus::Delivery;
 use crate::error::{Cause, ModuleFailure, Phase};
 
@@ -32,9 +32,9 @@ enum Failed {
 }
 
 /// An isolated module generation: its child host process and its supervision.
-pub struct RemoteModule {
+pub struct IsolatedModule {
     setup: RemoteSetup,
-    child: Option<ChildLink>,
+    child: Option<ChildProcess>,
     tracker: RestartTracker,
     declared: (String, String),
     last_init: Option<(Vec<u8>, Option<Vec<u8>>)>,
@@ -55,7 +55,7 @@ fn cause_of(status: Status, data: &[u8]) -> Cause {
     }
 }
 
-impl RemoteModule {
+impl IsolatedModule {
     /// Starts the child host and waits (up to `timeouts.load`) until it has
     /// loaded the library and checked its ABI.
     pub fn spawn(setup: RemoteSetup) -> Result<Self, ModuleFailure> {
@@ -72,7 +72,7 @@ impl RemoteModule {
             inflight: InFlight::default(),
             outcomes: Vec::new(),
         };
-        match ChildLink::spawn(&module.setup) {
+        match ChildProcess::spawn(&module.setup) {
             Ok((link, declared)) => {
                 module.child = Some(link);
                 module.declared = declared;
@@ -151,7 +151,7 @@ impl RemoteModule {
     /// `Module::on_event` in the child. A crash while handling it is reported,
     /// the child restarted per policy, and the event lost for this module only.
     ///
-    /// Up to [`WINDOW`] events are in flight: each is kept until the child
+    /// Up to [`MAX_IN_FLIGHT`] events are in flight: each is kept until the child
     /// acknowledges it, errors are reported with their own topic, and after a
     /// crash the unacknowledged events but the first (the one it was handling)
     /// are delivered again to the restarted child, in order.
@@ -183,7 +183,7 @@ impl RemoteModule {
         if !sent {
             link.shared.pipe_broke();
         }
-        self.drain(if sent { WINDOW - 1 } else { 0 });
+        self.drain(if sent { MAX_IN_FLIGHT - 1 } else { 0 });
     }
 
     /// Wakes the child for events written without a wake-up.
@@ -243,7 +243,7 @@ impl RemoteModule {
         let Some(event) = self.inflight.acknowledge_event() else {
             return;
         };
-        if self.outcomes.len() >= 2 * WINDOW {
+        if self.outcomes.len() >= 2 * MAX_IN_FLIGHT {
             let _ = self.outcomes.remove(0);
         }
         if status == Status::Ok {
@@ -326,7 +326,7 @@ impl RemoteModule {
     }
 }
 
-impl Drop for RemoteModule {
+impl Drop for IsolatedModule {
     fn drop(&mut self) {
         if let Some(link) = self.child.take() {
             link.finish(true);

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use orch_wire::protocol::EventFrame;
 
 /// Events sent to a child before the first is acknowledged, at most.
-pub const WINDOW: usize = 64;
+pub const MAX_IN_FLIGHT: usize = 64;
 
 /// Events in flight to one child, oldest first.
 #[derive(Debug, Default)]

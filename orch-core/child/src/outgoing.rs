@@ -14,14 +14,14 @@ use orch_runtime::status::ModuleCounters;
 use orch_wire::protocol::Frame;
 use orch_wire::shm::{Producer, Wake, WriteFailed, write_all};
 
-use crate::answer_book::AnswerBook;
+use crate::unanswered::UnansweredRequests;
 
 /// The frames the child sends, from any thread, and the requests its module
 /// still has to answer.
 #[derive(Clone)]
-pub(crate) struct Link {
+pub(crate) struct Outgoing {
     out: Arc<Mutex<BufWriter<File>>>,
-    answers: Arc<Mutex<AnswerBook>>,
+    answers: Arc<Mutex<UnansweredRequests>>,
     /// When the module's thread began its current call (ms since `epoch`,
     /// 0 when idle): what a `Pong` reports.
     busy_since_ms: Arc<AtomicU64>,
@@ -70,7 +70,7 @@ impl UpRing {
 /// `Pong`), however short the heartbeat.
 const METRICS_EVERY_MS: u64 = 100;
 
-impl Link {
+impl Outgoing {
     /// A link writing control frames to `out` and, with shared memory, the
     /// rest to `up`.
     pub(crate) fn new(out: File, up: Option<Producer>) -> Self {
@@ -183,7 +183,7 @@ impl Link {
     }
 
     /// The requests its module still has to answer.
-    pub(crate) fn answers(&self) -> MutexGuard<'_, AnswerBook> {
+    pub(crate) fn answers(&self) -> MutexGuard<'_, UnansweredRequests> {
         self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -194,7 +194,7 @@ impl Link {
     }
 }
 
-impl Uplink for Link {
+impl Uplink for Outgoing {
     fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), String> {
         self.send(&Frame::Publish {
             topic: topic.into(),

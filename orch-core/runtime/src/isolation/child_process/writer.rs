@@ -15,11 +15,11 @@ use orch_sdk::duration::human;
 use orch_wire::protocol::Frame;
 
 use super::Shared;
-use crate::isolation::window::WINDOW;
+use crate::isolation::in_flight::MAX_IN_FLIGHT;
 
 /// Frames queued for the child, at most: the actor's in-flight window and its
 /// lifecycle requests and answers fit with room to spare.
-const QUEUE: usize = 2 * WINDOW;
+const QUEUE: usize = 2 * MAX_IN_FLIGHT;
 
 /// Why a frame was not queued.
 #[derive(Debug, PartialEq, Eq)]

@@ -28,20 +28,20 @@ use super::transport::transport;
 use crate::error::Cause;
 use writer::FrameWriter;
 
-mod environment;
 mod heartbeat;
 mod metrics;
 mod reader;
 mod rings;
 mod rules;
 mod stderr;
+mod variables;
 mod writer;
 
-use environment::child_environment;
 use heartbeat::spawn_heartbeat;
 use reader::{ReaderSetup, bad_frame, child_ended, dispatch, spawn_reader};
 use rings::{spawn_control_reader, spawn_ring_reader};
 use stderr::spawn_stderr_reader;
+use variables::child_environment;
 
 /// What the reader thread hands to the module's actor.
 pub(super) enum Incoming {
@@ -191,7 +191,7 @@ struct DownRing {
 }
 
 /// One running child host.
-pub(super) struct ChildLink {
+pub(super) struct ChildProcess {
     pub(super) pid: u32,
     /// The module's name, for errors.
     name: Arc<str>,
@@ -210,7 +210,7 @@ pub(super) struct ChildLink {
     stop_heartbeat: Option<Sender<()>>,
 }
 
-impl ChildLink {
+impl ChildProcess {
     /// Starts a child host process for `s` and waits for its load reply: the
     /// package and SDK version the module declares.
     pub(super) fn spawn(s: &RemoteSetup) -> Result<(Self, (String, String)), Cause> {
@@ -374,8 +374,8 @@ impl ChildLink {
         self.send_waking(frame, Wake::Now)
     }
 
-    /// Like [`ChildLink::send`], but through shared memory the child is only
-    /// woken by a later [`ChildLink::wake`] (or once [`EVENT_BATCH`] frames
+    /// Like [`ChildProcess::send`], but through shared memory the child is only
+    /// woken by a later [`ChildProcess::wake`] (or once [`EVENT_BATCH`] frames
     /// waited, or when the ring is full).
     pub(super) fn send_batched(&self, frame: &Frame) -> bool {
         self.send_waking(frame, Wake::Later)

@@ -10,12 +10,12 @@ const CAPACITY: usize = 10_000;
 
 /// Unanswered requests, by requester and id, oldest first.
 #[derive(Default)]
-pub(crate) struct AnswerBook {
+pub(crate) struct UnansweredRequests {
     open: HashSet<(String, u64)>,
     order: VecDeque<(String, u64)>,
 }
 
-impl AnswerBook {
+impl UnansweredRequests {
     /// Notes request `id` of `reply_to`, delivered to the module.
     pub(crate) fn expect(&mut self, reply_to: &str, id: u64) {
         let key = (reply_to.to_owned(), id);
@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn one_answer_per_request_and_the_book_stays_bounded() {
-        let mut book = AnswerBook::default();
+        let mut book = UnansweredRequests::default();
         book.expect("client", 1);
         assert!(book.take("client", 1));
         assert!(!book.take("client", 1), "a second answer");

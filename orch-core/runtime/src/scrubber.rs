@@ -27,7 +27,7 @@ const MAX_FORMS: usize = 10_000;
 /// Replaces known secret values with `***`; cheap to clone, shared by every
 /// writer that needs it.
 #[derive(Clone, Default)]
-pub struct Redactor {
+pub struct SecretScrubber {
     inner: Arc<RwLock<Forms>>,
 }
 
@@ -40,7 +40,7 @@ struct Forms {
     matcher: Option<AhoCorasick>,
 }
 
-impl Redactor {
+impl SecretScrubber {
     /// Replaces the set of secrets with `secrets`.
     pub fn set_secrets(&self, secrets: &[String]) {
         self.update(secrets, true);
@@ -157,36 +157,36 @@ mod tests {
 
     #[test]
     fn scrubs_every_secret_longest_first() {
-        let redactor = Redactor::default();
-        redactor.set_secrets(&["hunter2-long".into(), "hunter2".into(), "abc".into()]);
+        let scrubber = SecretScrubber::default();
+        scrubber.set_secrets(&["hunter2-long".into(), "hunter2".into(), "abc".into()]);
         assert_eq!(
-            redactor.scrub("token=hunter2-long pw=hunter2 short=abc"),
+            scrubber.scrub("token=hunter2-long pw=hunter2 short=abc"),
             "token=*** pw=*** short=abc"
         );
-        assert!(matches!(redactor.scrub("nothing here"), Cow::Borrowed(_)));
+        assert!(matches!(scrubber.scrub("nothing here"), Cow::Borrowed(_)));
     }
 
     #[test]
     fn escaped_and_encoded_forms_are_scrubbed_too() {
-        let redactor = Redactor::default();
-        redactor.set_secrets(&["pa\"ss\\wörd".into(), "p%40ss-word".into()]);
+        let scrubber = SecretScrubber::default();
+        scrubber.set_secrets(&["pa\"ss\\wörd".into(), "p%40ss-word".into()]);
         let json = serde_json::json!({"password": "pa\"ss\\wörd"}).to_string();
-        assert_eq!(redactor.scrub(&json), r#"{"password":"***"}"#);
+        assert_eq!(scrubber.scrub(&json), r#"{"password":"***"}"#);
         let debug = format!("{:?}", ("pa\"ss\\wörd",));
-        assert_eq!(redactor.scrub(&debug), r#"("***",)"#);
+        assert_eq!(scrubber.scrub(&debug), r#"("***",)"#);
         assert_eq!(
-            redactor.scrub("url=amqp://u:pa%22ss%5Cw%C3%B6rd@mq decoded=p@ss-word raw=p%40ss-word"),
+            scrubber.scrub("url=amqp://u:pa%22ss%5Cw%C3%B6rd@mq decoded=p@ss-word raw=p%40ss-word"),
             "url=amqp://u:***@mq decoded=*** raw=***"
         );
     }
 
     #[test]
     fn added_secrets_join_the_old_ones() {
-        let redactor = Redactor::default();
-        redactor.set_secrets(&["first-secret".into()]);
-        redactor.add_secrets(&["second-secret".into()]);
-        assert_eq!(redactor.scrub("first-secret second-secret"), "*** ***");
-        redactor.set_secrets(&[]);
-        assert_eq!(redactor.scrub("first-secret"), "first-secret");
+        let scrubber = SecretScrubber::default();
+        scrubber.set_secrets(&["first-secret".into()]);
+        scrubber.add_secrets(&["second-secret".into()]);
+        assert_eq!(scrubber.scrub("first-secret second-secret"), "*** ***");
+        scrubber.set_secrets(&[]);
+        assert_eq!(scrubber.scrub("first-secret"), "first-secret");
     }
 }

@@ -11,12 +11,12 @@ use orch_sdk::duration::human;
 use orch_sdk::events::{ModuleCrashed, ModuleFailed, ModuleRestarted};
 use orch_wire::protocol::Frame;
 
-use super::super::link::ChildLink;
+use super::super::child_process::ChildProcess;
 use super::super::supervise::{Decision, ExitKind};
-use super::{Failed, RemoteModule};
+use super::{Failed, IsolatedModule};
 use crate::error::Cause;
 
-impl RemoteModule {
+impl IsolatedModule {
     /// Reports the crash and restarts the child as the policy says, or gives up.
     pub(super) fn recover(&mut self) {
         let Some(link) = self.child.take() else {
@@ -130,7 +130,7 @@ impl RemoteModule {
     /// A new child for the same generation, initialized with the last config and
     /// state and started if the module was.
     fn respawn(&mut self) -> Result<(), Cause> {
-        let (link, declared) = ChildLink::spawn(&self.setup)?;
+        let (link, declared) = ChildProcess::spawn(&self.setup)?;
         self.child = Some(link);
         self.declared = declared;
         let step = |this: &mut Self, frame, timeout| match this.request(frame, Some(timeout)) {

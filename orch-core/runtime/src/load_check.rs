@@ -14,7 +14,7 @@ use orch_config::{ModuleSpec, Timeouts};
 
 /// Runs `spec`'s library at `artifact` through its lifecycle in a host of its own;
 /// returns how long it took, or the first failure with its phase.
-pub fn load_check(
+pub fn run(
     spec: &ModuleSpec,
     artifact: &Path,
     target_dir: &Path,

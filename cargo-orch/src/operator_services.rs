@@ -17,13 +17,13 @@ use crate::network::Network;
 use crate::session::Session;
 
 /// The running operator services; dropping it stops them and removes the socket.
-pub struct Operating {
+pub struct OperatorServices {
     _webhook: Option<Box<dyn Send>>,
     _metrics: Option<Box<dyn Send>>,
     _control: Option<ControlServer>,
 }
 
-impl Operating {
+impl OperatorServices {
     /// Starts the control socket, the metrics endpoint and the webhook, as
     /// the flags and main.yaml ask.
     pub fn start(
