@@ -422,9 +422,27 @@ fn with_jetstream_a_consumer_node_killed_and_restarted_misses_nothing_and_repeat
         received(&b).len() >= 40
     });
     a.stop_cleanly();
-    b.collect_for(Duration::from_millis(1000));
+    // A ping on its way to node-b when it was killed comes again once the
+    // acknowledgement wait has passed, after later ones (bridge guide): wait
+    // until every ping up to the last one is there.
+    let every_ping_so_far = || {
+        let mut seqs = received_in_log(&consumer.log_file());
+        seqs.sort_unstable();
+        seqs.dedup();
+        seqs.last().is_some_and(|&last| seqs.len() as u64 == last)
+    };
+    wait_until(
+        "the ping in flight at the kill comes again",
+        // orch_bridge::durable::ACK_WAIT (10 s), then some.
+        Duration::from_secs(10) + SHORT,
+        || {
+            b.collect_for(Duration::from_millis(100));
+            every_ping_so_far()
+        },
+    );
     b.stop_cleanly();
-    let all = received_in_log(&consumer.log_file());
+    let mut all = received_in_log(&consumer.log_file());
+    all.sort_unstable();
     assert_consecutive(&all, "node-b across its SIGKILL", &b.output());
     assert_eq!(all.first(), Some(&1), "from the first ping on");
 }
