@@ -10,7 +10,7 @@
 //!
 //! Requests are keyed by the requester's name and an id that the requester's
 //! host chose (unique per module for the life of the orchestrator: see
-//! [`crate::host_api::ModuleHostCtx::next_request_id`]), so a child host
+//! `ModuleHostCtx::next_request_id`), so a child host
 //! process can name its requests without a round trip. Such ids are easy to
 //! guess, so the key alone never lets a module answer: each request records
 //! the subscribers the bus delivered it to ([`Recipients`]), and only one of

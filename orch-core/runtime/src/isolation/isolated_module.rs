@@ -1,7 +1,7 @@
 //! The orchestrator's side of an isolated module: a [`IsolatedModule`] stands in
 //! the module's actor where a loaded library would, and turns each lifecycle
 //! call into a request frame to the child host, bounded by the same timeouts,
-//! and each event into an event frame (up to [`MAX_IN_FLIGHT`] in flight, each kept
+//! and each event into an event frame (up to `MAX_IN_FLIGHT` in flight, each kept
 //! until acknowledged). A reader thread forwards the child's publishes and subscriptions to
 //! the real bus (which owns every subscription), its logs to the host's log, and
 //! notices its death (end of stream, then `waitpid` for the reason). A heartbeat
@@ -151,7 +151,7 @@ impl IsolatedModule {
     /// `Module::on_event` in the child. A crash while handling it is reported,
     /// the child restarted per policy, and the event lost for this module only.
     ///
-    /// Up to [`MAX_IN_FLIGHT`] events are in flight: each is kept until the child
+    /// Up to `MAX_IN_FLIGHT` events are in flight: each is kept until the child
     /// acknowledges it, errors are reported with their own topic, and after a
     /// crash the unacknowledged events but the first (the one it was handling)
     /// are delivered again to the restarted child, in order.

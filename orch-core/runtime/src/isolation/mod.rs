@@ -14,7 +14,7 @@
 //! - `in_flight`: the events sent and not yet acknowledged (replay after a crash);
 //! - `event_frame`: the bus's deliveries as the wire's event frames and back;
 //! - `transport`: shared memory or pipes for the next child;
-//! - [`supervise`]: the restart policy, back-off and intensity;
+//! - `supervise`: the restart policy, back-off and intensity;
 
 mod child_process;
 mod event_frame;

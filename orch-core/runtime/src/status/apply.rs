@@ -19,7 +19,7 @@ use crate::bus::{Admission, BusEvent, Delivered, EventSink};
 pub const FOLLOWED: &[&str] = &["module.*", events::APP_STARTED];
 
 impl StatusBoard {
-    /// The sink to register on the bus and subscribe to [`FOLLOWED`].
+    /// The sink to register on the bus and subscribe to `FOLLOWED`.
     pub fn sink(&self) -> Arc<dyn EventSink> {
         Arc::new(BoardSink(self.clone()))
     }
