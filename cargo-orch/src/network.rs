@@ -4,7 +4,7 @@
 //! half of what a cold build compiles, so the `cargo-orch` binary leaves them
 //! out: it is built with no [`Network`], and `cargo orch run` hands a
 //! configuration that asks for one of them over to `orch-networked` (see
-//! [`crate::networked`]), the same program with this trait implemented.
+//! `networked.rs`), the same program with this trait implemented.
 
 use std::net::SocketAddr;
 use std::path::Path;
