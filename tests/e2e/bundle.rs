@@ -312,3 +312,35 @@ fn debian_minisign_verifies_our_signature_and_we_verify_its() {
     let text = succeeds(check(&theirs, &[&their_pub]));
     assert!(text.contains("made by minisign"), "{text}");
 }
+
+/// `--env prod` keeps the overlay beside the base files, and its `metrics:`
+/// section brings `orch-networked` in, as `cargo orch run` would hand over.
+#[test]
+fn an_environment_bundle_keeps_its_overlay_and_the_networked_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("prod.tar");
+    let text = succeeds(orch(&["bundle", "--env", "prod", "--out", path(&out)]));
+    assert!(text.contains("orch-networked"), "{text}");
+    let bytes = std::fs::read(&out).expect("bundle");
+    let names: Vec<String> = entries(&bytes).into_iter().map(|e| e.0).collect();
+    for expected in [
+        "bin/cargo-orch",
+        "bin/orch-networked",
+        "config/main.yaml",
+        "config/prod/main.yaml",
+        "config/prod/modules.yaml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing: {names:?}"
+        );
+    }
+    let written = std::fs::read(workspace_root().join("config/prod/main.yaml")).expect("overlay");
+    assert_eq!(file_in(&bytes, "config/prod/main.yaml"), written);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&file_in(&bytes, "manifest.json")).expect("manifest JSON");
+    assert_eq!(manifest["environment"], "prod");
+    let mut allowed = check(&out, &[]);
+    allowed.arg("--allow-unsigned");
+    succeeds(allowed);
+}
