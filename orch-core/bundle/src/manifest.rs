@@ -181,6 +181,25 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_or_mutated_bytes_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            at in proptest::prelude::any::<usize>(),
+            value in proptest::prelude::any::<u8>(),
+        ) {
+            let _ = Manifest::from_bytes(&bytes);
+            let mut valid = sample().to_bytes();
+            let at = at % valid.len();
+            valid[at] = value;
+            if let Ok(manifest) = Manifest::from_bytes(&valid) {
+                for file in &manifest.files {
+                    proptest::prop_assert!(crate::format::check_path(&file.path).is_ok());
+                }
+            }
+        }
+    }
+
     #[test]
     fn round_trips_with_sorted_files() {
         let bytes = sample().to_bytes();
