@@ -134,6 +134,25 @@ pub enum Command {
     /// Load and start a stopped or failed module of a running orchestrator.
     #[command(after_help = CONTROL_HELP)]
     Start(ModuleArgs),
+    /// Write a minisign key pair for signing bundles: the secret key at PATH
+    /// (owner-only), the public key at PATH.pub.
+    #[command(after_help = "The secret key is encrypted with the password in \
+                      ORCH_SIGNING_PASSWORD, else one typed on the terminal; --no-password \
+                      writes it unencrypted (for CI: guard the file itself). An existing file \
+                      is never overwritten.\n\
+                      Exit code: 0 when both files were written, 1 otherwise.")]
+    Keygen(KeygenArgs),
+    /// Build the enabled modules and write one reproducible tar archive: the
+    /// host binary, each module's library, the configuration as written and a
+    /// manifest of every file's SHA-256, signed with --sign.
+    #[command(
+        after_help = "Secrets never enter it: the YAML files are copied as written \
+                      (${VAR} stays a reference) and .env files are left out. The same sources \
+                      give the same bytes (SOURCE_DATE_EPOCH sets the files' time, default 0).\n\
+                      Exit code: 0 when the bundle was written, 1 when a build or a step failed, \
+                      2 for a configuration error."
+    )]
+    Bundle(BundleArgs),
 }
 
 /// What the control verbs' help says of finding the orchestrator.
@@ -286,12 +305,58 @@ pub struct NewArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Build the modules with the release profile.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bundle")]
     pub release: bool,
 
     /// Also print the log: each phase's timing and what the modules log.
     #[arg(long, short)]
     pub verbose: bool,
+
+    /// Verify this bundle instead (nothing is built, loaded or run): every
+    /// file's size and SHA-256 against its manifest, and the manifest's
+    /// signature against --trusted-key.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+
+    /// A minisign public key (a .pub file) the bundle's signature may come
+    /// from; repeat for several. Never a key the bundle carries.
+    #[arg(long, value_name = "PUBFILE", requires = "bundle")]
+    pub trusted_key: Vec<PathBuf>,
+
+    /// Accept an unsigned bundle (or one whose signature no trusted key can
+    /// check), with a warning: for development only.
+    #[arg(long, requires = "bundle")]
+    pub allow_unsigned: bool,
+}
+
+/// `cargo orch keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key; the public key goes to PATH.pub.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+
+    /// Write the secret key unencrypted (for CI), ignoring ORCH_SIGNING_PASSWORD.
+    #[arg(long)]
+    pub no_password: bool,
+}
+
+/// `cargo orch bundle`.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Build the modules with the release profile.
+    #[arg(long)]
+    pub release: bool,
+
+    /// The archive to write (default: target/orch/bundle/APP-VERSION.tar).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    /// Sign the manifest with this minisign secret key (from `cargo orch
+    /// keygen`; an encrypted key takes its password from ORCH_SIGNING_PASSWORD
+    /// or the terminal).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 /// `cargo orch list`.
@@ -421,6 +486,30 @@ mod tests {
         assert!(parse(&["new", "mod-x", "--list-templates"]).is_err());
         assert!(matches!(parse(&["check", "--release"]), Ok(Command::Check(c)) if c.release));
         assert!(matches!(parse(&["list", "--json"]), Ok(Command::List(l)) if l.json));
+        let Ok(Command::Check(check)) = parse(&[
+            "check",
+            "--bundle",
+            "b.tar",
+            "--trusted-key",
+            "a.pub",
+            "--trusted-key",
+            "b.pub",
+        ]) else {
+            panic!("check expected");
+        };
+        assert_eq!(check.bundle, Some(PathBuf::from("b.tar")));
+        assert_eq!(check.trusted_key.len(), 2);
+        assert!(parse(&["check", "--trusted-key", "a.pub"]).is_err());
+        assert!(parse(&["check", "--bundle", "b", "--release"]).is_err());
+        assert!(matches!(
+            parse(&["keygen", "--out", "k", "--no-password"]),
+            Ok(Command::Keygen(k)) if k.no_password
+        ));
+        assert!(parse(&["keygen"]).is_err(), "--out is required");
+        assert!(matches!(
+            parse(&["bundle", "--release", "--sign", "k", "--out", "b.tar"]),
+            Ok(Command::Bundle(b)) if b.release && b.sign.is_some()
+        ));
         let Ok(Command::Init(init)) = parse(&["init"]) else {
             panic!("init expected");
         };

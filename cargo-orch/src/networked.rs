@@ -49,7 +49,7 @@ fn cargo_target_of(executable: &Path) -> Option<(PathBuf, bool)> {
 
 /// Finds (building it if needed, unless `no_build`) the `orch-networked`
 /// executable that matches this one.
-fn locate(no_build: bool, timeout: Duration) -> anyhow::Result<PathBuf> {
+pub(crate) fn locate(no_build: bool, timeout: Duration) -> anyhow::Result<PathBuf> {
     let executable = std::env::current_exe().context("cannot find this program's own path")?;
     let sibling = executable.with_file_name(NETWORKED_BIN);
     let manifest = networked_manifest();

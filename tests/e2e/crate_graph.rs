@@ -281,6 +281,40 @@ fn lower_crates_never_depend_on_higher_ones() {
     assert_never(&metadata, "orch-test", &["orch-scaffold", "toml_edit"]);
 }
 
+/// The bundle library (manifest, archive, signatures) is plain data and
+/// crypto: it never builds, loads or runs anything and never talks to a
+/// network, so `cargo orch check --bundle` trusts nothing it does not need.
+#[test]
+fn the_bundle_library_never_knows_the_runtime_cargo_or_a_network() {
+    let metadata = metadata();
+    let closure = normal_closure(&metadata, "orch-bundle");
+    let ours = ours_in(&closure);
+    assert!(
+        ours.is_empty(),
+        "orch-bundle depends on no other crate of ours, yet on {ours:?}"
+    );
+    assert_never(
+        &metadata,
+        "orch-bundle",
+        &[
+            "orch-runtime",
+            "orch-cargo",
+            "orch-bridge",
+            "orch-monitor",
+            "orch-networked",
+            "orch-child",
+            "cargo_metadata",
+            "libloading",
+            "async-nats",
+            "tokio",
+            "hyper",
+            "ureq",
+            "rustls",
+            "ring",
+        ],
+    );
+}
+
 /// A first `cargo orch run` compiles no network stack: the `cargo-orch`
 /// binary leaves the bridge, the metrics endpoint and webhook alerts to
 /// `orch-networked`, built only when main.yaml asks for one of them.

@@ -8,6 +8,7 @@ mod bounded;
 mod bridge;
 mod bridge_hostile;
 mod bridge_permissions;
+mod bundle;
 mod crate_graph;
 mod hostile_child;
 mod isolation;

@@ -5,6 +5,7 @@
 
 pub mod bridge;
 pub mod http;
+pub mod minisign;
 pub mod nats;
 pub mod nats_raw;
 pub mod process;

@@ -1,5 +1,6 @@
 //! One file per verb.
 
+pub mod bundle;
 pub mod check;
 pub mod control;
 pub mod init;
