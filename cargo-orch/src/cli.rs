@@ -230,6 +230,36 @@ pub struct RunArgs {
     /// (fast restarts; the modules must have been built with the same profile).
     #[arg(long, conflicts_with = "watch")]
     pub no_build: bool,
+
+    /// Run this bundle (an archive from `cargo orch bundle`, or a folder it
+    /// was unpacked into) instead of the workspace: no cargo, no sources and
+    /// no Rust toolchain needed. It is verified before anything loads.
+    #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["watch", "release", "no_build"])]
+    pub bundle: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
+
+    /// Where an archive is unpacked, into a folder named after its app,
+    /// version and digest (default: beside the archive).
+    #[arg(long, value_name = "DIR", requires = "bundle")]
+    pub unpack_dir: Option<PathBuf>,
+}
+
+/// Which signatures a bundle may carry.
+#[derive(Debug, Default, Args)]
+pub struct TrustArgs {
+    /// A minisign public key (a .pub file), or a folder of them (every
+    /// *.pub in it), the bundle's signature may come from; repeat for
+    /// several. Never a key the bundle carries.
+    #[arg(long, value_name = "PUBFILE|DIR", requires = "bundle")]
+    pub trusted_key: Vec<PathBuf>,
+
+    /// Accept an unsigned bundle (or one whose signature no trusted key can
+    /// check): development only; its files are still checked against its
+    /// manifest.
+    #[arg(long, requires = "bundle")]
+    pub allow_unsigned: bool,
 }
 
 /// `cargo orch test`.
@@ -314,19 +344,12 @@ pub struct CheckArgs {
 
     /// Verify this bundle instead (nothing is built, loaded or run): every
     /// file's size and SHA-256 against its manifest, and the manifest's
-    /// signature against --trusted-key.
-    #[arg(long, value_name = "FILE")]
+    /// signature against --trusted-key. A folder is checked as unpacked.
+    #[arg(long, value_name = "FILE|DIR")]
     pub bundle: Option<PathBuf>,
 
-    /// A minisign public key (a .pub file) the bundle's signature may come
-    /// from; repeat for several. Never a key the bundle carries.
-    #[arg(long, value_name = "PUBFILE", requires = "bundle")]
-    pub trusted_key: Vec<PathBuf>,
-
-    /// Accept an unsigned bundle (or one whose signature no trusted key can
-    /// check), with a warning: for development only.
-    #[arg(long, requires = "bundle")]
-    pub allow_unsigned: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// `cargo orch keygen`.
@@ -498,7 +521,7 @@ mod tests {
             panic!("check expected");
         };
         assert_eq!(check.bundle, Some(PathBuf::from("b.tar")));
-        assert_eq!(check.trusted_key.len(), 2);
+        assert_eq!(check.trust.trusted_key.len(), 2);
         assert!(parse(&["check", "--trusted-key", "a.pub"]).is_err());
         assert!(parse(&["check", "--bundle", "b", "--release"]).is_err());
         assert!(matches!(

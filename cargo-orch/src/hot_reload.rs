@@ -41,6 +41,8 @@ pub struct HotReload {
     release: bool,
     config: AppConfig,
     scrubber: SecretScrubber,
+    /// A bundle's libraries by package: used as they are, nothing is built.
+    libraries: Option<HashMap<String, PathBuf>>,
 }
 
 impl HotReload {
@@ -60,7 +62,14 @@ impl HotReload {
             release,
             config,
             scrubber,
+            libraries: None,
         }
+    }
+
+    /// Runs from prebuilt `libraries` (a bundle's, by package): a reload
+    /// swaps in a new generation of the same library; cargo never runs.
+    pub fn use_libraries(&mut self, libraries: HashMap<String, PathBuf>) {
+        self.libraries = Some(libraries);
     }
 
     /// The configuration as last applied (modules.yaml edits included).
@@ -70,6 +79,9 @@ impl HotReload {
 
     /// The built library of `spec`'s package, as the last build left it.
     pub fn artifact_of(&self, spec: &ModuleSpec) -> Option<PathBuf> {
+        if let Some(libraries) = &self.libraries {
+            return libraries.get(&spec.package).cloned();
+        }
         self.workspace
             .artifact_path(&spec.package, self.release)
             .filter(|path| path.exists())
@@ -237,6 +249,16 @@ impl HotReload {
     }
 
     fn build(&self, modules: &[ModuleSpec]) -> Result<BuildOutput, BuildError> {
+        if let Some(libraries) = &self.libraries {
+            return Ok(BuildOutput {
+                artifacts: config::packages_of(modules)
+                    .into_iter()
+                    .filter_map(|p| Some((p.clone(), libraries.get(&p)?.clone())))
+                    .collect(),
+                duration: Duration::ZERO,
+                rebuilt: Vec::new(),
+            });
+        }
         self.builder.build(&BuildRequest {
             packages: config::packages_of(modules),
             release: self.release,

@@ -3,6 +3,7 @@
 //! parts, a lean build) and `orch-networked` (with them, built on demand
 //! when main.yaml has a `bridge:`, `metrics:` or `notify.webhook:` section).
 
+mod bundled;
 mod cli;
 mod cmd;
 mod control_actions;
@@ -66,6 +67,10 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
     orch_process::console::finish(std::time::Duration::from_millis(500));
     match outcome {
         Ok(code) => code,
+        Err(error) if error.is::<bundled::Refused>() => {
+            eprintln!("error: {error}");
+            ExitCode::from(cli::EXIT_FAILURE)
+        }
         Err(error) if error.is::<session::UsageError>() => {
             eprintln!("error: {error:#}");
             ExitCode::from(cli::EXIT_USAGE)

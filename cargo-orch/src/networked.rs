@@ -83,14 +83,25 @@ pub(crate) fn locate(no_build: bool, timeout: Duration) -> anyhow::Result<PathBu
 }
 
 /// Replaces this process with `orch-networked` running the same command
-/// line. Returns only when that cannot be done, with the reason.
-pub fn hand_over(sections: &[&str], no_build: bool, build_timeout: Duration) -> anyhow::Error {
+/// line: `program` (a bundle's, verified), else the one [`locate`] finds.
+/// Returns only when that cannot be done, with the reason.
+pub fn hand_over(
+    sections: &[&str],
+    program: Option<PathBuf>,
+    no_build: bool,
+    build_timeout: Duration,
+) -> anyhow::Error {
     eprintln!(
         "cargo orch run: main.yaml has {}: continuing in {NETWORKED_BIN}, the orchestrator \
-         with the network parts (built on first use)",
-        sections.join(", ")
+         with the network parts{}",
+        sections.join(", "),
+        if program.is_some() {
+            ", from the bundle"
+        } else {
+            " (built on first use)"
+        }
     );
-    let program = match locate(no_build, build_timeout) {
+    let program = match program.map_or_else(|| locate(no_build, build_timeout), Ok) {
         Ok(program) => program,
         Err(error) => return error,
     };

@@ -8,7 +8,8 @@ use orch_config::workspace::Workspace;
 use orch_config::{self as config, AppConfig, LogFormat};
 use orch_runtime::logging::{self, LogFile, LogOptions, SecretScrubber};
 
-use crate::cli::{GlobalArgs, LogFormatArg};
+use crate::bundled::Bundled;
+use crate::cli::{GlobalArgs, LogFormatArg, TrustArgs};
 
 /// The workspace and its validated configuration.
 pub struct Session {
@@ -19,6 +20,9 @@ pub struct Session {
     /// Scrubs the configuration's secrets (and those of later edits) from
     /// everything the process writes.
     pub scrubber: SecretScrubber,
+    /// The bundle it runs, for `run --bundle`: then `workspace` is made from
+    /// the bundle's manifest, not read from cargo.
+    pub bundle: Option<Bundled>,
 }
 
 /// A usage or configuration error: reported as it is, exit code 2.
@@ -43,7 +47,45 @@ impl Session {
         };
         let workspace = orch_cargo::discover_workspace(&start)?;
         let config_dir = workspace.root.join(&global.config_dir);
-        let config = config::load_layered(&config_dir, global.environment.as_deref(), &workspace)
+        Self::with_config(workspace, &config_dir, global.environment.as_deref(), None)
+    }
+
+    /// Verifies and unpacks the bundle at `path` and reads the configuration
+    /// it carries, layered with the environment it was bundled for; no
+    /// cargo is run. `--env` must name that environment or be left out.
+    pub fn open_bundle(
+        global: &GlobalArgs,
+        path: &Path,
+        unpack_dir: Option<&Path>,
+        trust: &TrustArgs,
+    ) -> anyhow::Result<Self> {
+        let bundle = crate::bundled::open(path, unpack_dir, trust)?;
+        let environment = bundle.manifest.environment.clone();
+        if let Some(wanted) = &global.environment
+            && environment.as_ref() != Some(wanted)
+        {
+            return Err(anyhow::Error::new(UsageError(anyhow::anyhow!(
+                "--env {wanted}: the bundle was made for {}\n  hint: leave --env out (the \
+                 bundle's environment applies), or bundle again with --env {wanted}",
+                environment
+                    .as_deref()
+                    .map_or("no environment".to_string(), |e| format!(
+                        "environment '{e}'"
+                    ))
+            ))));
+        }
+        let workspace = bundle.workspace();
+        let config_dir = bundle.dir.join("config");
+        Self::with_config(workspace, &config_dir, environment.as_deref(), Some(bundle))
+    }
+
+    fn with_config(
+        workspace: Workspace,
+        config_dir: &Path,
+        environment: Option<&str>,
+        bundle: Option<Bundled>,
+    ) -> anyhow::Result<Self> {
+        let config = config::load_layered(config_dir, environment, &workspace)
             .map_err(|e| anyhow::Error::new(UsageError(anyhow::Error::new(e))))?;
         let scrubber = SecretScrubber::default();
         scrubber.set_secrets(&config.secrets);
@@ -51,6 +93,7 @@ impl Session {
             workspace,
             config,
             scrubber,
+            bundle,
         })
     }
 

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use orch_bundle::archive::{ArchiveFile, Source, write_archive};
 use orch_e2e::{orch_bin, workspace_root};
 
-fn orch(args: &[&str]) -> Command {
+pub(crate) fn orch(args: &[&str]) -> Command {
     let mut command = Command::new(orch_bin());
     command
         .current_dir(workspace_root())
@@ -22,11 +22,11 @@ fn orch(args: &[&str]) -> Command {
     command
 }
 
-fn run(mut command: Command) -> Output {
+pub(crate) fn run(mut command: Command) -> Output {
     command.output().expect("run cargo-orch")
 }
 
-fn said(output: &Output) -> String {
+pub(crate) fn said(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -34,14 +34,14 @@ fn said(output: &Output) -> String {
     )
 }
 
-fn succeeds(command: Command) -> String {
+pub(crate) fn succeeds(command: Command) -> String {
     let output = run(command);
     let text = said(&output);
     assert!(output.status.success(), "expected success:\n{text}");
     text
 }
 
-fn refused(command: Command, names: &str) -> String {
+pub(crate) fn refused(command: Command, names: &str) -> String {
     let output = run(command);
     let text = said(&output);
     assert!(!output.status.success(), "expected a refusal:\n{text}");
@@ -53,12 +53,12 @@ fn refused(command: Command, names: &str) -> String {
     text
 }
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary path")
 }
 
 /// `keygen --no-password`: the key id it prints.
-fn keygen(out: &Path) -> String {
+pub(crate) fn keygen(out: &Path) -> String {
     let text = succeeds(orch(&["keygen", "--out", path(out), "--no-password"]));
     text.split_whitespace()
         .nth(1)
@@ -66,7 +66,7 @@ fn keygen(out: &Path) -> String {
         .expect("keygen prints the key id")
 }
 
-fn bundle(out: &Path, sign: Option<&Path>) -> String {
+pub(crate) fn bundle(out: &Path, sign: Option<&Path>) -> String {
     let mut args = vec!["bundle", "--out", path(out)];
     if let Some(key) = sign {
         args.extend(["--sign", path(key)]);
@@ -83,7 +83,7 @@ fn check(bundle: &Path, keys: &[&Path]) -> Command {
 }
 
 /// Each entry of a ustar archive: (path, data offset, size).
-fn entries(bytes: &[u8]) -> Vec<(String, usize, usize)> {
+pub(crate) fn entries(bytes: &[u8]) -> Vec<(String, usize, usize)> {
     let mut found = Vec::new();
     let mut at = 0;
     while at + 512 <= bytes.len() && bytes[at..at + 512].iter().any(|&b| b != 0) {
@@ -99,7 +99,7 @@ fn entries(bytes: &[u8]) -> Vec<(String, usize, usize)> {
 }
 
 /// `bytes` with `extra` files appended before the end-of-archive blocks.
-fn with_files_added(bytes: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
+pub(crate) fn with_files_added(bytes: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
     let (_, at, size) = entries(bytes).last().cloned().expect("entries");
     let end = at + size.div_ceil(512) * 512;
     let mut added = Vec::new();
@@ -118,7 +118,7 @@ fn with_files_added(bytes: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
     out
 }
 
-fn file_in(bytes: &[u8], name: &str) -> Vec<u8> {
+pub(crate) fn file_in(bytes: &[u8], name: &str) -> Vec<u8> {
     let (_, at, size) = entries(bytes)
         .into_iter()
         .find(|e| e.0 == name)

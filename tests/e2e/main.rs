@@ -9,6 +9,7 @@ mod bridge;
 mod bridge_hostile;
 mod bridge_permissions;
 mod bundle;
+mod bundle_run;
 mod crate_graph;
 mod hostile_child;
 mod isolation;

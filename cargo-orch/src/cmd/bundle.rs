@@ -18,8 +18,9 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 use orch_bundle::archive::{ArchiveFile, Source, write_archive};
-use orch_bundle::manifest::{FORMAT, FileEntry, GitState, Manifest, sha256_of};
-use orch_bundle::signing::{self, PASSWORD_VAR, Protection, TrustedKey};
+use orch_bundle::format::file_safe;
+use orch_bundle::manifest::{FORMAT, FileEntry, GitState, Manifest, PackageEntry, sha256_of};
+use orch_bundle::signing::{self, PASSWORD_VAR, Protection};
 use orch_bundle::verify::verify_archive;
 use orch_cargo::{BuildRequest, Builder};
 
@@ -122,6 +123,7 @@ pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode
     let workspace = &session.workspace;
     let modules = config.startup_order();
     let mut planned: Vec<Planned> = Vec::new();
+    let mut libraries: std::collections::BTreeMap<String, String> = Default::default();
 
     // The host binary: this executable, and orch-networked when needed.
     let host = std::env::current_exe().context("cannot find this program's own path")?;
@@ -174,6 +176,7 @@ pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode
                 from: library.clone(),
                 executable: true,
             });
+            libraries.insert(package.clone(), format!("modules/{name}"));
         }
     }
 
@@ -247,6 +250,7 @@ pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode
         abi_version: orch_sdk::abi::ABI_VERSION,
         profile: if args.release { "release" } else { "debug" }.into(),
         environment: global.environment.clone(),
+        packages: declared_packages(&session, &libraries)?,
         files,
     };
     let manifest_bytes = manifest.to_bytes();
@@ -322,25 +326,49 @@ pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// Every package modules.yaml names, with its folder relative to the
+/// workspace root and its bundled library.
+fn declared_packages(
+    session: &Session,
+    libraries: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<Vec<PackageEntry>> {
+    let mut packages: Vec<PackageEntry> = Vec::new();
+    for spec in &session.config.modules {
+        if packages.iter().any(|p| p.name == spec.package) {
+            continue;
+        }
+        let package = session
+            .workspace
+            .package(&spec.package)
+            .with_context(|| format!("no package '{}' in the workspace", spec.package))?;
+        let dir = package
+            .manifest_dir
+            .strip_prefix(&session.workspace.root)
+            .ok()
+            .and_then(|d| d.to_str())
+            .with_context(|| {
+                format!(
+                    "package '{}' lives outside the workspace root ({}); bundles hold \
+                     workspace members only",
+                    spec.package,
+                    package.manifest_dir.display()
+                )
+            })?;
+        packages.push(PackageEntry {
+            name: spec.package.clone(),
+            dir: dir.to_string(),
+            library: libraries.get(&spec.package).cloned(),
+        });
+    }
+    Ok(packages)
+}
+
 /// The files' mtime in the archive: `SOURCE_DATE_EPOCH`, else 0.
 fn source_date_epoch() -> u64 {
     std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
-}
-
-/// `name` with anything but ASCII letters, digits, `.`, `-` and `_` as `_`.
-fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// `rustc -vV`: its first line and the host triple.
@@ -379,19 +407,22 @@ fn git_state(root: &Path) -> Option<GitState> {
     Some(GitState { commit, dirty })
 }
 
-/// `cargo orch check --bundle FILE [--trusted-key PUBFILE]... [--allow-unsigned]`.
+/// `cargo orch check --bundle FILE|DIR [--trusted-key PUBFILE|DIR]...
+/// [--allow-unsigned]`.
 pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let Some(path) = &args.bundle else {
         bail!("--bundle FILE is required");
     };
-    let keys = args
-        .trusted_key
-        .iter()
-        .map(|key| TrustedKey::from_file(key))
-        .collect::<Result<Vec<_>, _>>()?;
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open the bundle {}", path.display()))?;
-    let verified = match verify_archive(BufReader::new(file), &keys, args.allow_unsigned) {
+    let keys = crate::bundled::trusted_keys(&args.trust)?;
+    let allow_unsigned = args.trust.allow_unsigned;
+    let verified = if path.is_dir() {
+        orch_bundle::unpack::verify_dir(path, &keys, allow_unsigned)
+    } else {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open the bundle {}", path.display()))?;
+        verify_archive(BufReader::new(file), &keys, allow_unsigned)
+    };
+    let verified = match verified {
         Ok(verified) => verified,
         Err(error) => {
             eprintln!("error: bundle {} refused: {error}", path.display());

@@ -32,14 +32,37 @@ pub fn run(
     network: Option<&dyn Network>,
 ) -> anyhow::Result<ExitCode> {
     let process_start = Instant::now();
-    let session = Session::open(global)?;
+    let session = match &args.bundle {
+        Some(bundle) => {
+            Session::open_bundle(global, bundle, args.unpack_dir.as_deref(), &args.trust)?
+        }
+        None => Session::open(global)?,
+    };
     let needed = sections_needed(&session.config);
     let network = match network {
         Some(network) => network,
         None if needed.is_empty() => &NoNetwork,
         None => {
+            let bundled = session.bundle.as_ref().map(|bundle| {
+                bundle
+                    .program(crate::networked::NETWORKED_BIN)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "the bundle's main.yaml has {} but the bundle carries no bin/{}; \
+                             bundle again (bundle adds it when main.yaml needs it)",
+                            needed.join(", "),
+                            crate::networked::NETWORKED_BIN
+                        )
+                    })
+            });
+            let program = match bundled {
+                Some(Ok(program)) => Some(program),
+                Some(Err(error)) => return Err(error),
+                None => None,
+            };
             return Err(crate::networked::hand_over(
                 &needed,
+                program,
                 args.no_build,
                 session.config.main.timeouts.build,
             ));
@@ -47,6 +70,16 @@ pub fn run(
     };
     session.scrub_console()?;
     session.init_logging(global)?;
+    if let Some(bundle) = &session.bundle {
+        tracing::info!("[BUNDLE] {}", bundle.describe());
+        if bundle.signed_by.is_none() {
+            tracing::warn!(
+                "[BUNDLE] --allow-unsigned: this bundle's signature was NOT checked; anyone who \
+                 could change the archive could have changed what now runs with this host's \
+                 rights. Never do this in production"
+            );
+        }
+    }
     let config = &session.config;
     tracing::info!(
         "{} {} starting ({} of {} declared modules enabled{})",
@@ -87,6 +120,8 @@ pub fn run(
     let build = if request.packages.is_empty() {
         tracing::warn!("no module is enabled in config/modules.yaml; nothing to build");
         Default::default()
+    } else if let Some(bundle) = &session.bundle {
+        bundle.libraries()
     } else if args.no_build {
         prebuilt_artifacts(&session.workspace, &request)?
     } else {
@@ -220,6 +255,9 @@ fn serve(
         session.config.clone(),
         session.scrubber.clone(),
     );
+    if let Some(bundle) = &session.bundle {
+        reloader.use_libraries(bundle.libraries());
+    }
     // Without watching, the sender stays here: `changes` never disconnects.
     let (watcher, _idle) = match watch {
         Some(debounce) => (

@@ -22,6 +22,8 @@ pub enum Phase {
     Signature,
     /// Checking the files against the manifest.
     Files,
+    /// Writing the bundle's files into the folder it runs from.
+    Unpack,
 }
 
 impl fmt::Display for Phase {
@@ -35,6 +37,7 @@ impl fmt::Display for Phase {
             Phase::Manifest => "manifest",
             Phase::Signature => "signature",
             Phase::Files => "files",
+            Phase::Unpack => "unpack",
         })
     }
 }

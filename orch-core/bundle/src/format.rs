@@ -67,3 +67,17 @@ pub fn sha256_of(mut reader: impl std::io::Read) -> std::io::Result<(u64, String
     }
     Ok((size, hex(&hasher.finalize())))
 }
+
+/// `name` with anything but ASCII letters, digits, `.`, `-` and `_` as `_`
+/// (for file and folder names made from an application's name).
+pub fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -10,6 +10,8 @@
 //!   `..`, bounded memory).
 //! - [`verify`]: a bundle checked against its manifest and trusted keys.
 //! - [`signing`]: minisign keys, signatures and key ids.
+//! - [`unpack`]: a bundle unpacked into a versioned folder and verified, or
+//!   a folder verified in place.
 //!
 //! Nothing here runs cargo, loads a module or touches the network.
 
@@ -19,6 +21,7 @@ pub mod format;
 pub mod manifest;
 pub mod reader;
 pub mod signing;
+pub mod unpack;
 pub mod verify;
 
 pub use error::{BundleError, Phase};

@@ -41,9 +41,28 @@ pub struct Manifest {
     /// The environment overlay bundled under `config/<env>/`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The cargo packages modules.yaml names (every declared module's,
+    /// enabled or not), sorted by name: what the target machine checks the
+    /// configuration against in place of a workspace.
+    pub packages: Vec<PackageEntry>,
     /// Every file of the archive except the manifest and its signature,
     /// sorted by path.
     pub files: Vec<FileEntry>,
+}
+
+/// A cargo package of the workspace the bundle was made in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageEntry {
+    /// The package's name.
+    pub name: String,
+    /// The folder of its `Cargo.toml`, relative to the workspace root
+    /// (`/`-separated; what a `path:` entry of modules.yaml names).
+    pub dir: String,
+    /// Its library in the archive (`modules/<file>`); absent when no
+    /// enabled module uses the package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
 }
 
 /// The git state of the tree a bundle was built from.
@@ -73,6 +92,7 @@ impl Manifest {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut sorted = self.clone();
         sorted.files.sort_by(|a, b| a.path.cmp(&b.path));
+        sorted.packages.sort_by(|a, b| a.name.cmp(&b.name));
         let mut bytes = serde_json::to_vec_pretty(&sorted).unwrap_or_default();
         bytes.push(b'\n');
         bytes
@@ -130,20 +150,54 @@ impl Manifest {
                 )));
             }
         }
+        let mut names = std::collections::BTreeSet::new();
+        for package in &manifest.packages {
+            if !names.insert(package.name.as_str()) {
+                return Err(refuse(format!("lists package {} twice", package.name)));
+            }
+            if !package.dir.is_empty() {
+                crate::format::check_path(&package.dir).map_err(|cause| {
+                    refuse(format!(
+                        "package {}: invalid folder {:?}: {cause}",
+                        package.name, package.dir
+                    ))
+                })?;
+            }
+            if let Some(library) = &package.library
+                && !(library.starts_with("modules/") && seen.contains(library.as_str()))
+            {
+                return Err(refuse(format!(
+                    "package {}: its library {library:?} is not a listed file under modules/",
+                    package.name
+                )));
+            }
+        }
         Ok(manifest)
+    }
+
+    /// The file entry listed at `path`.
+    pub fn file(&self, path: &str) -> Option<&FileEntry> {
+        self.files.iter().find(|f| f.path == path)
+    }
+
+    /// The commit the bundle was built from, `-dirty` appended for a dirty
+    /// tree, `unknown` outside git.
+    pub fn commit(&self) -> String {
+        match &self.git {
+            Some(git) if git.dirty => format!("{}-dirty", git.commit),
+            Some(git) => git.commit.clone(),
+            None => "unknown".to_string(),
+        }
     }
 
     /// The trusted comment of the manifest's signature: application,
     /// version and commit (`unknown` outside git; `-dirty` appended).
     pub fn trusted_comment(&self) -> String {
-        let commit = match &self.git {
-            Some(git) if git.dirty => format!("{}-dirty", git.commit),
-            Some(git) => git.commit.clone(),
-            None => "unknown".to_string(),
-        };
         format!(
             "app:{} version:{} commit:{}",
-            self.app, self.version, commit
+            self.app,
+            self.version,
+            self.commit()
         )
     }
 }
@@ -166,6 +220,11 @@ mod tests {
             abi_version: 4,
             profile: "debug".into(),
             environment: None,
+            packages: vec![PackageEntry {
+                name: "b".into(),
+                dir: "modules-backend/b".into(),
+                library: Some("modules/b.so".into()),
+            }],
             files: vec![
                 FileEntry {
                     path: "modules/b.so".into(),
@@ -227,6 +286,12 @@ mod tests {
         let text = String::from_utf8(sample().to_bytes()).expect("utf-8");
         let extra = text.replacen("\"format\"", "\"evil\": 1, \"format\"", 1);
         assert!(Manifest::from_bytes(extra.as_bytes()).is_err());
+        let mut m = sample();
+        m.packages[0].library = Some("bin/cargo-orch".into());
+        assert!(
+            Manifest::from_bytes(&m.to_bytes()).is_err(),
+            "library outside modules/"
+        );
         let big = vec![b' '; (MAX_MANIFEST_BYTES + 1) as usize];
         let error = Manifest::from_bytes(&big).expect_err("too big");
         assert!(error.to_string().contains("more than"), "{error}");

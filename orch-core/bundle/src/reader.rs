@@ -47,8 +47,19 @@ fn refuse(subject: &str, cause: impl Into<String>) -> BundleError {
 /// Reads every entry of the archive in `input`, keeping the bytes of those
 /// for which `keep(path)` is true (at most [`MAX_KEPT_BYTES`] each).
 pub fn read_archive(
+    input: impl Read,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<Entry>, BundleError> {
+    read_archive_with(input, keep, |_| Ok(None::<std::io::Sink>))
+}
+
+/// As [`read_archive`], and every entry's bytes are also written to the
+/// writer `open(path)` returns for it (none when it returns `None`). The
+/// path has been checked ([`check_path`]) before `open` sees it.
+pub fn read_archive_with<W: std::io::Write>(
     mut input: impl Read,
     keep: impl Fn(&str) -> bool,
+    mut open: impl FnMut(&str) -> Result<Option<W>, BundleError>,
 ) -> Result<Vec<Entry>, BundleError> {
     let mut entries: Vec<Entry> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
@@ -83,6 +94,7 @@ pub fn read_archive(
         }
         let mut hasher = Sha256::new();
         let mut data = kept.then(Vec::new);
+        let mut sink = open(&path)?;
         let mut left = size;
         let mut buf = [0u8; 16 * 1024];
         while left > 0 {
@@ -100,7 +112,14 @@ pub fn read_archive(
             if let Some(data) = data.as_mut() {
                 data.extend_from_slice(&buf[..n]);
             }
+            if let Some(sink) = sink.as_mut() {
+                sink.write_all(&buf[..n])
+                    .map_err(|e| write_failed(&path, e))?;
+            }
             left -= n as u64;
+        }
+        if let Some(sink) = sink.as_mut() {
+            sink.flush().map_err(|e| write_failed(&path, e))?;
         }
         let pad = padding(size);
         if pad > 0
@@ -116,6 +135,15 @@ pub fn read_archive(
             data,
         });
     }
+}
+
+fn write_failed(subject: &str, error: std::io::Error) -> BundleError {
+    BundleError::io(
+        Phase::Unpack,
+        subject,
+        error,
+        "check that the folder the bundle unpacks into is writable and has room",
+    )
 }
 
 fn read_failed(subject: &str, error: std::io::Error) -> BundleError {

@@ -151,6 +151,40 @@ impl TrustedKey {
         Self::from_text(&shown, &bytes)
     }
 
+    /// The keys at `path`: a public key file, or a folder whose `*.pub`
+    /// files are each one (a folder without any is refused: trusting
+    /// nothing by mistake would turn every bundle away, or worse, invite
+    /// `--allow-unsigned`).
+    pub fn from_path(path: &Path) -> Result<Vec<Self>, BundleError> {
+        if !path.is_dir() {
+            return Ok(vec![Self::from_file(path)?]);
+        }
+        let shown = path.display().to_string();
+        let listing = std::fs::read_dir(path).map_err(|e| {
+            BundleError::io(
+                Phase::Key,
+                &shown,
+                e,
+                "check that the keys folder is readable",
+            )
+        })?;
+        let mut files: Vec<_> = listing
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pub") && p.is_file())
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(BundleError::new(
+                Phase::Key,
+                shown,
+                "a keys folder with no *.pub file in it",
+                "put the signers' public keys (from `cargo orch keygen`) there as NAME.pub",
+            ));
+        }
+        files.iter().map(|file| Self::from_file(file)).collect()
+    }
+
     /// Parses a minisign public key file's text; `file` names it in errors.
     pub fn from_text(file: &str, bytes: &[u8]) -> Result<Self, BundleError> {
         let refuse = |cause: String| {

@@ -5,8 +5,8 @@
 
 use std::io::Read;
 
-use crate::manifest::Manifest;
-use crate::reader::read_archive;
+use crate::manifest::{FileEntry, Manifest};
+use crate::reader::{Entry, read_archive};
 use crate::signing::{GoodSignature, TrustedKey, verify as verify_signature};
 use crate::{BundleError, MANIFEST_PATH, Phase, SIGNATURE_PATH};
 
@@ -18,6 +18,9 @@ pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 pub struct Verified {
     /// Its manifest.
     pub manifest: Manifest,
+    /// The SHA-256 of the manifest's bytes: the digest of the whole bundle
+    /// (the manifest lists every other file's).
+    pub manifest_sha256: String,
     /// The good signature, or `None` for an unsigned bundle accepted with
     /// `allow_unsigned`.
     pub signature: Option<GoodSignature>,
@@ -31,9 +34,22 @@ pub fn verify_archive(
     trusted: &[TrustedKey],
     allow_unsigned: bool,
 ) -> Result<Verified, BundleError> {
-    let entries = read_archive(input, |path| {
-        path == MANIFEST_PATH || path == SIGNATURE_PATH
-    })?;
+    let entries = read_archive(input, is_kept)?;
+    verify_entries(&entries, trusted, allow_unsigned)
+}
+
+/// Whether the reader keeps an entry's bytes: the manifest and its signature.
+pub fn is_kept(path: &str) -> bool {
+    path == MANIFEST_PATH || path == SIGNATURE_PATH
+}
+
+/// Verifies the entries an archive reader returned (with the manifest and
+/// signature kept, see [`is_kept`]) against `trusted` keys.
+pub fn verify_entries(
+    entries: &[Entry],
+    trusted: &[TrustedKey],
+    allow_unsigned: bool,
+) -> Result<Verified, BundleError> {
     let kept = |path: &str| {
         entries
             .iter()
@@ -48,11 +64,31 @@ pub fn verify_archive(
             "this is not a bundle made by `cargo orch bundle`",
         )
     })?;
-    let signature_bytes = kept(SIGNATURE_PATH);
-    if signature_bytes
-        .as_ref()
-        .is_some_and(|s| s.len() as u64 > MAX_SIGNATURE_BYTES)
-    {
+    let signature = check_signature(
+        &manifest_bytes,
+        kept(SIGNATURE_PATH).as_deref(),
+        trusted,
+        allow_unsigned,
+    )?;
+    let manifest = Manifest::from_bytes(&manifest_bytes)?;
+    check_files(&manifest, entries)?;
+    Ok(Verified {
+        manifest,
+        manifest_sha256: crate::format::sha256_hex(&manifest_bytes),
+        signature,
+    })
+}
+
+/// Checks the signature (`None`: the bundle has none) over the manifest's
+/// bytes against `trusted` keys. An unsigned bundle, or a signed one when no
+/// key is trusted, is refused unless `allow_unsigned`.
+pub fn check_signature(
+    manifest_bytes: &[u8],
+    signature: Option<&[u8]>,
+    trusted: &[TrustedKey],
+    allow_unsigned: bool,
+) -> Result<Option<GoodSignature>, BundleError> {
+    if signature.is_some_and(|s| s.len() as u64 > MAX_SIGNATURE_BYTES) {
         return Err(BundleError::new(
             Phase::Signature,
             SIGNATURE_PATH,
@@ -60,33 +96,33 @@ pub fn verify_archive(
             "bundle again with --sign",
         ));
     }
-    let signature = match (signature_bytes, trusted.is_empty(), allow_unsigned) {
-        (Some(sig), false, _) => Some(verify_signature(&manifest_bytes, &sig, trusted)?),
-        (_, _, true) => None,
-        (None, _, false) => {
-            return Err(BundleError::new(
-                Phase::Signature,
-                SIGNATURE_PATH,
-                "missing: the bundle is unsigned",
-                "bundle with --sign KEY (make one with `cargo orch keygen`), or pass \
-                 --allow-unsigned for development",
-            ));
-        }
-        (Some(_), true, false) => {
-            return Err(BundleError::new(
-                Phase::Signature,
-                SIGNATURE_PATH,
-                "no trusted key was given to check it with",
-                "pass the signer's public key with --trusted-key PUBFILE",
-            ));
-        }
-    };
-    let manifest = Manifest::from_bytes(&manifest_bytes)?;
-    for entry in &entries {
+    match (signature, trusted.is_empty(), allow_unsigned) {
+        (Some(sig), false, _) => Ok(Some(verify_signature(manifest_bytes, sig, trusted)?)),
+        (_, _, true) => Ok(None),
+        (None, _, false) => Err(BundleError::new(
+            Phase::Signature,
+            SIGNATURE_PATH,
+            "missing: the bundle is unsigned",
+            "bundle with --sign KEY (make one with `cargo orch keygen`), or pass \
+             --allow-unsigned for development",
+        )),
+        (Some(_), true, false) => Err(BundleError::new(
+            Phase::Signature,
+            SIGNATURE_PATH,
+            "no trusted key was given to check it with",
+            "pass the signer's public key with --trusted-key PUBFILE",
+        )),
+    }
+}
+
+/// Checks the archive's `entries` against the manifest: every file listed,
+/// none added, sizes and SHA-256 equal.
+pub fn check_files(manifest: &Manifest, entries: &[Entry]) -> Result<(), BundleError> {
+    for entry in entries {
         if entry.path == MANIFEST_PATH || entry.path == SIGNATURE_PATH {
             continue;
         }
-        let Some(listed) = manifest.files.iter().find(|f| f.path == entry.path) else {
+        let Some(listed) = manifest.file(&entry.path) else {
             return Err(BundleError::new(
                 Phase::Files,
                 &entry.path,
@@ -95,15 +131,7 @@ pub fn verify_archive(
             ));
         };
         if listed.size != entry.size || listed.sha256 != entry.sha256 {
-            return Err(BundleError::new(
-                Phase::Files,
-                &entry.path,
-                format!(
-                    "does not match the manifest: {} bytes, sha256 {} (listed: {} bytes, sha256 {})",
-                    entry.size, entry.sha256, listed.size, listed.sha256
-                ),
-                "the file was altered after bundling: bundle again from the sources",
-            ));
+            return Err(mismatch(&entry.path, entry.size, &entry.sha256, listed));
         }
     }
     for listed in &manifest.files {
@@ -116,10 +144,21 @@ pub fn verify_archive(
             ));
         }
     }
-    Ok(Verified {
-        manifest,
-        signature,
-    })
+    Ok(())
+}
+
+/// A file whose size or digest differs from its manifest entry.
+pub(crate) fn mismatch(path: &str, size: u64, sha256: &str, listed: &FileEntry) -> BundleError {
+    BundleError::new(
+        Phase::Files,
+        path,
+        format!(
+            "does not match the manifest: {size} bytes, sha256 {sha256} (listed: {} bytes, \
+             sha256 {})",
+            listed.size, listed.sha256
+        ),
+        "the file was altered after bundling: bundle again from the sources",
+    )
 }
 
 #[cfg(test)]
@@ -144,6 +183,7 @@ mod tests {
             abi_version: 4,
             profile: "debug".into(),
             environment: None,
+            packages: Vec::new(),
             files: listed
                 .iter()
                 .map(|(path, bytes)| FileEntry {
