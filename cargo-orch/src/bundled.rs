@@ -159,6 +159,18 @@ impl Bundled {
             .collect()
     }
 
+    /// Each package's library digest (SHA-256).
+    pub fn libraries_by_package(&self) -> HashMap<String, String> {
+        self.manifest
+            .packages
+            .iter()
+            .filter_map(|package| {
+                let file = self.manifest.file(package.library.as_ref()?)?;
+                Some((package.name.clone(), file.sha256.clone()))
+            })
+            .collect()
+    }
+
     /// `bin/<name>` in the bundle's folder, when the bundle carries it.
     pub fn program(&self, name: &str) -> Option<PathBuf> {
         let path = format!("bin/{name}");

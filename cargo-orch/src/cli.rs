@@ -153,6 +153,19 @@ pub enum Command {
                       2 for a configuration error."
     )]
     Bundle(BundleArgs),
+    /// Send a new bundle to a running `run --bundle` orchestrator: it
+    /// verifies it with its own trusted keys and hot-swaps each module whose
+    /// library changed (all or nothing), then applies the new modules.yaml.
+    #[command(
+        after_help = "A bundle that changes the host binary, the module ABI, main.yaml or the \
+                      environment is refused: a restart is needed. The bundle that ran before is \
+                      kept: --rollback goes back to it.\n\
+                      The orchestrator is found by --socket, else among the bundle runs \
+                      unpacked beside BUNDLE or in this folder (--pid picks one of several).\n\
+                      Exit code: 0 when deployed, 1 when refused or failed (nothing changed \
+                      unless the report says so), 2 for a usage error."
+    )]
+    Deploy(DeployArgs),
 }
 
 /// What the control verbs' help says of finding the orchestrator.
@@ -192,6 +205,23 @@ pub struct StatusArgs {
     /// Refresh the table every second until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+}
+
+/// `cargo orch deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The bundle: an archive from `cargo orch bundle`, or a folder one was
+    /// unpacked into.
+    #[arg(value_name = "BUNDLE", required_unless_present = "rollback")]
+    pub bundle: Option<PathBuf>,
+
+    /// Go back to the bundle that ran before the last deploy.
+    #[arg(long, conflicts_with = "bundle")]
+    pub rollback: bool,
+
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// `cargo orch reload|restart|stop|start NAME`.

@@ -10,10 +10,17 @@ use orch_runtime::status::ModuleState;
 use orch_runtime::supervisor::Supervisor;
 use orch_sdk::duration::human;
 
+use crate::deploy::Deployer;
 use crate::hot_reload::HotReload;
 
-/// Carries out `pending` and sends its answer.
-pub fn handle(pending: Pending, supervisor: &mut Supervisor, reloader: &HotReload) {
+/// Carries out `pending` and sends its answer. `deployer` is there for a
+/// bundle run only.
+pub fn handle(
+    pending: Pending,
+    supervisor: &mut Supervisor,
+    reloader: &mut HotReload,
+    deployer: Option<&mut Deployer>,
+) {
     if pending.is_abandoned() {
         tracing::info!(
             "[CONTROL] '{}' skipped: its client hung up before it began",
@@ -33,6 +40,14 @@ pub fn handle(pending: Pending, supervisor: &mut Supervisor, reloader: &HotReloa
         Request::Start { module } => {
             with_spec(reloader, module, |spec| start(supervisor, reloader, spec))
         }
+        Request::Deploy { bundle } => match deployer {
+            Some(deployer) => deployer.deploy(supervisor, reloader, bundle),
+            None => not_a_bundle_run(),
+        },
+        Request::Rollback => match deployer {
+            Some(deployer) => deployer.rollback(supervisor, reloader),
+            None => not_a_bundle_run(),
+        },
     };
     match &response {
         Response::Done { message } => tracing::info!("[CONTROL] {message}"),
@@ -43,6 +58,14 @@ pub fn handle(pending: Pending, supervisor: &mut Supervisor, reloader: &HotReloa
         Response::Status(_) => {}
     }
     pending.answer(response);
+}
+
+fn not_a_bundle_run() -> Response {
+    Response::refused(
+        "this orchestrator runs a workspace, not a bundle: there is nothing to deploy into",
+        "start it from a bundle (cargo orch run --bundle FILE); a workspace run reloads on \
+         save with --watch, or with `cargo orch reload MODULE`",
+    )
 }
 
 /// Runs `f` on the module declared as `name`, or refuses an unknown name.

@@ -72,6 +72,23 @@ impl HotReload {
         self.libraries = Some(libraries);
     }
 
+    /// Runs from another bundle from now on (a deploy): its workspace, its
+    /// config folder, its configuration (already applied by the caller) and
+    /// its libraries.
+    pub fn switch_source(
+        &mut self,
+        workspace: Workspace,
+        config_dir: PathBuf,
+        config: AppConfig,
+        libraries: HashMap<String, PathBuf>,
+    ) {
+        self.scrubber.add_secrets(&config.secrets);
+        self.workspace = workspace;
+        self.config_dir = config_dir;
+        self.config = config;
+        self.libraries = Some(libraries);
+    }
+
     /// The configuration as last applied (modules.yaml edits included).
     pub fn config(&self) -> &AppConfig {
         &self.config
@@ -346,7 +363,9 @@ impl HotReload {
     /// ones load, a changed `config` re-initializes only that module. An invalid
     /// file is reported and the running set stays as it was.
     fn apply_modules_yaml(&mut self, supervisor: &mut Supervisor) -> Outcome {
-        if let Ok(workspace) = orch_cargo::discover_workspace(&self.workspace.root) {
+        if self.libraries.is_none()
+            && let Ok(workspace) = orch_cargo::discover_workspace(&self.workspace.root)
+        {
             self.workspace = workspace;
         }
         let environment = self.config.environment.clone();

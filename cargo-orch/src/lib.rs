@@ -7,6 +7,7 @@ mod bundled;
 mod cli;
 mod cmd;
 mod control_actions;
+mod deploy;
 #[cfg(test)]
 mod docs_check;
 mod hot_reload;
@@ -47,6 +48,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Check(args) => cmd::check::run(&orch.global, &args),
         cli::Command::Keygen(args) => cmd::bundle::keygen(&args),
         cli::Command::Bundle(args) => cmd::bundle::bundle(&orch.global, &args),
+        cli::Command::Deploy(args) => cmd::control::deploy(&orch.global, &args),
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
         cli::Command::Init(args) => cmd::init::run(&args),
         cli::Command::Status(args) => cmd::control::status(&orch.global, &args),

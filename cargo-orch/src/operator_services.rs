@@ -51,6 +51,7 @@ impl OperatorServices {
                 ready: board.is_ready(),
                 modules: board.snapshot(),
                 bridge: bridge.as_ref().map(|bridge| bridge.snapshot()),
+                bundle: board.deployment(),
             })
         };
         let timeouts = &config.main.timeouts;

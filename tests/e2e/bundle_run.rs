@@ -203,3 +203,77 @@ fn run_refuses_tampered_unsigned_and_foreign_bundles_before_loading() {
         .expect("it exits");
     assert_eq!(status.code(), Some(0), "{}", orch_run.output());
 }
+
+/// A bundle whose main.yaml has `metrics:` continues in the bundle's own
+/// `bin/orch-networked` (nothing is built: PATH is empty), and its metrics
+/// say which bundle and which libraries run.
+#[test]
+fn a_networked_bundle_hands_over_to_its_own_host_and_names_itself_in_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("release.key");
+    let key_id = keygen(&key);
+    let built = dir.path().join("prod.tar");
+    let output = orch(&[
+        "bundle",
+        "--env",
+        "prod",
+        "--out",
+        path(&built),
+        "--sign",
+        path(&key),
+    ])
+    .output()
+    .expect("bundle");
+    assert!(output.status.success(), "{}", said(&output));
+    let host = host_folder(dir.path(), "host", &std::fs::read(&built).expect("read"));
+    let empty_path = dir.path().join("empty-bin");
+    std::fs::create_dir_all(&empty_path).expect("create");
+    let mut command = Command::new(orch_bin());
+    command
+        .current_dir(&host)
+        .env("PATH", &empty_path)
+        .env("NO_COLOR", "1")
+        .env("ORCH_METRICS_LISTEN", "127.0.0.1:0")
+        .args(["orch", "run", "--bundle", "app.tar", "--trusted-key"])
+        .arg(format!("{}.pub", path(&key)));
+    let mut orch_run = OrchProcess::spawn(command).expect("spawn");
+    orch_run
+        .wait_for("from the bundle", Duration::from_secs(30))
+        .expect("the hand-over names the bundle's orch-networked");
+    let serving = orch_run
+        .wait_for("[METRICS] serving http://", Duration::from_secs(30))
+        .expect("metrics served");
+    let address = serving
+        .text
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split("/metrics").next())
+        .expect("an address")
+        .to_string();
+    orch_run
+        .wait_for("Received test.ping", Duration::from_secs(30))
+        .expect("the first ping arrives");
+    let (status, body) = orch_e2e::http::http_get(&address, "/metrics").expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    let info = body
+        .lines()
+        .find(|l| l.starts_with("orch_bundle_info{"))
+        .unwrap_or_else(|| panic!("no orch_bundle_info:\n{body}"));
+    assert!(
+        info.contains("app=\"cargo-orch-demo\"")
+            && info.contains("version=\"0.1.0\"")
+            && info.contains(&format!("signed_by=\"{key_id}\"")),
+        "{info}"
+    );
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("orch_module_library_info{")
+                && l.contains("module=\"mod-dummy-consumer\"")),
+        "{body}"
+    );
+    orch_run.signal(Signal::SIGINT).expect("SIGINT");
+    let status = orch_run
+        .wait_exit(Duration::from_secs(30))
+        .expect("it exits");
+    assert_eq!(status.code(), Some(0), "{}", orch_run.output());
+}

@@ -11,6 +11,7 @@ mod bridge_permissions;
 mod bundle;
 mod bundle_run;
 mod crate_graph;
+mod deploy;
 mod hostile_child;
 mod isolation;
 mod limits;

@@ -9,7 +9,9 @@ use anyhow::Context as _;
 use orch_operate::protocol::{Request, Response};
 use orch_operate::{client, registry};
 
-use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, ModuleArgs, StatusArgs, TargetArgs};
+use crate::cli::{
+    DeployArgs, EXIT_FAILURE, EXIT_USAGE, GlobalArgs, ModuleArgs, StatusArgs, TargetArgs,
+};
 use crate::shown::{indented, one_line};
 
 mod table;
@@ -87,9 +89,6 @@ pub fn act(global: &GlobalArgs, args: &ModuleArgs, verb: Verb) -> anyhow::Result
         Ok(targets) => targets,
         Err(code) => return Ok(code),
     };
-    let Some(target) = targets.first() else {
-        return Ok(ExitCode::from(EXIT_FAILURE));
-    };
     let module = args.module.clone();
     let request = match verb {
         Verb::Reload => Request::Reload { module },
@@ -97,10 +96,106 @@ pub fn act(global: &GlobalArgs, args: &ModuleArgs, verb: Verb) -> anyhow::Result
         Verb::Stop => Request::Stop { module },
         Verb::Start => Request::Start { module },
     };
-    let deadline = Duration::from_secs(args.target.timeout.max(1));
-    match client::send(&target.socket, &request, deadline) {
+    send_action(&targets, &request, &args.target)
+}
+
+/// `cargo orch deploy BUNDLE | --rollback`.
+pub fn deploy(global: &GlobalArgs, args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let request = match &args.bundle {
+        Some(bundle) => Request::Deploy {
+            bundle: bundle
+                .canonicalize()
+                .with_context(|| format!("cannot find the bundle {}", bundle.display()))?,
+        },
+        None => Request::Rollback,
+    };
+    let mut places: Vec<PathBuf> = Vec::new();
+    if let Request::Deploy { bundle } = &request
+        && let Some(parent) = bundle.parent()
+    {
+        places.push(parent.to_path_buf());
+    }
+    places.push(std::env::current_dir().context("cannot read the current folder")?);
+    let targets = if args.target.socket.is_some() {
+        find(global, &args.target, false)?
+    } else {
+        find_bundle_runs(&places, args.target.pid)?
+    };
+    let targets = match targets {
+        Ok(targets) => targets,
+        Err(code) => return Ok(code),
+    };
+    send_action(&targets, &request, &args.target)
+}
+
+/// The bundle runs whose folders sit in `places` (their control sockets
+/// are registered under `<folder>/state/`), `pid` among them when given.
+fn find_bundle_runs(
+    places: &[PathBuf],
+    pid: Option<u32>,
+) -> anyhow::Result<Result<Vec<Target>, ExitCode>> {
+    let mut running: Vec<registry::Entry> = Vec::new();
+    for place in places {
+        let Ok(listing) = std::fs::read_dir(place) else {
+            continue;
+        };
+        for folder in listing.filter_map(Result::ok).map(|e| e.path()) {
+            let state = folder.join(crate::bundled::STATE_DIR);
+            if state.is_dir() {
+                for entry in registry::running(&state) {
+                    if !running.iter().any(|r| r.pid == entry.pid) {
+                        running.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    let chosen: Vec<&registry::Entry> = running
+        .iter()
+        .filter(|e| pid.is_none_or(|pid| e.pid == pid))
+        .collect();
+    let shown: Vec<String> = places.iter().map(|p| p.display().to_string()).collect();
+    match chosen.as_slice() {
+        [] => {
+            eprintln!(
+                "error: no bundle run{} found in {}\n  hint: pass --socket PATH (the run logs \
+                 it: [CONTROL] control socket ...), or run this beside the bundle's folder",
+                pid.map(|p| format!(" with pid {p}")).unwrap_or_default(),
+                shown.join(" or ")
+            );
+            Ok(Err(ExitCode::from(EXIT_FAILURE)))
+        }
+        [one] => Ok(Ok(vec![Target {
+            pid: Some(one.pid),
+            socket: one.socket.clone(),
+        }])),
+        several => {
+            eprintln!(
+                "error: {} bundle runs found: {}\n  hint: pass --pid PID to say which",
+                several.len(),
+                describe(&running)
+            );
+            Ok(Err(ExitCode::from(EXIT_USAGE)))
+        }
+    }
+}
+
+/// Sends an action to the first of `targets` and prints its answer.
+fn send_action(
+    targets: &[Target],
+    request: &Request,
+    target_args: &TargetArgs,
+) -> anyhow::Result<ExitCode> {
+    let Some(target) = targets.first() else {
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    };
+    let deadline = Duration::from_secs(target_args.timeout.max(1));
+    match client::send(&target.socket, request, deadline) {
         Ok(Response::Done { message }) => {
-            println!("{}", one_line(&message));
+            // A deploy reports a line per module; other actions one line.
+            for line in message.lines() {
+                println!("{}", one_line(line));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Ok(Response::Error {

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::deploy::Deployer;
 use crate::hot_reload::{HotReload, Outcome};
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, bounded, select, unbounded};
@@ -153,6 +154,11 @@ pub fn run(
     bus.set_scrubber(session.scrubber.clone());
     let mut supervisor = Supervisor::new(bus, loader, config.main.timeouts);
     supervisor.set_control(control);
+    if let Some(bundle) = &session.bundle {
+        supervisor
+            .status()
+            .set_deployment(Some(crate::deploy::deployment(bundle, config)));
+    }
     // The outbox takes the exported topics before any module starts, so
     // nothing published while starting is missed; imports wait for app.started.
     let mut bridge = match &config.main.bridge {
@@ -198,7 +204,7 @@ pub fn run(
         serve(
             &session,
             &builder,
-            args.release,
+            args,
             &mut supervisor,
             &shutdown,
             &actions,
@@ -240,7 +246,7 @@ pub fn run(
 fn serve(
     session: &Session,
     builder: &Builder,
-    release: bool,
+    args: &RunArgs,
     supervisor: &mut Supervisor,
     shutdown: &Receiver<&'static str>,
     actions: &Receiver<Pending>,
@@ -251,13 +257,28 @@ fn serve(
         session.workspace.clone(),
         session.config.config_dir.clone(),
         builder.clone(),
-        release,
+        args.release,
         session.config.clone(),
         session.scrubber.clone(),
     );
-    if let Some(bundle) = &session.bundle {
-        reloader.use_libraries(bundle.libraries());
-    }
+    let mut deployer = match &session.bundle {
+        Some(bundle) => {
+            reloader.use_libraries(bundle.libraries());
+            match crate::bundled::trusted_keys(&args.trust) {
+                Ok(keys) => Some(Deployer::new(
+                    bundle.clone(),
+                    keys,
+                    args.trust.allow_unsigned,
+                    args.unpack_dir.as_deref(),
+                )),
+                Err(error) => {
+                    tracing::warn!("[DEPLOY] deploys are off: {error:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     // Without watching, the sender stays here: `changes` never disconnects.
     let (watcher, _idle) = match watch {
         Some(debounce) => (
@@ -283,7 +304,12 @@ fn serve(
             }
             recv(actions) -> pending => {
                 if let Ok(pending) = pending {
-                    crate::control_actions::handle(pending, supervisor, &reloader);
+                    crate::control_actions::handle(
+                        pending,
+                        supervisor,
+                        &mut reloader,
+                        deployer.as_mut(),
+                    );
                 }
             }
         }

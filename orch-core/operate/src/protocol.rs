@@ -1,7 +1,7 @@
 //! The control protocol: one JSON request line, one JSON response line, on
 //! a Unix socket (`cargo orch status`, `reload`, `restart`, `stop`, `start`).
 
-use orch_runtime::status::{BridgeSnapshot, ModuleStatus};
+use orch_runtime::status::{BridgeSnapshot, Deployment, ModuleStatus};
 use serde::{Deserialize, Serialize};
 
 /// The largest request line a server reads, in bytes.
@@ -33,6 +33,14 @@ pub enum Request {
         /// The module's name.
         module: String,
     },
+    /// Swap in the modules and configuration of another bundle (a bundle
+    /// run only): the orchestrator verifies it with its own trusted keys.
+    Deploy {
+        /// The bundle's archive (or unpacked folder) on this machine.
+        bundle: std::path::PathBuf,
+    },
+    /// Go back to the bundle that ran before the last deploy.
+    Rollback,
 }
 
 impl Request {
@@ -44,6 +52,8 @@ impl Request {
             Self::Restart { .. } => "restart",
             Self::Stop { .. } => "stop",
             Self::Start { .. } => "start",
+            Self::Deploy { .. } => "deploy",
+            Self::Rollback => "rollback",
         }
     }
 }
@@ -110,4 +120,7 @@ pub struct StatusReport {
     pub modules: Vec<ModuleStatus>,
     /// The NATS bridge, when main.yaml has one.
     pub bridge: Option<BridgeSnapshot>,
+    /// The bundle it runs (`run --bundle`): version, commit, digests.
+    #[serde(default)]
+    pub bundle: Option<Deployment>,
 }

@@ -145,6 +145,28 @@ pub struct ReloadTimes {
 
 struct Board {
     modules: Vec<Entry>,
+    deployment: Option<Deployment>,
+}
+
+/// What a bundle run runs (`cargo orch run --bundle`): set at start and by
+/// every `cargo orch deploy`; `None` for a run from a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// `app.name` of the bundle's main.yaml.
+    pub app: String,
+    /// `app.version`.
+    pub version: String,
+    /// The git commit it was built from (`-dirty` appended, `unknown`
+    /// outside git).
+    pub commit: String,
+    /// The SHA-256 of its manifest: the bundle's digest.
+    pub digest: String,
+    /// The minisign key id its signature was made with; `None` when it ran
+    /// unsigned (`--allow-unsigned`).
+    pub signed_by: Option<String>,
+    /// Each module's library: module name and the library's SHA-256, in
+    /// startup order.
+    pub libraries: Vec<(String, String)>,
 }
 
 /// The running orchestrator's view of its modules. Cheap to clone.
@@ -167,6 +189,7 @@ impl StatusBoard {
         Self {
             board: Arc::new(Mutex::new(Board {
                 modules: Vec::new(),
+                deployment: None,
             })),
             app_started: Arc::default(),
             names: Arc::default(),
@@ -268,6 +291,16 @@ impl StatusBoard {
         for entry in &self.lock().modules {
             f(&entry.status(), &entry.counters, &entry.reload_times);
         }
+    }
+
+    /// Records what bundle runs (start and every deploy).
+    pub fn set_deployment(&self, deployment: Option<Deployment>) {
+        self.lock().deployment = deployment;
+    }
+
+    /// What bundle runs, for a bundle run.
+    pub fn deployment(&self) -> Option<Deployment> {
+        self.lock().deployment.clone()
     }
 
     /// The state of module `name`, if it ever started.

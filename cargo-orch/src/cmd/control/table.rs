@@ -23,6 +23,28 @@ pub fn render(report: &StatusReport) -> String {
         if report.ready { "ready" } else { "not ready" },
         one_line(&env)
     );
+    if let Some(bundle) = &report.bundle {
+        let _ = writeln!(
+            out,
+            "bundle {} {}: commit {}, digest {}, {}",
+            one_line(&bundle.app),
+            one_line(&bundle.version),
+            one_line(&bundle.commit),
+            one_line(bundle.digest.get(..12).unwrap_or(&bundle.digest)),
+            match &bundle.signed_by {
+                Some(key) => format!("signed by key {}", one_line(key)),
+                None => "UNSIGNED".to_string(),
+            }
+        );
+        for (module, sha256) in &bundle.libraries {
+            let _ = writeln!(
+                out,
+                "  library of {}: sha256 {}",
+                one_line(module),
+                one_line(sha256)
+            );
+        }
+    }
     let header = [
         "MODULE",
         "STATE",

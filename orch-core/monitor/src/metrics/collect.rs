@@ -16,6 +16,44 @@ pub struct HostCollector {
 }
 
 impl HostCollector {
+    /// `orch_bundle_info` and `orch_module_library_info` of a bundle run:
+    /// gauges of 1 whose labels say what runs.
+    fn encode_bundle(&self, encoder: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
+        let Some(bundle) = self.sources.board.deployment() else {
+            return Ok(());
+        };
+        let mut family = encoder.encode_descriptor(
+            "orch_bundle_info",
+            "The bundle this orchestrator runs (cargo orch run --bundle): 1, labelled with its \
+             app, version, commit, digest (SHA-256 of its manifest) and signing key id.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let signed_by = bundle
+            .signed_by
+            .clone()
+            .unwrap_or_else(|| "unsigned".into());
+        let labels = [
+            ("app", bundle.app.as_str()),
+            ("version", bundle.version.as_str()),
+            ("commit", bundle.commit.as_str()),
+            ("digest", bundle.digest.as_str()),
+            ("signed_by", signed_by.as_str()),
+        ];
+        family.encode_family(&labels)?.encode_gauge(&1i64)?;
+        let mut family = encoder.encode_descriptor(
+            "orch_module_library_info",
+            "Each module's library in the running bundle: 1, labelled with its SHA-256.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (module, sha256) in &bundle.libraries {
+            let labels = [("module", module.as_str()), ("sha256", sha256.as_str())];
+            family.encode_family(&labels)?.encode_gauge(&1i64)?;
+        }
+        Ok(())
+    }
+
     /// A collector over `sources`.
     pub fn new(sources: MetricsSources) -> Self {
         Self { sources }
@@ -176,6 +214,7 @@ impl Collector for HostCollector {
         }
         encode_module_metrics(&mut encoder, &rows)?;
         self.encode_bridge(&mut encoder)?;
+        self.encode_bundle(&mut encoder)?;
         let (resident, threads) = super::process::resident_and_threads();
         gauge(
             &mut encoder,

@@ -195,6 +195,10 @@ mod tests {
             any::<String>().prop_map(|module| Request::Restart { module }),
             any::<String>().prop_map(|module| Request::Stop { module }),
             any::<String>().prop_map(|module| Request::Start { module }),
+            any::<String>().prop_map(|path| Request::Deploy {
+                bundle: path.into()
+            }),
+            Just(Request::Rollback),
         ]
     }
 

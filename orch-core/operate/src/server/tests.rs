@@ -21,6 +21,7 @@ fn report() -> StatusReport {
         ready: true,
         modules: Vec::new(),
         bridge: None,
+        bundle: None,
     }
 }
 
