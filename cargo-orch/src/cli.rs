@@ -277,7 +277,7 @@ pub struct RunArgs {
 }
 
 /// Which signatures a bundle may carry.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct TrustArgs {
     /// A minisign public key (a .pub file), or a folder of them (every
     /// *.pub in it), the bundle's signature may come from; repeat for

@@ -31,14 +31,14 @@ use orch_runtime::status::Deployment;
 use orch_runtime::supervisor::Supervisor;
 
 use crate::bundled::Bundled;
+use crate::cli::TrustArgs;
 use crate::hot_reload::HotReload;
 
 /// The running bundle and the one before it.
 pub struct Deployer {
     current: Bundled,
     previous: Option<Bundled>,
-    keys: Vec<TrustedKey>,
-    allow_unsigned: bool,
+    trust: TrustArgs,
     unpack_dir: PathBuf,
 }
 
@@ -56,13 +56,10 @@ fn refuse(message: impl Into<String>, hint: impl Into<String>) -> Refusal {
 }
 
 impl Deployer {
-    /// The deployer of a run of `bundle`, trusting what the run trusted.
-    pub fn new(
-        bundle: Bundled,
-        keys: Vec<TrustedKey>,
-        allow_unsigned: bool,
-        unpack_dir: Option<&Path>,
-    ) -> Self {
+    /// The deployer of a run of `bundle`, trusting what the run trusted:
+    /// the key files and folders are read again at every deploy, so a key
+    /// added to a keys folder (or removed from it) counts at once.
+    pub fn new(bundle: Bundled, trust: TrustArgs, unpack_dir: Option<&Path>) -> Self {
         let unpack_dir = unpack_dir.map(Path::to_path_buf).unwrap_or_else(|| {
             bundle
                 .dir
@@ -72,8 +69,7 @@ impl Deployer {
         Self {
             current: bundle,
             previous: None,
-            keys,
-            allow_unsigned,
+            trust,
             unpack_dir,
         }
     }
@@ -85,10 +81,15 @@ impl Deployer {
         reloader: &mut HotReload,
         path: &Path,
     ) -> Response {
+        let keys = match self.keys() {
+            Ok(keys) => keys,
+            Err(response) => return response,
+        };
+        let allow_unsigned = self.trust.allow_unsigned;
         let next = if path.is_dir() {
-            verify_dir(path, &self.keys, self.allow_unsigned).map(|v| (path.to_path_buf(), v))
+            verify_dir(path, &keys, allow_unsigned).map(|v| (path.to_path_buf(), v))
         } else {
-            unpack_archive(path, &self.unpack_dir, &self.keys, self.allow_unsigned)
+            unpack_archive(path, &self.unpack_dir, &keys, allow_unsigned)
                 .map(|u| (u.dir, u.verified))
         };
         let next = match next {
@@ -122,7 +123,11 @@ impl Deployer {
                 "deploy a bundle first; --rollback goes back to the one before it",
             );
         };
-        match verify_dir(&previous.dir, &self.keys, self.allow_unsigned) {
+        let keys = match self.keys() {
+            Ok(keys) => keys,
+            Err(response) => return response,
+        };
+        match verify_dir(&previous.dir, &keys, self.trust.allow_unsigned) {
             Ok(verified) if verified.manifest_sha256 == previous.digest => {
                 self.switch(supervisor, reloader, previous, "rollback")
             }
@@ -141,6 +146,16 @@ impl Deployer {
                 Some("deploy the bundle you want by its archive".into()),
             ),
         }
+    }
+
+    /// The trusted keys as their files say now.
+    fn keys(&self) -> Result<Vec<TrustedKey>, Response> {
+        crate::bundled::trusted_keys(&self.trust).map_err(|error| {
+            Response::error(
+                format!("cannot read the trusted keys, nothing changed: {error:#}"),
+                Some("fix the files this orchestrator was started with (--trusted-key)".into()),
+            )
+        })
     }
 
     fn switch(
@@ -414,4 +429,82 @@ fn apply(
         }
     }
     Ok(lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orch_bundle::manifest::{FORMAT, FileEntry};
+
+    fn manifest(files: &[(&str, &str)]) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            app: "demo".into(),
+            version: "1".into(),
+            git: None,
+            target: "x86_64-unknown-linux-gnu".into(),
+            rustc: "rustc".into(),
+            abi_version: 4,
+            profile: "debug".into(),
+            environment: None,
+            packages: Vec::new(),
+            files: files
+                .iter()
+                .map(|(path, sha)| FileEntry {
+                    path: (*path).into(),
+                    size: 1,
+                    sha256: (*sha).repeat(64),
+                })
+                .collect(),
+        }
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        ("bin/cargo-orch", "a"),
+        ("config/main.yaml", "b"),
+        ("config/modules.yaml", "c"),
+        ("modules/libm.so", "d"),
+    ];
+
+    fn with(path: &str, sha: &'static str) -> Manifest {
+        let files: Vec<(&str, &str)> = BASE
+            .iter()
+            .map(|&(p, s)| if p == path { (p, sha) } else { (p, s) })
+            .collect();
+        manifest(&files)
+    }
+
+    #[test]
+    fn modules_and_modules_yaml_may_change_live() {
+        let current = manifest(&BASE);
+        assert!(check_compatible(&current, &with("modules/libm.so", "e")).is_ok());
+        assert!(check_compatible(&current, &with("config/modules.yaml", "e")).is_ok());
+    }
+
+    #[test]
+    fn a_new_host_main_yaml_abi_app_or_environment_needs_a_restart() {
+        let current = manifest(&BASE);
+        let refused = |next: Manifest, names: &str| {
+            let refusal = check_compatible(&current, &next).err().expect("refused");
+            assert!(refusal.message.contains(names), "{}", refusal.message);
+        };
+        refused(with("bin/cargo-orch", "e"), "host binary");
+        refused(with("config/main.yaml", "e"), "main.yaml");
+        let mut networked = manifest(&BASE);
+        networked.files.push(FileEntry {
+            path: "bin/orch-networked".into(),
+            size: 1,
+            sha256: "f".repeat(64),
+        });
+        refused(networked, "bin/orch-networked");
+        let mut abi = manifest(&BASE);
+        abi.abi_version = 5;
+        refused(abi, "ABI");
+        let mut app = manifest(&BASE);
+        app.app = "other".into();
+        refused(app, "another application");
+        let mut env = manifest(&BASE);
+        env.environment = Some("prod".into());
+        refused(env, "environment");
+    }
 }

@@ -264,18 +264,11 @@ fn serve(
     let mut deployer = match &session.bundle {
         Some(bundle) => {
             reloader.use_libraries(bundle.libraries());
-            match crate::bundled::trusted_keys(&args.trust) {
-                Ok(keys) => Some(Deployer::new(
-                    bundle.clone(),
-                    keys,
-                    args.trust.allow_unsigned,
-                    args.unpack_dir.as_deref(),
-                )),
-                Err(error) => {
-                    tracing::warn!("[DEPLOY] deploys are off: {error:#}");
-                    None
-                }
-            }
+            Some(Deployer::new(
+                bundle.clone(),
+                args.trust.clone(),
+                args.unpack_dir.as_deref(),
+            ))
         }
         None => None,
     };

@@ -99,7 +99,18 @@ pub fn unpack_archive(
             });
         }
         set_mode(&staging, 0o755)?;
-        std::fs::rename(&staging, &dir).map_err(|e| unpack_failed(&dir, e))?;
+        if let Err(error) = std::fs::rename(&staging, &dir) {
+            // Another run of the same bundle renamed its copy first.
+            if dir.is_dir() {
+                let again = verify_dir(&dir, trusted, allow_unsigned)?;
+                return Ok(Unpacked {
+                    dir,
+                    verified: again,
+                    reused: true,
+                });
+            }
+            return Err(unpack_failed(&dir, error));
+        }
         Ok(Unpacked {
             dir,
             verified,
