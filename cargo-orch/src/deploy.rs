@@ -485,7 +485,7 @@ mod tests {
     fn a_new_host_main_yaml_abi_app_or_environment_needs_a_restart() {
         let current = manifest(&BASE);
         let refused = |next: Manifest, names: &str| {
-            let refusal = check_compatible(&current, &next).err().expect("refused");
+            let refusal = check_compatible(&current, &next).expect_err("refused");
             assert!(refusal.message.contains(names), "{}", refusal.message);
         };
         refused(with("bin/cargo-orch", "e"), "host binary");
