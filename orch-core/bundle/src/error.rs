@@ -22,6 +22,8 @@ pub enum Phase {
     Signature,
     /// Checking the files against the manifest.
     Files,
+    /// Writing the OCI image layout.
+    Oci,
 }
 
 impl fmt::Display for Phase {
@@ -35,6 +37,7 @@ impl fmt::Display for Phase {
             Phase::Manifest => "manifest",
             Phase::Signature => "signature",
             Phase::Files => "files",
+            Phase::Oci => "oci",
         })
     }
 }

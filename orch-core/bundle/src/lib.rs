@@ -10,6 +10,8 @@
 //!   `..`, bounded memory).
 //! - [`verify`]: a bundle checked against its manifest and trusted keys.
 //! - [`signing`]: minisign keys, signatures and key ids.
+//! - [`oci`]: the bundle as an OCI image layout (layer, config, manifest,
+//!   index), for container runtimes.
 //!
 //! Nothing here runs cargo, loads a module or touches the network.
 
@@ -17,6 +19,7 @@ pub mod archive;
 mod error;
 pub mod format;
 pub mod manifest;
+pub mod oci;
 pub mod reader;
 pub mod signing;
 pub mod verify;
