@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use orch_bundle::archive::{ArchiveFile, Source, write_archive};
 use orch_e2e::{orch_bin, workspace_root};
 
-fn orch(args: &[&str]) -> Command {
+pub(crate) fn orch(args: &[&str]) -> Command {
     let mut command = Command::new(orch_bin());
     command
         .current_dir(workspace_root())
@@ -22,11 +22,11 @@ fn orch(args: &[&str]) -> Command {
     command
 }
 
-fn run(mut command: Command) -> Output {
+pub(crate) fn run(mut command: Command) -> Output {
     command.output().expect("run cargo-orch")
 }
 
-fn said(output: &Output) -> String {
+pub(crate) fn said(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -34,14 +34,14 @@ fn said(output: &Output) -> String {
     )
 }
 
-fn succeeds(command: Command) -> String {
+pub(crate) fn succeeds(command: Command) -> String {
     let output = run(command);
     let text = said(&output);
     assert!(output.status.success(), "expected success:\n{text}");
     text
 }
 
-fn refused(command: Command, names: &str) -> String {
+pub(crate) fn refused(command: Command, names: &str) -> String {
     let output = run(command);
     let text = said(&output);
     assert!(!output.status.success(), "expected a refusal:\n{text}");
@@ -53,12 +53,12 @@ fn refused(command: Command, names: &str) -> String {
     text
 }
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary path")
 }
 
 /// `keygen --no-password`: the key id it prints.
-fn keygen(out: &Path) -> String {
+pub(crate) fn keygen(out: &Path) -> String {
     let text = succeeds(orch(&["keygen", "--out", path(out), "--no-password"]));
     text.split_whitespace()
         .nth(1)

@@ -15,6 +15,7 @@ mod isolation;
 mod limits;
 mod module_graph;
 mod new_cmd;
+mod oci;
 mod operate;
 mod run;
 mod secrets;

@@ -118,6 +118,9 @@ struct Planned {
 /// `cargo orch bundle`.
 pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(global)?;
+    if let Some(dir) = &args.oci {
+        super::oci::check_dir(dir)?;
+    }
     let config = &session.config;
     let workspace = &session.workspace;
     let modules = config.startup_order();

@@ -73,6 +73,12 @@ pub fn entrypoint(signed: bool) -> Vec<String> {
     args.into_iter().map(String::from).collect()
 }
 
+/// Refuses `--oci DIR` before anything is built when DIR is neither
+/// missing, empty, nor an OCI layout that may be replaced.
+pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
+    output::check_target(dir).map(|_| ())
+}
+
 /// Writes the image layout of `request` to `dir` (see [`output`]).
 pub fn write(dir: &Path, request: &Request<'_>) -> anyhow::Result<Summary> {
     let platform = Platform::of_target(&request.manifest.target)?;

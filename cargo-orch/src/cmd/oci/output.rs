@@ -36,7 +36,7 @@ fn sibling(dir: &Path, what: &str) -> anyhow::Result<PathBuf> {
 
 /// Refuses `dir` unless it is missing, empty, or a replaceable OCI layout;
 /// `Ok(true)` when it exists.
-fn check_target(dir: &Path) -> anyhow::Result<bool> {
+pub fn check_target(dir: &Path) -> anyhow::Result<bool> {
     let metadata = match std::fs::symlink_metadata(dir) {
         Ok(metadata) => metadata,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),

@@ -111,14 +111,6 @@ pub fn write_layout(
 /// (with an `imageLayoutVersion`), `index.json`, and under `blobs/` only
 /// algorithm folders of files named in hex. `Err` says what else it holds.
 pub fn check_replaceable(dir: &Path) -> Result<(), String> {
-    let marker = std::fs::read(dir.join("oci-layout"))
-        .map_err(|_| "it has no oci-layout file".to_string())?;
-    let version = serde_json::from_slice::<serde_json::Value>(&marker)
-        .ok()
-        .and_then(|v| v.get("imageLayoutVersion").cloned());
-    if version.is_none() {
-        return Err("its oci-layout file has no imageLayoutVersion".into());
-    }
     let list = |dir: &Path| -> Result<Vec<(String, std::fs::FileType)>, String> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
@@ -131,12 +123,22 @@ pub fn check_replaceable(dir: &Path) -> Result<(), String> {
         }
         Ok(found)
     };
-    for (name, kind) in list(dir)? {
+    let mut names = list(dir)?;
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, kind) in names {
         match name.as_str() {
             "oci-layout" | "index.json" if kind.is_file() => {}
             "blobs" if kind.is_dir() => {}
-            _ => return Err(format!("it also holds `{name}`")),
+            _ => return Err(format!("it holds `{name}`")),
         }
+    }
+    let marker = std::fs::read(dir.join("oci-layout"))
+        .map_err(|_| "it has no oci-layout file".to_string())?;
+    let version = serde_json::from_slice::<serde_json::Value>(&marker)
+        .ok()
+        .and_then(|v| v.get("imageLayoutVersion").cloned());
+    if version.is_none() {
+        return Err("its oci-layout file has no imageLayoutVersion".into());
     }
     let blobs = dir.join("blobs");
     if !blobs.is_dir() {
@@ -149,7 +151,7 @@ pub fn check_replaceable(dir: &Path) -> Result<(), String> {
         for (name, kind) in list(&blobs.join(&algorithm))? {
             let digest_like = !name.is_empty() && name.bytes().all(|b| b.is_ascii_hexdigit());
             if !kind.is_file() || !digest_like {
-                return Err(format!("it also holds blobs/{algorithm}/{name}"));
+                return Err(format!("it holds blobs/{algorithm}/{name}"));
             }
         }
     }
