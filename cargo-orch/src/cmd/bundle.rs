@@ -118,10 +118,10 @@ struct Planned {
 /// `cargo orch bundle`.
 pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(global)?;
-    if let Some(dir) = &args.oci {
-        super::oci::check_dir(dir)?;
-    }
     let config = &session.config;
+    if let Some(dir) = &args.oci {
+        super::oci::preflight(dir, &config.main.app.version)?;
+    }
     let workspace = &session.workspace;
     let modules = config.startup_order();
     let mut planned: Vec<Planned> = Vec::new();

@@ -73,10 +73,13 @@ pub fn entrypoint(signed: bool) -> Vec<String> {
     args.into_iter().map(String::from).collect()
 }
 
-/// Refuses `--oci DIR` before anything is built when DIR is neither
-/// missing, empty, nor an OCI layout that may be replaced.
-pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
-    output::check_target(dir).map(|_| ())
+/// What can be refused before anything is built: `--oci DIR` neither
+/// missing, empty, nor an OCI layout that may be replaced; a version that
+/// is no valid tag.
+pub fn preflight(dir: &Path, version: &str) -> anyhow::Result<()> {
+    output::check_target(dir)?;
+    orch_bundle::oci::image::check_ref_name(version)?;
+    Ok(())
 }
 
 /// Writes the image layout of `request` to `dir` (see [`output`]).
@@ -131,7 +134,14 @@ pub fn write(dir: &Path, request: &Request<'_>) -> anyhow::Result<Summary> {
         entries.push(file(&name, mode | 0o444, library)?);
         let dir = library.parent().unwrap_or(Path::new("/"));
         let is_loader = loaders.contains(name.as_ref());
-        if !is_loader && !searched.is_empty() && !searched.contains(dir) {
+        // The loader also searches the glibc-hwcaps subfolders of its own.
+        let hwcaps_of = dir
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "glibc-hwcaps"))
+            .and_then(Path::parent);
+        let searched_here =
+            searched.contains(dir) || hwcaps_of.is_some_and(|d| searched.contains(d));
+        if !is_loader && !searched.is_empty() && !searched_here {
             extra_dirs.insert(dir.to_string_lossy().into_owned());
         }
     }

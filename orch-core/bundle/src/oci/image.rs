@@ -257,6 +257,32 @@ impl Image {
     }
 }
 
+/// Checks a tag against the OCI layout's grammar for
+/// `org.opencontainers.image.ref.name`: components of letters and digits
+/// joined by `/`, each with single separators `-._:@+` (or `--`) inside.
+pub fn check_ref_name(name: &str) -> Result<(), BundleError> {
+    let valid_component = |component: &str| {
+        let bytes = component.as_bytes();
+        let alnum = |b: &u8| b.is_ascii_alphanumeric();
+        bytes.first().is_some_and(alnum)
+            && bytes.last().is_some_and(alnum)
+            && bytes.iter().all(|b| alnum(b) || b"-._:@+".contains(b))
+            && !bytes
+                .windows(2)
+                .any(|pair| !alnum(&pair[0]) && !alnum(&pair[1]) && pair != b"--")
+    };
+    if !name.is_empty() && name.len() <= 128 && name.split('/').all(valid_component) {
+        return Ok(());
+    }
+    Err(BundleError::new(
+        Phase::Oci,
+        name,
+        "not a valid OCI tag (org.opencontainers.image.ref.name)",
+        "set app.version in main.yaml to letters and digits joined by `.`, `-`, `_` or `+` \
+         (e.g. 1.4.0)",
+    ))
+}
+
 /// `seconds` since the epoch as RFC 3339 in UTC (`1970-01-01T00:00:00Z`).
 pub fn rfc3339(seconds: u64) -> String {
     let days = (seconds / 86_400) as i64;
@@ -301,6 +327,45 @@ mod tests {
         );
         assert!(Platform::of_target("x86_64-apple-darwin").is_err());
         assert!(Platform::of_target("wasm32-unknown-unknown").is_err());
+    }
+
+    #[test]
+    fn tags_follow_the_ref_name_grammar() {
+        for good in ["0.1.0", "1.4.0-rc.1", "1.0+build.7", "v2", "a/b"] {
+            assert!(check_ref_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "1 0", "-1", "1.", "1..0", "a//b", "é"] {
+            assert!(check_ref_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn created_is_written_only_from_source_date_epoch() {
+        let mut image = Image {
+            platform: Platform::of_target("x86_64-unknown-linux-gnu").expect("platform"),
+            entrypoint: vec![],
+            env: vec![],
+            working_dir: "/".into(),
+            stop_signal: None,
+            created: None,
+            ref_name: "1".into(),
+            annotations: BTreeMap::new(),
+            created_by: "test".into(),
+        };
+        let config = String::from_utf8(image.config_json("sha256:00")).expect("UTF-8");
+        assert!(!config.contains("created\""), "{config}");
+        image.created = Some(0);
+        let config = String::from_utf8(image.config_json("sha256:00")).expect("UTF-8");
+        assert!(
+            config.starts_with(r#"{"created":"1970-01-01T00:00:00Z","architecture":"amd64""#),
+            "{config}"
+        );
+        let layer = Descriptor::of(LAYER_MEDIA_TYPE, b"");
+        let manifest = String::from_utf8(image.manifest_json(&layer, &layer)).expect("UTF-8");
+        assert!(
+            manifest.contains(r#""org.opencontainers.image.created":"1970-01-01T00:00:00Z""#),
+            "{manifest}"
+        );
     }
 
     #[test]

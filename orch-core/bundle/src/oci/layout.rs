@@ -68,6 +68,7 @@ pub fn write_layout(
     entries: Vec<LayerEntry>,
     mtime: u64,
 ) -> Result<Written, BundleError> {
+    super::image::check_ref_name(&image.ref_name)?;
     let blobs = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(|e| io_error(&blobs, e))?;
 
