@@ -130,10 +130,17 @@ pub fn write(dir: &Path, request: &Request<'_>) -> anyhow::Result<Summary> {
             .permissions()
             .mode()
             & 0o755;
-        let name = library.to_string_lossy();
-        entries.push(file(&name, mode | 0o444, library)?);
-        let dir = library.parent().unwrap_or(Path::new("/"));
-        let is_loader = loaders.contains(name.as_ref());
+        let at = normalized(library);
+        let name = at.to_str().with_context(|| {
+            format!(
+                "{} has a path that is not UTF-8; the image cannot name it\n  hint: install \
+                 the library under a UTF-8 path",
+                library.display()
+            )
+        })?;
+        entries.push(file(name, mode | 0o444, library)?);
+        let dir = at.parent().unwrap_or(Path::new("/"));
+        let is_loader = loaders.contains(name);
         // The loader also searches the glibc-hwcaps subfolders of its own.
         let hwcaps_of = dir
             .parent()
@@ -201,6 +208,23 @@ pub fn write(dir: &Path, request: &Request<'_>) -> anyhow::Result<Summary> {
     })
 }
 
+/// `path` with `.` and `..` components resolved lexically (`ldd` prints
+/// `$ORIGIN/../lib` paths as they were searched).
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(part) => out.push(part),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 /// A regular file of the layer, copied from `from` (symbolic links followed).
 fn file(path: &str, mode: u32, from: &Path) -> anyhow::Result<LayerEntry> {
     let size = std::fs::metadata(from)
@@ -219,6 +243,14 @@ fn file(path: &str, mode: u32, from: &Path) -> anyhow::Result<LayerEntry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn library_paths_are_made_plain() {
+        assert_eq!(
+            normalized(Path::new("/opt/app/lib/../lib64/./libx.so")),
+            PathBuf::from("/opt/app/lib64/libx.so")
+        );
+    }
 
     #[test]
     fn the_entrypoint_trusts_the_mounted_keys_or_says_unsigned() {
