@@ -410,6 +410,13 @@ pub struct BundleArgs {
     /// or the terminal).
     #[arg(long, value_name = "KEY")]
     pub sign: Option<PathBuf>,
+
+    /// Also write the bundle as an OCI image layout in this folder: the
+    /// host binary, the libraries it links (from this machine) and the
+    /// bundle, run with `cargo-orch orch run --bundle` (an existing layout
+    /// there is replaced; any other non-empty folder is refused).
+    #[arg(long, value_name = "DIR")]
+    pub oci: Option<PathBuf>,
 }
 
 /// `cargo orch list`.
@@ -561,7 +568,11 @@ mod tests {
         assert!(parse(&["keygen"]).is_err(), "--out is required");
         assert!(matches!(
             parse(&["bundle", "--release", "--sign", "k", "--out", "b.tar"]),
-            Ok(Command::Bundle(b)) if b.release && b.sign.is_some()
+            Ok(Command::Bundle(b)) if b.release && b.sign.is_some() && b.oci.is_none()
+        ));
+        assert!(matches!(
+            parse(&["bundle", "--oci", "image"]),
+            Ok(Command::Bundle(b)) if b.oci == Some(PathBuf::from("image"))
         ));
         let Ok(Command::Init(init)) = parse(&["init"]) else {
             panic!("init expected");

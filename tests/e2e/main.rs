@@ -17,6 +17,7 @@ mod isolation;
 mod limits;
 mod module_graph;
 mod new_cmd;
+mod oci;
 mod operate;
 mod run;
 mod secrets;

@@ -4,6 +4,7 @@
 //! shared with xtask; [`OrchProcess`] is its face for the tests).
 
 pub mod bridge;
+pub mod debian;
 pub mod http;
 pub mod minisign;
 pub mod nats;

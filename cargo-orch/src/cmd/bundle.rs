@@ -120,6 +120,9 @@ struct Planned {
 pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(global)?;
     let config = &session.config;
+    if let Some(dir) = &args.oci {
+        super::oci::preflight(dir, &config.main.app.version)?;
+    }
     let workspace = &session.workspace;
     let modules = config.startup_order();
     let mut planned: Vec<Planned> = Vec::new();
@@ -311,6 +314,10 @@ pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode
     drop(writer);
     std::fs::rename(&partial, &out)
         .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
+    let mut said = Vec::new();
+    if let Some(dir) = &args.oci {
+        said = write_oci(dir, &out, &planned, &manifest, signed_by.is_some())?;
+    }
     println!(
         "bundle: {} ({} files, {} {} {}, {})",
         out.display(),
@@ -323,6 +330,9 @@ pub fn bundle(global: &GlobalArgs, args: &BundleArgs) -> anyhow::Result<ExitCode
             None => "UNSIGNED: pass --sign KEY".into(),
         }
     );
+    for line in said {
+        println!("{line}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -361,6 +371,78 @@ fn declared_packages(
         });
     }
     Ok(packages)
+}
+
+/// `--oci DIR`: the image layout of the archive at `archive`; the lines to
+/// print after the bundle's.
+fn write_oci(
+    dir: &Path,
+    archive: &Path,
+    planned: &[Planned],
+    manifest: &Manifest,
+    signed: bool,
+) -> anyhow::Result<Vec<String>> {
+    let host = planned
+        .iter()
+        .find(|p| p.path == "bin/cargo-orch")
+        .context("the bundle has no bin/cargo-orch")?;
+    let request = super::oci::Request {
+        archive,
+        host: &host.from,
+        linked: planned
+            .iter()
+            .filter(|p| p.path.starts_with("bin/") || p.path.starts_with("modules/"))
+            .map(|p| p.from.as_path())
+            .collect(),
+        manifest,
+        signed,
+        mtime: source_date_epoch(),
+        created: std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|v| v.trim().parse().ok()),
+    };
+    let summary = super::oci::write(dir, &request)
+        .with_context(|| format!("cannot write the OCI image layout {}", dir.display()))?;
+    if !signed {
+        eprintln!(
+            "WARNING: the bundle is UNSIGNED, so the OCI image runs it with --allow-unsigned: \
+             nothing checks who built it. Sign it (--sign KEY) for anything but development"
+        );
+    }
+    let libraries: Vec<String> = summary
+        .libraries
+        .iter()
+        .map(|l| l.display().to_string())
+        .collect();
+    Ok(vec![
+        format!(
+            "oci: {} (tag {}, {}, manifest {}): load it with `skopeo copy oci:{}:{} ...`",
+            dir.display(),
+            summary.tag,
+            summary.platform,
+            summary.digest,
+            dir.display(),
+            summary.tag
+        ),
+        format!(
+            "oci: libraries from this machine: {}",
+            if libraries.is_empty() {
+                "none (static)".into()
+            } else {
+                libraries.join(", ")
+            }
+        ),
+        format!("oci: entrypoint: {}", summary.entrypoint.join(" ")),
+        if signed {
+            format!(
+                "oci: mount the trusted public keys (*.pub) at {}; {} must be writable",
+                super::oci::KEYS,
+                super::oci::UNPACK
+            )
+        } else {
+            format!("oci: {} must be writable", super::oci::UNPACK)
+        },
+    ])
 }
 
 /// The files' mtime in the archive: `SOURCE_DATE_EPOCH`, else 0.

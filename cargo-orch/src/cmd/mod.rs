@@ -1,4 +1,4 @@
-//! One file per verb.
+//! One file per verb; `oci/` is `bundle --oci`.
 
 pub mod bundle;
 pub mod check;
@@ -6,5 +6,6 @@ pub mod control;
 pub mod init;
 pub mod list;
 pub mod new;
+pub mod oci;
 pub mod run;
 pub mod test;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::{BundleError, Phase};
 
 pub use crate::format::BLOCK;
-use crate::format::padding;
+use crate::format::{Kind, header, padding};
 
 /// Where an archived file's bytes come from.
 #[derive(Debug, Clone)]
@@ -53,116 +53,69 @@ pub fn write_archive(
             ));
         }
     }
-    let failed = |path: &str, error: std::io::Error| {
-        BundleError::io(
-            Phase::Write,
-            path,
-            error,
-            "check the disk space and the output path",
-        )
-    };
     for file in &files {
-        let header = header(&file.path, file.size, file.executable, mtime)?;
-        out.write_all(&header).map_err(|e| failed(&file.path, e))?;
-        let copied = match &file.source {
-            Source::Bytes(bytes) => {
-                out.write_all(bytes).map_err(|e| failed(&file.path, e))?;
-                bytes.len() as u64
-            }
-            Source::Path(path) => {
-                let reader = std::fs::File::open(path).map_err(|e| {
-                    BundleError::io(
-                        Phase::Write,
-                        path.display().to_string(),
-                        e,
-                        "was it deleted?",
-                    )
-                })?;
-                std::io::copy(&mut reader.take(file.size), out)
-                    .map_err(|e| failed(&file.path, e))?
-            }
-        };
-        if copied != file.size {
-            return Err(BundleError::new(
-                Phase::Write,
-                &file.path,
-                format!(
-                    "{copied} bytes copied, {} expected: it changed while bundling",
-                    file.size
-                ),
-                "bundle again once nothing rebuilds it",
-            ));
-        }
-        let pad = padding(file.size);
-        out.write_all(&[0u8; BLOCK][..pad])
-            .map_err(|e| failed(&file.path, e))?;
+        let mode = if file.executable { 0o755 } else { 0o644 };
+        write_file(out, &file.path, mode, &file.source, file.size, mtime)?;
     }
-    out.write_all(&[0u8; 2 * BLOCK])
-        .map_err(|e| failed("end of archive", e))?;
-    out.flush().map_err(|e| failed("end of archive", e))
+    write_end(out)
 }
 
-/// One ustar header.
-fn header(path: &str, size: u64, executable: bool, mtime: u64) -> Result<[u8; BLOCK], BundleError> {
-    crate::format::check_path(path).map_err(|cause| {
-        BundleError::new(
-            Phase::Write,
-            path,
-            cause,
-            "archive paths are relative and plain",
-        )
-    })?;
-    let mut h = [0u8; BLOCK];
-    // A name of up to 100 bytes, or a prefix (up to 155) and a name split at a `/`.
-    let (prefix, name) = if path.len() <= 100 {
-        ("", path)
-    } else {
-        path.char_indices()
-            .filter(|&(i, c)| c == '/' && i <= 155 && path.len() - i - 1 <= 100)
-            .map(|(i, _)| (&path[..i], &path[i + 1..]))
-            .next()
-            .ok_or_else(|| {
-                BundleError::new(
+fn failed(path: &str, error: std::io::Error) -> BundleError {
+    BundleError::io(
+        Phase::Write,
+        path,
+        error,
+        "check the disk space and the output path",
+    )
+}
+
+/// Writes one regular file: its header, `size` bytes from `source` (a
+/// source of another size is refused: it changed while bundling), padding.
+pub(crate) fn write_file(
+    out: &mut impl Write,
+    path: &str,
+    mode: u32,
+    source: &Source,
+    size: u64,
+    mtime: u64,
+) -> Result<(), BundleError> {
+    let header = header(path, Kind::File, mode, size, mtime)?;
+    out.write_all(&header).map_err(|e| failed(path, e))?;
+    let copied = match source {
+        Source::Bytes(bytes) => {
+            out.write_all(bytes).map_err(|e| failed(path, e))?;
+            bytes.len() as u64
+        }
+        Source::Path(from) => {
+            let reader = std::fs::File::open(from).map_err(|e| {
+                BundleError::io(
                     Phase::Write,
-                    path,
-                    "path too long for a ustar header",
-                    "shorten it",
+                    from.display().to_string(),
+                    e,
+                    "was it deleted?",
                 )
-            })?
+            })?;
+            std::io::copy(&mut reader.take(size), out).map_err(|e| failed(path, e))?
+        }
     };
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    octal(&mut h[100..108], if executable { 0o755 } else { 0o644 });
-    octal(&mut h[108..116], 0);
-    octal(&mut h[116..124], 0);
-    if size >= 0o77777777777 {
+    if copied != size {
         return Err(BundleError::new(
             Phase::Write,
             path,
-            "larger than 8 GiB",
-            "bundle smaller files",
+            format!("{copied} bytes copied, {size} expected: it changed while bundling"),
+            "bundle again once nothing rebuilds it",
         ));
     }
-    octal(&mut h[124..136], size);
-    octal(&mut h[136..148], mtime.min(0o77777777777));
-    h[156] = b'0';
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[265..269].copy_from_slice(b"root");
-    h[297..301].copy_from_slice(b"root");
-    h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    octal(&mut h[148..155], u64::from(sum));
-    h[155] = b' ';
-    Ok(h)
+    let pad = padding(size);
+    out.write_all(&[0u8; BLOCK][..pad])
+        .map_err(|e| failed(path, e))
 }
 
-/// Writes `value` as zero-padded octal digits followed by a NUL.
-fn octal(field: &mut [u8], value: u64) {
-    let digits = field.len() - 1;
-    let text = format!("{value:0digits$o}");
-    field[..digits].copy_from_slice(&text.as_bytes()[text.len() - digits..]);
-    field[digits] = 0;
+/// Writes the end of an archive (two zero blocks) and flushes.
+pub(crate) fn write_end(out: &mut impl Write) -> Result<(), BundleError> {
+    out.write_all(&[0u8; 2 * BLOCK])
+        .map_err(|e| failed("end of archive", e))?;
+    out.flush().map_err(|e| failed("end of archive", e))
 }
 
 #[cfg(test)]

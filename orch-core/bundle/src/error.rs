@@ -24,6 +24,8 @@ pub enum Phase {
     Files,
     /// Writing the bundle's files into the folder it runs from.
     Unpack,
+    /// Writing the OCI image layout.
+    Oci,
 }
 
 impl fmt::Display for Phase {
@@ -38,6 +40,7 @@ impl fmt::Display for Phase {
             Phase::Signature => "signature",
             Phase::Files => "files",
             Phase::Unpack => "unpack",
+            Phase::Oci => "oci",
         })
     }
 }

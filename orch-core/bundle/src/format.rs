@@ -1,7 +1,9 @@
-//! What the writer, the reader and the manifest share: the tar block size,
-//! the rules of an archive path, SHA-256 in hex.
+//! What the writers, the reader and the manifest share: the tar block size,
+//! the ustar header, the rules of an archive path, SHA-256 in hex.
 
 use sha2::{Digest as _, Sha256};
+
+use crate::{BundleError, Phase};
 
 /// The block size of the tar format.
 pub const BLOCK: usize = 512;
@@ -10,6 +12,98 @@ pub const BLOCK: usize = 512;
 pub fn padding(size: u64) -> usize {
     let rest = (size % BLOCK as u64) as usize;
     if rest == 0 { 0 } else { BLOCK - rest }
+}
+
+/// What a ustar header describes. The bundle holds regular files only; an
+/// OCI layer ([`crate::oci`]) also has folders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A regular file (type `0`).
+    File,
+    /// A folder (type `5`; its name ends with `/`).
+    Dir,
+}
+
+/// One ustar header: uid and gid 0, owner and group `root`, `mode`, `size`
+/// and `mtime`. `path` is checked with [`check_path`]; a folder's name gets
+/// its trailing `/` here.
+pub fn header(
+    path: &str,
+    kind: Kind,
+    mode: u32,
+    size: u64,
+    mtime: u64,
+) -> Result<[u8; BLOCK], BundleError> {
+    check_path(path).map_err(|cause| {
+        BundleError::new(
+            Phase::Write,
+            path,
+            cause,
+            "archive paths are relative and plain",
+        )
+    })?;
+    let owned;
+    let path = match kind {
+        Kind::File => path,
+        Kind::Dir => {
+            owned = format!("{path}/");
+            owned.as_str()
+        }
+    };
+    let mut h = [0u8; BLOCK];
+    // A name of up to 100 bytes, or a prefix (up to 155) and a name split at a `/`.
+    let (prefix, name) = if path.len() <= 100 {
+        ("", path)
+    } else {
+        path.char_indices()
+            .filter(|&(i, c)| c == '/' && i <= 155 && path.len() - i - 1 <= 100)
+            .map(|(i, _)| (&path[..i], &path[i + 1..]))
+            .next()
+            .ok_or_else(|| {
+                BundleError::new(
+                    Phase::Write,
+                    path,
+                    "path too long for a ustar header",
+                    "shorten it",
+                )
+            })?
+    };
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    octal(&mut h[100..108], u64::from(mode & 0o7777));
+    octal(&mut h[108..116], 0);
+    octal(&mut h[116..124], 0);
+    if size >= 0o77777777777 {
+        return Err(BundleError::new(
+            Phase::Write,
+            path,
+            "larger than 8 GiB",
+            "bundle smaller files",
+        ));
+    }
+    octal(&mut h[124..136], size);
+    octal(&mut h[136..148], mtime.min(0o77777777777));
+    h[156] = match kind {
+        Kind::File => b'0',
+        Kind::Dir => b'5',
+    };
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[265..269].copy_from_slice(b"root");
+    h[297..301].copy_from_slice(b"root");
+    h[345..345 + prefix.len()].copy_from_slice(prefix.as_bytes());
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    octal(&mut h[148..155], u64::from(sum));
+    h[155] = b' ';
+    Ok(h)
+}
+
+/// Writes `value` as zero-padded octal digits followed by a NUL.
+fn octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    field[..digits].copy_from_slice(&text.as_bytes()[text.len() - digits..]);
+    field[digits] = 0;
 }
 
 /// Checks an archive path: relative, `/`-separated, at most 255 bytes, no

@@ -12,6 +12,8 @@
 //! - [`signing`]: minisign keys, signatures and key ids.
 //! - [`unpack`]: a bundle unpacked into a versioned folder and verified, or
 //!   a folder verified in place.
+//! - [`oci`]: the bundle as an OCI image layout (layer, config, manifest,
+//!   index), for container runtimes.
 //!
 //! Nothing here runs cargo, loads a module or touches the network.
 
@@ -19,6 +21,7 @@ pub mod archive;
 mod error;
 pub mod format;
 pub mod manifest;
+pub mod oci;
 pub mod reader;
 pub mod signing;
 pub mod unpack;
