@@ -205,6 +205,12 @@ pub struct StatusArgs {
     /// Refresh the table every second until Ctrl-C.
     #[arg(long)]
     pub watch: bool,
+
+    /// Show the whole cluster as this node sees it (every node of its
+    /// `bridge.nats.presence` bucket, each module's state); with --json,
+    /// the nodes as an array.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 /// `cargo orch deploy`.

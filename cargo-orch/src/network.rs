@@ -52,6 +52,10 @@ pub struct BridgeSetup<'a> {
     pub publish_timeout: Duration,
     /// Where it keeps what outlives the process.
     pub state_dir: &'a Path,
+    /// The modules' states, for the presence record.
+    pub board: StatusBoard,
+    /// `app.name` and `app.version`.
+    pub app: (String, String),
 }
 
 /// A running bridge, as the `run` command drives it.

@@ -65,6 +65,41 @@ pub fn status(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<ExitCode
             eprintln!("error: no orchestrator answered");
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
+        if args.cluster {
+            // Every node sees the same bucket: the first report says it all.
+            let Some(report) = reports.first() else {
+                return Ok(ExitCode::from(EXIT_FAILURE));
+            };
+            if args.json {
+                let nodes = report.bridge.as_ref().map(|b| b.nodes.clone());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&nodes.unwrap_or_default())?
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            match table::render_cluster(report) {
+                Ok(text) if !args.watch => {
+                    print!("{text}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Ok(text) => {
+                    if orch_process::console::stdout_is_terminal() {
+                        print!("\x1b[H\x1b[2J");
+                    }
+                    println!("{text}");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+                Err(message) => {
+                    eprintln!(
+                        "error: {message}\n  hint: add `presence: {{ttl: 6s}}` under \
+                         bridge.nats in main.yaml (the server needs JetStream)"
+                    );
+                    return Ok(ExitCode::from(EXIT_FAILURE));
+                }
+            }
+        }
         if args.json {
             println!("{}", serde_json::to_string_pretty(&reports)?);
             return Ok(ExitCode::SUCCESS);

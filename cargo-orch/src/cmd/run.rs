@@ -170,6 +170,11 @@ pub fn run(
                     timers: supervisor.timers(),
                     publish_timeout: config.main.timeouts.publish,
                     state_dir: &session.workspace.target_dir.join("orch").join("bridge"),
+                    board: supervisor.status().clone(),
+                    app: (
+                        config.main.app.name.clone(),
+                        config.main.app.version.clone(),
+                    ),
                 })
                 .context("cannot start the NATS bridge")?,
         ),

@@ -332,6 +332,11 @@ fn node(
         supervisor.timers(),
         timeouts().publish,
         None,
+        orch_bridge::NodeInfo {
+            board: supervisor.status().clone(),
+            app: "bench".into(),
+            version: "0".into(),
+        },
     )
     .map_err(|e| e.to_string())?;
     let refs: Vec<&ModuleSpec> = modules.iter().collect();
@@ -377,6 +382,7 @@ fn orch(
         } else {
             vec!["bench.event".into()]
         },
+        presence: None,
         jetstream: (mode == Mode::JetStream).then(|| JetStreamSettings {
             stream: format!("BENCH_R{run}"),
             durable: None,

@@ -20,7 +20,11 @@
 //!   repeat; [`caps`] bounds what a peer's headers may hold, and
 //!   [`refusal`] tells lasting refusals (terminated) from passing ones;
 //! - [`connection`]: reconnects with back-off for ever, and says so on the bus
-//!   (`bridge.connected` / `bridge.disconnected`).
+//!   (`bridge.connected` / `bridge.disconnected`);
+//! - [`presence`]: with `presence:`, this node's record in a key-value bucket
+//!   with a TTL, the others' watched (`bridge.node_joined` /
+//!   `bridge.node_lost`), and the cluster view `cargo orch status --cluster`
+//!   shows.
 //!
 //! The client (async-nats) runs on a current-thread tokio runtime of the
 //! bridge's own thread; nothing of it reaches the rest of the host.
@@ -35,6 +39,7 @@ pub mod import;
 pub mod names;
 pub mod node;
 pub mod outbox;
+pub mod presence;
 mod probe;
 pub mod refusal;
 pub mod stats;
@@ -49,6 +54,7 @@ use async_nats::jetstream;
 use orch_config::NatsSettings;
 use orch_runtime::bus::{Bus, BusEvent};
 use orch_runtime::mailbox::Mailbox;
+use orch_runtime::status::StatusBoard;
 use orch_runtime::timers::TimerService;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -90,6 +96,18 @@ pub struct Bridge {
     thread: Option<JoinHandle<()>>,
     exported: Arc<ExportStats>,
     imported: Arc<ImportStats>,
+    view: Arc<std::sync::Mutex<presence::View>>,
+}
+
+/// What the bridge reports of the node in its presence record.
+#[derive(Clone)]
+pub struct NodeInfo {
+    /// Its modules' states (and the bundle it runs).
+    pub board: StatusBoard,
+    /// `app.name`.
+    pub app: String,
+    /// `app.version`.
+    pub version: String,
 }
 
 impl Bridge {
@@ -105,6 +123,7 @@ impl Bridge {
         timers: TimerService,
         publish_timeout: Duration,
         state_dir: Option<&std::path::Path>,
+        info: NodeInfo,
     ) -> Result<Self, BridgeError> {
         let node = settings.node.clone().unwrap_or_else(node::default_node);
         // Every other node would refuse this one's events.
@@ -136,7 +155,10 @@ impl Bridge {
         let (stop_import, import_stopped) = watch::channel(false);
         let (import, import_go) = oneshot::channel();
         let imported = Arc::new(ImportStats::default());
+        let view = Arc::new(std::sync::Mutex::new(presence::View::default()));
         let run = Run {
+            info,
+            view: Arc::clone(&view),
             settings: settings.clone(),
             state_dir: state_dir.map(std::path::Path::to_path_buf),
             me: node::Identity::new(node.clone()),
@@ -173,6 +195,7 @@ impl Bridge {
             thread: Some(thread),
             exported,
             imported,
+            view,
         })
     }
 
@@ -201,6 +224,7 @@ impl Bridge {
             outbox: self.outbox.as_ref().map(Outbox::mailbox),
             exported: Arc::clone(&self.exported),
             imported: Arc::clone(&self.imported),
+            view: Arc::clone(&self.view),
         }
     }
 
@@ -264,6 +288,8 @@ impl Bridge {
 
 /// What the bridge's thread runs.
 struct Run {
+    info: NodeInfo,
+    view: Arc<std::sync::Mutex<presence::View>>,
     settings: NatsSettings,
     /// Where the window of handled ids is kept (JetStream).
     state_dir: Option<std::path::PathBuf>,
@@ -365,9 +391,38 @@ impl Run {
                     .await;
                 std::future::pending::<()>().await
             };
-            futures_util::future::join(export, import).await;
+            let presence = async {
+                match &self.settings.presence {
+                    Some(settings) => {
+                        presence::Presence {
+                            settings: settings.clone(),
+                            me: presence::Me {
+                                node: self.me.name.clone(),
+                                incarnation: self.me.incarnation.to_string(),
+                            },
+                            board: self.info.board.clone(),
+                            app: (self.info.app.clone(), self.info.version.clone()),
+                            bus: self.bus.clone(),
+                            view: Arc::clone(&self.view),
+                        }
+                        .run(jetstream::new(client.clone()))
+                        .await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            futures_util::future::join3(export, import, presence).await;
         };
         futures_util::future::select(Box::pin(work), Box::pin(until_set(stopped))).await;
+        if let Some(settings) = &self.settings.presence {
+            presence::delete_own(
+                &jetstream::new(client.clone()),
+                settings,
+                &self.me.name,
+                Duration::from_secs(1),
+            )
+            .await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
     }
 }

@@ -19,6 +19,7 @@ pub struct BridgeProbe {
     pub(crate) outbox: Option<Mailbox>,
     pub(crate) exported: Arc<ExportStats>,
     pub(crate) imported: Arc<ImportStats>,
+    pub(crate) view: Arc<std::sync::Mutex<crate::presence::View>>,
 }
 
 impl BridgeStatus for BridgeProbe {
@@ -42,6 +43,7 @@ impl BridgeStatus for BridgeProbe {
             outbox_depth: self.outbox.as_ref().map_or(0, Mailbox::len)
                 + usize::try_from(in_hand).unwrap_or(0),
             outbox_capacity: self.outbox.as_ref().map_or(0, Mailbox::capacity),
+            nodes: self.view.lock().unwrap_or_else(|e| e.into_inner()).nodes(),
         }
     }
 }

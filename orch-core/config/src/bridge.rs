@@ -43,7 +43,24 @@ pub struct NatsSettings {
     /// `outbox`: exported events waiting for the broker (default: main.yaml's
     /// `mailbox`).
     pub outbox: MailboxSettings,
+    /// `presence`: this node's record in a JetStream key-value bucket with a
+    /// TTL, and the other nodes' records watched; `None`: no presence.
+    pub presence: Option<PresenceSettings>,
 }
+
+/// `bridge.nats.presence`: every node keeps a record in one KV bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceSettings {
+    /// `bucket`: the KV bucket (created if missing; default
+    /// `<prefix with . as _>_nodes`).
+    pub bucket: String,
+    /// `ttl`: a node silent this long is lost (default 6s); records are
+    /// written every third of it.
+    pub ttl: std::time::Duration,
+}
+
+/// The default `presence.ttl`.
+pub const DEFAULT_PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(6);
 
 impl std::fmt::Debug for NatsSettings {
     /// Shows everything but the credentials.
@@ -58,6 +75,7 @@ impl std::fmt::Debug for NatsSettings {
             .field("import", &self.import)
             .field("jetstream", &self.jetstream)
             .field("outbox", &self.outbox)
+            .field("presence", &self.presence)
             .finish()
     }
 }
@@ -144,6 +162,7 @@ pub(crate) struct RawNats {
     import: Option<Vec<Spanned<String>>>,
     jetstream: Option<Spanned<RawJetStream>>,
     outbox: Option<RawMailbox>,
+    presence: Option<Spanned<RawPresence>>,
 }
 merge_by_key!(RawNats {
     url,
@@ -154,8 +173,17 @@ merge_by_key!(RawNats {
     export,
     import,
     jetstream,
-    outbox
+    outbox,
+    presence
 });
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPresence {
+    bucket: Option<Spanned<String>>,
+    ttl: Option<Spanned<Value>>,
+}
+merge_by_key!(RawPresence { bucket, ttl });
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -229,8 +257,14 @@ pub(crate) fn bridge(
         import: patterns(c, "bridge.nats.import", raw.import.as_deref()),
         jetstream: raw.jetstream.as_ref().map(|js| jetstream(c, js)),
         outbox: delivery::mailbox(c, "bridge.nats.outbox", raw.outbox.as_ref(), outbox_default),
+        presence: None,
     };
-    if nats.export.is_empty() && nats.import.is_empty() {
+    let presence = raw
+        .presence
+        .as_ref()
+        .map(|p| self::presence(c, p, &nats.subject_prefix));
+    let nats = NatsSettings { presence, ..nats };
+    if nats.export.is_empty() && nats.import.is_empty() && nats.presence.is_none() {
         c.error(
             &at,
             "`bridge.nats` exports and imports nothing",
@@ -557,4 +591,31 @@ fn jetstream(c: &mut Checker, raw: &Spanned<RawJetStream>) -> JetStreamSettings 
         durable,
         replicas,
     }
+}
+
+/// `presence`: the bucket (a name token) and the TTL (at least 1s).
+fn presence(c: &mut Checker, raw: &Spanned<RawPresence>, prefix: &str) -> PresenceSettings {
+    let bucket = raw
+        .value
+        .bucket
+        .as_ref()
+        .and_then(|b| name_token(c, "bridge.nats.presence.bucket", b))
+        .unwrap_or_else(|| format!("{}_nodes", prefix.replace('.', "_")));
+    let ttl = c.duration(
+        "bridge.nats.presence.ttl",
+        raw.value.ttl.as_ref(),
+        DEFAULT_PRESENCE_TTL,
+    );
+    let ttl = match raw.value.ttl.as_ref() {
+        Some(at) if ttl < std::time::Duration::from_secs(1) => {
+            c.error(
+                &at.referenced,
+                "`bridge.nats.presence.ttl` is shorter than 1s",
+                "records are written every third of it: write at least `ttl: 1s` (default 6s)",
+            );
+            DEFAULT_PRESENCE_TTL
+        }
+        _ => ttl,
+    };
+    PresenceSettings { bucket, ttl }
 }

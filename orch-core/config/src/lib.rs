@@ -29,7 +29,8 @@ mod variables;
 mod webhook_url;
 
 pub use bridge::{
-    BridgeSettings, DEFAULT_SUBJECT_PREFIX, JetStreamSettings, NatsAuth, NatsSettings, NatsTls,
+    BridgeSettings, DEFAULT_PRESENCE_TTL, DEFAULT_SUBJECT_PREFIX, JetStreamSettings, NatsAuth,
+    NatsSettings, NatsTls, PresenceSettings,
 };
 pub(crate) use delivery::ModuleDefaults;
 pub use delivery::{CircuitBreakerSettings, DEFAULT_MAX_EVENT_BYTES, MailboxSettings, Overflow};

@@ -33,6 +33,11 @@ impl Network for NetworkParts {
             setup.timers,
             setup.publish_timeout,
             Some(setup.state_dir),
+            orch_bridge::NodeInfo {
+                board: setup.board,
+                app: setup.app.0,
+                version: setup.app.1,
+            },
         )?;
         Ok(Box::new(NatsBridge(bridge)))
     }

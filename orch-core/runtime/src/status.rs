@@ -24,7 +24,10 @@ mod custom;
 #[cfg(test)]
 mod tests;
 
-pub use bridge::{BridgeSnapshot, BridgeStatus};
+pub use bridge::{
+    BridgeSnapshot, BridgeStatus, ClusterNode, MAX_RECORD_MODULES, MAX_RECORD_TEXT, NodeModule,
+    NodeRecord,
+};
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
 pub use custom::{CustomMetric, CustomMetrics, MetricNames};
 pub use orch_wire::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};

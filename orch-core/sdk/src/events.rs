@@ -50,6 +50,10 @@ pub const MODULE_CIRCUIT_CLOSED: &str = "module.circuit_closed";
 pub const BRIDGE_CONNECTED: &str = "bridge.connected";
 /// The NATS bridge lost its server; exported events wait in its outbox.
 pub const BRIDGE_DISCONNECTED: &str = "bridge.disconnected";
+/// Another node's presence record appeared (`bridge.nats.presence`).
+pub const BRIDGE_NODE_JOINED: &str = "bridge.node_joined";
+/// Another node stopped (its record deleted) or fell silent past the TTL.
+pub const BRIDGE_NODE_LOST: &str = "bridge.node_lost";
 
 /// `app.started`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,6 +226,28 @@ pub struct BridgeDisconnected {
     pub server: String,
 }
 
+/// `bridge.node_joined`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeNodeJoined {
+    /// The node's id.
+    pub node: String,
+    /// Its incarnation (changes when it restarts).
+    pub incarnation: String,
+    /// The application version it runs.
+    pub version: String,
+}
+
+/// `bridge.node_lost`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BridgeNodeLost {
+    /// The node's id.
+    pub node: String,
+    /// Its incarnation.
+    pub incarnation: String,
+    /// `stopped` (it deleted its record) or `expired` (silent past the TTL).
+    pub reason: String,
+}
+
 macro_rules! topics {
     ($($event:ty => $topic:ident),* $(,)?) => {
         $(impl SystemEvent for $event {
@@ -250,6 +276,8 @@ topics! {
     ModuleCircuitClosed => MODULE_CIRCUIT_CLOSED,
     BridgeConnected => BRIDGE_CONNECTED,
     BridgeDisconnected => BRIDGE_DISCONNECTED,
+    BridgeNodeJoined => BRIDGE_NODE_JOINED,
+    BridgeNodeLost => BRIDGE_NODE_LOST,
 }
 
 #[cfg(test)]

@@ -77,20 +77,7 @@ pub fn render(report: &StatusReport) -> String {
             ),
         ]);
     }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    for row in &rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            if c + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
-            }
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
+    write_rows(&mut out, &rows);
     if report.modules.is_empty() {
         let _ = writeln!(out, "(no module has started)");
     }
@@ -112,6 +99,101 @@ pub fn render(report: &StatusReport) -> String {
         );
     }
     out
+}
+
+/// `rows` (the first one the header) in aligned columns, the last one
+/// left as it is.
+fn write_rows(out: &mut String, rows: &[Vec<String>]) {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .map(|r| r.get(c).map_or(0, |cell| cell.chars().count()))
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c + 1 == row.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<width$}  ", width = widths[c]);
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+/// The cluster as `report`'s node sees it (`status --cluster`): one row per
+/// node and module. `Err` when the node has no presence.
+pub fn render_cluster(report: &StatusReport) -> Result<String, String> {
+    let nodes = match &report.bridge {
+        Some(bridge) if !bridge.nodes.is_empty() => &bridge.nodes,
+        Some(bridge) => {
+            return Err(format!(
+                "node {} sees no cluster: its main.yaml has no bridge.nats.presence section, \
+                 or it has not reached the bucket yet",
+                one_line(&bridge.node)
+            ));
+        }
+        None => {
+            return Err(format!(
+                "{} (pid {}) has no bridge: no cluster to show",
+                one_line(&report.app),
+                report.pid
+            ));
+        }
+    };
+    let mut out = String::new();
+    let ready = nodes.iter().filter(|n| n.record.ready).count();
+    let _ = writeln!(
+        out,
+        "cluster of {} node(s), {ready} ready, as node {} sees it",
+        nodes.len(),
+        report
+            .bridge
+            .as_ref()
+            .map_or_else(String::new, |b| one_line(&b.node).into_owned())
+    );
+    let header = [
+        "NODE", "VERSION", "BUNDLE", "READY", "SEEN", "MODULE", "STATE", "GEN",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_owned()).collect()];
+    for node in nodes {
+        let r = &node.record;
+        let first = [
+            one_line(&r.node).into_owned(),
+            one_line(&r.version).into_owned(),
+            r.bundle_digest.as_deref().map_or_else(
+                || "-".into(),
+                |d| one_line(d.get(..12).unwrap_or(d)).into_owned(),
+            ),
+            if r.ready { "yes" } else { "no" }.to_owned(),
+            format!("{:.1}s ago", node.last_seen_ms as f64 / 1000.0),
+        ];
+        if r.modules.is_empty() {
+            let mut row = first.to_vec();
+            row.extend(["-".into(), "-".into(), "-".into()]);
+            rows.push(row);
+        }
+        for (i, m) in r.modules.iter().enumerate() {
+            let mut row = if i == 0 {
+                first.to_vec()
+            } else {
+                vec![String::new(); first.len()]
+            };
+            row.extend([
+                one_line(&m.name).into_owned(),
+                one_line(&m.state).into_owned(),
+                m.generation.to_string(),
+            ]);
+            rows.push(row);
+        }
+    }
+    write_rows(&mut out, &rows);
+    Ok(out)
 }
 
 /// `45s`, `3m12s`, `2h05m`, `3d04h`.

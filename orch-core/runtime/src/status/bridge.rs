@@ -44,6 +44,95 @@ pub struct BridgeSnapshot {
     pub outbox_depth: usize,
     /// The outbox's capacity.
     pub outbox_capacity: usize,
+    /// With `presence:`: every node of the cluster this node sees, itself
+    /// included, sorted by node id.
+    #[serde(default)]
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// A node's presence record: what every node writes about itself in the
+/// presence bucket. Read from peers, so bounded by [`NodeRecord::check`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeRecord {
+    /// The node's id (its key in the bucket).
+    pub node: String,
+    /// Changes at every start of the node.
+    pub incarnation: String,
+    /// `app.name`.
+    pub app: String,
+    /// `app.version`.
+    pub version: String,
+    /// The digest of the bundle it runs, for a bundle run.
+    #[serde(default)]
+    pub bundle_digest: Option<String>,
+    /// Ready: `app.started` and no module failed.
+    pub ready: bool,
+    /// Its modules.
+    pub modules: Vec<NodeModule>,
+}
+
+/// One module of a node's record.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeModule {
+    /// The module's name.
+    pub name: String,
+    /// Its state (`running`, `failed`, ...).
+    pub state: String,
+    /// The generation it runs.
+    pub generation: u32,
+}
+
+/// A node as this one sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterNode {
+    /// Its last record.
+    #[serde(flatten)]
+    pub record: NodeRecord,
+    /// Milliseconds since this node last heard of it.
+    pub last_seen_ms: u64,
+}
+
+/// The most modules a record may list.
+pub const MAX_RECORD_MODULES: usize = 1_000;
+/// The longest text field of a record.
+pub const MAX_RECORD_TEXT: usize = 256;
+
+impl NodeRecord {
+    /// Refuses a record whose fields break the bounds (a peer's record is
+    /// input like any other).
+    pub fn check(&self) -> Result<(), String> {
+        let texts = [
+            ("node", &self.node),
+            ("incarnation", &self.incarnation),
+            ("app", &self.app),
+            ("version", &self.version),
+        ];
+        for (field, text) in texts {
+            if text.len() > MAX_RECORD_TEXT {
+                return Err(format!("{field} longer than {MAX_RECORD_TEXT} bytes"));
+            }
+        }
+        if self
+            .bundle_digest
+            .as_ref()
+            .is_some_and(|d| d.len() > MAX_RECORD_TEXT)
+        {
+            return Err("bundle_digest too long".into());
+        }
+        if self.modules.len() > MAX_RECORD_MODULES {
+            return Err(format!("more than {MAX_RECORD_MODULES} modules"));
+        }
+        if self
+            .modules
+            .iter()
+            .any(|m| m.name.len() > MAX_RECORD_TEXT || m.state.len() > MAX_RECORD_TEXT)
+        {
+            return Err(format!(
+                "a module field longer than {MAX_RECORD_TEXT} bytes"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Reads a running bridge's state from any thread (orch-bridge's probe).
