@@ -156,3 +156,116 @@ fn a_forged_presence_record_is_refused_and_the_node_runs_on() {
     );
     a.stop_cleanly();
 }
+
+/// The permissions the Many machines chapter gives for presence, as they
+/// are: each node publishes only its own key, so it cannot write another
+/// node's record; presence works under them.
+const PRESENCE_PERMISSIONS: &str = r#"
+jetstream: enabled
+authorization {
+  users = [
+    {
+      user: "pres-a"
+      password: "pres-a-secret"
+      permissions: {
+        publish: {
+          allow: [
+            "orch.e2e.test.>",
+            "$KV.pres_nodes.pres-a",
+            "$JS.API.INFO",
+            "$JS.API.STREAM.INFO.KV_pres_nodes",
+            "$JS.API.STREAM.CREATE.KV_pres_nodes",
+            "$JS.API.CONSUMER.CREATE.KV_pres_nodes",
+            "$JS.API.CONSUMER.DELETE.KV_pres_nodes.>",
+            "$JS.FC.KV_pres_nodes.>"
+          ]
+        }
+        subscribe: { allow: ["_INBOX.pres-a.>", "orch.e2e.test.>"] }
+      }
+    },
+    {
+      user: "pres-b"
+      password: "pres-b-secret"
+      permissions: {
+        publish: {
+          allow: [
+            "orch.e2e.test.>",
+            "$KV.pres_nodes.pres-b",
+            "$JS.API.INFO",
+            "$JS.API.STREAM.INFO.KV_pres_nodes",
+            "$JS.API.STREAM.CREATE.KV_pres_nodes",
+            "$JS.API.CONSUMER.CREATE.KV_pres_nodes",
+            "$JS.API.CONSUMER.DELETE.KV_pres_nodes.>",
+            "$JS.FC.KV_pres_nodes.>"
+          ]
+        }
+        subscribe: { allow: ["_INBOX.pres-b.>", "orch.e2e.test.>"] }
+      }
+    }
+  ]
+}
+"#;
+
+#[test]
+fn under_per_node_permissions_presence_works_and_no_node_writes_another_s_record() {
+    let server = NatsServer::start_with_settings(PRESENCE_PERMISSIONS).expect("nats-server");
+    let start = |name: &str| {
+        let scenario = Scenario::with_main(
+            MODULES,
+            &orch_e2e::bridge::section(
+                &server.url(),
+                name,
+                &format!(
+                    "    auth: {{user: {name}, password: \"{name}-secret\"}}\n    \
+                     presence:\n      bucket: pres_nodes\n      ttl: 2s\n"
+                ),
+            ),
+        );
+        let process = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
+        (scenario, process)
+    };
+    let (_a_config, mut a) = start("pres-a");
+    let (_b_config, mut b) = start("pres-b");
+    a.wait_for("app.started", BUILD).unwrap();
+    b.wait_for("app.started", BUILD).unwrap();
+    a.wait_for("node 'pres-b' joined", SHORT).unwrap();
+    b.wait_for("node 'pres-a' joined", SHORT).unwrap();
+    let mut as_a = orch_e2e::RawNats::connect(server.port(), Some(("pres-a", "pres-a-secret")))
+        .expect("connect as pres-a");
+    as_a.publish(
+        "$KV.pres_nodes.pres-b",
+        None,
+        &[],
+        br#"{"node":"pres-b","incarnation":"forged","app":"x","version":"1","ready":false,"modules":[]}"#,
+    )
+    .expect("publish");
+    as_a.flush().expect("flush");
+    assert!(
+        as_a.errors
+            .iter()
+            .any(|e| e.contains("Permissions Violation") && e.contains("$KV.pres_nodes.pres-b")),
+        "{:?}",
+        as_a.errors
+    );
+    a.collect_for(Duration::from_secs(1));
+    for process in [&a, &b] {
+        assert!(
+            process.lines_with("Permissions Violation").is_empty()
+                && process.lines_with("presence: cannot").is_empty(),
+            "{}",
+            process.output()
+        );
+    }
+    assert!(
+        a.lines_with("incarnation forged").is_empty(),
+        "the forged record never arrived"
+    );
+    b.stop_cleanly();
+    a.wait_for_match(
+        |t| t.contains("EVENT bridge.node_lost {") && t.contains("pres-b"),
+        "pres-b lost",
+        SHORT,
+    )
+    .unwrap();
+    a.stop_cleanly();
+}
