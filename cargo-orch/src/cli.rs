@@ -166,6 +166,10 @@ pub enum Command {
                       unless the report says so), 2 for a usage error."
     )]
     Deploy(DeployArgs),
+    /// Print the log lines of one module, or of all, from the log files
+    /// (logging.dir and logging.file of main.yaml, rotated copies included).
+    #[command(after_help = "Exit code: 0, or 2 for an unknown module, level or duration.")]
+    Logs(LogsArgs),
 }
 
 /// What the control verbs' help says of finding the orchestrator.
@@ -211,6 +215,26 @@ pub struct StatusArgs {
     /// the nodes as an array.
     #[arg(long)]
     pub cluster: bool,
+}
+
+/// `cargo orch logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only the lines this module wrote (its name in modules.yaml).
+    #[arg(value_name = "MODULE")]
+    pub module: Option<String>,
+
+    /// Keep printing lines as they are written, until Ctrl-C.
+    #[arg(long, short)]
+    pub follow: bool,
+
+    /// Only lines written in this last stretch of time (`10m`, `2h`, `30s`).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+
+    /// Only lines of this level or above: trace, debug, info, warn, error.
+    #[arg(long, value_name = "LEVEL")]
+    pub level: Option<String>,
 }
 
 /// `cargo orch deploy`.

@@ -49,6 +49,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Keygen(args) => cmd::bundle::keygen(&args),
         cli::Command::Bundle(args) => cmd::bundle::bundle(&orch.global, &args),
         cli::Command::Deploy(args) => cmd::control::deploy(&orch.global, &args),
+        cli::Command::Logs(args) => cmd::logs::run(&orch.global, &args),
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
         cli::Command::Init(args) => cmd::init::run(&args),
         cli::Command::Status(args) => cmd::control::status(&orch.global, &args),

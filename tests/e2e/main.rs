@@ -15,6 +15,7 @@ mod deploy;
 mod hostile_child;
 mod isolation;
 mod limits;
+mod logs;
 mod module_graph;
 mod new_cmd;
 mod oci;

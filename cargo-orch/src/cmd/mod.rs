@@ -5,6 +5,7 @@ pub mod check;
 pub mod control;
 pub mod init;
 pub mod list;
+pub mod logs;
 pub mod new;
 pub mod oci;
 pub mod run;
