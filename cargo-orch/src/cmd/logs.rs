@@ -174,22 +174,22 @@ impl Filter {
 /// oldest first.
 fn files(path: &Path) -> Vec<PathBuf> {
     let mut rotated: Vec<(u32, PathBuf)> = Vec::new();
-    if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) {
-        if let Ok(listing) = std::fs::read_dir(dir) {
-            for entry in listing.filter_map(Result::ok) {
-                let file = entry.file_name();
-                let Some(file) = file.to_str() else { continue };
-                if let Some(n) = file
-                    .strip_prefix(name)
-                    .and_then(|rest| rest.strip_prefix('.'))
-                    .and_then(|n| n.parse::<u32>().ok())
-                {
-                    rotated.push((n, entry.path()));
-                }
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        && let Ok(listing) = std::fs::read_dir(dir)
+    {
+        for entry in listing.filter_map(Result::ok) {
+            let file = entry.file_name();
+            let Some(file) = file.to_str() else { continue };
+            if let Some(n) = file
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                rotated.push((n, entry.path()));
             }
         }
     }
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|entry| std::cmp::Reverse(entry.0));
     let mut all: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     all.push(path.to_path_buf());
     all
