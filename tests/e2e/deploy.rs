@@ -78,10 +78,11 @@ fn deploy_swaps_only_the_changed_module_refuses_a_failing_one_and_rolls_back() {
     keygen(&key);
     let host = dir.path().join("host");
     std::fs::create_dir_all(&host).expect("create");
-    let (v1, v2, v3) = (
+    let (v1, v2, v3, v4) = (
         host.join("v1.tar"),
         host.join("v2.tar"),
         host.join("v3.tar"),
+        host.join("v4.tar"),
     );
     bundle_of(&scratch, &v1, &key);
     scratch
@@ -92,6 +93,11 @@ fn deploy_swaps_only_the_changed_module_refuses_a_failing_one_and_rolls_back() {
         )
         .expect("edit the consumer");
     bundle_of(&scratch, &v2, &key);
+    // v4: v2's libraries, and a modules.yaml that changes the producer's entry.
+    scratch
+        .replace("config/modules.yaml", "message: hello", "message: deployed")
+        .expect("edit modules.yaml");
+    bundle_of(&scratch, &v4, &key);
     scratch
         .replace(
             CONSUMER,
@@ -167,6 +173,23 @@ fn deploy_swaps_only_the_changed_module_refuses_a_failing_one_and_rolls_back() {
     );
     let before = orch_run.lines_with("Received test.ping").len();
     more_lines(&mut orch_run, "Received test.ping", before);
+
+    // A new modules.yaml entry is applied as a live edit would be.
+    let output = control(&host, &["deploy", "v4.tar"], &socket);
+    let text = said(&output);
+    assert!(output.status.success(), "deploy v4:\n{text}");
+    assert!(
+        text.contains("mod-dummy-consumer: library changed")
+            && text.contains("mod-dummy-producer: entry changed in modules.yaml: re-initialized")
+            && text.contains("mod-test-module: unchanged"),
+        "{text}"
+    );
+    orch_run
+        .wait_for(
+            "Deployed consumer got test.ping: deployed",
+            Duration::from_secs(30),
+        )
+        .expect("the producer runs with its new config");
 
     orch_run.signal(Signal::SIGINT).expect("SIGINT");
     let exit = orch_run.wait_exit(Duration::from_secs(30)).expect("exits");
