@@ -2,13 +2,22 @@
 //! (at most once: what the connection loses is lost), on JetStream until
 //! the stream acknowledged it, each try with the same `Nats-Msg-Id`, so the
 //! stream stores it once however often it is sent.
+//!
+//! JetStream publishes are pipelined: up to [`WINDOW`] are sent before the
+//! oldest acknowledgement is awaited, and all are settled whenever the
+//! outbox has nothing more to give. When an acknowledgement fails, that
+//! event and every one sent after it are published again one by one, each
+//! until stored, with their own message ids: what the stream had already
+//! taken is dropped as a duplicate. An event counts as sent (and leaves
+//! `in_hand`, which a shutdown waits for) only once acknowledged.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::Context;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::context::PublishErrorKind as JetStreamPublishErrorKind;
 use async_nats::{Client, PublishErrorKind, Subject};
 use bytes::Bytes;
@@ -64,13 +73,39 @@ pub async fn run(
         bad_source_said: Pacer::new(TOO_LARGE_SAID_EVERY),
     };
     let mut subjects = Subjects::new(prefix);
+    let mut window: VecDeque<InFlight> = VecDeque::new();
     while let Some(batch) = batches.recv().await {
         for event in batch {
             let subject = subjects.of(event.topic());
-            exporter.export(event, subject).await;
-            exporter.stats.in_hand.fetch_sub(1, Ordering::AcqRel);
+            if exporter.export(event, subject, &mut window).await {
+                exporter.stats.in_hand.fetch_sub(1, Ordering::AcqRel);
+            }
+            if window.len() >= WINDOW {
+                exporter.settle_oldest(&mut window).await;
+            }
+        }
+        if batches.is_empty() {
+            while !window.is_empty() {
+                exporter.settle_oldest(&mut window).await;
+            }
         }
     }
+    while !window.is_empty() {
+        exporter.settle_oldest(&mut window).await;
+    }
+}
+
+/// JetStream publishes sent and not yet acknowledged, at most.
+pub const WINDOW: usize = 256;
+
+/// A JetStream publish awaiting its acknowledgement, with what it takes to
+/// send it again.
+struct InFlight {
+    event: Arc<BusEvent>,
+    subject: Subject,
+    headers: async_nats::HeaderMap,
+    payload: Bytes,
+    ack: PublishAckFuture,
 }
 
 /// How often, at most, events too large for the server are warned about.
@@ -119,8 +154,14 @@ impl Subjects {
 }
 
 impl Exporter {
-    /// Publishes one event.
-    async fn export(&self, event: Arc<BusEvent>, subject: Subject) {
+    /// Publishes one event; `false` when it waits in `window` for its
+    /// JetStream acknowledgement (it leaves `in_hand` when settled).
+    async fn export(
+        &self,
+        event: Arc<BusEvent>,
+        subject: Subject,
+        window: &mut VecDeque<InFlight>,
+    ) -> bool {
         if let Some(source) = event.source.as_deref()
             && let Err(e) = caps::name("the module name", source)
         {
@@ -134,7 +175,7 @@ impl Exporter {
                     caps::shown(source)
                 );
             }
-            return;
+            return true;
         }
         let id = matches!(self.target, Target::JetStream(_)).then(|| self.ids.next());
         let headers = envelope::headers(&event, &self.me, id);
@@ -155,8 +196,87 @@ impl Exporter {
                 }
             }
             Target::JetStream(js) => {
+                match js
+                    .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                    .await
+                {
+                    Ok(ack) => {
+                        window.push_back(InFlight {
+                            event,
+                            subject,
+                            headers,
+                            payload,
+                            ack,
+                        });
+                        return false;
+                    }
+                    Err(e) if e.kind() == JetStreamPublishErrorKind::MaxPayloadExceeded => {
+                        self.too_large(&event, &e);
+                    }
+                    Err(_) => {
+                        // The connection is in trouble: settle (and resend) what is in
+                        // flight first, then this one, in order.
+                        while !window.is_empty() {
+                            self.settle_oldest(window).await;
+                        }
+                        self.publish_until_stored(js, &event, subject, headers, payload)
+                            .await;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Awaits the oldest acknowledgement in `window`. When it failed, that
+    /// event and every later one are published again one by one, each until
+    /// stored (repeats are dropped by the stream as duplicates).
+    async fn settle_oldest(&self, window: &mut VecDeque<InFlight>) {
+        let Some(InFlight {
+            event,
+            subject,
+            headers,
+            payload,
+            ack,
+        }) = window.pop_front()
+        else {
+            return;
+        };
+        match ack.await {
+            Ok(ack) => {
+                self.stats.sent.fetch_add(1, Ordering::Relaxed);
+                if ack.duplicate {
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                self.stats.in_hand.fetch_sub(1, Ordering::AcqRel);
+            }
+            Err(e) => {
+                let failures = self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                if failures.is_multiple_of(20) {
+                    tracing::warn!(
+                        "[BRIDGE] JetStream did not acknowledge '{subject}' ({e}); sending it \
+                         and the {} after it again, with the same message ids",
+                        window.len()
+                    );
+                }
+                let Target::JetStream(js) = &self.target else {
+                    return;
+                };
                 self.publish_until_stored(js, &event, subject, headers, payload)
                     .await;
+                self.stats.in_hand.fetch_sub(1, Ordering::AcqRel);
+                let rest: Vec<InFlight> = window.drain(..).collect();
+                for item in rest {
+                    self.publish_until_stored(
+                        js,
+                        &item.event,
+                        item.subject,
+                        item.headers,
+                        item.payload,
+                    )
+                    .await;
+                    self.stats.in_hand.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         }
     }
