@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use orch_config::{AppConfig, NatsSettings, WebhookSettings};
 use orch_runtime::bus::Bus;
+use orch_runtime::requests::Requests;
 use orch_runtime::status::{BridgeStatus, StatusBoard};
 use orch_runtime::timers::TimerService;
 
@@ -52,6 +53,9 @@ pub struct BridgeSetup<'a> {
     pub publish_timeout: Duration,
     /// Where it keeps what outlives the process.
     pub state_dir: &'a Path,
+    /// The table of pending requests (`serve` and `ask`: requests across
+    /// nodes go through it).
+    pub requests: Requests,
 }
 
 /// A running bridge, as the `run` command drives it.

@@ -170,6 +170,7 @@ pub fn run(
                     timers: supervisor.timers(),
                     publish_timeout: config.main.timeouts.publish,
                     state_dir: &session.workspace.target_dir.join("orch").join("bridge"),
+                    requests: supervisor.requests(),
                 })
                 .context("cannot start the NATS bridge")?,
         ),

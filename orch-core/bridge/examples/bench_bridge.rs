@@ -377,6 +377,8 @@ fn orch(
         } else {
             vec!["bench.event".into()]
         },
+        serve: Vec::new(),
+        ask: Vec::new(),
         jetstream: (mode == Mode::JetStream).then(|| JetStreamSettings {
             stream: format!("BENCH_R{run}"),
             durable: None,

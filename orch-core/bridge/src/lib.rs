@@ -37,6 +37,8 @@ pub mod node;
 pub mod outbox;
 mod probe;
 pub mod refusal;
+pub mod requests;
+mod service;
 pub mod stats;
 pub mod stream;
 
@@ -90,6 +92,8 @@ pub struct Bridge {
     thread: Option<JoinHandle<()>>,
     exported: Arc<ExportStats>,
     imported: Arc<ImportStats>,
+    /// Requests across nodes (`serve`, `ask`): see [`requests`].
+    requests: requests::Plan,
 }
 
 impl Bridge {
@@ -136,7 +140,9 @@ impl Bridge {
         let (stop_import, import_stopped) = watch::channel(false);
         let (import, import_go) = oneshot::channel();
         let imported = Arc::new(ImportStats::default());
+        let (requests, requests_setup) = requests::Plan::new(settings);
         let run = Run {
+            requests: requests_setup,
             settings: settings.clone(),
             state_dir: state_dir.map(std::path::Path::to_path_buf),
             me: node::Identity::new(node.clone()),
@@ -173,6 +179,7 @@ impl Bridge {
             thread: Some(thread),
             exported,
             imported,
+            requests,
         })
     }
 
@@ -246,6 +253,7 @@ impl Bridge {
                 );
             }
         }
+        self.requests.unwire();
         self.link.close();
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
@@ -272,6 +280,8 @@ struct Run {
     bus: Bus,
     exported: Arc<ExportStats>,
     imported: Arc<ImportStats>,
+    /// What serving and asking requests needs, once wired.
+    requests: oneshot::Receiver<requests::Setup>,
 }
 
 impl Run {
@@ -365,7 +375,13 @@ impl Run {
                     .await;
                 std::future::pending::<()>().await
             };
-            futures_util::future::join(export, import).await;
+            let requests = requests::run(
+                client.clone(),
+                prefix.clone(),
+                self.me.clone(),
+                self.requests,
+            );
+            futures_util::future::join3(export, import, requests).await;
         };
         futures_util::future::select(Box::pin(work), Box::pin(until_set(stopped))).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;

@@ -40,6 +40,12 @@ pub struct NatsSettings {
     /// `jetstream`: at-least-once delivery through a stream; `None`: core
     /// NATS, at most once.
     pub jetstream: Option<JetStreamSettings>,
+    /// `serve`: topics whose requests from other nodes this node's modules
+    /// answer, while one of them subscribes (exact topics).
+    pub serve: Vec<String>,
+    /// `ask`: topic patterns whose requests go to NATS when no local module
+    /// subscribes.
+    pub ask: Vec<String>,
     /// `outbox`: exported events waiting for the broker (default: main.yaml's
     /// `mailbox`).
     pub outbox: MailboxSettings,
@@ -57,6 +63,8 @@ impl std::fmt::Debug for NatsSettings {
             .field("export", &self.export)
             .field("import", &self.import)
             .field("jetstream", &self.jetstream)
+            .field("serve", &self.serve)
+            .field("ask", &self.ask)
             .field("outbox", &self.outbox)
             .finish()
     }
@@ -143,6 +151,8 @@ pub(crate) struct RawNats {
     export: Option<Vec<Spanned<String>>>,
     import: Option<Vec<Spanned<String>>>,
     jetstream: Option<Spanned<RawJetStream>>,
+    serve: Option<Vec<Spanned<String>>>,
+    ask: Option<Vec<Spanned<String>>>,
     outbox: Option<RawMailbox>,
 }
 merge_by_key!(RawNats {
@@ -154,6 +164,8 @@ merge_by_key!(RawNats {
     export,
     import,
     jetstream,
+    serve,
+    ask,
     outbox
 });
 
@@ -228,14 +240,17 @@ pub(crate) fn bridge(
         export: patterns(c, "bridge.nats.export", raw.export.as_deref()),
         import: patterns(c, "bridge.nats.import", raw.import.as_deref()),
         jetstream: raw.jetstream.as_ref().map(|js| jetstream(c, js)),
+        serve: crate::bridge_requests::served(c, raw.serve.as_deref()),
+        ask: patterns(c, "bridge.nats.ask", raw.ask.as_deref()),
         outbox: delivery::mailbox(c, "bridge.nats.outbox", raw.outbox.as_ref(), outbox_default),
     };
-    if nats.export.is_empty() && nats.import.is_empty() {
+    if nats.export.is_empty() && nats.import.is_empty() && !crate::bridge_requests::any(&nats) {
         c.error(
             &at,
             "`bridge.nats` exports and imports nothing",
             "list the local topics to publish to NATS under `export:` and the ones to \
-             receive under `import:`, for example `export: [\"sensor.>\"]`",
+             receive under `import:`, for example `export: [\"sensor.>\"]` (or the \
+             requests to answer under `serve:` and to send under `ask:`)",
         );
     }
     Some(BridgeSettings { nats })
@@ -362,8 +377,8 @@ fn subject_prefix(c: &mut Checker, raw: &Spanned<String>) -> String {
     DEFAULT_SUBJECT_PREFIX.to_owned()
 }
 
-/// `export` / `import`: topic patterns.
-fn patterns(c: &mut Checker, key: &str, raw: Option<&[Spanned<String>]>) -> Vec<String> {
+/// `export` / `import` / `ask`: topic patterns.
+pub(crate) fn patterns(c: &mut Checker, key: &str, raw: Option<&[Spanned<String>]>) -> Vec<String> {
     let mut patterns = Vec::new();
     for entry in raw.unwrap_or_default() {
         let Some(text) = c.string(entry) else {

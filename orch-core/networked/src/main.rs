@@ -27,13 +27,14 @@ struct NetworkParts;
 
 impl Network for NetworkParts {
     fn start_bridge(&self, setup: BridgeSetup<'_>) -> anyhow::Result<Box<dyn RunningBridge>> {
-        let bridge = Bridge::start(
+        let mut bridge = Bridge::start(
             setup.settings,
             setup.bus,
             setup.timers,
             setup.publish_timeout,
             Some(setup.state_dir),
         )?;
+        bridge.serve_requests(&setup.requests)?;
         Ok(Box::new(NatsBridge(bridge)))
     }
 
