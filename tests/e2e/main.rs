@@ -19,6 +19,7 @@ mod module_graph;
 mod new_cmd;
 mod oci;
 mod operate;
+mod requests;
 mod run;
 mod secrets;
 mod surfaces;
