@@ -38,3 +38,6 @@ pub trait RemoteRequests: Send + Sync {
     /// Offers one request.
     fn ask(&self, ask: RemoteAsk) -> Asked;
 }
+
+#[cfg(test)]
+mod tests;
