@@ -293,3 +293,85 @@ fn requests_spread_over_nodes_follow_stops_and_late_replies_are_refused() {
         orch.stop_cleanly();
     }
 }
+
+/// Headers as a raw NATS client sends them.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+/// What a peer on the broker may send a serving node: a forged envelope, a
+/// time left that is no number, a payload that is not JSON or too large, a
+/// flood. Each is dropped and counted or answered within the caps; the node
+/// keeps serving and stops cleanly.
+#[test]
+fn hostile_requests_never_crash_or_block_a_serving_node() {
+    let server = NatsServer::start().expect("nats-server");
+    let modules = "modules:\n  - name: responder\n    package: fixture-node-responder\n    \
+                   config:\n      node: node-b\n";
+    let main = format!(
+        "max_event_bytes: 1024\n{}",
+        orch_e2e::bridge::section(&server.url(), "node-b", "    serve: [work.ask]\n")
+    );
+    let config = Scenario::with_main(modules, &main);
+    let mut b = start(&config);
+    b.wait_for("[BRIDGE] serving requests on 'work.ask'", BUILD)
+        .unwrap();
+    let subject = "orch-req.orch.e2e.work.ask";
+    let mut peer = RawNats::connect(server.port(), None).expect("connect");
+    // A plain NATS client's well-formed request (JSON, no header) is answered.
+    let plain = |peer: &mut RawNats| {
+        let reply = peer.request(subject, b"{\"plain\":true}").expect("a reply");
+        let reply: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON");
+        assert_eq!(reply["node"], "node-b", "{reply}");
+    };
+    plain(&mut peer);
+    peer.subscribe("_INBOX.raw.>").expect("subscribe");
+    let long = "n".repeat(100);
+    let big = format!("\"{}\"", "x".repeat(4_000));
+    let envelope = "node-x asker 1 1700000000000 1";
+    let hostile: Vec<(Headers, &[u8])> = vec![
+        (vec![("Orch-Envelope", long.as_str())], b"{}"),
+        (vec![("Orch-Envelope", "node.x asker 1 2 3")], b"{}"),
+        (
+            vec![("Orch-Envelope", envelope), ("Orch-Timeout", "soon")],
+            b"{}",
+        ),
+        (
+            vec![("Orch-Envelope", envelope), ("Orch-Timeout", "0")],
+            b"{}",
+        ),
+        (vec![], b"not json"),
+        (vec![("Orch-Envelope", envelope)], big.as_bytes()),
+    ];
+    for (n, (headers, payload)) in hostile.iter().enumerate() {
+        let inbox = format!("_INBOX.raw.hostile.{n}");
+        peer.publish(subject, Some(&inbox), headers, payload)
+            .expect("publish");
+    }
+    // A flood: each one answered or refused, none held for ever.
+    for n in 0..2_000 {
+        let inbox = format!("_INBOX.raw.flood.{n}");
+        peer.publish(subject, Some(&inbox), &[("Orch-Timeout", "2000")], b"{}")
+            .expect("publish");
+    }
+    peer.read_for(Duration::from_secs(3)).expect("read");
+    let answered = |peer: &RawNats, prefix: &str| {
+        peer.messages
+            .iter()
+            .filter(|m| m.subject.starts_with(prefix))
+            .count()
+    };
+    assert_eq!(
+        answered(&peer, "_INBOX.raw.hostile."),
+        0,
+        "a malformed request is never answered: {:?}",
+        peer.messages.first()
+    );
+    let flood = answered(&peer, "_INBOX.raw.flood.");
+    assert!(flood <= 2_000, "{flood} answers to 2,000 requests");
+    assert!(flood >= 1_000, "only {flood} of 2,000 answered");
+    b.wait_for("[BRIDGE] a request on 'work.ask' is dropped", SHORT)
+        .unwrap();
+    // And still is.
+    peer.messages.clear();
+    plain(&mut peer);
+    b.stop_cleanly();
+}

@@ -46,6 +46,10 @@ pub fn name(prefix: &str) -> String {
         .collect()
 }
 
+/// How long a change of subscriptions waits for the server, at most,
+/// before it is said (while disconnected it is sent on reconnecting).
+const FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One endpoint that takes requests now.
 struct Held {
     stop: oneshot::Sender<()>,
@@ -55,6 +59,7 @@ struct Held {
 /// The node's service and its endpoints.
 pub(crate) struct Service {
     service: async_nats::service::Service,
+    client: Client,
     prefix: String,
     topics: Vec<String>,
     held: HashMap<usize, Held>,
@@ -80,6 +85,7 @@ impl Service {
             .await?;
         Ok(Self {
             service,
+            client: client.clone(),
             prefix: prefix.to_owned(),
             topics: topics.to_vec(),
             held: HashMap::new(),
@@ -110,6 +116,8 @@ impl Service {
                         .await;
                     match added {
                         Ok(endpoint) => {
+                            // Said once the server has the subscription.
+                            let _ = tokio::time::timeout(FLUSH, self.client.flush()).await;
                             tracing::info!(
                                 "[BRIDGE] serving requests on '{topic}' from other nodes ({subject})"
                             );
@@ -125,6 +133,7 @@ impl Service {
                     if let Some(held) = self.held.remove(&index) {
                         let _ = held.stop.send(());
                         let _ = held.task.await;
+                        let _ = tokio::time::timeout(FLUSH, self.client.flush()).await;
                         tracing::info!(
                             "[BRIDGE] no local subscriber of '{topic}' left: requests from \
                              other nodes go elsewhere"
