@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use orch_config::{AppConfig, NatsSettings, WebhookSettings};
 use orch_runtime::bus::Bus;
+use orch_runtime::requests::Requests;
 use orch_runtime::status::{BridgeStatus, StatusBoard};
 use orch_runtime::timers::TimerService;
 
@@ -56,6 +57,9 @@ pub struct BridgeSetup<'a> {
     pub board: StatusBoard,
     /// `app.name` and `app.version`.
     pub app: (String, String),
+    /// The table of pending requests (`serve` and `ask`: requests across
+    /// nodes go through it).
+    pub requests: Requests,
 }
 
 /// A running bridge, as the `run` command drives it.

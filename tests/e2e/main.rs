@@ -21,6 +21,7 @@ mod new_cmd;
 mod oci;
 mod operate;
 mod presence;
+mod requests;
 mod run;
 mod secrets;
 mod surfaces;

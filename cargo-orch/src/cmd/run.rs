@@ -175,6 +175,7 @@ pub fn run(
                         config.main.app.name.clone(),
                         config.main.app.version.clone(),
                     ),
+                    requests: supervisor.requests(),
                 })
                 .context("cannot start the NATS bridge")?,
         ),

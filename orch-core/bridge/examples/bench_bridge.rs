@@ -383,6 +383,8 @@ fn orch(
             vec!["bench.event".into()]
         },
         presence: None,
+        serve: Vec::new(),
+        ask: Vec::new(),
         jetstream: (mode == Mode::JetStream).then(|| JetStreamSettings {
             stream: format!("BENCH_R{run}"),
             durable: None,

@@ -79,7 +79,7 @@ impl Link {
         due.then_some(state.dropped)
     }
 
-    fn set(&self, connected: bool, server: Option<String>) {
+    pub(crate) fn set(&self, connected: bool, server: Option<String>) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if connected && !state.connected {
             state.connects += 1;

@@ -23,7 +23,7 @@ use crate::node::Identity;
 pub const ENVELOPE: &str = "Orch-Envelope";
 
 /// The envelope header's name, made without parsing or allocating.
-fn envelope_name() -> HeaderName {
+pub(crate) fn envelope_name() -> HeaderName {
     HeaderName::from_static(ENVELOPE)
 }
 
@@ -87,17 +87,17 @@ pub enum Skip {
 
 /// The envelope's fields, read back and checked against the caps.
 #[derive(Debug, PartialEq, Eq)]
-struct Fields<'a> {
-    origin: &'a str,
-    source: Option<&'a str>,
-    event_id: u64,
-    published_at_ms: u64,
-    incarnation: Option<u64>,
+pub(crate) struct Fields<'a> {
+    pub(crate) origin: &'a str,
+    pub(crate) source: Option<&'a str>,
+    pub(crate) event_id: u64,
+    pub(crate) published_at_ms: u64,
+    pub(crate) incarnation: Option<u64>,
 }
 
 /// Reads an envelope: four fields (an earlier version's) or five, each
 /// within its cap.
-fn fields(envelope: &str) -> Result<Fields<'_>, String> {
+pub(crate) fn fields(envelope: &str) -> Result<Fields<'_>, String> {
     if envelope.len() > caps::MAX_ENVELOPE {
         return Err(format!(
             "the {ENVELOPE} header is {} bytes, more than {}",

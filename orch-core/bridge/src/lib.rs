@@ -42,6 +42,8 @@ pub mod outbox;
 pub mod presence;
 mod probe;
 pub mod refusal;
+pub mod requests;
+mod service;
 pub mod stats;
 pub mod stream;
 
@@ -97,6 +99,8 @@ pub struct Bridge {
     exported: Arc<ExportStats>,
     imported: Arc<ImportStats>,
     view: Arc<std::sync::Mutex<presence::View>>,
+    /// Requests across nodes (`serve`, `ask`): see [`requests`].
+    requests: requests::Plan,
 }
 
 /// What the bridge reports of the node in its presence record.
@@ -156,9 +160,11 @@ impl Bridge {
         let (import, import_go) = oneshot::channel();
         let imported = Arc::new(ImportStats::default());
         let view = Arc::new(std::sync::Mutex::new(presence::View::default()));
+        let (requests, requests_setup) = requests::Plan::new(settings);
         let run = Run {
             info,
             view: Arc::clone(&view),
+            requests: requests_setup,
             settings: settings.clone(),
             state_dir: state_dir.map(std::path::Path::to_path_buf),
             me: node::Identity::new(node.clone()),
@@ -196,6 +202,7 @@ impl Bridge {
             exported,
             imported,
             view,
+            requests,
         })
     }
 
@@ -270,6 +277,7 @@ impl Bridge {
                 );
             }
         }
+        self.requests.unwire();
         self.link.close();
         let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
@@ -298,6 +306,8 @@ struct Run {
     bus: Bus,
     exported: Arc<ExportStats>,
     imported: Arc<ImportStats>,
+    /// What serving and asking requests needs, once wired.
+    requests: oneshot::Receiver<requests::Setup>,
 }
 
 impl Run {
@@ -411,7 +421,13 @@ impl Run {
                     None => std::future::pending::<()>().await,
                 }
             };
-            futures_util::future::join3(export, import, presence).await;
+            let requests = requests::run(
+                client.clone(),
+                prefix.clone(),
+                self.me.clone(),
+                self.requests,
+            );
+            futures_util::future::join4(export, import, presence, requests).await;
         };
         futures_util::future::select(Box::pin(work), Box::pin(until_set(stopped))).await;
         if let Some(settings) = &self.settings.presence {

@@ -30,7 +30,9 @@ impl EventSink for ExportSink {
             && event.kind == EventKind::Publish
             && orch_sdk::topic::validate_module_topic(event.topic()).is_ok();
         if !local_publish {
-            return Delivered::Accepted;
+            // Not for the outbox, and not taken: a request on an exported
+            // topic must not count the outbox as a module that may answer.
+            return Delivered::Dropped;
         }
         self.inner.deliver(event, admission)
     }
@@ -88,6 +90,11 @@ impl Outbox {
     /// Its mailbox (for reading its depth from other threads).
     pub fn mailbox(&self) -> Mailbox {
         self.mailbox.clone()
+    }
+
+    /// Its subscriber id on the bus.
+    pub fn subscriber(&self) -> SubscriberId {
+        self.subscriber
     }
 
     /// Events waiting.

@@ -40,6 +40,12 @@ pub struct NatsSettings {
     /// `jetstream`: at-least-once delivery through a stream; `None`: core
     /// NATS, at most once.
     pub jetstream: Option<JetStreamSettings>,
+    /// `serve`: topics whose requests from other nodes this node's modules
+    /// answer, while one of them subscribes (exact topics).
+    pub serve: Vec<String>,
+    /// `ask`: topic patterns whose requests go to NATS when no local module
+    /// subscribes.
+    pub ask: Vec<String>,
     /// `outbox`: exported events waiting for the broker (default: main.yaml's
     /// `mailbox`).
     pub outbox: MailboxSettings,
@@ -74,6 +80,8 @@ impl std::fmt::Debug for NatsSettings {
             .field("export", &self.export)
             .field("import", &self.import)
             .field("jetstream", &self.jetstream)
+            .field("serve", &self.serve)
+            .field("ask", &self.ask)
             .field("outbox", &self.outbox)
             .field("presence", &self.presence)
             .finish()
@@ -161,6 +169,8 @@ pub(crate) struct RawNats {
     export: Option<Vec<Spanned<String>>>,
     import: Option<Vec<Spanned<String>>>,
     jetstream: Option<Spanned<RawJetStream>>,
+    serve: Option<Vec<Spanned<String>>>,
+    ask: Option<Vec<Spanned<String>>>,
     outbox: Option<RawMailbox>,
     presence: Option<Spanned<RawPresence>>,
 }
@@ -174,7 +184,9 @@ merge_by_key!(RawNats {
     import,
     jetstream,
     outbox,
-    presence
+    presence,
+    serve,
+    ask
 });
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +268,8 @@ pub(crate) fn bridge(
         export: patterns(c, "bridge.nats.export", raw.export.as_deref()),
         import: patterns(c, "bridge.nats.import", raw.import.as_deref()),
         jetstream: raw.jetstream.as_ref().map(|js| jetstream(c, js)),
+        serve: crate::bridge_requests::served(c, raw.serve.as_deref()),
+        ask: patterns(c, "bridge.nats.ask", raw.ask.as_deref()),
         outbox: delivery::mailbox(c, "bridge.nats.outbox", raw.outbox.as_ref(), outbox_default),
         presence: None,
     };
@@ -264,12 +278,17 @@ pub(crate) fn bridge(
         .as_ref()
         .map(|p| self::presence(c, p, &nats.subject_prefix));
     let nats = NatsSettings { presence, ..nats };
-    if nats.export.is_empty() && nats.import.is_empty() && nats.presence.is_none() {
+    if nats.export.is_empty()
+        && nats.import.is_empty()
+        && nats.presence.is_none()
+        && !crate::bridge_requests::any(&nats)
+    {
         c.error(
             &at,
             "`bridge.nats` exports and imports nothing",
             "list the local topics to publish to NATS under `export:` and the ones to \
-             receive under `import:`, for example `export: [\"sensor.>\"]`",
+             receive under `import:`, for example `export: [\"sensor.>\"]` (or the \
+             requests to answer under `serve:` and to send under `ask:`)",
         );
     }
     Some(BridgeSettings { nats })
@@ -396,8 +415,8 @@ fn subject_prefix(c: &mut Checker, raw: &Spanned<String>) -> String {
     DEFAULT_SUBJECT_PREFIX.to_owned()
 }
 
-/// `export` / `import`: topic patterns.
-fn patterns(c: &mut Checker, key: &str, raw: Option<&[Spanned<String>]>) -> Vec<String> {
+/// `export` / `import` / `ask`: topic patterns.
+pub(crate) fn patterns(c: &mut Checker, key: &str, raw: Option<&[Spanned<String>]>) -> Vec<String> {
     let mut patterns = Vec::new();
     for entry in raw.unwrap_or_default() {
         let Some(text) = c.string(entry) else {

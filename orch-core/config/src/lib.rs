@@ -16,6 +16,7 @@
 //! `config/prod/` over the base files before they are validated as one.
 
 mod bridge;
+mod bridge_requests;
 mod check;
 mod delivery;
 mod environment;

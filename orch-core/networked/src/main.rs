@@ -27,7 +27,7 @@ struct NetworkParts;
 
 impl Network for NetworkParts {
     fn start_bridge(&self, setup: BridgeSetup<'_>) -> anyhow::Result<Box<dyn RunningBridge>> {
-        let bridge = Bridge::start(
+        let mut bridge = Bridge::start(
             setup.settings,
             setup.bus,
             setup.timers,
@@ -39,6 +39,7 @@ impl Network for NetworkParts {
                 version: setup.app.1,
             },
         )?;
+        bridge.serve_requests(&setup.requests)?;
         Ok(Box::new(NatsBridge(bridge)))
     }
 

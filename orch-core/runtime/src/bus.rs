@@ -167,7 +167,12 @@ struct Shared {
     dead_letters: (Sender<DeadLetter>, Receiver<DeadLetter>),
     /// Scrubs the host's own events (a crash reason may quote a secret).
     scrubber: std::sync::OnceLock<crate::logging::SecretScrubber>,
+    /// Told after every change of subscriptions (see [`Bus::watch_subscriptions`]).
+    watchers: RwLock<Vec<Watcher>>,
 }
+
+/// Told that subscriptions changed: never waits, never calls into the bus.
+type Watcher = Arc<dyn Fn() + Send + Sync>;
 
 impl Default for Bus {
     fn default() -> Self {
@@ -209,6 +214,7 @@ impl Bus {
                 max_event_bytes: AtomicU64::new(orch_config::DEFAULT_MAX_EVENT_BYTES),
                 dead_letters: bounded(DEAD_LETTER_QUEUE),
                 scrubber: std::sync::OnceLock::new(),
+                watchers: RwLock::default(),
             }),
         }
     }
@@ -320,6 +326,46 @@ impl Bus {
                 .any(|(pattern, _)| topic::matches(pattern, topic))
     }
 
+    /// Whether a subscriber other than `except` would receive an event on
+    /// `topic` (the bridge asks whether a module of this node serves it,
+    /// leaving out its own outbox).
+    pub fn has_subscribers_except(&self, topic: &str, except: Option<SubscriberId>) -> bool {
+        let registry = self.read();
+        let other = |id: SubscriberId| Some(id) != except;
+        registry
+            .exact
+            .get(topic)
+            .is_some_and(|targets| targets.iter().any(|t| other(t.0)))
+            || registry
+                .patterns
+                .iter()
+                .any(|(pattern, t)| other(t.0) && topic::matches(pattern, topic))
+    }
+
+    /// Calls `watcher` after every change of subscriptions from now on (a
+    /// subscribe, an unsubscribe, a subscriber removed), on the thread that
+    /// made it, after the registry's lock is let go: it must not wait.
+    pub fn watch_subscriptions(&self, watcher: Arc<dyn Fn() + Send + Sync>) {
+        self.shared
+            .watchers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(watcher);
+    }
+
+    /// Tells the watchers that subscriptions changed.
+    fn subscriptions_changed(&self) {
+        let watchers = self
+            .shared
+            .watchers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for watcher in watchers {
+            watcher();
+        }
+    }
+
     /// Registers a sink and returns its id; it receives nothing until it subscribes.
     pub fn register(&self, sink: Arc<dyn EventSink>) -> SubscriberId {
         let id = SubscriberId(self.shared.next_id.fetch_add(1, Ordering::Relaxed) + 1);
@@ -370,6 +416,8 @@ impl Bus {
                 targets.push((id, sink));
             }
         }
+        drop(registry);
+        self.subscriptions_changed();
         Ok(())
     }
 
@@ -389,6 +437,10 @@ impl Bus {
                 registry.exact.remove(pattern);
             }
         }
+        drop(registry);
+        if removed {
+            self.subscriptions_changed();
+        }
         removed
     }
 
@@ -400,6 +452,8 @@ impl Bus {
             targets.retain(|t| t.0 != id);
             !targets.is_empty()
         });
+        drop(registry);
+        self.subscriptions_changed();
     }
 
     /// Removes `id` and all of its subscriptions: nothing is delivered to it afterwards.
@@ -411,6 +465,7 @@ impl Bus {
     /// Removes every subscriber and subscription.
     pub fn clear(&self) {
         *self.write() = Registry::default();
+        self.subscriptions_changed();
     }
 
     /// The patterns `id` is subscribed to, sorted.

@@ -17,13 +17,17 @@
 //! them may reply.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Duration;
 
 use orch_sdk::EventKind;
 
 use crate::bus::{Admission, Bus, BusEvent, Recipients, SubscriberId};
 use crate::timers::{HOST_OWNER, TimerId, TimerService};
+
+pub mod remote;
+
+pub use remote::{Asked, RemoteAsk, RemoteRequests};
 
 /// How many requests one module may have waiting for an answer: a module that
 /// asks in a loop and never waits is refused past this, not given memory.
@@ -80,6 +84,8 @@ struct Inner {
     bus: Bus,
     timers: TimerService,
     table: Mutex<Table>,
+    /// Where a request no local module takes goes (the bridge's `ask`).
+    remote: RwLock<Option<Arc<dyn RemoteRequests>>>,
 }
 
 /// The table of pending requests. Cheap to clone; all clones share it.
@@ -105,12 +111,35 @@ impl Requests {
                 bus,
                 timers,
                 table: Mutex::default(),
+                remote: RwLock::default(),
             }),
         }
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
         self.inner.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Offers the requests no local module takes to `remote` from now on
+    /// (`None`: answered "no responders" at once again).
+    pub fn set_remote(&self, remote: Option<Arc<dyn RemoteRequests>>) {
+        *self.inner.remote.write().unwrap_or_else(|e| e.into_inner()) = remote;
+    }
+
+    /// The answer of another orchestrator to request `id` of module
+    /// `requester`, offered through [`RemoteRequests`]: delivered like a
+    /// local one (`kind` [`EventKind::Reply`] from module `from`, or
+    /// [`EventKind::NoResponders`]) when the request still waits; `false`
+    /// when it was answered or timed out already (a late answer is dropped).
+    pub fn answer_remote(
+        &self,
+        requester: &str,
+        id: u64,
+        kind: EventKind,
+        payload: &[u8],
+        from: Option<Arc<str>>,
+    ) -> bool {
+        self.answer(&(requester.into(), id), kind, payload, from)
     }
 
     /// How many requests wait for an answer.
@@ -182,8 +211,34 @@ impl Requests {
             id,
             Some(Arc::clone(&requester.name)),
         );
-        if self.inner.bus.publish_request(Arc::new(event), &recipients) == 0 {
-            self.answer(&key, EventKind::NoResponders, b"null", None);
+        let event = Arc::new(event);
+        if self
+            .inner
+            .bus
+            .publish_request(Arc::clone(&event), &recipients)
+            == 0
+        {
+            let remote = self
+                .inner
+                .remote
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let asked = remote.map_or(Asked::NotMine, |remote| {
+                remote.ask(RemoteAsk { event, timeout })
+            });
+            match asked {
+                Asked::Sent => {}
+                Asked::NotMine => {
+                    self.answer(&key, EventKind::NoResponders, b"null", None);
+                }
+                Asked::Refused(why) => {
+                    if let Some(pending) = self.table().take(&key) {
+                        self.inner.timers.cancel(HOST_OWNER, pending.timer);
+                    }
+                    return Err(why);
+                }
+            }
         }
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! One file per topic; the shared fixture and helpers live here.
 
 mod bridge;
+mod bridge_requests;
 mod contracts;
 mod delivery;
 mod depends_on;

@@ -171,3 +171,35 @@ fn a_request_notes_each_subscriber_that_took_it_once() {
     assert!(!recipients.contains(gone), "its mailbox did not take it");
     assert_eq!(topics(&rx_a), vec!["svc.ask"]);
 }
+
+#[test]
+fn subscribers_but_one_are_told_and_changes_are_watched() {
+    let bus = Bus::new();
+    let (outbox, _) = observer(&bus);
+    let (module, _) = observer(&bus);
+    let changes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let changes = Arc::clone(&changes);
+        bus.watch_subscriptions(Arc::new(move || {
+            changes.fetch_add(1, Ordering::Relaxed);
+        }));
+    }
+    let seen = || changes.load(Ordering::Relaxed);
+    bus.subscribe(outbox, "work.>").unwrap();
+    assert_eq!(seen(), 1);
+    assert!(bus.has_subscribers("work.ask"));
+    assert!(!bus.has_subscribers_except("work.ask", Some(outbox)));
+    bus.subscribe(module, "work.ask").unwrap();
+    assert_eq!(seen(), 2);
+    assert!(bus.has_subscribers_except("work.ask", Some(outbox)));
+    assert!(bus.unsubscribe(module, "work.ask"));
+    assert_eq!(seen(), 3);
+    assert!(!bus.unsubscribe(module, "work.ask"));
+    assert_eq!(seen(), 3, "nothing changed");
+    bus.subscribe(module, "work.*").unwrap();
+    assert!(bus.has_subscribers_except("work.ask", Some(outbox)));
+    bus.remove(module);
+    assert!(seen() >= 5);
+    assert!(!bus.has_subscribers_except("work.ask", Some(outbox)));
+    assert!(bus.has_subscribers_except("work.ask", None));
+}

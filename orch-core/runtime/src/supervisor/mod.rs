@@ -143,6 +143,12 @@ impl Supervisor {
         self.services.timers.clone()
     }
 
+    /// The table of pending requests every module shares (the bridge
+    /// answers and asks through it).
+    pub fn requests(&self) -> crate::requests::Requests {
+        self.services.requests.clone()
+    }
+
     /// The status board: every module's state and counters.
     pub fn status(&self) -> &StatusBoard {
         &self.board
