@@ -323,47 +323,9 @@ fn files_failed(path: &str, error: std::io::Error) -> BundleError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::archive::{ArchiveFile, Source, write_archive};
-    use crate::manifest::{FORMAT, FileEntry, sha256_hex};
 
     fn bundle(files: &[(&str, &[u8])]) -> Vec<u8> {
-        let manifest = Manifest {
-            format: FORMAT,
-            app: "my app".into(),
-            version: "1.0".into(),
-            git: None,
-            target: "t".into(),
-            rustc: "r".into(),
-            abi_version: 4,
-            profile: "debug".into(),
-            environment: None,
-            packages: Vec::new(),
-            files: files
-                .iter()
-                .map(|(path, bytes)| FileEntry {
-                    path: path.to_string(),
-                    size: bytes.len() as u64,
-                    sha256: sha256_hex(bytes),
-                })
-                .collect(),
-        };
-        let mut all: Vec<(String, Vec<u8>)> = files
-            .iter()
-            .map(|(p, b)| (p.to_string(), b.to_vec()))
-            .collect();
-        all.push((MANIFEST_PATH.into(), manifest.to_bytes()));
-        let mut out = Vec::new();
-        let files = all
-            .into_iter()
-            .map(|(path, bytes)| ArchiveFile {
-                path,
-                executable: false,
-                size: bytes.len() as u64,
-                source: Source::Bytes(bytes),
-            })
-            .collect();
-        write_archive(&mut out, files, 0).expect("write");
-        out
+        crate::verify::tests::bundle(files, files, None)
     }
 
     const FILES: &[(&str, &[u8])] = &[
@@ -388,7 +350,7 @@ mod tests {
             .file_name()
             .and_then(|n| n.to_str())
             .expect("name");
-        assert!(name.starts_with("my_app-1.0-"), "{name}");
+        assert!(name.starts_with("a-1-"), "{name}");
         assert!(!first.reused);
         assert_eq!(
             std::fs::read(first.dir.join("modules/libm.so")).expect("read"),

@@ -162,13 +162,15 @@ pub(crate) fn mismatch(path: &str, size: u64, sha256: &str, listed: &FileEntry) 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::archive::{ArchiveFile, Source, write_archive};
     use crate::manifest::{FORMAT, FileEntry, sha256_hex};
     use proptest::prelude::*;
 
-    fn bundle(
+    /// An archive of `files` whose manifest lists `listed`, with
+    /// `signature` as its .minisig when given.
+    pub(crate) fn bundle(
         files: &[(&str, &[u8])],
         listed: &[(&str, &[u8])],
         signature: Option<&str>,
