@@ -218,6 +218,12 @@ pub fn subject(prefix: &str, topic: &str) -> String {
     format!("{prefix}.{topic}")
 }
 
+/// The subject of the requests on `topic` (`orch-req.<prefix>.<topic>`:
+/// outside `<prefix>.>`, so no stream or import of the prefix takes them).
+pub fn request_subject(prefix: &str, topic: &str) -> String {
+    format!("orch-req.{prefix}.{topic}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -82,11 +82,6 @@ pub const DEFAULT_SERVED_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often, at most, a dropped request or reply is warned about.
 const DROPPED_SAID_EVERY: Duration = Duration::from_secs(10);
 
-/// The subject of the requests on `topic`.
-pub fn subject(prefix: &str, topic: &str) -> String {
-    format!("orch-req.{prefix}.{topic}")
-}
-
 /// Counters of requests across nodes.
 #[derive(Default)]
 pub struct RequestStats {
@@ -535,7 +530,7 @@ impl Asking {
     fn subject(&self, topic: &str) -> async_nats::Subject {
         let mut subjects = crate::import::lock(&self.subjects);
         crate::names::remembered(&mut subjects, topic, || {
-            async_nats::Subject::from(subject(&self.prefix, topic))
+            async_nats::Subject::from(envelope::request_subject(&self.prefix, topic))
         })
     }
 

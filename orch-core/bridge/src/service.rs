@@ -106,7 +106,7 @@ impl Service {
             };
             match (want, self.held.contains_key(&index)) {
                 (true, false) => {
-                    let subject = crate::requests::subject(&self.prefix, topic);
+                    let subject = crate::envelope::request_subject(&self.prefix, topic);
                     let added = self
                         .service
                         .endpoint_builder()
