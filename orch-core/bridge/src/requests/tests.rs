@@ -95,7 +95,7 @@ fn an_answer_is_a_reply_an_unserved_notice_or_malformed() {
 
 #[test]
 fn request_subjects_stay_out_of_the_events_subjects() {
-    let subject = subject("orch.demo", "orders.price");
+    let subject = envelope::request_subject("orch.demo", "orders.price");
     assert_eq!(subject, "orch-req.orch.demo.orders.price");
     assert!(!subject.starts_with("orch.demo."));
     assert_eq!(crate::service::name("orch.demo"), "orch-demo");
