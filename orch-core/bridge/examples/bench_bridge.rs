@@ -5,8 +5,8 @@
 //! a consumer module on node B (two buses, two supervisors and two bridges in
 //! this process, real cdylibs, a real broker), core NATS and JetStream, 0 B and
 //! 1 KB payloads; beside them, in the same run, a bare async-nats publisher
-//! and subscriber (the floor: core, and JetStream with the same one-at-a-time
-//! acknowledgement the bridge uses) and the in-process bus. Throughput at full
+//! and subscriber (the floor: core, and JetStream with the same window of
+//! outstanding acknowledgements the bridge uses) and the in-process bus. Throughput at full
 //! throttle (median of 5), latency publish-to-handler at a paced rate.
 //!
 //! `BENCH_BRIDGE_ONLY=<mode>-<payload>` (`core-0`, `jetstream-1024`, ...)

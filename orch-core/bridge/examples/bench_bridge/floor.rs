@@ -10,8 +10,9 @@ use orch_runtime::bus::BusEvent;
 use super::{Mode, Run, latency_of, pace, payload_of, summary};
 
 /// The floor: a bare async-nats publisher and subscriber (for JetStream, a
-/// publisher awaiting each acknowledgement and a pull consumer acknowledging
-/// each message, as the bridge does).
+/// publisher with the bridge's window of [`orch_bridge::export::WINDOW`]
+/// outstanding acknowledgements and a pull consumer acknowledging each
+/// message, as the bridge does).
 pub async fn bare(
     url: &str,
     mode: Mode,
@@ -105,6 +106,7 @@ pub async fn bare_with(
     let event = BusEvent::new("bench.event", b"{}", Some("bench-producer".into()));
     let floor = orch_bridge::node::Identity::new("floor".into());
     let ids = orch_bridge::node::MessageIds::new(&floor);
+    let mut window = std::collections::VecDeque::new();
     let started = Instant::now();
     for index in 0..events {
         pace(started, index, rate).await;
@@ -127,11 +129,17 @@ pub async fn bare_with(
                     Some(h) => js.publish_with_headers(subject.clone(), h, bytes).await,
                     None => js.publish(subject.clone(), bytes).await,
                 };
-                ack.map_err(|e| e.to_string())?
-                    .await
-                    .map_err(|e| e.to_string())?;
+                window.push_back(ack.map_err(|e| e.to_string())?);
+                if window.len() >= orch_bridge::export::WINDOW
+                    && let Some(oldest) = window.pop_front()
+                {
+                    oldest.await.map_err(|e| e.to_string())?;
+                }
             }
         }
+    }
+    for ack in window {
+        ack.await.map_err(|e| e.to_string())?;
     }
     publisher.flush().await.map_err(|e| e.to_string())?;
     let (latencies, last) = receive.await.map_err(|e| e.to_string())?;
