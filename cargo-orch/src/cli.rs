@@ -170,6 +170,13 @@ pub enum Command {
     /// (logging.dir and logging.file of main.yaml, rotated copies included).
     #[command(after_help = "Exit code: 0, or 2 for an unknown module, level or duration.")]
     Logs(LogsArgs),
+    /// Publish one event into a running orchestrator, as a named source
+    /// (never a module's name), under the rules a module's publish follows.
+    #[command(
+        after_help = "Exit code: 0 when published (the count of subscribers that took it is \
+                      printed), 1 when it was not, 2 for a topic, payload or source refused."
+    )]
+    Emit(EmitArgs),
 }
 
 /// What the control verbs' help says of finding the orchestrator.
@@ -235,6 +242,26 @@ pub struct LogsArgs {
     /// Only lines of this level or above: trace, debug, info, warn, error.
     #[arg(long, value_name = "LEVEL")]
     pub level: Option<String>,
+}
+
+/// `cargo orch emit`.
+#[derive(Debug, Args)]
+pub struct EmitArgs {
+    /// The topic (outside the host's app.*, module.* and bridge.*).
+    #[arg(value_name = "TOPIC")]
+    pub topic: String,
+
+    /// The payload: one JSON value (at most about 60 KiB).
+    #[arg(value_name = "JSON")]
+    pub json: String,
+
+    /// The name the event comes from (not a declared module's).
+    #[arg(long, value_name = "NAME", default_value = "cli")]
+    pub source: String,
+
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// `cargo orch deploy`.

@@ -48,6 +48,11 @@ pub fn handle(
             Some(deployer) => deployer.rollback(supervisor, reloader),
             None => not_a_bundle_run(),
         },
+        Request::Emit {
+            topic,
+            payload,
+            source,
+        } => emit(supervisor, reloader, topic, payload, source),
     };
     match &response {
         Response::Done { message } => tracing::info!("[CONTROL] {message}"),
@@ -58,6 +63,61 @@ pub fn handle(
         Response::Status(_) => {}
     }
     pending.answer(response);
+}
+
+/// `cargo orch emit`: one event, published as `source` under the rules a
+/// module's publish follows (no reserved namespace, JSON, `max_event_bytes`,
+/// a full `block` mailbox waited for up to `timeouts.publish`).
+fn emit(
+    supervisor: &Supervisor,
+    reloader: &HotReload,
+    topic: &str,
+    payload: &str,
+    source: &str,
+) -> Response {
+    if let Err(reason) = orch_sdk::topic::validate_module_topic(topic) {
+        return Response::refused(reason, "emit on a topic of the application, like test.ping");
+    }
+    let valid_source = !source.is_empty()
+        && source.len() <= 64
+        && source
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_source {
+        return Response::refused(
+            format!("source '{}' is not a name", source.escape_debug()),
+            "a source is 1 to 64 letters, digits, `-` and `_` (default: cli)",
+        );
+    }
+    if reloader.config().module(source).is_some() {
+        return Response::refused(
+            format!("source '{source}' is the name of a declared module"),
+            "events from emit never pass as a module's: choose another --source",
+        );
+    }
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(payload) {
+        return Response::refused(
+            format!("the payload is not JSON: {e}"),
+            "quote it for the shell: cargo orch emit test.ping '{\"message\":\"hi\",\"seq\":1}'",
+        );
+    }
+    match supervisor
+        .bus()
+        .publish(topic, payload, Some(source.into()))
+    {
+        Ok(delivered) => {
+            tracing::info!(
+                "[CONTROL] emit: '{topic}' from '{source}' handed to {delivered} subscriber(s)"
+            );
+            Response::Done {
+                message: format!("published '{topic}' as '{source}' to {delivered} subscriber(s)"),
+            }
+        }
+        Err(e) => Response::error(
+            format!("'{topic}' was not published: {e}"),
+            Some("a subscriber's mailbox is full, or the payload is over max_event_bytes".into()),
+        ),
+    }
 }
 
 fn not_a_bundle_run() -> Response {

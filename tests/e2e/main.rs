@@ -12,6 +12,7 @@ mod bundle;
 mod bundle_run;
 mod crate_graph;
 mod deploy;
+mod emit;
 mod hostile_child;
 mod isolation;
 mod limits;

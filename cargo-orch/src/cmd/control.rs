@@ -10,7 +10,7 @@ use orch_operate::protocol::{Request, Response};
 use orch_operate::{client, registry};
 
 use crate::cli::{
-    DeployArgs, EXIT_FAILURE, EXIT_USAGE, GlobalArgs, ModuleArgs, StatusArgs, TargetArgs,
+    DeployArgs, EXIT_FAILURE, EXIT_USAGE, EmitArgs, GlobalArgs, ModuleArgs, StatusArgs, TargetArgs,
 };
 use crate::shown::{indented, one_line};
 
@@ -130,6 +130,20 @@ pub fn act(global: &GlobalArgs, args: &ModuleArgs, verb: Verb) -> anyhow::Result
         Verb::Restart => Request::Restart { module },
         Verb::Stop => Request::Stop { module },
         Verb::Start => Request::Start { module },
+    };
+    send_action(&targets, &request, &args.target)
+}
+
+/// `cargo orch emit TOPIC JSON [--source NAME]`.
+pub fn emit(global: &GlobalArgs, args: &EmitArgs) -> anyhow::Result<ExitCode> {
+    let targets = match find(global, &args.target, false)? {
+        Ok(targets) => targets,
+        Err(code) => return Ok(code),
+    };
+    let request = Request::Emit {
+        topic: args.topic.clone(),
+        payload: args.json.clone(),
+        source: args.source.clone(),
     };
     send_action(&targets, &request, &args.target)
 }

@@ -41,6 +41,15 @@ pub enum Request {
     },
     /// Go back to the bundle that ran before the last deploy.
     Rollback,
+    /// Publish one event into the running orchestrator, as `source`.
+    Emit {
+        /// The topic (the same rules as a module's publish).
+        topic: String,
+        /// The JSON payload, as text.
+        payload: String,
+        /// Who it comes from (never a declared module's name).
+        source: String,
+    },
 }
 
 impl Request {
@@ -54,6 +63,7 @@ impl Request {
             Self::Start { .. } => "start",
             Self::Deploy { .. } => "deploy",
             Self::Rollback => "rollback",
+            Self::Emit { .. } => "emit",
         }
     }
 }

@@ -199,6 +199,13 @@ mod tests {
                 bundle: path.into()
             }),
             Just(Request::Rollback),
+            (any::<String>(), any::<String>(), any::<String>()).prop_map(
+                |(topic, payload, source)| Request::Emit {
+                    topic,
+                    payload,
+                    source
+                }
+            ),
         ]
     }
 
