@@ -177,6 +177,15 @@ pub enum Command {
                       printed), 1 when it was not, 2 for a topic, payload or source refused."
     )]
     Emit(EmitArgs),
+    /// Follow the events of a running orchestrator whose topic matches a
+    /// pattern: topic, source, id, time and payload (secrets scrubbed, long
+    /// payloads cut). A tap never slows the bus: what it cannot keep up with
+    /// is dropped and counted.
+    #[command(
+        after_help = "Exit code: 0 when it ends (Ctrl-C, --count reached, the \
+                            orchestrator stopped), 1 when it cannot connect, 2 for a bad pattern."
+    )]
+    Tap(TapArgs),
 }
 
 /// What the control verbs' help says of finding the orchestrator.
@@ -242,6 +251,30 @@ pub struct LogsArgs {
     /// Only lines of this level or above: trace, debug, info, warn, error.
     #[arg(long, value_name = "LEVEL")]
     pub level: Option<String>,
+}
+
+/// `cargo orch tap`.
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    /// A topic pattern: `test.>`, `sensor.*.raw`, `>` for everything.
+    #[arg(value_name = "PATTERN")]
+    pub pattern: String,
+
+    /// One JSON object per event (a script's format).
+    #[arg(long, conflicts_with = "rate")]
+    pub json: bool,
+
+    /// Stop after N events.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Print events per second per topic, every second, instead of the events.
+    #[arg(long)]
+    pub rate: bool,
+
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// `cargo orch emit`.

@@ -29,7 +29,9 @@ pub fn handle(
         return;
     }
     let response = match &pending.request {
-        Request::Status => Response::refused("status is answered by the socket", "ask again"),
+        Request::Status | Request::Tap { .. } => {
+            Response::refused("status and tap are answered by the socket", "ask again")
+        }
         Request::Reload { module } => {
             with_spec(reloader, module, |spec| reload(supervisor, reloader, spec))
         }
@@ -60,7 +62,7 @@ pub fn handle(
             "[CONTROL] {} refused or failed: {message}",
             pending.request.verb()
         ),
-        Response::Status(_) => {}
+        Response::Status(_) | Response::Tapped(_) => {}
     }
     pending.answer(response);
 }

@@ -51,6 +51,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Deploy(args) => cmd::control::deploy(&orch.global, &args),
         cli::Command::Logs(args) => cmd::logs::run(&orch.global, &args),
         cli::Command::Emit(args) => cmd::control::emit(&orch.global, &args),
+        cli::Command::Tap(args) => cmd::control::tap(&orch.global, &args),
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
         cli::Command::Init(args) => cmd::init::run(&args),
         cli::Command::Status(args) => cmd::control::status(&orch.global, &args),

@@ -67,6 +67,10 @@ impl OperatorServices {
                 + timeouts.reload
                 + timeouts.shutdown
                 + Duration::from_secs(30),
+            tap: Some(orch_operate::server::TapSetup {
+                bus: supervisor.bus().clone(),
+                scrubber: session.scrubber.clone(),
+            }),
         });
         let control = match control {
             Ok(control) => {

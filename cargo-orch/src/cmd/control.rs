@@ -10,7 +10,8 @@ use orch_operate::protocol::{Request, Response};
 use orch_operate::{client, registry};
 
 use crate::cli::{
-    DeployArgs, EXIT_FAILURE, EXIT_USAGE, EmitArgs, GlobalArgs, ModuleArgs, StatusArgs, TargetArgs,
+    DeployArgs, EXIT_FAILURE, EXIT_USAGE, EmitArgs, GlobalArgs, ModuleArgs, StatusArgs, TapArgs,
+    TargetArgs,
 };
 use crate::shown::{indented, one_line};
 
@@ -146,6 +147,124 @@ pub fn emit(global: &GlobalArgs, args: &EmitArgs) -> anyhow::Result<ExitCode> {
         source: args.source.clone(),
     };
     send_action(&targets, &request, &args.target)
+}
+
+/// `cargo orch tap PATTERN [--json] [--count N] [--rate]`.
+pub fn tap(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<ExitCode> {
+    let targets = match find(global, &args.target, false)? {
+        Ok(targets) => targets,
+        Err(code) => return Ok(code),
+    };
+    let Some(target) = targets.first() else {
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    };
+    let request = Request::Tap {
+        pattern: args.pattern.clone(),
+        count: args.count,
+    };
+    let mut refused: Option<(String, Option<String>, bool)> = None;
+    let mut rates: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut dropped = 0u64;
+    let mut window_start = std::time::Instant::now();
+    let followed = client::follow(&target.socket, &request, Duration::from_secs(1), |item| {
+        match item {
+            client::Followed::Line(Response::Tapped(event)) => {
+                dropped = event.dropped;
+                if args.rate {
+                    *rates.entry(event.topic.clone()).or_default() += 1;
+                } else if args.json {
+                    if let Ok(line) = serde_json::to_string(&event) {
+                        println!("{line}");
+                    }
+                } else {
+                    println!("{}", tap_line(&event));
+                }
+            }
+            client::Followed::Line(Response::Error {
+                message,
+                hint,
+                usage,
+            }) => {
+                refused = Some((message, hint, usage));
+                return false;
+            }
+            client::Followed::Line(_) | client::Followed::Tick => {}
+        }
+        if args.rate && window_start.elapsed() >= Duration::from_secs(1) {
+            let seconds = window_start.elapsed().as_secs_f64();
+            let shown: Vec<String> = rates
+                .iter()
+                .map(|(topic, n)| format!("{}: {:.1}/s", one_line(topic), *n as f64 / seconds))
+                .collect();
+            println!(
+                "{}{}",
+                if shown.is_empty() {
+                    "(no events)".to_string()
+                } else {
+                    shown.join(", ")
+                },
+                if dropped > 0 {
+                    format!(" ({dropped} dropped by the tap so far)")
+                } else {
+                    String::new()
+                }
+            );
+            rates.clear();
+            window_start = std::time::Instant::now();
+        }
+        true
+    });
+    if let Some((message, hint, usage)) = refused {
+        eprintln!("error: {}", indented(&message, "  "));
+        if let Some(hint) = hint {
+            eprintln!("  hint: {}", indented(&hint, "    "));
+        }
+        return Ok(ExitCode::from(if usage {
+            EXIT_USAGE
+        } else {
+            EXIT_FAILURE
+        }));
+    }
+    if let Err(e) = followed {
+        eprintln!("error: {e}{}", pid_note(target.pid));
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
+    if dropped > 0 {
+        eprintln!("tap: {dropped} event(s) were dropped: the tap could not keep up");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One tapped event, escaped, on one line: time, topic, source, id, payload.
+fn tap_line(event: &orch_operate::protocol::TapEvent) -> String {
+    let secs = event.at_ms / 1000;
+    let time = format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        event.at_ms % 1000
+    );
+    let cut = if event.payload_bytes > event.payload.len() as u64 {
+        format!(" ... ({} bytes)", event.payload_bytes)
+    } else {
+        String::new()
+    };
+    format!(
+        "{time} {} [{}{}] #{} {}{cut}",
+        one_line(&event.topic),
+        event
+            .source
+            .as_deref()
+            .map_or_else(|| "host".into(), one_line),
+        event
+            .origin
+            .as_deref()
+            .map(|o| format!(" from {}", one_line(o)))
+            .unwrap_or_default(),
+        event.id,
+        one_line(&event.payload)
+    )
 }
 
 /// `cargo orch deploy BUNDLE | --rollback`.

@@ -64,3 +64,68 @@ pub fn send(socket: &Path, request: &Request, deadline: Duration) -> Result<Resp
     serde_json::from_str(answer.trim_end())
         .map_err(|e| broke(format!("a response that is not valid: {e}")))
 }
+
+/// What [`follow`] hands its caller.
+#[derive(Debug)]
+pub enum Followed {
+    /// One response line.
+    Line(Response),
+    /// `tick` passed without a line.
+    Tick,
+}
+
+/// Sends `request` and hands every response line to `on` until the server
+/// closes the connection or `on` returns false; `on` also gets a
+/// [`Followed::Tick`] whenever `tick` passes without a line (for rates).
+pub fn follow(
+    socket: &Path,
+    request: &Request,
+    tick: Duration,
+    mut on: impl FnMut(Followed) -> bool,
+) -> Result<(), ClientError> {
+    let name = socket.display().to_string();
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        socket: name.clone(),
+        source,
+    })?;
+    let broke = |cause: String| ClientError::Exchange {
+        socket: name.clone(),
+        cause,
+    };
+    stream
+        .set_read_timeout(Some(tick))
+        .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
+        .map_err(|e| broke(e.to_string()))?;
+    let mut line = serde_json::to_string(request).map_err(|e| broke(e.to_string()))?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| broke(e.to_string()))?;
+    let mut reader = BufReader::new(&stream);
+    let mut answer = String::new();
+    loop {
+        match reader.read_line(&mut answer) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {
+                let response: Response = serde_json::from_str(answer.trim_end())
+                    .map_err(|e| broke(format!("a response that is not valid: {e}")))?;
+                answer.clear();
+                if !on(Followed::Line(response)) {
+                    return Ok(());
+                }
+            }
+            // A partial line stays in `answer`; the next read goes on with it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !on(Followed::Tick) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(broke(e.to_string())),
+        }
+    }
+}

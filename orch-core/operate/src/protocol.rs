@@ -41,6 +41,16 @@ pub enum Request {
     },
     /// Go back to the bundle that ran before the last deploy.
     Rollback,
+    /// Follow the events whose topic matches `pattern`: the answer is a
+    /// stream of [`Response::Tapped`] lines until the client hangs up (or
+    /// `count` were sent).
+    Tap {
+        /// A topic pattern (`test.>`).
+        pattern: String,
+        /// Stop after this many events.
+        #[serde(default)]
+        count: Option<u64>,
+    },
     /// Publish one event into the running orchestrator, as `source`.
     Emit {
         /// The topic (the same rules as a module's publish).
@@ -64,6 +74,7 @@ impl Request {
             Self::Deploy { .. } => "deploy",
             Self::Rollback => "rollback",
             Self::Emit { .. } => "emit",
+            Self::Tap { .. } => "tap",
         }
     }
 }
@@ -89,7 +100,35 @@ pub enum Response {
         /// (an unknown module, a module in the wrong state): exit code 2.
         usage: bool,
     },
+    /// One event a tap saw.
+    Tapped(Box<TapEvent>),
 }
+
+/// An event as `cargo orch tap` shows it: the payload scrubbed of the
+/// configuration's secrets and cut to [`TAP_PAYLOAD_BYTES`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapEvent {
+    /// Its topic.
+    pub topic: String,
+    /// The module that published it; `None` for the host.
+    pub source: Option<String>,
+    /// The node it came from, when imported through the bridge.
+    pub origin: Option<String>,
+    /// Its id on the bus.
+    pub id: u64,
+    /// When it was published, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// The payload as text (lossy UTF-8), scrubbed, at most
+    /// [`TAP_PAYLOAD_BYTES`].
+    pub payload: String,
+    /// The payload's whole size in bytes.
+    pub payload_bytes: u64,
+    /// Events this tap dropped so far (its queue was full).
+    pub dropped: u64,
+}
+
+/// The most payload bytes a tap copies of one event.
+pub const TAP_PAYLOAD_BYTES: usize = 4096;
 
 impl Response {
     /// A failed action.

@@ -26,6 +26,9 @@ use crate::protocol::{Request, Response, StatusReport};
 use crate::registry::{self, Entry};
 
 mod connection;
+mod tap;
+
+pub use tap::{MAX_TAPS, TAP_QUEUE, TapSetup};
 
 /// Connections served at once; more are told the orchestrator is busy.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -80,6 +83,8 @@ pub struct ServerSetup {
     pub actions: Sender<Pending>,
     /// How long a client waits for an action's answer.
     pub action_deadline: Duration,
+    /// What `cargo orch tap` observes; `None`: taps are refused.
+    pub tap: Option<TapSetup>,
 }
 
 /// A listening control socket; stopped and removed when dropped.
@@ -121,8 +126,10 @@ impl ControlServer {
                 status: setup.status,
                 actions: setup.actions,
                 action_deadline: setup.action_deadline,
+                tap: setup.tap,
                 active: Arc::default(),
                 waiting: Arc::default(),
+                taps: Arc::default(),
             };
             std::thread::Builder::new()
                 .name("orch-control".into())
@@ -192,6 +199,9 @@ struct Serve {
     active: Arc<AtomicUsize>,
     /// Connections waiting for an action's answer.
     waiting: Arc<AtomicUsize>,
+    tap: Option<TapSetup>,
+    /// Taps being served.
+    taps: Arc<AtomicUsize>,
 }
 
 impl Serve {

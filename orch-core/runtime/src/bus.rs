@@ -50,6 +50,9 @@ pub enum Delivered {
     Refused(String),
     /// The sink is gone for good.
     Gone,
+    /// An observer (`cargo orch tap`) saw it: never a recipient (it answers
+    /// no request) and never counted as delivered.
+    Observed,
 }
 
 /// Somewhere events are delivered: never runs subscriber code, and never

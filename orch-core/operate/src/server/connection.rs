@@ -24,6 +24,7 @@ impl Serve {
     pub(super) fn answer(&self, mut stream: UnixStream) {
         let response = match read_request(&stream, Instant::now() + REQUEST_DEADLINE) {
             Ok(Request::Status) => Some(Response::Status(Box::new((self.status)()))),
+            Ok(Request::Tap { pattern, count }) => self.tap(&mut stream, &pattern, count),
             Ok(request) => self.forward(request, &stream),
             Err(message) => Some(Response::refused(
                 message,
@@ -33,6 +34,22 @@ impl Serve {
         if let Some(response) = response {
             let _ = write_response(&mut stream, &response);
         }
+    }
+
+    /// Follows the bus for a tap client, if taps are on and a tap slot is
+    /// free; the refusal otherwise.
+    fn tap(&self, stream: &mut UnixStream, pattern: &str, count: Option<u64>) -> Option<Response> {
+        let Some(setup) = &self.tap else {
+            return Some(Response::error("this orchestrator serves no taps", None));
+        };
+        let Some(_slot) = Slot::take(&self.taps, super::MAX_TAPS) else {
+            return Some(Response::error(
+                format!("{} taps are open already", super::MAX_TAPS),
+                Some("close one, then try again".into()),
+            ));
+        };
+        super::tap::serve(setup, stream, pattern, count, hung_up);
+        None
     }
 
     /// Hands `request` to the main loop and waits for its answer, up to the
@@ -199,6 +216,8 @@ mod tests {
                 bundle: path.into()
             }),
             Just(Request::Rollback),
+            (any::<String>(), any::<Option<u64>>())
+                .prop_map(|(pattern, count)| Request::Tap { pattern, count }),
             (any::<String>(), any::<String>(), any::<String>()).prop_map(
                 |(topic, payload, source)| Request::Emit {
                     topic,

@@ -39,6 +39,7 @@ fn server(
         status: Arc::new(report),
         actions,
         action_deadline: deadline,
+        tap: None,
     })
     .expect("the server starts");
     (server, pending)
@@ -193,4 +194,91 @@ fn eight_stuck_action_clients_leave_status_its_own_slots() {
         "{ninth:?}"
     );
     drop(stuck);
+}
+
+/// A tap sees matching events, scrubbed; one that never reads never holds
+/// a publisher up: its queue fills, the rest is dropped and counted, and
+/// it answers no request.
+#[test]
+fn a_tap_follows_the_bus_and_a_stalled_one_never_holds_it_up() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (actions, _pending) = bounded(super::QUEUED_ACTIONS);
+    let bus = orch_runtime::bus::Bus::new();
+    let scrubber = orch_runtime::logging::SecretScrubber::default();
+    scrubber.set_secrets(&["hunter2".to_string()]);
+    let server = ControlServer::start(ServerSetup {
+        target_dir: dir.path().to_path_buf(),
+        socket: None,
+        app: "demo".into(),
+        config_dir: "config".into(),
+        environment: None,
+        status: Arc::new(report),
+        actions,
+        action_deadline: Duration::from_secs(5),
+        tap: Some(super::TapSetup {
+            bus: bus.clone(),
+            scrubber,
+        }),
+    })
+    .expect("the server starts");
+    let open = |line: &str| {
+        let mut stream = UnixStream::connect(server.socket()).expect("connect");
+        stream.write_all(line.as_bytes()).expect("write");
+        stream
+    };
+    // A reading tap.
+    let reading = open("{\"command\":\"tap\",\"pattern\":\"test.>\",\"count\":2}\n");
+    let mut lines = BufReader::new(reading.try_clone().expect("clone"));
+    let tapped = || bus.has_subscribers("test.ping");
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !tapped() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(tapped(), "the tap subscribed");
+    bus.publish("other.topic", br#"{"x":1}"#, None)
+        .expect("publish");
+    bus.publish("test.ping", br#"{"password":"hunter2"}"#, Some("m".into()))
+        .expect("publish");
+    bus.publish("test.ping", br#"{"n":2}"#, None)
+        .expect("publish");
+    let mut first = String::new();
+    lines.read_line(&mut first).expect("a line");
+    let first: Response = serde_json::from_str(&first).expect("a response");
+    let Response::Tapped(event) = first else {
+        panic!("not a tapped event: {first:?}");
+    };
+    assert_eq!(
+        (event.topic.as_str(), event.source.as_deref()),
+        ("test.ping", Some("m"))
+    );
+    assert!(!event.payload.contains("hunter2"), "{}", event.payload);
+    // A stalled tap: it never reads.
+    let stalled = open("{\"command\":\"tap\",\"pattern\":\">\"}\n");
+    std::thread::sleep(Duration::from_millis(300));
+    let events = super::TAP_QUEUE * 3;
+    for n in 0..events {
+        // A tap is no recipient: nothing subscribes to bench.x but the taps.
+        let delivered = bus
+            .publish("bench.x", format!("{{\"n\":{n}}}"), None)
+            .expect("publish");
+        assert_eq!(delivered, 0, "a tap is never counted as a subscriber");
+    }
+    // Read late: what did not fit was dropped, and the tap says how many.
+    let mut late = BufReader::new(stalled);
+    let mut last_dropped = 0;
+    for _ in 0..super::TAP_QUEUE + 1 {
+        let mut line = String::new();
+        late.read_line(&mut line).expect("a line");
+        if let Ok(Response::Tapped(event)) = serde_json::from_str::<Response>(&line) {
+            last_dropped = event.dropped;
+        }
+    }
+    // The socket's buffer took some too: what neither it nor the queue held
+    // was dropped.
+    assert!(
+        last_dropped > 0 && last_dropped < events as u64,
+        "dropped {last_dropped} of {events}"
+    );
+    drop(server);
 }
