@@ -75,6 +75,25 @@ fn a_bundle_runs_with_no_cargo_no_rust_and_no_workspace() {
     orch_run
         .wait_for("Received test.ping", Duration::from_secs(30))
         .expect("the first ping arrives");
+    // Without cargo or a workspace, status finds the bundle run in this
+    // folder and says what runs.
+    let status = Command::new(host.join("bin/cargo-orch"))
+        .current_dir(&host)
+        .env_clear()
+        .env("PATH", &empty_path)
+        .env("HOME", &home)
+        .env("NO_COLOR", "1")
+        .args(["orch", "status"])
+        .output()
+        .expect("status");
+    let shown = said(&status);
+    assert!(status.status.success(), "{shown}");
+    assert!(
+        shown.contains("bundle cargo-orch-demo 0.1.0")
+            && shown.contains(&format!("signed by key {key_id}"))
+            && shown.contains("library of mod-dummy-consumer: sha256 "),
+        "{shown}"
+    );
     orch_run.signal(Signal::SIGINT).expect("SIGINT");
     let status = orch_run
         .wait_exit(Duration::from_secs(30))

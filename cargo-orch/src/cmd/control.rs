@@ -409,7 +409,19 @@ fn find(
         Some(path) => path.clone(),
         None => std::env::current_dir().context("cannot read the current folder")?,
     };
-    let workspace = orch_cargo::discover_workspace(&start)?;
+    let workspace = match orch_cargo::discover_workspace(&start) {
+        Ok(workspace) => workspace,
+        // No workspace (or no cargo: a machine that runs bundles): the
+        // bundle runs unpacked in this folder.
+        Err(error) if global.manifest_path.is_none() => {
+            let found = find_bundle_runs(std::slice::from_ref(&start), target.pid)?;
+            if found.is_err() {
+                eprintln!("  (not in a cargo workspace either: {error})");
+            }
+            return Ok(found);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let folder = registry::folder(&workspace.target_dir);
     let running = registry::running(&workspace.target_dir);
     if running.is_empty() {
