@@ -229,6 +229,13 @@ fn requests_spread_over_nodes_follow_stops_and_late_replies_are_refused() {
     let answered = |node: &str| (served[node].0 - served[node].1) as usize;
     assert_eq!(answered("node-b"), from_b, "{served:?}");
     assert_eq!(answered("node-c"), from_c, "{served:?}");
+    // A's status counts what it asked and what came back.
+    let counts = orch_e2e::bridge::status(a.pid())["requests"].clone();
+    assert!(
+        counts["asked"].as_u64().unwrap_or(0) >= replies.len() as u64
+            && counts["replies"].as_u64().unwrap_or(0) >= replies.len() as u64,
+        "{counts}"
+    );
 
     // A slow responder: its late reply is refused on its node, the asker
     // gets its timeout (once) and nothing after.

@@ -232,6 +232,7 @@ impl Bridge {
             exported: Arc::clone(&self.exported),
             imported: Arc::clone(&self.imported),
             view: Arc::clone(&self.view),
+            requests: self.request_stats_shared(),
         }
     }
 

@@ -20,6 +20,7 @@ pub struct BridgeProbe {
     pub(crate) exported: Arc<ExportStats>,
     pub(crate) imported: Arc<ImportStats>,
     pub(crate) view: Arc<std::sync::Mutex<crate::presence::View>>,
+    pub(crate) requests: Arc<crate::requests::RequestStats>,
 }
 
 impl BridgeStatus for BridgeProbe {
@@ -44,6 +45,7 @@ impl BridgeStatus for BridgeProbe {
                 + usize::try_from(in_hand).unwrap_or(0),
             outbox_capacity: self.outbox.as_ref().map_or(0, Mailbox::capacity),
             nodes: self.view.lock().unwrap_or_else(|e| e.into_inner()).nodes(),
+            requests: self.requests.counts(),
         }
     }
 }

@@ -108,6 +108,25 @@ pub struct RequestStats {
     pub malformed: AtomicU64,
 }
 
+impl RequestStats {
+    /// The counters now, as status and the metrics show them.
+    pub fn counts(&self) -> orch_runtime::status::RequestCounts {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        orch_runtime::status::RequestCounts {
+            asked: get(&self.asked),
+            replies: get(&self.replies),
+            no_responders: get(&self.no_responders),
+            late: get(&self.late),
+            ask_refused: get(&self.ask_refused),
+            served: get(&self.served),
+            served_replies: get(&self.served_replies),
+            unserved: get(&self.unserved),
+            expired: get(&self.expired),
+            malformed: get(&self.malformed),
+        }
+    }
+}
+
 /// Whether `topic` matches one of `patterns`.
 fn matches_any(patterns: &[String], topic: &str) -> bool {
     patterns.iter().any(|p| orch_sdk::topic::matches(p, topic))
@@ -355,6 +374,11 @@ impl crate::Bridge {
     /// The counters of requests across nodes.
     pub fn request_stats(&self) -> &RequestStats {
         &self.requests.stats
+    }
+
+    /// The counters, shared (for the probe).
+    pub(crate) fn request_stats_shared(&self) -> Arc<RequestStats> {
+        Arc::clone(&self.requests.stats)
     }
 }
 

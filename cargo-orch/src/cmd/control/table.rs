@@ -97,6 +97,24 @@ pub fn render(report: &StatusReport) -> String {
             b.outbox_depth,
             b.outbox_capacity
         );
+        let r = &b.requests;
+        if r.asked + r.served + r.unserved + r.malformed > 0 {
+            let _ = writeln!(
+                out,
+                "requests: asked {} ({} replies, {} no responders, {} late, {} refused), \
+                 served {} ({} replies, {} unserved, {} expired), {} malformed",
+                r.asked,
+                r.replies,
+                r.no_responders,
+                r.late,
+                r.ask_refused,
+                r.served,
+                r.served_replies,
+                r.unserved,
+                r.expired,
+                r.malformed
+            );
+        }
     }
     out
 }

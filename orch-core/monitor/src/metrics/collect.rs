@@ -318,7 +318,20 @@ impl HostCollector {
             "orch_bridge_outbox_capacity",
             "The outbox's capacity.",
             b.outbox_capacity as f64,
-        )
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "orch_bridge_requests",
+            "Requests across nodes, by kind: asked, replies, no_responders, late, ask_refused \
+             (this node asking), served, served_replies, unserved, expired, malformed (serving).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (kind, value) in b.requests.named() {
+            family
+                .encode_family(&[("kind", kind)])?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+        Ok(())
     }
 }
 

@@ -48,6 +48,52 @@ pub struct BridgeSnapshot {
     /// included, sorted by node id.
     #[serde(default)]
     pub nodes: Vec<ClusterNode>,
+    /// Requests across nodes (`serve`, `ask`).
+    #[serde(default)]
+    pub requests: RequestCounts,
+}
+
+/// The counters of requests across nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RequestCounts {
+    /// Requests sent to NATS (each try).
+    pub asked: u64,
+    /// Replies from another node delivered to a local requester.
+    pub replies: u64,
+    /// "No responders" delivered to a local requester.
+    pub no_responders: u64,
+    /// Replies that came after the requester's answer.
+    pub late: u64,
+    /// Requests not sent: too many waited already.
+    pub ask_refused: u64,
+    /// Requests from other nodes handed to local modules.
+    pub served: u64,
+    /// Replies of local modules sent back.
+    pub served_replies: u64,
+    /// Requests from other nodes answered "no local subscriber".
+    pub unserved: u64,
+    /// Requests from other nodes dropped with no time left.
+    pub expired: u64,
+    /// Requests or replies dropped as breaking the caps.
+    pub malformed: u64,
+}
+
+impl RequestCounts {
+    /// Every counter with its name, for the metrics.
+    pub fn named(&self) -> [(&'static str, u64); 10] {
+        [
+            ("asked", self.asked),
+            ("replies", self.replies),
+            ("no_responders", self.no_responders),
+            ("late", self.late),
+            ("ask_refused", self.ask_refused),
+            ("served", self.served),
+            ("served_replies", self.served_replies),
+            ("unserved", self.unserved),
+            ("expired", self.expired),
+            ("malformed", self.malformed),
+        ]
+    }
 }
 
 /// A node's presence record: what every node writes about itself in the
