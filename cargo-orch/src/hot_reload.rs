@@ -386,7 +386,7 @@ impl HotReload {
                 return Outcome::SamePlan;
             }
         };
-        let wanted: Vec<ModuleSpec> = new_config.startup_order().into_iter().cloned().collect();
+        let wanted = crate::singleton::wanted(new_config.startup_order(), supervisor);
         let running: Vec<(&str, &ModuleSpec)> = supervisor
             .running()
             .into_iter()

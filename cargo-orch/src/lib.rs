@@ -16,6 +16,7 @@ mod networked;
 mod operator_services;
 mod session;
 mod shown;
+mod singleton;
 
 use std::process::ExitCode;
 

@@ -57,6 +57,12 @@ pub struct BridgeSetup<'a> {
     pub board: StatusBoard,
     /// `app.name` and `app.version`.
     pub app: (String, String),
+    /// The enabled singleton modules (their leases are held by the bridge).
+    pub singletons: Vec<String>,
+    /// Where the bridge tells the main loop about leases.
+    pub leases: crossbeam_channel::Sender<orch_runtime::lease::LeaseChange>,
+    /// The fences of running singletons, read by the export.
+    pub fences: orch_runtime::lease::Fences,
     /// The table of pending requests (`serve` and `ask`: requests across
     /// nodes go through it).
     pub requests: Requests,

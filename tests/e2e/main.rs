@@ -25,6 +25,7 @@ mod presence;
 mod requests;
 mod run;
 mod secrets;
+mod singleton;
 mod surfaces;
 mod test_cmd;
 mod watch;

@@ -161,6 +161,9 @@ pub fn run(
     }
     // The outbox takes the exported topics before any module starts, so
     // nothing published while starting is missed; imports wait for app.started.
+    // Singletons start where the bridge holds their lease, not here.
+    let (lease_tx, leases) = bounded(64);
+    let fences = orch_runtime::lease::Fences::default();
     let mut bridge = match &config.main.bridge {
         Some(settings) => Some(
             network
@@ -176,6 +179,13 @@ pub fn run(
                         config.main.app.version.clone(),
                     ),
                     requests: supervisor.requests(),
+                    singletons: modules
+                        .iter()
+                        .filter(|m| m.singleton)
+                        .map(|m| m.name.clone())
+                        .collect(),
+                    leases: lease_tx.clone(),
+                    fences: fences.clone(),
                 })
                 .context("cannot start the NATS bridge")?,
         ),
@@ -191,7 +201,9 @@ pub fn run(
         actions_tx,
         process_start,
     )?;
-    let report = supervisor.start(&modules, &build);
+    let here: Vec<&orch_config::ModuleSpec> =
+        modules.iter().copied().filter(|m| !m.singleton).collect();
+    let report = supervisor.start(&here, &build);
     if let Some(bridge) = bridge.as_mut() {
         bridge.start_import();
     }
@@ -212,8 +224,12 @@ pub fn run(
             &builder,
             args,
             &mut supervisor,
-            &shutdown,
-            &actions,
+            &Inputs {
+                shutdown: &shutdown,
+                actions: &actions,
+                leases: &leases,
+                fences: &fences,
+            },
             watch,
         )
     };
@@ -254,10 +270,15 @@ fn serve(
     builder: &Builder,
     args: &RunArgs,
     supervisor: &mut Supervisor,
-    shutdown: &Receiver<&'static str>,
-    actions: &Receiver<Pending>,
+    inputs: &Inputs<'_>,
     watch: Option<Duration>,
 ) -> &'static str {
+    let Inputs {
+        shutdown,
+        actions,
+        leases,
+        fences,
+    } = *inputs;
     let (changes_tx, changes) = unbounded();
     let mut reloader = HotReload::new(
         session.workspace.clone(),
@@ -301,6 +322,11 @@ fn serve(
                     watcher.update(reloader.watch_plan());
                 }
             }
+            recv(leases) -> change => {
+                if let Ok(change) = change {
+                    crate::singleton::apply(change, supervisor, &reloader, fences);
+                }
+            }
             recv(actions) -> pending => {
                 if let Ok(pending) = pending {
                     crate::control_actions::handle(
@@ -313,6 +339,19 @@ fn serve(
             }
         }
     }
+}
+
+/// What the main loop waits on besides the watcher.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    /// SIGINT / SIGTERM.
+    shutdown: &'a Receiver<&'static str>,
+    /// The control socket's actions.
+    actions: &'a Receiver<Pending>,
+    /// Singleton leases taken and lost (from the bridge).
+    leases: &'a Receiver<orch_runtime::lease::LeaseChange>,
+    /// The fences of running singletons.
+    fences: &'a orch_runtime::lease::Fences,
 }
 
 /// The libraries of the last build, for `--no-build`; an error names a missing one.

@@ -336,6 +336,9 @@ fn node(
             board: supervisor.status().clone(),
             app: "bench".into(),
             version: "0".into(),
+            singletons: Vec::new(),
+            leases: None,
+            fences: Default::default(),
         },
     )
     .map_err(|e| e.to_string())?;

@@ -22,6 +22,10 @@ use crate::node::Identity;
 /// ids and module names hold none).
 pub const ENVELOPE: &str = "Orch-Envelope";
 
+/// The header of a singleton's events: the revision of its lease (the
+/// fencing token), digits only.
+pub const FENCE: &str = "Orch-Fence";
+
 /// The envelope header's name, made without parsing or allocating.
 pub(crate) fn envelope_name() -> HeaderName {
     HeaderName::from_static(ENVELOPE)

@@ -63,8 +63,10 @@ pub async fn run(
     prefix: String,
     me: Identity,
     stats: Arc<ExportStats>,
+    fences: orch_runtime::lease::Fences,
 ) {
     let exporter = Exporter {
+        fences,
         ids: MessageIds::new(&me),
         target,
         me,
@@ -113,6 +115,8 @@ const TOO_LARGE_SAID_EVERY: Duration = Duration::from_secs(10);
 
 /// What publishing needs, for one run of the bridge.
 struct Exporter {
+    /// The fences of this node's running singletons.
+    fences: orch_runtime::lease::Fences,
     target: Target,
     me: Identity,
     ids: MessageIds,
@@ -178,7 +182,10 @@ impl Exporter {
             return true;
         }
         let id = matches!(self.target, Target::JetStream(_)).then(|| self.ids.next());
-        let headers = envelope::headers(&event, &self.me, id);
+        let mut headers = envelope::headers(&event, &self.me, id);
+        if let Some(fence) = event.source.as_deref().and_then(|s| self.fences.get(s)) {
+            headers.insert(envelope::FENCE, fence.to_string().as_str());
+        }
         let payload = Bytes::from_owner(PayloadOf(Arc::clone(&event)));
         match &self.target {
             Target::Core(client) => {

@@ -30,6 +30,9 @@ use crate::refusal::{Permanent, Refusal, Refusals};
 use crate::stats::ImportStats;
 use orch_runtime::pace::Pacer;
 
+/// The most singleton modules whose highest fence an importer remembers.
+pub const MAX_FENCED_MODULES: usize = 1024;
+
 /// How often, at most, a namesake (another orchestrator with this node's
 /// id) is warned about.
 pub const NAMESAKE_SAID_EVERY: Duration = Duration::from_secs(10);
@@ -65,6 +68,9 @@ pub struct Importer {
     pub names: Mutex<Names>,
     /// Paces the warning about a namesake.
     pub namesake_said: Pacer,
+    /// The highest fence seen per singleton module (at most
+    /// [`MAX_FENCED_MODULES`] modules).
+    pub fences_seen: Mutex<std::collections::HashMap<String, u64>>,
     /// Counts and reports refusals.
     pub refusals: Arc<Refusals>,
 }
@@ -212,6 +218,9 @@ impl Importer {
                 return self.refuse(Permanent::Malformed, subject, || why);
             }
         };
+        if let Some(verdict) = self.fenced(subject, headers, arrived.source) {
+            return verdict;
+        }
         if let Err(e) = self.bus.check_size(arrived.topic, payload) {
             return self.refuse(Permanent::TooLarge, subject, || e.to_string());
         }
@@ -250,6 +259,40 @@ impl Importer {
             arrived.published_at_ms,
         );
         Verdict::Deliver { event, tracked }
+    }
+
+    /// A singleton's event with a fence lower than one already seen from
+    /// that module (a holder that lost its lease): dropped and counted. A
+    /// fence that is not a number is malformed.
+    fn fenced(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        source: Option<&str>,
+    ) -> Option<Verdict> {
+        let fence = headers?.get(envelope::FENCE)?.as_str();
+        let Some(source) = source else {
+            return Some(self.refuse(Permanent::Malformed, subject, || {
+                format!("{} without a source module", envelope::FENCE)
+            }));
+        };
+        let Ok(fence) = crate::caps::number("the fence", fence) else {
+            return Some(self.refuse(Permanent::Malformed, subject, || {
+                format!("{} is not a number", envelope::FENCE)
+            }));
+        };
+        let mut seen = lock(&self.fences_seen);
+        match seen.get(source) {
+            Some(&highest) if fence < highest => {
+                self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                return Some(Verdict::Done);
+            }
+            Some(_) => {}
+            None if seen.len() >= MAX_FENCED_MODULES => return None,
+            None => {}
+        }
+        seen.insert(source.to_owned(), fence);
+        None
     }
 
     /// Once an event's handlers are done: remembers its id with its origin

@@ -36,6 +36,7 @@ pub mod durable;
 pub mod envelope;
 pub mod export;
 pub mod import;
+pub mod lease;
 pub mod names;
 pub mod node;
 pub mod outbox;
@@ -112,6 +113,13 @@ pub struct NodeInfo {
     pub app: String,
     /// `app.version`.
     pub version: String,
+    /// The singleton modules whose leases this node tries to hold (with
+    /// `presence:`).
+    pub singletons: Vec<String>,
+    /// Where lease changes go (the main loop starts and stops the modules).
+    pub leases: Option<crossbeam_channel::Sender<orch_runtime::lease::LeaseChange>>,
+    /// The fences of this node's running singletons (their events carry them).
+    pub fences: orch_runtime::lease::Fences,
 }
 
 impl Bridge {
@@ -338,6 +346,7 @@ impl Run {
             self.settings.servers.join(", "),
         ));
         let prefix = self.settings.subject_prefix.clone();
+        let holder = format!("{}:{}", self.me.name, self.me.incarnation);
         let work = async {
             let (target, stream) = match &self.settings.jetstream {
                 Some(js) => {
@@ -353,6 +362,7 @@ impl Run {
                 prefix.clone(),
                 self.me.clone(),
                 Arc::clone(&self.exported),
+                self.info.fences.clone(),
             );
             let import = async {
                 if import_go.await.is_err() || self.settings.import.is_empty() {
@@ -387,6 +397,7 @@ impl Run {
                     pending: Arc::default(),
                     names: std::sync::Mutex::default(),
                     namesake_said: orch_runtime::pace::Pacer::new(import::NAMESAKE_SAID_EVERY),
+                    fences_seen: std::sync::Mutex::default(),
                     refusals: Arc::new(refusal::Refusals::new(Arc::clone(&self.imported))),
                 };
                 let patterns = self.settings.import.clone();
@@ -428,10 +439,34 @@ impl Run {
                 self.me.clone(),
                 self.requests,
             );
-            futures_util::future::join4(export, import, presence, requests).await;
+            let leases = async {
+                let (Some(settings), Some(changes)) = (&self.settings.presence, &self.info.leases)
+                else {
+                    return std::future::pending::<()>().await;
+                };
+                let holders = self.info.singletons.iter().map(|module| {
+                    lease::run(
+                        jetstream::new(client.clone()),
+                        settings.clone(),
+                        module.clone(),
+                        holder.clone(),
+                        changes.clone(),
+                    )
+                });
+                futures_util::future::join_all(holders).await;
+                std::future::pending::<()>().await
+            };
+            futures_util::future::join5(export, import, presence, requests, leases).await;
         };
         futures_util::future::select(Box::pin(work), Box::pin(until_set(stopped))).await;
         if let Some(settings) = &self.settings.presence {
+            lease::release_all(
+                &jetstream::new(client.clone()),
+                settings,
+                &self.info.singletons,
+                &holder,
+            )
+            .await;
             presence::delete_own(
                 &jetstream::new(client.clone()),
                 settings,

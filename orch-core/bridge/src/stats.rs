@@ -27,6 +27,9 @@ pub struct ImportStats {
     pub off_topic: AtomicU64,
     /// Deliveries a local mailbox refused for now (each try).
     pub refused: AtomicU64,
+    /// Events of a singleton dropped for a fence lower than one seen: sent
+    /// by a holder that had lost its lease.
+    pub fenced: AtomicU64,
 }
 
 impl ImportStats {

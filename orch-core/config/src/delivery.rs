@@ -19,6 +19,8 @@ pub(crate) struct ModuleDefaults {
     pub mailbox: MailboxSettings,
     pub circuit_breaker: CircuitBreakerSettings,
     pub limits: super::ModuleLimits,
+    /// Whether main.yaml has `bridge.nats.presence` (what `singleton` needs).
+    pub presence: bool,
 }
 
 /// The default of `max_event_bytes`: 16 MiB.

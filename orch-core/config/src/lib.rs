@@ -320,6 +320,9 @@ pub struct ModuleSpec {
     /// `limits`: rates, subscriptions, memory and processes it may take
     /// (defaults from main.yaml).
     pub limits: ModuleLimits,
+    /// `singleton`: runs on one node of the cluster at a time, the one that
+    /// holds its lease (needs `bridge.nats.presence` in main.yaml).
+    pub singleton: bool,
 }
 
 /// The topics a module may publish and subscribe to, as `modules.yaml`

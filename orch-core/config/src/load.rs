@@ -39,6 +39,10 @@ pub(crate) fn load(
             mailbox: main.mailbox,
             circuit_breaker: main.circuit_breaker,
             limits: main.limits,
+            presence: main
+                .bridge
+                .as_ref()
+                .is_some_and(|b| b.nats.presence.is_some()),
         },
         &mut found,
     );

@@ -59,6 +59,7 @@ struct RawModule {
     mailbox: Option<RawMailbox>,
     circuit_breaker: Option<RawCircuitBreaker>,
     limits: Option<RawLimits>,
+    singleton: Option<Spanned<Value>>,
     /// Where the base file's `config` is, when an environment's `config` was
     /// merged over it (`config` then has the overlay's place).
     #[serde(skip)]
@@ -124,6 +125,19 @@ fn check_entry(
     let circuit_breaker =
         delivery::circuit_breaker(c, raw.circuit_breaker.as_ref(), &defaults.circuit_breaker);
     let limits = module_limits::limits(c, raw.limits.as_ref(), &defaults.limits, Some(isolation));
+    let singleton = c.boolean("singleton", raw.singleton.as_ref(), false);
+    if let Some(at) = raw
+        .singleton
+        .as_ref()
+        .filter(|_| singleton && !defaults.presence)
+    {
+        c.error(
+            &at.referenced,
+            "`singleton: true` needs `bridge.nats.presence` in main.yaml",
+            "a singleton runs on the node that holds its lease, kept in the presence bucket's \
+             JetStream key-value store: add `bridge: {nats: {url: ..., presence: {ttl: 6s}}}`",
+        );
+    }
     let name_at = raw.name.as_ref()?.referenced;
     Some(Declared {
         spec: ModuleSpec {
@@ -140,6 +154,7 @@ fn check_entry(
             mailbox,
             circuit_breaker,
             limits,
+            singleton,
         },
         name_at,
         deps_at,

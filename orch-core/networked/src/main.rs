@@ -37,6 +37,9 @@ impl Network for NetworkParts {
                 board: setup.board,
                 app: setup.app.0,
                 version: setup.app.1,
+                singletons: setup.singletons,
+                leases: Some(setup.leases),
+                fences: setup.fences,
             },
         )?;
         bridge.serve_requests(&setup.requests)?;

@@ -15,6 +15,7 @@ mod event_failure;
 pub mod generation;
 pub mod host_api;
 pub mod isolation;
+pub mod lease;
 pub mod load_check;
 pub mod loader;
 pub mod log_limit;

@@ -39,6 +39,7 @@ impl Merge for RawModule {
             mailbox,
             circuit_breaker,
             limits,
+            singleton,
             config_base: _,
         } = overlay;
         if package.is_some() || path.is_some() {
@@ -59,6 +60,7 @@ impl Merge for RawModule {
         self.mailbox.merge(mailbox);
         self.circuit_breaker.merge(circuit_breaker);
         self.limits.merge(limits);
+        self.singleton.merge(singleton);
     }
 }
 

@@ -291,6 +291,11 @@ impl HostCollector {
                 b.import_refused,
             ),
             (
+                "orch_bridge_import_fenced",
+                "Events of a singleton dropped for a fence lower than one seen (a holder that had lost its lease).",
+                b.import_fenced,
+            ),
+            (
                 "orch_bridge_reconnects",
                 "Connections to NATS made after the first one.",
                 b.reconnects,

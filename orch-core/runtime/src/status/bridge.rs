@@ -40,6 +40,10 @@ pub struct BridgeSnapshot {
     /// for them again).
     #[serde(default)]
     pub import_refused: u64,
+    /// Events of a singleton dropped for a lower fence than one seen (sent
+    /// by a holder that had lost its lease).
+    #[serde(default)]
+    pub import_fenced: u64,
     /// Exported events waiting for the broker.
     pub outbox_depth: usize,
     /// The outbox's capacity.
