@@ -31,24 +31,8 @@ pub enum ClientError {
 /// Sends `request` to the orchestrator listening on `socket` and waits up
 /// to `deadline` for its response.
 pub fn send(socket: &Path, request: &Request, deadline: Duration) -> Result<Response, ClientError> {
-    let name = socket.display().to_string();
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        socket: name.clone(),
-        source,
-    })?;
-    let broke = |cause: String| ClientError::Exchange {
-        socket: name.clone(),
-        cause,
-    };
-    stream
-        .set_read_timeout(Some(deadline))
-        .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
-        .map_err(|e| broke(e.to_string()))?;
-    let mut line = serde_json::to_string(request).map_err(|e| broke(e.to_string()))?;
-    line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| broke(e.to_string()))?;
+    let stream = open(socket, request, deadline)?;
+    let broke = |cause: String| broken(socket, cause);
     let mut answer = String::new();
     BufReader::new(&stream)
         .read_line(&mut answer)
@@ -83,24 +67,8 @@ pub fn follow(
     tick: Duration,
     mut on: impl FnMut(Followed) -> bool,
 ) -> Result<(), ClientError> {
-    let name = socket.display().to_string();
-    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
-        socket: name.clone(),
-        source,
-    })?;
-    let broke = |cause: String| ClientError::Exchange {
-        socket: name.clone(),
-        cause,
-    };
-    stream
-        .set_read_timeout(Some(tick))
-        .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
-        .map_err(|e| broke(e.to_string()))?;
-    let mut line = serde_json::to_string(request).map_err(|e| broke(e.to_string()))?;
-    line.push('\n');
-    stream
-        .write_all(line.as_bytes())
-        .map_err(|e| broke(e.to_string()))?;
+    let stream = open(socket, request, tick)?;
+    let broke = |cause: String| broken(socket, cause);
     let mut reader = BufReader::new(&stream);
     let mut answer = String::new();
     loop {
@@ -127,5 +95,35 @@ pub fn follow(
             }
             Err(e) => return Err(broke(e.to_string())),
         }
+    }
+}
+
+/// Connects to `socket`, sends `request` and leaves the stream waiting up
+/// to `read_timeout` for each read.
+fn open(
+    socket: &Path,
+    request: &Request,
+    read_timeout: Duration,
+) -> Result<UnixStream, ClientError> {
+    let mut stream = UnixStream::connect(socket).map_err(|source| ClientError::Connect {
+        socket: socket.display().to_string(),
+        source,
+    })?;
+    stream
+        .set_read_timeout(Some(read_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
+        .map_err(|e| broken(socket, e.to_string()))?;
+    let mut line = serde_json::to_string(request).map_err(|e| broken(socket, e.to_string()))?;
+    line.push('\n');
+    stream
+        .write_all(line.as_bytes())
+        .map_err(|e| broken(socket, e.to_string()))?;
+    Ok(stream)
+}
+
+fn broken(socket: &Path, cause: String) -> ClientError {
+    ClientError::Exchange {
+        socket: socket.display().to_string(),
+        cause,
     }
 }
