@@ -12,8 +12,8 @@ fn unknown_key_suggests_the_closest_known_key() {
              1 | modules:\n  \
              2 |   - name: mod-a\n  \
              3 |     enabeld: true\n  \
-             \x20 |     ^ unknown field `enabeld`, expected one of name, package, path, enabled, config, depends_on, test, isolation, restart, max_restarts, restart_window, heartbeat, publishes, subscribes, mailbox, circuit_breaker, limits\n  \
-             hint: did you mean `enabled`? known keys here: name, package, path, enabled, config, depends_on, test, isolation, restart, max_restarts, restart_window, heartbeat, publishes, subscribes, mailbox, circuit_breaker, limits; \
+             \x20 |     ^ unknown field `enabeld`, expected one of name, package, path, enabled, config, depends_on, test, isolation, restart, max_restarts, restart_window, heartbeat, publishes, subscribes, mailbox, circuit_breaker, limits, singleton\n  \
+             hint: did you mean `enabled`? known keys here: name, package, path, enabled, config, depends_on, test, isolation, restart, max_restarts, restart_window, heartbeat, publishes, subscribes, mailbox, circuit_breaker, limits, singleton; \
              a module's own settings go under its `config:`",
             fixture.file("modules.yaml")
         )
@@ -45,7 +45,7 @@ fn unknown_key_without_a_close_match_lists_the_known_keys() {
     let errors = fixture.errors();
     assert_eq!(
         errors.0[0].hint,
-        "known keys here: name, package, path, enabled, config, depends_on, test, isolation, restart, max_restarts, restart_window, heartbeat, publishes, subscribes, mailbox, circuit_breaker, limits; \
+        "known keys here: name, package, path, enabled, config, depends_on, test, isolation, restart, max_restarts, restart_window, heartbeat, publishes, subscribes, mailbox, circuit_breaker, limits, singleton; \
          a module's own settings go under its `config:`"
     );
 }
