@@ -316,7 +316,7 @@ fn apply(
     let new_sha = next.libraries_by_package();
     let old_paths = current.libraries();
     let new_paths = next.libraries();
-    let wanted = crate::singleton::wanted(new_config.startup_order(), supervisor);
+    let wanted = crate::hot_reload::wanted(new_config.startup_order(), supervisor);
     let running: Vec<ModuleSpec> = supervisor
         .running()
         .into_iter()

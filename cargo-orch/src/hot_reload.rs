@@ -386,7 +386,7 @@ impl HotReload {
                 return Outcome::SamePlan;
             }
         };
-        let wanted = crate::singleton::wanted(new_config.startup_order(), supervisor);
+        let wanted = wanted(new_config.startup_order(), supervisor);
         let running: Vec<(&str, &ModuleSpec)> = supervisor
             .running()
             .into_iter()
@@ -430,4 +430,18 @@ impl HotReload {
         self.config = new_config;
         Outcome::PlanChanged
     }
+}
+
+/// The modules a live edit or a deploy wants running: every enabled one,
+/// but a singleton only where it runs already (its lease decides).
+pub fn wanted(
+    order: Vec<&orch_config::ModuleSpec>,
+    supervisor: &Supervisor,
+) -> Vec<orch_config::ModuleSpec> {
+    let running = supervisor.running();
+    order
+        .into_iter()
+        .filter(|spec| !spec.singleton || running.contains(&spec.name.as_str()))
+        .cloned()
+        .collect()
 }

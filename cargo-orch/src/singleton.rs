@@ -57,17 +57,3 @@ pub fn apply(
         }
     }
 }
-
-/// The modules a live edit or a deploy wants running: every enabled one,
-/// but a singleton only where it runs already (its lease decides).
-pub fn wanted(
-    order: Vec<&orch_config::ModuleSpec>,
-    supervisor: &Supervisor,
-) -> Vec<orch_config::ModuleSpec> {
-    let running = supervisor.running();
-    order
-        .into_iter()
-        .filter(|spec| !spec.singleton || running.contains(&spec.name.as_str()))
-        .cloned()
-        .collect()
-}

@@ -220,30 +220,25 @@ fn a_frozen_holder_that_wakes_up_stops_and_none_of_its_late_events_is_accepted()
     let server = NatsServer::start().expect("nats-server");
     let mut nodes = three_nodes(&server);
     let holder = next_holder(&mut nodes, None, SHORT);
-    let watcher = (holder + 1) % 3;
-    let mut tap = OrchProcess::spawn({
-        let mut command = nodes[watcher].scenario.command(&[
-            "tap",
-            "test.ping",
-            "--json",
-            "--pid",
-            &nodes[watcher]
-                .process
-                .as_ref()
-                .expect("running")
-                .pid()
-                .to_string(),
-        ]);
-        command.env_remove("RUST_LOG");
-        command
-    })
-    .expect("spawn tap");
     nodes[holder]
         .process()
         .signal(Signal::SIGSTOP)
         .expect("SIGSTOP");
     let next = next_holder(&mut nodes, Some(holder), SHORT);
     assert_ne!(next, holder);
+    let third = 3 - holder - next;
+    // Both others watch: the new holder (which sees its own fence, never
+    // imported) and the third node (which imported the new holder's).
+    let tap_on = |node: &Node| {
+        let pid = node.process.as_ref().expect("running").pid().to_string();
+        let mut command =
+            node.scenario
+                .command(&["tap", "test.ping", "--json", "--pid", pid.as_str()]);
+        command.env_remove("RUST_LOG");
+        OrchProcess::spawn(command).expect("spawn tap")
+    };
+    let mut taps = [tap_on(&nodes[next]), tap_on(&nodes[third])];
+    std::thread::sleep(Duration::from_millis(500));
     let woke_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock")
@@ -260,22 +255,24 @@ fn a_frozen_holder_that_wakes_up_stops_and_none_of_its_late_events_is_accepted()
         )
         .unwrap();
     at_most_one(&nodes);
-    tap.collect_for(Duration::from_secs(2));
     let frozen = nodes[holder].name.clone();
-    let late: Vec<String> = tap
-        .lines_with("\"topic\":\"test.ping\"")
-        .into_iter()
-        .filter(|line| {
-            let event: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-            event["origin"] == frozen.as_str()
-                && event["at_ms"].as_u64().is_some_and(|at| at >= woke_ms)
-        })
-        .collect();
-    assert!(
-        late.is_empty(),
-        "events the woken holder published were accepted: {late:?}"
-    );
-    tap.signal(Signal::SIGINT).expect("SIGINT");
+    for tap in &mut taps {
+        tap.collect_for(Duration::from_secs(2));
+        let late: Vec<String> = tap
+            .lines_with("\"topic\":\"test.ping\"")
+            .into_iter()
+            .filter(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+                event["origin"] == frozen.as_str()
+                    && event["at_ms"].as_u64().is_some_and(|at| at >= woke_ms)
+            })
+            .collect();
+        assert!(
+            late.is_empty(),
+            "events the woken holder published were accepted: {late:?}"
+        );
+        tap.signal(Signal::SIGINT).expect("SIGINT");
+    }
     for node in nodes.iter_mut() {
         node.process().stop_cleanly();
     }

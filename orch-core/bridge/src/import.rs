@@ -71,6 +71,9 @@ pub struct Importer {
     /// The highest fence seen per singleton module (at most
     /// [`MAX_FENCED_MODULES`] modules).
     pub fences_seen: Mutex<std::collections::HashMap<String, u64>>,
+    /// The fences of the singletons this node runs: an imported event of
+    /// one of them with a lower fence is a stale holder's.
+    pub local_fences: orch_runtime::lease::Fences,
     /// Counts and reports refusals.
     pub refusals: Arc<Refusals>,
 }
@@ -282,8 +285,12 @@ impl Importer {
             }));
         };
         let mut seen = lock(&self.fences_seen);
-        match seen.get(source) {
-            Some(&highest) if fence < highest => {
+        let highest = match (seen.get(source).copied(), self.local_fences.get(source)) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        match highest {
+            Some(highest) if fence < highest => {
                 self.stats.fenced.fetch_add(1, Ordering::Relaxed);
                 return Some(Verdict::Done);
             }

@@ -398,6 +398,7 @@ impl Run {
                     names: std::sync::Mutex::default(),
                     namesake_said: orch_runtime::pace::Pacer::new(import::NAMESAKE_SAID_EVERY),
                     fences_seen: std::sync::Mutex::default(),
+                    local_fences: self.info.fences.clone(),
                     refusals: Arc::new(refusal::Refusals::new(Arc::clone(&self.imported))),
                 };
                 let patterns = self.settings.import.clone();
