@@ -1,4 +1,10 @@
+use async_nats::HeaderMap;
+use orch_runtime::requests::{Asked, MAX_REQUEST_TIMEOUT, RemoteAsk, RemoteRequests};
+
+use super::ask::{Answer, answer_of};
+use super::serve::{Refusal, judge};
 use super::*;
+use crate::{caps, envelope};
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut headers = HeaderMap::new();
