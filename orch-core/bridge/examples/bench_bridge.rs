@@ -386,6 +386,7 @@ fn orch(
             vec!["bench.event".into()]
         },
         presence: None,
+        work: Vec::new(),
         serve: Vec::new(),
         ask: Vec::new(),
         jetstream: (mode == Mode::JetStream).then(|| JetStreamSettings {

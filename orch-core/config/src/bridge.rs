@@ -11,6 +11,12 @@ use super::MailboxSettings;
 use super::check::{Checker, show};
 use super::delivery::{self, RawMailbox};
 use super::merge::merge_by_key;
+pub use crate::bridge_jetstream::JetStreamSettings;
+use crate::bridge_jetstream::RawJetStream;
+use crate::bridge_presence::RawPresence;
+pub use crate::bridge_presence::{DEFAULT_PRESENCE_TTL, PresenceSettings};
+use crate::bridge_work::RawWork;
+pub use crate::bridge_work::WorkGroup;
 
 /// `bridge:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,21 +58,10 @@ pub struct NatsSettings {
     /// `presence`: this node's record in a JetStream key-value bucket with a
     /// TTL, and the other nodes' records watched; `None`: no presence.
     pub presence: Option<PresenceSettings>,
+    /// `work`: shared work, each group's jobs handled by one node of those
+    /// with a subscriber.
+    pub work: Vec<WorkGroup>,
 }
-
-/// `bridge.nats.presence`: every node keeps a record in one KV bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PresenceSettings {
-    /// `bucket`: the KV bucket (created if missing; default
-    /// `<prefix with . as _>_nodes`).
-    pub bucket: String,
-    /// `ttl`: a node silent this long is lost (default 6s); records are
-    /// written every third of it.
-    pub ttl: std::time::Duration,
-}
-
-/// The default `presence.ttl`.
-pub const DEFAULT_PRESENCE_TTL: std::time::Duration = std::time::Duration::from_secs(6);
 
 impl std::fmt::Debug for NatsSettings {
     /// Shows everything but the credentials.
@@ -84,6 +79,7 @@ impl std::fmt::Debug for NatsSettings {
             .field("ask", &self.ask)
             .field("outbox", &self.outbox)
             .field("presence", &self.presence)
+            .field("work", &self.work)
             .finish()
     }
 }
@@ -138,18 +134,6 @@ pub struct NatsTls {
     pub client: Option<(PathBuf, PathBuf)>,
 }
 
-/// `bridge.nats.jetstream`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JetStreamSettings {
-    /// `stream`: created if missing, with subjects `<prefix>.>`.
-    pub stream: String,
-    /// `durable`: this node's durable consumer; `None`: the node's id.
-    pub durable: Option<String>,
-    /// `replicas`: copies of the stream in a cluster (1 to 5, default 1);
-    /// with 3, the stream survives the loss of a server.
-    pub replicas: usize,
-}
-
 /// `bridge:` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -173,6 +157,7 @@ pub(crate) struct RawNats {
     ask: Option<Vec<Spanned<String>>>,
     outbox: Option<RawMailbox>,
     presence: Option<Spanned<RawPresence>>,
+    work: Option<Vec<Spanned<RawWork>>>,
 }
 merge_by_key!(RawNats {
     url,
@@ -186,16 +171,9 @@ merge_by_key!(RawNats {
     outbox,
     presence,
     serve,
-    ask
+    ask,
+    work
 });
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct RawPresence {
-    bucket: Option<Spanned<String>>,
-    ttl: Option<Spanned<Value>>,
-}
-merge_by_key!(RawPresence { bucket, ttl });
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -222,19 +200,6 @@ struct RawTls {
     key: Option<Spanned<String>>,
 }
 merge_by_key!(RawTls { ca, cert, key });
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct RawJetStream {
-    stream: Option<Spanned<String>>,
-    durable: Option<Spanned<String>>,
-    replicas: Option<Spanned<Value>>,
-}
-merge_by_key!(RawJetStream {
-    stream,
-    durable,
-    replicas
-});
 
 /// The default `subject_prefix`.
 pub const DEFAULT_SUBJECT_PREFIX: &str = "orch";
@@ -267,20 +232,26 @@ pub(crate) fn bridge(
         tls: raw.tls.as_ref().map(|tls| self::tls(c, tls, root)),
         export: patterns(c, "bridge.nats.export", raw.export.as_deref()),
         import: patterns(c, "bridge.nats.import", raw.import.as_deref()),
-        jetstream: raw.jetstream.as_ref().map(|js| jetstream(c, js)),
+        jetstream: raw
+            .jetstream
+            .as_ref()
+            .map(|js| crate::bridge_jetstream::jetstream(c, js)),
         serve: crate::bridge_requests::served(c, raw.serve.as_deref()),
         ask: patterns(c, "bridge.nats.ask", raw.ask.as_deref()),
         outbox: delivery::mailbox(c, "bridge.nats.outbox", raw.outbox.as_ref(), outbox_default),
         presence: None,
+        work: crate::bridge_work::groups(c, raw.work.as_deref()),
     };
     let presence = raw
         .presence
         .as_ref()
-        .map(|p| self::presence(c, p, &nats.subject_prefix));
+        .map(|p| crate::bridge_presence::presence(c, p, &nats.subject_prefix));
     let nats = NatsSettings { presence, ..nats };
+    crate::bridge_work::check_exports(c, &nats.work, &nats.export, &at);
     if nats.export.is_empty()
         && nats.import.is_empty()
         && nats.presence.is_none()
+        && nats.work.is_empty()
         && !crate::bridge_requests::any(&nats)
     {
         c.error(
@@ -364,7 +335,7 @@ fn without_userinfo(url: &str) -> String {
 
 /// A node or consumer name: letters, digits, `-` and `_`; `None` when empty
 /// (a `${VAR:-}` left unset: the default applies).
-fn name_token(c: &mut Checker, key: &str, raw: &Spanned<String>) -> Option<String> {
+pub(crate) fn name_token(c: &mut Checker, key: &str, raw: &Spanned<String>) -> Option<String> {
     let text = c.string(raw)?;
     let text = text.trim();
     if text.is_empty() {
@@ -569,72 +540,4 @@ fn existing_file(
         "give the path of the file, absolute or relative to the workspace root",
     );
     None
-}
-
-fn jetstream(c: &mut Checker, raw: &Spanned<RawJetStream>) -> JetStreamSettings {
-    let stream = match raw.value.stream.as_ref() {
-        Some(stream) => name_token(c, "bridge.nats.jetstream.stream", stream),
-        None => None,
-    };
-    let stream = stream.unwrap_or_else(|| {
-        c.error(
-            &raw.referenced,
-            "`bridge.nats.jetstream` names no `stream`",
-            "add `stream: ORCH_EVENTS` (created if missing, with the subjects `<prefix>.>`)",
-        );
-        String::new()
-    });
-    let durable = raw
-        .value
-        .durable
-        .as_ref()
-        .and_then(|d| name_token(c, "bridge.nats.jetstream.durable", d));
-    let replicas: usize = c.count(
-        "bridge.nats.jetstream.replicas",
-        raw.value.replicas.as_ref(),
-        1,
-    );
-    let replicas = match raw.value.replicas.as_ref() {
-        Some(at) if replicas > 5 => {
-            c.error(
-                &at.referenced,
-                format!("`bridge.nats.jetstream.replicas` is {replicas}, more than JetStream's 5"),
-                "write 1 for a single server, 3 for a cluster that survives the loss of one",
-            );
-            1
-        }
-        _ => replicas,
-    };
-    JetStreamSettings {
-        stream,
-        durable,
-        replicas,
-    }
-}
-
-/// `presence`: the bucket (a name token) and the TTL (at least 1s).
-fn presence(c: &mut Checker, raw: &Spanned<RawPresence>, prefix: &str) -> PresenceSettings {
-    let bucket = raw
-        .value
-        .bucket
-        .as_ref()
-        .and_then(|b| name_token(c, "bridge.nats.presence.bucket", b))
-        .unwrap_or_else(|| format!("{}_nodes", prefix.replace('.', "_")));
-    let ttl = c.duration(
-        "bridge.nats.presence.ttl",
-        raw.value.ttl.as_ref(),
-        DEFAULT_PRESENCE_TTL,
-    );
-    let ttl = match raw.value.ttl.as_ref() {
-        Some(at) if ttl < std::time::Duration::from_secs(1) => {
-            c.error(
-                &at.referenced,
-                "`bridge.nats.presence.ttl` is shorter than 1s",
-                "records are written every third of it: write at least `ttl: 1s` (default 6s)",
-            );
-            DEFAULT_PRESENCE_TTL
-        }
-        _ => ttl,
-    };
-    PresenceSettings { bucket, ttl }
 }

@@ -16,7 +16,10 @@
 //! `config/prod/` over the base files before they are validated as one.
 
 mod bridge;
+mod bridge_jetstream;
+mod bridge_presence;
 mod bridge_requests;
+mod bridge_work;
 mod check;
 mod delivery;
 mod environment;
@@ -31,8 +34,9 @@ mod webhook_url;
 
 pub use bridge::{
     BridgeSettings, DEFAULT_PRESENCE_TTL, DEFAULT_SUBJECT_PREFIX, JetStreamSettings, NatsAuth,
-    NatsSettings, NatsTls, PresenceSettings,
+    NatsSettings, NatsTls, PresenceSettings, WorkGroup,
 };
+pub use bridge_work::{DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT};
 pub(crate) use delivery::ModuleDefaults;
 pub use delivery::{CircuitBreakerSettings, DEFAULT_MAX_EVENT_BYTES, MailboxSettings, Overflow};
 pub use environment::environments;

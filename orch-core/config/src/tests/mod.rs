@@ -4,6 +4,7 @@
 
 mod bridge;
 mod bridge_requests;
+mod bridge_work;
 mod contracts;
 mod delivery;
 mod depends_on;
