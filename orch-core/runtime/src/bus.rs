@@ -16,70 +16,15 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use orch_sdk::topic;
 
+mod dead_letters;
 mod event;
 mod recipients;
+mod sink;
+mod work;
 
 pub use event::{BusEvent, Delivery};
 pub use recipients::Recipients;
-
-/// How a delivery may treat a full mailbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Never waits: a full mailbox whose policy is `block` answers
-    /// [`Delivered::WouldBlock`] (the bus then waits outside its lock).
-    Now,
-    /// May wait up to `timeouts.publish` for room (`block`).
-    Wait,
-    /// Never waits: with `block`, a full mailbox drops the event (timer ticks).
-    NoWait,
-    /// Always accepted: the answer to one of the module's requests (bounded
-    /// by the request table, never dropped).
-    Always,
-}
-
-/// What became of one delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivered {
-    /// The event waits in the mailbox.
-    Accepted,
-    /// A full mailbox dropped it (or an older event) as its policy says.
-    Dropped,
-    /// Full, and the policy is `block`: ask again with [`Admission::Wait`].
-    WouldBlock,
-    /// Full past `timeouts.publish`: the publish fails with this message.
-    Refused(String),
-    /// The sink is gone for good.
-    Gone,
-    /// An observer (`cargo orch tap`) saw it: never a recipient (it answers
-    /// no request) and never counted as delivered.
-    Observed,
-}
-
-/// Somewhere events are delivered: never runs subscriber code, and never
-/// waits unless asked to with [`Admission::Wait`].
-pub trait EventSink: Send + Sync {
-    /// Hands over one event.
-    fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered;
-}
-
-impl EventSink for crossbeam_channel::Sender<Arc<BusEvent>> {
-    fn deliver(&self, event: &Arc<BusEvent>, _admission: Admission) -> Delivered {
-        match self.send(Arc::clone(event)) {
-            Ok(()) => Delivered::Accepted,
-            Err(_) => Delivered::Gone,
-        }
-    }
-}
-
-/// An event a module did not get, on its way to `module.dead_letter`.
-pub struct DeadLetter {
-    /// The module that did not get it.
-    pub module: Arc<str>,
-    /// Why: an overflow policy, `circuit-open` or `stuck-handler`.
-    pub reason: &'static str,
-    /// The event.
-    pub event: Arc<BusEvent>,
-}
+pub use sink::{Admission, DeadLetter, Delivered, EventSink};
 
 /// How many dropped events wait to be published as dead letters; more are
 /// only counted (in `module.overflow`).
@@ -144,6 +89,9 @@ struct Registry {
     exact: HashMap<Box<str>, Vec<Target>>,
     /// Wildcard patterns, scanned on every publish (usually few).
     patterns: Vec<(Box<str>, Target)>,
+    /// Shared-work patterns and the sink their local publishes go to
+    /// alone (see [`Bus::divert`]).
+    diverted: Vec<(Box<str>, SubscriberId)>,
 }
 
 /// The event bus. Cheap to clone; all clones share one registry. Thread-safe.
@@ -275,48 +223,6 @@ impl Bus {
             .registry
             .write()
             .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Queues an event a full mailbox dropped, for `module.dead_letter`
-    /// (published after the current publish lets go of the registry).
-    pub fn dead_letter(&self, letter: DeadLetter) {
-        if letter.event.topic() != orch_sdk::events::MODULE_DEAD_LETTER {
-            let _ = self.shared.dead_letters.0.try_send(letter);
-        }
-    }
-
-    /// Publishes the queued dead letters, if any module subscribes to them.
-    fn flush_dead_letters(&self) {
-        if FLUSHING.with(std::cell::Cell::get) {
-            return;
-        }
-        FLUSHING.with(|f| f.set(true));
-        let topic = orch_sdk::events::MODULE_DEAD_LETTER;
-        let wanted = self.has_subscribers(topic);
-        for _ in 0..DEAD_LETTER_QUEUE {
-            let Ok(letter) = self.shared.dead_letters.1.try_recv() else {
-                break;
-            };
-            if !wanted {
-                continue;
-            }
-            let event = &letter.event;
-            // Best effort, and never waiting: dead letters may be published
-            // from the timer thread.
-            self.publish_system_nowait(&orch_sdk::events::ModuleDeadLetter {
-                data: serde_json::from_slice(event.payload()).unwrap_or_default(),
-                id: event.id,
-                name: letter.module.to_string(),
-                reason: letter.reason.to_owned(),
-                source: event
-                    .source
-                    .as_deref()
-                    .unwrap_or(orch_sdk::HOST_SOURCE)
-                    .to_owned(),
-                topic: event.topic().to_owned(),
-            });
-        }
-        FLUSHING.with(|f| f.set(false));
     }
 
     /// Whether any subscriber would receive an event on `topic`.
@@ -462,7 +368,9 @@ impl Bus {
     /// Removes `id` and all of its subscriptions: nothing is delivered to it afterwards.
     pub fn remove(&self, id: SubscriberId) {
         self.clear_subscriptions(id);
-        self.write().sinks.remove(&id);
+        let mut registry = self.write();
+        registry.sinks.remove(&id);
+        registry.diverted.retain(|(_, d)| *d != id);
     }
 
     /// Removes every subscriber and subscription.
@@ -591,6 +499,15 @@ impl Bus {
         let mut waiting: Vec<Target> = Vec::new();
         {
             let registry = self.read();
+            if let Some((id, sink)) = Self::diverted_to(&registry, &event) {
+                drop(registry);
+                match sink.deliver(&event, Admission::Wait) {
+                    Delivered::Accepted => report.delivered += 1,
+                    Delivered::Refused(message) => report.refuse(message),
+                    _ => tracing::debug!("shared work on '{}' not taken by {id:?}", event.topic()),
+                }
+                return report;
+            }
             let mut hand_over = |id: SubscriberId, sink: &Arc<dyn EventSink>| {
                 if let Some(recipients) = recipients {
                     recipients.note(id);

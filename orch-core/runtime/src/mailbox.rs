@@ -526,6 +526,10 @@ impl<C: Send + 'static> EventSink for MailboxSink<C> {
     fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered {
         self.0.admit(event, admission)
     }
+
+    fn room(&self) -> Option<usize> {
+        Some(self.0.capacity().saturating_sub(self.0.len()))
+    }
 }
 
 #[cfg(test)]
