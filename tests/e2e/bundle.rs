@@ -163,7 +163,7 @@ fn two_bundles_of_the_shipped_modules_are_byte_identical() {
     assert_eq!(file_in(&a, "config/main.yaml"), written);
     let manifest: serde_json::Value =
         serde_json::from_slice(&file_in(&a, "manifest.json")).expect("manifest JSON");
-    assert_eq!(manifest["abi_version"], 4);
+    assert_eq!(manifest["abi_version"], 5);
     assert!(
         manifest["rustc"]
             .as_str()

@@ -510,6 +510,12 @@ fn events_carry_their_id_source_and_time() {
                     .and_then(|value| value.parse().ok())
                     .unwrap_or_else(|| panic!("no {name} in {}", line.text))
             };
+            assert_eq!(
+                field("delivered"),
+                1,
+                "{isolation:?}: a new event: {}",
+                line.text
+            );
             let age = field("age_ms");
             assert!(
                 age < 60_000,

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 use std::marker::PhantomData;
 
 /// The ABI version this SDK speaks. Bumped on any change to the types in this file.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The version of this SDK crate, recorded in every module built with it.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -286,6 +286,10 @@ pub struct Envelope<'a> {
     /// For a request, the module that waits for the answer; empty otherwise
     /// (ABI v3).
     pub reply_to: RStr<'a>,
+    /// How many times the event has been delivered to this application: 1,
+    /// or more when the NATS bridge delivers a shared-work job again after a
+    /// node failed to acknowledge it (since ABI v5).
+    pub delivery_count: u32,
 }
 
 /// A module's static description and entry points, returned by [`ENTRY_SYMBOL`].

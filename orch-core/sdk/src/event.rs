@@ -4,7 +4,8 @@ use serde::de::DeserializeOwned;
 
 /// One delivered event: a topic and its JSON payload, borrowed for the
 /// callback, and the envelope the host set when it was published: an id, the
-/// source module (or `host`) and the publish time.
+/// source module (or `host`), the publish time and how many times it has been
+/// delivered.
 #[derive(Debug, Clone, Copy)]
 pub struct Event<'a> {
     topic: &'a str,
@@ -12,6 +13,7 @@ pub struct Event<'a> {
     id: u64,
     source: &'a str,
     published_at_ms: u64,
+    delivery_count: u32,
     exchange: Exchange<'a>,
 }
 
@@ -117,6 +119,7 @@ impl<'a> Event<'a> {
             id,
             source,
             published_at_ms,
+            delivery_count: 1,
             exchange: Exchange::default(),
         }
     }
@@ -124,6 +127,14 @@ impl<'a> Event<'a> {
     /// The same event with its part in a request/reply exchange.
     pub fn with_exchange(mut self, exchange: Exchange<'a>) -> Self {
         self.exchange = exchange;
+        self
+    }
+
+    /// The same event, delivered for the `count`th time (see
+    /// [`Event::delivery_count`]); a `count` of 0 counts as 1. The host sets
+    /// it; a test builds a redelivered event with it.
+    pub fn with_delivery_count(mut self, count: u32) -> Self {
+        self.delivery_count = count.max(1);
         self
     }
 
@@ -170,6 +181,39 @@ impl<'a> Event<'a> {
     /// When it was published.
     pub fn published_at(&self) -> std::time::SystemTime {
         std::time::UNIX_EPOCH + std::time::Duration::from_millis(self.published_at_ms)
+    }
+
+    /// How many times this event has been delivered to this application: 1
+    /// for nearly every event, more when the NATS bridge delivers a
+    /// shared-work job again after a node failed to acknowledge it.
+    ///
+    /// A job from a JetStream import is acknowledged only once every local
+    /// handler has returned. When the node that took it dies (or stops)
+    /// before that, NATS hands the same job to another node, whose handler
+    /// then sees `delivery_count() == 2`, and 3 if that node fails too. The
+    /// first attempt may have done part of its work, so a handler whose work
+    /// must happen once checks before it repeats it:
+    ///
+    /// ```
+    /// use orch_sdk::Event;
+    ///
+    /// fn charge(event: &Event) -> bool {
+    ///     if event.delivery_count() > 1 {
+    ///         // Delivered again: an earlier attempt may have charged already.
+    ///         // Look the order up before charging (an idempotency key).
+    ///         return false;
+    ///     }
+    ///     true
+    /// }
+    ///
+    /// let first = Event::new("billing.charge", br#"{"order":7}"#);
+    /// assert_eq!(first.delivery_count(), 1);
+    /// assert!(charge(&first));
+    /// let again = first.with_delivery_count(2);
+    /// assert!(!charge(&again));
+    /// ```
+    pub fn delivery_count(&self) -> u32 {
+        self.delivery_count
     }
 
     /// The topic, for example `test.ping`.

@@ -461,7 +461,8 @@ unsafe extern "C" fn on_event<T: Module>(
                 kind,
                 request_id: envelope.request_id,
                 reply_to,
-            });
+            })
+            .with_delivery_count(envelope.delivery_count);
             module.on_event(&mut Context::new(host, None), &event)
         })
     }

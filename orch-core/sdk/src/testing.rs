@@ -412,13 +412,53 @@ impl<M: Module> ModuleHarness<M> {
     /// Delivers an event as the host would: only if the module subscribed to it.
     /// Returns `Ok(false)` when it was not delivered.
     pub fn deliver<T: Serialize + ?Sized>(&mut self, topic: &str, data: &T) -> crate::Result<bool> {
+        self.redeliver(topic, data, 1)
+    }
+
+    /// As [`ModuleHarness::deliver`], with the event's
+    /// [`Event::delivery_count`] set to `delivery_count` (as when the NATS
+    /// bridge delivers a shared-work job again), to test that a handler is
+    /// idempotent. Returns `Ok(false)` when it was not delivered.
+    ///
+    /// ```
+    /// use orch_sdk::prelude::*;
+    /// use orch_sdk::testing::ModuleHarness;
+    ///
+    /// #[derive(Default)]
+    /// struct Jobs;
+    /// impl Module for Jobs {
+    ///     fn initialize(&mut self, ctx: &mut Context, _: &Config) -> Result<()> {
+    ///         ctx.subscribe("jobs.run")
+    ///     }
+    ///     fn on_event(&mut self, ctx: &mut Context, event: &Event) -> Result<()> {
+    ///         let attempt = event.delivery_count();
+    ///         ctx.publish("jobs.attempt", &serde_json::json!({ "attempt": attempt }))
+    ///     }
+    /// }
+    ///
+    /// let mut harness = ModuleHarness::new(Jobs);
+    /// harness.initialize(serde_json::json!({})).unwrap();
+    /// harness.start().unwrap();
+    /// harness.deliver("jobs.run", &serde_json::json!({})).unwrap();
+    /// harness.redeliver("jobs.run", &serde_json::json!({}), 2).unwrap();
+    /// assert_eq!(
+    ///     harness.host().published_on("jobs.attempt"),
+    ///     vec![serde_json::json!({"attempt": 1}), serde_json::json!({"attempt": 2})]
+    /// );
+    /// ```
+    pub fn redeliver<T: Serialize + ?Sized>(
+        &mut self,
+        topic: &str,
+        data: &T,
+        delivery_count: u32,
+    ) -> crate::Result<bool> {
         if !self.host.is_subscribed(topic) {
             return Ok(false);
         }
         let payload = serde_json::to_vec(data)?;
         self.module.on_event(
             &mut Context::new(&self.host, None),
-            &Event::new(topic, &payload),
+            &Event::new(topic, &payload).with_delivery_count(delivery_count),
         )?;
         Ok(true)
     }

@@ -39,6 +39,9 @@ pub struct EventFrame {
     pub source: String,
     /// When it was published, in milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// How many times it has been delivered to the application: 1, or more
+    /// for a job the NATS bridge delivers again (never 0).
+    pub delivery_count: u32,
     /// Its part in a request/reply exchange.
     pub kind: EventKind,
     /// The request it is or answers (0 for a plain event).
@@ -264,6 +267,7 @@ impl Frame {
                 buf.extend_from_slice(&event.kind.code().to_le_bytes());
                 buf.extend_from_slice(&event.request_id.to_le_bytes());
                 put(&mut buf, event.reply_to.as_bytes());
+                buf.extend_from_slice(&event.delivery_count.to_le_bytes());
             }
             Frame::SaveState => buf.push(SAVE_STATE),
             Frame::Shutdown => buf.push(SHUTDOWN),
@@ -404,6 +408,10 @@ impl Frame {
                     .ok_or(ProtocolError::Malformed("event kind"))?,
                 request_id: f.u64()?,
                 reply_to: f.text()?,
+                delivery_count: match f.u32()? {
+                    0 => return Err(ProtocolError::Malformed("event delivered 0 times")),
+                    count => count,
+                },
             }),
             SAVE_STATE => Frame::SaveState,
             SHUTDOWN => Frame::Shutdown,

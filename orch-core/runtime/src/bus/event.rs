@@ -19,6 +19,10 @@ pub struct BusEvent {
     pub id: u64,
     /// When it was published, in milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// How many times this event has been delivered to this application: 1,
+    /// or more when the NATS bridge delivers a shared-work job again after a
+    /// node failed to acknowledge it.
+    pub delivery_count: u32,
     /// What it is in a request/reply exchange ([`EventKind::Publish`] for a
     /// plain event).
     pub kind: EventKind,
@@ -43,6 +47,7 @@ impl std::fmt::Debug for BusEvent {
             .field("payload_bytes", &self.payload().len())
             .field("source", &self.source)
             .field("id", &self.id)
+            .field("delivery_count", &self.delivery_count)
             .field("kind", &self.kind)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
@@ -71,6 +76,10 @@ pub struct Delivery<'a> {
     pub source: &'a str,
     /// When it was published, in milliseconds since the Unix epoch.
     pub published_at_ms: u64,
+    /// How many times it has been delivered to this application (1, or more
+    /// for a job the NATS bridge delivers again); see
+    /// [`BusEvent::delivery_count`].
+    pub delivery_count: u32,
     /// Its part in a request/reply exchange.
     pub exchange: Exchange<'a>,
 }
@@ -84,6 +93,7 @@ impl<'a> Delivery<'a> {
             id: 0,
             source: "",
             published_at_ms: now_ms(),
+            delivery_count: 1,
             exchange: Exchange::default(),
         }
     }
@@ -111,6 +121,7 @@ impl BusEvent {
             source,
             id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
             published_at_ms: now_ms(),
+            delivery_count: 1,
             kind: EventKind::Publish,
             request_id: 0,
             reply_to: None,
@@ -123,6 +134,14 @@ impl BusEvent {
     /// (see the field's documentation). `done` must not block.
     pub fn when_done(mut self, done: impl FnOnce() + Send + Sync + 'static) -> Self {
         self.on_done = Some(Box::new(done));
+        self
+    }
+
+    /// The same event, delivered to this application for the `count`th time
+    /// (the NATS bridge sets it on a job it delivers again); a `count` of 0
+    /// counts as 1.
+    pub fn delivered_times(mut self, count: u32) -> Self {
+        self.delivery_count = count.max(1);
         self
     }
 
@@ -166,6 +185,7 @@ impl BusEvent {
             id: self.id,
             source: self.source.as_deref().unwrap_or(""),
             published_at_ms: self.published_at_ms,
+            delivery_count: self.delivery_count,
             exchange: Exchange {
                 kind: self.kind,
                 request_id: self.request_id,

@@ -18,6 +18,7 @@ impl From<Delivery<'_>> for EventFrame {
             id: event.id,
             source: event.source.to_owned(),
             published_at_ms: event.published_at_ms,
+            delivery_count: event.delivery_count,
             kind: event.exchange.kind,
             request_id: event.exchange.request_id,
             reply_to: event.exchange.reply_to.to_owned(),
@@ -35,6 +36,7 @@ impl<'a> From<&'a EventFrame> for Delivery<'a> {
             id: frame.id,
             source: &frame.source,
             published_at_ms: frame.published_at_ms,
+            delivery_count: frame.delivery_count,
             exchange: Exchange {
                 kind: frame.kind,
                 request_id: frame.request_id,
@@ -56,6 +58,7 @@ mod tests {
             id: 42,
             source: "producer",
             published_at_ms: 1_700_000_000_000,
+            delivery_count: 3,
             exchange: Exchange {
                 kind: orch_sdk::EventKind::Request,
                 request_id: 9,

@@ -59,6 +59,7 @@ mod tests {
             id: u64::try_from(n).unwrap_or(0),
             source: "producer".into(),
             published_at_ms: 0,
+            delivery_count: 1,
             kind: orch_sdk::EventKind::Publish,
             request_id: 0,
             reply_to: String::new(),

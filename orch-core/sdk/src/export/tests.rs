@@ -183,6 +183,7 @@ fn every_entry_point_turns_errors_and_panics_into_statuses() {
                     kind: crate::abi::KIND_PUBLISH,
                     request_id: 0,
                     reply_to: RStr::new(""),
+                    delivery_count: 1,
                 },
                 ByteSink::to_vec(&mut err),
             );
@@ -217,4 +218,62 @@ fn create_refuses_a_host_of_another_abi_version() {
     assert_eq!(status, STATUS_ERROR);
     assert!(instance.is_null());
     assert!(text(&err).contains(&format!("host speaks ABI v{}", ABI_VERSION + 1)));
+}
+
+/// Keeps the delivery count of the last event it handled as its state.
+#[derive(Default)]
+struct Redelivered {
+    last_count: u32,
+}
+
+impl Module for Redelivered {
+    fn initialize(&mut self, _: &mut Context, _: &Config) -> Result<()> {
+        Ok(())
+    }
+    fn on_event(&mut self, _: &mut Context, event: &Event) -> Result<()> {
+        self.last_count = event.delivery_count();
+        Ok(())
+    }
+    fn save_state(&mut self, _: &mut Context) -> Result<Option<serde_json::Value>> {
+        Ok(Some(serde_json::json!(self.last_count)))
+    }
+}
+
+#[test]
+fn the_envelope_delivery_count_reaches_the_handler_and_zero_counts_as_one() {
+    let descriptor = descriptor::<Redelivered>("redelivered");
+    let mut instance = std::ptr::null_mut();
+    let mut err = Vec::new();
+    // SAFETY: as in the test above.
+    unsafe {
+        let status = (descriptor.create)(&HOST, &mut instance, ByteSink::to_vec(&mut err));
+        assert_eq!(status, STATUS_OK, "{}", text(&err));
+        for (sent, seen) in [(3, b"3"), (0, b"1")] {
+            let status = (descriptor.on_event)(
+                instance,
+                RStr::new("jobs.resize"),
+                RBytes::new(b"{}"),
+                Envelope {
+                    id: 1,
+                    published_at_ms: 0,
+                    source: RStr::new("web"),
+                    kind: crate::abi::KIND_PUBLISH,
+                    request_id: 0,
+                    reply_to: RStr::new(""),
+                    delivery_count: sent,
+                },
+                ByteSink::to_vec(&mut err),
+            );
+            assert_eq!(status, STATUS_OK, "{}", text(&err));
+            let mut state = Vec::new();
+            let status = (descriptor.save_state)(
+                instance,
+                ByteSink::to_vec(&mut state),
+                ByteSink::to_vec(&mut err),
+            );
+            assert_eq!(status, STATUS_OK);
+            assert_eq!(state, seen, "delivered {sent} times");
+        }
+        (descriptor.destroy)(instance);
+    }
 }

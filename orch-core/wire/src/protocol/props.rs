@@ -70,15 +70,21 @@ fn event() -> impl Strategy<Value = EventFrame> {
     (
         (text(), bytes(), any::<u64>(), text()),
         (any::<u64>(), event_kind(), any::<u64>(), text()),
+        prop_oneof![Just(1u32), 1u32..=u32::MAX],
     )
         .prop_map(
-            |((topic, payload, id, source), (published_at_ms, kind, request_id, reply_to))| {
+            |(
+                (topic, payload, id, source),
+                (published_at_ms, kind, request_id, reply_to),
+                delivery_count,
+            )| {
                 EventFrame {
                     topic,
                     payload,
                     id,
                     source,
                     published_at_ms,
+                    delivery_count,
                     kind,
                     request_id,
                     reply_to,

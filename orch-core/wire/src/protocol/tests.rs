@@ -17,6 +17,7 @@ fn all() -> Vec<Frame> {
             id: 42,
             source: "mod-dummy-producer".into(),
             published_at_ms: 1_700_000_000_123,
+            delivery_count: 1,
             kind: EventKind::Publish,
             request_id: 0,
             reply_to: String::new(),
@@ -27,6 +28,7 @@ fn all() -> Vec<Frame> {
             id: 43,
             source: "client".into(),
             published_at_ms: 1,
+            delivery_count: 3,
             kind: EventKind::Request,
             request_id: 9 << 40 | 1,
             reply_to: "client".into(),
@@ -105,12 +107,45 @@ fn event_bytes_are_carried_unchanged() {
         id: 1,
         source: String::new(),
         published_at_ms: 0,
+        delivery_count: 1,
         kind: EventKind::Publish,
         request_id: 0,
         reply_to: String::new(),
     });
     let bytes = frame.encode();
     assert!(bytes.windows(payload.len()).any(|w| w == payload));
+}
+
+#[test]
+fn the_delivery_count_round_trips_and_is_never_zero() {
+    let event = |delivery_count| {
+        Frame::Event(EventFrame {
+            topic: "jobs.resize".into(),
+            payload: b"{}".to_vec(),
+            id: 5,
+            source: "web".into(),
+            published_at_ms: 9,
+            delivery_count,
+            kind: EventKind::Publish,
+            request_id: 0,
+            reply_to: String::new(),
+        })
+    };
+    for count in [1, 3, u32::MAX] {
+        let bytes = event(count).encode();
+        let Ok(Frame::Event(back)) = Frame::decode(&bytes[4..]) else {
+            panic!("delivered {count} times: not an event frame");
+        };
+        assert_eq!(back.delivery_count, count);
+    }
+    // The count is the frame's last field: 0 there is refused.
+    let mut zero = event(1).encode();
+    let at = zero.len() - 4;
+    zero[at..].copy_from_slice(&0u32.to_le_bytes());
+    assert!(matches!(
+        Frame::decode(&zero[4..]),
+        Err(ProtocolError::Malformed(_))
+    ));
 }
 
 #[test]

@@ -18,6 +18,7 @@ fn event(n: usize, payload: usize) -> Frame {
         id: n as u64,
         source: "producer".into(),
         published_at_ms: 0,
+        delivery_count: 1,
         kind: orch_sdk::EventKind::Publish,
         request_id: 0,
         reply_to: String::new(),

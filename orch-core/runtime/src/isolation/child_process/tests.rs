@@ -84,6 +84,7 @@ fn parent_only() -> Vec<Frame> {
         id: 1,
         source: String::new(),
         published_at_ms: 0,
+        delivery_count: 1,
         kind: orch_sdk::EventKind::Publish,
         request_id: 0,
         reply_to: String::new(),

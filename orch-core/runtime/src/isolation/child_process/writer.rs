@@ -176,6 +176,7 @@ mod tests {
             id: 1,
             source: String::new(),
             published_at_ms: 0,
+            delivery_count: 1,
             kind: orch_sdk::EventKind::Publish,
             request_id: 0,
             reply_to: String::new(),
