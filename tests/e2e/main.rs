@@ -29,3 +29,4 @@ mod singleton;
 mod surfaces;
 mod test_cmd;
 mod watch;
+mod work;

@@ -203,6 +203,7 @@ async fn judge(
     Some(Delivery {
         event: Arc::new(event.when_done(on_done)),
         refused: Some(Box::new(on_refused)),
+        job: None,
     })
 }
 

@@ -155,13 +155,39 @@ pub fn arrived<'a>(
     me: &Identity,
     is_topic: impl FnOnce(&str) -> Result<(), String>,
 ) -> Result<Arrived<'a>, Skip> {
+    read(subject, headers, prefix, Some(me), is_topic)
+}
+
+/// Like [`arrived`], for a shared-work job: one this node published is
+/// handled here like any other (the queue gives every job to one node).
+pub fn job<'a>(
+    subject: &'a str,
+    headers: Option<&'a HeaderMap>,
+    prefix: &str,
+    is_topic: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<Arrived<'a>, Skip> {
+    read(subject, headers, prefix, None, is_topic)
+}
+
+/// Reads a message; `me`: skip this node's own events.
+fn read<'a>(
+    subject: &'a str,
+    headers: Option<&'a HeaderMap>,
+    prefix: &str,
+    me: Option<&Identity>,
+    is_topic: impl FnOnce(&str) -> Result<(), String>,
+) -> Result<Arrived<'a>, Skip> {
     let (envelope, message_id) = headers.map_or((None, None), read_headers);
     let message_id = message_id.filter(|v| !v.is_empty());
     if let Some(id) = message_id {
         caps::message_id(id).map_err(|e| Skip::Malformed(format!("Nats-Msg-Id: {e}")))?;
     }
     let fields = envelope.map(fields).transpose().map_err(Skip::Malformed)?;
-    if let Some(fields) = fields.as_ref().filter(|f| f.origin == me.name) {
+    if let Some((fields, me)) = fields
+        .as_ref()
+        .zip(me)
+        .filter(|(f, me)| f.origin == me.name)
+    {
         // A message of an earlier run of this node (JetStream keeps them) was
         // published before this one started; one published since by another
         // incarnation comes from a namesake.

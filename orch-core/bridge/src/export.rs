@@ -61,6 +61,7 @@ pub async fn run(
     mut batches: Receiver<Vec<Arc<BusEvent>>>,
     target: Target,
     prefix: String,
+    work: Vec<orch_config::WorkGroup>,
     me: Identity,
     stats: Arc<ExportStats>,
     fences: orch_runtime::lease::Fences,
@@ -74,7 +75,7 @@ pub async fn run(
         too_large_said: Pacer::new(TOO_LARGE_SAID_EVERY),
         bad_source_said: Pacer::new(TOO_LARGE_SAID_EVERY),
     };
-    let mut subjects = Subjects::new(prefix);
+    let mut subjects = Subjects::new(prefix, work);
     let mut window: VecDeque<InFlight> = VecDeque::new();
     while let Some(batch) = batches.recv().await {
         for event in batch {
@@ -135,24 +136,30 @@ impl AsRef<[u8]> for PayloadOf {
     }
 }
 
-/// The subject of each exported topic, made once (a bounded memory).
+/// The subject of each exported topic, made once (a bounded memory): a
+/// job's is its work group's (see [`crate::work`]).
 struct Subjects {
     prefix: String,
+    work: Vec<orch_config::WorkGroup>,
     made: HashMap<Box<str>, Subject>,
 }
 
 impl Subjects {
-    fn new(prefix: String) -> Self {
+    fn new(prefix: String, work: Vec<orch_config::WorkGroup>) -> Self {
         Self {
             prefix,
+            work,
             made: HashMap::new(),
         }
     }
 
     fn of(&mut self, topic: &str) -> Subject {
-        let prefix = &self.prefix;
+        let (prefix, work) = (&self.prefix, &self.work);
         names::remembered(&mut self.made, topic, || {
-            Subject::from(envelope::subject(prefix, topic))
+            match crate::work::group_of(work, topic) {
+                Some(group) => Subject::from(crate::work::subject(prefix, &group.group, topic)),
+                None => Subject::from(envelope::subject(prefix, topic)),
+            }
         })
     }
 }

@@ -76,6 +76,8 @@ pub struct Importer {
     pub local_fences: orch_runtime::lease::Fences,
     /// Counts and reports refusals.
     pub refusals: Arc<Refusals>,
+    /// Shared work: this node's own events are jobs like any other.
+    pub jobs: bool,
 }
 
 /// Messages waiting for the delivery thread, at most.
@@ -90,6 +92,11 @@ pub(crate) struct Delivery {
     pub(crate) event: Arc<BusEvent>,
     /// Told when the local bus refused it, with why (JetStream).
     pub(crate) refused: Option<Box<dyn FnOnce(Refused) + Send>>,
+    /// A shared-work job: one no local subscriber took is refused (for
+    /// now: another node may have one), never dropped as handled. Its
+    /// counter of jobs on their way to a mailbox goes down once the bus
+    /// had it.
+    pub(crate) job: Option<Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// A delivery the local bus refused: what the bus said, and what becomes
@@ -131,7 +138,22 @@ pub(crate) fn spawn_delivery(
 /// (acknowledged) before the refusal could ask for it again.
 fn deliver(bus: &Bus, stats: &ImportStats, refusals: &Refusals, delivery: Delivery) {
     let event = delivery.event;
-    match bus.publish_imported(Arc::clone(&event)) {
+    let published = bus.publish_imported(Arc::clone(&event));
+    if let Some(on_the_way) = &delivery.job {
+        on_the_way.fetch_sub(1, Ordering::AcqRel);
+    }
+    match published {
+        Ok(0) if delivery.job.is_some() => {
+            if let Some(refused) = delivery.refused {
+                refused(Refused {
+                    error: BusError::Refused(format!(
+                        "no local module subscribes to '{}' now",
+                        event.topic()
+                    )),
+                    refusal: Refusal::Transient,
+                });
+            }
+        }
         Ok(_) => {
             stats.delivered.fetch_add(1, Ordering::Relaxed);
         }
@@ -203,9 +225,12 @@ impl Importer {
         track: bool,
     ) -> Verdict {
         let mut names = lock(&self.names);
-        let arrived = envelope::arrived(subject, headers, &self.prefix, &self.me, |topic| {
-            names.check_topic(topic)
-        });
+        let is_topic = |topic: &str| names.check_topic(topic);
+        let arrived = if self.jobs {
+            envelope::job(subject, headers, &self.prefix, is_topic)
+        } else {
+            envelope::arrived(subject, headers, &self.prefix, &self.me, is_topic)
+        };
         let arrived = match arrived {
             Ok(arrived) => arrived,
             Err(Skip::OwnEvent) => {
@@ -357,6 +382,7 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
                     Verdict::Deliver { event, .. } => Some(Delivery {
                         event: Arc::new(event),
                         refused: None,
+                        job: None,
                     }),
                     Verdict::Done | Verdict::Refuse | Verdict::InHand => None,
                 }

@@ -21,6 +21,8 @@
 //!   [`refusal`] tells lasting refusals (terminated) from passing ones;
 //! - [`connection`]: reconnects with back-off for ever, and says so on the bus
 //!   (`bridge.connected` / `bridge.disconnected`);
+//! - [`work`]: shared work, each job of a group handled by one node of
+//!   those whose modules subscribe to it;
 //! - [`presence`]: with `presence:`, this node's record in a key-value bucket
 //!   with a TTL, the others' watched (`bridge.node_joined` /
 //!   `bridge.node_lost`), and the cluster view `cargo orch status --cluster`
@@ -47,6 +49,7 @@ pub mod requests;
 mod service;
 pub mod stats;
 pub mod stream;
+pub mod work;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -102,6 +105,8 @@ pub struct Bridge {
     view: Arc<std::sync::Mutex<presence::View>>,
     /// Requests across nodes (`serve`, `ask`): see [`requests`].
     requests: requests::Plan,
+    /// Shared work's counters, per group.
+    work: work::AllStats,
 }
 
 /// What the bridge reports of the node in its presence record.
@@ -148,15 +153,35 @@ impl Bridge {
         let (forward, events) = mpsc::channel::<Vec<Arc<BusEvent>>>(HAND_OVER);
         let mailbox = Mailbox::new("bridge".into(), settings.outbox, publish_timeout);
         let exported = Arc::new(ExportStats::default());
+        let work_topics = settings.work.iter().flat_map(|g| g.topics.iter().cloned());
+        let outbox_topics: Vec<String> =
+            settings.export.iter().cloned().chain(work_topics).collect();
         let outbox = Outbox::open(
             bus,
             mailbox,
             timers,
-            &settings.export,
+            &outbox_topics,
             Arc::clone(&link),
             forward,
             Arc::clone(&exported),
         )?;
+        for topic in settings.work.iter().flat_map(|g| &g.topics) {
+            bus.divert(outbox.subscriber(), topic)
+                .map_err(|e| BridgeError::Config(format!("work topic '{topic}': {e}")))?;
+        }
+        let durable_work = settings.jetstream.is_some();
+        let work: work::AllStats = Arc::new(
+            settings
+                .work
+                .iter()
+                .map(|g| {
+                    (
+                        g.group.clone(),
+                        Arc::new(work::WorkStats::new(g, durable_work)),
+                    )
+                })
+                .collect(),
+        );
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .max_blocking_threads(4)
@@ -180,6 +205,7 @@ impl Bridge {
             bus: bus.clone(),
             exported: Arc::clone(&exported),
             imported: Arc::clone(&imported),
+            work: Arc::clone(&work),
         };
         let thread = std::thread::Builder::new()
             .name("orch-bridge".into())
@@ -198,6 +224,25 @@ impl Bridge {
             settings.export.join(", "),
             settings.import.join(", "),
         );
+        for group in &settings.work {
+            if durable_work {
+                tracing::info!(
+                    "[BRIDGE] work group '{}' [{}]: one node takes each job (JetStream: at \
+                     least once, at most {} held here)",
+                    group.group,
+                    group.topics.join(", "),
+                    group.max_in_flight
+                );
+            } else {
+                tracing::warn!(
+                    "[BRIDGE] work group '{}' [{}]: one node takes each job through a core NATS \
+                     queue group, at most once: a job held by a node that stops or dies is \
+                     lost (add `jetstream:` for at least once)",
+                    group.group,
+                    group.topics.join(", ")
+                );
+            }
+        }
         Ok(Self {
             node,
             link,
@@ -211,6 +256,7 @@ impl Bridge {
             imported,
             view,
             requests,
+            work,
         })
     }
 
@@ -241,6 +287,7 @@ impl Bridge {
             imported: Arc::clone(&self.imported),
             view: Arc::clone(&self.view),
             requests: self.request_stats_shared(),
+            work: Arc::clone(&self.work),
         }
     }
 
@@ -317,6 +364,8 @@ struct Run {
     imported: Arc<ImportStats>,
     /// What serving and asking requests needs, once wired.
     requests: oneshot::Receiver<requests::Setup>,
+    /// Shared work's counters, per group.
+    work: work::AllStats,
 }
 
 impl Run {
@@ -347,6 +396,17 @@ impl Run {
         ));
         let prefix = self.settings.subject_prefix.clone();
         let holder = format!("{}:{}", self.me.name, self.me.incarnation);
+        let import_go = futures_util::FutureExt::shared(import_go);
+        let jobs = work::Jobs {
+            settings: self.settings.clone(),
+            client: client.clone(),
+            bus: self.bus.clone(),
+            me: self.me.clone(),
+            imported: Arc::clone(&self.imported),
+            fences: self.info.fences.clone(),
+            stats: Arc::clone(&self.work),
+        }
+        .run(import_go.clone(), import_stopped.clone());
         let work = async {
             let (target, stream) = match &self.settings.jetstream {
                 Some(js) => {
@@ -360,6 +420,7 @@ impl Run {
                 events,
                 target,
                 prefix.clone(),
+                self.settings.work.clone(),
                 self.me.clone(),
                 Arc::clone(&self.exported),
                 self.info.fences.clone(),
@@ -400,6 +461,7 @@ impl Run {
                     fences_seen: std::sync::Mutex::default(),
                     local_fences: self.info.fences.clone(),
                     refusals: Arc::new(refusal::Refusals::new(Arc::clone(&self.imported))),
+                    jobs: false,
                 };
                 let patterns = self.settings.import.clone();
                 let run = async {
@@ -457,7 +519,11 @@ impl Run {
                 futures_util::future::join_all(holders).await;
                 std::future::pending::<()>().await
             };
-            futures_util::future::join5(export, import, presence, requests, leases).await;
+            futures_util::future::join(
+                futures_util::future::join5(export, import, presence, requests, leases),
+                jobs,
+            )
+            .await;
         };
         futures_util::future::select(Box::pin(work), Box::pin(until_set(stopped))).await;
         if let Some(settings) = &self.settings.presence {
@@ -503,7 +569,7 @@ async fn warn_until_connected(link: Arc<Link>, servers: String) {
 }
 
 /// Resolves once `flag` is set (or its sender is gone).
-async fn until_set(mut flag: watch::Receiver<bool>) {
+pub(crate) async fn until_set(mut flag: watch::Receiver<bool>) {
     while !*flag.borrow() {
         if flag.changed().await.is_err() {
             return;

@@ -21,6 +21,7 @@ pub struct BridgeProbe {
     pub(crate) imported: Arc<ImportStats>,
     pub(crate) view: Arc<std::sync::Mutex<crate::presence::View>>,
     pub(crate) requests: Arc<crate::requests::RequestStats>,
+    pub(crate) work: crate::work::AllStats,
 }
 
 impl BridgeStatus for BridgeProbe {
@@ -47,6 +48,11 @@ impl BridgeStatus for BridgeProbe {
             outbox_capacity: self.outbox.as_ref().map_or(0, Mailbox::capacity),
             nodes: self.view.lock().unwrap_or_else(|e| e.into_inner()).nodes(),
             requests: self.requests.counts(),
+            work: self
+                .work
+                .iter()
+                .map(|(group, stats)| stats.counts(group))
+                .collect(),
         }
     }
 }

@@ -26,7 +26,7 @@ mod tests;
 
 pub use bridge::{
     BridgeSnapshot, BridgeStatus, ClusterNode, MAX_RECORD_MODULES, MAX_RECORD_TEXT, NodeModule,
-    NodeRecord, RequestCounts,
+    NodeRecord, RequestCounts, WorkCounts,
 };
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
 pub use custom::{CustomMetric, CustomMetrics, MetricNames};

@@ -115,6 +115,24 @@ pub fn render(report: &StatusReport) -> String {
                 r.malformed
             );
         }
+        for w in &b.work {
+            let _ = writeln!(
+                out,
+                "work group {} ({}): {} taken, {} handled, {} held (peak {} of {}), {} \
+                 redelivered, {} repeats, {} refused, {} dead letters",
+                one_line(&w.group),
+                if w.durable { "JetStream" } else { "core NATS" },
+                w.taken,
+                w.handled,
+                w.in_flight,
+                w.in_flight_peak,
+                w.max_in_flight,
+                w.redelivered,
+                w.repeats,
+                w.refused,
+                w.dead_letters
+            );
+        }
     }
     out
 }

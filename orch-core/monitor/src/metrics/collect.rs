@@ -336,6 +336,34 @@ impl HostCollector {
                 .encode_family(&[("kind", kind)])?
                 .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
         }
+        if b.work.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "orch_bridge_work",
+            "Shared work on this node, by group and kind: taken, handled, redelivered, repeats \
+             (redeliveries of jobs handled already), refused, dead_letters.",
+            None,
+            MetricType::Counter,
+        )?;
+        for w in &b.work {
+            for (kind, value) in w.named() {
+                family
+                    .encode_family(&[("group", w.group.as_str()), ("kind", kind)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "orch_bridge_work_in_flight",
+            "Jobs of a work group this node holds now (taken, not yet handled).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for w in &b.work {
+            family
+                .encode_family(&[("group", w.group.as_str())])?
+                .encode_gauge(&i64::try_from(w.in_flight).unwrap_or(i64::MAX))?;
+        }
         Ok(())
     }
 }

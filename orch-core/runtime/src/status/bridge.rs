@@ -55,6 +55,52 @@ pub struct BridgeSnapshot {
     /// Requests across nodes (`serve`, `ask`).
     #[serde(default)]
     pub requests: RequestCounts,
+    /// Shared work (`work:`), one entry per group.
+    #[serde(default)]
+    pub work: Vec<WorkCounts>,
+}
+
+/// What one shared-work group did on this node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WorkCounts {
+    /// The group's name.
+    pub group: String,
+    /// JetStream (at least once) or a core NATS queue group (at most once).
+    pub durable: bool,
+    /// Jobs taken from the broker.
+    pub taken: u64,
+    /// Jobs whose handlers let go (acknowledged).
+    pub handled: u64,
+    /// Jobs taken on a second or later delivery.
+    pub redelivered: u64,
+    /// Redeliveries of jobs already handled (here or on another node): not
+    /// handled again.
+    pub repeats: u64,
+    /// Jobs a local mailbox refused (each try; offered again later).
+    pub refused: u64,
+    /// Jobs given up after their last delivery, sent to the dead-letter
+    /// subject.
+    pub dead_letters: u64,
+    /// Jobs held now: taken and not yet handled.
+    pub in_flight: u64,
+    /// The most jobs held at once.
+    pub in_flight_peak: u64,
+    /// `max_in_flight`.
+    pub max_in_flight: u64,
+}
+
+impl WorkCounts {
+    /// The counters with their names, for the metrics.
+    pub fn named(&self) -> [(&'static str, u64); 6] {
+        [
+            ("taken", self.taken),
+            ("handled", self.handled),
+            ("redelivered", self.redelivered),
+            ("repeats", self.repeats),
+            ("refused", self.refused),
+            ("dead_letters", self.dead_letters),
+        ]
+    }
 }
 
 /// The counters of requests across nodes.
