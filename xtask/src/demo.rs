@@ -52,6 +52,30 @@ const TAIL_LINES: usize = 40;
 pub struct Options {
     /// How many times to run the demo (at least 1).
     pub repeat: u32,
+    /// Only this part (all of them when `None`).
+    pub only: Option<Part>,
+}
+
+/// Runs one part of the demo from the workspace root.
+type PartRun = fn(&Path) -> Result<Tally>;
+
+/// A part of the demo, to run alone (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// The main story: run, edit, reload (`--repeat` times).
+    Core,
+    /// `cargo orch test`.
+    Test,
+    /// `cargo orch new`.
+    New,
+    /// The watcher.
+    Watch,
+    /// Process isolation.
+    Isolation,
+    /// Two orchestrators through NATS.
+    Bridge,
+    /// Three nodes: presence, shared work, a singleton.
+    Cluster,
 }
 
 /// Runs the demo `options.repeat` times; `Ok(true)` when every check of every run
@@ -63,20 +87,26 @@ pub fn run(options: Options) -> Result<bool> {
     build(&root, &cargo)?;
 
     let mut tally = Tally::default();
-    for run in 1..=options.repeat {
-        println!("=== demo run {run}/{} ===", options.repeat);
-        run_once(&root, &cargo, &mut tally)?;
+    let wanted = |part: Part| options.only.is_none_or(|only| only == part);
+    if wanted(Part::Core) {
+        for run in 1..=options.repeat {
+            println!("=== demo run {run}/{} ===", options.repeat);
+            run_once(&root, &cargo, &mut tally)?;
+        }
     }
-    let tested = crate::demo_test::run(&root)?;
-    tally.add(tested);
-    let scaffolded = crate::demo_new::run()?;
-    tally.add(scaffolded);
-    let watched = crate::demo_watch::run()?;
-    tally.add(watched);
-    let isolated = crate::demo_isolation::run()?;
-    tally.add(isolated);
-    let bridged = crate::demo_bridge::run()?;
-    tally.add(bridged);
+    let parts: [(Part, PartRun); 6] = [
+        (Part::Test, crate::demo_test::run),
+        (Part::New, |_| crate::demo_new::run()),
+        (Part::Watch, |_| crate::demo_watch::run()),
+        (Part::Isolation, |_| crate::demo_isolation::run()),
+        (Part::Bridge, |_| crate::demo_bridge::run()),
+        (Part::Cluster, |_| crate::demo_cluster::run()),
+    ];
+    for (part, run) in parts {
+        if wanted(part) {
+            tally.add(run(&root)?);
+        }
+    }
     println!(
         "demo: {} runs, {} checks passed, {} failed",
         options.repeat, tally.passed, tally.failed

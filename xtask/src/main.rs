@@ -12,6 +12,7 @@ mod ci;
 mod coverage;
 mod demo;
 mod demo_bridge;
+mod demo_cluster;
 mod demo_isolation;
 mod demo_new;
 mod demo_test;
@@ -52,6 +53,9 @@ enum Verb {
         /// How many runs.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
+        /// Only one part of the demo.
+        #[arg(long, value_enum)]
+        only: Option<demo::Part>,
     },
     /// The slow lane: the end-to-end tests `cargo test --workspace` leaves
     /// out (release builds, the long soak, the NATS cluster). CI runs it
@@ -151,7 +155,7 @@ fn root() -> &'static Path {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (what, outcome) = match cli.command {
-        Verb::Demo { repeat } => ("demo", demo::run(demo::Options { repeat })),
+        Verb::Demo { repeat, only } => ("demo", demo::run(demo::Options { repeat, only })),
         Verb::Ci => ("ci", ci::run()),
         Verb::Coverage => ("coverage", coverage::run(root())),
         Verb::Bench { which } => match which {
@@ -205,14 +209,20 @@ mod tests {
 
     #[test]
     fn parses_demo_and_its_repeat_count() {
-        assert!(matches!(parse(&["demo"]), Ok(Verb::Demo { repeat: 1 })));
+        assert!(matches!(
+            parse(&["demo"]),
+            Ok(Verb::Demo {
+                repeat: 1,
+                only: None
+            })
+        ));
         assert!(matches!(
             parse(&["demo", "--repeat", "3"]),
-            Ok(Verb::Demo { repeat: 3 })
+            Ok(Verb::Demo { repeat: 3, .. })
         ));
         assert!(matches!(
             parse(&["demo", "--repeat=2"]),
-            Ok(Verb::Demo { repeat: 2 })
+            Ok(Verb::Demo { repeat: 2, .. })
         ));
     }
 
