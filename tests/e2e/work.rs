@@ -278,6 +278,7 @@ fn twenty_thousand_jobs_survive_a_node_killed_mid_stream() {
 fn a_slow_node_takes_only_what_it_has_room_for_and_no_job_is_handled_twice() {
     const JOBS: u64 = 1_500;
     const MAX_IN_FLIGHT: usize = 8;
+    const MAILBOX: usize = 4;
     let server = NatsServer::start().expect("nats-server");
     let records = tempfile::tempdir().expect("temp dir");
     let url = server.url();
@@ -285,8 +286,9 @@ fn a_slow_node_takes_only_what_it_has_room_for_and_no_job_is_handled_twice() {
         url: &url,
         stream: Some("E2E_WORK_SLOW"),
         max_in_flight: MAX_IN_FLIGHT,
-        // `overflow: fail`: one job too many fails the worker.
-        mailbox: 2 * MAX_IN_FLIGHT,
+        // Less room than max_in_flight (`overflow: fail`: one job too
+        // many fails the worker): the mailbox bounds what a node holds.
+        mailbox: MAILBOX,
         records: records.path(),
     };
     let mut nodes = vec![
@@ -332,8 +334,9 @@ fn a_slow_node_takes_only_what_it_has_room_for_and_no_job_is_handled_twice() {
         let counts = work_status(node.pid());
         let peak = counts["in_flight_peak"].as_u64().unwrap_or(u64::MAX);
         assert!(
-            (1..=MAX_IN_FLIGHT as u64).contains(&peak),
-            "{} held {peak} jobs at once (max_in_flight {MAX_IN_FLIGHT}): {counts}",
+            (1..=MAILBOX as u64).contains(&peak),
+            "{} held {peak} jobs at once (max_in_flight {MAX_IN_FLIGHT}, mailbox \
+             {MAILBOX}): {counts}",
             node.name
         );
         assert_eq!(counts["dead_letters"], 0, "{counts}");

@@ -88,9 +88,17 @@ pub fn group_of<'a>(groups: &'a [WorkGroup], topic: &str) -> Option<&'a WorkGrou
 }
 
 /// The room this node has for `group`'s jobs: the least free mailbox room
-/// among the subscribers of its topics; `None` when no module subscribes.
-pub fn room(bus: &Bus, group: &WorkGroup) -> Option<usize> {
-    group.topics.iter().filter_map(|t| bus.room_for(t)).min()
+/// (and capacity) among the subscribers of its topics; `None` when no
+/// module subscribes.
+pub fn room(bus: &Bus, group: &WorkGroup) -> Option<orch_runtime::bus::Room> {
+    group
+        .topics
+        .iter()
+        .filter_map(|t| bus.room_for(t))
+        .reduce(|a, b| orch_runtime::bus::Room {
+            free: a.free.min(b.free),
+            capacity: a.capacity.min(b.capacity),
+        })
 }
 
 /// One group's counters on this node.

@@ -24,7 +24,7 @@ mod work;
 
 pub use event::{BusEvent, Delivery};
 pub use recipients::Recipients;
-pub use sink::{Admission, DeadLetter, Delivered, EventSink};
+pub use sink::{Admission, DeadLetter, Delivered, EventSink, Room};
 
 /// How many dropped events wait to be published as dead letters; more are
 /// only counted (in `module.overflow`).

@@ -527,8 +527,12 @@ impl<C: Send + 'static> EventSink for MailboxSink<C> {
         self.0.admit(event, admission)
     }
 
-    fn room(&self) -> Option<usize> {
-        Some(self.0.capacity().saturating_sub(self.0.len()))
+    fn room(&self) -> Option<crate::bus::Room> {
+        let capacity = self.0.capacity();
+        Some(crate::bus::Room {
+            free: capacity.saturating_sub(self.0.len()),
+            capacity,
+        })
     }
 }
 

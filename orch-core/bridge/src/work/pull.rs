@@ -1,6 +1,7 @@
 //! A work group on JetStream: the group's work-queue stream, the shared
 //! durable consumer every node pulls from, and this node's pulling, bounded
-//! by `min(max_in_flight - held, free mailbox slots)` at every request.
+//! at every request by `min(max_in_flight, mailbox capacity) - held` and by
+//! the mailboxes' free slots.
 //!
 //! A job is held from the moment it arrives until its handlers let go (then
 //! recorded as handled and acknowledged) or a local mailbox refused it
@@ -237,12 +238,19 @@ impl Puller {
                 tokio::time::sleep(IDLE).await;
                 continue;
             };
-            let room = room.saturating_sub(held.on_the_way.load(Ordering::Acquire));
+            // Held jobs count against the capacity wherever they are (on
+            // their way, waiting, in a handler): a small mailbox is never
+            // handed more jobs than it can hold, whatever else it holds.
+            let held_now = held.len();
+            let free = room
+                .free
+                .saturating_sub(held.on_the_way.load(Ordering::Acquire));
             let want = self
                 .group
                 .max_in_flight
-                .saturating_sub(held.len())
-                .min(room);
+                .min(room.capacity)
+                .saturating_sub(held_now)
+                .min(free);
             if want == 0 {
                 let _ = tokio::time::timeout(IDLE, held.freed.notified()).await;
                 continue;

@@ -45,12 +45,21 @@ pub trait EventSink: Send + Sync {
     fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered;
 
     /// Room for more events, for a sink that handles them (a module's
-    /// mailbox: its free slots); `None` for one that only watches or
-    /// forwards (an observer, the bridge's outbox). Shared work is taken
-    /// from the broker only while a handling sink has room.
-    fn room(&self) -> Option<usize> {
+    /// mailbox); `None` for one that only watches or forwards (an observer,
+    /// the bridge's outbox). Shared work is taken from the broker only as
+    /// far as the handling sinks have room.
+    fn room(&self) -> Option<Room> {
         None
     }
+}
+
+/// A handling sink's room: free slots now, and all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    /// Events it can take now.
+    pub free: usize,
+    /// Events it can hold at most.
+    pub capacity: usize,
 }
 
 impl EventSink for crossbeam_channel::Sender<Arc<BusEvent>> {

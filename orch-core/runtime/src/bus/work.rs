@@ -5,7 +5,7 @@
 
 use orch_sdk::topic;
 
-use super::{Bus, BusError, BusEvent, SubscriberId};
+use super::{Bus, BusError, BusEvent, Room, SubscriberId};
 
 impl Bus {
     /// From now on, an event this node publishes on a topic matching
@@ -29,10 +29,11 @@ impl Bus {
         Ok(())
     }
 
-    /// The least room among the sinks that handle events (see
-    /// [`super::EventSink::room`]) subscribed to anything `pattern` may
-    /// match; `None` when none is subscribed (this node takes no jobs).
-    pub fn room_for(&self, pattern: &str) -> Option<usize> {
+    /// The least room (free slots, and capacity) among the sinks that
+    /// handle events (see [`super::EventSink::room`]) subscribed to anything
+    /// `pattern` may match; `None` when none is subscribed (this node takes
+    /// no jobs).
+    pub fn room_for(&self, pattern: &str) -> Option<Room> {
         let registry = self.read();
         let exact = registry
             .exact
@@ -47,7 +48,10 @@ impl Bus {
         exact
             .chain(patterns)
             .filter_map(|(_, sink)| sink.room())
-            .min()
+            .reduce(|a, b| Room {
+                free: a.free.min(b.free),
+                capacity: a.capacity.min(b.capacity),
+            })
     }
 
     /// The sink a local publish of `event` is diverted to, if any.
@@ -113,13 +117,13 @@ mod tests {
     }
 
     /// A handling sink with a fixed room that counts what it gets.
-    struct Worker(usize, crossbeam_channel::Sender<Arc<BusEvent>>);
+    struct Worker(Room, crossbeam_channel::Sender<Arc<BusEvent>>);
 
     impl EventSink for Worker {
         fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered {
             self.1.deliver(event, admission)
         }
-        fn room(&self) -> Option<usize> {
+        fn room(&self) -> Option<Room> {
             Some(self.0)
         }
     }
@@ -129,11 +133,15 @@ mod tests {
         let bus = Bus::new();
         let (worker_tx, worker_rx) = unbounded();
         let (outbox_tx, outbox_rx) = unbounded();
-        let worker = bus.register(Arc::new(Worker(7, worker_tx)));
+        let room = Room {
+            free: 7,
+            capacity: 9,
+        };
+        let worker = bus.register(Arc::new(Worker(room, worker_tx)));
         let outbox = bus.register(Arc::new(outbox_tx));
         bus.subscribe(worker, "jobs.>").expect("subscribe");
         bus.subscribe(outbox, "jobs.>").expect("subscribe");
-        assert_eq!(bus.room_for("jobs.resize"), Some(7));
+        assert_eq!(bus.room_for("jobs.resize"), Some(room));
         assert_eq!(bus.room_for("mail.send"), None, "nobody handles it");
         bus.divert(outbox, "jobs.>").expect("divert");
         bus.publish("jobs.resize", b"1", None).expect("publish");
