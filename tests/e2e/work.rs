@@ -391,3 +391,106 @@ fn on_core_nats_each_job_goes_to_one_node_of_the_queue_group() {
     }
     assert_eq!(work_status(nodes[0].pid())["durable"], false);
 }
+
+/// The permissions the Many machines chapter gives a node sharing work on
+/// JetStream (group `workers`, stream `E2E_PERM`, prefix `orch.e2e`), as
+/// they are, with the events stream's info and create besides.
+fn work_permissions(user: &str) -> String {
+    let allow = [
+        "orch-work.orch.e2e.workers.>",
+        "orch-dead.orch.e2e.workers.>",
+        "$JS.API.INFO",
+        "$JS.API.STREAM.INFO.E2E_PERM",
+        "$JS.API.STREAM.CREATE.E2E_PERM",
+        "$JS.API.STREAM.INFO.E2E_PERM_WORK_workers",
+        "$JS.API.STREAM.CREATE.E2E_PERM_WORK_workers",
+        "$JS.API.CONSUMER.INFO.E2E_PERM_WORK_workers.workers",
+        "$JS.API.CONSUMER.CREATE.E2E_PERM_WORK_workers.workers",
+        "$JS.API.CONSUMER.CREATE.E2E_PERM_WORK_workers.workers.>",
+        "$JS.API.CONSUMER.MSG.NEXT.E2E_PERM_WORK_workers.workers",
+        "$JS.ACK.E2E_PERM_WORK_workers.workers.>",
+        "$KV.E2E_PERM_WORK_workers_DONE.>",
+        "$JS.API.STREAM.INFO.KV_E2E_PERM_WORK_workers_DONE",
+        "$JS.API.STREAM.CREATE.KV_E2E_PERM_WORK_workers_DONE",
+        "$JS.API.DIRECT.GET.KV_E2E_PERM_WORK_workers_DONE.>",
+        "$JS.API.STREAM.MSG.GET.KV_E2E_PERM_WORK_workers_DONE",
+        "$JS.API.STREAM.MSG.GET.E2E_PERM_WORK_workers",
+        "$JS.API.STREAM.MSG.DELETE.E2E_PERM_WORK_workers",
+    ];
+    let allow: Vec<String> = allow.iter().map(|s| format!("\"{s}\"")).collect();
+    format!(
+        "    {{\n      user: \"{user}\"\n      password: \"{user}-secret\"\n      \
+         permissions: {{\n        publish: {{ allow: [{}] }}\n        subscribe: {{ allow: \
+         [\"_INBOX.{user}.>\", \
+         \"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.E2E_PERM_WORK_workers.workers\"] }}\n      \
+         }}\n    }}\n",
+        allow.join(", ")
+    )
+}
+
+#[test]
+fn under_per_node_permissions_the_documented_subjects_are_enough_to_share_work() {
+    const JOBS: u64 = 200;
+    let settings = format!(
+        "jetstream: enabled\nauthorization {{\n  users = [\n{}{}  ]\n}}\n",
+        work_permissions("perm-a"),
+        work_permissions("perm-b")
+    );
+    let server = NatsServer::start_with_settings(&settings).expect("nats-server");
+    let records = tempfile::tempdir().expect("temp dir");
+    let start = |name: &str, producer: bool| {
+        let record = records.path().join(format!("{name}.jobs"));
+        let mut modules = format!(
+            "modules:\n  - name: worker\n    package: fixture-job-worker\n    config:\n      \
+             delay: 1ms\n      record: {}\n",
+            record.display()
+        );
+        if producer {
+            modules.push_str("  - name: producer\n    package: fixture-job-producer\n");
+        }
+        let main = format!(
+            "bridge:\n  nats:\n    url: {}\n    node: {name}\n    subject_prefix: orch.e2e\n    \
+             auth: {{user: {name}, password: \"{name}-secret\"}}\n    jetstream:\n      \
+             stream: E2E_PERM\n    work:\n      - group: workers\n        topics: [jobs.run]\n",
+            server.url()
+        );
+        let mut node = Node {
+            name: name.to_owned(),
+            scenario: Scenario::with_main(&modules, &main),
+            record,
+            process: None,
+        };
+        node.start();
+        node
+    };
+    let mut nodes = vec![start("perm-a", true), start("perm-b", false)];
+    // Both pull before the jobs come (each pull is a request of its own).
+    std::thread::sleep(Duration::from_millis(500));
+    control(
+        &["emit", "jobs.produce", &format!("{{\"count\": {JOBS}}}")],
+        nodes[0].pid(),
+    );
+    let jobs = wait_jobs(
+        &mut nodes,
+        "every job handled",
+        Duration::from_secs(60),
+        |j| j.len() as u64 >= JOBS,
+    );
+    assert!(jobs.values().all(|c| c == &[1]), "{jobs:?}");
+    for node in &mut nodes {
+        let process = node.process.as_mut().expect("running");
+        process.collect_for(Duration::from_millis(300));
+        assert!(
+            process.lines_with("Permissions Violation").is_empty()
+                && process.lines_with("cannot").is_empty(),
+            "{}",
+            process.output()
+        );
+        assert!(!node.handled().is_empty(), "{} took no job", node.name);
+    }
+    assert!(
+        !server.log().contains("Permissions Violation"),
+        "{}",
+        server.log()
+    );
+}
