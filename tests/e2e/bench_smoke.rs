@@ -108,3 +108,30 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
     assert!(reload["ratio_to_floor"].as_f64().unwrap() > 0.0);
     assert!(out.path().join("test.json").exists());
 }
+
+/// `bench work` on its own (a release build of one example and a
+/// nats-server): tiny, so it checks only that each row runs to the end and
+/// that every job was handled once.
+#[test]
+#[ignore = "slow lane (a release build and a nats-server): cargo xtask ci runs it"]
+fn the_shared_work_benchmark_runs_in_a_tiny_configuration() {
+    let out = tempfile::tempdir().unwrap();
+    let args = ["bench", "work", "--jobs", "50", "--handler-ms", "1"];
+    let output = xtask(&args, out.path()).output().expect("cargo xtask runs");
+    assert!(
+        output.status.success(),
+        "{args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let work = json(out.path().join("work.json"));
+    let rows = work["rows"].as_array().unwrap();
+    let nodes: Vec<u64> = rows.iter().filter_map(|r| r["nodes"].as_u64()).collect();
+    assert_eq!(nodes, [1, 2, 3], "{work}");
+    for row in rows {
+        assert_eq!(row["handled"], row["jobs"], "every job handled once: {row}");
+        assert_eq!(row["jobs"].as_u64(), row["nodes"].as_u64().map(|n| n * 50));
+        assert!(row["jobs_per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["ratio_to_one"].as_f64().unwrap() > 0.0, "{row}");
+    }
+}

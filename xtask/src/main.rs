@@ -8,6 +8,7 @@ mod bench_perf;
 mod bench_reload;
 mod bench_suite;
 mod bench_test;
+mod bench_work;
 mod ci;
 mod coverage;
 mod demo;
@@ -99,6 +100,18 @@ enum Bench {
     /// nats-server, core and JetStream, next to a bare async-nats pair
     /// (release build).
     Bridge(PerfArgs),
+    /// Shared work (`bridge.nats.work`, JetStream) over 1, 2 and 3 nodes
+    /// through a real nats-server, a worker per node sleeping a fixed time
+    /// per job; each row's jobs/s next to one node's and the ideal (release
+    /// build).
+    Work {
+        /// Jobs per node in a row (the row of N nodes publishes N times as many).
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+        jobs: u64,
+        /// The handler's sleep per job, in milliseconds.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+        handler_ms: u64,
+    },
     /// bus, startup, memory and bridge.
     All(PerfArgs),
     /// Time a newcomer's first run: a fresh clone and an empty target folder,
@@ -172,6 +185,10 @@ fn main() -> ExitCode {
             Bench::Memory(args) => perf(&args, bench_perf::Which::Memory),
             Bench::Bridge(args) => perf(&args, bench_perf::Which::Bridge),
             Bench::All(args) => perf(&args, bench_perf::Which::All),
+            Bench::Work { jobs, handler_ms } => (
+                "bench work",
+                bench_work::run(root(), bench_work::Options { jobs, handler_ms }),
+            ),
             Bench::FirstRun => ("bench first-run", bench_first_run::run(root())),
             Bench::Suite { cold, cold_seconds } => (
                 "bench suite",
@@ -240,6 +257,8 @@ mod tests {
             &["bench", "test", "--repeat", "0"],
             &["bench", "test", "--quick"],
             &["bench", "bus", "--events", "0"],
+            &["bench", "work", "--jobs", "0"],
+            &["bench", "work", "--handler-ms", "0"],
             &["bench", "suite", "--cold", "--cold-seconds", "1"],
             &["bench", "suite", "--cold-seconds", "x"],
             &["ci", "--fast"],
@@ -254,6 +273,24 @@ mod tests {
             parse(&["bench", "test"]),
             Ok(Verb::Bench {
                 which: Bench::Test { repeat: 5 }
+            })
+        ));
+        assert!(matches!(
+            parse(&["bench", "work"]),
+            Ok(Verb::Bench {
+                which: Bench::Work {
+                    jobs: 1_000,
+                    handler_ms: 2
+                }
+            })
+        ));
+        assert!(matches!(
+            parse(&["bench", "work", "--jobs", "50", "--handler-ms", "1"]),
+            Ok(Verb::Bench {
+                which: Bench::Work {
+                    jobs: 50,
+                    handler_ms: 1
+                }
             })
         ));
         assert!(matches!(
