@@ -494,3 +494,65 @@ fn under_per_node_permissions_the_documented_subjects_are_enough_to_share_work()
         server.log()
     );
 }
+
+#[test]
+fn a_job_no_node_takes_becomes_a_dead_letter_after_its_last_delivery() {
+    let server = NatsServer::start().expect("nats-server");
+    let records = tempfile::tempdir().expect("temp dir");
+    let record = records.path().join("dead.jobs");
+    // The group has two topics; the only worker subscribes to one. A job on
+    // the other is refused by every delivery (no local subscriber).
+    let modules = format!(
+        "modules:\n  - name: worker\n    package: fixture-job-worker\n    config:\n      \
+         record: {}\n  - name: producer\n    package: fixture-job-producer\n    config:\n      \
+         topic: jobs.orphan\n  - name: fixture-event-log\n    config:\n      \
+         topics: [module.dead_letter]\n",
+        record.display()
+    );
+    let main = orch_e2e::bridge::section(
+        &server.url(),
+        "dead-a",
+        "    jetstream:\n      stream: E2E_WORK_DEAD\n    work:\n      - group: workers\n        \
+         topics: [jobs.run, jobs.orphan]\n",
+    );
+    let scenario = Scenario::with_main(&modules, &main);
+    let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
+    orch.wait_for("app.started", BUILD).unwrap();
+    let mut watcher = orch_e2e::RawNats::connect(server.port(), None).expect("connect");
+    watcher
+        .subscribe("orch-dead.orch.e2e.workers.>")
+        .expect("subscribe");
+    watcher.flush().expect("flush");
+    control(&["emit", "jobs.produce", "{\"count\": 1}"], orch.pid());
+    let letter = orch
+        .wait_for_match(
+            |line| line.contains("EVENT module.dead_letter") && line.contains("max-deliver"),
+            "the job's dead letter",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    assert!(
+        letter.text.contains("\"name\":\"work:workers\"")
+            && letter.text.contains("\"topic\":\"jobs.orphan\"")
+            && letter.text.contains("\"data\":{\"n\":0}")
+            && letter.text.contains("\"source\":\"producer\""),
+        "{}",
+        letter.text
+    );
+    watcher.read_for(Duration::from_millis(500)).expect("read");
+    let sent: Vec<&str> = watcher
+        .messages
+        .iter()
+        .map(|m| m.subject.as_str())
+        .collect();
+    assert_eq!(sent, ["orch-dead.orch.e2e.workers.jobs.orphan"]);
+    let counts = work_status(orch.pid());
+    assert_eq!(counts["dead_letters"], 1, "{counts}");
+    assert_eq!(counts["refused"], 5, "one refusal per delivery: {counts}");
+    assert_eq!(counts["in_flight"], 0, "{counts}");
+    assert!(
+        std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .is_empty()
+    );
+}

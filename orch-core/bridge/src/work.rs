@@ -55,6 +55,15 @@ pub const MAX_ACK_PENDING: i64 = 65_536;
 /// its outbox fills, by its own overflow policy) while the queue is full.
 pub const MAX_QUEUED: i64 = 1_000_000;
 
+/// How long a job a local mailbox refused waits before it is offered again
+/// (to any node), after its `delivered`-th delivery: 250 ms, doubling, at
+/// most 10 s. Shorter than an import's back-off: another node may have the
+/// room or the subscriber this one lacked.
+pub fn retry_delay(delivered: i64) -> Duration {
+    let doublings = u32::try_from(delivered.clamp(1, 8) - 1).unwrap_or(0);
+    (Duration::from_millis(250) * (1 << doublings)).min(Duration::from_secs(10))
+}
+
 /// The subject prefix of `group`'s jobs: `orch-work.<prefix>.<group>`.
 pub fn subject_prefix(prefix: &str, group: &str) -> String {
     format!("{WORK_ROOT}.{prefix}.{group}")
@@ -325,6 +334,15 @@ mod tests {
         assert_eq!(group_of(&groups, "jobs.x").map(|g| &*g.group), Some("a"));
         assert_eq!(group_of(&groups, "mail.a.b").map(|g| &*g.group), Some("b"));
         assert!(group_of(&groups, "other").is_none());
+    }
+
+    #[test]
+    fn a_refused_job_comes_back_soon_and_is_given_up_within_seconds() {
+        assert_eq!(retry_delay(1), Duration::from_millis(250));
+        assert_eq!(retry_delay(2), Duration::from_millis(500));
+        assert_eq!(retry_delay(i64::MAX), Duration::from_secs(10));
+        let total: Duration = (1..MAX_DELIVER).map(retry_delay).sum();
+        assert!(total < ACK_WAIT, "{total:?}");
     }
 
     #[test]

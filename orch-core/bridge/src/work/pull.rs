@@ -25,7 +25,6 @@ use tokio::sync::{Notify, mpsc};
 
 use super::dead::DeadLetters;
 use super::{WorkStats, handled};
-use crate::durable::retry_delay;
 use crate::import::{Delivery, Importer, Refused, Tracked, Verdict, lock, spawn_delivery};
 use crate::refusal::Refusal;
 
@@ -415,7 +414,8 @@ async fn settle_all(
                             &refused.error,
                             Some((delivered, super::MAX_DELIVER)),
                         );
-                        acknowledge(&message, AckKind::Nak(Some(retry_delay(delivered)))).await;
+                        acknowledge(&message, AckKind::Nak(Some(super::retry_delay(delivered))))
+                            .await;
                     }
                 }
             }
