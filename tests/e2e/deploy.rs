@@ -21,11 +21,12 @@ const LIBRARY: &str = "modules/libmod_dummy_consumer.so";
 
 /// `cargo orch bundle` in the scratch copy, signed with `key`.
 fn bundle_of(scratch: &ScratchWorkspace, out: &Path, key: &Path) {
-    let output = Command::new(orch_bin())
-        .current_dir(scratch.root())
-        .env("NO_COLOR", "1")
+    // The copy's own target folder: an edited copy built into the
+    // workspace's (a `CARGO_TARGET_DIR` the test inherits) would leave its
+    // libraries there, fresh to cargo, for every other test to load.
+    let output = scratch
+        .orch(&["bundle", "--out", path(out), "--sign", path(key)])
         .env_remove("SOURCE_DATE_EPOCH")
-        .args(["orch", "bundle", "--out", path(out), "--sign", path(key)])
         .output()
         .expect("run bundle");
     assert!(output.status.success(), "bundle:\n{}", said(&output));

@@ -36,7 +36,7 @@ merge_by_key!(RawJetStream {
 /// `jetstream`: the stream (required), the durable and the replicas.
 pub(crate) fn jetstream(c: &mut Checker, raw: &Spanned<RawJetStream>) -> JetStreamSettings {
     let stream = match raw.value.stream.as_ref() {
-        Some(stream) => super::bridge::name_token(c, "bridge.nats.jetstream.stream", stream),
+        Some(stream) => crate::bridge_tokens::name_token(c, "bridge.nats.jetstream.stream", stream),
         None => None,
     };
     let stream = stream.unwrap_or_else(|| {
@@ -51,7 +51,7 @@ pub(crate) fn jetstream(c: &mut Checker, raw: &Spanned<RawJetStream>) -> JetStre
         .value
         .durable
         .as_ref()
-        .and_then(|d| super::bridge::name_token(c, "bridge.nats.jetstream.durable", d));
+        .and_then(|d| crate::bridge_tokens::name_token(c, "bridge.nats.jetstream.durable", d));
     let replicas: usize = c.count(
         "bridge.nats.jetstream.replicas",
         raw.value.replicas.as_ref(),

@@ -40,7 +40,7 @@ pub(crate) fn presence(
         .value
         .bucket
         .as_ref()
-        .and_then(|b| super::bridge::name_token(c, "bridge.nats.presence.bucket", b))
+        .and_then(|b| crate::bridge_tokens::name_token(c, "bridge.nats.presence.bucket", b))
         .unwrap_or_else(|| format!("{}_nodes", prefix.replace('.', "_")));
     let ttl = c.duration(
         "bridge.nats.presence.ttl",

@@ -62,7 +62,7 @@ pub(crate) fn groups(c: &mut Checker, raw: Option<&[Spanned<RawWork>]>) -> Vec<W
             continue;
         }
         let topics =
-            super::bridge::patterns(c, "bridge.nats.work.topics", entry.value.topics.as_deref());
+            crate::bridge_tokens::patterns(c, "bridge.nats.work.topics", entry.value.topics.as_deref());
         if topics.is_empty() {
             c.error(
                 &entry.referenced,
@@ -122,7 +122,7 @@ fn group_name(c: &mut Checker, entry: &Spanned<RawWork>) -> Option<String> {
         );
         return None;
     };
-    super::bridge::name_token(c, "bridge.nats.work.group", raw)
+    crate::bridge_tokens::name_token(c, "bridge.nats.work.group", raw)
 }
 
 /// Topics both exported and shared as work: a job is never also an exported

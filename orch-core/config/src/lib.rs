@@ -19,6 +19,7 @@ mod bridge;
 mod bridge_jetstream;
 mod bridge_presence;
 mod bridge_requests;
+mod bridge_tokens;
 mod bridge_work;
 mod check;
 mod delivery;
