@@ -11,7 +11,7 @@ use file_rotate::suffix::AppendCount;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 
 use file_rotate::{ContentLimit, FileRotate};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -53,10 +53,16 @@ pub fn console_wants_color() -> bool {
 /// Installs the global subscriber. Errors name what is wrong (a bad filter, an
 /// unwritable log folder).
 pub fn init(options: &LogOptions, scrubber: &SecretScrubber) -> Result<(), String> {
+    // `target=level` directives, comma-separated, a bare level for the rest
+    // (the filter of `tracing_subscriber::filter::Targets`: RUST_LOG's common
+    // form, without span and field filters and the regular expressions they
+    // would compile in).
     let filter = match std::env::var("RUST_LOG") {
-        Ok(value) if !value.trim().is_empty() => EnvFilter::try_new(&value)
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse::<Targets>()
             .map_err(|e| format!("RUST_LOG='{value}' is not a valid filter: {e}"))?,
-        _ => EnvFilter::try_new(&options.level).map_err(|e| {
+        _ => options.level.trim().parse::<Targets>().map_err(|e| {
             format!(
                 "logging.level '{}' in config/main.yaml is not a valid filter: {e}",
                 options.level
