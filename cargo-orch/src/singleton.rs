@@ -31,9 +31,10 @@ pub fn apply(
             let Some(library) = reloader.artifact_of(&spec) else {
                 tracing::error!(
                     "[SINGLETON] '{module}': this node holds its lease but has no built library \
-                     (package '{}')",
+                     (package '{}'); the lease is given up for another node",
                     spec.package
                 );
+                fences.give_up(&module);
                 return;
             };
             let artifacts = HashMap::from([(spec.package.clone(), library)]);
@@ -41,9 +42,13 @@ pub fn apply(
                 Ok(()) => tracing::info!(
                     "[SINGLETON] '{module}' started on this node (it holds the lease; fence {fence})"
                 ),
-                Err(failure) => tracing::error!(
-                    "[SINGLETON] '{module}' holds the lease here but did not start: {failure}"
-                ),
+                Err(failure) => {
+                    tracing::error!(
+                        "[SINGLETON] '{module}' holds the lease here but did not start: \
+                         {failure}; the lease is given up for another node"
+                    );
+                    fences.give_up(&module);
+                }
             }
         }
         LeaseChange::Lost { module, reason } => {

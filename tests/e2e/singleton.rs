@@ -26,8 +26,12 @@ struct Node {
 
 impl Node {
     fn new(server: &NatsServer, name: &str) -> Self {
+        Self::with_modules(server, name, MODULES)
+    }
+
+    fn with_modules(server: &NatsServer, name: &str, modules: &str) -> Self {
         let scenario = Scenario::with_main(
-            MODULES,
+            modules,
             &orch_e2e::bridge::section(
                 &server.url(),
                 name,
@@ -273,6 +277,37 @@ fn a_frozen_holder_that_wakes_up_stops_and_none_of_its_late_events_is_accepted()
         );
         tap.signal(Signal::SIGINT).expect("SIGINT");
     }
+    for node in nodes.iter_mut() {
+        node.process().stop_cleanly();
+    }
+}
+
+/// A holder on which the singleton cannot start (here its library panics
+/// in initialize) releases the lease at once, and another node runs it.
+#[test]
+fn a_holder_that_cannot_start_the_singleton_hands_it_to_another_node() {
+    let server = NatsServer::start().expect("nats-server");
+    let broken = "modules:\n  - name: mod-dummy-producer\n    package: fixture-panic-init\n    \
+                  singleton: true\n";
+    let mut a = Node::with_modules(&server, "single-broken", broken);
+    a.process().wait_for("app.started", BUILD).unwrap();
+    a.process()
+        .wait_for("lease released (the module did not start here)", SHORT)
+        .unwrap();
+    let mut b = Node::new(&server, "single-sound");
+    b.process().wait_for("app.started", BUILD).unwrap();
+    let mut nodes = [a, b];
+    let holder = next_holder(&mut nodes, None, SHORT);
+    assert_eq!(nodes[holder].name, "single-sound");
+    assert!(
+        nodes[0]
+            .process()
+            .lines_with("holds the lease here but did not start")
+            .len()
+            <= 2,
+        "the broken node keeps taking the lease back:\n{}",
+        nodes[0].process().output()
+    );
     for node in nodes.iter_mut() {
         node.process().stop_cleanly();
     }

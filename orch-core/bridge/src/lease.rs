@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use crossbeam_channel::Sender;
 use orch_config::PresenceSettings;
-use orch_runtime::lease::LeaseChange;
+use orch_runtime::lease::{Fences, LeaseChange};
 use orch_runtime::pace::Pacer;
 
 /// The bucket of the leases of `presence`'s cluster.
@@ -54,6 +54,7 @@ pub async fn run(
     module: String,
     holder: String,
     changes: Sender<LeaseChange>,
+    fences: Fences,
 ) {
     let ttl = presence.ttl;
     let every = (ttl / 3).max(Duration::from_millis(100));
@@ -85,8 +86,22 @@ pub async fn run(
                 {
                     return;
                 }
-                let reason = hold(&store, &module, &holder, revision, ttl, every).await;
-                tracing::warn!("[SINGLETON] '{module}': lease lost: {reason}");
+                let ended = hold(&store, &module, &holder, revision, ttl, every, &fences).await;
+                let (reason, given_up) = match ended {
+                    Held::Lost(reason) => {
+                        tracing::warn!("[SINGLETON] '{module}': lease lost: {reason}");
+                        (reason, false)
+                    }
+                    Held::GivenUp(last) => {
+                        let _ = store.delete_expect_revision(&module, Some(last)).await;
+                        tracing::warn!(
+                            "[SINGLETON] '{module}': lease released (the module did not start \
+                             here); this node waits {} ms before it tries again",
+                            (ttl * 2).as_millis()
+                        );
+                        ("the module did not start on this node".to_owned(), true)
+                    }
+                };
                 if changes
                     .send(LeaseChange::Lost {
                         module: module.clone(),
@@ -95,6 +110,11 @@ pub async fn run(
                     .is_err()
                 {
                     return;
+                }
+                if given_up {
+                    // Another node's turn: taking it back at once would
+                    // only fail here again.
+                    tokio::time::sleep(ttl * 2).await;
                 }
             }
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
@@ -108,7 +128,17 @@ pub async fn run(
     }
 }
 
-/// Renews the lease taken at `revision` until it cannot; why it ended.
+/// How holding a lease ended.
+enum Held {
+    /// Lost: why.
+    Lost(String),
+    /// The main loop gave it up (the module did not start here), held at
+    /// this revision.
+    GivenUp(u64),
+}
+
+/// Renews the lease taken at `revision` until it cannot or the main loop
+/// gives it up.
 async fn hold(
     store: &kv::Store,
     module: &str,
@@ -116,16 +146,27 @@ async fn hold(
     mut revision: u64,
     ttl: Duration,
     every: Duration,
-) -> String {
+    fences: &Fences,
+) -> Held {
     let give_up_after = ttl * 2 / 3;
     let mut renewed = Instant::now();
+    let tick = every.min(Duration::from_millis(200));
+    let mut since_renewal_try = Duration::ZERO;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(tick).await;
+        if fences.take_given_up(module) {
+            return Held::GivenUp(revision);
+        }
+        since_renewal_try += tick;
+        if since_renewal_try < every {
+            continue;
+        }
+        since_renewal_try = Duration::ZERO;
         if renewed.elapsed() >= give_up_after {
-            return format!(
+            return Held::Lost(format!(
                 "not renewed for {} ms (two thirds of the TTL): given up before it can expire",
                 renewed.elapsed().as_millis()
-            );
+            ));
         }
         let attempt = tokio::time::timeout(
             give_up_after.saturating_sub(renewed.elapsed()),
@@ -138,7 +179,7 @@ async fn hold(
                 renewed = Instant::now();
             }
             Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
-                return "another node holds it now".into();
+                return Held::Lost("another node holds it now".into());
             }
             Ok(Err(_)) | Err(_) => {
                 // The deadline check above decides.

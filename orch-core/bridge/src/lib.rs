@@ -514,6 +514,7 @@ impl Run {
                         module.clone(),
                         holder.clone(),
                         changes.clone(),
+                        self.info.fences.clone(),
                     )
                 });
                 futures_util::future::join_all(holders).await;

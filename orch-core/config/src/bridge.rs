@@ -11,11 +11,11 @@ use super::MailboxSettings;
 use super::check::{Checker, show};
 use super::delivery::{self, RawMailbox};
 use super::merge::merge_by_key;
-use crate::bridge_tokens::{name_token, patterns};
 pub use crate::bridge_jetstream::JetStreamSettings;
 use crate::bridge_jetstream::RawJetStream;
 use crate::bridge_presence::RawPresence;
 pub use crate::bridge_presence::{DEFAULT_PRESENCE_TTL, PresenceSettings};
+use crate::bridge_tokens::{name_token, patterns};
 use crate::bridge_work::RawWork;
 pub use crate::bridge_work::WorkGroup;
 

@@ -61,8 +61,11 @@ pub(crate) fn groups(c: &mut Checker, raw: Option<&[Spanned<RawWork>]>) -> Vec<W
             );
             continue;
         }
-        let topics =
-            crate::bridge_tokens::patterns(c, "bridge.nats.work.topics", entry.value.topics.as_deref());
+        let topics = crate::bridge_tokens::patterns(
+            c,
+            "bridge.nats.work.topics",
+            entry.value.topics.as_deref(),
+        );
         if topics.is_empty() {
             c.error(
                 &entry.referenced,

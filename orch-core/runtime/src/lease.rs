@@ -5,7 +5,7 @@
 //! ([`Fences`]), so importers can drop the events of a holder that lost the
 //! lease without knowing it yet.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// What the bridge tells the main loop about a singleton's lease.
@@ -30,13 +30,37 @@ pub enum LeaseChange {
 
 /// The fence each running singleton's events carry, by module name: set
 /// by the main loop before it starts the module, read by the bridge's
-/// export.
+/// export. Also where the main loop hands back a lease it cannot use (the
+/// module did not start here), for the bridge to release.
 #[derive(Debug, Clone, Default)]
-pub struct Fences(Arc<Mutex<HashMap<String, u64>>>);
+pub struct Fences {
+    fences: Arc<Mutex<HashMap<String, u64>>>,
+    given_up: Arc<Mutex<HashSet<String>>>,
+}
 
 impl Fences {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.fences.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This node holds `module`'s lease but cannot run it: the bridge
+    /// releases the lease (so another node takes it) and waits before it
+    /// tries to take it again.
+    pub fn give_up(&self, module: &str) {
+        self.clear(module);
+        self.given_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(module.to_owned());
+    }
+
+    /// Whether the main loop gave `module`'s lease up (once: the mark is
+    /// taken).
+    pub fn take_given_up(&self, module: &str) -> bool {
+        self.given_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(module)
     }
 
     /// `module`'s events carry `fence` from now on.
