@@ -4,10 +4,9 @@
 //! `bridge.nats.serve` on B and C).
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use orch_e2e::{NatsServer, OrchProcess, RawNats, Scenario, orch_bin, workspace_root};
+use orch_e2e::{NatsServer, OrchProcess, RawNats, Scenario};
 
 /// Generous: the first run may compile the modules.
 const BUILD: Duration = Duration::from_secs(240);
@@ -52,24 +51,6 @@ fn asker_node(url: &str) -> Scenario {
     );
     let main = orch_e2e::bridge::section(url, "node-a", "    ask: [\"work.>\"]\n");
     Scenario::with_main(&modules, &main)
-}
-
-/// `cargo orch <args> --pid <pid>`, which must succeed.
-fn control(args: &[&str], pid: u32) {
-    let output = Command::new(orch_bin())
-        .current_dir(workspace_root())
-        .arg("orch")
-        .args(args)
-        .args(["--pid", &pid.to_string()])
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run cargo orch");
-    assert!(
-        output.status.success(),
-        "cargo orch {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// One answer the asker logged.
@@ -255,12 +236,12 @@ fn requests_spread_over_nodes_follow_stops_and_late_replies_are_refused() {
 
     // B's responder stops: B lets go of its queue subscription, and no
     // request goes to B any more.
-    control(&["stop", "responder"], b.pid());
+    orch_e2e::control_ok(&["stop", "responder"], b.pid());
     b.wait_for("[BRIDGE] no local subscriber of 'work.ask' left", SHORT)
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let b_before = served_by_node(server.port())["node-b"];
-    control(&["restart", "asker"], a.pid());
+    orch_e2e::control_ok(&["restart", "asker"], a.pid());
     let second = wait_answers(&mut a, "asker", 2 * BATCH);
     let second = &second[BATCH..];
     assert_once_each(second, &a.output());
@@ -276,11 +257,11 @@ fn requests_spread_over_nodes_follow_stops_and_late_replies_are_refused() {
 
     // C's stops too: with no responder left, "no responders" comes at once
     // (long before the 2 s timeout).
-    control(&["stop", "responder"], c.pid());
+    orch_e2e::control_ok(&["stop", "responder"], c.pid());
     c.wait_for("[BRIDGE] no local subscriber of 'work.ask' left", SHORT)
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    control(&["restart", "asker"], a.pid());
+    orch_e2e::control_ok(&["restart", "asker"], a.pid());
     let third = wait_answers(&mut a, "asker", 3 * BATCH);
     let third = &third[2 * BATCH..];
     assert_once_each(third, &a.output());

@@ -90,6 +90,14 @@ impl Node {
         let _ = process.wait_exit(Duration::from_secs(10));
     }
 
+    /// Asks this node's producer for `count` jobs.
+    fn produce(&self, count: u64) {
+        orch_e2e::control_ok(
+            &["emit", "jobs.produce", &format!("{{\"count\": {count}}}")],
+            self.pid(),
+        );
+    }
+
     /// `(job, delivery count)` of every job this node recorded.
     fn handled(&self) -> Vec<(u64, u32)> {
         let text = std::fs::read_to_string(&self.record).unwrap_or_default();
@@ -100,23 +108,6 @@ impl Node {
             })
             .collect()
     }
-}
-
-/// `cargo orch <args> --pid <pid>`, which must succeed.
-fn control(args: &[&str], pid: u32) {
-    let output = Command::new(orch_bin())
-        .current_dir(workspace_root())
-        .arg("orch")
-        .args(args)
-        .args(["--pid", &pid.to_string()])
-        .output()
-        .expect("run cargo orch");
-    assert!(
-        output.status.success(),
-        "cargo orch {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Every job handled, over all nodes: job → the delivery counts it was
@@ -213,10 +204,7 @@ fn twenty_thousand_jobs_survive_a_node_killed_mid_stream() {
         Node::new(&setup, "work-b", "2ms", false),
         Node::new(&setup, "work-c", "2ms", false),
     ];
-    control(
-        &["emit", "jobs.produce", &format!("{{\"count\": {JOBS}}}")],
-        nodes[0].pid(),
-    );
+    nodes[0].produce(JOBS);
     wait_jobs(
         &mut nodes,
         "8,000 jobs handled",
@@ -296,10 +284,7 @@ fn a_slow_node_takes_only_what_it_has_room_for_and_no_job_is_handled_twice() {
         Node::new(&setup, "slow-b", "1ms", false),
         Node::new(&setup, "slow-c", "50ms", false),
     ];
-    control(
-        &["emit", "jobs.produce", &format!("{{\"count\": {JOBS}}}")],
-        nodes[0].pid(),
-    );
+    nodes[0].produce(JOBS);
     let jobs = wait_jobs(
         &mut nodes,
         "every job handled",
@@ -374,10 +359,7 @@ fn on_core_nats_each_job_goes_to_one_node_of_the_queue_group() {
         .unwrap();
     // The queue subscriptions are made once the workers subscribe.
     std::thread::sleep(Duration::from_millis(500));
-    control(
-        &["emit", "jobs.produce", &format!("{{\"count\": {JOBS}}}")],
-        nodes[0].pid(),
-    );
+    nodes[0].produce(JOBS);
     let jobs = wait_jobs(
         &mut nodes,
         "every job handled",
@@ -466,10 +448,7 @@ fn under_per_node_permissions_the_documented_subjects_are_enough_to_share_work()
     let mut nodes = vec![start("perm-a", true), start("perm-b", false)];
     // Both pull before the jobs come (each pull is a request of its own).
     std::thread::sleep(Duration::from_millis(500));
-    control(
-        &["emit", "jobs.produce", &format!("{{\"count\": {JOBS}}}")],
-        nodes[0].pid(),
-    );
+    nodes[0].produce(JOBS);
     let jobs = wait_jobs(
         &mut nodes,
         "every job handled",
@@ -523,7 +502,7 @@ fn a_job_no_node_takes_becomes_a_dead_letter_after_its_last_delivery() {
         .subscribe("orch-dead.orch.e2e.workers.>")
         .expect("subscribe");
     watcher.flush().expect("flush");
-    control(&["emit", "jobs.produce", "{\"count\": 1}"], orch.pid());
+    orch_e2e::control_ok(&["emit", "jobs.produce", "{\"count\": 1}"], orch.pid());
     let letter = orch
         .wait_for_match(
             |line| line.contains("EVENT module.dead_letter") && line.contains("max-deliver"),

@@ -252,3 +252,22 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .and_then(|kib| kib.parse().ok())
         .unwrap_or(0)
 }
+
+/// `cargo orch <args> --pid <pid>` from the workspace root, with plain
+/// output; panics with what it printed unless it succeeds.
+pub fn control_ok(args: &[&str], pid: u32) {
+    let output = std::process::Command::new(crate::orch_bin())
+        .current_dir(crate::workspace_root())
+        .arg("orch")
+        .args(args)
+        .args(["--pid", &pid.to_string()])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run cargo orch");
+    assert!(
+        output.status.success(),
+        "cargo orch {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
