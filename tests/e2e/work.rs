@@ -535,3 +535,70 @@ fn a_job_no_node_takes_becomes_a_dead_letter_after_its_last_delivery() {
             .is_empty()
     );
 }
+
+#[test]
+fn a_node_stopped_cleanly_mid_stream_acknowledges_every_job_it_handled() {
+    const JOBS: u64 = 2_000;
+    let server = NatsServer::start().expect("nats-server");
+    let records = tempfile::tempdir().expect("temp dir");
+    let url = server.url();
+    let setup = Setup {
+        url: &url,
+        stream: Some("E2E_WORK_STOP"),
+        max_in_flight: 16,
+        mailbox: 64,
+        records: records.path(),
+    };
+    let mut nodes = vec![
+        Node::new(&setup, "stop-a", "1ms", true),
+        Node::new(&setup, "stop-b", "3ms", false),
+    ];
+    nodes[0].produce(JOBS);
+    wait_jobs(
+        &mut nodes,
+        "a fifth of the jobs",
+        Duration::from_secs(60),
+        |j| j.len() as u64 >= JOBS / 5,
+    );
+    // b drains its mailbox (handling what it holds) and acknowledges
+    // before its bridge stops.
+    nodes[1].process.as_mut().expect("running").stop_cleanly();
+    nodes[1].process = None;
+    let jobs = wait_jobs(
+        &mut nodes,
+        "every job handled",
+        Duration::from_secs(60),
+        |j| j.len() as u64 >= JOBS,
+    );
+    let again: Vec<_> = jobs.iter().filter(|(_, c)| c != &&[1]).collect();
+    assert!(
+        again.is_empty(),
+        "handled again after a clean stop: {again:?}"
+    );
+    assert!(
+        !nodes[1].handled().is_empty(),
+        "b took no job before it stopped"
+    );
+    // Nothing b handled waits for an acknowledgement (it would come back to
+    // a after the ack wait, and be handled twice).
+    let mut nats = orch_e2e::RawNats::connect(server.port(), None).expect("connect");
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let info = nats
+            .request(
+                "$JS.API.CONSUMER.INFO.E2E_WORK_STOP_WORK_workers.workers",
+                b"",
+            )
+            .expect("consumer info");
+        let info: serde_json::Value = serde_json::from_slice(&info.payload).expect("JSON");
+        if info["num_ack_pending"] == 0 {
+            assert_eq!(info["num_redelivered"], 0, "{info}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "jobs left unacknowledged: {info}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -317,12 +317,25 @@ impl Bridge {
         let _ = self.stop_import.send(true);
     }
 
-    /// Stops the bridge: while connected, the outbox gets up to `timeout` to
-    /// be sent; what still waits then is named, the rest stops.
+    /// Stops the bridge: while connected, the outbox and the shared-work
+    /// jobs the modules handled while draining (their acknowledgements) get
+    /// up to `timeout`; what still waits then is named, the rest stops.
     pub fn shutdown(mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.outbox_len() > 0 && self.link.is_connected() && Instant::now() < deadline {
+        let unsettled =
+            |work: &work::AllStats| -> u64 { work.iter().map(|(_, w)| w.unsettled()).sum() };
+        while (self.outbox_len() > 0 || unsettled(&self.work) > 0)
+            && self.link.is_connected()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = unsettled(&self.work);
+        if left > 0 {
+            tracing::warn!(
+                "[BRIDGE] {left} shared-work job(s) not acknowledged at shutdown: the stream \
+                 offers them to another node after its ack wait"
+            );
         }
         if let Some(outbox) = self.outbox.take() {
             let in_hand = self.exported.in_hand.load(Ordering::Acquire);

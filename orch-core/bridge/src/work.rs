@@ -133,6 +133,9 @@ pub struct WorkStats {
     pub in_flight: AtomicU64,
     /// The most jobs held at once.
     pub in_flight_peak: AtomicU64,
+    /// Handled jobs whose record and acknowledgement are on their way (a
+    /// shutdown waits for them).
+    pub acking: AtomicU64,
 }
 
 impl WorkStats {
@@ -156,6 +159,11 @@ impl WorkStats {
         let _ = self
             .in_flight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Jobs held or being acknowledged: what a clean stop waits for.
+    pub fn unsettled(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire) + self.acking.load(Ordering::Acquire)
     }
 
     /// The counters as the status report shows them.

@@ -365,6 +365,8 @@ async fn settle_all(
                 stats.handled.fetch_add(1, Ordering::Relaxed);
                 importer.handled(tracked.as_deref());
                 let (handled, not_marked) = (handled.clone(), Arc::clone(&not_marked));
+                stats.acking.fetch_add(1, Ordering::AcqRel);
+                let acked = Arc::clone(&stats);
                 tokio::spawn(async move {
                     if let (Some(store), Some(key)) = (handled, tracked)
                         && let Err(e) = handled::mark(&store, &key).await
@@ -376,6 +378,7 @@ async fn settle_all(
                         );
                     }
                     acknowledge(&message, AckKind::Ack).await;
+                    acked.acking.fetch_sub(1, Ordering::AcqRel);
                 });
             }
             Settle::Refused(key, tracked, refused, delivered) => {
