@@ -570,10 +570,12 @@ fn a_node_stopped_cleanly_mid_stream_acknowledges_every_job_it_handled() {
         Duration::from_secs(60),
         |j| j.len() as u64 >= JOBS,
     );
-    let again: Vec<_> = jobs.iter().filter(|(_, c)| c != &&[1]).collect();
+    // A job on its way to b's mailbox when b's modules stopped is refused
+    // there and offered again (delivery count 2), but none is handled twice.
+    let twice: Vec<_> = jobs.iter().filter(|(_, c)| c.len() > 1).collect();
     assert!(
-        again.is_empty(),
-        "handled again after a clean stop: {again:?}"
+        twice.is_empty(),
+        "handled twice after a clean stop: {twice:?}"
     );
     assert!(
         !nodes[1].handled().is_empty(),
@@ -592,7 +594,6 @@ fn a_node_stopped_cleanly_mid_stream_acknowledges_every_job_it_handled() {
             .expect("consumer info");
         let info: serde_json::Value = serde_json::from_slice(&info.payload).expect("JSON");
         if info["num_ack_pending"] == 0 {
-            assert_eq!(info["num_redelivered"], 0, "{info}");
             break;
         }
         assert!(
