@@ -183,9 +183,25 @@ fn new_locked_dir(parent: &Path) -> std::io::Result<(PathBuf, fs::File)> {
     Err(std::io::Error::other("no free copies folder"))
 }
 
-/// Removes copy folders whose host is gone: their in-use file can be locked
-/// (its host held the lock until it ended). Folders of the older `<pid>`
-/// layout go when no such process runs.
+/// How long a new copies folder is left alone whatever its lock says: its
+/// host creates the in-use file and locks it a moment later, and a folder
+/// judged stale in between would be removed under it.
+const SETUP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether `in_use` was written less than [`SETUP_GRACE`] ago (or its age
+/// cannot be read: then it is left alone too).
+fn is_young(in_use: &fs::File) -> bool {
+    in_use
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_none_or(|age| age < SETUP_GRACE)
+}
+
+/// Removes copy folders whose host is gone: their in-use file is older
+/// than [`SETUP_GRACE`] and can be locked (its host held the lock until it
+/// ended). Folders of the older `<pid>` layout go when no such process runs.
 fn remove_stale_copies(parent: &Path) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
@@ -193,7 +209,7 @@ fn remove_stale_copies(parent: &Path) {
     for entry in entries.flatten() {
         let path = entry.path();
         let stale = match fs::File::open(path.join(IN_USE)) {
-            Ok(in_use) => in_use.try_lock().is_ok(),
+            Ok(in_use) => !is_young(&in_use) && in_use.try_lock().is_ok(),
             Err(_) => entry
                 .file_name()
                 .to_str()

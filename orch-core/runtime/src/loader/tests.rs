@@ -13,10 +13,14 @@ fn two_loaders_of_one_process_get_folders_of_their_own_and_a_live_one_is_not_sta
         "not removed as stale by the second"
     );
     let first_dir = first.copies_dir().to_path_buf();
-    // A folder whose host is gone (its lock is free) goes with the next loader.
+    // A folder whose host is gone (its lock is free, set up a minute ago)
+    // goes with the next loader.
     let gone = target.path().join("orch/loaded/999999999-0");
     fs::create_dir_all(&gone).unwrap();
-    fs::File::create(gone.join(IN_USE)).unwrap();
+    let in_use = fs::File::create(gone.join(IN_USE)).unwrap();
+    let a_minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    in_use.set_modified(a_minute_ago).unwrap();
+    drop(in_use);
     drop(second);
     let third = Loader::new(target.path()).unwrap();
     assert!(!gone.exists(), "a stale folder is removed");
@@ -96,5 +100,20 @@ fn a_module_sees_how_many_times_the_host_delivered_an_event() {
     assert_eq!(
         SEEN_DELIVERY_COUNT.load(std::sync::atomic::Ordering::SeqCst),
         1
+    );
+}
+
+#[test]
+fn a_folder_being_set_up_is_never_taken_for_stale() {
+    let target = tempfile::tempdir().unwrap();
+    let parent = target.path().join("orch").join("loaded");
+    // Another host between creating its in-use file and locking it.
+    let setting_up = parent.join("4194303-0");
+    std::fs::create_dir_all(&setting_up).unwrap();
+    std::fs::write(setting_up.join(IN_USE), b"").unwrap();
+    let _loader = Loader::new(target.path()).unwrap();
+    assert!(
+        setting_up.join(IN_USE).exists(),
+        "removed while being set up"
     );
 }
