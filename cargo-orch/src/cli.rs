@@ -10,7 +10,7 @@ mod bundle;
 mod control;
 mod workspace;
 
-pub use bundle::{BundleArgs, KeygenArgs, TrustArgs};
+pub use bundle::{BundleArgs, KeygenArgs, PushArgs, TrustArgs};
 pub use control::{DeployArgs, EmitArgs, ModuleArgs, StatusArgs, TapArgs, TargetArgs};
 pub use workspace::{CheckArgs, InitArgs, ListArgs, LogsArgs, NewArgs, RunArgs, TestArgs};
 
@@ -174,6 +174,17 @@ pub enum Command {
                       unless the report says so), 2 for a usage error."
     )]
     Deploy(DeployArgs),
+    /// Store a signed bundle in a NATS JetStream object store and record it
+    /// as a release of its application, for nodes started with `run
+    /// --from-nats` (digests checked on both ends).
+    #[command(
+        after_help = "The bundle is verified first, as a node would (--trusted-key, or \
+                      --allow-unsigned for development). A version is pushed once: the same \
+                      bundle again is a no-op, another one with that version is refused.\n\
+                      Exit code: 0 when stored (or there already), 1 when refused or failed, 2 \
+                      for a usage error."
+    )]
+    Push(PushArgs),
     /// Print the log lines of one module, or of all, from the log files
     /// (logging.dir and logging.file of main.yaml, rotated copies included).
     #[command(after_help = "Exit code: 0, or 2 for an unknown module, level or duration.")]

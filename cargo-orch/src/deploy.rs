@@ -3,8 +3,9 @@
 //!
 //! The orchestrator checks a deployed bundle with its own trusted keys (the
 //! client names a path, nothing more), refuses what a running host cannot
-//! take (another application, host binary, module ABI, main.yaml or
-//! environment: a restart is needed), then applies it in two steps:
+//! take (another application, host binary, module ABI, main.yaml beyond
+//! `app.version`, or environment: a restart is needed), then applies it in
+//! two steps:
 //!
 //! 1. each running module whose library digest changed (and whose entry in
 //!    modules.yaml did not) goes through the reload transaction (save_state,
@@ -81,6 +82,23 @@ impl Deployer {
         reloader: &mut HotReload,
         path: &Path,
     ) -> Response {
+        self.deploy_expecting(supervisor, reloader, path, None)
+    }
+
+    /// The digest of the bundle running now.
+    pub fn current_digest(&self) -> &str {
+        &self.current.digest
+    }
+
+    /// [`Self::deploy`], refusing a bundle whose digest is not `expected`
+    /// (a release record names the digest its bundle must have).
+    pub fn deploy_expecting(
+        &mut self,
+        supervisor: &mut Supervisor,
+        reloader: &mut HotReload,
+        path: &Path,
+        expected: Option<&str>,
+    ) -> Response {
         let keys = match self.keys() {
             Ok(keys) => keys,
             Err(response) => return response,
@@ -112,6 +130,19 @@ impl Deployer {
                 );
             }
         };
+        if let Some(expected) = expected
+            && next.digest != expected
+        {
+            return Response::error(
+                format!(
+                    "bundle {} refused, nothing changed: its digest is {}, its release names {}",
+                    path.display(),
+                    short(&next.digest),
+                    short(expected)
+                ),
+                Some("push the bundle again from its archive".into()),
+            );
+        }
         self.switch(supervisor, reloader, next, "deploy")
     }
 
@@ -176,6 +207,7 @@ impl Deployer {
             };
         }
         let applied = check_compatible(&self.current.manifest, &next.manifest)
+            .and_then(|()| check_main_yaml(&self.current, &next))
             .and_then(|()| load_config(&next, reloader.config()))
             .and_then(|config| apply(supervisor, reloader, &self.current, &next, config));
         match applied {
@@ -210,7 +242,7 @@ impl Deployer {
 }
 
 /// The first 12 hex digits of a digest.
-fn short(digest: &str) -> &str {
+pub fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
@@ -266,24 +298,48 @@ fn check_compatible(current: &Manifest, next: &Manifest) -> Result<(), Refusal> 
         ));
     }
     let digest_of = |m: &Manifest, path: &str| m.file(path).map(|f| f.sha256.clone());
-    let host_files = ["bin/cargo-orch", "bin/orch-networked"];
-    let main_yaml = ["config/main.yaml".to_string()].into_iter().chain(
+    for path in ["bin/cargo-orch", "bin/orch-networked"] {
+        if digest_of(current, path) != digest_of(next, path) {
+            return Err(refuse(
+                format!("the bundle changes the host binary: {path} differs"),
+                restart,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a main.yaml (the base one, and the environment's) that differs
+/// from the running bundle's in more than `app.version`: a new version of
+/// the application is what a deploy brings; anything else in main.yaml
+/// shapes the host and needs a restart.
+fn check_main_yaml(current: &Bundled, next: &Bundled) -> Result<(), Refusal> {
+    let files = ["config/main.yaml".to_owned()].into_iter().chain(
         current
+            .manifest
             .environment
             .iter()
             .map(|env| format!("config/{env}/main.yaml")),
     );
-    for path in host_files.iter().map(|p| p.to_string()).chain(main_yaml) {
-        if digest_of(current, &path) != digest_of(next, &path) {
-            let what = if path.starts_with("bin/") {
-                "the host binary"
-            } else {
-                "main.yaml (only modules.yaml is applied live)"
-            };
-            return Err(refuse(
-                format!("the bundle changes {what}: {path} differs"),
-                restart,
-            ));
+    for path in files {
+        let digest_of = |b: &Bundled| b.manifest.file(&path).map(|f| f.sha256.clone());
+        if digest_of(current) == digest_of(next) {
+            continue;
+        }
+        let text_of = |b: &Bundled| std::fs::read_to_string(b.dir.join(&path)).unwrap_or_default();
+        match config::version_only::differs_beyond_version(&text_of(current), &text_of(next)) {
+            Ok(false) => {}
+            Ok(true) => {
+                return Err(refuse(
+                    format!(
+                        "the bundle changes {path} beyond app.version (only modules.yaml and \
+                         the version are applied live)"
+                    ),
+                    "a restart is needed: stop this orchestrator and run the new bundle \
+                     (cargo-orch orch run --bundle NEW)",
+                ));
+            }
+            Err(error) => return Err(refuse(error, "bundle again from a valid main.yaml")),
         }
     }
     Ok(())
@@ -482,14 +538,13 @@ mod tests {
     }
 
     #[test]
-    fn a_new_host_main_yaml_abi_app_or_environment_needs_a_restart() {
+    fn a_new_host_abi_app_or_environment_needs_a_restart() {
         let current = manifest(&BASE);
         let refused = |next: Manifest, names: &str| {
             let refusal = check_compatible(&current, &next).expect_err("refused");
             assert!(refusal.message.contains(names), "{}", refusal.message);
         };
         refused(with("bin/cargo-orch", "e"), "host binary");
-        refused(with("config/main.yaml", "e"), "main.yaml");
         let mut networked = manifest(&BASE);
         networked.files.push(FileEntry {
             path: "bin/orch-networked".into(),

@@ -10,10 +10,12 @@ mod control_actions;
 mod deploy;
 #[cfg(test)]
 mod docs_check;
+mod from_nats;
 mod hot_reload;
 pub mod network;
 mod networked;
 mod operator_services;
+pub mod release;
 mod session;
 mod shown;
 mod singleton;
@@ -50,6 +52,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Keygen(args) => cmd::bundle::keygen(&args),
         cli::Command::Bundle(args) => cmd::bundle::bundle(&orch.global, &args),
         cli::Command::Deploy(args) => cmd::control::deploy(&orch.global, &args),
+        cli::Command::Push(args) => cmd::push::run(&args, network),
         cli::Command::Logs(args) => cmd::logs::run(&orch.global, &args),
         cli::Command::Emit(args) => cmd::control::emit(&orch.global, &args),
         cli::Command::Tap(args) => cmd::control::tap(&orch.global, &args),

@@ -4,7 +4,8 @@
 //! half of what a cold build compiles, so the `cargo-orch` binary leaves them
 //! out: it is built with no [`Network`], and `cargo orch run` hands a
 //! configuration that asks for one of them over to `orch-networked` (see
-//! `networked.rs`), the same program with this trait implemented.
+//! `networked.rs`), the same program with this trait implemented. Bundles
+//! through NATS (`push`, `run --from-nats`) are there too.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,6 +17,8 @@ use orch_runtime::bus::Bus;
 use orch_runtime::requests::Requests;
 use orch_runtime::status::{BridgeStatus, StatusBoard};
 use orch_runtime::timers::TimerService;
+
+use crate::release::{ReleaseServer, Releases};
 
 /// Starts the parts that reach the network (implemented by `orch-networked`).
 pub trait Network: Sync {
@@ -39,6 +42,9 @@ pub trait Network: Sync {
         app: &str,
         bus: &Bus,
     ) -> anyhow::Result<Box<dyn Send>>;
+
+    /// Connects to the releases on a NATS server (`push`, `run --from-nats`).
+    fn releases(&self, server: &ReleaseServer) -> anyhow::Result<Box<dyn Releases>>;
 }
 
 /// What the bridge starts from.
@@ -127,5 +133,9 @@ impl Network for NoNetwork {
         _: &Bus,
     ) -> anyhow::Result<Box<dyn Send>> {
         Err(Self::missing("notify.webhook"))
+    }
+
+    fn releases(&self, _: &ReleaseServer) -> anyhow::Result<Box<dyn Releases>> {
+        Err(Self::missing("releases through NATS"))
     }
 }

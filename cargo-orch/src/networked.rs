@@ -83,18 +83,18 @@ pub(crate) fn locate(no_build: bool, timeout: Duration) -> anyhow::Result<PathBu
 }
 
 /// Replaces this process with `orch-networked` running the same command
-/// line: `program` (a bundle's, verified), else the one [`locate`] finds.
+/// line (`why` says what needs it): `program` (a bundle's, verified), else
+/// the one [`locate`] finds.
 /// Returns only when that cannot be done, with the reason.
 pub fn hand_over(
-    sections: &[&str],
+    why: &str,
     program: Option<PathBuf>,
     no_build: bool,
     build_timeout: Duration,
 ) -> anyhow::Error {
     eprintln!(
-        "cargo orch run: main.yaml has {}: continuing in {NETWORKED_BIN}, the orchestrator \
+        "cargo orch: {why}: continuing in {NETWORKED_BIN}, the orchestrator \
          with the network parts{}",
-        sections.join(", "),
         if program.is_some() {
             ", from the bundle"
         } else {

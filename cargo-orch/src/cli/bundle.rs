@@ -4,19 +4,20 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-/// Which signatures a bundle may carry.
+/// Which signatures a bundle may carry (with `--bundle`, `--from-nats` or
+/// a pushed BUNDLE: the group `bundle_source`).
 #[derive(Debug, Clone, Default, Args)]
 pub struct TrustArgs {
     /// A minisign public key (a .pub file), or a folder of them (every
     /// *.pub in it), the bundle's signature may come from; repeat for
     /// several. Never a key the bundle carries.
-    #[arg(long, value_name = "PUBFILE|DIR", requires = "bundle")]
+    #[arg(long, value_name = "PUBFILE|DIR", requires = "bundle_source")]
     pub trusted_key: Vec<PathBuf>,
 
     /// Accept an unsigned bundle (or one whose signature no trusted key can
     /// check): development only; its files are still checked against its
     /// manifest.
-    #[arg(long, requires = "bundle")]
+    #[arg(long, requires = "bundle_source")]
     pub allow_unsigned: bool,
 }
 
@@ -55,4 +56,38 @@ pub struct BundleArgs {
     /// there is replaced; any other non-empty folder is refused).
     #[arg(long, value_name = "DIR")]
     pub oci: Option<PathBuf>,
+}
+
+/// The NATS server that holds the releases.
+#[derive(Debug, Clone, Args)]
+pub struct NatsArgs {
+    /// The server: nats://host:port (`user:password@` or `token@` may be in
+    /// it).
+    #[arg(long = "nats", value_name = "URL", env = "ORCH_NATS_URL")]
+    pub url: String,
+
+    /// A NATS user's credentials file (JWT and nkey seed, from `nsc`).
+    #[arg(long, value_name = "FILE")]
+    pub creds: Option<PathBuf>,
+}
+
+/// `cargo orch push`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("bundle_source").args(["bundle"]))]
+pub struct PushArgs {
+    /// The bundle archive (from `cargo orch bundle`).
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// Make it the current release: every node that follows the releases
+    /// and has no desired release of its own moves to it (the first push of
+    /// an application always does).
+    #[arg(long)]
+    pub current: bool,
+
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }

@@ -28,6 +28,7 @@ pub struct LogsArgs {
 
 /// `cargo orch run`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("bundle_source").args(["bundle", "from_nats"]))]
 pub struct RunArgs {
     /// Rebuild and hot-reload a module when its sources change (overrides hot_reload).
     #[arg(long, conflicts_with = "no_watch")]
@@ -61,9 +62,30 @@ pub struct RunArgs {
     pub trust: TrustArgs,
 
     /// Where an archive is unpacked, into a folder named after its app,
-    /// version and digest (default: beside the archive).
-    #[arg(long, value_name = "DIR", requires = "bundle")]
+    /// version and digest (default: beside the archive; with --from-nats,
+    /// where archives are downloaded too, default: this folder).
+    #[arg(long, value_name = "DIR", requires = "bundle_source")]
     pub unpack_dir: Option<PathBuf>,
+
+    /// Run the release of --app that the NATS server at URL holds for this
+    /// node (pushed with `cargo orch push`), verified as --bundle is, and
+    /// follow it: when the node's desired release or the current one
+    /// changes, it is fetched, verified and deployed.
+    #[arg(long, value_name = "URL", requires = "app", conflicts_with_all = ["watch", "release", "no_build"])]
+    pub from_nats: Option<String>,
+
+    /// With --from-nats: the application (its app.name).
+    #[arg(long, value_name = "NAME", requires = "from_nats")]
+    pub app: Option<String>,
+
+    /// With --from-nats: this node's id (its desired release, its presence
+    /// record; default: $ORCH_NODE, else the host name).
+    #[arg(long, value_name = "NAME", requires = "from_nats")]
+    pub node: Option<String>,
+
+    /// With --from-nats: a NATS user's credentials file.
+    #[arg(long, value_name = "FILE", requires = "from_nats")]
+    pub creds: Option<PathBuf>,
 }
 
 /// `cargo orch test`.
@@ -137,6 +159,7 @@ pub struct NewArgs {
 
 /// `cargo orch check`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("bundle_source").args(["bundle"]))]
 pub struct CheckArgs {
     /// Build the modules with the release profile.
     #[arg(long, conflicts_with = "bundle")]

@@ -8,5 +8,6 @@ pub mod list;
 pub mod logs;
 pub mod new;
 pub mod oci;
+pub mod push;
 pub mod run;
 pub mod test;

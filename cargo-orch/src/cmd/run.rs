@@ -2,6 +2,7 @@
 //! order, and run until SIGINT or SIGTERM.
 
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::deploy::Deployer;
@@ -33,11 +34,25 @@ pub fn run(
     network: Option<&dyn Network>,
 ) -> anyhow::Result<ExitCode> {
     let process_start = Instant::now();
-    let session = match &args.bundle {
-        Some(bundle) => {
+    let mut from_nats = None;
+    let session = match (&args.bundle, &args.from_nats) {
+        (Some(bundle), _) => {
             Session::open_bundle(global, bundle, args.unpack_dir.as_deref(), &args.trust)?
         }
-        None => Session::open(global)?,
+        (None, Some(url)) => {
+            let Some(network) = network else {
+                return Err(crate::networked::hand_over(
+                    "--from-nats needs the NATS client",
+                    None,
+                    args.no_build,
+                    Duration::from_secs(600),
+                ));
+            };
+            let (session, from) = crate::from_nats::open(global, args, url, network)?;
+            from_nats = Some(from);
+            session
+        }
+        (None, None) => Session::open(global)?,
     };
     let needed = sections_needed(&session.config);
     let network = match network {
@@ -62,7 +77,7 @@ pub fn run(
                 None => None,
             };
             return Err(crate::networked::hand_over(
-                &needed,
+                &format!("main.yaml has {}", needed.join(", ")),
                 program,
                 args.no_build,
                 session.config.main.timeouts.build,
@@ -80,6 +95,16 @@ pub fn run(
                  rights. Never do this in production"
             );
         }
+    }
+    if let Some(from) = &from_nats {
+        tracing::info!(
+            "[RELEASE] node '{}' runs {} {}, the {} release at {}; following its release",
+            from.node,
+            from.app,
+            from.started_with.version,
+            from.started_with.source,
+            args.from_nats.as_deref().unwrap_or_default()
+        );
     }
     let config = &session.config;
     tracing::info!(
@@ -168,7 +193,7 @@ pub fn run(
         Some(settings) => Some(
             network
                 .start_bridge(BridgeSetup {
-                    settings: &settings.nats,
+                    settings: &node_named(&settings.nats, from_nats.as_ref()),
                     bus: supervisor.bus(),
                     timers: supervisor.timers(),
                     publish_timeout: config.main.timeouts.publish,
@@ -214,6 +239,22 @@ pub fn run(
     if report.running.is_empty() && !modules.is_empty() {
         tracing::warn!("no module is running; fix the errors above and run again");
     }
+    // A node run from NATS follows its release once every module started.
+    let (release_tx, releases) = bounded(2);
+    let running_digest = Arc::new(Mutex::new(
+        session
+            .bundle
+            .as_ref()
+            .map(|b| b.digest.clone())
+            .unwrap_or_default(),
+    ));
+    let _follower = match from_nats {
+        Some(from) => Some(
+            from.follow(Arc::clone(&running_digest), release_tx)
+                .context("cannot follow the releases")?,
+        ),
+        None => None,
+    };
 
     let signal = if report.cancelled {
         shutdown.recv().unwrap_or("signal")
@@ -229,6 +270,8 @@ pub fn run(
                 actions: &actions,
                 leases: &leases,
                 fences: &fences,
+                releases: &releases,
+                running_digest: &running_digest,
             },
             watch,
         )
@@ -278,6 +321,8 @@ fn serve(
         actions,
         leases,
         fences,
+        releases,
+        running_digest,
     } = *inputs;
     let (changes_tx, changes) = unbounded();
     let mut reloader = HotReload::new(
@@ -327,6 +372,17 @@ fn serve(
                     crate::singleton::apply(change, supervisor, &reloader, fences);
                 }
             }
+            recv(releases) -> fetched => {
+                if let Ok(fetched) = fetched {
+                    crate::from_nats::deploy(
+                        &fetched,
+                        deployer.as_mut(),
+                        supervisor,
+                        &mut reloader,
+                        running_digest,
+                    );
+                }
+            }
             recv(actions) -> pending => {
                 if let Ok(pending) = pending {
                     crate::control_actions::handle(
@@ -352,6 +408,25 @@ struct Inputs<'a> {
     leases: &'a Receiver<orch_runtime::lease::LeaseChange>,
     /// The fences of running singletons.
     fences: &'a orch_runtime::lease::Fences,
+    /// Releases a node run from NATS fetched (never, otherwise).
+    releases: &'a Receiver<crate::release::FetchedRelease>,
+    /// The digest of the bundle running now, for the release follower.
+    running_digest: &'a Mutex<String>,
+}
+
+/// `bridge.nats` with the node id of a node run from NATS when main.yaml
+/// names none (its presence record then has the key its releases use).
+fn node_named(
+    settings: &orch_config::NatsSettings,
+    from_nats: Option<&crate::from_nats::FromNats>,
+) -> orch_config::NatsSettings {
+    let mut settings = settings.clone();
+    if settings.node.is_none()
+        && let Some(from) = from_nats
+    {
+        settings.node = Some(from.node.clone());
+    }
+    settings
 }
 
 /// The libraries of the last build, for `--no-build`; an error names a missing one.

@@ -26,7 +26,9 @@
 //! - [`presence`]: with `presence:`, this node's record in a key-value bucket
 //!   with a TTL, the others' watched (`bridge.node_joined` /
 //!   `bridge.node_lost`), and the cluster view `cargo orch status --cluster`
-//!   shows.
+//!   shows;
+//! - [`releases`]: bundles through NATS (`cargo orch push`, `run
+//!   --from-nats`): an object store of archives, a bucket of releases.
 //!
 //! The client (async-nats) runs on a current-thread tokio runtime of the
 //! bridge's own thread; nothing of it reaches the rest of the host.
@@ -45,6 +47,7 @@ pub mod outbox;
 pub mod presence;
 mod probe;
 pub mod refusal;
+pub mod releases;
 pub mod requests;
 mod service;
 pub mod stats;

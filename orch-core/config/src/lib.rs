@@ -31,6 +31,7 @@ mod metrics;
 mod module_limits;
 mod notify;
 mod variables;
+pub mod version_only;
 mod webhook_url;
 
 pub use bridge::{

@@ -2,15 +2,21 @@
 //! that the `cargo-orch` binary leaves out, the NATS bridge (orch-bridge),
 //! the metrics endpoint and webhook alerts (orch-monitor). `cargo orch run`
 //! builds it on demand and hands over to it when main.yaml has a `bridge:`,
-//! `metrics:` or `notify.webhook:` section; it takes every other command too.
+//! `metrics:` or `notify.webhook:` section, and for bundles through NATS
+//! (`push`, `run --from-nats`); it takes every other command too.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cargo_orch::network::{BridgeSetup, Network, RunningBridge};
+use cargo_orch::release::{
+    BundleToPush, FetchedRelease, FollowSetup, Pushed, ReleaseServer, Releases,
+};
 use orch_bridge::Bridge;
+use orch_bridge::releases::{self, ReleaseClient, ReleaseError};
 use orch_config::WebhookSettings;
 use orch_monitor::metrics::{MetricsServer, MetricsSources};
 use orch_monitor::webhook::Webhook;
@@ -63,6 +69,82 @@ impl Network for NetworkParts {
         bus: &Bus,
     ) -> anyhow::Result<Box<dyn Send>> {
         Ok(Box::new(Webhook::start(settings, app, bus)?))
+    }
+
+    fn releases(&self, server: &ReleaseServer) -> anyhow::Result<Box<dyn Releases>> {
+        let client = ReleaseClient::connect(
+            &releases::ReleaseServer {
+                url: server.url.clone(),
+                creds: server.creds.clone(),
+                name: server.name.clone(),
+            },
+            Duration::from_secs(10),
+        )
+        .map_err(explained)?;
+        Ok(Box::new(NatsReleases(client)))
+    }
+}
+
+/// A release error as the command line prints it: the message and its hint.
+fn explained(error: ReleaseError) -> anyhow::Error {
+    anyhow::anyhow!("{}; hint: {}", error.message, error.hint)
+}
+
+/// The releases on a NATS server, as orch-bridge keeps them.
+struct NatsReleases(ReleaseClient);
+
+/// A downloaded release as the command line takes it.
+fn fetched(fetched: releases::Fetched) -> FetchedRelease {
+    FetchedRelease {
+        path: fetched.path,
+        version: fetched.record.version,
+        digest: fetched.record.digest,
+        source: fetched.source,
+    }
+}
+
+impl Releases for NatsReleases {
+    fn push(&self, bundle: &BundleToPush) -> anyhow::Result<Pushed> {
+        let outcome = self
+            .0
+            .push(&releases::PushRequest {
+                app: bundle.app.clone(),
+                version: bundle.version.clone(),
+                digest: bundle.digest.clone(),
+                archive_sha256: bundle.archive_sha256.clone(),
+                bytes: bundle.bytes.clone(),
+                signed_by: bundle.signed_by.clone(),
+                make_current: bundle.make_current,
+            })
+            .map_err(explained)?;
+        Ok(Pushed {
+            stored: outcome.stored,
+            current: outcome.current,
+            previous_current: outcome.previous_current,
+        })
+    }
+
+    fn fetch(&self, app: &str, node: &str, dir: &Path) -> anyhow::Result<Option<FetchedRelease>> {
+        let Some(wanted) = self.0.wanted(app, node).map_err(explained)? else {
+            return Ok(None);
+        };
+        let downloaded = self.0.download(wanted, dir).map_err(explained)?;
+        Ok(Some(fetched(downloaded)))
+    }
+
+    fn follow(self: Box<Self>, setup: FollowSetup) -> anyhow::Result<Box<dyn Send>> {
+        let follower = self
+            .0
+            .follow(releases::Follow {
+                app: setup.app,
+                node: setup.node,
+                dir: setup.dir,
+                running: setup.running,
+                deliver: setup.deliver,
+                into: fetched,
+            })
+            .map_err(explained)?;
+        Ok(Box::new(follower))
     }
 }
 

@@ -1,0 +1,107 @@
+//! `cargo orch push BUNDLE`: a signed bundle into a NATS JetStream object
+//! store, recorded as a release of its application (see
+//! orch-bridge's `releases`). The bundle is verified here first, as a node
+//! will verify it; the store's digest is compared with this side's.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use orch_bundle::format::sha256_hex;
+use orch_bundle::verify::verify_archive;
+
+use crate::cli::PushArgs;
+use crate::deploy::short;
+use crate::network::Network;
+use crate::release::{BundleToPush, ReleaseServer};
+use crate::session::UsageError;
+
+/// A bundle larger than this is no bundle `cargo orch bundle` wrote.
+const MAX_BUNDLE_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Runs `cargo orch push`.
+pub fn run(args: &PushArgs, network: Option<&dyn Network>) -> anyhow::Result<ExitCode> {
+    let Some(network) = network else {
+        return Err(crate::networked::hand_over(
+            "push needs the NATS client",
+            None,
+            false,
+            Duration::from_secs(600),
+        ));
+    };
+    if args.trust.trusted_key.is_empty() && !args.trust.allow_unsigned {
+        return Err(UsageError(anyhow::anyhow!(
+            "push checks the bundle's signature before it stores it, and no key was given; \
+             hint: --trusted-key PUBFILE (the key your nodes trust), or --allow-unsigned for \
+             development"
+        ))
+        .into());
+    }
+    let path = &args.bundle;
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the bundle {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_BUNDLE_BYTES,
+        "{} is {size} bytes, more than a bundle may be ({MAX_BUNDLE_BYTES}); hint: push the \
+         archive `cargo orch bundle` wrote",
+        path.display()
+    );
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the bundle {}", path.display()))?;
+    let keys = crate::bundled::trusted_keys(&args.trust)?;
+    let verified =
+        verify_archive(bytes.as_slice(), &keys, args.trust.allow_unsigned).map_err(|error| {
+            anyhow::anyhow!("bundle {} refused, nothing pushed: {error}", path.display())
+        })?;
+    let manifest = &verified.manifest;
+    let bundle = BundleToPush {
+        app: manifest.app.clone(),
+        version: manifest.version.clone(),
+        digest: verified.manifest_sha256.clone(),
+        archive_sha256: sha256_hex(&bytes),
+        signed_by: verified.signature.as_ref().map(|s| s.key_id.clone()),
+        bytes,
+        make_current: args.current,
+    };
+    let releases = network.releases(&ReleaseServer {
+        url: args.nats.url.clone(),
+        creds: args.nats.creds.clone(),
+        name: "push".into(),
+    })?;
+    let pushed = releases.push(&bundle)?;
+    println!(
+        "{} {} {} (digest {}, {} bytes, {}) at {}",
+        if pushed.stored {
+            "pushed"
+        } else {
+            "already there:"
+        },
+        bundle.app,
+        bundle.version,
+        short(&bundle.digest),
+        size,
+        bundle
+            .signed_by
+            .as_deref()
+            .map_or_else(|| "UNSIGNED".to_owned(), |key| format!("signed by {key}")),
+        args.nats.url
+    );
+    match (pushed.current, pushed.previous_current) {
+        (true, Some(previous)) if previous != bundle.version => println!(
+            "current release of {}: {} (was {previous}); nodes with no desired release move to it",
+            bundle.app, bundle.version
+        ),
+        (true, _) => println!("current release of {}: {}", bundle.app, bundle.version),
+        (false, Some(previous)) if previous == bundle.version => {
+            println!("current release of {}: {previous}", bundle.app);
+        }
+        (false, previous) => println!(
+            "current release of {} stays {}; make this one current: cargo orch push {} --current",
+            bundle.app,
+            previous.as_deref().unwrap_or("(none)"),
+            path.display()
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

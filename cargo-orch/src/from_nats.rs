@@ -1,0 +1,205 @@
+//! `cargo orch run --from-nats URL --app NAME`: the release this node
+//! should run (its desired one, else the application's current one) is
+//! downloaded from the server's object store, verified as `run --bundle`
+//! verifies a bundle, and run; from then on the node follows its release,
+//! deploying each new one through the reload transaction as `cargo orch
+//! deploy` does (see [`crate::deploy`]), and refusing (the running bundle
+//! goes on) what does not verify.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use orch_operate::protocol::Response;
+use orch_runtime::supervisor::Supervisor;
+
+use crate::cli::{GlobalArgs, RunArgs};
+use crate::deploy::Deployer;
+use crate::hot_reload::HotReload;
+use crate::network::Network;
+use crate::release::{FetchedRelease, FollowSetup, ReleaseServer, Releases};
+use crate::session::{Session, UsageError};
+
+/// A node run from NATS, before it follows its release.
+pub struct FromNats {
+    releases: Box<dyn Releases>,
+    /// `--app`.
+    pub app: String,
+    /// This node's id.
+    pub node: String,
+    dir: PathBuf,
+    /// What was fetched at start.
+    pub started_with: FetchedRelease,
+}
+
+/// The node's release, downloaded, verified and opened as a session.
+pub fn open(
+    global: &GlobalArgs,
+    args: &RunArgs,
+    url: &str,
+    network: &dyn Network,
+) -> anyhow::Result<(Session, FromNats)> {
+    let app = args
+        .app
+        .clone()
+        .context("--from-nats needs --app NAME (the application's app.name)")?;
+    let node = node_name(args.node.as_deref())?;
+    let dir = match &args.unpack_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir().context("cannot read the current folder")?,
+    };
+    let releases = network.releases(&ReleaseServer {
+        url: url.to_owned(),
+        creds: args.creds.clone(),
+        name: node.clone(),
+    })?;
+    let fetched = releases.fetch(&app, &node, &dir)?.with_context(|| {
+        format!(
+            "{url} holds no release of '{app}'; hint: push one: cargo orch push BUNDLE \
+                 --nats {url} --trusted-key KEY.pub"
+        )
+    })?;
+    let session = Session::open_bundle(global, &fetched.path, Some(&dir), &args.trust)?;
+    let Some(bundle) = &session.bundle else {
+        anyhow::bail!("the release of '{app}' opened as no bundle");
+    };
+    anyhow::ensure!(
+        bundle.manifest.app == app,
+        "the {} release of '{app}' ({}) is a bundle of '{}'; hint: push a bundle of '{app}'",
+        fetched.source,
+        fetched.version,
+        bundle.manifest.app
+    );
+    anyhow::ensure!(
+        bundle.digest == fetched.digest,
+        "the {} release of '{app}' names digest {} but its archive's manifest is {}; \
+         hint: push the bundle again",
+        fetched.source,
+        fetched.digest,
+        bundle.digest
+    );
+    if let Some(bridge) = &session.config.main.bridge
+        && let Some(configured) = &bridge.nats.node
+        && configured != &node
+    {
+        return Err(UsageError(anyhow::anyhow!(
+            "this node is '{node}' for its releases but the bundle's bridge.nats.node is \
+             '{configured}'; hint: give both the same id (--node or ORCH_NODE; main.yaml may say \
+             node: ${{ORCH_NODE}})"
+        ))
+        .into());
+    }
+    Ok((
+        session,
+        FromNats {
+            releases,
+            app,
+            node,
+            dir,
+            started_with: fetched,
+        },
+    ))
+}
+
+impl FromNats {
+    /// Follows the node's release from now on: new ones come on `deliver`.
+    pub fn follow(
+        self,
+        running: Arc<Mutex<String>>,
+        deliver: crossbeam_channel::Sender<FetchedRelease>,
+    ) -> anyhow::Result<Box<dyn Send>> {
+        self.releases.follow(FollowSetup {
+            app: self.app,
+            node: self.node,
+            dir: self.dir,
+            running,
+            deliver,
+        })
+    }
+}
+
+/// Deploys a release the follower fetched: verified with the node's own
+/// keys and applied through the reload transaction, or refused with the
+/// running bundle going on.
+pub fn deploy(
+    fetched: &FetchedRelease,
+    deployer: Option<&mut Deployer>,
+    supervisor: &mut Supervisor,
+    reloader: &mut HotReload,
+    running: &Mutex<String>,
+) {
+    let Some(deployer) = deployer else {
+        return;
+    };
+    tracing::info!(
+        "[RELEASE] deploying {} (the {} release, digest {})",
+        fetched.version,
+        fetched.source,
+        crate::deploy::short(&fetched.digest)
+    );
+    match deployer.deploy_expecting(supervisor, reloader, &fetched.path, Some(&fetched.digest)) {
+        Response::Error { message, hint, .. } => tracing::error!(
+            "[RELEASE] {} refused, the running bundle goes on: {message}{}",
+            fetched.version,
+            hint.map(|h| format!("; hint: {h}")).unwrap_or_default()
+        ),
+        _ => {
+            if let Ok(mut digest) = running.lock() {
+                deployer.current_digest().clone_into(&mut digest);
+            }
+            tracing::info!(
+                "[RELEASE] now running {} (digest {})",
+                fetched.version,
+                crate::deploy::short(deployer.current_digest())
+            );
+        }
+    }
+}
+
+/// `--node`, else `$ORCH_NODE`, else the host name: letters, digits, `-`
+/// and `_`, at most 64.
+fn node_name(given: Option<&str>) -> anyhow::Result<String> {
+    let from_env = std::env::var("ORCH_NODE").ok().filter(|n| !n.is_empty());
+    let name = match given.map(str::to_owned).or(from_env) {
+        Some(name) => name,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect(),
+    };
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(UsageError(anyhow::anyhow!(
+            "node id {name:?}: letters, digits, '-' and '_' only, 1 to 64 of them; hint: --node \
+             NAME or ORCH_NODE=NAME"
+        ))
+        .into());
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_id_is_a_name_token() {
+        assert_eq!(node_name(Some("node-1")).expect("valid"), "node-1");
+        assert!(node_name(Some("a.b")).is_err());
+        assert!(node_name(Some(&"n".repeat(65))).is_err());
+        assert!(node_name(Some("")).is_err() || std::env::var("ORCH_NODE").is_ok());
+    }
+}

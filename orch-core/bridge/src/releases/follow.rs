@@ -1,0 +1,177 @@
+//! A node following its release: the `current` and `desired.<node>` keys
+//! watched; each time the release they name is not the one running, its
+//! archive is downloaded (digests checked) and handed to the main loop,
+//! which verifies and deploys it as `cargo orch deploy` does.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+
+use super::record::{self, Pointer};
+use super::store::{Buckets, short};
+use super::{Fetched, Wanted};
+
+/// What a follower needs; `T` is what the main loop takes.
+pub struct Follow<T> {
+    /// `app.name`.
+    pub app: String,
+    /// This node's id (its `desired.<node>` key).
+    pub node: String,
+    /// Where archives are downloaded to.
+    pub dir: PathBuf,
+    /// The digest of the bundle running now (the main loop writes it after
+    /// every deploy).
+    pub running: Arc<Mutex<String>>,
+    /// Where downloaded releases go (the main loop).
+    pub deliver: crossbeam_channel::Sender<T>,
+    /// A downloaded release as the main loop takes it.
+    pub into: fn(Fetched) -> T,
+}
+
+/// What the two keys say now.
+#[derive(Default)]
+struct Keys {
+    desired: Option<(Pointer, u64)>,
+    current: Option<(Pointer, u64)>,
+}
+
+impl Keys {
+    /// The release wanted, where it comes from, and the revision that said so.
+    fn wanted(&self, node: &str) -> Option<(Pointer, String, u64)> {
+        match (&self.desired, &self.current) {
+            (Some((pointer, revision)), _) => Some((
+                pointer.clone(),
+                format!("desired for node {node}"),
+                *revision,
+            )),
+            (None, Some((pointer, revision))) => {
+                Some((pointer.clone(), "current".into(), *revision))
+            }
+            (None, None) => None,
+        }
+    }
+}
+
+/// Follows until `stop` turns true; the watch is opened again (paced) when
+/// it ends or cannot be opened.
+pub async fn run<T>(buckets: Buckets, follow: Follow<T>, mut stop: watch::Receiver<bool>) {
+    let desired_key = record::desired_key(&follow.app, &follow.node);
+    let current_key = record::current_key(&follow.app);
+    // The last release tried, by digest and the revision that named it: a
+    // refused one is tried again only when the key is written again.
+    let mut tried: Option<(String, u64)> = None;
+    loop {
+        let watching = buckets
+            .releases
+            .watch_many_with_history([desired_key.as_str(), current_key.as_str()])
+            .await;
+        let mut entries = match watching {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!("[RELEASE] cannot watch the releases bucket: {e}; trying again");
+                if pause(&mut stop, Duration::from_secs(2)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let mut keys = Keys::default();
+        loop {
+            let entry = tokio::select! {
+                _ = stop.changed() => return,
+                entry = entries.next() => entry,
+            };
+            let Some(Ok(entry)) = entry else { break };
+            let value = match entry.operation {
+                kv::Operation::Put => match record::parse::<Pointer>(&entry.key, &entry.value) {
+                    Ok(pointer) => Some((pointer, entry.revision)),
+                    Err(e) => {
+                        tracing::warn!("[RELEASE] {e}; ignored");
+                        continue;
+                    }
+                },
+                kv::Operation::Delete | kv::Operation::Purge => None,
+            };
+            if entry.key == desired_key {
+                keys.desired = value;
+            } else if entry.key == current_key {
+                keys.current = value;
+            }
+            let Some((pointer, source, revision)) = keys.wanted(&follow.node) else {
+                continue;
+            };
+            let running = follow.running.lock().map(|d| d.clone()).unwrap_or_default();
+            let attempt = (pointer.digest.clone(), revision);
+            if pointer.digest == running || tried.as_ref() == Some(&attempt) {
+                continue;
+            }
+            tried = Some(attempt);
+            tracing::info!(
+                "[RELEASE] the {source} release is {} (digest {}): fetching it",
+                pointer.version,
+                short(&pointer.digest)
+            );
+            let fetched = fetch(&buckets, &follow, pointer, source).await;
+            match fetched {
+                Ok(fetched) => {
+                    if deliver(&follow.deliver, (follow.into)(fetched), &mut stop).await {
+                        return;
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "[RELEASE] refused, the running bundle goes on: {}; hint: {}",
+                    e.message,
+                    e.hint
+                ),
+            }
+        }
+        if pause(&mut stop, Duration::from_secs(1)).await {
+            return;
+        }
+    }
+}
+
+async fn fetch<T>(
+    buckets: &Buckets,
+    follow: &Follow<T>,
+    pointer: Pointer,
+    source: String,
+) -> Result<Fetched, super::ReleaseError> {
+    let Wanted { record, source } = buckets.resolve(&follow.app, pointer, source).await?;
+    let path = buckets.download(&record, &follow.dir).await?;
+    Ok(Fetched {
+        path,
+        record,
+        source,
+    })
+}
+
+/// Hands `fetched` to the main loop; true when stopped first.
+async fn deliver<T>(
+    to: &crossbeam_channel::Sender<T>,
+    mut fetched: T,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    loop {
+        match to.try_send(fetched) {
+            Ok(()) => return false,
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return true,
+            Err(crossbeam_channel::TrySendError::Full(back)) => fetched = back,
+        }
+        if pause(stop, Duration::from_millis(100)).await {
+            return true;
+        }
+    }
+}
+
+/// Sleeps `period`; true when stopped first.
+async fn pause(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
+    tokio::select! {
+        _ = stop.changed() => true,
+        () = tokio::time::sleep(period) => *stop.borrow(),
+    }
+}
