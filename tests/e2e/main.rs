@@ -22,6 +22,7 @@ mod new_cmd;
 mod oci;
 mod operate;
 mod presence;
+mod releases;
 mod requests;
 mod run;
 mod secrets;
