@@ -10,7 +10,7 @@ mod bundle;
 mod control;
 mod workspace;
 
-pub use bundle::{BundleArgs, KeygenArgs, PushArgs, TrustArgs};
+pub use bundle::{BundleArgs, KeygenArgs, PushArgs, RolloutArgs, TrustArgs};
 pub use control::{DeployArgs, EmitArgs, ModuleArgs, StatusArgs, TapArgs, TargetArgs};
 pub use workspace::{CheckArgs, InitArgs, ListArgs, LogsArgs, NewArgs, RunArgs, TestArgs};
 
@@ -185,6 +185,19 @@ pub enum Command {
                       for a usage error."
     )]
     Push(PushArgs),
+    /// Move the nodes that run an application from NATS to a pushed
+    /// version, one batch at a time, each gated on its nodes' health; halt
+    /// (and with --auto-revert, go back) when a batch is not healthy.
+    #[command(
+        after_help = "The controller holds a lock per application (two operators cannot run two \
+                      rollouts) and writes its state to the releases bucket: --status and a \
+                      controller started again (the same command) see the same thing and resume \
+                      from the recorded step. --pause, --resume and --abort are carried out by the \
+                      running controller, or by this command when none runs.\n\
+                      Exit code: 0 when it succeeded (or a request was taken), 1 when it failed \
+                      or was aborted, 2 for a usage error."
+    )]
+    Rollout(RolloutArgs),
     /// Print the log lines of one module, or of all, from the log files
     /// (logging.dir and logging.file of main.yaml, rotated copies included).
     #[command(after_help = "Exit code: 0, or 2 for an unknown module, level or duration.")]

@@ -327,7 +327,7 @@ fn check_main_yaml(current: &Bundled, next: &Bundled) -> Result<(), Refusal> {
             continue;
         }
         let text_of = |b: &Bundled| std::fs::read_to_string(b.dir.join(&path)).unwrap_or_default();
-        match config::version_only::differs_beyond_version(&text_of(current), &text_of(next)) {
+        match config::raw_main::differs_beyond_version(&text_of(current), &text_of(next)) {
             Ok(false) => {}
             Ok(true) => {
                 return Err(refuse(

@@ -53,6 +53,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Bundle(args) => cmd::bundle::bundle(&orch.global, &args),
         cli::Command::Deploy(args) => cmd::control::deploy(&orch.global, &args),
         cli::Command::Push(args) => cmd::push::run(&args, network),
+        cli::Command::Rollout(args) => cmd::rollout::run(&args, network),
         cli::Command::Logs(args) => cmd::logs::run(&orch.global, &args),
         cli::Command::Emit(args) => cmd::control::emit(&orch.global, &args),
         cli::Command::Tap(args) => cmd::control::tap(&orch.global, &args),

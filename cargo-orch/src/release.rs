@@ -34,6 +34,8 @@ pub struct BundleToPush {
     pub signed_by: Option<String>,
     /// Make it the current release.
     pub make_current: bool,
+    /// The presence bucket its main.yaml names (for a rollout).
+    pub presence_bucket: Option<String>,
 }
 
 /// What a push did.
@@ -88,4 +90,62 @@ pub trait Releases: Send {
     ) -> anyhow::Result<Option<FetchedRelease>>;
     /// Follows the node's release until the returned value is dropped.
     fn follow(self: Box<Self>, setup: FollowSetup) -> anyhow::Result<Box<dyn Send>>;
+    /// Runs (or asks the running controller for) what `request` says,
+    /// reporting each step; the rollout as it ended or stands.
+    fn rollout(
+        &self,
+        request: &RolloutRequest,
+        report: &(dyn Fn(&str) + Sync),
+    ) -> anyhow::Result<RolloutReport>;
+    /// The application's rollout, if it ever had one.
+    fn rollout_state(&self, app: &str) -> anyhow::Result<Option<RolloutReport>>;
+}
+
+/// What `cargo orch rollout` asks.
+#[derive(Debug, Clone)]
+pub struct RolloutRequest {
+    /// `app.name`.
+    pub app: String,
+    /// The version to roll out (`None` with an operator's request).
+    pub version: Option<String>,
+    /// Nodes of the canary batches.
+    pub canary: usize,
+    /// Nodes changed at once, at most.
+    pub max_unavailable: usize,
+    /// How long a node must be healthy.
+    pub min_healthy: std::time::Duration,
+    /// How long a batch may take to be healthy.
+    pub healthy_deadline: std::time::Duration,
+    /// Return the changed nodes on a halt.
+    pub auto_revert: bool,
+    /// The presence bucket, if not the release's.
+    pub presence_bucket: Option<String>,
+    /// `pause`, `resume` or `abort`.
+    pub operator: Option<OperatorRequest>,
+    /// This controller's id.
+    pub holder: String,
+}
+
+/// What an operator may ask of a running rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorRequest {
+    /// Start no new batch.
+    Pause,
+    /// Go on.
+    Resume,
+    /// Stop and return the changed nodes.
+    Abort,
+}
+
+/// A rollout as it stands.
+#[derive(Debug, Clone)]
+pub struct RolloutReport {
+    /// `running`, `paused`, `succeeded`, `failed` or `aborted`.
+    pub phase: String,
+    /// One line: versions, phase, batch, reason.
+    pub summary: String,
+    /// The whole state, as the bucket holds it.
+    pub state: serde_json::Value,
+    /// The controller that acts on a request, when it was not this one.
+    pub handed_to: Option<String>,
 }

@@ -91,3 +91,72 @@ pub struct PushArgs {
     #[command(flatten)]
     pub trust: TrustArgs,
 }
+
+/// `cargo orch rollout`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("operator").args(["status", "pause", "resume", "abort"]))]
+pub struct RolloutArgs {
+    /// The application (its app.name).
+    #[arg(value_name = "APP")]
+    pub app: String,
+
+    /// The version to roll out (pushed with `cargo orch push`).
+    #[arg(
+        value_name = "VERSION",
+        required_unless_present = "operator",
+        conflicts_with = "operator"
+    )]
+    pub to_version: Option<String>,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+
+    /// Nodes that take the new release first, gated before any other.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub canary: usize,
+
+    /// At most this many nodes change at once (every batch's size).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_unavailable: u32,
+
+    /// A node counts as healthy once it has run the new release, ready and
+    /// with no module.crashed, module.reload_failed or module.circuit_open,
+    /// this long (`10s`, `2m`).
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub min_healthy: String,
+
+    /// A batch not healthy this long after it began halts the rollout.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub healthy_deadline: String,
+
+    /// On a halt, return the nodes the rollout changed to the release that
+    /// was current.
+    #[arg(long)]
+    pub auto_revert: bool,
+
+    /// The presence bucket of the nodes (default: the one the release's
+    /// main.yaml names).
+    #[arg(long, value_name = "NAME")]
+    pub presence_bucket: Option<String>,
+
+    /// Show the rollout: versions, phase, batches, changed nodes, reason.
+    #[arg(long)]
+    pub status: bool,
+
+    /// With --status: as JSON.
+    #[arg(long, requires = "status")]
+    pub json: bool,
+
+    /// Start no new batch (the one under way finishes its gate).
+    #[arg(long)]
+    pub pause: bool,
+
+    /// Go on after --pause.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Stop the rollout and return the nodes it changed to the release
+    /// that was current.
+    #[arg(long)]
+    pub abort: bool,
+}

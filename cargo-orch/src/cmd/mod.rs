@@ -9,5 +9,6 @@ pub mod logs;
 pub mod new;
 pub mod oci;
 pub mod push;
+pub mod rollout;
 pub mod run;
 pub mod test;

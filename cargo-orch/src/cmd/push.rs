@@ -55,6 +55,7 @@ pub fn run(args: &PushArgs, network: Option<&dyn Network>) -> anyhow::Result<Exi
             anyhow::anyhow!("bundle {} refused, nothing pushed: {error}", path.display())
         })?;
     let manifest = &verified.manifest;
+    let presence_bucket = presence_bucket_of(&bytes, manifest.environment.as_deref());
     let bundle = BundleToPush {
         app: manifest.app.clone(),
         version: manifest.version.clone(),
@@ -63,6 +64,7 @@ pub fn run(args: &PushArgs, network: Option<&dyn Network>) -> anyhow::Result<Exi
         signed_by: verified.signature.as_ref().map(|s| s.key_id.clone()),
         bytes,
         make_current: args.current,
+        presence_bucket,
     };
     let releases = network.releases(&ReleaseServer {
         url: args.nats.url.clone(),
@@ -104,4 +106,26 @@ pub fn run(args: &PushArgs, network: Option<&dyn Network>) -> anyhow::Result<Exi
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The presence bucket the bundle's main.yaml names (its environment's
+/// overlay first), for a rollout to find the nodes' records.
+fn presence_bucket_of(archive: &[u8], environment: Option<&str>) -> Option<String> {
+    let overlay = environment.map(|env| format!("config/{env}/main.yaml"));
+    let wanted = |path: &str| path == "config/main.yaml" || Some(path) == overlay.as_deref();
+    let entries = orch_bundle::reader::read_archive(archive, wanted).ok()?;
+    let text_of = |path: &str| {
+        entries
+            .iter()
+            .find(|e| e.path == path)
+            .and_then(|e| e.data.as_deref())
+            .map(String::from_utf8_lossy)
+    };
+    overlay
+        .as_deref()
+        .and_then(text_of)
+        .and_then(|text| orch_config::raw_main::presence_bucket(&text))
+        .or_else(|| {
+            text_of("config/main.yaml").and_then(|t| orch_config::raw_main::presence_bucket(&t))
+        })
 }

@@ -132,6 +132,7 @@ pub fn own_record(me: &Me, board: &StatusBoard, app: &str, version: &str) -> Nod
             .map_or_else(|| version.to_owned(), |d| d.version.clone()),
         bundle_digest: deployment.map(|d| d.digest),
         ready: board.is_ready(),
+        health: board.health(),
         modules: board
             .snapshot()
             .into_iter()
@@ -382,6 +383,7 @@ mod tests {
             bundle_digest: None,
             ready: true,
             modules: vec![],
+            health: Default::default(),
         }
     }
 

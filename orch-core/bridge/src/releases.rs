@@ -8,13 +8,16 @@
 //!
 //! - [`record`]: the bucket's keys and values;
 //! - [`store`]: push, read, download;
-//! - [`follow`]: a node watching its release.
+//! - [`follow`]: a node watching its release;
+//! - [`rollout`]: a new release across the nodes, batch by batch, gated on
+//!   their health.
 //!
 //! The client runs on a current-thread runtime of its own; every call here
 //! blocks with a deadline.
 
 pub mod follow;
 pub mod record;
+pub mod rollout;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -76,6 +79,8 @@ pub struct PushRequest {
     pub signed_by: Option<String>,
     /// Make it the current release (a first push always does).
     pub make_current: bool,
+    /// The presence bucket its main.yaml names.
+    pub presence_bucket: Option<String>,
 }
 
 /// What a push did.
@@ -206,6 +211,31 @@ impl ReleaseClient {
                 record: wanted.record,
                 source: wanted.source,
             })
+        })
+    }
+
+    /// Runs what `start` asks of the application's rollout (a new one, a
+    /// resumed one, or an operator's request), reporting every step; a
+    /// rollout runs as long as its batches take (each bounded by its
+    /// deadline) and its pauses last.
+    pub fn rollout(
+        &self,
+        start: rollout::controller::Start,
+        report: &(dyn Fn(&str) + Sync),
+    ) -> Result<rollout::controller::Driven, ReleaseError> {
+        self.runtime.block_on(async {
+            let buckets = Buckets::open(&self.context, false).await?;
+            rollout::controller::drive(&self.context, &buckets, start, report).await
+        })
+    }
+
+    /// The application's rollout as the bucket holds it.
+    pub fn rollout_state(&self, app: &str) -> Result<Option<rollout::RolloutState>, ReleaseError> {
+        self.call("reading the rollout", async {
+            let buckets = Buckets::open(&self.context, false).await?;
+            Ok(rollout::controller::read(&buckets, app)
+                .await?
+                .map(|(state, _)| state))
         })
     }
 

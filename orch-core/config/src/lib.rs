@@ -30,8 +30,8 @@ mod merge;
 mod metrics;
 mod module_limits;
 mod notify;
+pub mod raw_main;
 mod variables;
-pub mod version_only;
 mod webhook_url;
 
 pub use bridge::{

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use cargo_orch::network::{BridgeSetup, Network, RunningBridge};
 use cargo_orch::release::{
-    BundleToPush, FetchedRelease, FollowSetup, Pushed, ReleaseServer, Releases,
+    BundleToPush, FetchedRelease, FollowSetup, OperatorRequest, Pushed, ReleaseServer, Releases,
+    RolloutReport, RolloutRequest,
 };
 use orch_bridge::Bridge;
-use orch_bridge::releases::{self, ReleaseClient, ReleaseError};
+use orch_bridge::releases::{self, ReleaseClient, ReleaseError, rollout};
 use orch_config::WebhookSettings;
 use orch_monitor::metrics::{MetricsServer, MetricsSources};
 use orch_monitor::webhook::Webhook;
@@ -93,6 +94,16 @@ fn explained(error: ReleaseError) -> anyhow::Error {
 /// The releases on a NATS server, as orch-bridge keeps them.
 struct NatsReleases(ReleaseClient);
 
+/// A rollout's state as the command line shows it.
+fn rollout_report(state: &rollout::RolloutState, handed_to: Option<String>) -> RolloutReport {
+    RolloutReport {
+        phase: state.phase.as_str().to_owned(),
+        summary: state.summary(),
+        state: serde_json::to_value(state).unwrap_or_default(),
+        handed_to,
+    }
+}
+
 /// A downloaded release as the command line takes it.
 fn fetched(fetched: releases::Fetched) -> FetchedRelease {
     FetchedRelease {
@@ -115,6 +126,7 @@ impl Releases for NatsReleases {
                 bytes: bundle.bytes.clone(),
                 signed_by: bundle.signed_by.clone(),
                 make_current: bundle.make_current,
+                presence_bucket: bundle.presence_bucket.clone(),
             })
             .map_err(explained)?;
         Ok(Pushed {
@@ -130,6 +142,45 @@ impl Releases for NatsReleases {
         };
         let downloaded = self.0.download(wanted, dir).map_err(explained)?;
         Ok(Some(fetched(downloaded)))
+    }
+
+    fn rollout(
+        &self,
+        request: &RolloutRequest,
+        report: &(dyn Fn(&str) + Sync),
+    ) -> anyhow::Result<RolloutReport> {
+        let start = rollout::controller::Start {
+            app: request.app.clone(),
+            version: request.version.clone(),
+            options: rollout::RolloutOptions {
+                canary: request.canary,
+                max_unavailable: request.max_unavailable,
+                min_healthy: request.min_healthy,
+                healthy_deadline: request.healthy_deadline,
+                auto_revert: request.auto_revert,
+            },
+            presence_bucket: request.presence_bucket.clone(),
+            request: request.operator.map(|asked| match asked {
+                OperatorRequest::Pause => rollout::Request::Pause,
+                OperatorRequest::Resume => rollout::Request::Resume,
+                OperatorRequest::Abort => rollout::Request::Abort,
+            }),
+            holder: request.holder.clone(),
+        };
+        Ok(match self.0.rollout(start, report).map_err(explained)? {
+            rollout::controller::Driven::Finished(state) => rollout_report(&state, None),
+            rollout::controller::Driven::Requested(state, holder) => {
+                rollout_report(&state, Some(holder))
+            }
+        })
+    }
+
+    fn rollout_state(&self, app: &str) -> anyhow::Result<Option<RolloutReport>> {
+        Ok(self
+            .0
+            .rollout_state(app)
+            .map_err(explained)?
+            .map(|state| rollout_report(&state, None)))
     }
 
     fn follow(self: Box<Self>, setup: FollowSetup) -> anyhow::Result<Box<dyn Send>> {

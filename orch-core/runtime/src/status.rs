@@ -25,8 +25,8 @@ mod custom;
 mod tests;
 
 pub use bridge::{
-    BridgeSnapshot, BridgeStatus, ClusterNode, MAX_RECORD_MODULES, MAX_RECORD_TEXT, NodeModule,
-    NodeRecord, RequestCounts, WorkCounts,
+    BridgeSnapshot, BridgeStatus, ClusterNode, MAX_RECORD_MODULES, MAX_RECORD_TEXT, NodeHealth,
+    NodeModule, NodeRecord, RequestCounts, WorkCounts,
 };
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
 pub use custom::{CustomMetric, CustomMetrics, MetricNames};
@@ -149,6 +149,7 @@ pub struct ReloadTimes {
 struct Board {
     modules: Vec<Entry>,
     deployment: Option<Deployment>,
+    health: NodeHealth,
 }
 
 /// What a bundle run runs (`cargo orch run --bundle`): set at start and by
@@ -193,6 +194,7 @@ impl StatusBoard {
             board: Arc::new(Mutex::new(Board {
                 modules: Vec::new(),
                 deployment: None,
+                health: NodeHealth::default(),
             })),
             app_started: Arc::default(),
             names: Arc::default(),
@@ -304,6 +306,11 @@ impl StatusBoard {
     /// What bundle runs, for a bundle run.
     pub fn deployment(&self) -> Option<Deployment> {
         self.lock().deployment.clone()
+    }
+
+    /// What went wrong on this node since it started, counted.
+    pub fn health(&self) -> NodeHealth {
+        self.lock().health
     }
 
     /// The state of module `name`, if it ever started.

@@ -34,6 +34,10 @@ pub struct ReleaseRecord {
     pub signed_by: Option<String>,
     /// Seconds since the Unix epoch when it was pushed.
     pub pushed_at: u64,
+    /// The presence bucket its main.yaml names, where a rollout reads the
+    /// nodes' records (when it has presence, written out).
+    #[serde(default)]
+    pub presence_bucket: Option<String>,
 }
 
 /// The release a node should run: a version and its digest.
@@ -58,6 +62,16 @@ pub fn current_key(app: &str) -> String {
 /// `<app>.desired.<node>`: the release one node should run (a rollout sets it).
 pub fn desired_key(app: &str, node: &str) -> String {
     format!("{}.desired.{}", key_part(app), key_part(node))
+}
+
+/// `<app>.rollout`: the state of the application's rollout.
+pub fn rollout_key(app: &str) -> String {
+    format!("{}.rollout", key_part(app))
+}
+
+/// `<app>.rollout-lock`: the controller that runs it.
+pub fn rollout_lock_key(app: &str) -> String {
+    format!("{}.rollout-lock", key_part(app))
 }
 
 /// The object name of an archive: app, version and digest, so two pushes
@@ -151,6 +165,7 @@ mod tests {
             object: object_name("shop", "1.0.0", &digest),
             signed_by: None,
             pushed_at: 0,
+            presence_bucket: None,
         };
         assert_eq!(record.check("shop", "1.0.0"), Ok(()));
         assert!(record.check("shop", "1.0.1").is_err());

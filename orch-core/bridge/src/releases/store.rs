@@ -26,6 +26,7 @@ pub struct Buckets {
     pub releases: kv::Store,
     /// [`BUNDLES_BUCKET`].
     pub bundles: object_store::ObjectStore,
+    context: jetstream::Context,
 }
 
 fn nats(action: &str, error: impl std::fmt::Display) -> ReleaseError {
@@ -66,7 +67,16 @@ impl Buckets {
                 .map_err(|e| nats("cannot create the bundles object store", e))?,
             Err(e) => return Err(nothing_pushed(e)),
         };
-        Ok(Self { releases, bundles })
+        Ok(Self {
+            releases,
+            bundles,
+            context: context.clone(),
+        })
+    }
+
+    /// The JetStream context they were opened with.
+    pub fn context(&self) -> &jetstream::Context {
+        &self.context
     }
 
     /// Reads one value of the releases bucket.
@@ -141,6 +151,7 @@ impl Buckets {
                 pushed_at: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs()),
+                presence_bucket: request.presence_bucket.clone(),
             };
             let bytes = serde_json::to_vec(&record).unwrap_or_default();
             if let Err(e) = self.releases.create(&key, bytes.into()).await {

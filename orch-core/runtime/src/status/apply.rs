@@ -31,6 +31,7 @@ impl StatusBoard {
 
     /// Applies one host event.
     fn apply(&self, topic: &str, payload: &[u8]) {
+        self.count_health(topic);
         match topic {
             events::APP_STARTED => self.app_started(),
             events::MODULE_RELOADED => self.with::<ModuleReloaded>(
@@ -147,6 +148,18 @@ impl StatusBoard {
     }
 
     /// Parses `payload` as `E` and applies `f` to the row `name_of` names.
+    /// Counts the events a rollout's health gate reads, whichever module.
+    fn count_health(&self, topic: &str) {
+        let mut board = self.lock();
+        let health = &mut board.health;
+        match topic {
+            events::MODULE_CRASHED => health.crashes += 1,
+            events::MODULE_RELOAD_FAILED => health.reload_failures += 1,
+            events::MODULE_CIRCUIT_OPEN => health.circuit_opens += 1,
+            _ => {}
+        }
+    }
+
     fn with<E: DeserializeOwned>(
         &self,
         payload: &[u8],

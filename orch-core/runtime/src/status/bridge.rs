@@ -165,6 +165,47 @@ pub struct NodeRecord {
     pub ready: bool,
     /// Its modules.
     pub modules: Vec<NodeModule>,
+    /// Counts of what went wrong since it started (a rollout's health gate).
+    #[serde(default)]
+    pub health: NodeHealth,
+}
+
+/// How often a node's modules crashed, failed a reload or opened their
+/// circuit since the node started: counts that only grow, so a reader
+/// compares two records to see what happened between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeHealth {
+    /// `module.crashed` events.
+    #[serde(default)]
+    pub crashes: u64,
+    /// `module.reload_failed` events.
+    #[serde(default)]
+    pub reload_failures: u64,
+    /// `module.circuit_open` events.
+    #[serde(default)]
+    pub circuit_opens: u64,
+}
+
+impl NodeHealth {
+    /// What `later` counts beyond `self`, as words (`2 crashes`), or `None`.
+    pub fn worse_in(&self, later: &Self) -> Option<String> {
+        let grew: Vec<String> = [
+            (later.crashes.saturating_sub(self.crashes), "module.crashed"),
+            (
+                later.reload_failures.saturating_sub(self.reload_failures),
+                "module.reload_failed",
+            ),
+            (
+                later.circuit_opens.saturating_sub(self.circuit_opens),
+                "module.circuit_open",
+            ),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+        (!grew.is_empty()).then(|| grew.join(", "))
+    }
 }
 
 /// One module of a node's record.

@@ -1,0 +1,545 @@
+//! The controller: holds the application's lock, moves batch by batch,
+//! writes every step to `<app>.rollout` before acting on the next, and
+//! carries out operators' requests. A controller started again on a
+//! running rollout resumes from its recorded step (the current batch keeps
+//! its deadline and its baselines).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, kv};
+use futures_util::StreamExt as _;
+use orch_runtime::status::NodeRecord;
+
+use super::gate::{Verdict, judge};
+use super::lock::Lock;
+use super::{Phase, Request, RolloutOptions, RolloutState, plan};
+use crate::releases::ReleaseError;
+use crate::releases::record::{self, Pointer};
+use crate::releases::store::{Buckets, short};
+
+/// How often the controller looks.
+const TICK: Duration = Duration::from_millis(250);
+
+/// What an operator asked for.
+#[derive(Debug, Clone)]
+pub struct Start {
+    /// `app.name`.
+    pub app: String,
+    /// The version to roll out (`None`: act on the running rollout).
+    pub version: Option<String>,
+    /// How a new rollout moves.
+    pub options: RolloutOptions,
+    /// The presence bucket (default: the release record's).
+    pub presence_bucket: Option<String>,
+    /// Pause, resume or abort the running rollout.
+    pub request: Option<Request>,
+    /// Who this controller is (`host:pid`).
+    pub holder: String,
+}
+
+/// How a `drive` call ended.
+#[derive(Debug, Clone)]
+pub enum Driven {
+    /// This controller ran the rollout to its end.
+    Finished(RolloutState),
+    /// The request was written; the controller holding the lock acts on it.
+    Requested(RolloutState, String),
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn nats(action: &str, error: impl std::fmt::Display) -> ReleaseError {
+    ReleaseError::new(
+        format!("{action}: {error}"),
+        "check the server and that this user may write the ORCH_RELEASES bucket",
+    )
+}
+
+/// The rollout of `app` as the bucket holds it, with its revision.
+pub async fn read(
+    buckets: &Buckets,
+    app: &str,
+) -> Result<Option<(RolloutState, u64)>, ReleaseError> {
+    let key = record::rollout_key(app);
+    let entry = buckets
+        .releases
+        .entry(key.as_str())
+        .await
+        .map_err(|e| nats(&format!("cannot read {key}"), e))?;
+    match entry {
+        Some(entry) if entry.operation == kv::Operation::Put => {
+            let state = record::parse::<RolloutState>(&key, &entry.value).map_err(|e| {
+                ReleaseError::new(e, "start a new rollout: cargo orch rollout APP VERSION")
+            })?;
+            Ok(Some((state, entry.revision)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Writes `state` if the bucket still holds `revision`; the new revision.
+async fn save(
+    buckets: &Buckets,
+    state: &RolloutState,
+    revision: Option<u64>,
+) -> Result<Option<u64>, ReleaseError> {
+    let key = record::rollout_key(&state.app);
+    let bytes = serde_json::to_vec(state).unwrap_or_default();
+    let written = match revision {
+        Some(revision) => buckets
+            .releases
+            .update(&key, bytes.into(), revision)
+            .await
+            .ok(),
+        None => buckets.releases.create(&key, bytes.into()).await.ok(),
+    };
+    Ok(written)
+}
+
+/// Runs what `start` asks; `report` hears every step.
+pub async fn drive(
+    context: &jetstream::Context,
+    buckets: &Buckets,
+    start: Start,
+    report: &(dyn Fn(&str) + Sync),
+) -> Result<Driven, ReleaseError> {
+    let app = start.app.clone();
+    let existing = read(buckets, &app).await?;
+    let live = existing.as_ref().filter(|(s, _)| !s.phase.is_final());
+    if let Some(request) = start.request {
+        let Some((mut state, revision)) = live.cloned() else {
+            return Err(ReleaseError::new(
+                format!("no rollout of {app} is running"),
+                "start one: cargo orch rollout APP VERSION",
+            ));
+        };
+        state.request = Some(request);
+        if save(buckets, &state, Some(revision)).await?.is_none() {
+            return Err(ReleaseError::new(
+                "the rollout changed while the request was written",
+                "ask again",
+            ));
+        }
+        match Lock::take(context, &record::rollout_lock_key(&app), &start.holder).await {
+            Err(held) => return Ok(Driven::Requested(state, held.message)),
+            Ok(lock) => return run(buckets, lock, &app, &start.holder, report).await,
+        }
+    }
+    let Some(version) = start.version.clone() else {
+        return Err(ReleaseError::new(
+            "no version given",
+            "cargo orch rollout APP VERSION, or --status, --pause, --resume, --abort",
+        ));
+    };
+    let lock = Lock::take(context, &record::rollout_lock_key(&app), &start.holder).await?;
+    match live {
+        Some((state, _)) if state.to.version == version => {
+            report(&format!("resuming: {}", state.summary()));
+        }
+        Some((state, _)) => {
+            lock.release().await;
+            return Err(ReleaseError::new(
+                format!("a rollout of {app} to {} is under way", state.to.version),
+                "wait for it, or stop it: cargo orch rollout APP --abort",
+            ));
+        }
+        None => {
+            if let Err(e) = begin(buckets, &start, &version, existing.map(|(_, r)| r), report).await
+            {
+                lock.release().await;
+                return Err(e);
+            }
+        }
+    }
+    run(buckets, lock, &app, &start.holder, report).await
+}
+
+/// Writes a new rollout's state.
+async fn begin(
+    buckets: &Buckets,
+    start: &Start,
+    version: &str,
+    revision: Option<u64>,
+    report: &(dyn Fn(&str) + Sync),
+) -> Result<(), ReleaseError> {
+    let app = &start.app;
+    let to = buckets.record(app, version).await?.ok_or_else(|| {
+        ReleaseError::new(
+            format!("{app} {version} was never pushed"),
+            "push it first: cargo orch push BUNDLE",
+        )
+    })?;
+    let current_key = record::current_key(app);
+    let from: Pointer = match buckets.releases.get(current_key.as_str()).await {
+        Ok(Some(bytes)) => record::parse(&current_key, &bytes)
+            .map_err(|e| ReleaseError::new(e, "push the current release again with --current"))?,
+        _ => {
+            return Err(ReleaseError::new(
+                format!("{app} has no current release"),
+                "push one with --current",
+            ));
+        }
+    };
+    if from.digest == to.digest {
+        return Err(ReleaseError::new(
+            format!("{app} {version} is the current release already"),
+            "nothing to roll out",
+        ));
+    }
+    let presence_bucket = start
+        .presence_bucket
+        .clone()
+        .or_else(|| to.presence_bucket.clone())
+        .ok_or_else(|| {
+            ReleaseError::new(
+                format!("{app} {version} names no presence bucket (main.yaml has no bridge.nats.presence written out)"),
+                "give --presence-bucket NAME",
+            )
+        })?;
+    let records = records(buckets, &presence_bucket).await?;
+    let mut nodes: Vec<String> = records
+        .values()
+        .filter(|r| &r.app == app)
+        .map(|r| r.node.clone())
+        .collect();
+    nodes.sort();
+    if nodes.is_empty() {
+        return Err(ReleaseError::new(
+            format!("no node of {app} is in the presence bucket {presence_bucket}"),
+            "start the nodes first (cargo-orch orch run --from-nats ...)",
+        ));
+    }
+    let state = RolloutState {
+        app: app.clone(),
+        to: Pointer {
+            version: to.version.clone(),
+            digest: to.digest.clone(),
+        },
+        from,
+        batches: plan(&nodes, &start.options),
+        options: start.options.clone(),
+        presence_bucket,
+        step: 0,
+        phase: Phase::Running,
+        reason: None,
+        changed: Vec::new(),
+        reverted: Vec::new(),
+        batch_started_ms: None,
+        baselines: BTreeMap::new(),
+        request: None,
+        controller: start.holder.clone(),
+    };
+    if save(buckets, &state, revision).await?.is_none() {
+        return Err(ReleaseError::new(
+            "another rollout began at the same moment",
+            "see it: cargo orch rollout APP --status",
+        ));
+    }
+    report(&format!(
+        "rollout of {app} {} -> {}: {} nodes in {} batches: {}",
+        state.from.version,
+        state.to.version,
+        nodes.len(),
+        state.batches.len(),
+        state
+            .batches
+            .iter()
+            .map(|b| b.join(","))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    ));
+    Ok(())
+}
+
+/// The presence records of the bucket, by node.
+pub async fn records(
+    buckets: &Buckets,
+    bucket: &str,
+) -> Result<BTreeMap<String, NodeRecord>, ReleaseError> {
+    let context = buckets.context();
+    let store = context
+        .get_key_value(bucket)
+        .await
+        .map_err(|e| nats(&format!("cannot open the presence bucket {bucket}"), e))?;
+    let mut keys = store
+        .keys()
+        .await
+        .map_err(|e| nats(&format!("cannot list {bucket}"), e))?;
+    let mut found = BTreeMap::new();
+    while let Some(Ok(key)) = keys.next().await {
+        if found.len() >= 10_000 {
+            break;
+        }
+        if let Ok(Some(value)) = store.get(key.as_str()).await
+            && let Ok(record) = crate::presence::parse_record(&key, &value)
+        {
+            found.insert(key, record);
+        }
+    }
+    Ok(found)
+}
+
+/// The controller's loop, holding `lock`, until the rollout ends; the lock
+/// is given back however it ends (unless it was lost).
+async fn run(
+    buckets: &Buckets,
+    mut lock: Lock,
+    app: &str,
+    holder: &str,
+    report: &(dyn Fn(&str) + Sync),
+) -> Result<Driven, ReleaseError> {
+    let outcome = steps(buckets, &mut lock, app, holder, report).await;
+    if !lock.is_lost() {
+        lock.release().await;
+    }
+    outcome
+}
+
+async fn steps(
+    buckets: &Buckets,
+    lock: &mut Lock,
+    app: &str,
+    holder: &str,
+    report: &(dyn Fn(&str) + Sync),
+) -> Result<Driven, ReleaseError> {
+    let started = Instant::now();
+    let mut since: BTreeMap<String, Option<Instant>> = BTreeMap::new();
+    let mut last_said = String::new();
+    loop {
+        lock.keep().await?;
+        let Some((mut state, revision)) = read(buckets, app).await? else {
+            return Err(ReleaseError::new(
+                "the rollout's state vanished",
+                "start it again",
+            ));
+        };
+        state.controller = holder.to_owned();
+        if let Some(request) = state.request.take() {
+            match request {
+                Request::Pause if state.phase == Phase::Running => {
+                    state.phase = Phase::Paused;
+                    report("paused: no new batch starts until --resume");
+                }
+                Request::Resume if state.phase == Phase::Paused => {
+                    state.phase = Phase::Running;
+                    report("resumed");
+                }
+                Request::Abort => {
+                    let back = revert(buckets, &state, report).await?;
+                    state.reverted = back;
+                    state.phase = Phase::Aborted;
+                    state.reason = Some("aborted by an operator; changed nodes returned".into());
+                }
+                _ => {}
+            }
+            save(buckets, &state, Some(revision)).await?;
+            continue;
+        }
+        if state.phase.is_final() {
+            return Ok(Driven::Finished(state));
+        }
+        if state.phase == Phase::Paused {
+            tokio::time::sleep(TICK).await;
+            continue;
+        }
+        if state.step >= state.batches.len() {
+            finish(buckets, &mut state).await?;
+            report(&format!(
+                "succeeded: every node runs {}; it is the current release",
+                state.to.version
+            ));
+            save(buckets, &state, Some(revision)).await?;
+            continue;
+        }
+        let batch = state.batches[state.step].clone();
+        let Some(batch_started) = state.batch_started_ms else {
+            let records = records(buckets, &state.presence_bucket).await?;
+            state.baselines = batch
+                .iter()
+                .map(|n| {
+                    (
+                        n.clone(),
+                        records.get(n).map(|r| r.health).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            for node in &batch {
+                desire(buckets, app, node, &state.to).await?;
+                if !state.changed.contains(node) {
+                    state.changed.push(node.clone());
+                }
+                since.insert(node.clone(), None);
+            }
+            state.batch_started_ms = Some(now_ms());
+            report(&format!(
+                "batch {} of {}: {} -> {}",
+                state.step + 1,
+                state.batches.len(),
+                batch.join(", "),
+                state.to.version
+            ));
+            save(buckets, &state, Some(revision)).await?;
+            continue;
+        };
+        let records = records(buckets, &state.presence_bucket).await?;
+        let now = Instant::now();
+        let mut waiting = Vec::new();
+        let mut unhealthy = None;
+        for node in &batch {
+            let baseline = state.baselines.get(node).copied().unwrap_or_default();
+            let seen = since.entry(node.clone()).or_default();
+            match judge(
+                records.get(node),
+                &state.to.digest,
+                baseline,
+                seen,
+                state.options.min_healthy,
+                now,
+            ) {
+                Verdict::Healthy => {}
+                Verdict::Waiting(why) => waiting.push(format!("{node}: {why}")),
+                Verdict::Unhealthy(why) => {
+                    unhealthy = Some(format!("{node}: {why} since it took {}", state.to.version));
+                    break;
+                }
+            }
+        }
+        let elapsed = Duration::from_millis(now_ms().saturating_sub(batch_started));
+        // A controller started again gives the batch at least --min-healthy.
+        let overdue = elapsed >= state.options.healthy_deadline
+            && started.elapsed() >= state.options.min_healthy;
+        let halt = match (unhealthy, waiting.is_empty()) {
+            (Some(why), _) => Some(why),
+            (None, true) => {
+                report(&format!(
+                    "batch {} healthy: {}",
+                    state.step + 1,
+                    batch.join(", ")
+                ));
+                state.step += 1;
+                state.batch_started_ms = None;
+                state.baselines.clear();
+                save(buckets, &state, Some(revision)).await?;
+                continue;
+            }
+            (None, false) if overdue => Some(format!(
+                "not healthy within --healthy-deadline ({}s): {}",
+                state.options.healthy_deadline.as_secs(),
+                waiting.join("; ")
+            )),
+            (None, false) => None,
+        };
+        if let Some(why) = halt {
+            let mut reason = format!("batch {} of {}: {why}", state.step + 1, state.batches.len());
+            if state.options.auto_revert {
+                let back = revert(buckets, &state, report).await?;
+                reason.push_str(&format!(
+                    "; reverted {} to {}",
+                    if back.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        back.join(", ")
+                    },
+                    state.from.version
+                ));
+                state.reverted = back;
+            }
+            state.phase = Phase::Failed;
+            state.reason = Some(reason.clone());
+            report(&format!("failed: {reason}"));
+            save(buckets, &state, Some(revision)).await?;
+            continue;
+        }
+        let said = waiting.join("; ");
+        if said != last_said {
+            report(&format!("waiting: {said}"));
+            last_said = said;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// `<app>.desired.<node>` = `to`.
+async fn desire(
+    buckets: &Buckets,
+    app: &str,
+    node: &str,
+    to: &Pointer,
+) -> Result<(), ReleaseError> {
+    let key = record::desired_key(app, node);
+    let bytes = serde_json::to_vec(to).unwrap_or_default();
+    buckets
+        .releases
+        .put(key.as_str(), bytes.into())
+        .await
+        .map(|_| ())
+        .map_err(|e| nats(&format!("cannot write {key}"), e))
+}
+
+/// The new release becomes current; the changed nodes' desired keys go
+/// (they follow the current release again).
+async fn finish(buckets: &Buckets, state: &mut RolloutState) -> Result<(), ReleaseError> {
+    let key = record::current_key(&state.app);
+    let bytes = serde_json::to_vec(&state.to).unwrap_or_default();
+    buckets
+        .releases
+        .put(key.as_str(), bytes.into())
+        .await
+        .map_err(|e| nats(&format!("cannot write {key}"), e))?;
+    for node in &state.changed {
+        let _ = buckets
+            .releases
+            .delete(record::desired_key(&state.app, node).as_str())
+            .await;
+    }
+    state.phase = Phase::Succeeded;
+    state.reason = None;
+    Ok(())
+}
+
+/// Returns every changed node to the release that was current (its
+/// desired key goes; the current one was never changed), and waits (at
+/// most the healthy deadline) until they run it: the nodes that did.
+async fn revert(
+    buckets: &Buckets,
+    state: &RolloutState,
+    report: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<String>, ReleaseError> {
+    for node in &state.changed {
+        let key = record::desired_key(&state.app, node);
+        buckets
+            .releases
+            .delete(key.as_str())
+            .await
+            .map_err(|e| nats(&format!("cannot delete {key}"), e))?;
+    }
+    report(&format!(
+        "reverting {} to {} (digest {})",
+        state.changed.join(", "),
+        state.from.version,
+        short(&state.from.digest)
+    ));
+    let deadline = Instant::now() + state.options.healthy_deadline;
+    loop {
+        let records = records(buckets, &state.presence_bucket).await?;
+        let back: Vec<String> = state
+            .changed
+            .iter()
+            .filter(|n| {
+                records
+                    .get(*n)
+                    .is_some_and(|r| r.bundle_digest.as_deref() == Some(state.from.digest.as_str()))
+            })
+            .cloned()
+            .collect();
+        if back.len() == state.changed.len() || Instant::now() >= deadline {
+            return Ok(back);
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
