@@ -24,6 +24,7 @@ mod operate;
 mod presence;
 mod releases;
 mod requests;
+mod rollout;
 mod run;
 mod secrets;
 mod singleton;

@@ -21,32 +21,46 @@ const APP: &str = "rel-e2e";
 const START: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_secs(30);
 
-/// A configuration folder: the shipped producer and consumer, a bridge
-/// with presence, `app.version` = `version`.
-fn config(root: &Path, version: &str) -> PathBuf {
-    let dir = root.join(format!("config-{version}"));
+/// A configuration folder `root/name`: `app` at `version`, a bridge to
+/// `${ORCH_NATS_URL}` as node `${ORCH_NODE}` with presence in `bucket` and
+/// `bridge_extra` lines, and `modules` as modules.yaml.
+pub(crate) fn config_dir(
+    root: &Path,
+    name: &str,
+    (app, version): (&str, &str),
+    (bucket, bridge_extra): (&str, &str),
+    modules: &str,
+) -> PathBuf {
+    let dir = root.join(name);
     std::fs::create_dir_all(&dir).expect("create");
     std::fs::write(
         dir.join("main.yaml"),
         format!(
-            "app:\n  name: {APP}\n  version: {version}\nbridge:\n  nats:\n    url: ${{ORCH_NATS_URL:-nats://127.0.0.1:4222}}\n    \
-             node: ${{ORCH_NODE:-node}}\n    subject_prefix: rel.e2e\n    presence:\n      bucket: rel_e2e_nodes\n      \
-             ttl: 2s\n"
+            "app:\n  name: {app}\n  version: {version}\nbridge:\n  nats:\n    url: ${{ORCH_NATS_URL:-nats://127.0.0.1:4222}}\n    \
+             node: ${{ORCH_NODE:-node}}\n    subject_prefix: rel.e2e\n    presence:\n      bucket: {bucket}\n      \
+             ttl: 2s\n{bridge_extra}"
         ),
     )
     .expect("write");
-    std::fs::write(
-        dir.join("modules.yaml"),
+    std::fs::write(dir.join("modules.yaml"), modules).expect("write");
+    dir
+}
+
+/// The shipped producer and consumer at `version`.
+fn config(root: &Path, version: &str) -> PathBuf {
+    config_dir(
+        root,
+        &format!("config-{version}"),
+        (APP, version),
+        ("rel_e2e_nodes", ""),
         "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 200ms\n  \
          - name: mod-dummy-consumer\n",
     )
-    .expect("write");
-    dir
 }
 
 /// `cargo orch bundle` of `config`, signed with `key`; the bundle's digest
 /// (the SHA-256 of its manifest).
-fn bundle_of(config: &Path, out: &Path, key: &Path) -> String {
+pub(crate) fn bundle_of(config: &Path, out: &Path, key: &Path) -> String {
     succeeds(orch(&[
         "--config-dir",
         path(config),
@@ -61,7 +75,7 @@ fn bundle_of(config: &Path, out: &Path, key: &Path) -> String {
 }
 
 /// `cargo orch push BUNDLE --nats URL --trusted-key PUB [extra]`.
-fn push(server: &NatsServer, bundle: &Path, public: &Path, extra: &[&str]) -> String {
+pub(crate) fn push(server: &NatsServer, bundle: &Path, public: &Path, extra: &[&str]) -> String {
     let mut command = orch(&[
         "push",
         path(bundle),
@@ -74,10 +88,10 @@ fn push(server: &NatsServer, bundle: &Path, public: &Path, extra: &[&str]) -> St
 }
 
 /// A machine with nothing but the bundle's two programs, running
-/// `--from-nats` as node `name`.
-fn start_node(
-    root: &Path,
-    name: &str,
+/// `--from-nats` of `app` as node `name`.
+pub(crate) fn start_node(
+    (root, name): (&Path, &str),
+    app: &str,
     bundle: &Path,
     server: &NatsServer,
     public: &Path,
@@ -105,7 +119,7 @@ fn start_node(
         .env("NO_COLOR", "1")
         .env("ORCH_NATS_URL", server.url())
         .env("ORCH_NODE", name)
-        .args(["orch", "run", "--from-nats", &server.url(), "--app", APP])
+        .args(["orch", "run", "--from-nats", &server.url(), "--app", app])
         .args(["--trusted-key", "release.pub"]);
     let process = OrchProcess::spawn(command).expect("spawn a node");
     (dir, process)
@@ -113,7 +127,7 @@ fn start_node(
 
 /// Each node's (id, bundle digest, ready) as `status --cluster --json`,
 /// run in `dir` with the bundle's own program, shows them.
-fn cluster(dir: &Path) -> Vec<(String, String, bool)> {
+pub(crate) fn cluster(dir: &Path) -> Vec<(String, String, bool)> {
     let output = Command::new(dir.join("bin/cargo-orch"))
         .current_dir(dir)
         .env("NO_COLOR", "1")
@@ -141,7 +155,7 @@ fn cluster(dir: &Path) -> Vec<(String, String, bool)> {
 }
 
 /// Waits until the cluster shows the three nodes, ready, on `digest`.
-fn all_on(dir: &Path, digest: &str, timeout: Duration) {
+pub(crate) fn all_on(dir: &Path, digest: &str, timeout: Duration) {
     let want: Vec<(String, String, bool)> = ["n1", "n2", "n3"]
         .iter()
         .map(|n| ((*n).to_owned(), digest.to_owned(), true))
@@ -195,7 +209,7 @@ fn nodes_run_from_nats_refuse_tampered_releases_and_follow_a_good_one() {
 
     let mut nodes: Vec<(PathBuf, OrchProcess)> = ["n1", "n2", "n3"]
         .iter()
-        .map(|name| start_node(root, name, &v1, &server, &public))
+        .map(|name| start_node((root, name), APP, &v1, &server, &public))
         .collect();
     for (_, node) in &mut nodes {
         node.wait_for("app.started", START)
