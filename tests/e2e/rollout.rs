@@ -6,7 +6,8 @@
 //! mid-way and, started again, resumes from the recorded step. A rollout
 //! to a v3 whose new module aborts two seconds after it starts halts at the
 //! canary, reverts it, leaves the other nodes on v2 and ends `failed` with
-//! the reason. No JetStream event is lost on any node through all of it.
+//! the reason. A rollout back to v1 is paused, resumed and aborted mid-way.
+//! No JetStream event is lost on any node through all of it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -235,7 +236,41 @@ fn a_rollout_holds_its_bounds_resumes_after_its_controller_dies_and_reverts_a_cr
         );
     }
 
-    // 3. No JetStream event was lost on any node through both rollouts.
+    // 3. Back to v1, paused after the canary, resumed, then aborted: the
+    //    changed nodes return to v2, which stayed current.
+    let back = ["1.0.0", "--min-healthy", "2s", "--healthy-deadline", "30s"];
+    let mut controller = OrchProcess::spawn(rollout(&server, &back)).expect("spawn the controller");
+    controller
+        .wait_for("rollout: batch 1 of 3", SHORT)
+        .expect("the rollout begins");
+    let paused = rollout(&server, &["--pause"]).output().expect("pause");
+    assert!(paused.status.success(), "{}", said(&paused));
+    controller
+        .wait_for("rollout: paused", SHORT)
+        .expect("the controller pauses");
+    std::thread::sleep(Duration::from_secs(3));
+    let held = state(&server);
+    assert_eq!(held["phase"], "paused", "{held}");
+    assert!(
+        held["step"].as_u64().is_some_and(|step| step <= 1)
+            && controller.lines_with("rollout: batch 2 of 3").is_empty(),
+        "no batch starts while paused: {held}"
+    );
+    let resumed = rollout(&server, &["--resume"]).output().expect("resume");
+    assert!(resumed.status.success(), "{}", said(&resumed));
+    controller
+        .wait_for("rollout: batch 2 of 3", SHORT)
+        .expect("the rollout goes on");
+    let aborted = rollout(&server, &["--abort"]).output().expect("abort");
+    assert!(aborted.status.success(), "{}", said(&aborted));
+    let status = controller.wait_exit(SHORT).expect("the controller ends");
+    assert_eq!(status.code(), Some(1), "{}", controller.output());
+    let ended = state(&server);
+    assert_eq!(ended["phase"], "aborted", "{ended}");
+    assert_eq!(ended["reverted"], ended["changed"], "{ended}");
+    all_on(&n1, &v2_digest, SHORT);
+
+    // 4. No JetStream event was lost on any node through all of it.
     producer.stop_cleanly();
     let last = *producer
         .lines_with("Published test.ping")

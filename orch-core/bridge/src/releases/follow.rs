@@ -15,6 +15,10 @@ use super::record::{self, Pointer};
 use super::store::{Buckets, short};
 use super::{Fetched, Wanted};
 
+/// How often a follower compares what runs with what is wanted, besides
+/// at every change of its keys.
+const RECHECK: Duration = Duration::from_secs(1);
+
 /// What a follower needs; `T` is what the main loop takes.
 pub struct Follow<T> {
     /// `app.name`.
@@ -81,25 +85,33 @@ pub async fn run<T>(buckets: Buckets, follow: Follow<T>, mut stop: watch::Receiv
         };
         let mut keys = Keys::default();
         loop {
+            // A look every second besides each change: a release handed to
+            // the main loop may have been deployed after the keys moved on
+            // (the node then runs what is no longer wanted).
             let entry = tokio::select! {
                 _ = stop.changed() => return,
-                entry = entries.next() => entry,
+                entry = entries.next() => Some(entry),
+                () = tokio::time::sleep(RECHECK) => None,
             };
-            let Some(Ok(entry)) = entry else { break };
-            let value = match entry.operation {
-                kv::Operation::Put => match record::parse::<Pointer>(&entry.key, &entry.value) {
-                    Ok(pointer) => Some((pointer, entry.revision)),
-                    Err(e) => {
-                        tracing::warn!("[RELEASE] {e}; ignored");
-                        continue;
+            if let Some(entry) = entry {
+                let Some(Ok(entry)) = entry else { break };
+                let value = match entry.operation {
+                    kv::Operation::Put => {
+                        match record::parse::<Pointer>(&entry.key, &entry.value) {
+                            Ok(pointer) => Some((pointer, entry.revision)),
+                            Err(e) => {
+                                tracing::warn!("[RELEASE] {e}; ignored");
+                                continue;
+                            }
+                        }
                     }
-                },
-                kv::Operation::Delete | kv::Operation::Purge => None,
-            };
-            if entry.key == desired_key {
-                keys.desired = value;
-            } else if entry.key == current_key {
-                keys.current = value;
+                    kv::Operation::Delete | kv::Operation::Purge => None,
+                };
+                if entry.key == desired_key {
+                    keys.desired = value;
+                } else if entry.key == current_key {
+                    keys.current = value;
+                }
             }
             let Some((pointer, source, revision)) = keys.wanted(&follow.node) else {
                 continue;

@@ -343,7 +343,8 @@ async fn steps(
         if state.phase.is_final() {
             return Ok(Driven::Finished(state));
         }
-        if state.phase == Phase::Paused {
+        // Paused: the batch under way finishes its gate; no new one starts.
+        if state.phase == Phase::Paused && state.batch_started_ms.is_none() {
             tokio::time::sleep(TICK).await;
             continue;
         }
