@@ -7,168 +7,46 @@
 //! refused while v1 runs on; a good v2 made current reaches all three.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use orch_bundle::format::sha256_hex;
 use orch_e2e::nats_raw::RawNats;
+use orch_e2e::releases::{self, BundleConfig, config_dir};
 use orch_e2e::{NatsServer, OrchProcess, wait_until};
 
-use super::bundle::{file_in, keygen, orch, path, said, succeeds};
+use super::bundle::{keygen, orch, path, said};
 
 const APP: &str = "rel-e2e";
 const START: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_secs(30);
-
-/// A configuration folder `root/name`: `app` at `version`, a bridge to
-/// `${ORCH_NATS_URL}` as node `${ORCH_NODE}` with presence in `bucket` and
-/// `bridge_extra` lines, and `modules` as modules.yaml.
-pub(crate) fn config_dir(
-    root: &Path,
-    name: &str,
-    (app, version): (&str, &str),
-    (bucket, bridge_extra): (&str, &str),
-    modules: &str,
-) -> PathBuf {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).expect("create");
-    std::fs::write(
-        dir.join("main.yaml"),
-        format!(
-            "app:\n  name: {app}\n  version: {version}\nbridge:\n  nats:\n    url: ${{ORCH_NATS_URL:-nats://127.0.0.1:4222}}\n    \
-             node: ${{ORCH_NODE:-node}}\n    subject_prefix: rel.e2e\n    presence:\n      bucket: {bucket}\n      \
-             ttl: 2s\n{bridge_extra}"
-        ),
-    )
-    .expect("write");
-    std::fs::write(dir.join("modules.yaml"), modules).expect("write");
-    dir
-}
 
 /// The shipped producer and consumer at `version`.
 fn config(root: &Path, version: &str) -> PathBuf {
     config_dir(
         root,
         &format!("config-{version}"),
-        (APP, version),
-        ("rel_e2e_nodes", ""),
-        "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 200ms\n  \
-         - name: mod-dummy-consumer\n",
+        &BundleConfig {
+            app: APP,
+            version,
+            presence_bucket: "rel_e2e_nodes",
+            bridge_extra: "",
+            modules: "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 200ms\n  \
+                      - name: mod-dummy-consumer\n",
+        },
     )
+    .expect("a configuration folder")
 }
 
-/// `cargo orch bundle` of `config`, signed with `key`; the bundle's digest
-/// (the SHA-256 of its manifest).
-pub(crate) fn bundle_of(config: &Path, out: &Path, key: &Path) -> String {
-    succeeds(orch(&[
-        "--config-dir",
-        path(config),
-        "bundle",
-        "--out",
-        path(out),
-        "--sign",
-        path(key),
-    ]));
-    let bytes = std::fs::read(out).expect("read the bundle");
-    sha256_hex(&file_in(&bytes, "manifest.json"))
+fn bundle_of(config: &Path, out: &Path, key: &Path) -> String {
+    releases::bundle_of(config, out, key).expect("bundle")
 }
 
-/// `cargo orch push BUNDLE --nats URL --trusted-key PUB [extra]`.
-pub(crate) fn push(server: &NatsServer, bundle: &Path, public: &Path, extra: &[&str]) -> String {
-    let mut command = orch(&[
-        "push",
-        path(bundle),
-        "--nats",
-        &server.url(),
-        "--trusted-key",
-    ]);
-    command.arg(public).args(extra);
-    succeeds(command)
+fn push(server: &NatsServer, bundle: &Path, public: &Path, extra: &[&str]) -> String {
+    releases::push(server, bundle, public, extra).expect("push")
 }
 
-/// A machine with nothing but the bundle's two programs, running
-/// `--from-nats` of `app` as node `name`.
-pub(crate) fn start_node(
-    (root, name): (&Path, &str),
-    app: &str,
-    bundle: &Path,
-    server: &NatsServer,
-    public: &Path,
-) -> (PathBuf, OrchProcess) {
-    let dir = root.join(name);
-    let (empty_path, home) = (root.join("empty-bin"), root.join("home"));
-    for folder in [&dir, &empty_path, &home] {
-        std::fs::create_dir_all(folder).expect("create");
-    }
-    let tar = Command::new("tar")
-        .current_dir(&dir)
-        .arg("-xf")
-        .arg(bundle)
-        .args(["bin/cargo-orch", "bin/orch-networked"])
-        .output()
-        .expect("run tar");
-    assert!(tar.status.success(), "tar: {}", said(&tar));
-    std::fs::copy(public, dir.join("release.pub")).expect("copy the key");
-    let mut command = Command::new(dir.join("bin/cargo-orch"));
-    command
-        .current_dir(&dir)
-        .env_clear()
-        .env("PATH", &empty_path)
-        .env("HOME", &home)
-        .env("NO_COLOR", "1")
-        .env("ORCH_NATS_URL", server.url())
-        .env("ORCH_NODE", name)
-        .args(["orch", "run", "--from-nats", &server.url(), "--app", app])
-        .args(["--trusted-key", "release.pub"]);
-    let process = OrchProcess::spawn(command).expect("spawn a node");
-    (dir, process)
-}
-
-/// Each node's (id, bundle digest, ready) as `status --cluster --json`,
-/// run in `dir` with the bundle's own program, shows them.
-pub(crate) fn cluster(dir: &Path) -> Vec<(String, String, bool)> {
-    let output = Command::new(dir.join("bin/cargo-orch"))
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .args(["orch", "status", "--cluster", "--json"])
-        .output()
-        .expect("status --cluster");
-    let nodes: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
-    let mut seen: Vec<(String, String, bool)> = nodes
-        .as_array()
-        .map(|nodes| {
-            nodes
-                .iter()
-                .map(|n| {
-                    (
-                        n["node"].as_str().unwrap_or_default().to_owned(),
-                        n["bundle_digest"].as_str().unwrap_or_default().to_owned(),
-                        n["ready"].as_bool().unwrap_or_default(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    seen.sort();
-    seen
-}
-
-/// Waits until the cluster shows the three nodes, ready, on `digest`.
-pub(crate) fn all_on(dir: &Path, digest: &str, timeout: Duration) {
-    let want: Vec<(String, String, bool)> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| ((*n).to_owned(), digest.to_owned(), true))
-        .collect();
-    let mut last = Vec::new();
-    for _ in 0..timeout.as_millis() / 250 {
-        last = cluster(dir);
-        if last == want {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!("the cluster never showed every node ready on {digest}: {last:?}");
+fn all_on(dir: &Path, digest: &str, timeout: Duration) {
+    releases::all_on(dir, &["n1", "n2", "n3"], digest, timeout).expect("every node on the digest");
 }
 
 /// Writes a value of the releases bucket as any client with write access
@@ -209,7 +87,9 @@ fn nodes_run_from_nats_refuse_tampered_releases_and_follow_a_good_one() {
 
     let mut nodes: Vec<(PathBuf, OrchProcess)> = ["n1", "n2", "n3"]
         .iter()
-        .map(|name| start_node((root, name), APP, &v1, &server, &public))
+        .map(|name| {
+            releases::start_node((root, name), APP, &v1, &server, &public).expect("a node starts")
+        })
         .collect();
     for (_, node) in &mut nodes {
         node.wait_for("app.started", START)

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use orch_e2e::{NatsServer, OrchProcess, Scenario, wait_until};
 
+use orch_e2e::releases::{self, BundleConfig, bundle_of, cluster, config_dir, push, start_node};
+
 use super::bundle::{keygen, orch, said};
-use super::releases::{all_on, bundle_of, cluster, config_dir, push, start_node};
 
 const APP: &str = "roll-e2e";
 const BUCKET: &str = "roll_e2e_nodes";
@@ -38,13 +39,22 @@ fn release(root: &Path, version: &str, modules: &str, key: &Path) -> (PathBuf, S
     let config = config_dir(
         root,
         &format!("config-{version}"),
-        (APP, version),
-        (BUCKET, IMPORT),
-        &format!("modules:\n{modules}"),
-    );
+        &BundleConfig {
+            app: APP,
+            version,
+            presence_bucket: BUCKET,
+            bridge_extra: IMPORT,
+            modules: &format!("modules:\n{modules}"),
+        },
+    )
+    .expect("a configuration folder");
     let out = root.join(format!("{version}.tar"));
-    let digest = bundle_of(&config, &out, key);
+    let digest = bundle_of(&config, &out, key).expect("bundle");
     (out, digest)
+}
+
+fn all_on(dir: &Path, digest: &str, timeout: Duration) {
+    releases::all_on(dir, &NODES, digest, timeout).expect("every node on the digest");
 }
 
 /// `cargo orch rollout APP ARGS --nats URL`.
@@ -98,7 +108,7 @@ fn a_rollout_holds_its_bounds_resumes_after_its_controller_dies_and_reverts_a_cr
     let (v2, v2_digest) = release(root, "1.1.0", CONSUMER_V2, &key);
     let (v3, _) = release(root, "1.2.0", &format!("{CONSUMER_V2}{CRASHER}"), &key);
     for bundle in [&v1, &v2, &v3] {
-        push(&server, bundle, &public, &[]);
+        push(&server, bundle, &public, &[]).expect("push");
     }
 
     // The producer: a workspace run exporting its pings through JetStream.
@@ -118,7 +128,7 @@ fn a_rollout_holds_its_bounds_resumes_after_its_controller_dies_and_reverts_a_cr
 
     let mut nodes: Vec<(PathBuf, OrchProcess)> = NODES
         .iter()
-        .map(|name| start_node((root, name), APP, &v1, &server, &public))
+        .map(|name| start_node((root, name), APP, &v1, &server, &public).expect("a node starts"))
         .collect();
     for (_, node) in &mut nodes {
         node.wait_for("Received test.ping", SHORT)

@@ -12,6 +12,7 @@ pub mod nats_raw;
 pub mod process;
 pub mod promtool;
 pub mod python;
+pub mod releases;
 pub mod scenario;
 pub mod scratch;
 pub mod watched;

@@ -76,6 +76,8 @@ pub enum Part {
     Bridge,
     /// Three nodes: presence, shared work, a singleton.
     Cluster,
+    /// Three nodes from NATS: a good rollout, a crashing one reverted.
+    Rollout,
 }
 
 /// Runs the demo `options.repeat` times; `Ok(true)` when every check of every run
@@ -94,13 +96,14 @@ pub fn run(options: Options) -> Result<bool> {
             run_once(&root, &cargo, &mut tally)?;
         }
     }
-    let parts: [(Part, PartRun); 6] = [
+    let parts: [(Part, PartRun); 7] = [
         (Part::Test, crate::demo_test::run),
         (Part::New, |_| crate::demo_new::run()),
         (Part::Watch, |_| crate::demo_watch::run()),
         (Part::Isolation, |_| crate::demo_isolation::run()),
         (Part::Bridge, |_| crate::demo_bridge::run()),
         (Part::Cluster, |_| crate::demo_cluster::run()),
+        (Part::Rollout, |_| crate::demo_rollout::run()),
     ];
     for (part, run) in parts {
         if wanted(part) {

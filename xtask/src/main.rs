@@ -16,6 +16,7 @@ mod demo_bridge;
 mod demo_cluster;
 mod demo_isolation;
 mod demo_new;
+mod demo_rollout;
 mod demo_test;
 mod demo_watch;
 #[cfg(test)]

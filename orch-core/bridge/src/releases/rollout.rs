@@ -136,7 +136,10 @@ impl RolloutState {
             self.from.version,
             self.to.version,
             self.phase.as_str(),
-            (self.step + usize::from(!self.phase.is_final())).min(self.batches.len()),
+            match self.phase {
+                Phase::Succeeded => self.batches.len(),
+                _ => (self.step + 1).min(self.batches.len()),
+            },
             self.batches.len(),
             self.reason
                 .as_deref()
