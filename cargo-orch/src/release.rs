@@ -79,7 +79,7 @@ pub struct FollowSetup {
 /// The releases on one server (implemented by `orch-networked`).
 pub trait Releases: Send {
     /// Stores and records a bundle.
-    fn push(&self, bundle: &BundleToPush) -> anyhow::Result<Pushed>;
+    fn push(&self, bundle: BundleToPush) -> anyhow::Result<Pushed>;
     /// Downloads into `dir` the release `node` of `app` should run now
     /// (`None`: nothing was pushed for `app`).
     fn fetch(

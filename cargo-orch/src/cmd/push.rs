@@ -71,7 +71,13 @@ pub fn run(args: &PushArgs, network: Option<&dyn Network>) -> anyhow::Result<Exi
         creds: args.nats.creds.clone(),
         name: "push".into(),
     })?;
-    let pushed = releases.push(&bundle)?;
+    let (app, version, digest, signed_by) = (
+        bundle.app.clone(),
+        bundle.version.clone(),
+        bundle.digest.clone(),
+        bundle.signed_by.clone(),
+    );
+    let pushed = releases.push(bundle)?;
     println!(
         "{} {} {} (digest {}, {} bytes, {}) at {}",
         if pushed.stored {
@@ -79,28 +85,27 @@ pub fn run(args: &PushArgs, network: Option<&dyn Network>) -> anyhow::Result<Exi
         } else {
             "already there:"
         },
-        bundle.app,
-        bundle.version,
-        short(&bundle.digest),
+        app,
+        version,
+        short(&digest),
         size,
-        bundle
-            .signed_by
+        signed_by
             .as_deref()
             .map_or_else(|| "UNSIGNED".to_owned(), |key| format!("signed by {key}")),
         args.nats.url
     );
     match (pushed.current, pushed.previous_current) {
-        (true, Some(previous)) if previous != bundle.version => println!(
+        (true, Some(previous)) if previous != version => println!(
             "current release of {}: {} (was {previous}); nodes with no desired release move to it",
-            bundle.app, bundle.version
+            app, version
         ),
-        (true, _) => println!("current release of {}: {}", bundle.app, bundle.version),
-        (false, Some(previous)) if previous == bundle.version => {
-            println!("current release of {}: {previous}", bundle.app);
+        (true, _) => println!("current release of {}: {}", app, version),
+        (false, Some(previous)) if previous == version => {
+            println!("current release of {}: {previous}", app);
         }
         (false, previous) => println!(
             "current release of {} stays {}; make this one current: cargo orch push {} --current",
-            bundle.app,
+            app,
             previous.as_deref().unwrap_or("(none)"),
             path.display()
         ),

@@ -115,18 +115,18 @@ fn fetched(fetched: releases::Fetched) -> FetchedRelease {
 }
 
 impl Releases for NatsReleases {
-    fn push(&self, bundle: &BundleToPush) -> anyhow::Result<Pushed> {
+    fn push(&self, bundle: BundleToPush) -> anyhow::Result<Pushed> {
         let outcome = self
             .0
             .push(&releases::PushRequest {
-                app: bundle.app.clone(),
-                version: bundle.version.clone(),
-                digest: bundle.digest.clone(),
-                archive_sha256: bundle.archive_sha256.clone(),
-                bytes: bundle.bytes.clone(),
-                signed_by: bundle.signed_by.clone(),
+                app: bundle.app,
+                version: bundle.version,
+                digest: bundle.digest,
+                archive_sha256: bundle.archive_sha256,
+                bytes: bundle.bytes,
+                signed_by: bundle.signed_by,
                 make_current: bundle.make_current,
-                presence_bucket: bundle.presence_bucket.clone(),
+                presence_bucket: bundle.presence_bucket,
             })
             .map_err(explained)?;
         Ok(Pushed {

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 pub const RELEASES_BUCKET: &str = "ORCH_RELEASES";
 /// The object store of bundle archives.
 pub const BUNDLES_BUCKET: &str = "ORCH_BUNDLES";
-/// A value of the releases bucket holds at most this many bytes.
-pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// A value of the releases bucket holds at most this many bytes (a
+/// rollout's state of a few thousand nodes fits).
+pub const MAX_VALUE_BYTES: usize = 256 * 1024;
 
 /// One pushed bundle of an application.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -90,6 +90,16 @@ async fn save(
 ) -> Result<Option<u64>, ReleaseError> {
     let key = record::rollout_key(&state.app);
     let bytes = serde_json::to_vec(state).unwrap_or_default();
+    if bytes.len() > record::MAX_VALUE_BYTES {
+        return Err(ReleaseError::new(
+            format!(
+                "the rollout's state is {} bytes, more than a value may be ({})",
+                bytes.len(),
+                record::MAX_VALUE_BYTES
+            ),
+            "roll out to fewer nodes at once (a bigger --max-unavailable makes fewer batches)",
+        ));
+    }
     let written = match revision {
         Some(revision) => buckets
             .releases
@@ -300,6 +310,33 @@ async fn run(
     outcome
 }
 
+/// Writes the controller's step; a write that lost a race (an operator's
+/// request came in) is not an error, the next look reads the state again,
+/// but [`MAX_CONFLICTS`] in a row are.
+async fn step_saved(
+    buckets: &Buckets,
+    state: &RolloutState,
+    revision: u64,
+    conflicts: &mut u32,
+) -> Result<(), ReleaseError> {
+    if save(buckets, state, Some(revision)).await?.is_some() {
+        *conflicts = 0;
+        return Ok(());
+    }
+    *conflicts += 1;
+    if *conflicts > MAX_CONFLICTS {
+        return Err(nats(
+            "cannot write the rollout's state",
+            format!("{MAX_CONFLICTS} writes in a row refused"),
+        ));
+    }
+    tokio::time::sleep(TICK).await;
+    Ok(())
+}
+
+/// Writes of the state refused in a row before the controller gives up.
+const MAX_CONFLICTS: u32 = 40;
+
 async fn steps(
     buckets: &Buckets,
     lock: &mut Lock,
@@ -307,6 +344,7 @@ async fn steps(
     holder: &str,
     report: &(dyn Fn(&str) + Sync),
 ) -> Result<Driven, ReleaseError> {
+    let mut conflicts = 0;
     let started = Instant::now();
     let mut since: BTreeMap<String, Option<Instant>> = BTreeMap::new();
     let mut last_said = String::new();
@@ -337,7 +375,7 @@ async fn steps(
                 }
                 _ => {}
             }
-            save(buckets, &state, Some(revision)).await?;
+            step_saved(buckets, &state, revision, &mut conflicts).await?;
             continue;
         }
         if state.phase.is_final() {
@@ -354,7 +392,7 @@ async fn steps(
                 "succeeded: every node runs {}; it is the current release",
                 state.to.version
             ));
-            save(buckets, &state, Some(revision)).await?;
+            step_saved(buckets, &state, revision, &mut conflicts).await?;
             continue;
         }
         let batch = state.batches[state.step].clone();
@@ -384,7 +422,7 @@ async fn steps(
                 batch.join(", "),
                 state.to.version
             ));
-            save(buckets, &state, Some(revision)).await?;
+            step_saved(buckets, &state, revision, &mut conflicts).await?;
             continue;
         };
         let records = records(buckets, &state.presence_bucket).await?;
@@ -425,7 +463,7 @@ async fn steps(
                 state.step += 1;
                 state.batch_started_ms = None;
                 state.baselines.clear();
-                save(buckets, &state, Some(revision)).await?;
+                step_saved(buckets, &state, revision, &mut conflicts).await?;
                 continue;
             }
             (None, false) if overdue => Some(format!(
@@ -453,7 +491,7 @@ async fn steps(
             state.phase = Phase::Failed;
             state.reason = Some(reason.clone());
             report(&format!("failed: {reason}"));
-            save(buckets, &state, Some(revision)).await?;
+            step_saved(buckets, &state, revision, &mut conflicts).await?;
             continue;
         }
         let said = waiting.join("; ");
