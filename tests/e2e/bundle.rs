@@ -8,37 +8,17 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use orch_bundle::archive::{ArchiveFile, Source, write_archive};
-use orch_e2e::{orch_bin, workspace_root};
 
-pub(crate) fn orch(args: &[&str]) -> Command {
-    let mut command = Command::new(orch_bin());
-    command
-        .current_dir(workspace_root())
-        .arg("orch")
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("ORCH_SIGNING_PASSWORD")
-        .env_remove("SOURCE_DATE_EPOCH");
-    command
-}
+use orch_e2e::workspace_root;
+
+pub(crate) use orch_e2e::releases::{orch, said};
 
 pub(crate) fn run(mut command: Command) -> Output {
     command.output().expect("run cargo-orch")
 }
 
-pub(crate) fn said(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 pub(crate) fn succeeds(command: Command) -> String {
-    let output = run(command);
-    let text = said(&output);
-    assert!(output.status.success(), "expected success:\n{text}");
-    text
+    orch_e2e::releases::succeeds(command).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 pub(crate) fn refused(command: Command, names: &str) -> String {
