@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 use orch_operate::protocol::Response;
+use orch_runtime::status::RefusedRelease;
 use orch_runtime::supervisor::Supervisor;
 
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::deploy::Deployer;
 use crate::hot_reload::HotReload;
 use crate::network::Network;
-use crate::release::{FetchedRelease, FollowSetup, ReleaseServer, Releases};
+use crate::release::{FetchedRelease, FollowEvent, FollowSetup, ReleaseServer, Releases};
 use crate::session::{Session, UsageError};
 
 /// A node run from NATS, before it follows its release.
@@ -106,7 +107,7 @@ impl FromNats {
     pub fn follow(
         self,
         running: Arc<Mutex<String>>,
-        deliver: crossbeam_channel::Sender<FetchedRelease>,
+        deliver: crossbeam_channel::Sender<FollowEvent>,
     ) -> anyhow::Result<Box<dyn Send>> {
         self.releases.follow(FollowSetup {
             app: self.app,
@@ -118,16 +119,30 @@ impl FromNats {
     }
 }
 
-/// Deploys a release the follower fetched: verified with the node's own
-/// keys and applied through the reload transaction, or refused with the
-/// running bundle going on.
+/// Acts on what the follower says: a fetched release is verified with the
+/// node's own keys and applied through the reload transaction, or refused
+/// with the running bundle going on; a refusal is kept on the status board
+/// (the presence record shows it to a rollout) until another release runs.
 pub fn deploy(
-    fetched: &FetchedRelease,
+    event: FollowEvent,
     deployer: Option<&mut Deployer>,
     supervisor: &mut Supervisor,
     reloader: &mut HotReload,
     running: &Mutex<String>,
 ) {
+    let fetched = match event {
+        FollowEvent::Fetched(fetched) => fetched,
+        FollowEvent::Refused {
+            version,
+            digest,
+            reason,
+        } => {
+            supervisor
+                .status()
+                .set_refused_release(Some(RefusedRelease::new(&version, &digest, &reason)));
+            return;
+        }
+    };
     let Some(deployer) = deployer else {
         return;
     };
@@ -138,12 +153,22 @@ pub fn deploy(
         crate::deploy::short(&fetched.digest)
     );
     match deployer.deploy_expecting(supervisor, reloader, &fetched.path, Some(&fetched.digest)) {
-        Response::Error { message, hint, .. } => tracing::error!(
-            "[RELEASE] {} refused, the running bundle goes on: {message}{}",
-            fetched.version,
-            hint.map(|h| format!("; hint: {h}")).unwrap_or_default()
-        ),
+        Response::Error { message, hint, .. } => {
+            tracing::error!(
+                "[RELEASE] {} refused, the running bundle goes on: {message}{}",
+                fetched.version,
+                hint.map(|h| format!("; hint: {h}")).unwrap_or_default()
+            );
+            supervisor
+                .status()
+                .set_refused_release(Some(RefusedRelease::new(
+                    &fetched.version,
+                    &fetched.digest,
+                    &message,
+                )));
+        }
         _ => {
+            supervisor.status().set_refused_release(None);
             if let Ok(mut digest) = running.lock() {
                 deployer.current_digest().clone_into(&mut digest);
             }

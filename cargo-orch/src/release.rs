@@ -72,8 +72,25 @@ pub struct FollowSetup {
     pub dir: PathBuf,
     /// The digest running now, written after every deploy.
     pub running: Arc<Mutex<String>>,
-    /// Where downloaded releases go: the main loop.
-    pub deliver: crossbeam_channel::Sender<FetchedRelease>,
+    /// Where downloaded (or refused) releases go: the main loop.
+    pub deliver: crossbeam_channel::Sender<FollowEvent>,
+}
+
+/// What a node's release follower tells the main loop.
+#[derive(Debug, Clone)]
+pub enum FollowEvent {
+    /// A release downloaded, to verify and deploy.
+    Fetched(FetchedRelease),
+    /// A release refused before it could be deployed (its download did
+    /// not check).
+    Refused {
+        /// Its version.
+        version: String,
+        /// Its digest, as its release names it.
+        digest: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The releases on one server (implemented by `orch-networked`).

@@ -126,6 +126,20 @@ fn nodes_run_from_nats_refuse_tampered_releases_and_follow_a_good_one() {
             line.text
         );
     }
+    // Each node's presence record says what it refused and why.
+    let refused_everywhere = || {
+        let nodes = releases::cluster_json(&n1_dir);
+        nodes.as_array().is_some_and(|nodes| {
+            nodes.len() == 3
+                && nodes.iter().all(|n| {
+                    n["refused"]["version"] == "6.6.6"
+                        && n["refused"]["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.contains(&other_id))
+                })
+        })
+    };
+    wait_until("the refusals are in the records", SHORT, refused_everywhere);
 
     // 2. The record no longer matches the stored archive (a forged record
     //    of the same release, pointed at again): refused at download.
@@ -174,6 +188,11 @@ fn nodes_run_from_nats_refuse_tampered_releases_and_follow_a_good_one() {
             .expect("the node deploys v2");
     }
     all_on(&n1_dir, &v2_digest, SHORT);
+    wait_until("a release that runs clears the refusal", SHORT, || {
+        releases::cluster_json(&n1_dir)
+            .as_array()
+            .is_some_and(|nodes| nodes.iter().all(|n| n["refused"].is_null()))
+    });
     // A version is pushed once: another bundle under 1.1.0 is refused.
     let other_v2 = config(root, "1.1.0");
     let modules = std::fs::read_to_string(other_v2.join("modules.yaml")).expect("read");

@@ -142,18 +142,23 @@ pub fn start_node(
     Ok((dir, process))
 }
 
-/// Each node's (id, bundle digest, ready) as `status --cluster --json`,
-/// run in `dir` with the bundle's own program, shows them, sorted.
-pub fn cluster(dir: &Path) -> Vec<(String, String, bool)> {
-    let Ok(output) = Command::new(dir.join("bin/cargo-orch"))
+/// The nodes' records as `status --cluster --json`, run in `dir` with the
+/// bundle's own program, shows them (`null` when it cannot).
+pub fn cluster_json(dir: &Path) -> serde_json::Value {
+    Command::new(dir.join("bin/cargo-orch"))
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .args(["orch", "status", "--cluster", "--json"])
         .output()
-    else {
-        return Vec::new();
-    };
-    let nodes: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        .ok()
+        .and_then(|output| serde_json::from_slice(&output.stdout).ok())
+        .unwrap_or_default()
+}
+
+/// Each node's (id, bundle digest, ready) as [`cluster_json`] shows them,
+/// sorted.
+pub fn cluster(dir: &Path) -> Vec<(String, String, bool)> {
+    let nodes = cluster_json(dir);
     let mut seen: Vec<(String, String, bool)> = nodes
         .as_array()
         .map(|nodes| {

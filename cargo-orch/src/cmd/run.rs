@@ -372,10 +372,10 @@ fn serve(
                     crate::singleton::apply(change, supervisor, &reloader, fences);
                 }
             }
-            recv(releases) -> fetched => {
-                if let Ok(fetched) = fetched {
+            recv(releases) -> event => {
+                if let Ok(event) = event {
                     crate::from_nats::deploy(
-                        &fetched,
+                        event,
                         deployer.as_mut(),
                         supervisor,
                         &mut reloader,
@@ -409,7 +409,7 @@ struct Inputs<'a> {
     /// The fences of running singletons.
     fences: &'a orch_runtime::lease::Fences,
     /// Releases a node run from NATS fetched (never, otherwise).
-    releases: &'a Receiver<crate::release::FetchedRelease>,
+    releases: &'a Receiver<crate::release::FollowEvent>,
     /// The digest of the bundle running now, for the release follower.
     running_digest: &'a Mutex<String>,
 }

@@ -133,6 +133,7 @@ pub fn own_record(me: &Me, board: &StatusBoard, app: &str, version: &str) -> Nod
         bundle_digest: deployment.map(|d| d.digest),
         ready: board.is_ready(),
         health: board.health(),
+        refused: board.refused_release(),
         modules: board
             .snapshot()
             .into_iter()
@@ -384,6 +385,7 @@ mod tests {
             ready: true,
             modules: vec![],
             health: Default::default(),
+            refused: None,
         }
     }
 

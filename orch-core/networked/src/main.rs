@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use cargo_orch::network::{BridgeSetup, Network, RunningBridge};
 use cargo_orch::release::{
-    BundleToPush, FetchedRelease, FollowSetup, OperatorRequest, Pushed, ReleaseServer, Releases,
-    RolloutReport, RolloutRequest,
+    BundleToPush, FetchedRelease, FollowEvent, FollowSetup, OperatorRequest, Pushed, ReleaseServer,
+    Releases, RolloutReport, RolloutRequest,
 };
 use orch_bridge::Bridge;
 use orch_bridge::releases::{self, ReleaseClient, ReleaseError, rollout};
@@ -114,6 +114,15 @@ fn fetched(fetched: releases::Fetched) -> FetchedRelease {
     }
 }
 
+/// A release the follower refused, as the main loop takes it.
+fn refused(pointer: &releases::Pointer, error: &ReleaseError) -> FollowEvent {
+    FollowEvent::Refused {
+        version: pointer.version.clone(),
+        digest: pointer.digest.clone(),
+        reason: error.message.clone(),
+    }
+}
+
 impl Releases for NatsReleases {
     fn push(&self, bundle: BundleToPush) -> anyhow::Result<Pushed> {
         let outcome = self
@@ -192,7 +201,8 @@ impl Releases for NatsReleases {
                 dir: setup.dir,
                 running: setup.running,
                 deliver: setup.deliver,
-                into: fetched,
+                into: |release| FollowEvent::Fetched(fetched(release)),
+                refusal: refused,
             })
             .map_err(explained)?;
         Ok(Box::new(follower))

@@ -25,8 +25,9 @@ mod custom;
 mod tests;
 
 pub use bridge::{
-    BridgeSnapshot, BridgeStatus, ClusterNode, MAX_RECORD_MODULES, MAX_RECORD_TEXT, NodeHealth,
-    NodeModule, NodeRecord, RequestCounts, WorkCounts,
+    BridgeSnapshot, BridgeStatus, ClusterNode, MAX_RECORD_MODULES, MAX_RECORD_TEXT,
+    MAX_REFUSAL_TEXT, NodeHealth, NodeModule, NodeRecord, RefusedRelease, RequestCounts,
+    WorkCounts,
 };
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
 pub use custom::{CustomMetric, CustomMetrics, MetricNames};
@@ -150,6 +151,7 @@ struct Board {
     modules: Vec<Entry>,
     deployment: Option<Deployment>,
     health: NodeHealth,
+    refused: Option<RefusedRelease>,
 }
 
 /// What a bundle run runs (`cargo orch run --bundle`): set at start and by
@@ -195,6 +197,7 @@ impl StatusBoard {
                 modules: Vec::new(),
                 deployment: None,
                 health: NodeHealth::default(),
+                refused: None,
             })),
             app_started: Arc::default(),
             names: Arc::default(),
@@ -311,6 +314,16 @@ impl StatusBoard {
     /// What went wrong on this node since it started, counted.
     pub fn health(&self) -> NodeHealth {
         self.lock().health
+    }
+
+    /// The last release this node refused (`None` once it runs another).
+    pub fn refused_release(&self) -> Option<RefusedRelease> {
+        self.lock().refused.clone()
+    }
+
+    /// Records a refused release, or clears it.
+    pub fn set_refused_release(&self, refused: Option<RefusedRelease>) {
+        self.lock().refused = refused;
     }
 
     /// The state of module `name`, if it ever started.

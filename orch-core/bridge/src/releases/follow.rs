@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::record::{self, Pointer};
 use super::store::{Buckets, short};
-use super::{Fetched, Wanted};
+use super::{Fetched, ReleaseError, Wanted};
 
 /// How often a follower compares what runs with what is wanted, besides
 /// at every change of its keys.
@@ -34,6 +34,9 @@ pub struct Follow<T> {
     pub deliver: crossbeam_channel::Sender<T>,
     /// A downloaded release as the main loop takes it.
     pub into: fn(Fetched) -> T,
+    /// A release refused before it reached the main loop (its download
+    /// did not check), as the main loop takes it.
+    pub refusal: fn(&Pointer, &ReleaseError) -> T,
 }
 
 /// What the two keys say now.
@@ -127,18 +130,21 @@ pub async fn run<T>(buckets: Buckets, follow: Follow<T>, mut stop: watch::Receiv
                 pointer.version,
                 short(&pointer.digest)
             );
-            let fetched = fetch(&buckets, &follow, pointer, source).await;
-            match fetched {
-                Ok(fetched) => {
-                    if deliver(&follow.deliver, (follow.into)(fetched), &mut stop).await {
-                        return;
-                    }
+            let wanted = pointer.clone();
+            let event = match fetch(&buckets, &follow, pointer, source).await {
+                Ok(fetched) => (follow.into)(fetched),
+                Err(e) => {
+                    tracing::error!(
+                        "[RELEASE] {} refused, the running bundle goes on: {}; hint: {}",
+                        wanted.version,
+                        e.message,
+                        e.hint
+                    );
+                    (follow.refusal)(&wanted, &e)
                 }
-                Err(e) => tracing::error!(
-                    "[RELEASE] refused, the running bundle goes on: {}; hint: {}",
-                    e.message,
-                    e.hint
-                ),
+            };
+            if deliver(&follow.deliver, event, &mut stop).await {
+                return;
             }
         }
         if pause(&mut stop, Duration::from_secs(1)).await {

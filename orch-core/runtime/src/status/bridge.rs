@@ -168,6 +168,39 @@ pub struct NodeRecord {
     /// Counts of what went wrong since it started (a rollout's health gate).
     #[serde(default)]
     pub health: NodeHealth,
+    /// The last release it was told to run and refused, until it runs
+    /// another (a node run from NATS).
+    #[serde(default)]
+    pub refused: Option<RefusedRelease>,
+}
+
+/// A release a node refused: which, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefusedRelease {
+    /// Its version.
+    pub version: String,
+    /// Its bundle digest, as its release names it.
+    pub digest: String,
+    /// Why (cut to [`MAX_REFUSAL_TEXT`] bytes).
+    pub reason: String,
+}
+
+/// The longest reason a refused release carries.
+pub const MAX_REFUSAL_TEXT: usize = 1024;
+
+impl RefusedRelease {
+    /// A refusal, its reason cut at a character boundary.
+    pub fn new(version: &str, digest: &str, reason: &str) -> Self {
+        let mut end = reason.len().min(MAX_REFUSAL_TEXT);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            version: version.to_owned(),
+            digest: digest.to_owned(),
+            reason: reason.get(..end).unwrap_or_default().to_owned(),
+        }
+    }
 }
 
 /// How often a node's modules crashed, failed a reload or opened their
@@ -255,6 +288,13 @@ impl NodeRecord {
             .is_some_and(|d| d.len() > MAX_RECORD_TEXT)
         {
             return Err("bundle_digest too long".into());
+        }
+        if self.refused.as_ref().is_some_and(|r| {
+            r.version.len() > MAX_RECORD_TEXT
+                || r.digest.len() > MAX_RECORD_TEXT
+                || r.reason.len() > MAX_REFUSAL_TEXT
+        }) {
+            return Err("a refused release's field too long".into());
         }
         if self.modules.len() > MAX_RECORD_MODULES {
             return Err(format!("more than {MAX_RECORD_MODULES} modules"));

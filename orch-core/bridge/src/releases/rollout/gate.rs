@@ -35,6 +35,9 @@ pub fn judge(
     if let Some(worse) = baseline.worse_in(&record.health) {
         return Verdict::Unhealthy(worse);
     }
+    if let Some(refused) = record.refused.as_ref().filter(|r| r.digest == digest) {
+        return Verdict::Unhealthy(format!("refused {}: {}", refused.version, refused.reason));
+    }
     if record.bundle_digest.as_deref() != Some(digest) {
         *since = None;
         return Verdict::Waiting(format!(
@@ -75,6 +78,7 @@ mod tests {
                 crashes,
                 ..NodeHealth::default()
             },
+            refused: None,
         }
     }
 
@@ -109,6 +113,29 @@ mod tests {
             judge(None, "new", base, &mut since, min, later),
             Verdict::Waiting(_)
         ));
+    }
+
+    #[test]
+    fn a_refusal_of_the_new_release_is_unhealthy_at_once() {
+        let mut since = None;
+        let mut refusing = record("old", true, 0);
+        refusing.refused = Some(orch_runtime::status::RefusedRelease::new(
+            "2",
+            "new",
+            "not signed by a trusted key",
+        ));
+        let verdict = judge(
+            Some(&refusing),
+            "new",
+            NodeHealth::default(),
+            &mut since,
+            Duration::from_secs(1),
+            Instant::now(),
+        );
+        assert_eq!(
+            verdict,
+            Verdict::Unhealthy("refused 2: not signed by a trusted key".into())
+        );
     }
 
     #[test]
