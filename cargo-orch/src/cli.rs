@@ -12,7 +12,9 @@ mod workspace;
 
 pub use bundle::{BundleArgs, KeygenArgs, PushArgs, RolloutArgs, TrustArgs};
 pub use control::{DeployArgs, EmitArgs, ModuleArgs, StatusArgs, TapArgs, TargetArgs};
-pub use workspace::{CheckArgs, InitArgs, ListArgs, LogsArgs, NewArgs, RunArgs, TestArgs};
+pub use workspace::{
+    CheckArgs, GraphArgs, GraphFormat, InitArgs, ListArgs, LogsArgs, NewArgs, RunArgs, TestArgs,
+};
 
 /// Exit code of a failure (a module did not build, a run failed).
 pub const EXIT_FAILURE: u8 = 1;
@@ -122,6 +124,16 @@ pub enum Command {
                       compiler flags are not seen; `cargo orch check` builds for certain."
     )]
     List(ListArgs),
+    /// Draw which module talks to which: modules as nodes, topics as edges
+    /// from publisher to subscriber, from the contracts in modules.yaml
+    /// (`publishes:` / `subscribes:`) and the bridge's exports and imports.
+    #[command(
+        after_help = "Wildcards connect when some topic matches both sides. Topics nobody hears, \
+                      subscriptions nothing feeds and modules that declare no contract are \
+                      printed as notes on stderr (and as comments in DOT and Mermaid).\n\
+                      Exit code: 0, or 2 for a configuration error."
+    )]
+    Graph(GraphArgs),
     /// Create a new orchestrated workspace: Cargo.toml, config/, modules-backend/
     /// and .cargo/config.toml.
     Init(InitArgs),

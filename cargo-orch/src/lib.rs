@@ -11,6 +11,7 @@ mod deploy;
 #[cfg(test)]
 mod docs_check;
 mod from_nats;
+mod graph;
 mod hot_reload;
 pub mod network;
 mod networked;
@@ -58,6 +59,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Emit(args) => cmd::control::emit(&orch.global, &args),
         cli::Command::Tap(args) => cmd::control::tap(&orch.global, &args),
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
+        cli::Command::Graph(args) => cmd::graph::run(&orch.global, &args),
         cli::Command::Init(args) => cmd::init::run(&args),
         cli::Command::Status(args) => cmd::control::status(&orch.global, &args),
         cli::Command::Reload(args) => {

@@ -13,6 +13,7 @@ mod bundle_run;
 mod crate_graph;
 mod deploy;
 mod emit;
+mod graph;
 mod hostile_child;
 mod isolation;
 mod limits;

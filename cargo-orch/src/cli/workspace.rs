@@ -199,3 +199,27 @@ pub struct InitArgs {
     #[arg(value_name = "DIR", default_value = ".")]
     pub dir: PathBuf,
 }
+
+/// `cargo orch graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The output: dot (Graphviz), mermaid, or svg (laid out here, no
+    /// Graphviz needed); default: from --out's extension, else dot.
+    #[arg(long, value_enum)]
+    pub format: Option<GraphFormat>,
+
+    /// Write it to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// What `cargo orch graph` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz's DOT language.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// An SVG picture.
+    Svg,
+}

@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod check;
 pub mod control;
+pub mod graph;
 pub mod init;
 pub mod list;
 pub mod logs;

@@ -1,0 +1,63 @@
+//! `cargo orch graph`: the application's dataflow from its configuration,
+//! as DOT, Mermaid or SVG (see [`crate::graph`]).
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cli::{GlobalArgs, GraphArgs, GraphFormat};
+use crate::graph::{model, render};
+use crate::session::Session;
+
+/// Runs `cargo orch graph`.
+pub fn run(global: &GlobalArgs, args: &GraphArgs) -> anyhow::Result<ExitCode> {
+    let session = Session::open(global)?;
+    let graph = model::from_config(&session.config);
+    let format = args.format.unwrap_or_else(|| {
+        match args
+            .out
+            .as_ref()
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+        {
+            Some("svg") => GraphFormat::Svg,
+            Some("mmd" | "mermaid") => GraphFormat::Mermaid,
+            _ => GraphFormat::Dot,
+        }
+    });
+    let text = match format {
+        GraphFormat::Dot => render::dot(&graph),
+        GraphFormat::Mermaid => render::mermaid(&graph),
+        GraphFormat::Svg => render::svg(&graph)
+            .map_err(|e| anyhow::anyhow!("cannot draw the graph: {e}; hint: --format dot"))?,
+    };
+    match &args.out {
+        Some(path) => {
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, &text)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+            std::fs::rename(&partial, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "graph: {} modules, {} edges written to {}",
+                graph
+                    .nodes
+                    .iter()
+                    .filter(|n| matches!(n.kind, model::NodeKind::Module { .. }))
+                    .count(),
+                graph.edges.len(),
+                path.display()
+            );
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+        }
+    }
+    for note in &graph.notes {
+        eprintln!("note: {note}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

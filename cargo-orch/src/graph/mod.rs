@@ -1,0 +1,52 @@
+//! `cargo orch graph`: which module talks to which, drawn from the topic
+//! contracts of modules.yaml (`publishes:` / `subscribes:`) and the bridge
+//! section of main.yaml. An edge runs from a publisher to every subscriber
+//! whose pattern its topic can match (patterns on both sides: two patterns
+//! connect when some topic matches both), and to or from the NATS bridge
+//! for exported and imported topics. What nobody hears, and what nobody
+//! feeds, is called out.
+//!
+//! - [`model`]: the graph from the configuration;
+//! - [`render`]: DOT, Mermaid and SVG (laid out by layout-rs, no external
+//!   program).
+
+pub mod model;
+pub mod render;
+
+/// Can some topic match both patterns (`*` one token, `>` one or more at
+/// the end)?
+pub fn overlap(a: &str, b: &str) -> bool {
+    let a: Vec<&str> = a.split('.').collect();
+    let b: Vec<&str> = b.split('.').collect();
+    tokens_overlap(&a, &b)
+}
+
+fn tokens_overlap(a: &[&str], b: &[&str]) -> bool {
+    match (a.split_first(), b.split_first()) {
+        (None, None) => true,
+        (Some((&">", _)), _) => !b.is_empty(),
+        (_, Some((&">", _))) => !a.is_empty(),
+        (Some((x, a_rest)), Some((y, b_rest))) => {
+            (*x == "*" || *y == "*" || x == y) && tokens_overlap(a_rest, b_rest)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlap;
+
+    #[test]
+    fn patterns_overlap_when_a_topic_matches_both() {
+        assert!(overlap("test.ping", "test.ping"));
+        assert!(overlap("test.ping", "test.*"));
+        assert!(overlap("test.>", "test.ping.fast"));
+        assert!(overlap("test.*", "*.ping"));
+        assert!(overlap(">", "a.b.c"));
+        assert!(!overlap("test.ping", "test.pong"));
+        assert!(!overlap("test.*", "test.ping.fast"));
+        assert!(!overlap("test.>", "test"));
+        assert!(!overlap("a.b", "a"));
+    }
+}
