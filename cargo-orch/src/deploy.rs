@@ -99,10 +99,17 @@ impl Deployer {
         path: &Path,
         expected: Option<&str>,
     ) -> Response {
-        let keys = match self.keys() {
-            Ok(keys) => keys,
-            Err(response) => return response,
-        };
+        match self.open_verified(path, expected) {
+            Ok(next) => self.deploy_verified(supervisor, reloader, next),
+            Err(response) => response,
+        }
+    }
+
+    /// The bundle at `path` (an archive is unpacked), verified with this
+    /// run's trusted keys and, with `expected`, of that digest; or the
+    /// answer that refuses it.
+    pub fn open_verified(&self, path: &Path, expected: Option<&str>) -> Result<Bundled, Response> {
+        let keys = self.keys()?;
         let allow_unsigned = self.trust.allow_unsigned;
         let next = if path.is_dir() {
             verify_dir(path, &keys, allow_unsigned).map(|v| (path.to_path_buf(), v))
@@ -118,7 +125,7 @@ impl Deployer {
                 signed_by: verified.signature.map(|s| s.key_id),
             },
             Err(error) => {
-                return Response::error(
+                return Err(Response::error(
                     format!(
                         "bundle {} refused, nothing changed: {} {}: {}",
                         path.display(),
@@ -127,13 +134,13 @@ impl Deployer {
                         error.cause
                     ),
                     Some(error.hint),
-                );
+                ));
             }
         };
         if let Some(expected) = expected
             && next.digest != expected
         {
-            return Response::error(
+            return Err(Response::error(
                 format!(
                     "bundle {} refused, nothing changed: its digest is {}, its release names {}",
                     path.display(),
@@ -141,8 +148,32 @@ impl Deployer {
                     short(expected)
                 ),
                 Some("push the bundle again from its archive".into()),
-            );
+            ));
         }
+        Ok(next)
+    }
+
+    /// Why `next` (of this application) cannot be taken by this running
+    /// host but by a new one (another host binary, module ABI, environment,
+    /// or main.yaml beyond `app.version`); `None` when a deploy can take it,
+    /// or when it is another application (a refusal, not a restart).
+    pub fn restart_needed(&self, next: &Bundled) -> Option<String> {
+        if self.current.manifest.app != next.manifest.app {
+            return None;
+        }
+        check_compatible(&self.current.manifest, &next.manifest)
+            .and_then(|()| check_main_yaml(&self.current, next))
+            .err()
+            .map(|refusal| refusal.message)
+    }
+
+    /// Deploys a bundle [`Self::open_verified`] gave.
+    pub fn deploy_verified(
+        &mut self,
+        supervisor: &mut Supervisor,
+        reloader: &mut HotReload,
+        next: Bundled,
+    ) -> Response {
         self.switch(supervisor, reloader, next, "deploy")
     }
 

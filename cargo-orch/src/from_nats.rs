@@ -123,13 +123,16 @@ impl FromNats {
 /// node's own keys and applied through the reload transaction, or refused
 /// with the running bundle going on; a refusal is kept on the status board
 /// (the presence record shows it to a rollout) until another release runs.
+/// A verified release this host cannot take (another host binary, ABI or
+/// main.yaml) is one to restart into: the new bundle's program is returned,
+/// for the caller to stop cleanly and start it in this process's place.
 pub fn deploy(
     event: FollowEvent,
     deployer: Option<&mut Deployer>,
     supervisor: &mut Supervisor,
     reloader: &mut HotReload,
     running: &Mutex<String>,
-) {
+) -> Option<PathBuf> {
     let fetched = match event {
         FollowEvent::Fetched(fetched) => fetched,
         FollowEvent::Refused {
@@ -137,36 +140,53 @@ pub fn deploy(
             digest,
             reason,
         } => {
-            supervisor
-                .status()
-                .set_refused_release(Some(RefusedRelease::new(&version, &digest, &reason)));
-            return;
+            refused(supervisor, &version, &digest, &reason);
+            return None;
         }
     };
-    let Some(deployer) = deployer else {
-        return;
-    };
+    let deployer = deployer?;
     tracing::info!(
         "[RELEASE] deploying {} (the {} release, digest {})",
         fetched.version,
         fetched.source,
         crate::deploy::short(&fetched.digest)
     );
-    match deployer.deploy_expecting(supervisor, reloader, &fetched.path, Some(&fetched.digest)) {
-        Response::Error { message, hint, .. } => {
-            tracing::error!(
-                "[RELEASE] {} refused, the running bundle goes on: {message}{}",
-                fetched.version,
-                hint.map(|h| format!("; hint: {h}")).unwrap_or_default()
-            );
-            supervisor
-                .status()
-                .set_refused_release(Some(RefusedRelease::new(
-                    &fetched.version,
-                    &fetched.digest,
-                    &message,
-                )));
+    let next = match deployer.open_verified(&fetched.path, Some(&fetched.digest)) {
+        Ok(next) => next,
+        Err(response) => {
+            refused_by(supervisor, &fetched, response);
+            return None;
         }
+    };
+    if let Some(why) = deployer.restart_needed(&next) {
+        let program = next.dir.join("bin").join("cargo-orch");
+        if !program.is_file() {
+            refused(
+                supervisor,
+                &fetched.version,
+                &fetched.digest,
+                &format!("{why}, and the bundle carries no bin/cargo-orch to restart into"),
+            );
+            return None;
+        }
+        tracing::warn!(
+            "[RELEASE] {} needs a new host ({why}): this node stops cleanly and starts {} in \
+             its place",
+            fetched.version,
+            program.display()
+        );
+        return Some(program);
+    }
+    match deployer.deploy_verified(supervisor, reloader, next) {
+        Response::Error { message, hint, .. } => refused_by(
+            supervisor,
+            &fetched,
+            Response::Error {
+                message,
+                hint,
+                usage: false,
+            },
+        ),
         _ => {
             supervisor.status().set_refused_release(None);
             if let Ok(mut digest) = running.lock() {
@@ -179,6 +199,39 @@ pub fn deploy(
             );
         }
     }
+    None
+}
+
+/// Logs and records a release refused by the node's checks.
+fn refused_by(supervisor: &Supervisor, fetched: &FetchedRelease, response: Response) {
+    if let Response::Error { message, hint, .. } = response {
+        tracing::error!(
+            "[RELEASE] {} refused, the running bundle goes on: {message}{}",
+            fetched.version,
+            hint.map(|h| format!("; hint: {h}")).unwrap_or_default()
+        );
+        refused(supervisor, &fetched.version, &fetched.digest, &message);
+    }
+}
+
+/// Keeps the refusal on the status board (the presence record shows it).
+fn refused(supervisor: &Supervisor, version: &str, digest: &str, reason: &str) {
+    supervisor
+        .status()
+        .set_refused_release(Some(RefusedRelease::new(version, digest, reason)));
+}
+
+/// Replaces this process with `program` (a verified bundle's host) running
+/// the same command line: a node run from NATS restarting into a release
+/// its host could not take. Returns only when that cannot be done.
+pub fn restart_into(program: &std::path::Path) -> anyhow::Error {
+    use std::os::unix::process::CommandExt as _;
+    tracing::info!("[RELEASE] starting {}", program.display());
+    orch_process::console::finish(std::time::Duration::from_millis(200));
+    let error = std::process::Command::new(program)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(error).context(format!("cannot start {}", program.display()))
 }
 
 /// `--node`, else `$ORCH_NODE`, else the host name: letters, digits, `-`

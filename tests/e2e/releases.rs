@@ -4,7 +4,8 @@
 //! the bundle, an empty PATH (no cargo, no rustc) and an empty HOME. They
 //! run v1 with matching digests; a release signed by a key they do not
 //! trust, and one whose record no longer matches the stored archive, are
-//! refused while v1 runs on; a good v2 made current reaches all three.
+//! refused while v1 runs on; a good v2 made current reaches all three; a
+//! v3 that changes main.yaml restarts each node into its own host.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,8 +21,9 @@ const APP: &str = "rel-e2e";
 const START: Duration = Duration::from_secs(60);
 const SHORT: Duration = Duration::from_secs(30);
 
-/// The shipped producer and consumer at `version`.
-fn config(root: &Path, version: &str) -> PathBuf {
+/// The shipped producer and consumer at `version`, with `main_extra` in
+/// main.yaml.
+fn config_with(root: &Path, version: &str, main_extra: &str) -> PathBuf {
     config_dir(
         root,
         &format!("config-{version}"),
@@ -32,9 +34,14 @@ fn config(root: &Path, version: &str) -> PathBuf {
             bridge_extra: "",
             modules: "modules:\n  - name: mod-dummy-producer\n    config:\n      publish_interval: 200ms\n  \
                       - name: mod-dummy-consumer\n",
+            main_extra,
         },
     )
     .expect("a configuration folder")
+}
+
+fn config(root: &Path, version: &str) -> PathBuf {
+    config_with(root, version, "")
 }
 
 fn bundle_of(config: &Path, out: &Path, key: &Path) -> String {
@@ -218,6 +225,28 @@ fn nodes_run_from_nats_refuse_tampered_releases_and_follow_a_good_one() {
         !output.status.success() && text.contains("a version is pushed once"),
         "{text}"
     );
+
+    // 4. A release with another main.yaml needs a new host: each node
+    //    stops cleanly and starts the new bundle's program in its place.
+    let v3 = root.join("v3.tar");
+    let v3_digest = bundle_of(
+        &config_with(root, "1.2.0", "timeouts:\n  start: 9s\n"),
+        &v3,
+        &key,
+    );
+    push(&server, &v3, &public, &["--current"]);
+    for (_, node) in &mut nodes {
+        node.wait_for("needs a new host", SHORT)
+            .expect("the node sees it needs a restart");
+        node.wait_for("runs rel-e2e 1.2.0", SHORT)
+            .expect("the new host starts on v3");
+        let before = node.lines_with("Received test.ping").len();
+        wait_until("pings flow in the new host", SHORT, || {
+            node.collect_for(Duration::from_millis(200));
+            node.lines_with("Received test.ping").len() > before + 2
+        });
+    }
+    all_on(&n1_dir, &v3_digest, SHORT);
 
     for (_, node) in &mut nodes {
         node.signal(Signal::SIGINT).expect("SIGINT");

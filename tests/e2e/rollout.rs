@@ -45,6 +45,7 @@ fn release(root: &Path, version: &str, modules: &str, key: &Path) -> (PathBuf, S
             presence_bucket: BUCKET,
             bridge_extra: IMPORT,
             modules: &format!("modules:\n{modules}"),
+            main_extra: "",
         },
     )
     .expect("a configuration folder");

@@ -53,6 +53,8 @@ pub struct BundleConfig<'a> {
     pub bridge_extra: &'a str,
     /// modules.yaml.
     pub modules: &'a str,
+    /// More top-level lines of main.yaml.
+    pub main_extra: &'a str,
 }
 
 /// A configuration folder `root/name`: a bridge to `${ORCH_NATS_URL}` as
@@ -65,8 +67,12 @@ pub fn config_dir(root: &Path, name: &str, config: &BundleConfig<'_>) -> Result<
         format!(
             "app:\n  name: {}\n  version: {}\nbridge:\n  nats:\n    url: ${{ORCH_NATS_URL:-nats://127.0.0.1:4222}}\n    \
              node: ${{ORCH_NODE:-node}}\n    subject_prefix: rel.e2e\n    presence:\n      bucket: {}\n      \
-             ttl: 2s\n{}",
-            config.app, config.version, config.presence_bucket, config.bridge_extra
+             ttl: 2s\n{}{}",
+            config.app,
+            config.version,
+            config.presence_bucket,
+            config.bridge_extra,
+            config.main_extra
         ),
     )?;
     std::fs::write(dir.join("modules.yaml"), config.modules)?;

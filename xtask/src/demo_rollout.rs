@@ -34,6 +34,7 @@ fn release(root: &Path, version: &str, modules: &str) -> Result<(PathBuf, String
             presence_bucket: "rollout_demo_nodes",
             bridge_extra: "",
             modules: &format!("modules:\n{PRODUCER}{modules}"),
+            main_extra: "",
         },
     )?;
     let out = root.join(format!("{APP}-{version}.tar"));

@@ -248,7 +248,7 @@ pub fn run(
             .map(|b| b.digest.clone())
             .unwrap_or_default(),
     ));
-    let _follower = match from_nats {
+    let follower = match from_nats {
         Some(from) => Some(
             from.follow(Arc::clone(&running_digest), release_tx)
                 .context("cannot follow the releases")?,
@@ -256,6 +256,7 @@ pub fn run(
         None => None,
     };
 
+    let mut restart = None;
     let signal = if report.cancelled {
         shutdown.recv().unwrap_or("signal")
     } else {
@@ -274,6 +275,7 @@ pub fn run(
                 running_digest: &running_digest,
             },
             watch,
+            &mut restart,
         )
     };
     // Control requests still queued, and any from now on, are answered at
@@ -284,12 +286,21 @@ pub fn run(
     if let Some(bridge) = bridge.as_mut() {
         bridge.stop_import();
     }
-    let failures = supervisor.shutdown(&format!("{signal} received"));
+    let reason = if restart.is_some() {
+        signal.to_owned()
+    } else {
+        format!("{signal} received")
+    };
+    let failures = supervisor.shutdown(&reason);
     if let Some(bridge) = bridge.take() {
         bridge.shutdown(Duration::from_secs(2));
     }
     drop(operating);
     drop(resources);
+    drop(follower);
+    if let Some(program) = restart {
+        return Err(crate::from_nats::restart_into(&program));
+    }
     if failures.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -307,7 +318,8 @@ pub fn run(
 
 /// Runs until a signal arrives: carries out the control socket's actions
 /// and, when `watch` is set, rebuilds and reloads on every saved edit of
-/// the sources and modules.yaml. Returns the signal.
+/// the sources and modules.yaml. Returns the signal (or why it stops: a
+/// release that needs a new host sets `restart` to its program).
 fn serve(
     session: &Session,
     builder: &Builder,
@@ -315,6 +327,7 @@ fn serve(
     supervisor: &mut Supervisor,
     inputs: &Inputs<'_>,
     watch: Option<Duration>,
+    restart: &mut Option<std::path::PathBuf>,
 ) -> &'static str {
     let Inputs {
         shutdown,
@@ -373,14 +386,17 @@ fn serve(
                 }
             }
             recv(releases) -> event => {
-                if let Ok(event) = event {
-                    crate::from_nats::deploy(
+                if let Ok(event) = event
+                    && let Some(program) = crate::from_nats::deploy(
                         event,
                         deployer.as_mut(),
                         supervisor,
                         &mut reloader,
                         running_digest,
-                    );
+                    )
+                {
+                    *restart = Some(program);
+                    return "a release that needs a new host";
                 }
             }
             recv(actions) -> pending => {
