@@ -11,7 +11,9 @@ mod control;
 mod workspace;
 
 pub use bundle::{BundleArgs, KeygenArgs, PushArgs, RolloutArgs, TrustArgs};
-pub use control::{DeployArgs, EmitArgs, ModuleArgs, StatusArgs, TapArgs, TargetArgs};
+pub use control::{
+    DeployArgs, EmitArgs, ModuleArgs, RecordArgs, ReplayArgs, StatusArgs, TapArgs, TargetArgs,
+};
 pub use workspace::{
     CheckArgs, GraphArgs, GraphFormat, InitArgs, ListArgs, LogsArgs, NewArgs, RunArgs, TestArgs,
 };
@@ -230,6 +232,25 @@ pub enum Command {
                             orchestrator stopped), 1 when it cannot connect, 2 for a bad pattern."
     )]
     Tap(TapArgs),
+    /// Record the events of a running orchestrator whose topic matches a
+    /// pattern into a file (gzip of JSON lines, versioned): topic, source,
+    /// ids, times and whole payloads (secrets scrubbed).
+    #[command(
+        after_help = "Stops after --count events, after --duration, or at Ctrl-C; the file is \
+                      written whole at the end. Events the recorder could not keep up with are \
+                      dropped and counted, never slowing the bus.\n\
+                      Exit code: 0 when written, 1 when it cannot connect or write, 2 for a bad \
+                      pattern or duration."
+    )]
+    Record(RecordArgs),
+    /// Publish the events of a recording into a running orchestrator, in
+    /// order, at the recorded pace (--speed X, --as-fast-as-possible), as a
+    /// named source under the rules a module's publish follows.
+    #[command(
+        after_help = "Exit code: 0 when every event was taken, 1 when one was not (replay stops \
+                      there), 2 for a file that is not a recording."
+    )]
+    Replay(ReplayArgs),
 }
 
 /// What the control verbs' help says of finding the orchestrator.

@@ -16,6 +16,7 @@ mod hot_reload;
 pub mod network;
 mod networked;
 mod operator_services;
+mod recording;
 pub mod release;
 mod session;
 mod shown;
@@ -58,6 +59,8 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Logs(args) => cmd::logs::run(&orch.global, &args),
         cli::Command::Emit(args) => cmd::control::emit(&orch.global, &args),
         cli::Command::Tap(args) => cmd::control::tap(&orch.global, &args),
+        cli::Command::Record(args) => cmd::record::record(&orch.global, &args),
+        cli::Command::Replay(args) => cmd::record::replay(&orch.global, &args),
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
         cli::Command::Graph(args) => cmd::graph::run(&orch.global, &args),
         cli::Command::Init(args) => cmd::init::run(&args),

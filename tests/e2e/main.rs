@@ -23,6 +23,7 @@ mod new_cmd;
 mod oci;
 mod operate;
 mod presence;
+mod record;
 mod releases;
 mod requests;
 mod rollout;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 /// Which running orchestrator a control verb talks to.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// The orchestrator's pid (needed when several run in this workspace).
     #[arg(long, value_name = "PID")]
@@ -60,6 +60,59 @@ pub struct TapArgs {
     /// Print events per second per topic, every second, instead of the events.
     #[arg(long)]
     pub rate: bool,
+
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `cargo orch record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// A topic pattern: `test.>`, `>` for everything.
+    #[arg(value_name = "PATTERN")]
+    pub pattern: String,
+
+    /// The recording to write (gzip of JSON lines; written whole, or not at
+    /// all: FILE.partial until it ends).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Stop after N events.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub count: Option<u64>,
+
+    /// Stop after this long (`30s`, `5m`); else at Ctrl-C.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// `cargo orch replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A recording from `cargo orch record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Play at this many times the recorded pace (default 1).
+    #[arg(long, value_name = "X", conflicts_with = "as_fast_as_possible")]
+    pub speed: Option<f64>,
+
+    /// Send each event as soon as the one before was taken.
+    #[arg(long)]
+    pub as_fast_as_possible: bool,
+
+    /// The name the events come from (not a declared module's).
+    #[arg(long, value_name = "NAME", default_value = "replay")]
+    pub source: String,
+
+    /// The orchestrator to replay into, by process id (as --pid).
+    #[arg(long, value_name = "PID", conflicts_with_all = ["pid", "socket"])]
+    pub into: Option<u32>,
 
     /// Which orchestrator.
     #[command(flatten)]

@@ -31,9 +31,9 @@ pub enum Verb {
 }
 
 /// One orchestrator to talk to.
-struct Target {
-    pid: Option<u32>,
-    socket: PathBuf,
+pub(crate) struct Target {
+    pub(crate) pid: Option<u32>,
+    pub(crate) socket: PathBuf,
 }
 
 /// `cargo orch status`.
@@ -161,6 +161,7 @@ pub fn tap(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<ExitCode> {
     let request = Request::Tap {
         pattern: args.pattern.clone(),
         count: args.count,
+        full: false,
     };
     let mut refused: Option<(String, Option<String>, bool)> = None;
     let mut rates: std::collections::BTreeMap<String, u64> = Default::default();
@@ -349,7 +350,7 @@ fn find_bundle_runs(
 }
 
 /// Sends an action to the first of `targets` and prints its answer.
-fn send_action(
+pub(crate) fn send_action(
     targets: &[Target],
     request: &Request,
     target_args: &TargetArgs,
@@ -394,7 +395,7 @@ fn send_action(
 
 /// The orchestrators to talk to: `--socket`, `--pid`, or every running
 /// one (`all`), else the only one. `Err(code)` once the problem is printed.
-fn find(
+pub(crate) fn find(
     global: &GlobalArgs,
     target: &TargetArgs,
     all: bool,

@@ -10,6 +10,7 @@ pub mod logs;
 pub mod new;
 pub mod oci;
 pub mod push;
+pub mod record;
 pub mod rollout;
 pub mod run;
 pub mod test;

@@ -50,6 +50,11 @@ pub enum Request {
         /// Stop after this many events.
         #[serde(default)]
         count: Option<u64>,
+        /// Whole payloads (for `cargo orch record`), not cut to
+        /// [`TAP_PAYLOAD_BYTES`]; the tap's queue is then bounded in bytes
+        /// too ([`FULL_TAP_QUEUE_BYTES`]).
+        #[serde(default)]
+        full: bool,
     },
     /// Publish one event into the running orchestrator, as `source`.
     Emit {
@@ -126,6 +131,9 @@ pub struct TapEvent {
     /// Events this tap dropped so far (its queue was full).
     pub dropped: u64,
 }
+
+/// The most payload bytes a full tap holds for its client at once.
+pub const FULL_TAP_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The most payload bytes a tap copies of one event.
 pub const TAP_PAYLOAD_BYTES: usize = 4096;

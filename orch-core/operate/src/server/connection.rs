@@ -24,7 +24,11 @@ impl Serve {
     pub(super) fn answer(&self, mut stream: UnixStream) {
         let response = match read_request(&stream, Instant::now() + REQUEST_DEADLINE) {
             Ok(Request::Status) => Some(Response::Status(Box::new((self.status)()))),
-            Ok(Request::Tap { pattern, count }) => self.tap(&mut stream, &pattern, count),
+            Ok(Request::Tap {
+                pattern,
+                count,
+                full,
+            }) => self.tap(&mut stream, &pattern, count, full),
             Ok(request) => self.forward(request, &stream),
             Err(message) => Some(Response::refused(
                 message,
@@ -38,7 +42,13 @@ impl Serve {
 
     /// Follows the bus for a tap client, if taps are on and a tap slot is
     /// free; the refusal otherwise.
-    fn tap(&self, stream: &mut UnixStream, pattern: &str, count: Option<u64>) -> Option<Response> {
+    fn tap(
+        &self,
+        stream: &mut UnixStream,
+        pattern: &str,
+        count: Option<u64>,
+        full: bool,
+    ) -> Option<Response> {
         let Some(setup) = &self.tap else {
             return Some(Response::error("this orchestrator serves no taps", None));
         };
@@ -48,7 +58,7 @@ impl Serve {
                 Some("close one, then try again".into()),
             ));
         };
-        super::tap::serve(setup, stream, pattern, count, hung_up);
+        super::tap::serve(setup, stream, (pattern, count, full), hung_up);
         None
     }
 
@@ -216,8 +226,11 @@ mod tests {
                 bundle: path.into()
             }),
             Just(Request::Rollback),
-            (any::<String>(), any::<Option<u64>>())
-                .prop_map(|(pattern, count)| Request::Tap { pattern, count }),
+            (any::<String>(), any::<Option<u64>>()).prop_map(|(pattern, count)| Request::Tap {
+                pattern,
+                count,
+                full: false
+            }),
             (any::<String>(), any::<String>(), any::<String>()).prop_map(
                 |(topic, payload, source)| Request::Emit {
                     topic,

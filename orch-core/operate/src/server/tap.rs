@@ -3,13 +3,14 @@
 //! it answers no request and changes no publish count), never waits and
 //! never holds an event (a JetStream import is acknowledged when its last
 //! holder lets go): at delivery it copies the topic, ids and at most
-//! [`TAP_PAYLOAD_BYTES`] of the payload into a bounded queue, and drops
-//! (and counts) what does not fit. The connection's thread scrubs and
+//! [`TAP_PAYLOAD_BYTES`] of the payload (all of it for a recording's full
+//! tap, whose queue is also bounded in bytes) into a bounded queue, and
+//! drops (and counts) what does not fit. The connection's thread scrubs and
 //! writes; a client that stops reading only fills that queue.
 
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
@@ -17,7 +18,7 @@ use orch_runtime::bus::{Admission, Bus, BusEvent, Delivered, EventSink};
 use orch_runtime::logging::SecretScrubber;
 
 use super::write_response;
-use crate::protocol::{Response, TAP_PAYLOAD_BYTES, TapEvent};
+use crate::protocol::{FULL_TAP_QUEUE_BYTES, Response, TAP_PAYLOAD_BYTES, TapEvent};
 
 /// Events a tap may hold that its client has not read yet.
 pub const TAP_QUEUE: usize = 1024;
@@ -49,22 +50,38 @@ struct Seen {
 struct TapSink {
     queue: Sender<Seen>,
     dropped: Arc<AtomicU64>,
+    /// Whole payloads (a recording), bounded by `queued_bytes`.
+    full: bool,
+    /// Payload bytes in the queue (a full tap's bound).
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl EventSink for TapSink {
     fn deliver(&self, event: &Arc<BusEvent>, _admission: Admission) -> Delivered {
         let payload = event.payload();
+        let kept = if self.full {
+            payload.len()
+        } else {
+            payload.len().min(TAP_PAYLOAD_BYTES)
+        };
+        if self.full && self.queued_bytes.load(Ordering::Relaxed) + kept > FULL_TAP_QUEUE_BYTES {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return Delivered::Observed;
+        }
         let seen = Seen {
             topic: event.topic().into(),
             source: event.source.clone(),
             origin: event.origin.clone(),
             id: event.id,
             at_ms: event.published_at_ms,
-            payload: payload[..payload.len().min(TAP_PAYLOAD_BYTES)].to_vec(),
+            payload: payload[..kept].to_vec(),
             payload_bytes: payload.len() as u64,
         };
         match self.queue.try_send(seen) {
-            Ok(()) => Delivered::Observed,
+            Ok(()) => {
+                self.queued_bytes.fetch_add(kept, Ordering::Relaxed);
+                Delivered::Observed
+            }
             Err(TrySendError::Full(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 Delivered::Observed
@@ -80,15 +97,17 @@ impl EventSink for TapSink {
 pub(super) fn serve(
     setup: &TapSetup,
     stream: &mut UnixStream,
-    pattern: &str,
-    count: Option<u64>,
+    (pattern, count, full): (&str, Option<u64>, bool),
     hung_up: impl Fn(&UnixStream) -> bool,
 ) {
     let (queue, events): (Sender<Seen>, Receiver<Seen>) = bounded(TAP_QUEUE);
     let dropped = Arc::new(AtomicU64::new(0));
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let id = setup.bus.register(Arc::new(TapSink {
         queue,
         dropped: Arc::clone(&dropped),
+        full,
+        queued_bytes: Arc::clone(&queued_bytes),
     }));
     if let Err(e) = setup.bus.subscribe(id, pattern) {
         setup.bus.remove(id);
@@ -109,6 +128,7 @@ pub(super) fn serve(
         }
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(seen) => {
+                queued_bytes.fetch_sub(seen.payload.len(), Ordering::Relaxed);
                 let payload = String::from_utf8_lossy(&seen.payload);
                 let event = TapEvent {
                     topic: seen.topic.into(),
