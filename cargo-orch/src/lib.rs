@@ -16,7 +16,6 @@ mod hot_reload;
 pub mod network;
 mod networked;
 mod operator_services;
-mod recording;
 pub mod release;
 mod session;
 mod shown;

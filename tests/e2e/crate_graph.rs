@@ -145,6 +145,22 @@ fn the_wire_format_is_a_leaf_on_the_sdk_alone() {
 }
 
 #[test]
+fn recordings_sit_on_the_sdk_alone_so_module_tests_may_use_them() {
+    let metadata = metadata();
+    // A module's tests depend on it: it must bring nothing of the host.
+    let closure = normal_closure(&metadata, "orch-recording");
+    assert!(
+        closure.contains("flate2"),
+        "the walk sees the recording's dependencies"
+    );
+    assert_eq!(
+        ours_in(&closure),
+        BTreeSet::from(["orch-sdk"]),
+        "orch-recording depends on no crate of ours but orch-sdk"
+    );
+}
+
+#[test]
 fn the_child_host_runs_a_module_and_nothing_else() {
     let metadata = metadata();
     // The loader, host table and timers of the runtime, the wire format; no

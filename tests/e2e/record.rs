@@ -67,9 +67,8 @@ fn a_recording_of_a_thousand_pings_replays_in_order_with_none_missing() {
     assert_eq!(recorded.len() as u64, EVENTS);
 
     // Every ping is logged: the log rate must let a fast replay's lines by.
-    let consumer = Scenario::new(
-        "modules:\n  - name: mod-dummy-consumer\n    limits: {log_rate: 1000000}\n",
-    );
+    let consumer =
+        Scenario::new("modules:\n  - name: mod-dummy-consumer\n    limits: {log_rate: 1000000}\n");
     let mut sink = OrchProcess::spawn(consumer.command(&["run"])).expect("spawn");
     sink.wait_for("app.started", BUILD)
         .expect("the consumer starts");

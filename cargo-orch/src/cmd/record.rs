@@ -1,6 +1,6 @@
 //! `cargo orch record PATTERN --out FILE` and `cargo orch replay FILE`: the
 //! events of a running orchestrator into a recording (see
-//! [`crate::recording`]) through a full tap of the control socket, and a
+//! [`orch_recording::format`]) through a full tap of the control socket, and a
 //! recording back into a running orchestrator, event by event, as `emit`
 //! publishes one.
 
@@ -15,8 +15,8 @@ use orch_operate::protocol::{Request, Response};
 
 use super::control::{Target, find};
 use crate::cli::{EXIT_FAILURE, EXIT_USAGE, GlobalArgs, RecordArgs, ReplayArgs, TargetArgs};
-use crate::recording::{self, Recorded, Writer};
 use crate::session::UsageError;
+use orch_recording::format::{self as recording, Recorded, Writer};
 
 /// The one orchestrator `target` names, or the exit code that says why not.
 fn one_target(

@@ -75,6 +75,22 @@ mod tests {
         assert_eq!(harness.module().last_seq, Some(3));
     }
 
+    /// `tests/data/pings.orch`: 20 pings of the shipped producer, recorded
+    /// from a running orchestrator with `cargo orch record 'test.>' --count 20`.
+    #[test]
+    fn a_recorded_stream_of_pings_is_counted_in_order() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/pings.orch");
+        let recording = orch_recording::format::read(&path).unwrap();
+        let mut harness = ModuleHarness::new(Consumer::default());
+        harness.initialize(json!({})).unwrap();
+        harness.start().unwrap();
+        let fed = orch_recording::feed(&mut harness, &recording).unwrap();
+        assert_eq!((fed.delivered, fed.skipped), (20, 0));
+        assert_eq!(harness.module().received, 20);
+        let last = recording.events.last().unwrap().payload["seq"].as_u64();
+        assert_eq!(harness.module().last_seq, last);
+    }
+
     #[test]
     fn a_malformed_ping_is_an_error_naming_the_topic() {
         let mut harness = ModuleHarness::new(Consumer::default());
