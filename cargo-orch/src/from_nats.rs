@@ -143,6 +143,10 @@ pub fn deploy(
             refused(supervisor, &version, &digest, &reason);
             return None;
         }
+        FollowEvent::Settled => {
+            supervisor.status().set_refused_release(None);
+            return None;
+        }
     };
     let deployer = deployer?;
     tracing::info!(

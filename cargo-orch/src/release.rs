@@ -91,6 +91,8 @@ pub enum FollowEvent {
         /// Why.
         reason: String,
     },
+    /// The release wanted is the one running: an earlier refusal is moot.
+    Settled,
 }
 
 /// The releases on one server (implemented by `orch-networked`).

@@ -407,6 +407,13 @@ fn serve(
                         &mut reloader,
                         deployer.as_mut(),
                     );
+                    // A deploy or rollback through the socket changes what
+                    // runs: the release follower compares with it.
+                    if let (Some(deployer), Ok(mut digest)) =
+                        (deployer.as_ref(), running_digest.lock())
+                    {
+                        deployer.current_digest().clone_into(&mut digest);
+                    }
                 }
             }
         }

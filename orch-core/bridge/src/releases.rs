@@ -38,14 +38,26 @@ pub struct ReleaseError {
     pub message: String,
     /// How to fix it.
     pub hint: String,
+    /// The server or the network failed (try again later), as opposed to
+    /// what it holds being refused.
+    pub transient: bool,
 }
 
 impl ReleaseError {
-    /// An error with its hint.
+    /// An error with its hint: what the store holds is refused.
     pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             hint: hint.into(),
+            transient: false,
+        }
+    }
+
+    /// The server or the network failed; trying again may work.
+    pub fn transient(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            transient: true,
+            ..Self::new(message, hint)
         }
     }
 }
@@ -122,7 +134,7 @@ pub struct ReleaseClient {
 }
 
 /// How long a call may take, a download included.
-const CALL_DEADLINE: Duration = Duration::from_secs(300);
+pub const CALL_DEADLINE: Duration = Duration::from_secs(300);
 
 impl ReleaseClient {
     /// Connects, or says why not within `timeout`.
@@ -175,7 +187,7 @@ impl ReleaseClient {
             tokio::time::timeout(CALL_DEADLINE, work)
                 .await
                 .unwrap_or_else(|_| {
-                    Err(ReleaseError::new(
+                    Err(ReleaseError::transient(
                         format!("{what} took more than {CALL_DEADLINE:?} at {}", self.server),
                         "check the server's health and the network, then retry",
                     ))

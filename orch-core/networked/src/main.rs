@@ -203,6 +203,7 @@ impl Releases for NatsReleases {
                 deliver: setup.deliver,
                 into: |release| FollowEvent::Fetched(fetched(release)),
                 refusal: refused,
+                settled: |_| FollowEvent::Settled,
             })
             .map_err(explained)?;
         Ok(Box::new(follower))

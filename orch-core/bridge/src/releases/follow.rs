@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv;
 use futures_util::StreamExt as _;
@@ -37,7 +37,15 @@ pub struct Follow<T> {
     /// A release refused before it reached the main loop (its download
     /// did not check), as the main loop takes it.
     pub refusal: fn(&Pointer, &ReleaseError) -> T,
+    /// The release wanted is the one running (a refusal of another is
+    /// moot now), as the main loop takes it.
+    pub settled: fn(&Pointer) -> T,
 }
+
+/// The pause after a download that failed on the server or the network,
+/// doubling up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// What the two keys say now.
 #[derive(Default)]
@@ -71,6 +79,10 @@ pub async fn run<T>(buckets: Buckets, follow: Follow<T>, mut stop: watch::Receiv
     // The last release tried, by digest and the revision that named it: a
     // refused one is tried again only when the key is written again.
     let mut tried: Option<(String, u64)> = None;
+    // The digest last reported settled (wanted and running).
+    let mut settled: Option<String> = None;
+    // After a transient failure: the pause, and when to try again.
+    let mut retry: Option<(Duration, Instant)> = None;
     loop {
         let watching = buckets
             .releases
@@ -87,6 +99,10 @@ pub async fn run<T>(buckets: Buckets, follow: Follow<T>, mut stop: watch::Receiv
             }
         };
         let mut keys = Keys::default();
+        // Nothing is acted on before both keys' last values are in (the
+        // watch's backlog drained, or a quiet second): a node must not take
+        // `current` on its way to a `desired` that comes next.
+        let mut caught_up = false;
         loop {
             // A look every second besides each change: a release handed to
             // the main loop may have been deployed after the keys moved on
@@ -96,32 +112,50 @@ pub async fn run<T>(buckets: Buckets, follow: Follow<T>, mut stop: watch::Receiv
                 entry = entries.next() => Some(entry),
                 () = tokio::time::sleep(RECHECK) => None,
             };
-            if let Some(entry) = entry {
-                let Some(Ok(entry)) = entry else { break };
-                let value = match entry.operation {
-                    kv::Operation::Put => {
-                        match record::parse::<Pointer>(&entry.key, &entry.value) {
-                            Ok(pointer) => Some((pointer, entry.revision)),
-                            Err(e) => {
-                                tracing::warn!("[RELEASE] {e}; ignored");
-                                continue;
+            match entry {
+                Some(entry) => {
+                    let Some(Ok(entry)) = entry else { break };
+                    caught_up |= entry.delta == 0;
+                    let value = match entry.operation {
+                        kv::Operation::Put => {
+                            match record::parse::<Pointer>(&entry.key, &entry.value) {
+                                Ok(pointer) => Some((pointer, entry.revision)),
+                                Err(e) => {
+                                    tracing::warn!("[RELEASE] {e}; ignored");
+                                    continue;
+                                }
                             }
                         }
+                        kv::Operation::Delete | kv::Operation::Purge => None,
+                    };
+                    if entry.key == desired_key {
+                        keys.desired = value;
+                    } else if entry.key == current_key {
+                        keys.current = value;
                     }
-                    kv::Operation::Delete | kv::Operation::Purge => None,
-                };
-                if entry.key == desired_key {
-                    keys.desired = value;
-                } else if entry.key == current_key {
-                    keys.current = value;
                 }
+                None => caught_up = true,
+            }
+            if !caught_up {
+                continue;
             }
             let Some((pointer, source, revision)) = keys.wanted(&follow.node) else {
                 continue;
             };
             let running = follow.running.lock().map(|d| d.clone()).unwrap_or_default();
+            if pointer.digest == running {
+                if settled.as_deref() != Some(running.as_str()) {
+                    settled = Some(running);
+                    if deliver(&follow.deliver, (follow.settled)(&pointer), &mut stop).await {
+                        return;
+                    }
+                }
+                continue;
+            }
+            settled = None;
             let attempt = (pointer.digest.clone(), revision);
-            if pointer.digest == running || tried.as_ref() == Some(&attempt) {
+            if tried.as_ref() == Some(&attempt) || retry.is_some_and(|(_, at)| Instant::now() < at)
+            {
                 continue;
             }
             tried = Some(attempt);
@@ -131,8 +165,33 @@ pub async fn run<T>(buckets: Buckets, follow: Follow<T>, mut stop: watch::Receiv
                 short(&pointer.digest)
             );
             let wanted = pointer.clone();
-            let event = match fetch(&buckets, &follow, pointer, source).await {
-                Ok(fetched) => (follow.into)(fetched),
+            let fetched = tokio::select! {
+                _ = stop.changed() => return,
+                fetched = tokio::time::timeout(
+                    super::CALL_DEADLINE,
+                    fetch(&buckets, &follow, pointer, source),
+                ) => fetched.unwrap_or_else(|_| Err(ReleaseError::transient(
+                    format!("the download took more than {:?}", super::CALL_DEADLINE),
+                    "check the server and the network; it is tried again",
+                ))),
+            };
+            let event = match fetched {
+                Ok(fetched) => {
+                    retry = None;
+                    (follow.into)(fetched)
+                }
+                Err(e) if e.transient => {
+                    // Not a refusal: tried again after a pause that grows.
+                    let wait = retry.map_or(RETRY_FIRST, |(last, _)| (last * 2).min(RETRY_MAX));
+                    retry = Some((wait, Instant::now() + wait));
+                    tried = None;
+                    tracing::warn!(
+                        "[RELEASE] cannot fetch {} now ({}); trying again in {wait:?}",
+                        wanted.version,
+                        e.message
+                    );
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(
                         "[RELEASE] {} refused, the running bundle goes on: {}; hint: {}",

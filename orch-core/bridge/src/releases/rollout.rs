@@ -116,9 +116,14 @@ pub struct RolloutState {
     /// holds across a controller's restart.
     #[serde(default)]
     pub batch_started_ms: Option<u64>,
-    /// The current batch's nodes' health counts when it began.
+    /// The current batch's nodes' health counts when it began (or when
+    /// each was first seen).
     #[serde(default)]
-    pub baselines: BTreeMap<String, NodeHealth>,
+    pub baselines: BTreeMap<String, Baseline>,
+    /// Every batch is healthy; the release is being made current (a
+    /// controller started again finishes it; an abort is too late).
+    #[serde(default)]
+    pub finishing: bool,
     /// An operator's request not yet carried out.
     #[serde(default)]
     pub request: Option<Request>,
@@ -146,6 +151,28 @@ impl RolloutState {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         )
+    }
+}
+
+/// A node's health counts as the gate compares them: those of one run of
+/// the node (a node that restarted, say into a new host, counts afresh).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// The run of the node the counts are of.
+    pub incarnation: String,
+    /// Its counts then.
+    pub health: NodeHealth,
+}
+
+impl Baseline {
+    /// What `record`'s counts are compared with: this baseline for the same
+    /// run of the node, zero for a later one.
+    pub fn for_run(&self, incarnation: &str) -> NodeHealth {
+        if self.incarnation == incarnation {
+            self.health
+        } else {
+            NodeHealth::default()
+        }
     }
 }
 
@@ -189,6 +216,19 @@ mod tests {
             healthy_deadline: Duration::from_secs(10),
             auto_revert: true,
         }
+    }
+
+    #[test]
+    fn a_node_that_restarted_is_counted_from_zero() {
+        let baseline = Baseline {
+            incarnation: "run-1".into(),
+            health: NodeHealth {
+                crashes: 4,
+                ..NodeHealth::default()
+            },
+        };
+        assert_eq!(baseline.for_run("run-1").crashes, 4);
+        assert_eq!(baseline.for_run("run-2"), NodeHealth::default());
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct Buckets {
 }
 
 fn nats(action: &str, error: impl std::fmt::Display) -> ReleaseError {
-    ReleaseError::new(
+    ReleaseError::transient(
         format!("{action}: {error}"),
         "check that the server runs with JetStream (-js) and that this user may use the \
          ORCH_RELEASES and ORCH_BUNDLES buckets",
@@ -306,10 +306,19 @@ impl Buckets {
         loop {
             // The object checks the store's digest at its end.
             let n = object.read(&mut buffer).await.map_err(|e| {
-                ReleaseError::new(
-                    format!("the archive {} did not read whole: {e}", record.object),
-                    "the object store holds other bytes than were pushed; push the bundle again",
-                )
+                // The object store checks its own digest at the end: a
+                // mismatch is a changed object; anything else, the link.
+                if e.to_string().contains("digest") {
+                    ReleaseError::new(
+                        format!("the archive {} is not what was stored: {e}", record.object),
+                        "the object store holds other bytes than were pushed; push the bundle again",
+                    )
+                } else {
+                    ReleaseError::transient(
+                        format!("the archive {} could not be read: {e}", record.object),
+                        "check the server and the network; it is tried again",
+                    )
+                }
             })?;
             if n == 0 {
                 break;

@@ -9,14 +9,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv};
 use futures_util::StreamExt as _;
-use orch_runtime::status::NodeRecord;
+use orch_runtime::status::{NodeHealth, NodeRecord};
 
 use super::gate::{Verdict, judge};
 use super::lock::Lock;
-use super::{Phase, Request, RolloutOptions, RolloutState, plan};
+use super::{Baseline, Phase, Request, RolloutOptions, RolloutState, plan};
 use crate::releases::ReleaseError;
 use crate::releases::record::{self, Pointer};
 use crate::releases::store::{Buckets, short};
+
+/// Presence keys read at most per look (a bucket of junk keys costs no
+/// more).
+const MAX_PRESENCE_KEYS: usize = 2_000;
 
 /// How often the controller looks.
 const TICK: Duration = Duration::from_millis(250);
@@ -135,10 +139,29 @@ pub async fn drive(
                 "ask again",
             ));
         }
-        match Lock::take(context, &record::rollout_lock_key(&app), &start.holder).await {
+        let lock = match Lock::take(context, &record::rollout_lock_key(&app), &start.holder).await {
+            Err(held) if held.transient => return Err(held),
             Err(held) => return Ok(Driven::Requested(state, held.message)),
-            Ok(lock) => return run(buckets, lock, &app, &start.holder, report).await,
+            Ok(lock) => lock,
+        };
+        if request == Request::Pause {
+            // No controller runs: pausing is only writing it down.
+            let (mut state, revision) = read(buckets, &app).await?.ok_or_else(|| {
+                ReleaseError::new("the rollout's state vanished", "start it again")
+            })?;
+            state.request = None;
+            if state.phase == Phase::Running {
+                state.phase = Phase::Paused;
+            }
+            let saved = save(buckets, &state, Some(revision)).await;
+            lock.release().await;
+            saved?;
+            return Ok(Driven::Requested(
+                state,
+                "no controller runs; `--resume` starts one".into(),
+            ));
         }
+        return run(buckets, lock, &app, &start.holder, report).await;
     }
     let Some(version) = start.version.clone() else {
         return Err(ReleaseError::new(
@@ -188,12 +211,13 @@ async fn begin(
     let from: Pointer = match buckets.releases.get(current_key.as_str()).await {
         Ok(Some(bytes)) => record::parse(&current_key, &bytes)
             .map_err(|e| ReleaseError::new(e, "push the current release again with --current"))?,
-        _ => {
+        Ok(None) => {
             return Err(ReleaseError::new(
                 format!("{app} has no current release"),
                 "push one with --current",
             ));
         }
+        Err(e) => return Err(nats(&format!("cannot read {current_key}"), e)),
     };
     if from.digest == to.digest {
         return Err(ReleaseError::new(
@@ -212,15 +236,34 @@ async fn begin(
             )
         })?;
     let records = records(buckets, &presence_bucket).await?;
-    let mut nodes: Vec<String> = records
-        .values()
-        .filter(|r| &r.app == app)
+    // The nodes that run the current release (a node on another bundle,
+    // say one run with --bundle, is not this rollout's to move).
+    let of_app: Vec<&NodeRecord> = records.values().filter(|r| &r.app == app).collect();
+    let mut nodes: Vec<String> = of_app
+        .iter()
+        .filter(|r| r.bundle_digest.as_deref() == Some(from.digest.as_str()))
         .map(|r| r.node.clone())
         .collect();
     nodes.sort();
+    let others: Vec<String> = of_app
+        .iter()
+        .filter(|r| !nodes.contains(&r.node))
+        .map(|r| r.node.clone())
+        .collect();
+    if !others.is_empty() {
+        report(&format!(
+            "left out (not on the current release {}): {}",
+            from.version,
+            others.join(", ")
+        ));
+    }
     if nodes.is_empty() {
         return Err(ReleaseError::new(
-            format!("no node of {app} is in the presence bucket {presence_bucket}"),
+            format!(
+                "no node of {app} in the presence bucket {presence_bucket} runs the current \
+                 release {}",
+                from.version
+            ),
             "start the nodes first (cargo-orch orch run --from-nats ...)",
         ));
     }
@@ -241,6 +284,7 @@ async fn begin(
         reverted: Vec::new(),
         batch_started_ms: None,
         baselines: BTreeMap::new(),
+        finishing: false,
         request: None,
         controller: start.holder.clone(),
     };
@@ -281,8 +325,10 @@ pub async fn records(
         .await
         .map_err(|e| nats(&format!("cannot list {bucket}"), e))?;
     let mut found = BTreeMap::new();
+    let mut read = 0;
     while let Some(Ok(key)) = keys.next().await {
-        if found.len() >= 10_000 {
+        read += 1;
+        if read > MAX_PRESENCE_KEYS {
             break;
         }
         if let Ok(Some(value)) = store.get(key.as_str()).await
@@ -346,6 +392,8 @@ async fn steps(
 ) -> Result<Driven, ReleaseError> {
     let mut conflicts = 0;
     let started = Instant::now();
+    // The step whose desired keys this controller wrote.
+    let mut desired_for: Option<usize> = None;
     let mut since: BTreeMap<String, Option<Instant>> = BTreeMap::new();
     let mut last_said = String::new();
     loop {
@@ -367,11 +415,21 @@ async fn steps(
                     state.phase = Phase::Running;
                     report("resumed");
                 }
+                Request::Abort if state.finishing => {
+                    report(
+                        "too late to abort: every batch was healthy and the release is being made current",
+                    );
+                }
                 Request::Abort => {
-                    let back = revert(buckets, &state, report).await?;
-                    state.reverted = back;
+                    let back = revert(buckets, lock, &state, report).await?;
                     state.phase = Phase::Aborted;
-                    state.reason = Some("aborted by an operator; changed nodes returned".into());
+                    state.reason = Some(format!(
+                        "aborted by an operator; {} of {} changed nodes returned to {}",
+                        back.len(),
+                        state.changed.len(),
+                        state.from.version
+                    ));
+                    state.reverted = back;
                 }
                 _ => {}
             }
@@ -386,8 +444,22 @@ async fn steps(
             tokio::time::sleep(TICK).await;
             continue;
         }
+        // Each step is written down before it is acted on, so an operator's
+        // request (or a restarted controller) always sees what was done.
         if state.step >= state.batches.len() {
-            finish(buckets, &mut state).await?;
+            if !state.finishing {
+                state.finishing = true;
+                step_saved(buckets, &state, revision, &mut conflicts).await?;
+                continue;
+            }
+            let left = finish(buckets, &state).await?;
+            state.phase = Phase::Succeeded;
+            state.reason = (!left.is_empty()).then(|| {
+                format!(
+                    "the desired keys of {} could not be removed: delete them by hand",
+                    left.join(", ")
+                )
+            });
             report(&format!(
                 "succeeded: every node runs {}; it is the current release",
                 state.to.version
@@ -400,15 +472,18 @@ async fn steps(
             let records = records(buckets, &state.presence_bucket).await?;
             state.baselines = batch
                 .iter()
-                .map(|n| {
-                    (
+                .filter_map(|n| {
+                    let record = records.get(n)?;
+                    Some((
                         n.clone(),
-                        records.get(n).map(|r| r.health).unwrap_or_default(),
-                    )
+                        Baseline {
+                            incarnation: record.incarnation.clone(),
+                            health: record.health,
+                        },
+                    ))
                 })
                 .collect();
             for node in &batch {
-                desire(buckets, app, node, &state.to).await?;
                 if !state.changed.contains(node) {
                     state.changed.push(node.clone());
                 }
@@ -425,12 +500,35 @@ async fn steps(
             step_saved(buckets, &state, revision, &mut conflicts).await?;
             continue;
         };
+        // The batch is written down: its desired keys now (again, for a
+        // controller started again: the same values).
+        if desired_for != Some(state.step) {
+            for node in &batch {
+                desire(buckets, app, node, &state.to).await?;
+            }
+            desired_for = Some(state.step);
+        }
         let records = records(buckets, &state.presence_bucket).await?;
         let now = Instant::now();
         let mut waiting = Vec::new();
         let mut unhealthy = None;
+        let mut first_seen = false;
         for node in &batch {
-            let baseline = state.baselines.get(node).copied().unwrap_or_default();
+            if let (None, Some(record)) = (state.baselines.get(node), records.get(node)) {
+                // Not seen when the batch began: counted from now.
+                state.baselines.insert(
+                    node.clone(),
+                    Baseline {
+                        incarnation: record.incarnation.clone(),
+                        health: record.health,
+                    },
+                );
+                first_seen = true;
+            }
+            let baseline = match (state.baselines.get(node), records.get(node)) {
+                (Some(baseline), Some(record)) => baseline.for_run(&record.incarnation),
+                _ => NodeHealth::default(),
+            };
             let seen = since.entry(node.clone()).or_default();
             match judge(
                 records.get(node),
@@ -471,12 +569,17 @@ async fn steps(
                 state.options.healthy_deadline.as_secs(),
                 waiting.join("; ")
             )),
+            (None, false) if first_seen => {
+                // A node's baseline is written down before it is judged by it.
+                step_saved(buckets, &state, revision, &mut conflicts).await?;
+                continue;
+            }
             (None, false) => None,
         };
         if let Some(why) = halt {
             let mut reason = format!("batch {} of {}: {why}", state.step + 1, state.batches.len());
             if state.options.auto_revert {
-                let back = revert(buckets, &state, report).await?;
+                let back = revert(buckets, lock, &state, report).await?;
                 reason.push_str(&format!(
                     "; reverted {} to {}",
                     if back.is_empty() {
@@ -521,8 +624,9 @@ async fn desire(
 }
 
 /// The new release becomes current; the changed nodes' desired keys go
-/// (they follow the current release again).
-async fn finish(buckets: &Buckets, state: &mut RolloutState) -> Result<(), ReleaseError> {
+/// (they follow the current release again). The nodes whose key could not
+/// be removed.
+async fn finish(buckets: &Buckets, state: &RolloutState) -> Result<Vec<String>, ReleaseError> {
     let key = record::current_key(&state.app);
     let bytes = serde_json::to_vec(&state.to).unwrap_or_default();
     buckets
@@ -530,15 +634,17 @@ async fn finish(buckets: &Buckets, state: &mut RolloutState) -> Result<(), Relea
         .put(key.as_str(), bytes.into())
         .await
         .map_err(|e| nats(&format!("cannot write {key}"), e))?;
+    let mut left = Vec::new();
     for node in &state.changed {
-        let _ = buckets
+        let removed = buckets
             .releases
             .delete(record::desired_key(&state.app, node).as_str())
             .await;
+        if removed.is_err() {
+            left.push(node.clone());
+        }
     }
-    state.phase = Phase::Succeeded;
-    state.reason = None;
-    Ok(())
+    Ok(left)
 }
 
 /// Returns every changed node to the release that was current (its
@@ -546,6 +652,7 @@ async fn finish(buckets: &Buckets, state: &mut RolloutState) -> Result<(), Relea
 /// most the healthy deadline) until they run it: the nodes that did.
 async fn revert(
     buckets: &Buckets,
+    lock: &mut Lock,
     state: &RolloutState,
     report: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<String>, ReleaseError> {
@@ -565,6 +672,7 @@ async fn revert(
     ));
     let deadline = Instant::now() + state.options.healthy_deadline;
     loop {
+        lock.keep().await?;
         let records = records(buckets, &state.presence_bucket).await?;
         let back: Vec<String> = state
             .changed

@@ -70,6 +70,12 @@ impl Lock {
                 renewed: Instant::now(),
                 lost: false,
             }),
+            Err(e) if e.kind() != kv::CreateErrorKind::AlreadyExists => {
+                Err(ReleaseError::transient(
+                    format!("cannot take the rollout lock: {e}"),
+                    "check the server and that this user may write ORCH_ROLLOUT_LOCKS",
+                ))
+            }
             Err(_) => {
                 let other = store
                     .get(key)
