@@ -13,6 +13,7 @@ mod workspace;
 pub use bundle::{BundleArgs, KeygenArgs, PushArgs, RolloutArgs, TrustArgs};
 pub use control::{
     DeployArgs, EmitArgs, ModuleArgs, RecordArgs, ReplayArgs, StatusArgs, TapArgs, TargetArgs,
+    TopArgs,
 };
 pub use workspace::{
     CheckArgs, GraphArgs, GraphFormat, InitArgs, ListArgs, LogsArgs, NewArgs, RunArgs, TestArgs,
@@ -243,6 +244,16 @@ pub enum Command {
                       pattern or duration."
     )]
     Record(RecordArgs),
+    /// A live view of a running orchestrator's modules, every second: state,
+    /// events in and out a second, mailbox depth against capacity, handler
+    /// p50/p99, restarts, circuit, last error.
+    #[command(
+        after_help = "Full-screen on a terminal: `s` changes the sort (start order, events in, \
+                      mailbox, handler p99, restarts), `q` leaves, the window may be resized. \
+                      When stdout is not a terminal, a plain table every second (--once: one).\n\
+                      Exit code: 0 when left, 1 when the orchestrator cannot be reached."
+    )]
+    Top(TopArgs),
     /// Publish the events of a recording into a running orchestrator, in
     /// order, at the recorded pace (--speed X, --as-fast-as-possible), as a
     /// named source under the rules a module's publish follows.

@@ -20,6 +20,7 @@ pub mod release;
 mod session;
 mod shown;
 mod singleton;
+mod top;
 
 use std::process::ExitCode;
 
@@ -59,6 +60,7 @@ pub fn main(network: Option<&dyn Network>) -> ExitCode {
         cli::Command::Emit(args) => cmd::control::emit(&orch.global, &args),
         cli::Command::Tap(args) => cmd::control::tap(&orch.global, &args),
         cli::Command::Record(args) => cmd::record::record(&orch.global, &args),
+        cli::Command::Top(args) => cmd::top::run(&orch.global, &args),
         cli::Command::Replay(args) => cmd::record::replay(&orch.global, &args),
         cli::Command::List(args) => cmd::list::run(&orch.global, &args),
         cli::Command::Graph(args) => cmd::graph::run(&orch.global, &args),

@@ -32,5 +32,6 @@ mod secrets;
 mod singleton;
 mod surfaces;
 mod test_cmd;
+mod top;
 mod watch;
 mod work;

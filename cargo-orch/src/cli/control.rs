@@ -66,6 +66,18 @@ pub struct TapArgs {
     pub target: TargetArgs,
 }
 
+/// `cargo orch top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Print one table (rates over one second) and exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Which orchestrator.
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
 /// `cargo orch record`.
 #[derive(Debug, Args)]
 pub struct RecordArgs {

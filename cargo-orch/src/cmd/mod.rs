@@ -14,3 +14,4 @@ pub mod record;
 pub mod rollout;
 pub mod run;
 pub mod test;
+pub mod top;

@@ -115,6 +115,10 @@ pub struct ModuleStatus {
     pub circuit_open: bool,
     /// The last failure, with its phase.
     pub last_error: Option<LastError>,
+    /// Handler calls at or below each of [`HANDLER_BUCKETS`] (cumulative),
+    /// then all of them: what `cargo orch top` takes its p50/p99 from.
+    #[serde(default)]
+    pub handler_buckets: Vec<u64>,
 }
 
 /// What the board keeps of one module besides its counters.
@@ -392,6 +396,14 @@ impl Entry {
             restarts: self.restarts,
             circuit_open: self.circuit_open,
             last_error: self.last_error.clone(),
+            handler_buckets: {
+                let time = self.counters.handler_time();
+                time.buckets
+                    .iter()
+                    .map(|&(_, count)| count)
+                    .chain([time.count])
+                    .collect()
+            },
         }
     }
 }
