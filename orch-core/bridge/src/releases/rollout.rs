@@ -7,11 +7,13 @@
 //!
 //! - [`gate`]: one node's health verdict;
 //! - [`lock`]: one controller per application;
+//! - [`nodes`]: what the controller reads of the nodes and does to them;
 //! - [`controller`]: the loop.
 
 pub mod controller;
 pub mod gate;
 pub mod lock;
+pub mod nodes;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -8,19 +8,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv};
-use futures_util::StreamExt as _;
 use orch_runtime::status::{NodeHealth, NodeRecord};
 
 use super::gate::{Verdict, judge};
 use super::lock::Lock;
+use super::nodes::{desire, finish, records, revert};
 use super::{Baseline, Phase, Request, RolloutOptions, RolloutState, plan};
 use crate::releases::ReleaseError;
 use crate::releases::record::{self, Pointer};
-use crate::releases::store::{Buckets, short};
-
-/// Presence keys read at most per look (a bucket of junk keys costs no
-/// more).
-const MAX_PRESENCE_KEYS: usize = 2_000;
+use crate::releases::store::Buckets;
 
 /// How often the controller looks.
 const TICK: Duration = Duration::from_millis(250);
@@ -57,8 +53,9 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn nats(action: &str, error: impl std::fmt::Display) -> ReleaseError {
-    ReleaseError::new(
+/// A failure of the server or the network on `action`.
+pub(super) fn nats(action: &str, error: impl std::fmt::Display) -> ReleaseError {
+    ReleaseError::transient(
         format!("{action}: {error}"),
         "check the server and that this user may write the ORCH_RELEASES bucket",
     )
@@ -308,36 +305,6 @@ async fn begin(
             .join(" | ")
     ));
     Ok(())
-}
-
-/// The presence records of the bucket, by node.
-pub async fn records(
-    buckets: &Buckets,
-    bucket: &str,
-) -> Result<BTreeMap<String, NodeRecord>, ReleaseError> {
-    let context = buckets.context();
-    let store = context
-        .get_key_value(bucket)
-        .await
-        .map_err(|e| nats(&format!("cannot open the presence bucket {bucket}"), e))?;
-    let mut keys = store
-        .keys()
-        .await
-        .map_err(|e| nats(&format!("cannot list {bucket}"), e))?;
-    let mut found = BTreeMap::new();
-    let mut read = 0;
-    while let Some(Ok(key)) = keys.next().await {
-        read += 1;
-        if read > MAX_PRESENCE_KEYS {
-            break;
-        }
-        if let Ok(Some(value)) = store.get(key.as_str()).await
-            && let Ok(record) = crate::presence::parse_record(&key, &value)
-        {
-            found.insert(key, record);
-        }
-    }
-    Ok(found)
 }
 
 /// The controller's loop, holding `lock`, until the rollout ends; the lock
@@ -601,91 +568,6 @@ async fn steps(
         if said != last_said {
             report(&format!("waiting: {said}"));
             last_said = said;
-        }
-        tokio::time::sleep(TICK).await;
-    }
-}
-
-/// `<app>.desired.<node>` = `to`.
-async fn desire(
-    buckets: &Buckets,
-    app: &str,
-    node: &str,
-    to: &Pointer,
-) -> Result<(), ReleaseError> {
-    let key = record::desired_key(app, node);
-    let bytes = serde_json::to_vec(to).unwrap_or_default();
-    buckets
-        .releases
-        .put(key.as_str(), bytes.into())
-        .await
-        .map(|_| ())
-        .map_err(|e| nats(&format!("cannot write {key}"), e))
-}
-
-/// The new release becomes current; the changed nodes' desired keys go
-/// (they follow the current release again). The nodes whose key could not
-/// be removed.
-async fn finish(buckets: &Buckets, state: &RolloutState) -> Result<Vec<String>, ReleaseError> {
-    let key = record::current_key(&state.app);
-    let bytes = serde_json::to_vec(&state.to).unwrap_or_default();
-    buckets
-        .releases
-        .put(key.as_str(), bytes.into())
-        .await
-        .map_err(|e| nats(&format!("cannot write {key}"), e))?;
-    let mut left = Vec::new();
-    for node in &state.changed {
-        let removed = buckets
-            .releases
-            .delete(record::desired_key(&state.app, node).as_str())
-            .await;
-        if removed.is_err() {
-            left.push(node.clone());
-        }
-    }
-    Ok(left)
-}
-
-/// Returns every changed node to the release that was current (its
-/// desired key goes; the current one was never changed), and waits (at
-/// most the healthy deadline) until they run it: the nodes that did.
-async fn revert(
-    buckets: &Buckets,
-    lock: &mut Lock,
-    state: &RolloutState,
-    report: &(dyn Fn(&str) + Sync),
-) -> Result<Vec<String>, ReleaseError> {
-    for node in &state.changed {
-        let key = record::desired_key(&state.app, node);
-        buckets
-            .releases
-            .delete(key.as_str())
-            .await
-            .map_err(|e| nats(&format!("cannot delete {key}"), e))?;
-    }
-    report(&format!(
-        "reverting {} to {} (digest {})",
-        state.changed.join(", "),
-        state.from.version,
-        short(&state.from.digest)
-    ));
-    let deadline = Instant::now() + state.options.healthy_deadline;
-    loop {
-        lock.keep().await?;
-        let records = records(buckets, &state.presence_bucket).await?;
-        let back: Vec<String> = state
-            .changed
-            .iter()
-            .filter(|n| {
-                records
-                    .get(*n)
-                    .is_some_and(|r| r.bundle_digest.as_deref() == Some(state.from.digest.as_str()))
-            })
-            .cloned()
-            .collect();
-        if back.len() == state.changed.len() || Instant::now() >= deadline {
-            return Ok(back);
         }
         tokio::time::sleep(TICK).await;
     }
