@@ -178,6 +178,14 @@ impl Baseline {
     }
 }
 
+/// A failure of the server or the network on `action`.
+fn nats(action: &str, error: impl std::fmt::Display) -> super::ReleaseError {
+    super::ReleaseError::transient(
+        format!("{action}: {error}"),
+        "check the server and that this user may write the ORCH_RELEASES bucket",
+    )
+}
+
 /// The batches for `nodes` (sorted): the canary's nodes first, in batches
 /// of at most `max_unavailable`, then the rest the same way.
 pub fn plan(nodes: &[String], options: &RolloutOptions) -> Vec<Vec<String>> {

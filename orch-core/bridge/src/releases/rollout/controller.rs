@@ -12,6 +12,7 @@ use orch_runtime::status::{NodeHealth, NodeRecord};
 
 use super::gate::{Verdict, judge};
 use super::lock::Lock;
+use super::nats;
 use super::nodes::{desire, finish, records, revert};
 use super::{Baseline, Phase, Request, RolloutOptions, RolloutState, plan};
 use crate::releases::ReleaseError;
@@ -51,14 +52,6 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// A failure of the server or the network on `action`.
-pub(super) fn nats(action: &str, error: impl std::fmt::Display) -> ReleaseError {
-    ReleaseError::transient(
-        format!("{action}: {error}"),
-        "check the server and that this user may write the ORCH_RELEASES bucket",
-    )
 }
 
 /// The rollout of `app` as the bucket holds it, with its revision.

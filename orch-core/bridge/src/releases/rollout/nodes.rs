@@ -9,8 +9,8 @@ use futures_util::StreamExt as _;
 use orch_runtime::status::NodeRecord;
 
 use super::RolloutState;
-use super::controller::nats;
 use super::lock::Lock;
+use super::nats;
 use crate::releases::ReleaseError;
 use crate::releases::record::{self, Pointer};
 use crate::releases::store::{Buckets, short};
