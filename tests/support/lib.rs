@@ -6,6 +6,7 @@
 pub mod bridge;
 pub mod debian;
 pub mod http;
+pub mod lean_host;
 pub mod minisign;
 pub mod nats;
 pub mod nats_raw;

@@ -22,7 +22,12 @@ pub fn said(output: &Output) -> String {
 
 /// `cargo-orch orch ARGS` in the workspace root.
 pub fn orch(args: &[&str]) -> Command {
-    let mut command = Command::new(orch_bin());
+    orch_as(orch_bin(), args)
+}
+
+/// `PROGRAM orch ARGS` in the workspace root.
+fn orch_as(program: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(program);
     command
         .current_dir(workspace_root())
         .arg("orch")
@@ -81,8 +86,11 @@ pub fn config_dir(root: &Path, name: &str, config: &BundleConfig<'_>) -> Result<
 
 /// `cargo orch bundle` of `config`, signed with `key`; the bundle's digest
 /// (the SHA-256 of its manifest).
+///
+/// Bundled from [`lean_host`](crate::lean_host::lean_host): a stripped copy
+/// of the host programs, half the bytes to push, download and hash.
 pub fn bundle_of(config: &Path, out: &Path, key: &Path) -> Result<String> {
-    let mut command = orch(&["--config-dir"]);
+    let mut command = orch_as(crate::lean_host::lean_host()?, &["--config-dir"]);
     command
         .arg(config)
         .args(["bundle", "--out"])
