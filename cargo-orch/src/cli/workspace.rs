@@ -211,6 +211,15 @@ pub struct GraphArgs {
     /// Write it to FILE instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+
+    /// Draw a running orchestrator's real subscriptions, with the events
+    /// each edge carried so far (per sender and topic), over the contracts.
+    #[arg(long)]
+    pub live: bool,
+
+    /// Which orchestrator, with --live.
+    #[command(flatten)]
+    pub target: super::control::TargetArgs,
 }
 
 /// What `cargo orch graph` writes.

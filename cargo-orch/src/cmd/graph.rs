@@ -3,17 +3,29 @@
 
 use std::io::Write as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use orch_operate::client;
+use orch_operate::protocol::{Request, Response};
+use orch_runtime::status::ModuleStatus;
 
-use crate::cli::{GlobalArgs, GraphArgs, GraphFormat};
-use crate::graph::{model, render};
+use crate::cli::{EXIT_FAILURE, GlobalArgs, GraphArgs, GraphFormat};
+use crate::graph::{live, model, render};
 use crate::session::Session;
 
 /// Runs `cargo orch graph`.
 pub fn run(global: &GlobalArgs, args: &GraphArgs) -> anyhow::Result<ExitCode> {
     let session = Session::open(global)?;
-    let graph = model::from_config(&session.config);
+    let graph = if args.live {
+        let modules = match running_modules(global, args)? {
+            Ok(modules) => modules,
+            Err(code) => return Ok(code),
+        };
+        live::live(&session.config, &modules)
+    } else {
+        model::from_config(&session.config)
+    };
     let format = args.format.unwrap_or_else(|| {
         match args
             .out
@@ -60,4 +72,26 @@ pub fn run(global: &GlobalArgs, args: &GraphArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: {note}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rows of the running orchestrator `args` names (`Err(code)` once a
+/// problem finding it is printed).
+fn running_modules(
+    global: &GlobalArgs,
+    args: &GraphArgs,
+) -> anyhow::Result<Result<Vec<ModuleStatus>, ExitCode>> {
+    let target = match super::control::find(global, &args.target, false)? {
+        Ok(targets) => match targets.into_iter().next() {
+            Some(target) => target,
+            None => return Ok(Err(ExitCode::from(EXIT_FAILURE))),
+        },
+        Err(code) => return Ok(Err(code)),
+    };
+    let deadline = Duration::from_secs(args.target.timeout.clamp(1, 30));
+    match client::send(&target.socket, &Request::Status, deadline)
+        .with_context(|| format!("cannot ask {} for its status", target.socket.display()))?
+    {
+        Response::Status(report) => Ok(Ok(report.modules)),
+        other => anyhow::bail!("the orchestrator answered {other:?} to status"),
+    }
 }

@@ -7,9 +7,12 @@
 //! feeds, is called out.
 //!
 //! - [`model`]: the graph from the configuration;
+//! - [`live`]: the graph of a running orchestrator (`--live`): real
+//!   subscriptions, events per edge;
 //! - [`render`]: DOT, Mermaid and SVG (laid out by layout-rs, no external
 //!   program).
 
+pub mod live;
 pub mod model;
 pub mod render;
 

@@ -37,8 +37,12 @@ pub struct Edge {
     pub from: String,
     /// The subscriber (or the bridge, for exports).
     pub to: String,
-    /// The topic (or pattern) as the publisher declares it.
+    /// The topic (or pattern) as the publisher declares it; with `--live`,
+    /// the topic the events had.
     pub topic: String,
+    /// With `--live`: events the subscriber's handler was given on this edge
+    /// so far (`Some(0)`: subscribed, nothing came yet).
+    pub events: Option<u64>,
 }
 
 /// The graph, and what does not connect.
@@ -72,6 +76,21 @@ fn bridge_topics(config: &AppConfig) -> Option<BridgeTopics> {
     })
 }
 
+/// What a module's missing contract keeps from the graph, if it lacks one.
+pub fn contract_note(spec: &ModuleSpec) -> Option<String> {
+    let contract = &spec.contract;
+    let missing = match (&contract.publishes, &contract.subscribes) {
+        (None, None) => "publishes` or `subscribes",
+        (None, Some(_)) => "publishes",
+        (Some(_), None) => "subscribes",
+        (Some(_), Some(_)) => return None,
+    };
+    Some(format!(
+        "module '{}' declares no `{missing}` in modules.yaml: its edges cannot all be drawn",
+        spec.name
+    ))
+}
+
 /// The graph of the enabled modules of `config`.
 pub fn from_config(config: &AppConfig) -> Graph {
     let modules: Vec<&ModuleSpec> = config.startup_order();
@@ -87,17 +106,7 @@ pub fn from_config(config: &AppConfig) -> Graph {
                 undeclared,
             },
         });
-        if undeclared {
-            graph.notes.push(format!(
-                "module '{}' declares no `{}` in modules.yaml: its edges cannot all be drawn",
-                spec.name,
-                match (&contract.publishes, &contract.subscribes) {
-                    (None, None) => "publishes` or `subscribes",
-                    (None, Some(_)) => "publishes",
-                    _ => "subscribes",
-                }
-            ));
-        }
+        graph.notes.extend(contract_note(spec));
     }
     if bridge.is_some() {
         graph.nodes.push(GraphNode {
@@ -117,6 +126,7 @@ pub fn from_config(config: &AppConfig) -> Graph {
                         from: publisher.name.clone(),
                         to: subscriber.name.clone(),
                         topic: topic.clone(),
+                        events: None,
                     });
                 }
             }
@@ -128,6 +138,7 @@ pub fn from_config(config: &AppConfig) -> Graph {
                     from: publisher.name.clone(),
                     to: BRIDGE.to_owned(),
                     topic: topic.clone(),
+                    events: None,
                 });
             }
             if !heard {
@@ -151,6 +162,7 @@ pub fn from_config(config: &AppConfig) -> Graph {
                     from: BRIDGE.to_owned(),
                     to: subscriber.name.clone(),
                     topic: pattern.clone(),
+                    events: None,
                 });
             }
             if !fed_here && !imported {

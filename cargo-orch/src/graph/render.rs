@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Graph, NodeKind};
+use super::model::{Edge, Graph, NodeKind};
 
 /// A DOT string literal.
 fn quoted(text: &str) -> String {
@@ -36,12 +36,17 @@ pub fn dot(graph: &Graph) -> String {
         let _ = writeln!(out, "  {} [{attributes}];", quoted(&node.id));
     }
     for edge in &graph.edges {
+        // With --live the count is in the label and, for tools, in `events`.
+        let events = edge
+            .events
+            .map(|n| format!(", events={n}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {} -> {} [label={}];",
+            "  {} -> {} [label={}{events}];",
             quoted(&edge.from),
             quoted(&edge.to),
-            quoted(&edge.topic)
+            quoted(&label(edge))
         );
     }
     for note in &graph.notes {
@@ -49,6 +54,15 @@ pub fn dot(graph: &Graph) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// An edge's label: its topic, and with `--live` how many events took it.
+fn label(edge: &Edge) -> String {
+    match edge.events {
+        Some(1) => format!("{} (1 event)", edge.topic),
+        Some(n) => format!("{} ({n} events)", edge.topic),
+        None => edge.topic.clone(),
+    }
 }
 
 /// A Mermaid label: quotes and angle brackets as entities.
@@ -92,7 +106,7 @@ pub fn mermaid(graph: &Graph) -> String {
             out,
             "  {} -->|\"{}\"| {}",
             id(&edge.from),
-            mermaid_text(&edge.topic),
+            mermaid_text(&label(edge)),
             id(&edge.to)
         );
     }
@@ -122,7 +136,7 @@ pub fn svg(graph: &Graph) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::model::{Edge, GraphNode};
+    use crate::graph::model::GraphNode;
 
     fn sample() -> Graph {
         Graph {
@@ -146,6 +160,7 @@ mod tests {
                 from: "producer".into(),
                 to: "consumer".into(),
                 topic: "test.ping".into(),
+                events: None,
             }],
             notes: vec!["a \"note\"".into()],
         }

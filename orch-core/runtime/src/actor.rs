@@ -22,7 +22,7 @@ use crate::bus::{Bus, BusEvent, DeadLetter};
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::generation::Generation;
 use crate::mailbox::{Next, Work};
-use crate::status::ModuleCounters;
+use crate::status::{EdgeTally, ModuleCounters};
 use orch_config::CircuitBreakerSettings;
 
 /// A step run on an actor's thread, with its state.
@@ -52,6 +52,8 @@ pub struct ActorState {
     pub breaker: Breaker,
     /// The module's traffic counters on the status board.
     pub counters: Option<Arc<ModuleCounters>>,
+    /// Counts its events per sender and topic into the counters' table.
+    edges: Option<EdgeTally>,
 }
 
 impl ActorState {
@@ -64,11 +66,13 @@ impl ActorState {
             retire: false,
             breaker: Breaker::new(CircuitBreakerSettings::default()),
             counters: None,
+            edges: None,
         }
     }
 
     /// The same state counting events into `counters`.
     pub fn with_counters(mut self, counters: Arc<ModuleCounters>) -> Self {
+        self.edges = Some(EdgeTally::new(Arc::clone(counters.edges())));
         self.counters = Some(counters);
         self
     }
@@ -405,6 +409,9 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
     let overran = activity.end();
     if let (Some(counters), Some(began)) = (&state.counters, began) {
         counters.event_in();
+        if let Some(edges) = &mut state.edges {
+            edges.count(event);
+        }
         // An isolated module's handler time comes with its child's acknowledgement.
         if instance.is_local() {
             counters.handled(began.elapsed());

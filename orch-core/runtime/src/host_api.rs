@@ -139,6 +139,7 @@ impl ModuleHostCtx {
 
     /// Counts this module's traffic into `counters` (the status board's).
     pub fn set_counters(&self, counters: Arc<crate::status::ModuleCounters>) {
+        counters.set_subscriber(self.id);
         let _ = self.counters.set(counters);
     }
 

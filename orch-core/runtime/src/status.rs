@@ -9,18 +9,20 @@
 //! `cargo orch status` answers while a module is reloading.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use orch_config::Isolation;
 use serde::{Deserialize, Serialize};
 
+use crate::bus::{Bus, SubscriberId, WeakBus};
 use crate::mailbox::MailboxGauge;
 
 mod apply;
 mod bridge;
 mod counters;
 mod custom;
+mod edges;
 #[cfg(test)]
 mod tests;
 
@@ -31,6 +33,7 @@ pub use bridge::{
 };
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
 pub use custom::{CustomMetric, CustomMetrics, MetricNames};
+pub use edges::{EdgeCount, EdgeTable, EdgeTally, MAX_EDGES, Sender};
 pub use orch_wire::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
 
 /// Where a module is in its life.
@@ -119,6 +122,16 @@ pub struct ModuleStatus {
     /// then all of them: what `cargo orch top` takes its p50/p99 from.
     #[serde(default)]
     pub handler_buckets: Vec<u64>,
+    /// The patterns it is subscribed to on the bus now, sorted.
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+    /// Events its handler was given, per sender and topic (at most
+    /// [`MAX_EDGES`] pairs): the live graph's edges.
+    #[serde(default)]
+    pub received: Vec<EdgeCount>,
+    /// Events of pairs past [`MAX_EDGES`].
+    #[serde(default)]
+    pub received_others: u64,
 }
 
 /// What the board keeps of one module besides its counters.
@@ -185,6 +198,7 @@ pub struct StatusBoard {
     board: Arc<Mutex<Board>>,
     names: Arc<MetricNames>,
     app_started: Arc<AtomicBool>,
+    bus: Arc<OnceLock<WeakBus>>,
 }
 
 impl Default for StatusBoard {
@@ -205,6 +219,7 @@ impl StatusBoard {
             })),
             app_started: Arc::default(),
             names: Arc::default(),
+            bus: Arc::default(),
         }
     }
 
@@ -293,9 +308,32 @@ impl StatusBoard {
                 .any(|e| e.state == ModuleState::Failed)
     }
 
-    /// Every module's row, in the order they first started.
+    /// Every module's row, in the order they first started, with its
+    /// subscriptions when the board follows a bus ([`StatusBoard::follow_bus`]).
     pub fn snapshot(&self) -> Vec<ModuleStatus> {
-        self.lock().modules.iter().map(Entry::status).collect()
+        let rows: Vec<(ModuleStatus, Option<SubscriberId>)> = self
+            .lock()
+            .modules
+            .iter()
+            .map(|e| (e.status(), e.counters.subscriber()))
+            .collect();
+        // The bus is asked after the board's lock is let go: the bus hands
+        // events to the board's sink under its own lock.
+        let bus = self.bus.get().and_then(WeakBus::upgrade);
+        rows.into_iter()
+            .map(|(mut row, id)| {
+                if let (Some(bus), Some(id)) = (&bus, id) {
+                    row.subscriptions = bus.subscriptions_of(id);
+                }
+                row
+            })
+            .collect()
+    }
+
+    /// Lists each module's subscriptions on `bus` in [`StatusBoard::snapshot`]
+    /// (held weakly: the bus holds the board's sink).
+    pub fn follow_bus(&self, bus: &Bus) {
+        let _ = self.bus.set(bus.downgrade());
     }
 
     /// `f` over every module's counters and reload times (for the metrics).
@@ -373,6 +411,7 @@ impl Entry {
             .mailbox
             .as_ref()
             .map_or((0, 0), |m| (m.len(), m.capacity()));
+        let received = self.counters.edges().snapshot();
         ModuleStatus {
             name: self.name.clone(),
             state: self.state,
@@ -404,6 +443,9 @@ impl Entry {
                     .chain([time.count])
                     .collect()
             },
+            subscriptions: Vec::new(),
+            received: received.0,
+            received_others: received.1,
         }
     }
 }

@@ -21,6 +21,10 @@ pub struct ModuleCounters {
     pid: AtomicU32,
     handler: Histogram,
     custom: CustomMetrics,
+    /// Where its events come from, per sender and topic.
+    edges: Arc<super::EdgeTable>,
+    /// Its subscriber id on the bus plus one (0: not known yet).
+    subscriber: AtomicU64,
 }
 
 impl ModuleCounters {
@@ -50,6 +54,27 @@ impl ModuleCounters {
     /// How long one `on_event` took.
     pub fn handled(&self, took: Duration) {
         self.handler.observe(took);
+    }
+
+    /// Where its events come from (counted by its thread: see
+    /// [`EdgeTally`](super::EdgeTally)).
+    pub fn edges(&self) -> &Arc<super::EdgeTable> {
+        &self.edges
+    }
+
+    /// Notes the module's subscriber id on the bus (its subscriptions are
+    /// listed in its status from there).
+    pub fn set_subscriber(&self, id: crate::bus::SubscriberId) {
+        self.subscriber
+            .store(id.0.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Its subscriber id on the bus, once known.
+    pub fn subscriber(&self) -> Option<crate::bus::SubscriberId> {
+        match self.subscriber.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(crate::bus::SubscriberId(id - 1)),
+        }
     }
 
     /// The child host's pid of an isolated module (0: none).

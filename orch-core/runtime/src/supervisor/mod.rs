@@ -110,6 +110,7 @@ impl Supervisor {
         let watched: Watched = Arc::default();
         let watchdog = watchdog::spawn(bus.clone(), Arc::clone(&watched), timeouts.event);
         let board = StatusBoard::new();
+        board.follow_bus(&bus);
         let follower = bus.register(board.sink());
         for pattern in StatusBoard::followed_topics() {
             if let Err(e) = bus.subscribe(follower, pattern) {

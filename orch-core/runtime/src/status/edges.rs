@@ -1,0 +1,260 @@
+//! Where a module's events come from, per sender and topic: the edges that
+//! `cargo orch graph --live` draws with their counts.
+//!
+//! The module's thread counts each event it hands to the handler through an
+//! [`EdgeTally`]: the cell of the last (sender, topic) is checked first, then
+//! the cells this thread has seen, so a steady stream costs one comparison
+//! and one relaxed add; the shared [`EdgeTable`]'s lock is taken only for a
+//! pair never seen before. The table holds at most [`MAX_EDGES`] pairs; the
+//! events of any further pair are counted as `others`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::BusEvent;
+
+/// The most (sender, topic) pairs one module's table keeps.
+pub const MAX_EDGES: usize = 64;
+
+/// Who sent events to a module.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Sender {
+    /// A module of this orchestrator.
+    Module {
+        /// Its name.
+        name: String,
+    },
+    /// The host itself (timers, `module.*` events, `cargo orch emit`).
+    Host,
+    /// The NATS bridge: an event imported from orchestrator `node`.
+    Bridge {
+        /// The node it came from.
+        node: String,
+    },
+}
+
+impl Sender {
+    /// Who sent `event`.
+    pub fn of(event: &BusEvent) -> Self {
+        match (&event.origin, &event.source) {
+            (Some(node), _) => Self::Bridge {
+                node: node.to_string(),
+            },
+            (None, Some(name)) => Self::Module {
+                name: name.to_string(),
+            },
+            (None, None) => Self::Host,
+        }
+    }
+
+    fn sent(&self, event: &BusEvent) -> bool {
+        match self {
+            Self::Bridge { node } => event.origin.as_deref() == Some(node.as_str()),
+            Self::Module { name } => {
+                event.origin.is_none() && event.source.as_deref() == Some(name.as_str())
+            }
+            Self::Host => event.origin.is_none() && event.source.is_none(),
+        }
+    }
+}
+
+/// Events from one sender on one topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeCount {
+    /// Who sent them.
+    pub from: Sender,
+    /// The topic.
+    pub topic: String,
+    /// How many the module's handler was given.
+    pub events: u64,
+}
+
+/// One (sender, topic) pair and its count.
+struct Cell {
+    from: Sender,
+    topic: Box<str>,
+    events: Arc<AtomicU64>,
+}
+
+impl Cell {
+    fn holds(&self, event: &BusEvent) -> bool {
+        *self.topic == *event.topic() && self.from.sent(event)
+    }
+}
+
+/// One module's counts per (sender, topic), shared by its generations.
+#[derive(Default)]
+pub struct EdgeTable {
+    cells: Mutex<Vec<Cell>>,
+    /// Events of pairs past [`MAX_EDGES`].
+    others: AtomicU64,
+}
+
+impl std::fmt::Debug for EdgeTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeTable")
+            .field("edges", &self.snapshot().0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EdgeTable {
+    /// The counter of `event`'s pair, made if new; `None` when the table is full.
+    fn cell_of(&self, event: &BusEvent) -> Option<Arc<AtomicU64>> {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cell) = cells.iter().find(|c| c.holds(event)) {
+            return Some(Arc::clone(&cell.events));
+        }
+        if cells.len() >= MAX_EDGES {
+            return None;
+        }
+        let events = Arc::new(AtomicU64::new(0));
+        cells.push(Cell {
+            from: Sender::of(event),
+            topic: event.topic().into(),
+            events: Arc::clone(&events),
+        });
+        Some(events)
+    }
+
+    /// Every pair's count, sorted, and the events of pairs not kept.
+    pub fn snapshot(&self) -> (Vec<EdgeCount>, u64) {
+        let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        let mut counts: Vec<EdgeCount> = cells
+            .iter()
+            .map(|c| EdgeCount {
+                from: c.from.clone(),
+                topic: c.topic.to_string(),
+                events: c.events.load(Ordering::Relaxed),
+            })
+            .collect();
+        drop(cells);
+        counts.sort_by(|a, b| (&a.from, &a.topic).cmp(&(&b.from, &b.topic)));
+        (counts, self.others.load(Ordering::Relaxed))
+    }
+}
+
+/// What one module thread keeps to count into an [`EdgeTable`] cheaply.
+pub struct EdgeTally {
+    table: Arc<EdgeTable>,
+    /// The pairs this thread has counted, with their table cells.
+    seen: Vec<(Sender, Box<str>, Arc<AtomicU64>)>,
+    /// The index in `seen` of the last pair counted.
+    last: usize,
+    /// The table said it is full: new pairs go to `others` without its lock.
+    full: bool,
+}
+
+impl EdgeTally {
+    /// A tally into `table`.
+    pub fn new(table: Arc<EdgeTable>) -> Self {
+        Self {
+            table,
+            seen: Vec::new(),
+            last: 0,
+            full: false,
+        }
+    }
+
+    /// Counts `event` for its sender and topic.
+    pub fn count(&mut self, event: &BusEvent) {
+        let holds = |(from, topic, _): &(Sender, Box<str>, Arc<AtomicU64>)| {
+            **topic == *event.topic() && from.sent(event)
+        };
+        if let Some(entry) = self.seen.get(self.last).filter(|e| holds(e)) {
+            entry.2.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some(index) = self.seen.iter().position(holds) {
+            self.last = index;
+            self.seen[index].2.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let cell = if self.full {
+            None
+        } else {
+            self.table.cell_of(event)
+        };
+        match cell {
+            Some(events) => {
+                events.fetch_add(1, Ordering::Relaxed);
+                self.seen
+                    .push((Sender::of(event), event.topic().into(), events));
+                self.last = self.seen.len() - 1;
+            }
+            None => {
+                self.full = true;
+                self.table.others.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(source: Option<&str>, origin: Option<&str>, topic: &str) -> BusEvent {
+        let mut event = BusEvent::new(topic, b"{}", source.map(Arc::from));
+        event.origin = origin.map(Arc::from);
+        event
+    }
+
+    #[test]
+    fn counts_per_sender_and_topic_and_keeps_senders_apart() {
+        let table = Arc::new(EdgeTable::default());
+        let mut tally = EdgeTally::new(Arc::clone(&table));
+        for _ in 0..3 {
+            tally.count(&from(Some("producer"), None, "test.ping"));
+        }
+        tally.count(&from(None, None, "test.ping"));
+        // The same module name on another node is the bridge, not the module.
+        tally.count(&from(Some("producer"), Some("node-b"), "test.ping"));
+        tally.count(&from(Some("producer"), None, "test.other"));
+        tally.count(&from(Some("producer"), None, "test.ping"));
+        let (counts, others) = table.snapshot();
+        let module = |name: &str| Sender::Module { name: name.into() };
+        let seen: Vec<(Sender, &str, u64)> = counts
+            .iter()
+            .map(|c| (c.from.clone(), c.topic.as_str(), c.events))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (module("producer"), "test.other", 1),
+                (module("producer"), "test.ping", 4),
+                (Sender::Host, "test.ping", 1),
+                (
+                    Sender::Bridge {
+                        node: "node-b".into()
+                    },
+                    "test.ping",
+                    1
+                ),
+            ]
+        );
+        assert_eq!(others, 0);
+    }
+
+    #[test]
+    fn a_second_thread_shares_the_cells_and_the_table_stays_bounded() {
+        let table = Arc::new(EdgeTable::default());
+        let mut first = EdgeTally::new(Arc::clone(&table));
+        let mut second = EdgeTally::new(Arc::clone(&table));
+        first.count(&from(Some("p"), None, "t.a"));
+        second.count(&from(Some("p"), None, "t.a"));
+        for i in 0..MAX_EDGES + 10 {
+            first.count(&from(Some("p"), None, &format!("t.n{i}")));
+        }
+        let (counts, others) = table.snapshot();
+        assert_eq!(counts.len(), MAX_EDGES);
+        assert_eq!(
+            counts.iter().find(|c| c.topic == "t.a").map(|c| c.events),
+            Some(2)
+        );
+        assert_eq!(others, 11, "pairs past the bound are counted, not kept");
+    }
+}
