@@ -416,7 +416,26 @@ fn apply(
         change.changed.iter().any(|s| s.name == name) || change.removed.iter().any(|n| n == name)
     };
 
-    // 1. Library changes, all or nothing.
+    // 1. Library changes, all or nothing; their topic types checked first,
+    //    as they will be once every library has changed.
+    let batch: Vec<(&str, &Path)> = running
+        .iter()
+        .filter(|spec| !entry_changed(&spec.name))
+        .filter(|spec| old_sha.get(&spec.package) != new_sha.get(&spec.package))
+        .filter_map(|spec| {
+            let library = new_paths.get(&spec.package)?;
+            Some((spec.name.as_str(), library.as_path()))
+        })
+        .collect();
+    if let Err(failure) = supervisor.prepare_types(&batch) {
+        return Err(refuse(
+            format!(
+                "nothing was deployed: module '{}' failed in phase {}: {}",
+                failure.module, failure.phase, failure.cause
+            ),
+            failure.hint.clone(),
+        ));
+    }
     let mut lines = Vec::new();
     let mut swapped: Vec<(String, PathBuf)> = Vec::new();
     for spec in &running {
@@ -445,6 +464,14 @@ fn apply(
                 swapped.push((spec.name.clone(), old_library.clone()));
             }
             Err(failure) => {
+                // Back as they were: the old types agreed before.
+                let back: Vec<(&str, &Path)> = swapped
+                    .iter()
+                    .map(|(name, library)| (name.as_str(), library.as_path()))
+                    .collect();
+                if let Err(again) = supervisor.prepare_types(&back) {
+                    tracing::error!("[DEPLOY] the old libraries' types: {again}");
+                }
                 for (name, old_library) in swapped.iter().rev() {
                     if let Err(again) = supervisor.reload(name, old_library, None, Duration::ZERO) {
                         tracing::error!(

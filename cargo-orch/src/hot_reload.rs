@@ -310,6 +310,7 @@ impl HotReload {
         received_at: Instant,
         build_time: Duration,
     ) {
+        let mut batch: Vec<(&ModuleSpec, &std::path::Path)> = Vec::new();
         for spec in modules {
             let Some(artifact) = output.artifacts.get(&spec.package) else {
                 continue;
@@ -321,6 +322,27 @@ impl HotReload {
                 );
                 continue;
             }
+            batch.push((spec, artifact));
+        }
+        // Their topic types are checked as they will be once all have
+        // reloaded: a payload change made on both sides at once passes. A
+        // module refused for its types is left out and the rest checked again.
+        loop {
+            let named: Vec<(&str, &std::path::Path)> = batch
+                .iter()
+                .map(|(spec, artifact)| (spec.name.as_str(), *artifact))
+                .collect();
+            let Err(failure) = supervisor.prepare_types(&named) else {
+                break;
+            };
+            supervisor.publish_reload_failed(&failure);
+            let before = batch.len();
+            batch.retain(|(spec, _)| spec.name != failure.module);
+            if batch.is_empty() || batch.len() == before {
+                return;
+            }
+        }
+        for (spec, artifact) in batch {
             if let Ok(report) = supervisor.reload(&spec.name, artifact, None, build_time) {
                 let debounce = received_at.saturating_duration_since(change.first_seen);
                 tracing::info!(

@@ -33,5 +33,6 @@ mod singleton;
 mod surfaces;
 mod test_cmd;
 mod top;
+mod typed;
 mod watch;
 mod work;

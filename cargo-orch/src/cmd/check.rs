@@ -14,6 +14,7 @@ use std::time::Instant;
 use orch_cargo::{BuildRequest, Builder};
 use orch_config::ModuleSpec;
 use orch_runtime::load_check;
+use orch_runtime::typing::{self, TopicTypes};
 use orch_runtime::{Cause, ModuleFailure, Phase};
 use orch_sdk::duration::human;
 
@@ -51,31 +52,39 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
 
     let outcomes: Vec<Outcome> = match build(&session, &modules, args.release) {
-        Ok(artifacts) => modules
-            .iter()
-            .map(|spec| match artifacts.get(&spec.package) {
-                Some(artifact) => match load_check::run(
-                    spec,
-                    artifact,
-                    &session.workspace.target_dir,
-                    config.main.timeouts,
-                ) {
-                    Ok(took) => Outcome::Ok(took),
-                    Err(failure) => Outcome::Failed(failure),
-                },
-                None => Outcome::Failed(
-                    ModuleFailure::new(
-                        &spec.name,
-                        Phase::Build,
-                        Cause::Host(format!(
-                            "cargo produced no cdylib for package '{}'",
-                            spec.package
-                        )),
-                    )
-                    .with_hint("check that its [lib] has crate-type = [\"cdylib\", \"rlib\"]"),
-                ),
-            })
-            .collect(),
+        Ok(artifacts) => {
+            let mut refused = check_types(&modules, &artifacts, config.main.timeouts.load);
+            modules
+                .iter()
+                .map(|spec| match artifacts.get(&spec.package) {
+                    Some(_) if refused.contains_key(&spec.name) => {
+                        Outcome::Failed(refused.remove(&spec.name).unwrap_or_else(|| {
+                            ModuleFailure::new(&spec.name, Phase::Types, Cause::Host(String::new()))
+                        }))
+                    }
+                    Some(artifact) => match load_check::run(
+                        spec,
+                        artifact,
+                        &session.workspace.target_dir,
+                        config.main.timeouts,
+                    ) {
+                        Ok(took) => Outcome::Ok(took),
+                        Err(failure) => Outcome::Failed(failure),
+                    },
+                    None => Outcome::Failed(
+                        ModuleFailure::new(
+                            &spec.name,
+                            Phase::Build,
+                            Cause::Host(format!(
+                                "cargo produced no cdylib for package '{}'",
+                                spec.package
+                            )),
+                        )
+                        .with_hint("check that its [lib] has crate-type = [\"cdylib\", \"rlib\"]"),
+                    ),
+                })
+                .collect()
+        }
         Err(error) => {
             eprintln!("{error}");
             modules
@@ -119,6 +128,43 @@ pub fn run(global: &GlobalArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(EXIT_FAILURE))
     }
+}
+
+/// The topic types of every built module, checked as a start-up checks
+/// them: each against the modules before it in start order. A module whose
+/// types cannot be read or conflict is refused (phase `types`).
+fn check_types(
+    modules: &[&ModuleSpec],
+    artifacts: &HashMap<String, PathBuf>,
+    timeout: std::time::Duration,
+) -> HashMap<String, ModuleFailure> {
+    let mut accepted: Vec<(String, TopicTypes)> = Vec::new();
+    let mut refused = HashMap::new();
+    for spec in modules {
+        let Some(artifact) = artifacts.get(&spec.package) else {
+            continue;
+        };
+        let types = match typing::read::read(&spec.name, artifact, timeout) {
+            Ok(Some(types)) => types,
+            Ok(None) => continue,
+            Err(failure) => {
+                refused.insert(spec.name.clone(), failure);
+                continue;
+            }
+        };
+        let conflicts = typing::conflicts_of(
+            (&spec.name, &types),
+            accepted.iter().map(|(name, types)| (name.as_str(), types)),
+        );
+        if conflicts.is_empty() {
+            accepted.push((spec.name.clone(), types));
+            continue;
+        }
+        if let Err(failure) = typing::refuse(&spec.name, conflicts) {
+            refused.insert(spec.name.clone(), failure);
+        }
+    }
+    refused
 }
 
 /// Builds every enabled module's package in one cargo invocation.

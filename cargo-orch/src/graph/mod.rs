@@ -16,25 +16,7 @@ pub mod live;
 pub mod model;
 pub mod render;
 
-/// Can some topic match both patterns (`*` one token, `>` one or more at
-/// the end)?
-pub fn overlap(a: &str, b: &str) -> bool {
-    let a: Vec<&str> = a.split('.').collect();
-    let b: Vec<&str> = b.split('.').collect();
-    tokens_overlap(&a, &b)
-}
-
-fn tokens_overlap(a: &[&str], b: &[&str]) -> bool {
-    match (a.split_first(), b.split_first()) {
-        (None, None) => true,
-        (Some((&">", _)), _) => !b.is_empty(),
-        (_, Some((&">", _))) => !a.is_empty(),
-        (Some((x, a_rest)), Some((y, b_rest))) => {
-            (*x == "*" || *y == "*" || x == y) && tokens_overlap(a_rest, b_rest)
-        }
-        _ => false,
-    }
-}
+pub use orch_sdk::topic::overlap;
 
 #[cfg(test)]
 mod tests {

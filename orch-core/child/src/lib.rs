@@ -62,8 +62,38 @@ enum Work {
     ParentGone,
 }
 
+/// Describe mode (`--describe LIBRARY`): prints the library's topic types
+/// document (nothing for a module that types nothing) and exits; the
+/// orchestrator reads it (see `orch_runtime::typing::read`).
+fn describe(library: &std::path::Path) -> ExitCode {
+    // Die with the orchestrator, even on SIGKILL.
+    let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    match orch_runtime::typing::describe::in_this_process(library) {
+        Ok(document) => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            let written = stdout
+                .write_all(&document.unwrap_or_else(|| b"{\"version\":1}".to_vec()))
+                .and_then(|()| stdout.flush());
+            if written.is_err() {
+                return ExitCode::from(1);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Runs the child host with `args` (the arguments after the mode argument).
 pub fn main(args: &[String]) -> ExitCode {
+    if let [mode, library] = args
+        && mode == orch_runtime::typing::read::DESCRIBE_ARG
+    {
+        return describe(std::path::Path::new(library));
+    }
     let Some(args) = Args::parse(args) else {
         eprintln!(
             "usage: cargo-orch {} NAME LIBRARY GENERATION PARENT_PID COPIES_DIR LOG_LEVEL \

@@ -29,6 +29,8 @@ pub enum Phase {
     Shutdown,
     /// Swapping in a new generation.
     Reload,
+    /// Reading and checking the module's topic types.
+    Types,
 }
 
 impl Phase {
@@ -45,6 +47,7 @@ impl Phase {
             Phase::SaveState => "save_state",
             Phase::Shutdown => "shutdown",
             Phase::Reload => "reload",
+            Phase::Types => "types",
         }
     }
 }
@@ -138,7 +141,7 @@ impl Phase {
     /// one place that says which timeout applies to which phase.
     pub fn timeout_key(self) -> &'static str {
         match self {
-            Phase::Load | Phase::AbiCheck | Phase::Create => "load",
+            Phase::Load | Phase::AbiCheck | Phase::Create | Phase::Types => "load",
             Phase::Initialize => "initialize",
             Phase::Start => "start",
             Phase::Event => "event",

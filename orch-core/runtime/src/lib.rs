@@ -32,6 +32,7 @@ pub mod supervisor;
 #[cfg(test)]
 mod testing;
 pub mod timers;
+pub mod typing;
 
 pub use error::{Cause, ModuleFailure, Phase};
 pub use orch_sdk;

@@ -25,6 +25,15 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The symbol every module library exports (see [`crate::export_module!`]).
 pub const ENTRY_SYMBOL: &str = "orch_module_v1";
 
+/// The optional symbol of a module with typed topics (see the orch-typed
+/// crate): writes a JSON document `{"version": 1, "publishes": {topic:
+/// schema}, "subscribes": {pattern: schema}}` to its sink. The host calls it
+/// in a throwaway process of its own, never in the orchestrator.
+pub const TYPES_SYMBOL: &str = "orch_module_topic_types_v1";
+
+/// The types symbol's type.
+pub type TypesFn = unsafe extern "C" fn(out: ByteSink<'_>) -> Status;
+
 /// The entry symbol's type: returns the module's static descriptor.
 pub type EntryFn = unsafe extern "C" fn() -> *const ModuleDescriptor;
 

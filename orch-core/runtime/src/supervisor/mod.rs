@@ -31,6 +31,7 @@ mod control;
 mod open;
 mod reload;
 mod stop;
+mod types;
 mod watchdog;
 
 #[cfg(test)]
@@ -97,6 +98,8 @@ pub struct Supervisor {
     control: Control,
     /// What `cargo orch status` and the metrics read.
     board: StatusBoard,
+    /// The running modules' topic types (see [`types`]).
+    types: types::TypeBook,
 }
 
 impl Supervisor {
@@ -128,6 +131,7 @@ impl Supervisor {
             watched,
             watchdog,
             warned_unmapped: false,
+            types: types::TypeBook::default(),
             stopping: Arc::default(),
             control: Control::default(),
         }
@@ -263,6 +267,13 @@ impl Supervisor {
             self.report_failure(&failure);
             return Err(failure);
         };
+        let types = match self.types_for_load(&name, &artifact) {
+            Ok(types) => types,
+            Err(failure) => {
+                self.report_failure(&failure);
+                return Err(failure);
+            }
+        };
         let mailbox = Mailbox::new(Arc::clone(&name), spec.mailbox, self.timeouts.publish);
         let sink = mailbox.sink();
         let id = self.bus.register(sink.clone());
@@ -323,6 +334,7 @@ impl Supervisor {
                     human(started.elapsed())
                 );
                 self.watch(&name, module.actor.activity());
+                self.set_types(&name, types);
                 Ok(module)
             }
             Ok(Err(failure)) => {

@@ -45,6 +45,14 @@ impl Supervisor {
                 Cause::Host("the module is not running".into()),
             ));
         };
+        // The new library's topic types first: a refusal touches nothing.
+        let types = match self.types_for_reload(name, artifact) {
+            Ok(types) => types,
+            Err(failure) => {
+                self.publish_reload_failed(&failure);
+                return Err(failure);
+            }
+        };
         let module = self.running.remove(index);
         let started = Instant::now();
         let new_spec = spec.cloned().unwrap_or_else(|| module.spec.clone());
@@ -55,6 +63,7 @@ impl Supervisor {
                     swap: started.elapsed(),
                 };
                 self.running.insert(index, module);
+                self.set_types(name, types);
                 self.bus.publish_system(&ModuleReloaded {
                     name: name.to_owned(),
                     generation: report.generation,

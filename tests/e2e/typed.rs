@@ -1,0 +1,132 @@
+//! Typed topics end to end: a producer and an isolated consumer that both
+//! type `typed.reading` (orch-typed, schemars). A reload of the producer
+//! that renames a field the consumer needs is refused in phase `types`,
+//! naming both modules, the topic and the field, and the old producer runs
+//! on; one that adds an optional field is taken. `cargo orch check`
+//! reports the same conflict without running anything.
+
+use std::time::Duration;
+
+use orch_e2e::{OrchProcess, ScratchWorkspace, wait_until};
+
+const BUILD: Duration = Duration::from_secs(240);
+const SHORT: Duration = Duration::from_secs(30);
+const PRODUCER: &str = "tests/fixtures/fixture-typed-producer/src/lib.rs";
+const MODULES: &str = "modules:\n  - name: fixture-event-log\n  - name: fixture-typed-producer\n  - name: fixture-typed-consumer\n    \
+                       isolation: process\n";
+
+/// Renames the producer's `celsius` to `kelvin` (struct and value).
+fn rename_field(scratch: &ScratchWorkspace) {
+    scratch
+        .replace(PRODUCER, "pub celsius: f64,", "pub kelvin: f64,")
+        .expect("edit the field");
+    scratch
+        .replace(PRODUCER, "celsius: 20.5,", "kelvin: 293.65,")
+        .expect("edit the value");
+}
+
+/// Waits until the consumer has logged three more readings.
+fn readings_go_on(orch: &mut OrchProcess, what: &str) {
+    let seen = orch.lines_with("[fixture-typed-consumer] reading").len();
+    wait_until(what, SHORT, || {
+        orch.collect_for(Duration::from_millis(200));
+        orch.lines_with("[fixture-typed-consumer] reading").len() >= seen + 3
+    });
+}
+
+#[test]
+fn a_reload_that_breaks_a_subscriber_is_refused_and_an_added_optional_field_is_not() {
+    let scratch = ScratchWorkspace::copy_of_repo().expect("copy the workspace");
+    scratch
+        .write("config/modules.yaml", MODULES)
+        .expect("write modules.yaml");
+    let mut orch = OrchProcess::spawn(scratch.orch(&["run"])).expect("spawn");
+    orch.wait_for("app.started", BUILD).expect("it starts");
+    orch.wait_for("[fixture-typed-consumer] reading 3 at 20.5 C", SHORT)
+        .expect("the consumer reads the typed readings");
+
+    // 1. A field the consumer needs is renamed: refused, named, old code on.
+    rename_field(&scratch);
+    let output = scratch
+        .orch(&["reload", "fixture-typed-producer"])
+        .output()
+        .expect("cargo orch reload");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "the reload is refused:\n{said}");
+    for wanted in [
+        "phase types",
+        "'fixture-typed-producer' publishes typed.reading",
+        "'fixture-typed-consumer'",
+        "field `celsius`",
+        "does not send it",
+    ] {
+        assert!(said.contains(wanted), "{wanted:?} is not named:\n{said}");
+    }
+    let failed = orch
+        .wait_for("EVENT module.reload_failed", SHORT)
+        .expect("module.reload_failed is published");
+    assert!(
+        failed.text.contains("\"phase\":\"types\"") && failed.text.contains("celsius"),
+        "{}",
+        failed.text
+    );
+    readings_go_on(
+        &mut orch,
+        "the old producer runs on and the consumer reads it",
+    );
+    assert!(
+        orch.lines_with("failed in phase on_event").is_empty(),
+        "no reading failed to parse:\n{}",
+        orch.output()
+    );
+
+    // `cargo orch check` finds the same conflict from the built libraries.
+    let check = scratch.orch(&["check"]).output().expect("cargo orch check");
+    let checked = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        !check.status.success() && checked.contains("field `celsius`"),
+        "check reports the conflict:\n{checked}"
+    );
+
+    // 2. Back to celsius, plus an optional field: taken.
+    scratch
+        .replace(
+            PRODUCER,
+            "pub kelvin: f64,",
+            "pub celsius: f64,\n    /// New.\n    pub note: Option<String>,",
+        )
+        .expect("edit");
+    scratch
+        .replace(
+            PRODUCER,
+            "kelvin: 293.65,",
+            "celsius: 20.5,\n            note: None,",
+        )
+        .expect("edit");
+    let output = scratch
+        .orch(&["reload", "fixture-typed-producer"])
+        .output()
+        .expect("cargo orch reload");
+    assert!(
+        output.status.success(),
+        "an added optional field is taken:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    orch.wait_for("EVENT module.reloaded", SHORT)
+        .expect("module.reloaded");
+    readings_go_on(&mut orch, "the consumer reads the new producer's readings");
+
+    orch.signal(nix::sys::signal::Signal::SIGINT)
+        .expect("SIGINT");
+    let status = orch.wait_exit(SHORT).expect("it stops");
+    assert_eq!(status.code(), Some(0), "{}", orch.output());
+}
