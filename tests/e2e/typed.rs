@@ -3,7 +3,9 @@
 //! that renames a field the consumer needs is refused in phase `types`,
 //! naming both modules, the topic and the field, and the old producer runs
 //! on; one that adds an optional field is taken. `cargo orch check`
-//! reports the same conflict without running anything.
+//! reports the same conflict without running anything, `graph` names the
+//! types on its edges and marks the conflict, and `tap --validate` checks
+//! each event against its publisher's type.
 
 use std::time::Duration;
 
@@ -25,6 +27,17 @@ fn rename_field(scratch: &ScratchWorkspace) {
         .expect("edit the value");
 }
 
+/// stdout and stderr of `cargo orch ARGS` in the copy, which must succeed.
+fn said_by(scratch: &ScratchWorkspace, args: &[&str]) -> (String, String) {
+    let output = scratch.orch(args).output().expect("cargo orch");
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "cargo orch {args:?}:\n{out}{err}");
+    (out, err)
+}
+
 /// Waits until the consumer has logged three more readings.
 fn readings_go_on(orch: &mut OrchProcess, what: &str) {
     let seen = orch.lines_with("[fixture-typed-consumer] reading").len();
@@ -44,6 +57,25 @@ fn a_reload_that_breaks_a_subscriber_is_refused_and_an_added_optional_field_is_n
     orch.wait_for("app.started", BUILD).expect("it starts");
     orch.wait_for("[fixture-typed-consumer] reading 3 at 20.5 C", SHORT)
         .expect("the consumer reads the typed readings");
+    // The graph names the payload type on the edge (read from the built
+    // libraries, and from the running orchestrator with --live).
+    let dot = said_by(&scratch, &["graph"]).0;
+    assert!(dot.contains("label=\"typed.reading: Reading\""), "{dot}");
+    let live = said_by(&scratch, &["graph", "--live"]).0;
+    assert!(live.contains("typed.reading: Reading ("), "{live}");
+    // tap --validate: every reading fits its declared type.
+    let (tapped, _) = said_by(
+        &scratch,
+        &["tap", "typed.reading", "--validate", "--count", "3"],
+    );
+    assert_eq!(
+        tapped
+            .lines()
+            .filter(|l| l.ends_with("<fits Reading>"))
+            .count(),
+        3,
+        "{tapped}"
+    );
 
     // 1. A field the consumer needs is renamed: refused, named, old code on.
     rename_field(&scratch);
@@ -95,6 +127,13 @@ fn a_reload_that_breaks_a_subscriber_is_refused_and_an_added_optional_field_is_n
         !check.status.success() && checked.contains("field `celsius`"),
         "check reports the conflict:\n{checked}"
     );
+    // So does the graph: the edge in red, the conflict in a note.
+    let (dot, notes) = said_by(&scratch, &["graph"]);
+    assert!(dot.contains("color=red"), "{dot}");
+    assert!(
+        notes.contains("type conflict") && notes.contains("celsius"),
+        "{notes}"
+    );
 
     // 2. Back to celsius, plus an optional field: taken.
     scratch
@@ -124,6 +163,33 @@ fn a_reload_that_breaks_a_subscriber_is_refused_and_an_added_optional_field_is_n
     orch.wait_for("EVENT module.reloaded", SHORT)
         .expect("module.reloaded");
     readings_go_on(&mut orch, "the consumer reads the new producer's readings");
+
+    // 3. A producer that declares Reading but sends less (its types are
+    //    unchanged, so the reload is taken): tap --validate names the field.
+    scratch
+        .replace(
+            PRODUCER,
+            "ctx.publish(\"typed.reading\", &reading)?;",
+            "ctx.publish(\"typed.reading\", &serde_json::json!({\"seq\": reading.seq}))?;",
+        )
+        .expect("edit");
+    let output = scratch
+        .orch(&["reload", "fixture-typed-producer"])
+        .output()
+        .expect("cargo orch reload");
+    assert!(output.status.success(), "{output:?}");
+    let (tapped, _) = said_by(
+        &scratch,
+        &["tap", "typed.reading", "--validate", "--count", "2"],
+    );
+    assert!(
+        tapped
+            .lines()
+            .filter(|l| l.contains("<DOES NOT FIT Reading: `celsius` is required but missing>"))
+            .count()
+            == 2,
+        "{tapped}"
+    );
 
     orch.signal(nix::sys::signal::Signal::SIGINT)
         .expect("SIGINT");

@@ -61,6 +61,11 @@ pub struct TapArgs {
     #[arg(long)]
     pub rate: bool,
 
+    /// Check each event against the payload type its publisher declares
+    /// (typed topics): `fits TYPE`, or `DOES NOT FIT TYPE` with each field.
+    #[arg(long, conflicts_with = "rate")]
+    pub validate: bool,
+
     /// Which orchestrator.
     #[command(flatten)]
     pub target: TargetArgs,

@@ -16,6 +16,7 @@ use crate::cli::{
 use crate::shown::{indented, one_line};
 
 mod table;
+mod validate;
 
 /// The action verbs.
 #[derive(Debug, Clone, Copy)]
@@ -158,11 +159,15 @@ pub fn tap(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<ExitCode> {
     let Some(target) = targets.first() else {
         return Ok(ExitCode::from(EXIT_FAILURE));
     };
+    // Validation needs whole payloads; the line shows them cut as usual.
     let request = Request::Tap {
         pattern: args.pattern.clone(),
         count: args.count,
-        full: false,
+        full: args.validate,
     };
+    let mut validator = args
+        .validate
+        .then(|| validate::Validator::new(&target.socket));
     let mut refused: Option<(String, Option<String>, bool)> = None;
     let mut rates: std::collections::BTreeMap<String, u64> = Default::default();
     let mut dropped = 0u64;
@@ -171,14 +176,21 @@ pub fn tap(global: &GlobalArgs, args: &TapArgs) -> anyhow::Result<ExitCode> {
         match item {
             client::Followed::Line(Response::Tapped(event)) => {
                 dropped = event.dropped;
+                let verdict = validator.as_mut().map(|v| v.verdict(&event));
                 if args.rate {
                     *rates.entry(event.topic.clone()).or_default() += 1;
                 } else if args.json {
-                    if let Ok(line) = serde_json::to_string(&event) {
-                        println!("{line}");
+                    let mut value = serde_json::to_value(&event).unwrap_or_default();
+                    if let (Some(verdict), Some(object)) = (&verdict, value.as_object_mut()) {
+                        object.insert("validation".into(), verdict.json());
                     }
+                    println!("{value}");
                 } else {
-                    println!("{}", tap_line(&event));
+                    let mut line = tap_line(&event);
+                    if let Some(verdict) = &verdict {
+                        line = format!("{line}  <{}>", verdict.text());
+                    }
+                    println!("{line}");
                 }
             }
             client::Followed::Line(Response::Error {
@@ -246,7 +258,16 @@ fn tap_line(event: &orch_operate::protocol::TapEvent) -> String {
         secs % 60,
         event.at_ms % 1000
     );
-    let cut = if event.payload_bytes > event.payload.len() as u64 {
+    let limit = orch_operate::protocol::TAP_PAYLOAD_BYTES;
+    let mut payload = event.payload.as_str();
+    if payload.len() > limit {
+        let mut end = limit;
+        while !payload.is_char_boundary(end) {
+            end -= 1;
+        }
+        payload = &payload[..end];
+    }
+    let cut = if event.payload_bytes > payload.len() as u64 {
         format!(" ... ({} bytes)", event.payload_bytes)
     } else {
         String::new()
@@ -264,7 +285,7 @@ fn tap_line(event: &orch_operate::protocol::TapEvent) -> String {
             .map(|o| format!(" from {}", one_line(o)))
             .unwrap_or_default(),
         event.id,
-        one_line(&event.payload)
+        one_line(payload)
     )
 }
 

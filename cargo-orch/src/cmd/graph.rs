@@ -1,6 +1,7 @@
 //! `cargo orch graph`: the application's dataflow from its configuration,
 //! as DOT, Mermaid or SVG (see [`crate::graph`]).
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use anyhow::Context as _;
 use orch_operate::client;
 use orch_operate::protocol::{Request, Response};
 use orch_runtime::status::ModuleStatus;
+use orch_runtime::typing::{self, TopicTypes};
 
 use crate::cli::{EXIT_FAILURE, GlobalArgs, GraphArgs, GraphFormat};
 use crate::graph::{live, model, render};
@@ -24,7 +26,12 @@ pub fn run(global: &GlobalArgs, args: &GraphArgs) -> anyhow::Result<ExitCode> {
         };
         live::live(&session.config, &modules)
     } else {
-        model::from_config(&session.config)
+        let mut notes = Vec::new();
+        let types = built_types(&session, &mut notes);
+        let mut graph = model::from_config(&model::typed_contracts(&session.config, &types));
+        graph.notes.extend(notes);
+        model::annotate_types(&mut graph, &types);
+        graph
     };
     let format = args.format.unwrap_or_else(|| {
         match args
@@ -94,4 +101,35 @@ fn running_modules(
         Response::Status(report) => Ok(Ok(report.modules)),
         other => anyhow::bail!("the orchestrator answered {other:?} to status"),
     }
+}
+
+/// The topic types of the enabled modules whose libraries are built (read
+/// without running them: see `orch_runtime::typing::read`); a module not
+/// built yet, or whose types cannot be read, gets a note.
+fn built_types(session: &Session, notes: &mut Vec<String>) -> HashMap<String, TopicTypes> {
+    let timeout = session.config.main.timeouts.load;
+    let mut types = HashMap::new();
+    for spec in session.config.startup_order() {
+        let Some(library) = session.workspace.artifact_path(&spec.package, false) else {
+            continue;
+        };
+        if !library.is_file() {
+            notes.push(format!(
+                "'{}' is not built yet: its payload types are not shown (cargo orch check builds it)",
+                spec.name
+            ));
+            continue;
+        }
+        match typing::read::read(&spec.name, &library, timeout) {
+            Ok(Some(found)) => {
+                types.insert(spec.name.clone(), found);
+            }
+            Ok(None) => {}
+            Err(failure) => notes.push(format!(
+                "the payload types of '{}' cannot be read: {}",
+                spec.name, failure.cause
+            )),
+        }
+    }
+    types
 }

@@ -4,6 +4,7 @@
 
 use orch_config::AppConfig;
 use orch_runtime::status::{ModuleState, ModuleStatus, Sender};
+use orch_runtime::typing::TopicTypes;
 
 use super::model::{BRIDGE, Edge, Graph, GraphNode, NodeKind, from_config};
 use super::overlap;
@@ -69,6 +70,8 @@ pub fn live(config: &AppConfig, modules: &[ModuleStatus]) -> Graph {
                 to: module.name.clone(),
                 topic: edge.topic.clone(),
                 events: Some(edge.events),
+                type_name: None,
+                conflict: false,
             });
         }
         if module.received_others > 0 {
@@ -87,6 +90,11 @@ pub fn live(config: &AppConfig, modules: &[ModuleStatus]) -> Graph {
         .extend(declared.edges.into_iter().filter(|e| e.to == BRIDGE));
     graph.edges.sort();
     graph.edges.dedup();
+    let types: std::collections::HashMap<String, TopicTypes> = modules
+        .iter()
+        .filter_map(|m| Some((m.name.clone(), m.types.clone()?)))
+        .collect();
+    super::model::annotate_types(&mut graph, &types);
     graph
 }
 
@@ -133,6 +141,8 @@ fn silent_edges(config: &AppConfig, modules: &[ModuleStatus], graph: &mut Graph)
                             to: module.name.clone(),
                             topic: topic.clone(),
                             events: Some(0),
+                            type_name: None,
+                            conflict: false,
                         });
                     }
                 }

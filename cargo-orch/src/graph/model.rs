@@ -1,6 +1,9 @@
 //! The graph of an application as its configuration declares it.
 
+use std::collections::HashMap;
+
 use orch_config::{AppConfig, Isolation, ModuleSpec};
+use orch_runtime::typing::{self, TopicTypes};
 
 use super::overlap;
 
@@ -43,6 +46,10 @@ pub struct Edge {
     /// With `--live`: events the subscriber's handler was given on this edge
     /// so far (`Some(0)`: subscribed, nothing came yet).
     pub events: Option<u64>,
+    /// The payload's type, when the publisher types the topic.
+    pub type_name: Option<String>,
+    /// The subscriber could not read what the publisher sends (typed topics).
+    pub conflict: bool,
 }
 
 /// The graph, and what does not connect.
@@ -127,6 +134,8 @@ pub fn from_config(config: &AppConfig) -> Graph {
                         to: subscriber.name.clone(),
                         topic: topic.clone(),
                         events: None,
+                        type_name: None,
+                        conflict: false,
                     });
                 }
             }
@@ -139,6 +148,8 @@ pub fn from_config(config: &AppConfig) -> Graph {
                     to: BRIDGE.to_owned(),
                     topic: topic.clone(),
                     events: None,
+                    type_name: None,
+                    conflict: false,
                 });
             }
             if !heard {
@@ -163,6 +174,8 @@ pub fn from_config(config: &AppConfig) -> Graph {
                     to: subscriber.name.clone(),
                     topic: pattern.clone(),
                     events: None,
+                    type_name: None,
+                    conflict: false,
                 });
             }
             if !fed_here && !imported {
@@ -176,4 +189,50 @@ pub fn from_config(config: &AppConfig) -> Graph {
     graph.edges.sort();
     graph.edges.dedup();
     graph
+}
+
+/// `config` with each typed module's topics as the contract lists it does
+/// not declare in modules.yaml (typed topics are declarations too).
+pub fn typed_contracts(config: &AppConfig, types: &HashMap<String, TopicTypes>) -> AppConfig {
+    let mut config = config.clone();
+    for spec in &mut config.modules {
+        let Some(typed) = types.get(&spec.name) else {
+            continue;
+        };
+        let contract = &mut spec.contract;
+        if contract.publishes.is_none() {
+            contract.publishes = Some(typed.publishes.keys().cloned().collect());
+        }
+        if contract.subscribes.is_none() {
+            contract.subscribes = Some(typed.subscribes.keys().cloned().collect());
+        }
+    }
+    config
+}
+
+/// Names each edge's payload type from the publishers' typed topics, and
+/// marks (and notes) the edges whose subscriber could not read it.
+pub fn annotate_types(graph: &mut Graph, types: &HashMap<String, TopicTypes>) {
+    for edge in &mut graph.edges {
+        let Some(sent) = types.get(&edge.from) else {
+            continue;
+        };
+        edge.type_name = sent
+            .publishes
+            .iter()
+            .find(|(topic, _)| overlap(topic, &edge.topic))
+            .map(|(_, schema)| TopicTypes::type_name(schema).to_owned());
+        let Some(read) = types.get(&edge.to) else {
+            continue;
+        };
+        for conflict in typing::conflicts((&edge.from, sent), (&edge.to, read)) {
+            if overlap(&conflict.topic, &edge.topic) {
+                edge.conflict = true;
+                let note = format!("type conflict: {conflict}");
+                if !graph.notes.contains(&note) {
+                    graph.notes.push(note);
+                }
+            }
+        }
+    }
 }

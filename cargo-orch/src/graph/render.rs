@@ -37,10 +37,13 @@ pub fn dot(graph: &Graph) -> String {
     }
     for edge in &graph.edges {
         // With --live the count is in the label and, for tools, in `events`.
-        let events = edge
+        let mut events = edge
             .events
             .map(|n| format!(", events={n}"))
             .unwrap_or_default();
+        if edge.conflict {
+            events.push_str(", color=red, fontcolor=red");
+        }
         let _ = writeln!(
             out,
             "  {} -> {} [label={}{events}];",
@@ -58,10 +61,14 @@ pub fn dot(graph: &Graph) -> String {
 
 /// An edge's label: its topic, and with `--live` how many events took it.
 fn label(edge: &Edge) -> String {
-    match edge.events {
-        Some(1) => format!("{} (1 event)", edge.topic),
-        Some(n) => format!("{} ({n} events)", edge.topic),
+    let topic = match &edge.type_name {
+        Some(name) => format!("{}: {name}", edge.topic),
         None => edge.topic.clone(),
+    };
+    match edge.events {
+        Some(1) => format!("{topic} (1 event)"),
+        Some(n) => format!("{topic} ({n} events)"),
+        None => topic,
     }
 }
 
@@ -161,6 +168,8 @@ mod tests {
                 to: "consumer".into(),
                 topic: "test.ping".into(),
                 events: None,
+                type_name: None,
+                conflict: false,
             }],
             notes: vec!["a \"note\"".into()],
         }

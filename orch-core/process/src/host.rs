@@ -13,6 +13,9 @@ use crossbeam_channel::{Sender, bounded};
 /// must be `cargo-orch`): tests and benchmarks that embed the runtime set it.
 pub const HOST_PROGRAM_ENV: &str = "ORCH_MODULE_HOST";
 
+/// The first argument that starts the binary as a child module host.
+pub const HOST_MODE_ARG: &str = "__module-host";
+
 static HOST_PROGRAM: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// Makes `program` (a `cargo-orch` binary) the helper program of this process:

@@ -132,6 +132,9 @@ pub struct ModuleStatus {
     /// Events of pairs past [`MAX_EDGES`].
     #[serde(default)]
     pub received_others: u64,
+    /// The payload types its running generation declares (typed topics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<crate::typing::TopicTypes>,
 }
 
 /// What the board keeps of one module besides its counters.
@@ -151,6 +154,7 @@ struct Entry {
     restarts: u64,
     circuit_open: bool,
     last_error: Option<LastError>,
+    types: Option<crate::typing::TopicTypes>,
     /// Reload durations, for the metrics: build and swap.
     reload_times: ReloadTimes,
 }
@@ -343,6 +347,11 @@ impl StatusBoard {
         }
     }
 
+    /// Records the payload types of module `name`'s running generation.
+    pub fn set_types(&self, name: &str, types: Option<crate::typing::TopicTypes>) {
+        self.update(name, |entry| entry.types = types);
+    }
+
     /// Records what bundle runs (start and every deploy).
     pub fn set_deployment(&self, deployment: Option<Deployment>) {
         self.lock().deployment = deployment;
@@ -402,6 +411,7 @@ impl Entry {
             restarts: 0,
             circuit_open: false,
             last_error: None,
+            types: None,
             reload_times: ReloadTimes::default(),
         }
     }
@@ -446,6 +456,7 @@ impl Entry {
             subscriptions: Vec::new(),
             received: received.0,
             received_others: received.1,
+            types: self.types.clone(),
         }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! - [`compat`]: one publisher schema against one subscriber schema;
 //! - [`read`]: a library's types, read by a throwaway child host process;
-//! - [`describe`]: what that child does (loads the library, calls the symbol).
+//! - [`describe`]: what that child does (loads the library, calls the symbol);
+//! - [`validate`]: one payload against a schema (`cargo orch tap --validate`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,7 @@ use serde_json::Value;
 pub mod compat;
 pub mod describe;
 pub mod read;
+pub mod validate;
 
 pub use compat::Mismatch;
 

@@ -27,15 +27,12 @@ mod transport;
 
 use std::path::{Path, PathBuf};
 
-pub use orch_process::host::{HOST_PROGRAM_ENV, host_program, set_host_program};
+pub use orch_process::host::{HOST_MODE_ARG, HOST_PROGRAM_ENV, host_program, set_host_program};
 pub use orch_wire::shm::Transport;
 
 pub use isolated_module::IsolatedModule;
 pub use setup::RemoteSetup;
 pub use transport::{set_transport, transport};
-
-/// The first argument that starts the binary as a child module host.
-pub const HOST_MODE_ARG: &str = "__module-host";
 
 /// The folder in `copies_dir` where the child host `pid` keeps its copy of
 /// the library (the orchestrator removes it once that child has ended).

@@ -125,21 +125,10 @@ impl Supervisor {
 
     /// Records the types of module `name`'s running generation.
     pub(super) fn set_types(&mut self, name: &str, types: Option<TopicTypes>) {
+        self.board.set_types(name, types.clone());
         match types {
             Some(types) => self.types.current.insert(name.to_owned(), types),
             None => self.types.current.remove(name),
         };
-    }
-
-    /// The types of every running typed module (for `cargo orch check`,
-    /// `graph` and `tap`).
-    pub fn topic_types(&self) -> Vec<(String, TopicTypes)> {
-        self.running
-            .iter()
-            .filter_map(|m| {
-                let types = self.types.current.get(&m.spec.name)?;
-                Some((m.spec.name.clone(), types.clone()))
-            })
-            .collect()
     }
 }

@@ -46,7 +46,7 @@ struct Sides<'a> {
 
 /// `schema` with a `$ref` (`#/$defs/Name`, `#/definitions/Name`) followed in
 /// `root`, up to a few hops.
-fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+pub(super) fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
     for _ in 0..8 {
         let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
             break;
@@ -62,7 +62,7 @@ fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
     schema
 }
 
-fn branches(schema: &Value) -> Option<&Vec<Value>> {
+pub(super) fn branches(schema: &Value) -> Option<&Vec<Value>> {
     schema
         .get("anyOf")
         .or_else(|| schema.get("oneOf"))
@@ -70,7 +70,7 @@ fn branches(schema: &Value) -> Option<&Vec<Value>> {
 }
 
 /// The JSON types a schema allows; empty when it does not say.
-fn types(schema: &Value) -> Vec<&str> {
+pub(super) fn types(schema: &Value) -> Vec<&str> {
     match schema.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
@@ -91,7 +91,7 @@ fn required(schema: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-fn join(path: &str, field: &str) -> String {
+pub(super) fn join(path: &str, field: &str) -> String {
     if path.is_empty() {
         field.to_owned()
     } else {
@@ -100,7 +100,7 @@ fn join(path: &str, field: &str) -> String {
 }
 
 /// A schema that accepts anything (`true`, `{}`, or only annotations).
-fn accepts_anything(schema: &Value) -> bool {
+pub(super) fn accepts_anything(schema: &Value) -> bool {
     match schema {
         Value::Bool(b) => *b,
         Value::Object(map) => map.keys().all(|k| {

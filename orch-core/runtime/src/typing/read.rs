@@ -14,7 +14,7 @@ use orch_sdk::abi::TYPES_SYMBOL;
 
 use super::{MAX_TYPES_BYTES, TopicTypes};
 use crate::error::{Cause, ModuleFailure, Phase};
-use crate::isolation::{HOST_MODE_ARG, host_program};
+use orch_process::host::{HOST_MODE_ARG, host_program};
 
 /// The child host's argument for describe mode.
 pub const DESCRIBE_ARG: &str = "--describe";

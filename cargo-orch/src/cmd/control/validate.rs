@@ -1,0 +1,116 @@
+//! `cargo orch tap --validate`: each event checked against the payload type
+//! its publisher declares (typed topics), as the running orchestrator
+//! reports the types of its modules' running generations.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use orch_operate::client;
+use orch_operate::protocol::{Request, Response, TapEvent};
+use orch_runtime::typing::{TopicTypes, validate::validate};
+
+/// How often the modules' types are asked for again (a reload may change them).
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// What one event came to.
+pub enum Verdict {
+    /// Its publisher does not type its topic.
+    Untyped,
+    /// It fits the type (named).
+    Fits(String),
+    /// It does not: the type, then each field and problem.
+    Breaks(String, Vec<String>),
+}
+
+impl Verdict {
+    /// One short text for the tap's line.
+    pub fn text(&self) -> String {
+        match self {
+            Self::Untyped => "untyped".to_owned(),
+            Self::Fits(name) => format!("fits {name}"),
+            Self::Breaks(name, problems) => format!("DOES NOT FIT {name}: {}", problems.join("; ")),
+        }
+    }
+
+    /// As JSON, for `--json`.
+    pub fn json(&self) -> serde_json::Value {
+        match self {
+            Self::Untyped => serde_json::json!({"typed": false}),
+            Self::Fits(name) => serde_json::json!({"typed": true, "type": name, "fits": true}),
+            Self::Breaks(name, problems) => serde_json::json!({
+                "typed": true, "type": name, "fits": false, "problems": problems
+            }),
+        }
+    }
+}
+
+/// The modules' types, refreshed now and then.
+pub struct Validator<'a> {
+    socket: &'a Path,
+    types: HashMap<String, TopicTypes>,
+    fetched: Option<Instant>,
+}
+
+impl<'a> Validator<'a> {
+    /// A validator asking the orchestrator at `socket`.
+    pub fn new(socket: &'a Path) -> Self {
+        Self {
+            socket,
+            types: HashMap::new(),
+            fetched: None,
+        }
+    }
+
+    fn refresh(&mut self) {
+        if self.fetched.is_some_and(|at| at.elapsed() < REFRESH) {
+            return;
+        }
+        self.fetched = Some(Instant::now());
+        if let Ok(Response::Status(report)) =
+            client::send(self.socket, &Request::Status, Duration::from_secs(5))
+        {
+            self.types = report
+                .modules
+                .into_iter()
+                .filter_map(|m| Some((m.name, m.types?)))
+                .collect();
+        }
+    }
+
+    /// `event` against the type its publisher declares for its topic.
+    pub fn verdict(&mut self, event: &TapEvent) -> Verdict {
+        self.refresh();
+        let declared = event
+            .source
+            .as_ref()
+            .filter(|_| event.origin.is_none())
+            .and_then(|source| self.types.get(source))
+            .and_then(|types| {
+                types
+                    .publishes
+                    .iter()
+                    .find(|(topic, _)| orch_sdk::topic::overlap(topic, &event.topic))
+            });
+        let Some((_, schema)) = declared else {
+            return Verdict::Untyped;
+        };
+        let name = TopicTypes::type_name(schema).to_owned();
+        let payload: serde_json::Value = match serde_json::from_str(&event.payload) {
+            Ok(payload) => payload,
+            Err(e) => return Verdict::Breaks(name, vec![format!("not JSON: {e}")]),
+        };
+        let problems: Vec<String> = validate(&payload, schema)
+            .into_iter()
+            .map(|m| match m.field.as_str() {
+                "" => m.problem,
+                field => format!("`{field}` {}", m.problem),
+            })
+            .collect();
+        if problems.is_empty() {
+            Verdict::Fits(name)
+        } else {
+            Verdict::Breaks(name, problems)
+        }
+    }
+}
