@@ -46,6 +46,13 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
         "each reload of the thread-leaking module keeps its library: {reload}"
     );
     assert!(reload["leaky_module"]["rss_kib_per_reload"].is_number());
+    let tap = json(out.path().join("tap.json"));
+    let taps = tap["rows"].as_array().unwrap();
+    assert_eq!(taps.len(), 3, "no tap, a stalled one, a reading one: {tap}");
+    assert!(
+        taps[1]["tap_dropped"].as_u64().unwrap() > 0,
+        "the stalled tap reports its drops: {tap}"
+    );
     let bus = json(out.path().join("bus.json"));
     let rows = bus["rows"].as_array().unwrap();
     assert_eq!(

@@ -10,6 +10,10 @@
 //! - `memory`: resident memory of the host idle with 3 and 20 modules and with 20
 //!   modules under 100,000 events/s.
 //!
+//! - `tap`: the bus with no tap, a stalled `cargo orch tap` (a client that never
+//!   reads) and a reading one, through the real control socket (orch-operate's
+//!   `bench_tap` example).
+//!
 //! Benchmarks are commands, not tests: nothing here asserts a time.
 
 use std::path::Path;
@@ -34,6 +38,8 @@ pub enum Which {
     Memory,
     /// Across two orchestrators through NATS.
     Bridge,
+    /// The bus with a stalled `cargo orch tap`, and with a reading one.
+    Tap,
     /// All of them.
     All,
 }
@@ -73,6 +79,14 @@ pub fn run(root: &Path, options: Options) -> Result<bool> {
         let result = startup(root, options.runs)?;
         write(&out.join("startup.json"), &result)?;
     }
+    if matches!(options.which, Which::Tap | Which::All) {
+        // Ten times the bus rows' events: each run lasts about a second.
+        let args = [(options.events * 10).to_string()];
+        let mut result = crate::release_example::json(root, "orch-operate", "bench_tap", &args)?;
+        result["cores"] = json!(cores());
+        print_tap(&result);
+        write(&out.join("tap.json"), &result)?;
+    }
     if matches!(options.which, Which::Memory | Which::All) {
         let result = harness(root, "memory", options.events)?;
         print_memory(&result);
@@ -97,6 +111,33 @@ fn harness(root: &Path, what: &str, events: u64) -> Result<Value> {
     let mut value = crate::release_example::json(root, "orch-runtime", "bench_bus", &args)?;
     value["cores"] = json!(cores());
     Ok(value)
+}
+
+fn print_tap(result: &Value) {
+    println!(
+        "bench tap ({} cores; events/s through the bus to one subscriber, median of interleaved runs)",
+        cores()
+    );
+    println!(
+        "{:<30} {:>10} {:>13} {:>9} {:>14}",
+        "with", "events", "events/s", "vs none", "tap dropped"
+    );
+    let rows = result["rows"].as_array().cloned().unwrap_or_default();
+    let base = rows
+        .first()
+        .and_then(|r| r["events_per_s"].as_f64())
+        .unwrap_or(0.0);
+    for row in &rows {
+        let rate = row["events_per_s"].as_f64().unwrap_or(0.0);
+        println!(
+            "{:<30} {:>10} {:>13.0} {:>8.2}x {:>14}",
+            row["tap"].as_str().unwrap_or("?"),
+            row["events"].as_u64().unwrap_or(0),
+            rate,
+            rate / base.max(1e-9),
+            row["tap_dropped"].as_u64().unwrap_or(0)
+        );
+    }
 }
 
 fn print_bus(result: &Value) {

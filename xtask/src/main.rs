@@ -113,7 +113,11 @@ enum Bench {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
         handler_ms: u64,
     },
-    /// bus, startup, memory and bridge.
+    /// The bus with no tap, a stalled `cargo orch tap` (its client never
+    /// reads) and a reading one, through the real control socket (release
+    /// build).
+    Tap(PerfArgs),
+    /// bus, startup, memory, bridge and tap.
     All(PerfArgs),
     /// Time a newcomer's first run: a fresh clone and an empty target folder,
     /// `cargo orch run --watch` until the consumer's first ping.
@@ -185,6 +189,7 @@ fn main() -> ExitCode {
             Bench::Startup(args) => perf(&args, bench_perf::Which::Startup),
             Bench::Memory(args) => perf(&args, bench_perf::Which::Memory),
             Bench::Bridge(args) => perf(&args, bench_perf::Which::Bridge),
+            Bench::Tap(args) => perf(&args, bench_perf::Which::Tap),
             Bench::All(args) => perf(&args, bench_perf::Which::All),
             Bench::Work { jobs, handler_ms } => (
                 "bench work",
