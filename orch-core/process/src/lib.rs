@@ -13,7 +13,9 @@
 //! - [`console`]: the process's own stdout and stderr routed through a
 //!   filter (the secret scrubber);
 //! - [`host`]: which program hosts the hidden helper modes, and the long-lived
-//!   thread that forks children that must die with the orchestrator.
+//!   thread that forks children that must die with the orchestrator;
+//! - [`child_env`]: the few variables a child host keeps (not the
+//!   orchestrator's secrets).
 //!
 //! It depends on nothing of cargo-orch: the runtime may use it without
 //! knowing cargo, and the cargo side without knowing the runtime.
@@ -30,6 +32,7 @@ compile_error!(
      crate alone (orch-sdk) builds anywhere."
 );
 
+pub mod child_env;
 pub mod console;
 mod deadline;
 mod exit;

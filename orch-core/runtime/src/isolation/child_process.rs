@@ -34,14 +34,13 @@ mod reader;
 mod rings;
 mod rules;
 mod stderr;
-mod variables;
 mod writer;
 
 use heartbeat::spawn_heartbeat;
 use reader::{ReaderSetup, bad_frame, child_ended, dispatch, spawn_reader};
 use rings::{spawn_control_reader, spawn_ring_reader};
 use stderr::spawn_stderr_reader;
-use variables::child_environment;
+use orch_process::child_env::child_environment;
 
 /// What the reader thread hands to the module's actor.
 pub(super) enum Incoming {

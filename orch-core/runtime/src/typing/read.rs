@@ -59,6 +59,10 @@ pub fn read(
         .arg(HOST_MODE_ARG)
         .arg(DESCRIBE_ARG)
         .arg(artifact)
+        // The environment of an isolated module's child: not the
+        // orchestrator's secrets.
+        .env_clear()
+        .envs(orch_process::child_env::child_environment())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,5 +1,6 @@
-//! The environment a child host starts with: the few variables a program
-//! needs, not the orchestrator's secrets.
+//! The environment a child host starts with (an isolated module's, and the
+//! throwaway one that reads a library's topic types): the few variables a
+//! program needs, not the orchestrator's secrets.
 
 /// The variables a child host keeps from the orchestrator's environment:
 /// what a program needs to run, locate files and format text, and the
@@ -24,7 +25,7 @@ const CHILD_ENV: &[&str] = &[
 
 /// The orchestrator's variables that [`CHILD_ENV`] lets through, with every
 /// `LC_*` and `ORCH_*` one.
-pub(super) fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>
+pub fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>
 {
     std::env::vars_os().filter(|(key, _)| {
         key.to_str().is_some_and(|key| {
