@@ -185,7 +185,8 @@ fn a_reload_that_breaks_a_subscriber_is_refused_and_an_added_optional_field_is_n
     assert!(
         tapped
             .lines()
-            .filter(|l| l.contains("<DOES NOT FIT Reading: `celsius` is required but missing>"))
+            .filter(|l| l.contains("<DOES NOT FIT Reading: ")
+                && l.contains("`celsius` is required but missing"))
             .count()
             == 2,
         "{tapped}"

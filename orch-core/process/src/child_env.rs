@@ -25,8 +25,7 @@ const CHILD_ENV: &[&str] = &[
 
 /// The orchestrator's variables that [`CHILD_ENV`] lets through, with every
 /// `LC_*` and `ORCH_*` one.
-pub fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>
-{
+pub fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
     std::env::vars_os().filter(|(key, _)| {
         key.to_str().is_some_and(|key| {
             CHILD_ENV.contains(&key) || key.starts_with("LC_") || key.starts_with("ORCH_")

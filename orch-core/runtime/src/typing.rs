@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod compat;
 pub mod describe;
+mod elf;
 pub mod read;
 pub mod validate;
 

@@ -25,9 +25,25 @@ use orch_sdk::abi::{ByteSink, STATUS_OK, STATUS_PANIC, Status};
 /// The format version of the document [`export_topic_types!`] writes.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// The JSON Schema of `T`, as the host reads it.
-pub fn schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
-    schemars::schema_for!(T).to_value()
+/// The JSON Schema of what `T` serializes to: a publisher's payload (a
+/// `#[serde(default)]` field is still always sent, a `skip_serializing` one
+/// never is).
+pub fn sent_schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_serialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
+}
+
+/// The JSON Schema of what `T` deserializes from: a subscriber's payload
+/// (a `#[serde(default)]` field may be left out).
+pub fn read_schema_of<T: schemars::JsonSchema>() -> serde_json::Value {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .for_deserialize()
+        .into_generator()
+        .into_root_schema_for::<T>()
+        .to_value()
 }
 
 /// The document of a module's topic types: `{"version": 1, "publishes":
@@ -81,8 +97,8 @@ macro_rules! export_topic_types {
         ) -> $crate::__sdk::abi::Status {
             fn make() -> $crate::__json::Value {
                 $crate::document(
-                    ::std::vec![$(($pub_topic, $crate::schema_of::<$pub_ty>())),*],
-                    ::std::vec![$(($sub_topic, $crate::schema_of::<$sub_ty>())),*],
+                    ::std::vec![$(($pub_topic, $crate::sent_schema_of::<$pub_ty>())),*],
+                    ::std::vec![$(($sub_topic, $crate::read_schema_of::<$sub_ty>())),*],
                 )
             }
             $crate::write_document(out, make)
@@ -108,11 +124,27 @@ mod tests {
 
     #[test]
     fn the_document_holds_each_topic_schema() {
-        let document = document(vec![("test.ping", schema_of::<Ping>())], vec![]);
+        let document = document(vec![("test.ping", sent_schema_of::<Ping>())], vec![]);
         assert_eq!(document["version"], 1);
         let ping = &document["publishes"]["test.ping"];
         assert_eq!(ping["required"], serde_json::json!(["seq"]));
         assert!(ping["properties"]["note"].is_object(), "{ping}");
         assert_eq!(document["subscribes"], serde_json::json!({}));
+    }
+
+    #[derive(schemars::JsonSchema, serde::Serialize, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Defaulted {
+        #[serde(default)]
+        count: u64,
+    }
+
+    #[test]
+    fn a_defaulted_field_is_always_sent_but_may_be_left_out_when_read() {
+        assert_eq!(
+            sent_schema_of::<Defaulted>()["required"],
+            serde_json::json!(["count"])
+        );
+        assert!(read_schema_of::<Defaulted>().get("required").is_none());
     }
 }

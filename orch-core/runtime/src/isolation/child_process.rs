@@ -37,10 +37,10 @@ mod stderr;
 mod writer;
 
 use heartbeat::spawn_heartbeat;
+use orch_process::child_env::child_environment;
 use reader::{ReaderSetup, bad_frame, child_ended, dispatch, spawn_reader};
 use rings::{spawn_control_reader, spawn_ring_reader};
 use stderr::spawn_stderr_reader;
-use orch_process::child_env::child_environment;
 
 /// What the reader thread hands to the module's actor.
 pub(super) enum Incoming {

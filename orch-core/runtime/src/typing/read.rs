@@ -19,17 +19,11 @@ use orch_process::host::{HOST_MODE_ARG, host_program};
 /// The child host's argument for describe mode.
 pub const DESCRIBE_ARG: &str = "--describe";
 
-/// Whether the library at `path` names the types symbol at all.
+/// Whether the library at `path` may export the types symbol: its dynamic
+/// symbol names say so, or cannot be read (then the child finds out).
 pub fn names_types_symbol(path: &Path) -> std::io::Result<bool> {
-    let searcher = aho_corasick::AhoCorasick::new([TYPES_SYMBOL])
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let file = std::fs::File::open(path)?;
-    Ok(searcher
-        .try_stream_find_iter(std::io::BufReader::new(file))
-        .map_err(|e| std::io::Error::other(e.to_string()))?
-        .next()
-        .transpose()?
-        .is_some())
+    std::fs::metadata(path)?;
+    Ok(super::elf::names_dynamic_symbol(path, TYPES_SYMBOL).unwrap_or(true))
 }
 
 /// Module `name`'s topic types from its library at `artifact`, read by a
