@@ -17,6 +17,7 @@ pub mod compat;
 pub mod describe;
 mod elf;
 pub mod read;
+mod shape;
 pub mod validate;
 
 pub use compat::Mismatch;

@@ -1,20 +1,23 @@
 //! Whether what a publisher sends can be read by a subscriber, from their
-//! JSON Schemas (as schemars derives them from serde types).
+//! JSON Schemas (as schemars derives them from serde types: the
+//! publisher's for serializing, the subscriber's for deserializing).
 //!
 //! The subscriber's schema says what it needs: every field it requires must
 //! be a field the publisher always sends, each field both know must have a
-//! type the subscriber accepts (an integer is a number), an enum must not
+//! type the subscriber accepts (an integer is a number), an enum (or a
+//! constant, as schemars writes documented variants and enum tags) must not
 //! gain values the subscriber does not know, and a subscriber that refuses
 //! unknown fields (`deny_unknown_fields`) must not get new ones. Fields the
 //! publisher adds are fine otherwise; so are optional fields either side
 //! adds. What the subset below cannot judge (a publisher typed as any JSON,
-//! schemas nested past [`MAX_DEPTH`]) is let through: a false refusal of a
-//! reload is worse than a check that says nothing.
+//! a map, schemas nested past [`MAX_DEPTH`] or needing more than
+//! [`MAX_STEPS`](super::shape::MAX_STEPS) steps) is let through: a false
+//! refusal of a reload is worse than a check that says nothing.
 
 use serde_json::{Map, Value};
 
-/// How deep the check follows nested and recursive types.
-pub const MAX_DEPTH: usize = 32;
+pub use super::shape::MAX_DEPTH;
+use super::shape::{Budget, accepts_anything, branches, join, normalize, types, values};
 
 /// One way a published payload breaks its reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,55 +31,30 @@ pub struct Mismatch {
 
 /// Everything in a payload that `publisher` describes that a reader of
 /// `subscriber` could not read. Each schema's `$ref`s resolve within itself.
+/// A comparison too large to finish finds nothing (and says so in the log).
 pub fn mismatches(publisher: &Value, subscriber: &Value) -> Vec<Mismatch> {
     let mut found = Vec::new();
     let sides = Sides {
         publisher,
         subscriber,
+        budget: Budget::default(),
     };
     sides.compare(publisher, subscriber, "", 0, &mut found);
+    if sides.budget.spent() {
+        tracing::warn!(
+            "a payload type comparison took more than {} steps and was let through",
+            super::shape::MAX_STEPS
+        );
+        return Vec::new();
+    }
     found
 }
 
-/// The two root schemas, for `$ref`s.
+/// The two root schemas, for `$ref`s, and the work done so far.
 struct Sides<'a> {
     publisher: &'a Value,
     subscriber: &'a Value,
-}
-
-/// `schema` with a `$ref` (`#/$defs/Name`, `#/definitions/Name`) followed in
-/// `root`, up to a few hops.
-pub(super) fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
-    for _ in 0..8 {
-        let Some(reference) = schema.get("$ref").and_then(Value::as_str) else {
-            break;
-        };
-        let Some(target) = reference
-            .strip_prefix('#')
-            .and_then(|pointer| root.pointer(pointer))
-        else {
-            break;
-        };
-        schema = target;
-    }
-    schema
-}
-
-pub(super) fn branches(schema: &Value) -> Option<&Vec<Value>> {
-    schema
-        .get("anyOf")
-        .or_else(|| schema.get("oneOf"))
-        .and_then(Value::as_array)
-}
-
-/// The JSON types a schema allows; empty when it does not say.
-pub(super) fn types(schema: &Value) -> Vec<&str> {
-    match schema.get("type") {
-        Some(Value::String(t)) => vec![t.as_str()],
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-        _ if schema.get("properties").is_some() => vec!["object"],
-        _ => Vec::new(),
-    }
+    budget: Budget,
 }
 
 fn object<'a>(schema: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
@@ -91,35 +69,6 @@ fn required(schema: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-pub(super) fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_owned()
-    } else {
-        format!("{path}.{field}")
-    }
-}
-
-/// A schema that accepts anything (`true`, `{}`, or only annotations).
-pub(super) fn accepts_anything(schema: &Value) -> bool {
-    match schema {
-        Value::Bool(b) => *b,
-        Value::Object(map) => map.keys().all(|k| {
-            matches!(
-                k.as_str(),
-                "$schema"
-                    | "title"
-                    | "description"
-                    | "$comment"
-                    | "default"
-                    | "examples"
-                    | "$defs"
-                    | "definitions"
-            )
-        }),
-        _ => false,
-    }
-}
-
 impl Sides<'_> {
     fn compare(
         &self,
@@ -129,11 +78,12 @@ impl Sides<'_> {
         depth: usize,
         found: &mut Vec<Mismatch>,
     ) {
-        if depth > MAX_DEPTH {
+        if depth > MAX_DEPTH || !self.budget.step() {
             return;
         }
-        let p = resolve(self.publisher, publisher);
-        let s = resolve(self.subscriber, subscriber);
+        let p = normalize(self.publisher, publisher);
+        let s = normalize(self.subscriber, subscriber);
+        let (p, s) = (p.as_ref(), s.as_ref());
         if accepts_anything(s) || accepts_anything(p) {
             return;
         }
@@ -156,8 +106,12 @@ impl Sides<'_> {
             for option in options {
                 let mut these = Vec::new();
                 self.compare(p, option, path, depth + 1, &mut these);
+                let done = these.is_empty();
                 if best.as_ref().is_none_or(|b| these.len() < b.len()) {
                     best = Some(these);
+                }
+                if done {
+                    break;
                 }
             }
             found.extend(best.unwrap_or_default());
@@ -179,14 +133,11 @@ impl Sides<'_> {
                 return;
             }
         }
-        if let (Some(sent), Some(known)) = (
-            p.get("enum").and_then(Value::as_array),
-            s.get("enum").and_then(Value::as_array),
-        ) {
+        if let (Some(sent), Some(known)) = (values(p), values(s)) {
             let unknown: Vec<String> = sent
                 .iter()
                 .filter(|v| !known.contains(v))
-                .map(Value::to_string)
+                .map(|v| v.to_string())
                 .collect();
             if !unknown.is_empty() {
                 report(format!(
@@ -345,6 +296,44 @@ mod tests {
         // A publisher typed as any JSON, a reader of any JSON: nothing to judge.
         assert_eq!(mismatches(&json!(true), &nested("a")), vec![]);
         assert_eq!(mismatches(&nested("a"), &json!({"title": "Any"})), vec![]);
+    }
+
+    #[test]
+    fn documented_variants_written_as_constants_are_checked() {
+        let unit = |variants: &[&str]| {
+            let options: Vec<Value> = variants.iter().map(|v| json!({"const": v})).collect();
+            json!({"type": "object", "properties": {"unit": {"oneOf": options}}, "required": ["unit"]})
+        };
+        assert_eq!(mismatches(&unit(&["c"]), &unit(&["c", "f"])), vec![]);
+        let found = mismatches(&unit(&["c", "f", "k"]), &unit(&["c", "f"]));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].problem.contains("\"k\""), "{found:?}");
+    }
+
+    #[test]
+    fn a_flattened_enum_keeps_the_outer_fields() {
+        let publisher = json!({
+            "type": "object",
+            "properties": {"id": {"type": "integer"}},
+            "required": ["id"],
+            "oneOf": [
+                {"properties": {"kind": {"const": "a"}, "x": {"type": "integer"}}, "required": ["kind", "x"]},
+                {"properties": {"kind": {"const": "b"}}, "required": ["kind"]}
+            ]
+        });
+        let reads_id = json!({"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]});
+        assert_eq!(mismatches(&publisher, &reads_id), vec![]);
+        let reads_name = json!({"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]});
+        assert!(!mismatches(&publisher, &reads_name).is_empty());
+    }
+
+    #[test]
+    fn a_hostile_schema_is_let_through_in_bounded_time() {
+        let bomb = json!({"anyOf": [{"$ref": "#"}, {"$ref": "#"}, {"$ref": "#"}]});
+        let reader = json!({"type": "object", "required": ["a"]});
+        assert_eq!(mismatches(&bomb, &reader), vec![]);
+        assert_eq!(mismatches(&reader, &bomb), vec![]);
+        assert_eq!(super::super::validate::validate(&json!({}), &bomb), vec![]);
     }
 
     #[test]

@@ -5,12 +5,18 @@
 
 use serde_json::Value;
 
-use super::compat::{MAX_DEPTH, Mismatch, accepts_anything, branches, join, resolve, types};
+use super::compat::Mismatch;
+use super::shape::{Budget, MAX_DEPTH, accepts_anything, branches, join, normalize, types};
 
 /// Everything in `payload` that `schema` does not allow (empty: it fits).
 pub fn validate(payload: &Value, schema: &Value) -> Vec<Mismatch> {
     let mut found = Vec::new();
-    check(payload, schema, schema, "", 0, &mut found);
+    let budget = Budget::default();
+    check(payload, (schema, schema), "", (0, &budget), &mut found);
+    if budget.spent() {
+        // Too much work to judge: nothing is claimed.
+        return Vec::new();
+    }
     found
 }
 
@@ -42,16 +48,16 @@ fn kind(value: &Value) -> &'static str {
 
 fn check(
     value: &Value,
-    schema: &Value,
-    root: &Value,
+    (schema, root): (&Value, &Value),
     path: &str,
-    depth: usize,
+    (depth, budget): (usize, &Budget),
     found: &mut Vec<Mismatch>,
 ) {
-    if depth > MAX_DEPTH {
+    if depth > MAX_DEPTH || !budget.step() {
         return;
     }
-    let schema = resolve(root, schema);
+    let normalized = normalize(root, schema);
+    let schema = normalized.as_ref();
     if accepts_anything(schema) {
         return;
     }
@@ -63,7 +69,7 @@ fn check(
         let mut best: Option<Vec<Mismatch>> = None;
         for option in options {
             let mut these = Vec::new();
-            check(value, option, root, path, depth + 1, &mut these);
+            check(value, (option, root), path, (depth + 1, budget), &mut these);
             if these.is_empty() {
                 return;
             }
@@ -133,14 +139,26 @@ fn check(
             let others = schema.get("additionalProperties");
             for (name, field) in fields {
                 match properties.and_then(|p| p.get(name)) {
-                    Some(wanted) => check(field, wanted, root, &join(path, name), depth + 1, found),
+                    Some(wanted) => check(
+                        field,
+                        (wanted, root),
+                        &join(path, name),
+                        (depth + 1, budget),
+                        found,
+                    ),
                     None if others == Some(&Value::Bool(false)) => found.push(mismatch(
                         &join(path, name),
                         "is not a field of the type (unknown fields are refused)".to_owned(),
                     )),
                     None => {
                         if let Some(wanted) = others.filter(|o| o.is_object()) {
-                            check(field, wanted, root, &join(path, name), depth + 1, found);
+                            check(
+                                field,
+                                (wanted, root),
+                                &join(path, name),
+                                (depth + 1, budget),
+                                found,
+                            );
                         }
                     }
                 }
@@ -154,10 +172,9 @@ fn check(
                 for (index, item) in items.iter().enumerate() {
                     check(
                         item,
-                        wanted,
-                        root,
+                        (wanted, root),
                         &format!("{path}[{index}]"),
-                        depth + 1,
+                        (depth + 1, budget),
                         found,
                     );
                 }
