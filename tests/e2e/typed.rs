@@ -197,3 +197,51 @@ fn a_reload_that_breaks_a_subscriber_is_refused_and_an_added_optional_field_is_n
     let status = orch.wait_exit(SHORT).expect("it stops");
     assert_eq!(status.code(), Some(0), "{}", orch.output());
 }
+
+/// A types symbol written by hand to misbehave: each way is named by
+/// `cargo orch check` (phase types) and none holds it up or leaks into the
+/// document; a library that prints on stdout or leaves a helper behind is
+/// still read.
+#[test]
+fn a_hostile_types_symbol_is_contained_and_named() {
+    let scenario = orch_e2e::Scenario::with_main(
+        "modules:\n  - name: fixture-typed-hostile\n",
+        "timeouts:\n  load: 2s\n",
+    );
+    let check = |mode: &str| {
+        let output = scenario
+            .command(&["check"])
+            .env("ORCH_TYPED_HOSTILE", mode)
+            .output()
+            .expect("cargo orch check");
+        (
+            output.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        )
+    };
+    for (mode, wanted) in [
+        ("hang", "phase types: did not return within 2.00 s (timeout)"),
+        (
+            "flood",
+            "phase types: returned an error: its topic types are more than",
+        ),
+        (
+            "crash",
+            "phase types: returned an error: its topic types could not be read",
+        ),
+    ] {
+        let (ok, said) = check(mode);
+        assert!(
+            !ok && said.contains(wanted),
+            "{mode}: {wanted:?} not in:\n{said}"
+        );
+    }
+    for mode in ["print", "helper", "good"] {
+        let (ok, said) = check(mode);
+        assert!(ok, "{mode}: the types are read:\n{said}");
+    }
+}

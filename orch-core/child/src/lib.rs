@@ -66,15 +66,23 @@ enum Work {
 /// document (nothing for a module that types nothing) and exits; the
 /// orchestrator reads it (see `orch_runtime::typing::read`).
 fn describe(library: &std::path::Path) -> ExitCode {
+    use std::io::Write as _;
     // Die with the orchestrator, even on SIGKILL.
     let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+    // The document goes to a private copy of stdout; whatever the library
+    // prints (its initializers, a logger) goes to stderr instead.
+    let Ok(document_out) = nix::unistd::dup(std::io::stdout()) else {
+        return ExitCode::from(1);
+    };
+    if nix::unistd::dup2_stdout(std::io::stderr()).is_err() {
+        return ExitCode::from(1);
+    }
+    let mut out = std::fs::File::from(document_out);
     match orch_runtime::typing::describe::in_this_process(library) {
         Ok(document) => {
-            use std::io::Write as _;
-            let mut stdout = std::io::stdout().lock();
-            let written = stdout
+            let written = out
                 .write_all(&document.unwrap_or_else(|| b"{\"version\":1}".to_vec()))
-                .and_then(|()| stdout.flush());
+                .and_then(|()| out.flush());
             if written.is_err() {
                 return ExitCode::from(1);
             }
