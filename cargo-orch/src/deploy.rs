@@ -416,18 +416,25 @@ fn apply(
         change.changed.iter().any(|s| s.name == name) || change.removed.iter().any(|n| n == name)
     };
 
-    // 1. Library changes, all or nothing; their topic types checked first,
-    //    as they will be once every library has changed.
-    let batch: Vec<(&str, &Path)> = running
+    // 1. Library changes, all or nothing; the topic types checked first, as
+    //    they will be once every library has changed, the changed entries
+    //    re-initialized and the removed modules gone.
+    let mut batch: Vec<(&str, &Path)> = running
         .iter()
         .filter(|spec| !entry_changed(&spec.name))
         .filter(|spec| old_sha.get(&spec.package) != new_sha.get(&spec.package))
+        .filter(|spec| old_paths.contains_key(&spec.package))
         .filter_map(|spec| {
             let library = new_paths.get(&spec.package)?;
             Some((spec.name.as_str(), library.as_path()))
         })
         .collect();
-    if let Err(failure) = supervisor.prepare_types(&batch) {
+    batch.extend(change.changed.iter().filter_map(|spec| {
+        let library = new_paths.get(&spec.package)?;
+        Some((spec.name.as_str(), library.as_path()))
+    }));
+    let leaving: Vec<&str> = change.removed.iter().map(String::as_str).collect();
+    if let Err(failure) = supervisor.prepare_types(&batch, &leaving) {
         return Err(refuse(
             format!(
                 "nothing was deployed: module '{}' failed in phase {}: {}",
@@ -469,7 +476,7 @@ fn apply(
                     .iter()
                     .map(|(name, library)| (name.as_str(), library.as_path()))
                     .collect();
-                if let Err(again) = supervisor.prepare_types(&back) {
+                if let Err(again) = supervisor.prepare_types(&back, &[]) {
                     tracing::error!("[DEPLOY] the old libraries' types: {again}");
                 }
                 for (name, old_library) in swapped.iter().rev() {

@@ -332,7 +332,7 @@ impl HotReload {
                 .iter()
                 .map(|(spec, artifact)| (spec.name.as_str(), *artifact))
                 .collect();
-            let Err(failure) = supervisor.prepare_types(&named) else {
+            let Err(failure) = supervisor.prepare_types(&named, &[]) else {
                 break;
             };
             supervisor.publish_reload_failed(&failure);
@@ -342,8 +342,12 @@ impl HotReload {
                 return;
             }
         }
+        let several = batch.len() > 1;
+        let mut any_failed = false;
         for (spec, artifact) in batch {
-            if let Ok(report) = supervisor.reload(&spec.name, artifact, None, build_time) {
+            let reloaded = supervisor.reload(&spec.name, artifact, None, build_time);
+            any_failed |= reloaded.is_err();
+            if let Ok(report) = reloaded {
                 let debounce = received_at.saturating_duration_since(change.first_seen);
                 tracing::info!(
                     "[TIMING] reload of '{}' to generation {}: save-to-running {} (debounce {}, build {}, swap {})",
@@ -353,6 +357,17 @@ impl HotReload {
                     human(debounce),
                     human(build_time),
                     human(report.swap),
+                );
+            }
+        }
+        // Checked as a batch, reloaded one by one: when one failed after
+        // others reloaded, what runs now may disagree (no rollback here;
+        // `cargo orch deploy` is all or nothing). Say so.
+        if several && any_failed {
+            for conflict in supervisor.type_conflicts_now() {
+                tracing::error!(
+                    "[RELOAD] payload types disagree now that part of the rebuild reloaded: \
+                     {conflict}; fix the module whose reload failed"
                 );
             }
         }

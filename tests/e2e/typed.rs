@@ -224,7 +224,10 @@ fn a_hostile_types_symbol_is_contained_and_named() {
         )
     };
     for (mode, wanted) in [
-        ("hang", "phase types: did not return within 2.00 s (timeout)"),
+        (
+            "hang",
+            "phase types: did not return within 2.00 s (timeout)",
+        ),
         (
             "flood",
             "phase types: returned an error: its topic types are more than",

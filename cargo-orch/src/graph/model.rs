@@ -218,9 +218,7 @@ pub fn annotate_types(graph: &mut Graph, types: &HashMap<String, TopicTypes>) {
             continue;
         };
         edge.type_name = sent
-            .publishes
-            .iter()
-            .find(|(topic, _)| overlap(topic, &edge.topic))
+            .published(&edge.topic)
             .map(|(_, schema)| TopicTypes::type_name(schema).to_owned());
         let Some(read) = types.get(&edge.to) else {
             continue;

@@ -456,7 +456,11 @@ impl Entry {
             subscriptions: Vec::new(),
             received: received.0,
             received_others: received.1,
-            types: self.types.clone(),
+            // A module that is down declares nothing now.
+            types: self
+                .types
+                .clone()
+                .filter(|_| !matches!(self.state, ModuleState::Failed | ModuleState::Stopped)),
         }
     }
 }

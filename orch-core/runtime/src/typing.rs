@@ -73,6 +73,25 @@ impl TopicTypes {
         Ok(document.types)
     }
 
+    /// The schema `topic` (a topic or a pattern) is published with: the
+    /// entry for exactly it, else the most specific one that overlaps it.
+    pub fn published(&self, topic: &str) -> Option<(&str, &Value)> {
+        if let Some((key, schema)) = self.publishes.get_key_value(topic) {
+            return Some((key, schema));
+        }
+        let literal_tokens = |pattern: &str| {
+            pattern
+                .split('.')
+                .filter(|t| *t != "*" && *t != ">")
+                .count()
+        };
+        self.publishes
+            .iter()
+            .filter(|(key, _)| orch_sdk::topic::overlap(key, topic))
+            .max_by_key(|(key, _)| (literal_tokens(key), key.len()))
+            .map(|(key, schema)| (key.as_str(), schema))
+    }
+
     /// The name of the type on `topic` (its schema's `title`), if typed.
     pub fn type_name(schema: &Value) -> &str {
         schema.get("title").and_then(Value::as_str).unwrap_or("?")
@@ -214,6 +233,23 @@ mod tests {
                 && text.contains("field `seq`"),
             "{text}"
         );
+        // The most specific typed topic wins.
+        let both = TopicTypes {
+            publishes: [
+                ("test.*".to_owned(), schema("a")),
+                ("test.ping".to_owned(), schema("b")),
+                ("test.ping.>".to_owned(), schema("c")),
+            ]
+            .into(),
+            ..TopicTypes::default()
+        };
+        assert_eq!(both.published("test.ping").map(|p| p.0), Some("test.ping"));
+        assert_eq!(both.published("test.pong").map(|p| p.0), Some("test.*"));
+        assert_eq!(
+            both.published("test.ping.x").map(|p| p.0),
+            Some("test.ping.>")
+        );
+        assert_eq!(both.published("other"), None);
         // Another topic, or the module itself: nothing to check.
         let elsewhere = TopicTypes {
             subscribes: [("other.*".to_owned(), schema("seq"))].into(),

@@ -17,6 +17,8 @@ const REFRESH: Duration = Duration::from_secs(2);
 pub enum Verdict {
     /// Its publisher does not type its topic.
     Untyped,
+    /// The orchestrator could not be asked for its modules' types.
+    Unknown,
     /// It fits the type (named).
     Fits(String),
     /// It does not: the type, then each field and problem.
@@ -28,6 +30,7 @@ impl Verdict {
     pub fn text(&self) -> String {
         match self {
             Self::Untyped => "untyped".to_owned(),
+            Self::Unknown => "types unknown: the orchestrator did not say".to_owned(),
             Self::Fits(name) => format!("fits {name}"),
             Self::Breaks(name, problems) => format!("DOES NOT FIT {name}: {}", problems.join("; ")),
         }
@@ -37,6 +40,7 @@ impl Verdict {
     pub fn json(&self) -> serde_json::Value {
         match self {
             Self::Untyped => serde_json::json!({"typed": false}),
+            Self::Unknown => serde_json::json!({"typed": null}),
             Self::Fits(name) => serde_json::json!({"typed": true, "type": name, "fits": true}),
             Self::Breaks(name, problems) => serde_json::json!({
                 "typed": true, "type": name, "fits": false, "problems": problems
@@ -50,6 +54,8 @@ pub struct Validator<'a> {
     socket: &'a Path,
     types: HashMap<String, TopicTypes>,
     fetched: Option<Instant>,
+    /// The last time it asked, the orchestrator answered.
+    fetched_ok: bool,
 }
 
 impl<'a> Validator<'a> {
@@ -59,6 +65,7 @@ impl<'a> Validator<'a> {
             socket,
             types: HashMap::new(),
             fetched: None,
+            fetched_ok: false,
         }
     }
 
@@ -67,14 +74,16 @@ impl<'a> Validator<'a> {
             return;
         }
         self.fetched = Some(Instant::now());
-        if let Ok(Response::Status(report)) =
-            client::send(self.socket, &Request::Status, Duration::from_secs(5))
-        {
-            self.types = report
-                .modules
-                .into_iter()
-                .filter_map(|m| Some((m.name, m.types?)))
-                .collect();
+        match client::send(self.socket, &Request::Status, Duration::from_secs(2)) {
+            Ok(Response::Status(report)) => {
+                self.fetched_ok = true;
+                self.types = report
+                    .modules
+                    .into_iter()
+                    .filter_map(|m| Some((m.name, m.types?)))
+                    .collect();
+            }
+            _ => self.fetched_ok = !self.types.is_empty(),
         }
     }
 
@@ -86,14 +95,12 @@ impl<'a> Validator<'a> {
             .as_ref()
             .filter(|_| event.origin.is_none())
             .and_then(|source| self.types.get(source))
-            .and_then(|types| {
-                types
-                    .publishes
-                    .iter()
-                    .find(|(topic, _)| orch_sdk::topic::overlap(topic, &event.topic))
-            });
+            .and_then(|types| types.published(&event.topic));
         let Some((_, schema)) = declared else {
-            return Verdict::Untyped;
+            return match self.fetched_ok {
+                true => Verdict::Untyped,
+                false => Verdict::Unknown,
+            };
         };
         let name = TopicTypes::type_name(schema).to_owned();
         let payload: serde_json::Value = match serde_json::from_str(&event.payload) {

@@ -1,17 +1,32 @@
 //! Typed topics in the lifecycle: a module's payload types are read from its
 //! library before it loads and before every reload (see
-//! [`crate::typing::read`]), and checked against every running module's, both
-//! ways. A module whose payloads a running subscriber could not read, or that
-//! could not read what a running publisher sends, is refused in phase `types`
-//! with the modules, the topic and the field named; at a reload the old
-//! generation runs on untouched.
+//! [`crate::typing::read`]), and checked against the types of every module
+//! that runs, both ways. A module whose payloads a running subscriber could
+//! not read, or that could not read what a running publisher sends, is
+//! refused in phase `types` with the modules, the topic and the field named;
+//! at a reload the old generation runs on untouched. Modules that are down
+//! (failed, stopped) do not count: they are checked again when they start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use super::Supervisor;
 use crate::error::ModuleFailure;
-use crate::typing::{self, TopicTypes};
+use crate::status::ModuleState;
+use crate::typing::{self, TopicTypes, TypeConflict};
+
+/// Which build of a library: its path, size and modification time.
+type LibraryId = (PathBuf, u64, Option<SystemTime>);
+
+fn library_id(path: &Path) -> LibraryId {
+    let meta = std::fs::metadata(path).ok();
+    (
+        path.to_path_buf(),
+        meta.as_ref().map_or(0, std::fs::Metadata::len),
+        meta.and_then(|m| m.modified().ok()),
+    )
+}
 
 /// The types of the modules that run, and those read ahead for a batch of
 /// reloads ([`Supervisor::prepare_types`]).
@@ -20,8 +35,8 @@ pub(super) struct TypeBook {
     /// Module name -> the types of the generation that runs (typed modules only).
     current: HashMap<String, TopicTypes>,
     /// Module name -> (library, its types) read and checked for the reload
-    /// that comes next.
-    prepared: HashMap<String, (PathBuf, Option<TopicTypes>)>,
+    /// that comes next; used only while the library is the same build.
+    prepared: HashMap<String, (LibraryId, Option<TopicTypes>)>,
 }
 
 impl Supervisor {
@@ -38,13 +53,22 @@ impl Supervisor {
         Ok(types)
     }
 
-    /// The running modules' types, with `pending` in place of theirs.
+    /// The types of the modules that run (not those that are down, not
+    /// `leaving`), with `pending` in place of theirs.
     fn types_now<'a>(
         &'a self,
         pending: &'a HashMap<String, Option<TopicTypes>>,
+        leaving: &[&str],
     ) -> Vec<(&'a str, &'a TopicTypes)> {
         self.running
             .iter()
+            .filter(|m| !leaving.contains(&m.spec.name.as_str()))
+            .filter(|m| {
+                !matches!(
+                    self.board.state_of(&m.spec.name),
+                    Some(ModuleState::Failed | ModuleState::Stopped)
+                )
+            })
             .filter_map(|m| {
                 let name = m.spec.name.as_str();
                 match pending.get(name) {
@@ -56,7 +80,7 @@ impl Supervisor {
     }
 
     /// Reads module `name`'s types before its first load and checks them
-    /// against the running modules.
+    /// against the modules that run.
     pub(super) fn types_for_load(
         &self,
         name: &str,
@@ -65,7 +89,7 @@ impl Supervisor {
         let types = self.read_types(name, library)?;
         if let Some(types) = &types {
             let none = HashMap::new();
-            let others = self.types_now(&none);
+            let others = self.types_now(&none, &[name]);
             typing::refuse(name, typing::conflicts_of((name, types), others))?;
         }
         Ok(types)
@@ -73,15 +97,22 @@ impl Supervisor {
 
     /// Reads the types of a batch of modules about to be reloaded together
     /// (a rebuild of several, a deploy) and checks them as they will be once
-    /// all have reloaded, so a change that both sides make at once passes.
-    /// The reloads that follow use what was read here.
-    pub fn prepare_types(&mut self, batch: &[(&str, &Path)]) -> Result<(), ModuleFailure> {
+    /// all have reloaded and the modules `leaving` are gone, so a change that
+    /// both sides make at once passes. The reloads that follow use what was
+    /// read here while their library is the same build.
+    pub fn prepare_types(
+        &mut self,
+        batch: &[(&str, &Path)],
+        leaving: &[&str],
+    ) -> Result<(), ModuleFailure> {
         self.types.prepared.clear();
         let mut pending: HashMap<String, Option<TopicTypes>> = HashMap::new();
+        let mut ids = HashMap::new();
         for (name, library) in batch {
+            ids.insert((*name).to_owned(), library_id(library));
             pending.insert((*name).to_owned(), self.read_types(name, library)?);
         }
-        let now = self.types_now(&pending);
+        let now = self.types_now(&pending, leaving);
         for (name, _) in batch {
             let Some(Some(types)) = pending.get(*name) else {
                 continue;
@@ -91,36 +122,28 @@ impl Supervisor {
         }
         self.types.prepared = batch
             .iter()
-            .map(|(name, library)| {
+            .filter_map(|(name, _)| {
+                let id = ids.remove(*name)?;
                 let types = pending.remove(*name).flatten();
-                ((*name).to_owned(), (library.to_path_buf(), types))
+                Some(((*name).to_owned(), (id, types)))
             })
             .collect();
         Ok(())
     }
 
-    /// Module `name`'s types for a reload from `library`: as prepared, or
-    /// read and checked now against the running modules.
+    /// Module `name`'s types for a reload from `library`: as prepared (the
+    /// same build), or read and checked now against the modules that run.
     pub(super) fn types_for_reload(
         &mut self,
         name: &str,
         library: &Path,
     ) -> Result<Option<TopicTypes>, ModuleFailure> {
         if let Some((prepared, types)) = self.types.prepared.remove(name)
-            && prepared == library
+            && prepared == library_id(library)
         {
             return Ok(types);
         }
-        let types = self.read_types(name, library)?;
-        if let Some(types) = &types {
-            let none = HashMap::new();
-            let others = self
-                .types_now(&none)
-                .into_iter()
-                .filter(|(other, _)| *other != name);
-            typing::refuse(name, typing::conflicts_of((name, types), others))?;
-        }
-        Ok(types)
+        self.types_for_load(name, library)
     }
 
     /// Records the types of module `name`'s running generation.
@@ -130,5 +153,20 @@ impl Supervisor {
             Some(types) => self.types.current.insert(name.to_owned(), types),
             None => self.types.current.remove(name),
         };
+    }
+
+    /// The conflicts between the types of the modules that run now: none,
+    /// unless a batch of reloads stopped half-way.
+    pub fn type_conflicts_now(&self) -> Vec<TypeConflict> {
+        let none = HashMap::new();
+        let now = self.types_now(&none, &[]);
+        let mut found = Vec::new();
+        for (index, (name, types)) in now.iter().enumerate() {
+            for (other, theirs) in &now[index + 1..] {
+                found.extend(typing::conflicts((name, types), (other, theirs)));
+                found.extend(typing::conflicts((other, theirs), (name, types)));
+            }
+        }
+        found
     }
 }
