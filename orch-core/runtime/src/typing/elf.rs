@@ -2,7 +2,7 @@
 //! string table (`.dynstr`, found through `.dynsym`'s link) without loading
 //! it: a few reads of the headers and one table of names, fast even in a
 //! debug build. Anything that is not a readable 64-bit little-endian ELF
-//! file gives `None`, and the caller assumes the symbol may be there.
+//! file gives `None`.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

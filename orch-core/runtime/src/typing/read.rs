@@ -19,11 +19,12 @@ use orch_process::host::{HOST_MODE_ARG, HOST_PROGRAM_ENV, host_program};
 /// The child host's argument for describe mode.
 pub const DESCRIBE_ARG: &str = "--describe";
 
-/// Whether the library at `path` may export the types symbol: its dynamic
-/// symbol names say so, or cannot be read (then the child finds out).
-pub fn names_types_symbol(path: &Path) -> std::io::Result<bool> {
-    std::fs::metadata(path)?;
-    Ok(super::elf::names_dynamic_symbol(path, TYPES_SYMBOL).unwrap_or(true))
+/// Whether the library at `path` exports the types symbol, as its dynamic
+/// symbol names say. A file that is missing or not a 64-bit ELF library
+/// cannot be loaded at all: it types nothing here, and the load that
+/// follows names the real cause.
+pub fn names_types_symbol(path: &Path) -> bool {
+    super::elf::names_dynamic_symbol(path, TYPES_SYMBOL).unwrap_or(false)
 }
 
 /// Module `name`'s topic types from its library at `artifact`, read by a
@@ -35,12 +36,7 @@ pub fn read(
     timeout: Duration,
 ) -> Result<Option<TopicTypes>, ModuleFailure> {
     let fail = |cause: Cause| ModuleFailure::new(name, Phase::Types, cause);
-    let named = names_types_symbol(artifact).map_err(|e| {
-        fail(Cause::Host(format!(
-            "cannot read {}: {e}",
-            artifact.display()
-        )))
-    })?;
+    let named = names_types_symbol(artifact);
     if !named {
         return Ok(None);
     }
