@@ -127,7 +127,8 @@ mod tests {
         let document = document(vec![("test.ping", sent_schema_of::<Ping>())], vec![]);
         assert_eq!(document["version"], 1);
         let ping = &document["publishes"]["test.ping"];
-        assert_eq!(ping["required"], serde_json::json!(["seq"]));
+        // A publisher always sends an Option field (as null when None).
+        assert_eq!(ping["required"], serde_json::json!(["seq", "note"]));
         assert!(ping["properties"]["note"].is_object(), "{ping}");
         assert_eq!(document["subscribes"], serde_json::json!({}));
     }
