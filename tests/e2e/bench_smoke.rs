@@ -57,8 +57,14 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
     let rows = bus["rows"].as_array().unwrap();
     assert_eq!(
         rows.len(),
-        12,
-        "floor and orch for 2 payloads x 3 subscriber counts"
+        18,
+        "two floors and orch for 2 payloads x 3 subscriber counts"
+    );
+    assert!(
+        rows.iter()
+            .filter(|r| r["path"] != "floor: unbounded channel")
+            .all(|r| r["p50_us"].as_f64().is_some() && r["burst_first_p50_us"].as_f64().is_some()),
+        "evenly spaced and first-of-burst latency on the bounded floor and the bus: {rows:?}"
     );
     assert!(
         rows.iter()
@@ -74,6 +80,12 @@ fn every_benchmark_runs_in_a_tiny_configuration() {
         isolated
             .iter()
             .all(|r| r["events_per_s"].as_f64().unwrap() > 0.0)
+    );
+    assert!(
+        isolated
+            .iter()
+            .all(|r| r["reference_events_per_s"].as_f64().unwrap_or(0.0) > 0.0),
+        "each isolated row has its in-process reference from the same run: {isolated:?}"
     );
     let paths: Vec<&str> = isolated.iter().filter_map(|r| r["path"].as_str()).collect();
     assert!(

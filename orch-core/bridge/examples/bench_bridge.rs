@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use orch_bridge::Bridge;
@@ -65,10 +65,9 @@ fn main() {
     }
 }
 
+/// The machine's monotonic clock, as the bench modules stamp their events.
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    orch_process::clock::monotonic_ns()
 }
 
 /// Mode of a run.

@@ -15,7 +15,8 @@
 //! - [`host`]: which program hosts the hidden helper modes, and the long-lived
 //!   thread that forks children that must die with the orchestrator;
 //! - [`child_env`]: the few variables a child host keeps (not the
-//!   orchestrator's secrets).
+//!   orchestrator's secrets);
+//! - [`clock`]: the machine's monotonic clock in nanoseconds (benchmarks).
 //!
 //! It depends on nothing of cargo-orch: the runtime may use it without
 //! knowing cargo, and the cargo side without knowing the runtime.
@@ -33,6 +34,7 @@ compile_error!(
 );
 
 pub mod child_env;
+pub mod clock;
 pub mod console;
 mod deadline;
 mod exit;

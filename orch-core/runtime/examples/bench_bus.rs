@@ -1,34 +1,39 @@
 //! The measuring half of `cargo xtask bench bus|startup|memory` (run in release
 //! by the xtask; prints one JSON document on stdout).
 //!
-//! `bus`: a producer module publishes N events through the real bus to K consumer
-//! modules, all real cdylibs loaded by the host, for an empty and a 1 KB payload
-//! and K = 1, 4, 16; beside it the same traffic over bare crossbeam channels
-//! between threads of this binary: the floor. `isolated_rows`: one consumer with
-//! `isolation: process` (a child host), once through its shared-memory rings
-//! and once through pipes, beside the in-process row of one consumer; and the
-//! CPU time an idle isolated child uses over 10 s (`idle_child`).
+//! `bus`: a producer module publishes through the real bus to 1, 4 or 16
+//! consumer modules, all real cdylibs loaded by the host, for a bare and a
+//! 1 KB payload; beside it the floor, the same traffic and payload work
+//! between threads of this binary over crossbeam channels, unbounded and
+//! bounded like a mailbox ([`floor`], [`rows`]). `isolated_rows`: one consumer
+//! with `isolation: process` (a child host), through its shared-memory rings
+//! and through pipes, beside an in-process consumer with the same count; and
+//! the CPU time an idle isolated child uses over 10 s (`idle_child`).
 //! `memory`: resident memory of the host idle with 3 and 20 modules, under an
 //! event storm and a flood into a slow consumer (bounded mailboxes), and while
-//! 20 modules take 100,000 events/s.
+//! 20 modules take 100,000 events/s. Times are on the monotonic clock.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use orch_cargo::{BuildRequest, Builder};
 use orch_config::workspace::Workspace;
 use orch_config::{Isolation, MailboxSettings, ModuleSpec, Overflow, Timeouts};
 use orch_runtime::bus::{Bus, BusEvent};
-use orch_runtime::isolation::{Transport, set_transport};
+use orch_runtime::isolation::Transport;
 use orch_runtime::loader::Loader;
 use orch_runtime::supervisor::Supervisor;
 use serde_json::{Value, json};
 
+#[path = "bench_bus/floor.rs"]
+mod floor;
 #[path = "bench_bus/idle.rs"]
 mod idle;
+#[path = "bench_bus/rows.rs"]
+mod rows;
 
 use idle::{IDLE, idle_child};
 
@@ -54,7 +59,12 @@ fn main() {
         // `isolated <events> <release> [shm|pipe]`.
         "isolated" => artifacts(release).and_then(|(workspace, artifacts)| {
             let only = args.get(3).map(String::as_str);
-            isolated(&workspace, &artifacts, events, release, only)
+            orch_runtime::isolation::set_host_program(host_binary(&workspace, release)?);
+            let size = rows::Size {
+                quick: !release || events < 100_000,
+                events,
+            };
+            rows::isolated(&workspace, &artifacts, size, only)
                 .map(|rows| json!({ "isolated_rows": rows }))
         }),
         // One flood through the bus (for profilers): `one <events> <release> <subscribers> <payload>`.
@@ -75,10 +85,42 @@ fn main() {
     }
 }
 
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+/// How the producer paces its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// As fast as the bus takes them.
+    Flood,
+    /// Evenly spaced at this rate (events/s).
+    Even(u64),
+    /// At this rate, this many at a time (the bursts evenly spaced).
+    Bursts(u64, u64),
+}
+
+impl Pace {
+    /// The producer's `rate` and `burst`.
+    fn config(self) -> (Option<u64>, Option<u64>) {
+        match self {
+            Self::Flood => (None, None),
+            Self::Even(rate) => (Some(rate), Some(1)),
+            Self::Bursts(rate, burst) => (Some(rate), Some(burst)),
+        }
+    }
+
+    /// Which events count for latency: every `burst()`th (the first of each
+    /// burst).
+    pub fn burst(self) -> u64 {
+        match self {
+            Self::Bursts(_, burst) => burst.max(1),
+            _ => 1,
+        }
+    }
+
+    /// Events per tick and the time between ticks, unless flooding.
+    pub fn schedule(self) -> Option<(u64, Duration)> {
+        let (rate, burst) = self.config();
+        let (rate, burst) = (rate?.max(1), burst.unwrap_or(1).max(1));
+        Some((burst, Duration::from_nanos(burst * 1_000_000_000 / rate)))
+    }
 }
 
 /// Builds the bench modules in release and returns their libraries.
@@ -125,22 +167,23 @@ fn run_bus(
     events: u64,
     payload: usize,
     subscribers: usize,
-    rate: Option<u64>,
+    pace: Pace,
     isolation: Isolation,
 ) -> Result<(Vec<Value>, Duration, Option<u64>), String> {
+    let (rate, burst) = pace.config();
     let bus = Bus::new();
     let loader = Loader::new(&workspace.target_dir).map_err(|e| e.to_string())?;
     let mut supervisor = Supervisor::new(bus.clone(), loader, timeouts());
     let mut specs = vec![spec(
         "bench-producer",
         PRODUCER,
-        json!({ "count": events, "payload_bytes": payload, "rate": rate }),
+        json!({ "count": events, "payload_bytes": payload, "rate": rate, "burst": burst }),
     )];
     for n in 1..=subscribers {
         let mut consumer = spec(
             &format!("bench-consumer-{n}"),
             CONSUMER,
-            json!({ "expect": events }),
+            json!({ "expect": events, "burst": pace.burst() }),
         );
         consumer.isolation = isolation;
         specs.push(consumer);
@@ -173,57 +216,8 @@ fn run_bus(
     Ok((reports, elapsed, peak_rss))
 }
 
-/// The same traffic over bare crossbeam channels: one producer thread, one
-/// channel and thread per subscriber, the payload shared through an `Arc`.
-fn run_floor(
-    events: u64,
-    payload: usize,
-    subscribers: usize,
-    rate: Option<u64>,
-) -> (Vec<Value>, Duration) {
-    let mut senders = Vec::new();
-    let mut handles = Vec::new();
-    for _ in 0..subscribers {
-        let (tx, rx) = unbounded::<Arc<(u64, Vec<u8>)>>();
-        senders.push(tx);
-        handles.push(std::thread::spawn(move || {
-            let mut latencies = Vec::with_capacity(events as usize);
-            let (mut first, mut last) = (0, 0);
-            for message in rx.iter().take(events as usize) {
-                let now = now_ns();
-                if latencies.is_empty() {
-                    first = now;
-                }
-                last = now;
-                latencies.push(now.saturating_sub(message.0));
-            }
-            summary(latencies, first, last)
-        }));
-    }
-    let started = Instant::now();
-    let pad = vec![b'x'; payload];
-    let per_ms = rate.map_or(u64::MAX, |r| (r / 1000).max(1));
-    let mut tick = Instant::now();
-    let mut sent = 0;
-    while sent < events {
-        for _ in 0..per_ms.min(events - sent) {
-            let message = Arc::new((now_ns(), pad.clone()));
-            for tx in &senders {
-                let _ = tx.send(Arc::clone(&message));
-            }
-            sent += 1;
-        }
-        if rate.is_some() {
-            tick += Duration::from_millis(1);
-            if let Some(wait) = tick.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-    }
-    let reports = handles.into_iter().filter_map(|h| h.join().ok()).collect();
-    (reports, started.elapsed())
-}
-
+/// `summary` of one subscriber's latencies (sorted here) and first and last
+/// arrival times.
 fn summary(mut latencies: Vec<u64>, first: u64, last: u64) -> Value {
     latencies.sort_unstable();
     let at = |q: f64| {
@@ -236,113 +230,19 @@ fn summary(mut latencies: Vec<u64>, first: u64, last: u64) -> Value {
     json!({ "count": latencies.len(), "p50_ns": at(0.5), "p99_ns": at(0.99), "p999_ns": at(0.999), "first_ns": first, "last_ns": last })
 }
 
-/// The row of one configuration: events/s from the flood run, the worst
-/// subscriber's latency percentiles from the paced run.
-fn row(
-    kind: &str,
-    payload: usize,
-    subscribers: usize,
-    flood: (u64, Duration),
-    paced: &[Value],
-) -> Value {
-    let worst = |key: &str| {
-        paced
-            .iter()
-            .filter_map(|r| r[key].as_u64())
-            .max()
-            .unwrap_or(0)
-    };
-    let (events, elapsed) = flood;
-    json!({
-        "path": kind,
-        "payload_bytes": payload,
-        "subscribers": subscribers,
-        "events": events,
-        "events_per_s": events as f64 / elapsed.as_secs_f64(),
-        "deliveries_per_s": (events * subscribers as u64) as f64 / elapsed.as_secs_f64(),
-        "latency_rate_per_s": LATENCY_RATE,
-        "p50_us": worst("p50_ns") as f64 / 1e3,
-        "p99_us": worst("p99_ns") as f64 / 1e3,
-        "p999_us": worst("p999_ns") as f64 / 1e3,
-    })
-}
-
-/// Latency is measured at this rate (events/s), below saturation: at full
-/// throttle it would only be the depth of the queue.
-const LATENCY_RATE: u64 = 10_000;
-/// Throughput runs per configuration; the median counts (this machine is noisy).
-const FLOOD_RUNS: usize = 3;
-
-/// The median of `runs` measured durations.
-fn median_of(
-    runs: usize,
-    mut measure: impl FnMut() -> Result<Duration, String>,
-) -> Result<Duration, String> {
-    let mut times = (0..runs)
-        .map(|_| measure())
-        .collect::<Result<Vec<_>, _>>()?;
-    times.sort();
-    Ok(times[times.len() / 2])
-}
-
-/// Events of a latency run at most: 2 s at `LATENCY_RATE`.
-const LATENCY_EVENTS: u64 = 20_000;
-
 fn bus(events: u64, release: bool) -> Result<Value, String> {
     let (workspace, artifacts) = artifacts(release)?;
-    let latency_events = events.min(LATENCY_EVENTS);
-    let mut rows = Vec::new();
-    for payload in [0usize, 1024] {
-        for subscribers in [1usize, 4, 16] {
-            // Fewer events with many subscribers keep every run to a few seconds.
-            let n = (events / subscribers as u64).max(1000);
-            let flood = median_of(
-                FLOOD_RUNS,
-                || Ok(run_floor(n, payload, subscribers, None).1),
-            )?;
-            let (paced, _) = run_floor(latency_events, payload, subscribers, Some(LATENCY_RATE));
-            rows.push(row(
-                "floor: crossbeam-channel",
-                payload,
-                subscribers,
-                (n, flood),
-                &paced,
-            ));
-            let flood = median_of(FLOOD_RUNS, || {
-                run_bus(
-                    &workspace,
-                    &artifacts,
-                    n,
-                    payload,
-                    subscribers,
-                    None,
-                    Isolation::InProcess,
-                )
-                .map(|r| r.1)
-            })?;
-            let (paced, _, _) = run_bus(
-                &workspace,
-                &artifacts,
-                latency_events,
-                payload,
-                subscribers,
-                Some(LATENCY_RATE),
-                Isolation::InProcess,
-            )?;
-            rows.push(row(
-                "orch bus (cdylib to cdylib)",
-                payload,
-                subscribers,
-                (n, flood),
-                &paced,
-            ));
-        }
-    }
-    let isolated_rows = isolated(&workspace, &artifacts, events, release, None)?;
+    // The smoke run (debug, or a few events) only checks that it all works.
+    let size = rows::Size {
+        quick: !release || events < 100_000,
+        events,
+    };
+    let rows = rows::in_process(&workspace, &artifacts, size)?;
+    orch_runtime::isolation::set_host_program(host_binary(&workspace, release)?);
+    let isolated_rows = rows::isolated(&workspace, &artifacts, size, None)?;
     let idle = [Transport::SharedMemory, Transport::Pipe]
         .into_iter()
         .map(|transport| {
-            // The smoke run (debug) only checks that it works.
             let period = if release {
                 IDLE
             } else {
@@ -357,81 +257,6 @@ fn bus(events: u64, release: bool) -> Result<Value, String> {
         "isolated_rows": isolated_rows,
         "idle_child": idle,
     }))
-}
-
-/// Events of an isolated flood at most: each crosses the process boundary
-/// with a round trip, so fewer keep the run to seconds.
-const ISOLATED_EVENTS: u64 = 20_000;
-
-/// One consumer in a child host process (`isolation: process`), for both
-/// payloads: throughput and latency across the process boundary.
-fn isolated(
-    workspace: &Workspace,
-    artifacts: &HashMap<String, PathBuf>,
-    events: u64,
-    release: bool,
-    only: Option<&str>,
-) -> Result<Vec<Value>, String> {
-    orch_runtime::isolation::set_host_program(host_binary(workspace, release)?);
-    let n = events.min(ISOLATED_EVENTS);
-    let latency_events = events.min(LATENCY_EVENTS);
-    let mut rows = Vec::new();
-    for (transport, name, path) in [
-        (Transport::SharedMemory, "shm", "orch bus (isolated, shm)"),
-        (Transport::Pipe, "pipe", "orch bus (isolated, pipe)"),
-    ] {
-        if only.is_some_and(|only| only != name) {
-            continue;
-        }
-        set_transport(transport);
-        for payload in [0usize, 1024] {
-            rows.push(isolated_row(
-                workspace,
-                artifacts,
-                n,
-                latency_events,
-                payload,
-                path,
-            )?);
-        }
-    }
-    set_transport(Transport::SharedMemory);
-    Ok(rows)
-}
-
-/// One isolated row: throughput (median of floods) and paced latency.
-fn isolated_row(
-    workspace: &Workspace,
-    artifacts: &HashMap<String, PathBuf>,
-    n: u64,
-    latency_events: u64,
-    payload: usize,
-    path: &str,
-) -> Result<Value, String> {
-    {
-        let flood = median_of(FLOOD_RUNS, || {
-            run_bus(
-                workspace,
-                artifacts,
-                n,
-                payload,
-                1,
-                None,
-                Isolation::Process,
-            )
-            .map(|r| r.1)
-        })?;
-        let (paced, _, _) = run_bus(
-            workspace,
-            artifacts,
-            latency_events,
-            payload,
-            1,
-            Some(LATENCY_RATE),
-            Isolation::Process,
-        )?;
-        Ok(row(path, payload, 1, (n, flood), &paced))
-    }
 }
 
 /// Builds `cargo-orch` (the child module host) in the modules' profile.
@@ -466,7 +291,7 @@ fn one(events: u64, release: bool, subscribers: usize, payload: usize) -> Result
         events,
         payload,
         subscribers,
-        None,
+        Pace::Flood,
         Isolation::InProcess,
     )?;
     Ok(json!({ "events_per_s": events as f64 / elapsed.as_secs_f64() }))
@@ -564,7 +389,7 @@ fn memory(events: u64, release: bool) -> Result<Value, String> {
         events,
         64,
         19,
-        Some(100_000),
+        Pace::Bursts(100_000, 100),
         Isolation::InProcess,
     )?;
     // The loads of the bounded-queues issue, for a few seconds (1 in a tiny run).
