@@ -23,9 +23,12 @@ pub(crate) struct EventQueue {
     low_water: usize,
     /// Events in the queue, or about to be: a slot is taken before the send.
     queued: AtomicUsize,
-    /// Publishers waiting for room, and where they wait.
+    /// Publishers waiting for room, and where they wait. The flag under
+    /// the lock says the sleepers were already told since they last went
+    /// to sleep: one wake-up (a futex call) per back-pressure cycle, not
+    /// one per event taken while they wake.
     waiting: AtomicUsize,
-    room: Mutex<()>,
+    room: Mutex<bool>,
     freed: Condvar,
 }
 
@@ -41,7 +44,7 @@ impl EventQueue {
             low_water: capacity.saturating_sub((capacity / 8).max(1)),
             queued: AtomicUsize::new(0),
             waiting: AtomicUsize::new(0),
-            room: Mutex::new(()),
+            room: Mutex::new(false),
             freed: Condvar::new(),
         }
     }
@@ -80,6 +83,8 @@ impl EventQueue {
             if left.is_zero() {
                 break Err(event);
             }
+            // Going to sleep: the next event taken must wake us.
+            *guard = false;
             guard = self
                 .freed
                 .wait_timeout(guard, left)
@@ -114,9 +119,13 @@ impl EventQueue {
         let left = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
         if left <= self.low_water && self.waiting.load(Ordering::Acquire) > 0 {
             // Under the lock: a publisher between its full check and its wait
-            // cannot miss this.
-            let _room = self.room.lock().unwrap_or_else(|e| e.into_inner());
-            self.freed.notify_all();
+            // cannot miss this. Told already (and not asleep again since):
+            // no second wake-up.
+            let mut told = self.room.lock().unwrap_or_else(|e| e.into_inner());
+            if !*told {
+                *told = true;
+                self.freed.notify_all();
+            }
         }
         event
     }
@@ -164,5 +173,33 @@ mod tests {
             .collect();
         assert_eq!(rest, [b"2".to_vec(), b"3".to_vec()]);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn a_publisher_that_sleeps_again_is_woken_again() {
+        // Capacity 1: every event is a whole back-pressure cycle.
+        let queue = Arc::new(EventQueue::new(1));
+        let reader = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while got.len() < 200 {
+                    match queue.try_pop() {
+                        Some(event) => got.push(event.payload()[0]),
+                        None => std::thread::yield_now(),
+                    }
+                }
+                got
+            })
+        };
+        for n in 0..200u8 {
+            let pushed = queue.push_timeout(
+                Arc::new(BusEvent::new("t.x", &[n], None)),
+                Duration::from_secs(30),
+            );
+            assert!(pushed.is_ok(), "event {n} waited for room in vain");
+        }
+        let got = reader.join().unwrap();
+        assert_eq!(got, (0..200u8).collect::<Vec<_>>());
     }
 }
