@@ -85,14 +85,17 @@ impl ActorState {
 }
 
 /// What the actor is doing right now, read by the watchdog. Cheap on the hot
-/// path: two atomic increments, two uncontended locks and an `Arc` clone per event,
-/// no clock read and no allocation. The watchdog notices a handler that stays on
-/// the same event across its ticks and times it itself.
+/// path: two plain stores and two loads per event (its thread alone writes
+/// them), the topic's lock only when the topic changes, no clock read and
+/// no allocation. The watchdog notices a handler that stays on the same
+/// event across its ticks and times it itself.
 #[derive(Default)]
 pub struct Activity {
-    /// Events begun plus events ended: odd while a handler runs.
+    /// Events begun plus events ended: odd while a handler runs. Written by
+    /// the actor's thread alone.
     seq: AtomicU64,
-    event: Mutex<Option<Arc<BusEvent>>>,
+    /// The topic of the event begun last (set only when it changes).
+    topic: Mutex<Option<Arc<str>>>,
     watch: Mutex<Watch>,
     /// Set by the watchdog when the running handler overran `timeouts.event`.
     overran: AtomicBool,
@@ -116,18 +119,31 @@ impl Activity {
         }
     }
 
-    fn begin(&self, event: &Arc<BusEvent>) {
-        *self.event.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(event));
-        self.seq.fetch_add(1, Ordering::Release);
+    /// A handler begins on `event`; `shown` is the topic this thread last
+    /// set (the lock is taken only when the topic changes).
+    fn begin(&self, event: &BusEvent, shown: &mut Option<Arc<str>>) {
+        let topic = event.topic_arc();
+        if shown
+            .as_ref()
+            .is_none_or(|shown| !Arc::ptr_eq(shown, topic))
+        {
+            *shown = Some(Arc::clone(topic));
+            *self.topic.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(topic));
+        }
+        self.step();
+    }
+
+    /// Counts a beginning or an end: a plain store, this thread alone writes.
+    fn step(&self) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq.wrapping_add(1), Ordering::Release);
     }
 
     /// The handler returned; whether the watchdog saw it overrun.
     fn end(&self) -> bool {
-        self.seq.fetch_add(1, Ordering::Release);
-        // Let go of the event: a timer sends its next tick only once nobody
-        // holds the last one (see `timers.rs`).
-        self.event.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let overran = self.overran.swap(false, Ordering::AcqRel);
+        self.step();
+        let overran =
+            self.overran.load(Ordering::Acquire) && self.overran.swap(false, Ordering::AcqRel);
         if overran && let Some(mailbox) = &self.mailbox {
             mailbox.set_suspended(false);
         }
@@ -160,14 +176,8 @@ impl Activity {
         if let Some(mailbox) = &self.mailbox {
             mailbox.set_suspended(true);
         }
-        let event = self.event.lock().unwrap_or_else(|e| e.into_inner());
-        Some((
-            event
-                .as_ref()
-                .map(|e| e.topic().to_string())
-                .unwrap_or_default(),
-            running,
-        ))
+        let topic = self.topic.lock().unwrap_or_else(|e| e.into_inner());
+        Some((topic.as_deref().unwrap_or_default().to_owned(), running))
     }
 }
 
@@ -352,11 +362,14 @@ fn run(
     bus: &Bus,
     activity: &Activity,
 ) -> ActorState {
+    let mut watched = Watched::default();
     loop {
-        if mailbox.is_empty()
-            && let Some(instance) = state.instance.as_mut()
-        {
-            instance.before_wait();
+        if mailbox.is_empty() {
+            // It may wait now: the next handler's time starts when it begins.
+            watched.clock = None;
+            if let Some(instance) = state.instance.as_mut() {
+                instance.before_wait();
+            }
         }
         // Control first; otherwise the mailbox in order (it returns as soon as
         // a control message arrives) or, while paused, the control channel alone.
@@ -374,8 +387,11 @@ fn run(
             }
         };
         match next {
-            Envelope::Event(event) => deliver(&mut state, &event, bus, activity),
-            Envelope::Call(call) => call(&mut state),
+            Envelope::Event(event) => deliver(&mut state, &event, bus, activity, &mut watched),
+            Envelope::Call(call) => {
+                watched.clock = None;
+                call(&mut state);
+            }
             Envelope::Stop => break,
         }
         if state.retire {
@@ -385,7 +401,24 @@ fn run(
     state
 }
 
-fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &Activity) {
+/// What an actor thread keeps between events to watch its handler cheaply.
+#[derive(Default)]
+struct Watched {
+    /// When the last handler ended, while events follow one another: the
+    /// next handler's time starts there (one clock read per event, the
+    /// host's hand-over between two events counted with the handler).
+    clock: Option<Instant>,
+    /// The topic last shown to the watchdog.
+    topic: Option<Arc<str>>,
+}
+
+fn deliver(
+    state: &mut ActorState,
+    event: &Arc<BusEvent>,
+    bus: &Bus,
+    activity: &Activity,
+    watched: &mut Watched,
+) {
     let Some(instance) = state.instance.as_mut() else {
         return;
     };
@@ -396,6 +429,7 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
         apply_outcome(&state.name, &mut state.breaker, id, outcome, bus);
     }
     if state.breaker.admit(event.id) == Admit::Refuse {
+        watched.clock = None;
         bus.dead_letter(DeadLetter {
             module: Arc::clone(&state.name),
             reason: "circuit-open",
@@ -403,18 +437,21 @@ fn deliver(state: &mut ActorState, event: &Arc<BusEvent>, bus: &Bus, activity: &
         });
         return;
     }
-    activity.begin(event);
-    let began = state.counters.as_ref().map(|_| Instant::now());
+    // An isolated module's handler time comes with its child's acknowledgement.
+    let timed = state.counters.is_some() && instance.is_local();
+    let began = timed.then(|| watched.clock.take().unwrap_or_else(Instant::now));
+    activity.begin(event, &mut watched.topic);
     let result = instance.on_event(event.delivery());
     let overran = activity.end();
-    if let (Some(counters), Some(began)) = (&state.counters, began) {
+    if let Some(counters) = &state.counters {
         counters.event_in();
         if let Some(edges) = &mut state.edges {
             edges.count(event);
         }
-        // An isolated module's handler time comes with its child's acknowledgement.
-        if instance.is_local() {
-            counters.handled(began.elapsed());
+        if let Some(began) = began {
+            let ended = Instant::now();
+            counters.handled(ended.saturating_duration_since(began));
+            watched.clock = Some(ended);
         }
     }
     // An isolated module's outcomes arrive later, as the child acknowledges.
@@ -495,15 +532,16 @@ mod tests {
     fn the_watchdog_reports_a_handler_stuck_on_one_event_once() {
         let activity = Activity::new(Mailbox::with_defaults("watched"));
         let event = Arc::new(BusEvent::new("test.ping", b"{}", None));
+        let mut shown = None;
         assert_eq!(activity.overdue(Duration::ZERO), None, "idle");
-        activity.begin(&event);
+        activity.begin(&event, &mut shown);
         // First sight of this event: the watchdog starts timing it.
         assert_eq!(activity.overdue(Duration::ZERO), None);
         let (topic, _) = activity.overdue(Duration::ZERO).expect("still on it");
         assert_eq!(topic, "test.ping");
         assert_eq!(activity.overdue(Duration::ZERO), None, "reported once");
         activity.end();
-        activity.begin(&event);
+        activity.begin(&event, &mut shown);
         assert_eq!(activity.overdue(Duration::ZERO), None, "a new event");
         assert!(
             activity.overdue(Duration::from_secs(3600)).is_none(),

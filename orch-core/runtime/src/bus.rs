@@ -19,11 +19,13 @@ use orch_sdk::topic;
 mod dead_letters;
 mod event;
 mod recipients;
+mod route;
 mod sink;
 mod work;
 
 pub use event::{BusEvent, Delivery};
 pub use recipients::Recipients;
+pub use route::Route;
 pub use sink::{Admission, DeadLetter, Delivered, EventSink, Room};
 
 /// How many dropped events wait to be published as dead letters; more are
@@ -38,6 +40,14 @@ struct DeliveryReport {
 }
 
 impl DeliveryReport {
+    /// How many took the event, or the refusal of a full `block` mailbox.
+    fn into_result(self) -> Result<usize, BusError> {
+        match self.refused {
+            Some(message) => Err(BusError::Refused(message)),
+            None => Ok(self.delivered),
+        }
+    }
+
     fn refuse(&mut self, message: String) {
         match &mut self.refused {
             Some(first) => {
@@ -113,6 +123,8 @@ impl WeakBus {
 
 struct Shared {
     registry: RwLock<Registry>,
+    /// Bumped under the registry's write lock at every change (see [`Route`]).
+    version: AtomicU64,
     next_id: AtomicU64,
     max_event_bytes: AtomicU64,
     dead_letters: (Sender<DeadLetter>, Receiver<DeadLetter>),
@@ -161,6 +173,7 @@ impl Bus {
         Self {
             shared: Arc::new(Shared {
                 registry: RwLock::default(),
+                version: AtomicU64::new(0),
                 next_id: AtomicU64::new(0),
                 max_event_bytes: AtomicU64::new(orch_config::DEFAULT_MAX_EVENT_BYTES),
                 dead_letters: bounded(DEAD_LETTER_QUEUE),
@@ -218,11 +231,15 @@ impl Bus {
             .unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The registry, to change it: every route resolved before is stale.
     fn write(&self) -> RwLockWriteGuard<'_, Registry> {
-        self.shared
+        let registry = self
+            .shared
             .registry
             .write()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(|e| e.into_inner());
+        self.shared.version.fetch_add(1, Ordering::Relaxed);
+        registry
     }
 
     /// Whether any subscriber would receive an event on `topic`.
@@ -413,11 +430,7 @@ impl Bus {
         topic::validate_topic(topic).map_err(BusError::InvalidTopic)?;
         self.check_size(topic, payload.as_ref())?;
         let event = Arc::new(BusEvent::new(topic, payload.as_ref(), source));
-        let report = self.deliver(event, Admission::Now, None);
-        match report.refused {
-            Some(message) => Err(BusError::Refused(message)),
-            None => Ok(report.delivered),
-        }
+        self.deliver(event, Admission::Now, None).into_result()
     }
 
     /// Delivers an event another orchestrator published (see
@@ -427,11 +440,7 @@ impl Bus {
     pub fn publish_imported(&self, event: Arc<BusEvent>) -> Result<usize, BusError> {
         topic::validate_topic(event.topic()).map_err(BusError::InvalidTopic)?;
         self.check_size(event.topic(), event.payload())?;
-        let report = self.deliver(event, Admission::Now, None);
-        match report.refused {
-            Some(message) => Err(BusError::Refused(message)),
-            None => Ok(report.delivered),
-        }
+        self.deliver(event, Admission::Now, None).into_result()
     }
 
     /// Publishes a host event serialized from `data`. Host events have fixed,
@@ -496,58 +505,89 @@ impl Bus {
         recipients: Option<&Recipients>,
     ) -> DeliveryReport {
         let mut report = DeliveryReport::default();
-        let mut waiting: Vec<Target> = Vec::new();
-        {
-            let registry = self.read();
-            if let Some((id, sink)) = Self::diverted_to(&registry, &event) {
-                drop(registry);
-                match sink.deliver(&event, Admission::Wait) {
-                    Delivered::Accepted => report.delivered += 1,
-                    Delivered::Refused(message) => report.refuse(message),
-                    _ => tracing::debug!("shared work on '{}' not taken by {id:?}", event.topic()),
-                }
-                return report;
+        let registry = self.read();
+        if let Some((id, sink)) = Self::diverted_to(&registry, &event) {
+            drop(registry);
+            match sink.deliver(&event, Admission::Wait) {
+                Delivered::Accepted => report.delivered += 1,
+                Delivered::Refused(message) => report.refuse(message),
+                _ => tracing::debug!("shared work on '{}' not taken by {id:?}", event.topic()),
             }
-            let mut hand_over = |id: SubscriberId, sink: &Arc<dyn EventSink>| {
-                if let Some(recipients) = recipients {
-                    recipients.note(id);
-                }
-                match sink.deliver(&event, admission) {
-                    Delivered::Accepted => report.delivered += 1,
-                    Delivered::WouldBlock => waiting.push((id, Arc::clone(sink))),
-                    other => {
-                        if let Some(recipients) = recipients {
-                            recipients.forget(id);
-                        }
-                        if let Delivered::Refused(message) = other {
-                            report.refuse(message);
-                        }
-                    }
-                }
-            };
-            let exact = registry.exact.get(event.topic());
-            if let Some(targets) = exact {
-                for (id, sink) in targets {
-                    hand_over(*id, sink);
-                }
-            }
-            for (pattern, (id, sink)) in &registry.patterns {
+            return report;
+        }
+        let targets = Self::matching(&registry, event.topic());
+        let waiting = Self::offer(targets, &event, admission, recipients, &mut report);
+        drop(registry);
+        self.settle(waiting, &event, recipients, &mut report);
+        report
+    }
+
+    /// The subscribers of `topic` in `registry`, in delivery order: the
+    /// exact ones, then those of matching patterns, each subscriber once
+    /// (two of its patterns may match).
+    fn matching<'r>(registry: &'r Registry, topic: &'r str) -> impl Iterator<Item = &'r Target> {
+        let exact = registry.exact.get(topic);
+        let patterns = &registry.patterns;
+        let by_pattern = patterns
+            .iter()
+            .enumerate()
+            .filter(move |(index, (pattern, (id, _)))| {
                 let already = exact.is_some_and(|targets| targets.iter().any(|t| t.0 == *id));
-                if !already && topic::matches(pattern, event.topic()) {
-                    // Two patterns of one subscriber may both match: deliver once.
-                    let earlier_match = registry
-                        .patterns
+                !already
+                    && topic::matches(pattern, topic)
+                    && !patterns[..*index]
                         .iter()
-                        .take_while(|(p, t)| !(t.0 == *id && p == pattern))
-                        .any(|(p, t)| t.0 == *id && topic::matches(p, event.topic()));
-                    if !earlier_match {
-                        hand_over(*id, sink);
+                        .any(|(p, t)| t.0 == *id && topic::matches(p, topic))
+            })
+            .map(|(_, (_, target))| target);
+        exact.into_iter().flatten().chain(by_pattern)
+    }
+
+    /// Offers `event` to each of `targets` (under the registry's read lock)
+    /// without waiting; returns the full `block` mailboxes to wait for. Each
+    /// subscriber is noted in `recipients` (if given) before its mailbox
+    /// gets the event, and forgotten again if it did not take it.
+    fn offer<'t>(
+        targets: impl Iterator<Item = &'t Target>,
+        event: &Arc<BusEvent>,
+        admission: Admission,
+        recipients: Option<&Recipients>,
+        report: &mut DeliveryReport,
+    ) -> Vec<Target> {
+        let mut waiting = Vec::new();
+        for (id, sink) in targets {
+            if let Some(recipients) = recipients {
+                recipients.note(*id);
+            }
+            match sink.deliver(event, admission) {
+                Delivered::Accepted => report.delivered += 1,
+                Delivered::WouldBlock => waiting.push((*id, Arc::clone(sink))),
+                other => {
+                    if let Some(recipients) = recipients {
+                        recipients.forget(*id);
+                    }
+                    if let Delivered::Refused(message) = other {
+                        report.refuse(message);
                     }
                 }
             }
         }
+        waiting
+    }
+
+    /// Waits for the full `block` mailboxes of `waiting` (after the
+    /// registry's lock is let go, so a slow consumer never holds up
+    /// subscriptions or other publishers), then publishes the dead letters
+    /// that piled up.
+    fn settle(
+        &self,
+        waiting: Vec<Target>,
+        event: &Arc<BusEvent>,
+        recipients: Option<&Recipients>,
+        report: &mut DeliveryReport,
+    ) {
         for (id, sink) in waiting {
-            let delivered = sink.deliver(&event, Admission::Wait);
+            let delivered = sink.deliver(event, Admission::Wait);
             if delivered == Delivered::Accepted {
                 report.delivered += 1;
                 continue;
@@ -562,7 +602,6 @@ impl Bus {
         if !self.shared.dead_letters.1.is_empty() {
             self.flush_dead_letters();
         }
-        report
     }
 }
 

@@ -60,6 +60,10 @@ pub struct ModuleHostCtx {
     shutdown_timeout_ms: AtomicU64,
     /// What `modules.yaml` lets it publish and subscribe to.
     contract: std::sync::RwLock<Contract>,
+    /// Bumped at every change of the contract (its checked routes are stale).
+    contract_version: AtomicU64,
+    /// The topics it publishes on, checked and resolved once (see `routes.rs`).
+    routes: std::sync::Mutex<routes::Routes>,
     uplink: OnceLock<Arc<dyn Uplink>>,
     swap: std::sync::Mutex<Option<Swap>>,
     /// Descriptors a generation handed over to the next (`ctx.hand_over_fd`).
@@ -128,6 +132,8 @@ impl ModuleHostCtx {
             active_generation: AtomicU32::new(1),
             shutdown_timeout_ms: AtomicU64::new(5_000),
             contract: std::sync::RwLock::default(),
+            contract_version: AtomicU64::new(0),
+            routes: std::sync::Mutex::default(),
             uplink: OnceLock::new(),
             swap: std::sync::Mutex::new(None),
             handed_over: std::sync::Mutex::default(),
@@ -259,6 +265,7 @@ impl ModuleHostCtx {
     /// The topics the module declared in `modules.yaml` (enforced from now on).
     pub fn set_contract(&self, contract: Contract) {
         *self.contract.write().unwrap_or_else(|e| e.into_inner()) = contract;
+        self.contract_version.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The topics the module declared.
@@ -386,12 +393,55 @@ impl ModuleHostCtx {
 
     /// Publishes for `generation` (which was active when the call began).
     fn publish(&self, generation: u32, topic: &str, payload: &[u8]) -> Result<(), String> {
-        self.check_may_send(generation, topic)?;
         if let Some(uplink) = self.uplink.get() {
+            self.check_may_send(generation, topic)?;
             return uplink.publish(topic, payload);
         }
+        self.publish_as_of(generation, true, topic, payload)
+    }
+
+    /// Publishes for `generation` on the bus, under the rule of
+    /// [`Self::check_may_send_as`], through the module's remembered route
+    /// of `topic` when it has one.
+    fn publish_as_of(
+        &self,
+        generation: u32,
+        started: bool,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        let source = Some(Arc::clone(&self.name));
+        // Another thread of the module publishing at the same time takes
+        // the full path: the routes are never waited for.
+        let mut routes = match self.routes.try_lock() {
+            Ok(routes) => routes,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                self.check_may_send_as(generation, topic, started)?;
+                return self
+                    .bus
+                    .publish(topic, payload, source)
+                    .map(|_| self.count_published())
+                    .map_err(|e| e.to_string());
+            }
+        };
+        let contract_version = self.contract_version.load(Ordering::Acquire);
+        let index = match routes.find(topic, contract_version) {
+            Some(index) => {
+                self.check_may_send_now(generation, topic, started)?;
+                index
+            }
+            None => {
+                self.check_may_send_as(generation, topic, started)?;
+                let route = self.bus.route(topic).map_err(|e| e.to_string())?;
+                routes.insert(route)
+            }
+        };
+        let route = routes
+            .get_mut(index)
+            .ok_or_else(|| format!("module '{}': its route of '{topic}' is gone", self.name))?;
         self.bus
-            .publish(topic, payload, Some(Arc::clone(&self.name)))
+            .publish_on(route, payload, source)
             .map(|_| self.count_published())
             .map_err(|e| e.to_string())
     }
@@ -470,6 +520,17 @@ impl ModuleHostCtx {
         orch_sdk::topic::validate_module_topic(topic)
             .map_err(|e| format!("module '{}' may not publish: {e}", self.name))?;
         self.check_publish(topic)?;
+        self.check_may_send_now(generation, topic, started)
+    }
+
+    /// The part of [`Self::check_may_send_as`] that changes over time:
+    /// whether publishing is open, for this generation.
+    fn check_may_send_now(
+        &self,
+        generation: u32,
+        topic: &str,
+        started: bool,
+    ) -> Result<(), String> {
         if !started || !self.may_publish.load(Ordering::Acquire) {
             // A reload retires the old generation before it closes publishing
             // (Release/Acquire order): a caller whose generation has just been
@@ -558,6 +619,7 @@ impl ModuleHostCtx {
 
 mod child;
 mod log;
+mod routes;
 
 use log::log_as;
 mod table;

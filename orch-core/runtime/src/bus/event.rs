@@ -7,12 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use orch_sdk::{EventKind, Exchange};
 
-/// One published event, shared by every mailbox it is delivered to. Topic and
-/// payload live in one buffer: one allocation for the bytes, one for the `Arc`.
+/// One published event, shared by every mailbox it is delivered to. A
+/// module's publish shares its topic with every event on the same route
+/// ([`super::Route`]): one allocation for the payload, one for the `Arc`.
 pub struct BusEvent {
-    /// The topic's bytes followed by the payload's.
-    data: Box<[u8]>,
-    topic_len: usize,
+    topic: Arc<str>,
+    payload: Box<[u8]>,
     /// The publishing module, `None` for the host.
     pub source: Option<Arc<str>>,
     /// Unique in this process, in publish order.
@@ -112,12 +112,14 @@ fn now_ms() -> u64 {
 impl BusEvent {
     /// An event published now, with the next id.
     pub fn new(topic: &str, payload: &[u8], source: Option<Arc<str>>) -> Self {
-        let mut data = Vec::with_capacity(topic.len() + payload.len());
-        data.extend_from_slice(topic.as_bytes());
-        data.extend_from_slice(payload);
+        Self::on_topic(Arc::from(topic), payload, source)
+    }
+
+    /// As [`BusEvent::new`], sharing `topic` (a route's) instead of copying it.
+    pub fn on_topic(topic: Arc<str>, payload: &[u8], source: Option<Arc<str>>) -> Self {
         Self {
-            data: data.into_boxed_slice(),
-            topic_len: topic.len(),
+            topic,
+            payload: payload.into(),
             source,
             id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
             published_at_ms: now_ms(),
@@ -196,12 +198,16 @@ impl BusEvent {
 
     /// The topic (`test.ping`).
     pub fn topic(&self) -> &str {
-        // Always valid: the bytes were copied from a `&str` in `new`.
-        std::str::from_utf8(&self.data[..self.topic_len]).unwrap_or_default()
+        &self.topic
+    }
+
+    /// The topic, shared.
+    pub fn topic_arc(&self) -> &Arc<str> {
+        &self.topic
     }
 
     /// The payload as JSON bytes.
     pub fn payload(&self) -> &[u8] {
-        &self.data[self.topic_len..]
+        &self.payload
     }
 }

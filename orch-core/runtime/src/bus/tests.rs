@@ -203,3 +203,45 @@ fn subscribers_but_one_are_told_and_changes_are_watched() {
     assert!(!bus.has_subscribers_except("work.ask", Some(outbox)));
     assert!(bus.has_subscribers_except("work.ask", None));
 }
+
+#[test]
+fn a_route_follows_every_change_of_subscriptions() {
+    let bus = Bus::new();
+    let (a, rx_a) = observer(&bus);
+    let (b, rx_b) = observer(&bus);
+    let (outbox, rx_outbox) = observer(&bus);
+    bus.subscribe(a, "test.ping").unwrap();
+    bus.subscribe(a, "test.*").unwrap();
+    let mut route = bus.route("test.ping").unwrap();
+    assert!(matches!(
+        bus.route("test.*"),
+        Err(BusError::InvalidTopic(_))
+    ));
+    assert_eq!(bus.publish_on(&mut route, b"{}", None), Ok(1), "a once");
+    bus.subscribe(b, "test.>").unwrap();
+    assert_eq!(bus.publish_on(&mut route, b"{}", None), Ok(2), "b joined");
+    bus.unsubscribe(a, "test.ping");
+    assert_eq!(
+        bus.publish_on(&mut route, b"{}", None),
+        Ok(2),
+        "a by pattern"
+    );
+    bus.remove(a);
+    assert_eq!(bus.publish_on(&mut route, b"{}", None), Ok(1), "a removed");
+    let (c, rx_c) = observer(&bus);
+    let (replaced, rx_replaced) = unbounded::<Arc<BusEvent>>();
+    bus.replace_sink(b, Arc::new(replaced)).unwrap();
+    bus.subscribe(c, "test.ping").unwrap();
+    assert_eq!(bus.publish_on(&mut route, b"{}", None), Ok(2));
+    bus.divert(outbox, "test.>").unwrap();
+    assert_eq!(bus.publish_on(&mut route, b"{}", None), Ok(1), "diverted");
+    assert_eq!(rx_a.try_iter().count(), 3);
+    assert_eq!(rx_b.try_iter().count(), 3);
+    assert_eq!(
+        rx_replaced.try_iter().count(),
+        1,
+        "the new sink took the rest"
+    );
+    assert_eq!(rx_c.try_iter().count(), 1);
+    assert_eq!(topics(&rx_outbox), ["test.ping"]);
+}

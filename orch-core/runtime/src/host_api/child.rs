@@ -5,7 +5,6 @@
 //! start (a restarted child is initialized again while the module may
 //! publish).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::ModuleHostCtx;
@@ -21,11 +20,7 @@ impl ModuleHostCtx {
         topic: &str,
         payload: &[u8],
     ) -> Result<(), String> {
-        self.check_may_send_as(generation, topic, started)?;
-        self.bus
-            .publish(topic, payload, Some(Arc::clone(&self.name)))
-            .map(|_| self.count_published())
-            .map_err(|e| e.to_string())
+        self.publish_as_of(generation, started, topic, payload)
     }
 
     /// Serves request `id` of the child of `generation`, under the rule of an

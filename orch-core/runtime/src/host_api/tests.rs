@@ -213,3 +213,42 @@ fn a_child_sends_nothing_before_start_as_an_in_process_module_and_hears_why_at_o
     assert_eq!(watcher_rx.try_recv().expect("published").payload(), b"2");
     services.timers.stop();
 }
+
+#[test]
+fn a_remembered_route_still_meets_the_contract_and_the_generation() {
+    let bus = Bus::new();
+    let services = HostServices::new(bus.clone(), TimerService::new());
+    let (sensor, _) = module_on(&bus, &services, "sensor");
+    let (watcher, watcher_rx) = module_on(&bus, &services, "watcher");
+    bus.subscribe(watcher.id, "sensor.>").unwrap();
+    sensor.set_may_publish(true);
+    for _ in 0..3 {
+        sensor.publish(1, "sensor.temp", b"1").unwrap();
+    }
+    assert_eq!(watcher_rx.try_iter().count(), 3);
+    // A contract that no longer lists the topic: the remembered route is
+    // checked again.
+    sensor.set_contract(Contract {
+        publishes: Some(vec!["sensor.humidity".into()]),
+        subscribes: None,
+    });
+    let refused = sensor.publish(1, "sensor.temp", b"1").unwrap_err();
+    assert!(refused.contains("does not list it"), "{refused}");
+    sensor.publish(1, "sensor.humidity", b"1").unwrap();
+    // A retired generation is refused on a remembered route too.
+    sensor.set_active_generation(2);
+    sensor.set_may_publish(false);
+    let stopped = sensor.publish(1, "sensor.humidity", b"1").unwrap_err();
+    assert!(stopped.contains("has stopped"), "{stopped}");
+    // More topics than are remembered: each still reaches its subscriber.
+    sensor.set_may_publish(true);
+    sensor.set_contract(Contract::default());
+    for round in 0..2 {
+        for n in 0..12 {
+            sensor.publish(2, &format!("sensor.t{n}"), b"1").unwrap();
+        }
+        assert_eq!(watcher_rx.try_iter().count(), 12 + usize::from(round == 0));
+    }
+    let reserved = sensor.publish(2, "module.crashed", b"{}").unwrap_err();
+    assert!(reserved.contains("reserved namespace"), "{reserved}");
+}
