@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_utils::CachePadded;
 use orch_config::{MailboxSettings, Overflow};
 use orch_sdk::events;
 
@@ -76,9 +77,11 @@ struct Shared<C> {
     held: Mutex<Option<(u64, Work<C>)>>,
     /// Whether `held` has a call (read without its lock on the hot path).
     holding: AtomicBool,
-    /// Events queued so far, and events taken out (delivered or dropped).
-    pushed: AtomicU64,
-    removed: AtomicU64,
+    /// Events queued so far (by publishers), and events taken out
+    /// (delivered, or dropped by `drop-oldest`): each on a cache line of its
+    /// own, so the publishers' writes and the reader's do not collide.
+    pushed: CachePadded<AtomicU64>,
+    removed: CachePadded<AtomicU64>,
     /// Set by the `fail` policy: nothing is delivered any more.
     failed: AtomicBool,
     /// Set while the module's handler is stuck past `timeouts.event`: its
@@ -174,8 +177,8 @@ impl<C: Send + 'static> Mailbox<C> {
                 calls_rx,
                 held: Mutex::new(None),
                 holding: AtomicBool::new(false),
-                pushed: AtomicU64::new(0),
-                removed: AtomicU64::new(0),
+                pushed: CachePadded::new(AtomicU64::new(0)),
+                removed: CachePadded::new(AtomicU64::new(0)),
                 failed: AtomicBool::new(false),
                 suspended: AtomicBool::new(false),
                 overflow: OverflowCount::default(),

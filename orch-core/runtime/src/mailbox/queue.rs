@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_utils::CachePadded;
 
 use crate::bus::BusEvent;
 
@@ -22,7 +23,8 @@ pub(crate) struct EventQueue {
     /// batch of room at a time, not a wake-up (and a context switch) per event.
     low_water: usize,
     /// Events in the queue, or about to be: a slot is taken before the send.
-    queued: AtomicUsize,
+    /// Written by both sides: on a cache line of its own.
+    queued: CachePadded<AtomicUsize>,
     /// Publishers waiting for room, and where they wait. The flag under
     /// the lock says the sleepers were already told since they last went
     /// to sleep: one wake-up (a futex call) per back-pressure cycle, not
@@ -42,7 +44,7 @@ impl EventQueue {
             rx,
             capacity,
             low_water: capacity.saturating_sub((capacity / 8).max(1)),
-            queued: AtomicUsize::new(0),
+            queued: CachePadded::new(AtomicUsize::new(0)),
             waiting: AtomicUsize::new(0),
             room: Mutex::new(false),
             freed: Condvar::new(),

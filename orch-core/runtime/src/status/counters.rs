@@ -13,6 +13,22 @@ pub const HANDLER_BUCKETS: [f64; 12] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0,
 ];
 
+/// [`HANDLER_BUCKETS`] in nanoseconds, for the hot path (no float math).
+const HANDLER_BUCKET_NANOS: [u64; HANDLER_BUCKETS.len()] = [
+    10_000,
+    50_000,
+    100_000,
+    500_000,
+    1_000_000,
+    5_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+    500_000_000,
+    1_000_000_000,
+    5_000_000_000,
+];
+
 /// One module's counters.
 #[derive(Debug, Default)]
 pub struct ModuleCounters {
@@ -108,22 +124,17 @@ impl ModuleCounters {
 pub struct Histogram {
     /// Per bucket (not cumulative); the last one is `+Inf`.
     buckets: [AtomicU64; HANDLER_BUCKETS.len() + 1],
-    count: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
 impl Histogram {
     /// Counts one observation.
     pub fn observe(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let index = HANDLER_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(HANDLER_BUCKETS.len());
-        self.buckets[index].fetch_add(1, Ordering::Relaxed);
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        // The count is the buckets' sum: two adds per observation.
+        let index = HANDLER_BUCKET_NANOS.partition_point(|&bound| bound < nanos);
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The counts now, cumulative per bucket as Prometheus wants them.
@@ -175,6 +186,17 @@ mod tests {
         assert_eq!(at(0.005), Some(2));
         assert_eq!(at(5.0), Some(2));
         assert!((snapshot.sum_seconds - 9.003_005).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_bucket_bounds_in_nanoseconds_are_the_published_ones() {
+        for (nanos, seconds) in HANDLER_BUCKET_NANOS.iter().zip(HANDLER_BUCKETS) {
+            assert_eq!(*nanos, (seconds * 1e9).round() as u64);
+        }
+        // On a bound: in that bucket (`le`).
+        let histogram = Histogram::default();
+        histogram.observe(Duration::from_micros(10));
+        assert_eq!(histogram.snapshot().buckets[0], (0.000_01, 1));
     }
 
     #[test]
