@@ -22,7 +22,8 @@ pub(crate) struct EventQueue {
     /// Waiting publishers are woken once the queue is down to this many: a
     /// batch of room at a time, not a wake-up (and a context switch) per event.
     low_water: usize,
-    /// Events in the queue, or about to be: a slot is taken before the send.
+    /// Events in the queue, or about to be: a slot is taken before the send
+    /// (never past `capacity`).
     /// Written by both sides: on a cache line of its own.
     queued: CachePadded<AtomicUsize>,
     /// Publishers waiting for room, and where they wait. The flag under
@@ -53,8 +54,17 @@ impl EventQueue {
 
     /// Queues `event` if there is room; gives it back otherwise.
     pub(crate) fn try_push(&self, event: Arc<BusEvent>) -> Result<(), Arc<BusEvent>> {
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.capacity {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        // Never over the capacity, even for a moment: the reader decides
+        // whether to wake a waiting publisher from the level it leaves, and
+        // a level raised by a failed try would hide the room it made (the
+        // publisher would sleep until its deadline).
+        let capacity = self.capacity;
+        let slot = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued < capacity).then_some(queued + 1)
+            });
+        if slot.is_err() {
             return Err(event);
         }
         // Cannot fail: the queue holds its own receiver.
@@ -179,28 +189,47 @@ mod tests {
 
     #[test]
     fn a_publisher_that_sleeps_again_is_woken_again() {
-        // Capacity 1: every event is a whole back-pressure cycle.
+        // Capacity 1: every event is a whole back-pressure cycle. Beside the
+        // waiting publisher, another only tries (as a `drop-newest` or
+        // `Admission::Now` publish does): its failed tries must not hide
+        // the room the reader makes.
         let queue = Arc::new(EventQueue::new(1));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
             let queue = Arc::clone(&queue);
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 while got.len() < 200 {
                     match queue.try_pop() {
-                        Some(event) => got.push(event.payload()[0]),
+                        Some(event) if event.payload()[0] != u8::MAX => {
+                            got.push(event.payload()[0]);
+                        }
+                        Some(_) => {}
                         None => std::thread::yield_now(),
                     }
                 }
                 got
             })
         };
+        let prober = {
+            let (queue, done) = (Arc::clone(&queue), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    let _ = queue.try_push(Arc::new(BusEvent::new("t.x", &[u8::MAX], None)));
+                }
+            })
+        };
+        // Far longer than any wake-up takes: a push that used it all was
+        // never woken (its last try at the deadline would still succeed).
+        let deadline = Duration::from_secs(20);
         for n in 0..200u8 {
-            let pushed = queue.push_timeout(
-                Arc::new(BusEvent::new("t.x", &[n], None)),
-                Duration::from_secs(30),
-            );
+            let began = Instant::now();
+            let pushed = queue.push_timeout(Arc::new(BusEvent::new("t.x", &[n], None)), deadline);
             assert!(pushed.is_ok(), "event {n} waited for room in vain");
+            assert!(began.elapsed() < deadline, "event {n}: a wake-up was lost");
         }
+        done.store(true, Ordering::Release);
+        prober.join().unwrap();
         let got = reader.join().unwrap();
         assert_eq!(got, (0..200u8).collect::<Vec<_>>());
     }
