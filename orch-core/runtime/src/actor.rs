@@ -22,7 +22,7 @@ use crate::bus::{Bus, BusEvent, DeadLetter};
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::generation::Generation;
 use crate::mailbox::{Next, Work};
-use crate::status::{EdgeTally, ModuleCounters};
+use crate::status::{EdgeTally, HandlerClock, ModuleCounters};
 use orch_config::CircuitBreakerSettings;
 
 /// A step run on an actor's thread, with its state.
@@ -365,8 +365,8 @@ fn run(
     let mut watched = Watched::default();
     loop {
         if mailbox.is_empty() {
-            // It may wait now: the next handler's time starts when it begins.
-            watched.clock = None;
+            // It may wait now: the handlers' time so far is counted.
+            watched.pause(&state);
             if let Some(instance) = state.instance.as_mut() {
                 instance.before_wait();
             }
@@ -389,7 +389,7 @@ fn run(
         match next {
             Envelope::Event(event) => deliver(&mut state, &event, bus, activity, &mut watched),
             Envelope::Call(call) => {
-                watched.clock = None;
+                watched.pause(&state);
                 call(&mut state);
             }
             Envelope::Stop => break,
@@ -404,12 +404,20 @@ fn run(
 /// What an actor thread keeps between events to watch its handler cheaply.
 #[derive(Default)]
 struct Watched {
-    /// When the last handler ended, while events follow one another: the
-    /// next handler's time starts there (one clock read per event, the
-    /// host's hand-over between two events counted with the handler).
-    clock: Option<Instant>,
+    /// Times the handlers, a span of events at a time while they follow one
+    /// another (the host's hand-over between two counted with them).
+    clock: HandlerClock,
     /// The topic last shown to the watchdog.
     topic: Option<Arc<str>>,
+}
+
+impl Watched {
+    /// No handler follows at once: the handler time so far is counted.
+    fn pause(&mut self, state: &ActorState) {
+        if let Some(counters) = &state.counters {
+            self.clock.pause(counters);
+        }
+    }
 }
 
 fn deliver(
@@ -429,7 +437,7 @@ fn deliver(
         apply_outcome(&state.name, &mut state.breaker, id, outcome, bus);
     }
     if state.breaker.admit(event.id) == Admit::Refuse {
-        watched.clock = None;
+        watched.pause(state);
         bus.dead_letter(DeadLetter {
             module: Arc::clone(&state.name),
             reason: "circuit-open",
@@ -439,7 +447,9 @@ fn deliver(
     }
     // An isolated module's handler time comes with its child's acknowledgement.
     let timed = state.counters.is_some() && instance.is_local();
-    let began = timed.then(|| watched.clock.take().unwrap_or_else(Instant::now));
+    if timed {
+        watched.clock.begin();
+    }
     activity.begin(event, &mut watched.topic);
     let result = instance.on_event(event.delivery());
     let overran = activity.end();
@@ -448,10 +458,8 @@ fn deliver(
         if let Some(edges) = &mut state.edges {
             edges.count(event);
         }
-        if let Some(began) = began {
-            let ended = Instant::now();
-            counters.handled(ended.saturating_duration_since(began));
-            watched.clock = Some(ended);
+        if timed {
+            watched.clock.ended(counters);
         }
     }
     // An isolated module's outcomes arrive later, as the child acknowledges.

@@ -23,6 +23,7 @@ mod bridge;
 mod counters;
 mod custom;
 mod edges;
+mod handler_clock;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,7 @@ pub use bridge::{
 pub use counters::{HANDLER_BUCKETS, Histogram, HistogramSnapshot, ModuleCounters};
 pub use custom::{CustomMetric, CustomMetrics, MetricNames};
 pub use edges::{EdgeCount, EdgeTable, EdgeTally, MAX_EDGES, Sender};
+pub use handler_clock::HandlerClock;
 pub use orch_wire::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
 
 /// Where a module is in its life.

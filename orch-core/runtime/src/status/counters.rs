@@ -72,6 +72,12 @@ impl ModuleCounters {
         self.handler.observe(took);
     }
 
+    /// `count` handlers that took `total` together, each counted as `mean`
+    /// (see [`super::HandlerClock`]).
+    pub fn handled_many(&self, mean: Duration, count: u32, total: Duration) {
+        self.handler.observe_many(mean, count, total);
+    }
+
     /// Where its events come from (counted by its thread: see
     /// [`EdgeTally`](super::EdgeTally)).
     pub fn edges(&self) -> &Arc<super::EdgeTable> {
@@ -130,11 +136,16 @@ pub struct Histogram {
 impl Histogram {
     /// Counts one observation.
     pub fn observe(&self, took: Duration) {
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.observe_many(took, 1, took);
+    }
+
+    /// Counts `count` observations of `mean` each, `total` together.
+    pub fn observe_many(&self, mean: Duration, count: u32, total: Duration) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let index = HANDLER_BUCKET_NANOS.partition_point(|&bound| bound < nanos(mean));
         // The count is the buckets' sum: two adds per observation.
-        let index = HANDLER_BUCKET_NANOS.partition_point(|&bound| bound < nanos);
-        self.buckets[index].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.buckets[index].fetch_add(u64::from(count), Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos(total), Ordering::Relaxed);
     }
 
     /// The counts now, cumulative per bucket as Prometheus wants them.

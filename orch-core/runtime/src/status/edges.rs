@@ -144,6 +144,10 @@ pub struct EdgeTally {
     seen: Vec<(Sender, Box<str>, Arc<AtomicU64>)>,
     /// The index in `seen` of the last pair counted.
     last: usize,
+    /// The shared names of the last event counted (held, so their
+    /// addresses stay theirs): the next event with the very same ones is
+    /// the same pair, known without comparing a byte.
+    hot: Option<Names>,
     /// The table said it is full: new pairs go to `others` without its lock.
     full: bool,
 }
@@ -155,23 +159,37 @@ impl EdgeTally {
             table,
             seen: Vec::new(),
             last: 0,
+            hot: None,
             full: false,
         }
     }
 
     /// Counts `event` for its sender and topic.
     pub fn count(&mut self, event: &BusEvent) {
+        if self.hot.as_ref().is_some_and(|hot| hot.are_those_of(event))
+            && let Some(entry) = self.seen.get(self.last)
+        {
+            entry.2.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let kept = self.count_by_name(event);
+        self.hot = kept.then(|| Names::of(event));
+    }
+
+    /// Counts `event`, finding its pair by comparing names; whether its
+    /// pair is kept (it is then `seen[last]`).
+    fn count_by_name(&mut self, event: &BusEvent) -> bool {
         let holds = |(from, topic, _): &(Sender, Box<str>, Arc<AtomicU64>)| {
             **topic == *event.topic() && from.sent(event)
         };
         if let Some(entry) = self.seen.get(self.last).filter(|e| holds(e)) {
             entry.2.fetch_add(1, Ordering::Relaxed);
-            return;
+            return true;
         }
         if let Some(index) = self.seen.iter().position(holds) {
             self.last = index;
             self.seen[index].2.fetch_add(1, Ordering::Relaxed);
-            return;
+            return true;
         }
         let cell = if self.full {
             None
@@ -184,12 +202,43 @@ impl EdgeTally {
                 self.seen
                     .push((Sender::of(event), event.topic().into(), events));
                 self.last = self.seen.len() - 1;
+                true
             }
             None => {
                 self.full = true;
                 self.table.others.fetch_add(1, Ordering::Relaxed);
+                false
             }
         }
+    }
+}
+
+/// The shared names of one event: its topic, source and origin.
+struct Names {
+    topic: Arc<str>,
+    source: Option<Arc<str>>,
+    origin: Option<Arc<str>>,
+}
+
+impl Names {
+    fn of(event: &BusEvent) -> Self {
+        Self {
+            topic: Arc::clone(event.topic_arc()),
+            source: event.source.clone(),
+            origin: event.origin.clone(),
+        }
+    }
+
+    /// Whether `event` shares these very names (the same allocations).
+    fn are_those_of(&self, event: &BusEvent) -> bool {
+        let same = |a: &Option<Arc<str>>, b: &Option<Arc<str>>| match (a, b) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        Arc::ptr_eq(&self.topic, event.topic_arc())
+            && same(&self.source, &event.source)
+            && same(&self.origin, &event.origin)
     }
 }
 
@@ -237,6 +286,25 @@ mod tests {
             ]
         );
         assert_eq!(others, 0);
+    }
+
+    #[test]
+    fn events_sharing_their_names_count_for_their_own_pair() {
+        let table = Arc::new(EdgeTable::default());
+        let mut tally = EdgeTally::new(Arc::clone(&table));
+        let topic: Arc<str> = Arc::from("test.ping");
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let on = |source: &Arc<str>| {
+            BusEvent::on_topic(Arc::clone(&topic), b"{}", Some(Arc::clone(source)))
+        };
+        for source in [&a, &a, &b, &a, &b, &b] {
+            tally.count(&on(source));
+        }
+        // The same names in new allocations: still the same pairs.
+        tally.count(&from(Some("a"), None, "test.ping"));
+        let (counts, _) = table.snapshot();
+        let events: Vec<u64> = counts.iter().map(|c| c.events).collect();
+        assert_eq!(events, [4, 3]);
     }
 
     #[test]
