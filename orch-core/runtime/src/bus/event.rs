@@ -9,10 +9,11 @@ use orch_sdk::{EventKind, Exchange};
 
 /// One published event, shared by every mailbox it is delivered to. A
 /// module's publish shares its topic with every event on the same route
-/// ([`super::Route`]): one allocation for the payload, one for the `Arc`.
+/// ([`super::Route`]) and a small payload lives inside the event: one
+/// allocation per event (two for a payload over [`INLINE_PAYLOAD`] bytes).
 pub struct BusEvent {
     topic: Arc<str>,
-    payload: Box<[u8]>,
+    payload: Payload,
     /// The publishing module, `None` for the host.
     pub source: Option<Arc<str>>,
     /// Unique in this process, in publish order.
@@ -119,7 +120,7 @@ impl BusEvent {
     pub fn on_topic(topic: Arc<str>, payload: &[u8], source: Option<Arc<str>>) -> Self {
         Self {
             topic,
-            payload: payload.into(),
+            payload: Payload::of(payload),
             source,
             id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
             published_at_ms: now_ms(),
@@ -208,6 +209,60 @@ impl BusEvent {
 
     /// The payload as JSON bytes.
     pub fn payload(&self) -> &[u8] {
-        &self.payload
+        self.payload.bytes()
+    }
+}
+
+/// The largest payload kept inside the event itself (a cache line).
+pub const INLINE_PAYLOAD: usize = 64;
+
+/// An event's payload: inside the event when small, on the heap otherwise.
+enum Payload {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_PAYLOAD],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl Payload {
+    fn of(payload: &[u8]) -> Self {
+        match u8::try_from(payload.len()) {
+            Ok(len) if payload.len() <= INLINE_PAYLOAD => {
+                let mut bytes = [0; INLINE_PAYLOAD];
+                bytes[..payload.len()].copy_from_slice(payload);
+                Self::Inline { len, bytes }
+            }
+            _ => Self::Heap(payload.into()),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Heap(bytes) => bytes,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_of_every_size_read_back_as_given() {
+        for size in [
+            0,
+            1,
+            INLINE_PAYLOAD - 1,
+            INLINE_PAYLOAD,
+            INLINE_PAYLOAD + 1,
+            4096,
+        ] {
+            let payload: Vec<u8> = (0..size).map(|n| (n % 251) as u8).collect();
+            let event = BusEvent::new("t.x", &payload, None);
+            assert_eq!(event.payload(), payload.as_slice(), "{size} bytes");
+            assert_eq!(event.topic(), "t.x");
+        }
     }
 }
