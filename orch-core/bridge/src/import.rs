@@ -172,6 +172,10 @@ fn deliver(bus: &Bus, stats: &ImportStats, refusals: &Refusals, delivery: Delive
 }
 
 /// What the envelope and the id window say of one message.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a return value moved once into the bus; boxing would add an allocation per message"
+)]
 pub(crate) enum Verdict {
     /// This node's own, or already handled here: acknowledge it now.
     Done,
