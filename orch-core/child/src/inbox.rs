@@ -23,6 +23,8 @@ pub(crate) struct Inbox {
     ring: Option<Consumer>,
     /// The parent's pipe ended.
     gone: Arc<AtomicBool>,
+    /// The body of the frame read last (its allocation reused).
+    body: Vec<u8>,
 }
 
 impl Inbox {
@@ -32,7 +34,12 @@ impl Inbox {
         ring: Option<Consumer>,
         gone: Arc<AtomicBool>,
     ) -> Self {
-        Self { queue, ring, gone }
+        Self {
+            queue,
+            ring,
+            gone,
+            body: Vec::new(),
+        }
     }
 
     /// The next piece of work; waits without spinning, calling
@@ -54,7 +61,10 @@ impl Inbox {
                     ring.wait_for_data(IDLE_WAIT, || !self.queue.is_empty() || gone())
                 }
                 Ok(_) => {
-                    return match Frame::read_from(&mut RingReader::new(ring, gone)) {
+                    let mut reader = RingReader::new(ring, gone);
+                    let read = Frame::read_with(&mut reader, &mut self.body);
+                    orch_wire::protocol::keep_small(&mut self.body);
+                    return match read {
                         Ok(Some(frame)) => Work::Request(frame),
                         Ok(None) => Work::ParentGone,
                         Err(e) => {

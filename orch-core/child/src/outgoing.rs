@@ -49,6 +49,8 @@ const UP_STALL: Duration = Duration::from_secs(60);
 /// flood costs one wake-up for many events; everything else wakes it at once.
 struct UpRing {
     ring: Producer,
+    /// The frame written last (its allocation reused).
+    frame: Vec<u8>,
     replies: u32,
     signalled: Instant,
 }
@@ -78,6 +80,7 @@ impl Outgoing {
             up: up.map(|ring| {
                 Arc::new(Mutex::new(UpRing {
                     ring,
+                    frame: Vec::new(),
                     replies: 0,
                     signalled: Instant::now(),
                 }))
@@ -142,7 +145,11 @@ impl Outgoing {
             let gone = || self.parent_gone.load(Ordering::Acquire);
             let is_reply = matches!(frame, Frame::Reply { .. });
             let wake = if is_reply { Wake::Later } else { Wake::Now };
-            return match write_all(&mut up.ring, &frame.encode(), UP_STALL, &gone, wake) {
+            let up = &mut *up;
+            frame.encode_into(&mut up.frame);
+            let written = write_all(&mut up.ring, &up.frame, UP_STALL, &gone, wake);
+            orch_wire::protocol::keep_small(&mut up.frame);
+            return match written {
                 Ok(()) => {
                     if is_reply {
                         up.replies += 1;

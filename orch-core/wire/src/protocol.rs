@@ -183,6 +183,18 @@ const REQUEST: u8 = 27;
 const ANSWER: u8 = 28;
 const METRICS: u8 = 29;
 
+/// The most a reused frame buffer keeps between frames.
+const KEPT_FRAME_BYTES: usize = 64 * 1024;
+
+/// Lets go of a reused frame buffer's room past [`KEPT_FRAME_BYTES`] (one
+/// large frame, a module's saved state, does not hold its size for good).
+pub fn keep_small(buf: &mut Vec<u8>) {
+    if buf.capacity() > KEPT_FRAME_BYTES {
+        buf.clear();
+        buf.shrink_to(KEPT_FRAME_BYTES);
+    }
+}
+
 #[inline]
 fn put(buf: &mut Vec<u8>, bytes: &[u8]) {
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
@@ -248,25 +260,64 @@ impl Frame {
     /// The frame as bytes, length prefix included.
     #[inline]
     pub fn encode(&self) -> Vec<u8> {
-        let mut buf = vec![0; 4];
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf);
+        buf
+    }
+
+    /// About how many bytes the frame takes (its variable parts plus a
+    /// margin for the fixed ones): room made once instead of growing.
+    fn size_hint(&self) -> usize {
+        let variable = match self {
+            Frame::Initialize { config, state } => {
+                config.len() + state.as_ref().map_or(0, Vec::len)
+            }
+            Frame::Event(event) => {
+                event.topic.len() + event.payload.len() + event.source.len() + event.reply_to.len()
+            }
+            Frame::Reply { data, .. } => data.len(),
+            Frame::Publish { topic, payload } => topic.len() + payload.len(),
+            Frame::Subscribe(p) | Frame::Unsubscribe(p) => p.len(),
+            Frame::Log { message, .. } => message.len(),
+            Frame::TimerFailed { topic, message } => topic.len() + message.len(),
+            Frame::Request { topic, payload, .. } => topic.len() + payload.len(),
+            Frame::Answer {
+                reply_to, payload, ..
+            } => reply_to.len() + payload.len(),
+            Frame::Metrics(samples) => samples
+                .iter()
+                .map(|s| s.name.len() + s.help.len() + 20)
+                .sum(),
+            _ => 0,
+        };
+        variable + 64
+    }
+
+    /// Writes the frame's bytes, length prefix included, over `buf` (its
+    /// allocation reused: one buffer for a stream of frames).
+    #[inline]
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.reserve(self.size_hint());
+        buf.extend_from_slice(&[0; 4]);
         match self {
             Frame::Initialize { config, state } => {
                 buf.push(INITIALIZE);
-                put(&mut buf, config);
+                put(buf, config);
                 buf.push(u8::from(state.is_some()));
-                put(&mut buf, state.as_deref().unwrap_or_default());
+                put(buf, state.as_deref().unwrap_or_default());
             }
             Frame::Start => buf.push(START),
             Frame::Event(event) => {
                 buf.push(EVENT);
-                put(&mut buf, event.topic.as_bytes());
-                put(&mut buf, &event.payload);
+                put(buf, event.topic.as_bytes());
+                put(buf, &event.payload);
                 buf.extend_from_slice(&event.id.to_le_bytes());
                 buf.extend_from_slice(&event.published_at_ms.to_le_bytes());
-                put(&mut buf, event.source.as_bytes());
+                put(buf, event.source.as_bytes());
                 buf.extend_from_slice(&event.kind.code().to_le_bytes());
                 buf.extend_from_slice(&event.request_id.to_le_bytes());
-                put(&mut buf, event.reply_to.as_bytes());
+                put(buf, event.reply_to.as_bytes());
                 buf.extend_from_slice(&event.delivery_count.to_le_bytes());
             }
             Frame::SaveState => buf.push(SAVE_STATE),
@@ -280,25 +331,25 @@ impl Frame {
                 buf.push(REPLY);
                 buf.extend_from_slice(&seq.to_le_bytes());
                 buf.push(*status as u8);
-                put(&mut buf, data);
+                put(buf, data);
             }
             Frame::Publish { topic, payload } => {
                 buf.push(PUBLISH);
-                put(&mut buf, topic.as_bytes());
-                put(&mut buf, payload);
+                put(buf, topic.as_bytes());
+                put(buf, payload);
             }
             Frame::Subscribe(p) => {
                 buf.push(SUBSCRIBE);
-                put(&mut buf, p.as_bytes());
+                put(buf, p.as_bytes());
             }
             Frame::Unsubscribe(p) => {
                 buf.push(UNSUBSCRIBE);
-                put(&mut buf, p.as_bytes());
+                put(buf, p.as_bytes());
             }
             Frame::Log { level, message } => {
                 buf.push(LOG);
                 buf.push(*level);
-                put(&mut buf, message.as_bytes());
+                put(buf, message.as_bytes());
             }
             Frame::Pong { n, busy_ms } => {
                 buf.push(PONG);
@@ -307,8 +358,8 @@ impl Frame {
             }
             Frame::TimerFailed { topic, message } => {
                 buf.push(TIMER_FAILED);
-                put(&mut buf, topic.as_bytes());
-                put(&mut buf, message.as_bytes());
+                put(buf, topic.as_bytes());
+                put(buf, message.as_bytes());
             }
             Frame::Request {
                 id,
@@ -318,8 +369,8 @@ impl Frame {
             } => {
                 buf.push(REQUEST);
                 buf.extend_from_slice(&id.to_le_bytes());
-                put(&mut buf, topic.as_bytes());
-                put(&mut buf, payload);
+                put(buf, topic.as_bytes());
+                put(buf, payload);
                 buf.extend_from_slice(&timeout_ms.to_le_bytes());
             }
             Frame::Answer {
@@ -328,9 +379,9 @@ impl Frame {
                 payload,
             } => {
                 buf.push(ANSWER);
-                put(&mut buf, reply_to.as_bytes());
+                put(buf, reply_to.as_bytes());
                 buf.extend_from_slice(&id.to_le_bytes());
-                put(&mut buf, payload);
+                put(buf, payload);
             }
             Frame::Metrics(samples) => {
                 buf.push(METRICS);
@@ -338,15 +389,14 @@ impl Frame {
                 buf.extend_from_slice(&count.to_le_bytes());
                 for sample in samples {
                     buf.extend_from_slice(&sample.kind.code().to_le_bytes());
-                    put(&mut buf, sample.name.as_bytes());
-                    put(&mut buf, sample.help.as_bytes());
+                    put(buf, sample.name.as_bytes());
+                    put(buf, sample.help.as_bytes());
                     buf.extend_from_slice(&sample.value.to_bits().to_le_bytes());
                 }
             }
         }
         let len = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
         buf[..4].copy_from_slice(&len.to_le_bytes());
-        buf
     }
 
     /// Writes the frame and flushes.
@@ -357,6 +407,15 @@ impl Frame {
 
     /// Reads one frame; `Ok(None)` at a clean end of stream (between frames).
     pub fn read_from(r: &mut impl Read) -> Result<Option<Frame>, ProtocolError> {
+        Self::read_with(r, &mut Vec::new())
+    }
+
+    /// [`Frame::read_from`] reading the body into `body` (its allocation
+    /// reused: one buffer for a stream of frames).
+    pub fn read_with(
+        r: &mut impl Read,
+        body: &mut Vec<u8>,
+    ) -> Result<Option<Frame>, ProtocolError> {
         let mut len = [0u8; 4];
         let mut got = 0;
         while got < 4 {
@@ -372,12 +431,13 @@ impl Frame {
         if len == 0 || len > MAX_FRAME {
             return Err(ProtocolError::BadLength(len));
         }
-        let mut body = vec![0; len];
-        r.read_exact(&mut body).map_err(|e| match e.kind() {
+        body.clear();
+        body.resize(len, 0);
+        r.read_exact(body).map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => ProtocolError::Truncated,
             _ => ProtocolError::Io(e),
         })?;
-        Self::decode(&body).map(Some)
+        Self::decode(body).map(Some)
     }
 
     /// Decodes a frame body (kind byte and fields, without the length prefix).

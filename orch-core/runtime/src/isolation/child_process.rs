@@ -182,7 +182,8 @@ const EVENT_BATCH: u64 = 32;
 
 /// The orchestrator's end of the ring to a child.
 struct DownRing {
-    ring: Mutex<Producer>,
+    /// The ring, and the frame written last (its allocation reused).
+    ring: Mutex<(Producer, Vec<u8>)>,
     /// How long it may stay full before the child counts as frozen.
     stall: Duration,
     /// Frames written since the child was last woken.
@@ -307,7 +308,7 @@ impl ChildProcess {
             );
             threads.extend(control);
             down = Some(DownRing {
-                ring: Mutex::new(ring),
+                ring: Mutex::new((ring, Vec::new())),
                 stall: s.supervision.heartbeat,
                 unsignalled: AtomicU64::new(0),
             });
@@ -384,7 +385,7 @@ impl ChildProcess {
     pub(super) fn wake(&self) {
         if let Some(down) = &self.down {
             let mut ring = down.ring.lock().unwrap_or_else(|e| e.into_inner());
-            ring.signal();
+            ring.0.signal();
             down.unsignalled.store(0, Ordering::Relaxed);
         }
     }
@@ -415,7 +416,8 @@ impl ChildProcess {
     /// at a time) means it stopped reading (killed for it).
     fn send_through_ring(&self, down: &DownRing, frame: &Frame, wake: Wake) -> bool {
         let stall = down.stall;
-        let mut ring = down.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = down.ring.lock().unwrap_or_else(|e| e.into_inner());
+        let (ring, encoded) = &mut *guard;
         let closed = || self.shared.control_closed.load(Ordering::Acquire);
         let wake = match wake {
             Wake::Later if down.unsignalled.fetch_add(1, Ordering::Relaxed) + 1 >= EVENT_BATCH => {
@@ -426,7 +428,10 @@ impl ChildProcess {
         if wake == Wake::Now {
             down.unsignalled.store(0, Ordering::Relaxed);
         }
-        match write_all(&mut ring, &frame.encode(), stall, &closed, wake) {
+        frame.encode_into(encoded);
+        let written = write_all(ring, encoded, stall, &closed, wake);
+        orch_wire::protocol::keep_small(encoded);
+        match written {
             Ok(()) => true,
             Err(WriteFailed::Closed) => false,
             Err(WriteFailed::Stalled) => {

@@ -219,3 +219,32 @@ fn a_metrics_frame_with_more_samples_than_a_module_may_have_is_refused() {
         Err(ProtocolError::Malformed("metric kind"))
     ));
 }
+
+#[test]
+fn one_reused_buffer_writes_and_reads_every_frame_as_a_fresh_one_would() {
+    let mut written = Vec::new();
+    let mut stream = Vec::new();
+    let mut frames = all();
+    frames.push(Frame::Publish {
+        topic: "big.one".into(),
+        payload: vec![b'x'; 200_000],
+    });
+    frames.extend(all());
+    for frame in &frames {
+        frame.encode_into(&mut written);
+        assert_eq!(written, frame.encode(), "{}", frame.kind_name());
+        stream.extend_from_slice(&written);
+        keep_small(&mut written);
+        assert!(
+            written.capacity() <= 64 * 1024,
+            "a large frame's room is let go"
+        );
+    }
+    let mut body = Vec::new();
+    let mut reader = stream.as_slice();
+    for frame in &frames {
+        let back = Frame::read_with(&mut reader, &mut body).unwrap().unwrap();
+        assert_eq!(&back, frame);
+    }
+    assert!(Frame::read_with(&mut reader, &mut body).unwrap().is_none());
+}
