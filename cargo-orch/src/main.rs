@@ -7,6 +7,13 @@
 
 use std::process::ExitCode;
 
+/// mimalloc, not the system allocator: an event is allocated on the
+/// publisher's thread and freed on the last consumer's, and glibc takes a
+/// lock of the publisher's arena for each such free, against the publisher's
+/// next allocation (a futex call for every second event of a flood).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     cargo_orch::main(None)
 }

@@ -150,6 +150,11 @@ fn a_child_host_gets_a_minimal_environment() {
         "{keys:?}"
     );
     assert!(!keys.iter().any(|k| k.starts_with("CARGO")), "{keys:?}");
+    // Its allocator commits memory as it uses it (limits.memory_max).
+    assert!(
+        keys.iter().any(|k| k == "MIMALLOC_ARENA_EAGER_COMMIT"),
+        "{keys:?}"
+    );
     stop_cleanly(&mut orch);
 }
 

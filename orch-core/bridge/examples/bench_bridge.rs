@@ -49,6 +49,10 @@ const CORE_EVENTS_FACTOR: u64 = 5;
 /// Throughput runs per configuration; the median counts.
 const FLOOD_RUNS: usize = 5;
 
+/// The hosts' allocator (see cargo-orch's main.rs); the floor runs on it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(url), Some(events)) = (args.first(), args.get(1).and_then(|a| a.parse().ok())) else {

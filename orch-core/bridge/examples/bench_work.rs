@@ -54,6 +54,10 @@ struct Options {
     nodes: Vec<usize>,
 }
 
+/// The hosts' allocator (see cargo-orch's main.rs); the floor runs on it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     match options().and_then(|options| bench(&options)) {
         Ok(value) => println!("{value}"),

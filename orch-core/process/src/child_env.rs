@@ -23,12 +23,25 @@ const CHILD_ENV: &[&str] = &[
     "LD_LIBRARY_PATH",
 ];
 
+/// Set for every child host: its allocator (mimalloc, as in the orchestrator)
+/// commits memory as it uses it instead of its whole first arena (1 GiB) at
+/// once, so `limits.memory_max` (`RLIMIT_DATA`, which counts writable
+/// mappings whether touched or not) limits what the child uses, and a child
+/// under a limit below 1 GiB can start at all.
+const ALLOCATOR_ENV: &[(&str, &str)] = &[("MIMALLOC_ARENA_EAGER_COMMIT", "0")];
+
 /// The orchestrator's variables that [`CHILD_ENV`] lets through, with every
-/// `LC_*` and `ORCH_*` one.
+/// `LC_*` and `ORCH_*` one, and the child allocator's settings.
 pub fn child_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
-    std::env::vars_os().filter(|(key, _)| {
-        key.to_str().is_some_and(|key| {
-            CHILD_ENV.contains(&key) || key.starts_with("LC_") || key.starts_with("ORCH_")
+    std::env::vars_os()
+        .filter(|(key, _)| {
+            key.to_str().is_some_and(|key| {
+                CHILD_ENV.contains(&key) || key.starts_with("LC_") || key.starts_with("ORCH_")
+            })
         })
-    })
+        .chain(
+            ALLOCATOR_ENV
+                .iter()
+                .map(|(key, value)| ((*key).into(), (*value).into())),
+        )
 }

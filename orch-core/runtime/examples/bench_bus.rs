@@ -28,6 +28,11 @@ use orch_runtime::loader::Loader;
 use orch_runtime::supervisor::Supervisor;
 use serde_json::{Value, json};
 
+/// The hosts' allocator (see cargo-orch's main.rs): what the bus costs in
+/// `cargo orch run`; the floor runs on it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "bench_bus/floor.rs"]
 mod floor;
 #[path = "bench_bus/idle.rs"]
@@ -67,12 +72,15 @@ fn main() {
             rows::isolated(&workspace, &artifacts, size, only)
                 .map(|rows| json!({ "isolated_rows": rows }))
         }),
-        // One flood through the bus (for profilers): `one <events> <release> <subscribers> <payload>`.
+        // One flood (for profilers and before/after runs):
+        // `one <events> <release> <subscribers> <payload> [floor]`, through
+        // the bus or, with `floor`, through the bounded floor.
         "one" => one(
             events,
             release,
             args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1),
             args.get(4).and_then(|a| a.parse().ok()).unwrap_or(0),
+            args.get(5).is_some_and(|a| a == "floor"),
         ),
         other => Err(format!("unknown measurement {other}; use bus or memory")),
     };
@@ -283,7 +291,18 @@ fn host_binary(workspace: &Workspace, release: bool) -> Result<PathBuf, String> 
 }
 
 /// One flood through the real bus, for profiling.
-fn one(events: u64, release: bool, subscribers: usize, payload: usize) -> Result<Value, String> {
+fn one(
+    events: u64,
+    release: bool,
+    subscribers: usize,
+    payload: usize,
+    floor: bool,
+) -> Result<Value, String> {
+    if floor {
+        let bound = floor::Channel::Bounded(rows::MAILBOX);
+        let (_, elapsed) = floor::run_floor(events, payload, subscribers, Pace::Flood, bound);
+        return Ok(json!({ "events_per_s": events as f64 / elapsed.as_secs_f64() }));
+    }
     let (workspace, artifacts) = artifacts(release)?;
     let (_, elapsed, _) = run_bus(
         &workspace,

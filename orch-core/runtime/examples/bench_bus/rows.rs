@@ -31,7 +31,7 @@ const LATENCY_EVENTS: u64 = 20_000;
 /// What an unbounded floor may queue at most, in bytes: caps its events.
 const FLOOR_BYTES: u64 = 512 * 1024 * 1024;
 /// A module's mailbox capacity (the default): the fair floor's bound.
-const MAILBOX: usize = 10_000;
+pub const MAILBOX: usize = 10_000;
 
 /// How big a run is: a full one, or the smoke run's few events.
 #[derive(Clone, Copy)]
