@@ -18,12 +18,15 @@ use orch_sdk::topic;
 
 mod dead_letters;
 mod event;
+mod outcome;
 mod recipients;
 mod route;
 mod sink;
 mod work;
 
 pub use event::{BusEvent, Delivery};
+pub use outcome::BusError;
+use outcome::DeliveryReport;
 pub use recipients::Recipients;
 pub use route::Route;
 pub use sink::{Admission, DeadLetter, Delivered, EventSink, Room};
@@ -32,63 +35,9 @@ pub use sink::{Admission, DeadLetter, Delivered, EventSink, Room};
 /// only counted (in `module.overflow`).
 const DEAD_LETTER_QUEUE: usize = 1024;
 
-/// What one publish came to.
-#[derive(Default)]
-struct DeliveryReport {
-    delivered: usize,
-    refused: Option<String>,
-}
-
-impl DeliveryReport {
-    /// How many took the event, or the refusal of a full `block` mailbox.
-    fn into_result(self) -> Result<usize, BusError> {
-        match self.refused {
-            Some(message) => Err(BusError::Refused(message)),
-            None => Ok(self.delivered),
-        }
-    }
-
-    fn refuse(&mut self, message: String) {
-        match &mut self.refused {
-            Some(first) => {
-                first.push_str("; ");
-                first.push_str(&message);
-            }
-            None => self.refused = Some(message),
-        }
-    }
-}
-
 /// Identifies one subscriber (a module keeps its id across reloads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubscriberId(pub u64);
-
-/// Errors of bus operations.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BusError {
-    /// The topic or pattern is malformed.
-    #[error("{0}")]
-    InvalidTopic(String),
-    /// The subscriber was removed.
-    #[error("subscriber {0:?} is not registered (it was unloaded)")]
-    UnknownSubscriber(SubscriberId),
-    /// The payload is larger than `max_event_bytes`.
-    #[error(
-        "the payload on '{topic}' is {size} bytes, more than max_event_bytes ({limit}); \
-         send large data by reference (a path, a URL) or raise max_event_bytes in config/main.yaml"
-    )]
-    TooLarge {
-        /// The topic.
-        topic: String,
-        /// The payload's size.
-        size: usize,
-        /// The limit.
-        limit: u64,
-    },
-    /// A full mailbox with `overflow: block` did not make room in time.
-    #[error("{0}")]
-    Refused(String),
-}
 
 type Target = (SubscriberId, Arc<dyn EventSink>);
 

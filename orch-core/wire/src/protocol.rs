@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 
 use orch_sdk::EventKind;
 
-use crate::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
+use crate::metric::MetricSample;
 
 /// The largest frame accepted (64 MiB): a corrupt length never allocates more.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -531,74 +531,9 @@ impl Frame {
     }
 }
 
-/// A cursor over a frame's fields.
-struct Fields<'a>(&'a [u8]);
+mod fields;
 
-impl Fields<'_> {
-    #[inline]
-    fn take(&mut self, n: usize) -> Result<&[u8], ProtocolError> {
-        if self.0.len() < n {
-            return Err(ProtocolError::Malformed("field past the end of the frame"));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    #[inline]
-    fn byte(&mut self) -> Result<u8, ProtocolError> {
-        Ok(self.take(1)?[0])
-    }
-
-    #[inline]
-    fn u32(&mut self) -> Result<u32, ProtocolError> {
-        let mut n = [0; 4];
-        n.copy_from_slice(self.take(4)?);
-        Ok(u32::from_le_bytes(n))
-    }
-
-    #[inline]
-    fn u64(&mut self) -> Result<u64, ProtocolError> {
-        let mut n = [0; 8];
-        n.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(n))
-    }
-
-    #[inline]
-    fn bytes(&mut self) -> Result<Vec<u8>, ProtocolError> {
-        let mut n = [0; 4];
-        n.copy_from_slice(self.take(4)?);
-        let len = u32::from_le_bytes(n) as usize;
-        Ok(self.take(len)?.to_vec())
-    }
-
-    #[inline]
-    fn text(&mut self) -> Result<String, ProtocolError> {
-        String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed("invalid UTF-8"))
-    }
-
-    /// A `Metrics` frame's samples: at most one per metric a module may have.
-    fn metric_samples(&mut self) -> Result<Vec<MetricSample>, ProtocolError> {
-        let count = self.u32()? as usize;
-        if count > MAX_METRICS_PER_MODULE {
-            return Err(ProtocolError::Malformed(
-                "more metrics than a module may have",
-            ));
-        }
-        (0..count)
-            .map(|_| {
-                let kind = MetricKind::from_code(self.u32()?)
-                    .ok_or(ProtocolError::Malformed("metric kind"))?;
-                Ok(MetricSample {
-                    kind,
-                    name: self.text()?,
-                    help: self.text()?,
-                    value: f64::from_bits(self.u64()?),
-                })
-            })
-            .collect()
-    }
-}
+use fields::Fields;
 
 #[cfg(test)]
 mod props;
