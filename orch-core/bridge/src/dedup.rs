@@ -131,16 +131,31 @@ impl RecentIds {
     /// Remembers message `id` from `origin` (in the file too), forgetting
     /// the oldest past the bounds; nothing that breaks the caps.
     pub fn insert(&mut self, origin: &str, id: &str) {
-        let Some(key) = key(origin, id) else {
-            return;
-        };
-        if !self.remember(&key) {
+        self.insert_all([(origin, id)]);
+    }
+
+    /// Remembers each `(origin, id)` as [`Self::insert`] does, the new ones
+    /// written to the file in one `write`.
+    pub fn insert_all<'k>(&mut self, ids: impl IntoIterator<Item = (&'k str, &'k str)>) {
+        let mut lines = String::new();
+        let mut count = 0;
+        for (origin, id) in ids {
+            let Some(key) = key(origin, id) else {
+                continue;
+            };
+            if self.remember(&key) && self.log.is_some() {
+                lines.push_str(&key);
+                lines.push('\n');
+                count += 1;
+            }
+        }
+        if count == 0 {
             return;
         }
         let Some(log) = self.log.as_mut() else {
             return;
         };
-        let written = log.append(&key).and_then(|()| {
+        let written = log.append(&lines, count).and_then(|()| {
             if log.lines > 2 * self.capacity || log.bytes > 2 * self.max_bytes {
                 log.compact(&self.order)
             } else {
@@ -191,13 +206,11 @@ impl RecentIds {
 }
 
 impl IdLog {
-    fn append(&mut self, key: &str) -> std::io::Result<()> {
-        let mut line = String::with_capacity(key.len() + 1);
-        line.push_str(key);
-        line.push('\n');
-        self.file.write_all(line.as_bytes())?;
-        self.lines += 1;
-        self.bytes += line.len();
+    /// Appends `count` whole lines in one `write`.
+    fn append(&mut self, lines: &str, count: usize) -> std::io::Result<()> {
+        self.file.write_all(lines.as_bytes())?;
+        self.lines += count;
+        self.bytes += lines.len();
         Ok(())
     }
 
@@ -275,6 +288,32 @@ mod tests {
         ids.insert("node", "i d");
         assert!(ids.is_empty());
         assert_eq!(ids.bytes(), 0);
+    }
+
+    #[test]
+    fn ids_remembered_together_are_written_once_each_and_read_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ids");
+        {
+            let mut ids = RecentIds::persistent(&path, 100, 1 << 20).expect("open");
+            ids.insert("a", "id-0");
+            // A repeat, a key past the caps and a new id in one batch.
+            let long = "i".repeat(60_000);
+            ids.insert_all([
+                ("a", "id-0"),
+                ("a", long.as_str()),
+                ("b", "id-1"),
+                ("a", "id-2"),
+            ]);
+            assert_eq!(ids.len(), 3);
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, "a id-0\nb id-1\na id-2\n");
+        let ids = RecentIds::persistent(&path, 100, 1 << 20).expect("open again");
+        assert!(
+            ids.contains("a", "id-0") && ids.contains("b", "id-1") && ids.contains("a", "id-2")
+        );
+        assert_eq!(ids.len(), 3);
     }
 
     #[test]

@@ -207,45 +207,64 @@ async fn judge(
     })
 }
 
-/// Sends the acknowledgements the local handlers' ends call for, in order.
+/// Acknowledgements taken at once, at most: the handled ones among them are
+/// remembered together (one lock, one `write` of the window's file) before
+/// any of them is sent.
+const ACK_BATCH: usize = 256;
+
+/// Sends the acknowledgements the local handlers' ends call for, in order,
+/// a batch of those waiting at a time.
 async fn acknowledge_all(
     mut to_ack: mpsc::UnboundedReceiver<Ack>,
     importer: Arc<Importer>,
     durable: String,
 ) {
-    while let Some(ack) = to_ack.recv().await {
-        match ack {
-            Ack::Handled(message, tracked) => {
-                importer.handled(tracked.as_deref());
-                acknowledge(&message, AckKind::Ack, &durable).await;
-            }
-            Ack::Refused(message, tracked, refused) => {
-                importer.refused(tracked.as_deref());
-                let topic = message.subject.as_str();
-                let topic = topic
-                    .strip_prefix(importer.prefix.as_str())
-                    .and_then(|t| t.strip_prefix('.'))
-                    .unwrap_or(topic);
-                let kind = match refused.refusal {
-                    Refusal::Permanent(why) => {
-                        let error = &refused.error;
-                        importer
-                            .refusals
-                            .permanent(why, &message.subject, || error.to_string());
-                        AckKind::Term
-                    }
-                    Refusal::Transient => {
-                        let delivered = message.info().map_or(1, |info| info.delivered);
-                        importer.refusals.transient(
-                            topic,
-                            &refused.error,
-                            Some((delivered, MAX_DELIVER)),
-                        );
-                        AckKind::Nak(Some(retry_delay(delivered)))
-                    }
-                };
-                acknowledge(&message, kind, &durable).await;
-            }
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    while to_ack.recv_many(&mut batch, ACK_BATCH).await > 0 {
+        // Remembered as handled before the broker hears of it: a crash in
+        // between skips the redelivery instead of handling it twice.
+        importer.all_handled(batch.iter().filter_map(|ack| match ack {
+            Ack::Handled(_, tracked) => tracked.as_deref(),
+            Ack::Refused(..) => None,
+        }));
+        for ack in batch.drain(..) {
+            acknowledge_one(ack, &importer, &durable).await;
+        }
+    }
+}
+
+/// Sends one acknowledgement (a handled message's id is remembered already).
+async fn acknowledge_one(ack: Ack, importer: &Importer, durable: &str) {
+    match ack {
+        Ack::Handled(message, _) => {
+            acknowledge(&message, AckKind::Ack, durable).await;
+        }
+        Ack::Refused(message, tracked, refused) => {
+            importer.refused(tracked.as_deref());
+            let topic = message.subject.as_str();
+            let topic = topic
+                .strip_prefix(importer.prefix.as_str())
+                .and_then(|t| t.strip_prefix('.'))
+                .unwrap_or(topic);
+            let kind = match refused.refusal {
+                Refusal::Permanent(why) => {
+                    let error = &refused.error;
+                    importer
+                        .refusals
+                        .permanent(why, &message.subject, || error.to_string());
+                    AckKind::Term
+                }
+                Refusal::Transient => {
+                    let delivered = message.info().map_or(1, |info| info.delivered);
+                    importer.refusals.transient(
+                        topic,
+                        &refused.error,
+                        Some((delivered, MAX_DELIVER)),
+                    );
+                    AckKind::Nak(Some(retry_delay(delivered)))
+                }
+            };
+            acknowledge(&message, kind, durable).await;
         }
     }
 }

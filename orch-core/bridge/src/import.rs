@@ -335,11 +335,19 @@ impl Importer {
     /// (so a redelivery is skipped, after a crash too) and lets go of its
     /// pending mark.
     pub(crate) fn handled(&self, tracked: Option<&str>) {
-        if let Some(key) = tracked {
-            if let Some((origin, id)) = key.split_once(' ') {
-                lock(&self.recent).insert(origin, id);
-            }
-            lock(&self.pending).remove(key);
+        self.all_handled(tracked.into_iter());
+    }
+
+    /// [`Self::handled`] for many at once: one lock of each window, the ids
+    /// written to the window's file in one `write`.
+    pub(crate) fn all_handled<'t>(&self, tracked: impl Iterator<Item = &'t str> + Clone) {
+        if tracked.clone().next().is_none() {
+            return;
+        }
+        lock(&self.recent).insert_all(tracked.clone().filter_map(|key| key.split_once(' ')));
+        let mut pending = lock(&self.pending);
+        for key in tracked {
+            pending.remove(key);
         }
     }
 
