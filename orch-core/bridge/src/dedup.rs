@@ -317,6 +317,22 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_larger_than_the_window_keeps_the_file_within_its_bound() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ids");
+        let keys: Vec<String> = (0..50).map(|n| format!("id-{n}")).collect();
+        {
+            let mut ids = RecentIds::persistent(&path, 4, 1 << 20).expect("open");
+            ids.insert_all(keys.iter().map(|id| ("a", id.as_str())));
+            assert_eq!(ids.len(), 4);
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.lines().count() <= 2 * 4, "{text}");
+        let ids = RecentIds::persistent(&path, 4, 1 << 20).expect("open again");
+        assert!((46..50).all(|n| ids.contains("a", &format!("id-{n}"))));
+    }
+
+    #[test]
     fn a_persistent_window_outlives_its_process_and_stays_bounded() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("ids");

@@ -24,10 +24,7 @@ use orch_monitor::webhook::Webhook;
 use orch_runtime::bus::Bus;
 use orch_runtime::status::{BridgeStatus, StatusBoard};
 
-/// mimalloc, not the system allocator: an event is allocated on the
-/// publisher's thread and freed on the last consumer's, and glibc takes a
-/// lock of the publisher's arena for each such free, against the publisher's
-/// next allocation (a futex call for every second event of a flood).
+/// The hosts' allocator, as in cargo-orch's `main.rs` (which says why).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
