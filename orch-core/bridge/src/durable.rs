@@ -14,8 +14,9 @@ use async_nats::jetstream::{AckKind, Message, stream::Stream as JetStreamStream}
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
+use crate::delivery::{Deliverer, Delivery, Refused};
 use crate::envelope;
-use crate::import::{BATCH, Delivery, Importer, Refused, Tracked, Verdict, lock, spawn_delivery};
+use crate::import::{BATCH, Importer, Tracked, Verdict, lock};
 use crate::refusal::Refusal;
 
 /// Unacknowledged messages the server hands this node at most: the bound on
@@ -73,7 +74,7 @@ pub async fn run_jetstream(
     importer: Importer,
 ) {
     let importer = Arc::new(importer);
-    let deliveries = spawn_delivery(
+    let deliverer = Deliverer::start(
         importer.bus.clone(),
         Arc::clone(&importer.stats),
         Arc::clone(&importer.refusals),
@@ -125,7 +126,7 @@ pub async fn run_jetstream(
                     batch.push(delivery);
                 }
             }
-            if !batch.is_empty() && deliveries.send(batch).await.is_err() {
+            if !batch.is_empty() && deliverer.deliver_all(batch).await.is_err() {
                 return;
             }
         }

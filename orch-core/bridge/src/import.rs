@@ -1,9 +1,8 @@
 //! Delivering the broker's messages to local subscribers: the origin check
 //! (a node never gets its own events back), a window of recent message ids
-//! (a repeat is delivered once), then the local bus, from a delivery thread
-//! of the bridge's own fed through a bounded queue (a full `block` mailbox
-//! waits there, never in the runtime, and messages are not held up one by
-//! one behind each other's hand-over).
+//! (a repeat is delivered once), then the local bus through
+//! [`crate::delivery`] (from the runtime where the mailboxes have room, a
+//! full `block` mailbox waited for on a thread of the bridge's own).
 //! On JetStream a message is acknowledged only once every local mailbox took
 //! it and every handler let go of it (so a crash of this node before that
 //! gets it delivered again), and the window of handled ids is kept in a file
@@ -19,14 +18,14 @@ use std::time::Duration;
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use futures_util::StreamExt;
-use orch_runtime::bus::{Bus, BusError, BusEvent};
-use tokio::sync::mpsc;
+use orch_runtime::bus::{Bus, BusEvent};
 
 use crate::dedup::RecentIds;
+use crate::delivery::{Deliverer, Delivery};
 use crate::envelope::{self, Skip};
 use crate::names::Names;
 use crate::node::Identity;
-use crate::refusal::{Permanent, Refusal, Refusals};
+use crate::refusal::{Permanent, Refusals};
 use crate::stats::ImportStats;
 use orch_runtime::pace::Pacer;
 
@@ -80,96 +79,8 @@ pub struct Importer {
     pub jobs: bool,
 }
 
-/// Messages waiting for the delivery thread, at most.
-const DELIVERY_QUEUE: usize = 1_024;
-
 /// Messages taken from the broker at once, at most.
 pub(crate) const BATCH: usize = 256;
-
-/// One message on its way to the local bus.
-pub(crate) struct Delivery {
-    /// The event.
-    pub(crate) event: Arc<BusEvent>,
-    /// Told when the local bus refused it, with why (JetStream).
-    pub(crate) refused: Option<Box<dyn FnOnce(Refused) + Send>>,
-    /// A shared-work job: one no local subscriber took is refused (for
-    /// now: another node may have one), never dropped as handled. Its
-    /// counter of jobs on their way to a mailbox goes down once the bus
-    /// had it.
-    pub(crate) job: Option<Arc<std::sync::atomic::AtomicUsize>>,
-}
-
-/// A delivery the local bus refused: what the bus said, and what becomes
-/// of it.
-pub(crate) struct Refused {
-    /// The bus's error.
-    pub(crate) error: BusError,
-    /// A lasting refusal or a passing one.
-    pub(crate) refusal: Refusal,
-}
-
-/// Starts the thread that hands imported events to the local bus, in order.
-/// A delivery is counted; a refusal is told to the delivery's `refused`, or
-/// else counted and said (paced) here.
-pub(crate) fn spawn_delivery(
-    bus: Bus,
-    stats: Arc<ImportStats>,
-    refusals: Arc<Refusals>,
-) -> mpsc::Sender<Vec<Delivery>> {
-    let (queue, mut batches) = mpsc::channel::<Vec<Delivery>>(DELIVERY_QUEUE / BATCH);
-    let spawned = std::thread::Builder::new()
-        .name("orch-bridge-deliver".into())
-        .spawn(move || {
-            while let Some(batch) = batches.blocking_recv() {
-                for delivery in batch {
-                    deliver(&bus, &stats, &refusals, delivery);
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!("[BRIDGE] cannot start the delivery thread: {e}; nothing is imported");
-    }
-    queue
-}
-
-/// Hands one imported event to the local bus. The event is held here until
-/// a refusal was told: the mailbox that refused it may have let go of it
-/// already, and its last holder's drop would otherwise report it handled
-/// (acknowledged) before the refusal could ask for it again.
-fn deliver(bus: &Bus, stats: &ImportStats, refusals: &Refusals, delivery: Delivery) {
-    let event = delivery.event;
-    let published = bus.publish_imported(Arc::clone(&event));
-    if let Some(on_the_way) = &delivery.job {
-        on_the_way.fetch_sub(1, Ordering::AcqRel);
-    }
-    match published {
-        Ok(0) if delivery.job.is_some() => {
-            if let Some(refused) = delivery.refused {
-                refused(Refused {
-                    error: BusError::Refused(format!(
-                        "no local module subscribes to '{}' now",
-                        event.topic()
-                    )),
-                    refusal: Refusal::Transient,
-                });
-            }
-        }
-        Ok(_) => {
-            stats.delivered.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(error) => {
-            let refusal = Refusal::of(&error);
-            if let Some(refused) = delivery.refused {
-                refused(Refused { error, refusal });
-            } else if let Refusal::Permanent(why) = refusal {
-                refusals.permanent(why, event.topic(), || error.to_string());
-            } else {
-                refusals.transient(event.topic(), &error, None);
-            }
-        }
-    }
-    drop(event);
-}
 
 /// What the envelope and the id window say of one message.
 #[allow(
@@ -366,7 +277,7 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Core NATS: one subscription per imported pattern, at most once (a
 /// refused delivery is not asked for again).
 pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer) {
-    let deliveries = spawn_delivery(
+    let deliverer = Deliverer::start(
         importer.bus.clone(),
         Arc::clone(&importer.stats),
         Arc::clone(&importer.refusals),
@@ -400,7 +311,7 @@ pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer)
                 }
             })
             .collect();
-        if !batch.is_empty() && deliveries.send(batch).await.is_err() {
+        if !batch.is_empty() && deliverer.deliver_all(batch).await.is_err() {
             return;
         }
     }

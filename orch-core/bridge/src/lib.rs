@@ -36,6 +36,7 @@
 pub mod caps;
 pub mod connection;
 pub mod dedup;
+mod delivery;
 pub mod durable;
 pub mod envelope;
 pub mod export;

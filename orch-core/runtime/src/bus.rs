@@ -18,6 +18,7 @@ use orch_sdk::topic;
 
 mod dead_letters;
 mod event;
+mod offer;
 mod outcome;
 mod recipients;
 mod route;
@@ -25,6 +26,7 @@ mod sink;
 mod work;
 
 pub use event::{BusEvent, Delivery};
+pub use offer::{Offered, Unsettled};
 pub use outcome::BusError;
 use outcome::DeliveryReport;
 pub use recipients::Recipients;

@@ -25,7 +25,8 @@ use tokio::sync::{Notify, mpsc};
 
 use super::dead::DeadLetters;
 use super::{WorkStats, handled};
-use crate::import::{Delivery, Importer, Refused, Tracked, Verdict, lock, spawn_delivery};
+use crate::delivery::{Deliverer, Delivery, Refused};
+use crate::import::{Importer, Tracked, Verdict, lock};
 use crate::refusal::Refusal;
 
 /// How long a pull request waits for jobs before it is made again with the
@@ -183,7 +184,7 @@ impl Puller {
             self.dead.clone(),
         ));
         let importer = &self.importer;
-        let deliveries = spawn_delivery(
+        let deliverer = Deliverer::start(
             importer.bus.clone(),
             Arc::clone(&importer.stats),
             Arc::clone(&importer.refusals),
@@ -196,7 +197,7 @@ impl Puller {
             {
                 Ok(consumer) => {
                     let pulled = self
-                        .pull(&consumer, &held, &settle, &deliveries, handled.as_ref())
+                        .pull(&consumer, &held, &settle, &deliverer, handled.as_ref())
                         .await;
                     if let Err(e) = pulled {
                         if e.is_empty() {
@@ -229,7 +230,7 @@ impl Puller {
         consumer: &PullConsumer,
         held: &Arc<Held>,
         settle: &mpsc::UnboundedSender<Settle>,
-        deliveries: &mpsc::Sender<Vec<Delivery>>,
+        deliverer: &Deliverer,
         handled: Option<&kv::Store>,
     ) -> Result<(), String> {
         loop {
@@ -264,7 +265,7 @@ impl Puller {
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|e| e.to_string())?;
                 if let Some(delivery) = self.take(message, held, settle, handled).await
-                    && deliveries.send(vec![delivery]).await.is_err()
+                    && deliverer.deliver_all(vec![delivery]).await.is_err()
                 {
                     return Err(String::new());
                 }

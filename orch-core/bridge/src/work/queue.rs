@@ -12,7 +12,8 @@ use futures_util::StreamExt;
 use orch_config::WorkGroup;
 
 use super::WorkStats;
-use crate::import::{Delivery, Importer, Verdict, spawn_delivery};
+use crate::delivery::{Deliverer, Delivery};
+use crate::import::{Importer, Verdict};
 
 /// How often the subscription is looked at again (held or let go).
 const CHECK: Duration = Duration::from_millis(200);
@@ -20,7 +21,7 @@ const CHECK: Duration = Duration::from_millis(200);
 /// Takes the group's jobs through a queue group for as long as the bridge
 /// runs.
 pub async fn run(client: Client, group: WorkGroup, importer: Arc<Importer>, stats: Arc<WorkStats>) {
-    let deliveries = spawn_delivery(
+    let deliverer = Deliverer::start(
         importer.bus.clone(),
         Arc::clone(&importer.stats),
         Arc::clone(&importer.refusals),
@@ -80,7 +81,7 @@ pub async fn run(client: Client, group: WorkGroup, importer: Arc<Importer>, stat
             refused: None,
             job: None,
         };
-        if deliveries.send(vec![delivery]).await.is_err() {
+        if deliverer.deliver_all(vec![delivery]).await.is_err() {
             return;
         }
     }
