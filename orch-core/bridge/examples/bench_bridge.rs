@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 #[path = "bench_bridge/floor.rs"]
 mod floor;
 
-use floor::{QUIET, bare, bare_with};
+use floor::{QUIET, alongside, bare, bare_with, drop_stream};
 
 const PRODUCER: &str = "fixture-bench-producer";
 const CONSUMER: &str = "fixture-bench-consumer";
@@ -163,7 +163,9 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
             ));
             let flood = median(FLOOD_RUNS, || {
                 let n = next();
-                orch(&workspace, &artifacts, url, mode, n, events, payload, None)
+                orch(
+                    &workspace, &artifacts, url, mode, n, events, payload, None, false,
+                )
             })?;
             let n = next();
             let paced = orch(
@@ -175,15 +177,30 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
                 latency_events,
                 payload,
                 Some(LATENCY_RATE),
+                false,
             )?;
-            rows.push(row(
+            let mut orch_row = row(
                 "orch bridge (node A to node B)",
                 mode,
                 payload,
                 events,
                 flood,
                 &paced,
-            ));
+            );
+            if mode == Mode::Core {
+                // One more run at full throttle with a bare subscriber of
+                // the same messages beside node B (apart from the timed
+                // runs: it takes its share of the cores).
+                let n = next();
+                let beside = orch(
+                    &workspace, &artifacts, url, mode, n, events, payload, None, true,
+                )?;
+                orch_row["beside_bare"] = json!({
+                    "node_b": beside.report["count"].as_u64().unwrap_or(0),
+                    "bare": beside.alongside.unwrap_or(0),
+                });
+            }
+            rows.push(orch_row);
         }
     }
     let events = events.saturating_mul(CORE_EVENTS_FACTOR);
@@ -217,6 +234,8 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
 struct Run {
     elapsed: Duration,
     report: Value,
+    /// What a bare subscriber beside node B received of the same messages.
+    alongside: Option<u64>,
 }
 
 fn median(runs: usize, mut measure: impl FnMut() -> Result<Run, String>) -> Result<Run, String> {
@@ -371,6 +390,7 @@ fn orch(
     events: u64,
     payload: usize,
     rate: Option<u64>,
+    with_bare: bool,
 ) -> Result<Run, String> {
     let settings = |node: &str, export: bool| NatsSettings {
         servers: vec![url.to_owned()],
@@ -421,6 +441,9 @@ fn orch(
         .bus()
         .subscribe(observer, "bench.done")
         .map_err(|e| e.to_string())?;
+    let bare = with_bare
+        .then(|| alongside(url, format!("bench.r{run}.bench.event"), events))
+        .transpose()?;
     let producer = node(
         workspace,
         artifacts,
@@ -452,7 +475,25 @@ fn orch(
         bridge.shutdown(Duration::from_secs(1));
         supervisor.shutdown("benchmark done");
     }
-    Ok(Run { elapsed, report })
+    let alongside = bare.map(|thread| thread.join().unwrap_or(0));
+    if mode == Mode::JetStream {
+        let stream = format!("BENCH_R{run}");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(async {
+                match async_nats::connect(url).await {
+                    Ok(client) => drop_stream(&client, &stream).await,
+                    Err(e) => eprintln!("bench_bridge: cannot delete the stream {stream}: {e}"),
+                }
+            });
+    }
+    Ok(Run {
+        elapsed,
+        report,
+        alongside,
+    })
 }
 
 /// Waits for the consumer's `bench.done`. On core NATS, once node B has
@@ -530,5 +571,9 @@ fn in_process(
     let last_ns = report["last_ns"].as_u64().unwrap_or(started_ns);
     let elapsed = Duration::from_nanos(last_ns.saturating_sub(started_ns));
     supervisor.shutdown("benchmark done");
-    Ok(Run { elapsed, report })
+    Ok(Run {
+        elapsed,
+        report,
+        alongside: None,
+    })
 }

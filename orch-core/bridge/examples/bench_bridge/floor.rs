@@ -143,6 +143,9 @@ pub async fn bare_with(
     }
     publisher.flush().await.map_err(|e| e.to_string())?;
     let (latencies, last) = receive.await.map_err(|e| e.to_string())?;
+    if mode == Mode::JetStream {
+        drop_stream(&subscriber, &format!("FLOOR_R{run}")).await;
+    }
     let elapsed = last.saturating_duration_since(started);
     if (latencies.len() as u64) < events {
         eprintln!(
@@ -155,5 +158,73 @@ pub async fn bare_with(
     Ok(Run {
         elapsed,
         report: summary(latencies),
+        alongside: None,
     })
+}
+
+/// Deletes a benchmark's stream once its run is over: each run has its own
+/// (up to 100 MB of 1 KB events), and the server's store is not unbounded.
+pub async fn drop_stream(client: &async_nats::Client, name: &str) {
+    if let Err(e) = jetstream::new(client.clone()).delete_stream(name).await {
+        eprintln!("bench_bridge: cannot delete the stream {name}: {e}");
+    }
+}
+
+/// A bare subscriber beside node B, on its own thread and runtime (as a
+/// node's client is): it receives node A's messages as node B does, in the
+/// same run on the same cores, and counts them. What core NATS hands a
+/// client that does nothing with its messages is the loss node B is held
+/// to. Waits up to a minute for the first message, then [`QUIET`].
+pub fn alongside(
+    url: &str,
+    subject: String,
+    events: u64,
+) -> Result<std::thread::JoinHandle<u64>, String> {
+    let (ready_tx, ready) = std::sync::mpsc::channel::<Result<(), String>>();
+    let url = url.to_owned();
+    let thread = std::thread::Builder::new()
+        .name("bench-alongside".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return 0;
+                }
+            };
+            runtime.block_on(async move {
+                let subscribed = async {
+                    let client = async_nats::connect(url).await.map_err(|e| e.to_string())?;
+                    let sub = client.subscribe(subject).await.map_err(|e| e.to_string())?;
+                    client.flush().await.map_err(|e| e.to_string())?;
+                    Ok::<_, String>((client, sub))
+                };
+                let (_client, mut sub) = match subscribed.await {
+                    Ok(subscribed) => subscribed,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return 0;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let mut count = 0;
+                let mut wait = Duration::from_secs(60);
+                while count < events {
+                    match tokio::time::timeout(wait, sub.next()).await {
+                        Ok(Some(_)) => count += 1,
+                        _ => break,
+                    }
+                    wait = QUIET;
+                }
+                count
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    ready
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| "the bare subscriber beside node B did not start".to_string())??;
+    Ok(thread)
 }
