@@ -2,7 +2,7 @@
 //! TLS, reconnect with back-off, never giving up), and its state, which the
 //! outbox waits on and `bridge.connected` / `bridge.disconnected` report.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::{Client, ConnectOptions, Event};
@@ -16,7 +16,8 @@ use crate::BridgeError;
 #[derive(Default)]
 pub struct Link {
     state: Mutex<LinkState>,
-    changed: Condvar,
+    /// Told at every change (the outbox's reader waits on it).
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -38,13 +39,29 @@ const DROPS_SAID_EVERY: Duration = Duration::from_secs(5);
 
 impl Link {
     /// Waits up to `timeout` for a connection; whether there is one.
-    pub fn wait_connected(&self, timeout: Duration) -> bool {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (state, _) = self
-            .changed
-            .wait_timeout_while(state, timeout, |s| !s.connected && !s.closed)
-            .unwrap_or_else(|e| e.into_inner());
-        state.connected
+    pub async fn until_connected(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the state is read: a change in between
+            // still wakes it.
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if state.connected || state.closed {
+                    return state.connected;
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return self.is_connected();
+            }
+        }
+    }
+
+    /// Whether it was closed for good (the bridge is shutting down).
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().map(|s| s.closed).unwrap_or(true)
     }
 
     /// Whether it is connected now.
@@ -89,7 +106,7 @@ impl Link {
             state.server = server;
         }
         drop(state);
-        self.changed.notify_all();
+        self.changed.notify_waiters();
     }
 
     /// Wakes every waiter for good: the bridge is shutting down.
@@ -98,7 +115,7 @@ impl Link {
         state.closed = true;
         state.connected = false;
         drop(state);
-        self.changed.notify_all();
+        self.changed.notify_waiters();
     }
 }
 

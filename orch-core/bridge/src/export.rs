@@ -22,9 +22,9 @@ use async_nats::jetstream::context::PublishErrorKind as JetStreamPublishErrorKin
 use async_nats::{Client, PublishErrorKind, Subject};
 use bytes::Bytes;
 use orch_runtime::bus::BusEvent;
-use tokio::sync::mpsc::Receiver;
 
 use crate::node::{Identity, MessageIds};
+use crate::outbox::OutboxReader;
 use crate::{caps, envelope, names};
 use orch_runtime::pace::Pacer;
 
@@ -56,9 +56,9 @@ pub enum Target {
     JetStream(Context),
 }
 
-/// Publishes every event that arrives on `batches` until the channel closes.
+/// Publishes every event the outbox's `reader` gives until it is closed.
 pub async fn run(
-    mut batches: Receiver<Vec<Arc<BusEvent>>>,
+    reader: OutboxReader,
     target: Target,
     prefix: String,
     work: Vec<orch_config::WorkGroup>,
@@ -77,8 +77,9 @@ pub async fn run(
     };
     let mut subjects = Subjects::new(prefix, work);
     let mut window: VecDeque<InFlight> = VecDeque::new();
-    while let Some(batch) = batches.recv().await {
-        for event in batch {
+    let mut batch = Vec::new();
+    while reader.next_batch(&mut batch, &exporter.stats.in_hand).await {
+        for event in batch.drain(..) {
             let subject = subjects.of(event.topic());
             if exporter.export(event, subject, &mut window).await {
                 exporter.stats.in_hand.fetch_sub(1, Ordering::AcqRel);
@@ -87,7 +88,7 @@ pub async fn run(
                 exporter.settle_oldest(&mut window).await;
             }
         }
-        if batches.is_empty() {
+        if reader.is_empty() {
             while !window.is_empty() {
                 exporter.settle_oldest(&mut window).await;
             }

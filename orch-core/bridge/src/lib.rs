@@ -62,11 +62,11 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use orch_config::NatsSettings;
-use orch_runtime::bus::{Bus, BusEvent};
+use orch_runtime::bus::Bus;
 use orch_runtime::mailbox::Mailbox;
 use orch_runtime::status::StatusBoard;
 use orch_runtime::timers::TimerService;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use connection::Link;
 use export::{ExportStats, Target};
@@ -89,10 +89,6 @@ pub enum BridgeError {
     #[error("bridge: {0}")]
     Runtime(String),
 }
-
-/// Batches of exported events handed from the outbox to the runtime and not
-/// yet published, at most.
-const HAND_OVER: usize = 16;
 
 /// A running bridge.
 pub struct Bridge {
@@ -154,21 +150,13 @@ impl Bridge {
             ))
         })?;
         let link = Arc::new(Link::default());
-        let (forward, events) = mpsc::channel::<Vec<Arc<BusEvent>>>(HAND_OVER);
         let mailbox = Mailbox::new("bridge".into(), settings.outbox, publish_timeout);
         let exported = Arc::new(ExportStats::default());
         let work_topics = settings.work.iter().flat_map(|g| g.topics.iter().cloned());
         let outbox_topics: Vec<String> =
             settings.export.iter().cloned().chain(work_topics).collect();
-        let outbox = Outbox::open(
-            bus,
-            mailbox,
-            timers,
-            &outbox_topics,
-            Arc::clone(&link),
-            forward,
-            Arc::clone(&exported),
-        )?;
+        let outbox = Outbox::open(bus, mailbox, timers, &outbox_topics)?;
+        let events = outbox.reader(Arc::clone(&link));
         for topic in settings.work.iter().flat_map(|g| &g.topics) {
             bus.divert(outbox.subscriber(), topic)
                 .map_err(|e| BridgeError::Config(format!("work topic '{topic}': {e}")))?;
@@ -388,7 +376,7 @@ struct Run {
 impl Run {
     async fn serve(
         self,
-        events: mpsc::Receiver<Vec<Arc<BusEvent>>>,
+        events: outbox::OutboxReader,
         import_go: oneshot::Receiver<()>,
         import_stopped: watch::Receiver<bool>,
         stopped: watch::Receiver<bool>,

@@ -137,7 +137,15 @@ mod tests {
             last = first.next();
             assert!(seen.insert(last.clone()), "{last} twice");
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        // The promise holds for a node that sent fewer than one id per
+        // microsecond (a million a second; the bridge sends a tenth of
+        // that): the loop above is faster, so the restart comes once the
+        // clock has passed the last sequence, as it would have at that rate.
+        let passed = |id: &str| Identity::new("a".into()).incarnation > seq(id).unwrap_or(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while !passed(&last) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let restarted = MessageIds::new(&Identity::new("a".into()));
         let again = restarted.next();
         assert!(seq(&again) > seq(&last), "{again} after {last}");

@@ -1,19 +1,19 @@
 //! The outbox: exported events wait here for the broker. It is a module
 //! mailbox like any other (named `bridge`), so it has the same capacity and
-//! overflow policies, dead letters and overflow reports; a pump thread hands
-//! its events to the bridge's runtime only while a connection is up, so
-//! during a disconnect they wait here, bounded, and nothing is handed to the
-//! client twice.
+//! overflow policies, dead letters and overflow reports. The bridge's
+//! runtime takes its events itself ([`OutboxReader`]), woken by the sink
+//! when one arrives (no thread in between), and only while a connection is
+//! up, so during a disconnect they wait here, bounded, and nothing is handed
+//! to the client twice.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, bounded};
 use orch_runtime::bus::{Admission, Bus, BusEvent, Delivered, EventSink, SubscriberId};
-use orch_runtime::mailbox::{Mailbox, MailboxSink, Next, Work};
+use orch_runtime::mailbox::{Mailbox, MailboxSink};
 use orch_sdk::EventKind;
+use tokio::sync::Notify;
 
 use crate::connection::Link;
 
@@ -22,6 +22,8 @@ use crate::connection::Link;
 /// host's namespaces and request/reply traffic stay local.
 pub struct ExportSink {
     inner: Arc<MailboxSink>,
+    /// Wakes the reader (a permit is kept if it is not waiting).
+    arrived: Arc<Notify>,
 }
 
 impl EventSink for ExportSink {
@@ -34,33 +36,35 @@ impl EventSink for ExportSink {
             // topic must not count the outbox as a module that may answer.
             return Delivered::Dropped;
         }
-        self.inner.deliver(event, admission)
+        let delivered = self.inner.deliver(event, admission);
+        if delivered == Delivered::Accepted {
+            self.arrived.notify_one();
+        }
+        delivered
     }
 }
 
-/// The outbox and its pump.
+/// The outbox, registered on the bus.
 pub struct Outbox {
     mailbox: Mailbox,
     subscriber: SubscriberId,
-    stop: Sender<Work>,
+    arrived: Arc<Notify>,
     stopping: Arc<AtomicBool>,
-    pump: Option<JoinHandle<()>>,
 }
 
 impl Outbox {
-    /// Registers the outbox on `bus` for `patterns`; its events go to
-    /// `forward` while `link` is connected.
+    /// Registers the outbox on `bus` for `patterns`; [`Outbox::reader`]
+    /// takes its events while `link` is connected.
     pub fn open(
         bus: &Bus,
         mailbox: Mailbox,
         timers: orch_runtime::timers::TimerService,
         patterns: &[String],
-        link: Arc<Link>,
-        forward: tokio::sync::mpsc::Sender<Vec<Arc<BusEvent>>>,
-        stats: Arc<crate::export::ExportStats>,
     ) -> Result<Self, crate::BridgeError> {
+        let arrived = Arc::new(Notify::new());
         let sink = Arc::new(ExportSink {
             inner: mailbox.sink(),
+            arrived: Arc::clone(&arrived),
         });
         let subscriber = bus.register(sink);
         mailbox.report_to(bus, timers, subscriber);
@@ -68,23 +72,23 @@ impl Outbox {
             bus.subscribe(subscriber, pattern)
                 .map_err(|e| crate::BridgeError::Config(format!("export '{pattern}': {e}")))?;
         }
-        let (stop, control) = bounded(1);
-        let stopping = Arc::new(AtomicBool::new(false));
-        let pump = {
-            let mailbox = mailbox.clone();
-            let stopping = Arc::clone(&stopping);
-            std::thread::Builder::new()
-                .name("orch-bridge-outbox".into())
-                .spawn(move || pump(&mailbox, &control, &link, &forward, &stopping, &stats))
-                .map_err(|e| crate::BridgeError::Runtime(format!("cannot start the outbox: {e}")))?
-        };
         Ok(Self {
             mailbox,
             subscriber,
-            stop,
-            stopping,
-            pump: Some(pump),
+            arrived,
+            stopping: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// What takes the events out, in the bridge's runtime: one reader per
+    /// outbox.
+    pub fn reader(&self, link: Arc<Link>) -> OutboxReader {
+        OutboxReader {
+            mailbox: self.mailbox.clone(),
+            arrived: Arc::clone(&self.arrived),
+            stopping: Arc::clone(&self.stopping),
+            link,
+        }
     }
 
     /// Its mailbox (for reading its depth from other threads).
@@ -107,61 +111,63 @@ impl Outbox {
         self.mailbox.is_empty()
     }
 
-    /// Takes the outbox off `bus` and stops its pump (what still waits is
+    /// Takes the outbox off `bus` and stops its reader (what still waits is
     /// reported, not sent).
-    pub fn close(mut self, bus: &Bus) -> usize {
+    pub fn close(self, bus: &Bus) -> usize {
         bus.remove(self.subscriber);
         self.stopping.store(true, Ordering::Release);
-        let _ = self.stop.try_send(Work::Stop);
-        self.mailbox.wake();
-        if let Some(pump) = self.pump.take() {
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            while !pump.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if pump.is_finished() {
-                let _ = pump.join();
-            }
-        }
+        self.arrived.notify_one();
         self.mailbox.len()
     }
 }
 
-/// Events handed to the runtime at once, at most.
+/// Events taken from the outbox at once, at most.
 const BATCH: usize = 256;
 
-/// Hands the outbox's events to the runtime, in order, only while connected:
-/// each wake-up takes what waits, up to [`BATCH`].
-fn pump(
-    mailbox: &Mailbox,
-    control: &Receiver<Work>,
-    link: &Link,
-    forward: &tokio::sync::mpsc::Sender<Vec<Arc<BusEvent>>>,
-    stopping: &AtomicBool,
-    stats: &crate::export::ExportStats,
-) {
-    while !stopping.load(Ordering::Acquire) {
-        if !link.wait_connected(Duration::from_millis(200)) {
-            continue;
-        }
-        match mailbox.next(control) {
-            Next::Work(Work::Event(event)) => {
-                let mut batch = Vec::with_capacity(BATCH);
-                batch.push(event);
-                while batch.len() < BATCH
-                    && let Some(more) = mailbox.try_next_event()
-                {
-                    batch.push(more);
-                }
-                let taken = batch.len() as u64;
-                stats.in_hand.fetch_add(taken, Ordering::AcqRel);
-                if forward.blocking_send(batch).is_err() {
-                    stats.in_hand.fetch_sub(taken, Ordering::AcqRel);
-                    return;
-                }
+/// How long a reader waits for a wake-up before it looks again anyway
+/// (a stop, a lost connection).
+const IDLE_CHECK: Duration = Duration::from_millis(200);
+
+/// Takes the outbox's events in order, in batches, only while connected.
+pub struct OutboxReader {
+    mailbox: Mailbox,
+    arrived: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+    link: Arc<Link>,
+}
+
+impl OutboxReader {
+    /// Waits until events wait and a connection is up, and moves up to
+    /// [`BATCH`] of them into `batch`, each counted in `in_hand` as it is
+    /// taken; `false` once the outbox is closed.
+    pub async fn next_batch(&self, batch: &mut Vec<Arc<BusEvent>>, in_hand: &AtomicU64) -> bool {
+        loop {
+            if self.stopping.load(Ordering::Acquire) {
+                return false;
             }
-            Next::Work(Work::Call(never)) => match never {},
-            Next::Work(Work::Stop) | Next::Control => return,
+            if !self.link.until_connected(IDLE_CHECK).await {
+                if self.link.is_closed() {
+                    return false;
+                }
+                continue;
+            }
+            while batch.len() < BATCH
+                && let Some(event) = self.mailbox.try_next_event()
+            {
+                in_hand.fetch_add(1, Ordering::AcqRel);
+                batch.push(event);
+            }
+            if !batch.is_empty() {
+                return true;
+            }
+            // An event that arrived since the outbox was found empty left a
+            // permit: this returns at once.
+            let _ = tokio::time::timeout(IDLE_CHECK, self.arrived.notified()).await;
         }
+    }
+
+    /// Whether no event waits in the outbox now.
+    pub fn is_empty(&self) -> bool {
+        self.mailbox.is_empty()
     }
 }
