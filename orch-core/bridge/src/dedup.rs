@@ -125,7 +125,13 @@ impl RecentIds {
 
     /// Whether message `id` from `origin` is in the window.
     pub fn contains(&self, origin: &str, id: &str) -> bool {
-        key(origin, id).is_some_and(|key| self.seen.contains(key.as_str()))
+        key(origin, id).is_some_and(|key| self.contains_key(&key))
+    }
+
+    /// Whether `key` (`<origin> <id>`, as the window's file has it) is in
+    /// the window.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.seen.contains(key)
     }
 
     /// Remembers message `id` from `origin` (in the file too), forgetting
@@ -137,14 +143,24 @@ impl RecentIds {
     /// Remembers each `(origin, id)` as [`Self::insert`] does, the new ones
     /// written to the file in one `write`.
     pub fn insert_all<'k>(&mut self, ids: impl IntoIterator<Item = (&'k str, &'k str)>) {
+        let keys: Vec<Arc<str>> = ids
+            .into_iter()
+            .filter_map(|(origin, id)| key(origin, id))
+            .map(Arc::from)
+            .collect();
+        self.insert_keys(&keys);
+    }
+
+    /// [`Self::insert_all`] for keys made already (`<origin> <id>`, both
+    /// parts read within the caps, as an importer's envelope check does):
+    /// each is kept as it is, not copied.
+    pub(crate) fn insert_keys<'k>(&mut self, keys: impl IntoIterator<Item = &'k Arc<str>>) {
         let mut lines = String::new();
         let mut count = 0;
-        for (origin, id) in ids {
-            let Some(key) = key(origin, id) else {
-                continue;
-            };
-            if self.remember(&key) && self.log.is_some() {
-                lines.push_str(&key);
+        for key in keys {
+            debug_assert!(key.len() <= MAX_KEY && parse_line(key.as_bytes()).is_some());
+            if self.remember_shared(Arc::clone(key)) && self.log.is_some() {
+                lines.push_str(key);
                 lines.push('\n');
                 count += 1;
             }
@@ -172,10 +188,13 @@ impl RecentIds {
     }
 
     fn remember(&mut self, key: &str) -> bool {
-        if self.seen.contains(key) {
+        !self.seen.contains(key) && self.remember_shared(Arc::from(key))
+    }
+
+    fn remember_shared(&mut self, key: Arc<str>) -> bool {
+        if self.seen.contains(&key) {
             return false;
         }
-        let key: Arc<str> = Arc::from(key);
         self.seen.insert(Arc::clone(&key));
         self.bytes += key.len() + 1;
         self.order.push_back(key);

@@ -225,7 +225,7 @@ async fn acknowledge_all(
         // Remembered as handled before the broker hears of it: a crash in
         // between skips the redelivery instead of handling it twice.
         importer.all_handled(batch.iter().filter_map(|ack| match ack {
-            Ack::Handled(_, tracked) => tracked.as_deref(),
+            Ack::Handled(_, tracked) => tracked.as_ref(),
             Ack::Refused(..) => None,
         }));
         for ack in batch.drain(..) {

@@ -109,26 +109,30 @@ pub(crate) fn fields(envelope: &str) -> Result<Fields<'_>, String> {
             caps::MAX_ENVELOPE
         ));
     }
-    let parts: Vec<&str> = envelope.split(' ').collect();
-    let [origin, source, event_id, published, rest @ ..] = parts.as_slice() else {
-        return Err(format!(
-            "the {ENVELOPE} header has {} field(s), not 5",
-            parts.len()
-        ));
-    };
-    if rest.len() > 1 {
-        return Err(format!(
-            "the {ENVELOPE} header has {} fields, not 5",
-            parts.len()
-        ));
+    // Read in place (no list of the fields is made for each message).
+    let mut parts = [""; 5];
+    let mut count = 0;
+    for part in envelope.split(' ') {
+        if let Some(slot) = parts.get_mut(count) {
+            *slot = part;
+        }
+        count += 1;
     }
+    if count < 4 {
+        return Err(format!("the {ENVELOPE} header has {count} field(s), not 5"));
+    }
+    if count > 5 {
+        return Err(format!("the {ENVELOPE} header has {count} fields, not 5"));
+    }
+    let [origin, source, event_id, published, incarnation] = parts;
+    let rest = (count == 5).then_some(incarnation);
     let broken = |e: caps::Broken| format!("{ENVELOPE}: {e}");
     caps::name("the origin node", origin).map_err(broken)?;
-    let source = if *source == "host" {
+    let source = if source == "host" {
         None
     } else {
         caps::name("the source module", source).map_err(broken)?;
-        Some(*source)
+        Some(source)
     };
     Ok(Fields {
         origin,
@@ -136,7 +140,6 @@ pub(crate) fn fields(envelope: &str) -> Result<Fields<'_>, String> {
         event_id: caps::number("the event id", event_id).map_err(broken)?,
         published_at_ms: caps::number("the time", published).map_err(broken)?,
         incarnation: rest
-            .first()
             .map(|i| caps::number("the incarnation", i))
             .transpose()
             .map_err(broken)?,

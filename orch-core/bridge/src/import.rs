@@ -62,7 +62,7 @@ pub struct Importer {
     /// Message ids (`<origin> <id>`) delivered and not yet handled: a
     /// redelivery meanwhile is not delivered again (the first one's
     /// completion acknowledges). At most `MAX_ACK_PENDING` of them.
-    pub pending: Arc<Mutex<HashSet<String>>>,
+    pub pending: Arc<Mutex<HashSet<Arc<str>>>>,
     /// The names and topics messages keep repeating.
     pub names: Mutex<Names>,
     /// Paces the warning about a namesake.
@@ -104,7 +104,7 @@ pub(crate) enum Verdict {
 }
 
 /// A delivered message's place in the window of ids: `<origin> <id>`.
-pub(crate) type Tracked = String;
+pub(crate) type Tracked = Arc<str>;
 
 impl Importer {
     /// Counts a message refused for good and reports it (paced).
@@ -183,12 +183,14 @@ impl Importer {
         }
         let mut tracked = None;
         if track && let Some(id) = arrived.message_id {
-            if lock(&self.recent).contains(arrived.origin, id) {
+            // Both parts are within the caps (the envelope check): the key
+            // is made once, and shared by both windows.
+            let key: Arc<str> = Arc::from(format!("{} {id}", arrived.origin));
+            if lock(&self.recent).contains_key(&key) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
                 return Verdict::Done;
             }
-            let key = format!("{} {id}", arrived.origin);
-            if !lock(&self.pending).insert(key.clone()) {
+            if !lock(&self.pending).insert(Arc::clone(&key)) {
                 self.stats.repeats.fetch_add(1, Ordering::Relaxed);
                 return Verdict::InHand;
             }
@@ -245,17 +247,17 @@ impl Importer {
     /// Once an event's handlers are done: remembers its id with its origin
     /// (so a redelivery is skipped, after a crash too) and lets go of its
     /// pending mark.
-    pub(crate) fn handled(&self, tracked: Option<&str>) {
+    pub(crate) fn handled(&self, tracked: Option<&Tracked>) {
         self.all_handled(tracked.into_iter());
     }
 
     /// [`Self::handled`] for many at once: one lock of each window, the ids
     /// written to the window's file in one `write`.
-    pub(crate) fn all_handled<'t>(&self, tracked: impl Iterator<Item = &'t str> + Clone) {
+    pub(crate) fn all_handled<'t>(&self, tracked: impl Iterator<Item = &'t Tracked> + Clone) {
         if tracked.clone().next().is_none() {
             return;
         }
-        lock(&self.recent).insert_all(tracked.clone().filter_map(|key| key.split_once(' ')));
+        lock(&self.recent).insert_keys(tracked.clone());
         let mut pending = lock(&self.pending);
         for key in tracked {
             pending.remove(key);

@@ -308,7 +308,7 @@ impl Puller {
             Verdict::Deliver { event, tracked } => (event, tracked),
         };
         if delivered > 1
-            && let (Some(store), Some(key)) = (handled, tracked.as_deref())
+            && let (Some(store), Some(key)) = (handled, tracked.as_ref())
             && handled::seen(store, key).await
         {
             self.importer.handled(Some(key));
@@ -364,7 +364,7 @@ async fn settle_all(
                 };
                 stats.release();
                 stats.handled.fetch_add(1, Ordering::Relaxed);
-                importer.handled(tracked.as_deref());
+                importer.handled(tracked.as_ref());
                 let (handled, not_marked) = (handled.clone(), Arc::clone(&not_marked));
                 stats.acking.fetch_add(1, Ordering::AcqRel);
                 let acked = Arc::clone(&stats);

@@ -118,12 +118,22 @@ impl BusEvent {
 
     /// As [`BusEvent::new`], sharing `topic` (a route's) instead of copying it.
     pub fn on_topic(topic: Arc<str>, payload: &[u8], source: Option<Arc<str>>) -> Self {
+        Self::published_at(topic, payload, source, now_ms())
+    }
+
+    /// An event with the next id, published at `published_at_ms`.
+    fn published_at(
+        topic: Arc<str>,
+        payload: &[u8],
+        source: Option<Arc<str>>,
+        published_at_ms: u64,
+    ) -> Self {
         Self {
             topic,
             payload: Payload::of(payload),
             source,
             id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
-            published_at_ms: now_ms(),
+            published_at_ms,
             delivery_count: 1,
             kind: EventKind::Publish,
             request_id: 0,
@@ -158,11 +168,9 @@ impl BusEvent {
         origin: Arc<str>,
         published_at_ms: Option<u64>,
     ) -> Self {
-        let mut event = Self::new(topic, payload, source);
+        let at = published_at_ms.unwrap_or_else(now_ms);
+        let mut event = Self::published_at(Arc::from(topic), payload, source, at);
         event.origin = Some(origin);
-        if let Some(at) = published_at_ms {
-            event.published_at_ms = at;
-        }
         event
     }
 
