@@ -229,6 +229,9 @@ fn a_tap_follows_the_bus_and_a_stalled_one_never_holds_it_up() {
     };
     // A reading tap.
     let reading = open("{\"command\":\"tap\",\"pattern\":\"test.>\",\"count\":2}\n");
+    reading
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
     let mut lines = BufReader::new(reading.try_clone().expect("clone"));
     let tapped = || bus.has_subscribers("test.ping");
     let until = std::time::Instant::now() + Duration::from_secs(5);
@@ -255,7 +258,17 @@ fn a_tap_follows_the_bus_and_a_stalled_one_never_holds_it_up() {
     assert!(!event.payload.contains("hunter2"), "{}", event.payload);
     // A stalled tap: it never reads.
     let stalled = open("{\"command\":\"tap\",\"pattern\":\">\"}\n");
-    std::thread::sleep(Duration::from_millis(300));
+    // Only the stalled tap matches bench.x: wait until it is on the bus (a
+    // fixed sleep lost that race on a loaded machine, and the reads below
+    // then waited for lines that never came).
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !bus.has_subscribers("bench.x") && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(bus.has_subscribers("bench.x"), "the stalled tap subscribed");
+    stalled
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
     let events = super::TAP_QUEUE * 3;
     for n in 0..events {
         // A tap is no recipient: nothing subscribes to bench.x but the taps.
@@ -265,20 +278,26 @@ fn a_tap_follows_the_bus_and_a_stalled_one_never_holds_it_up() {
         assert_eq!(delivered, 0, "a tap is never counted as a subscriber");
     }
     // Read late: what did not fit was dropped, and the tap says how many.
+    // Every event was either written (into the socket's buffer while the
+    // publishes ran, or from the queue now) or dropped; the last lines,
+    // written after the publishes, carry the final count.
     let mut late = BufReader::new(stalled);
-    let mut last_dropped = 0;
-    for _ in 0..super::TAP_QUEUE + 1 {
+    let (mut lines, mut last_dropped) = (0u64, 0u64);
+    while lines + last_dropped < events as u64 {
         let mut line = String::new();
-        late.read_line(&mut line).expect("a line");
+        let read = late.read_line(&mut line).unwrap_or_else(|e| {
+            panic!("after {lines} line(s), {last_dropped} dropped of {events}: {e}")
+        });
+        assert!(read > 0, "the tap hung up after {lines} line(s)");
         if let Ok(Response::Tapped(event)) = serde_json::from_str::<Response>(&line) {
+            lines += 1;
             last_dropped = event.dropped;
         }
     }
-    // The socket's buffer took some too: what neither it nor the queue held
-    // was dropped.
     assert!(
-        last_dropped > 0 && last_dropped < events as u64,
-        "dropped {last_dropped} of {events}"
+        lines >= super::TAP_QUEUE as u64 && last_dropped > 0,
+        "{lines} written, {last_dropped} dropped of {events}: the queue's worth is written, \
+         the rest dropped"
     );
     drop(server);
 }
