@@ -6,8 +6,11 @@
 //! this process, real cdylibs, a real broker), core NATS and JetStream, 0 B and
 //! 1 KB payloads; beside them, in the same run, a bare async-nats publisher
 //! and subscriber (the floor: core, and JetStream with the same window of
-//! outstanding acknowledgements the bridge uses) and the in-process bus. Throughput at full
-//! throttle (median of 5), latency publish-to-handler at a paced rate.
+//! outstanding acknowledgements the bridge uses) and the in-process bus.
+//! Throughput at full throttle (median of 5, floor and bridge taking turns),
+//! latency publish-to-handler at a paced rate. On core NATS one more run at
+//! full throttle has a bare subscriber of node A's messages beside node B,
+//! to compare what each received.
 //!
 //! `BENCH_BRIDGE_ONLY=<mode>-<payload>` (`core-0`, `jetstream-1024`, ...)
 //! measures that configuration alone and skips the in-process rows: for
@@ -116,10 +119,23 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
             {
                 continue;
             }
-            let flood = median(FLOOD_RUNS, || {
+            // The floor, the floor with the bridge's five envelope headers
+            // (what the protocol costs, apart from what the bridge adds) and
+            // the bridge take turns, so a drift of the machine's speed
+            // reaches all three alike.
+            let mut floods: [Vec<Run>; 3] = Default::default();
+            for _ in 0..FLOOD_RUNS {
                 let n = next();
-                runtime.block_on(bare(url, mode, n, events, payload, None))
-            })?;
+                floods[0].push(runtime.block_on(bare(url, mode, n, events, payload, None))?);
+                let n = next();
+                floods[1]
+                    .push(runtime.block_on(bare_with(url, mode, n, events, payload, None, true))?);
+                let n = next();
+                floods[2].push(orch(
+                    &workspace, &artifacts, url, mode, n, events, payload, None, false,
+                )?);
+            }
+            let [plain, enveloped, bridged] = floods.map(median);
             let n = next();
             let paced = runtime.block_on(bare(
                 url,
@@ -134,15 +150,9 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
                 mode,
                 payload,
                 events,
-                flood,
+                plain,
                 &paced,
             ));
-            // The same, each message with the bridge's five envelope headers:
-            // what the protocol costs, apart from what the bridge adds.
-            let flood = median(FLOOD_RUNS, || {
-                let n = next();
-                runtime.block_on(bare_with(url, mode, n, events, payload, None, true))
-            })?;
             let n = next();
             let paced = runtime.block_on(bare_with(
                 url,
@@ -158,15 +168,9 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
                 mode,
                 payload,
                 events,
-                flood,
+                enveloped,
                 &paced,
             ));
-            let flood = median(FLOOD_RUNS, || {
-                let n = next();
-                orch(
-                    &workspace, &artifacts, url, mode, n, events, payload, None, false,
-                )
-            })?;
             let n = next();
             let paced = orch(
                 &workspace,
@@ -184,7 +188,7 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
                 mode,
                 payload,
                 events,
-                flood,
+                bridged,
                 &paced,
             );
             if mode == Mode::Core {
@@ -208,9 +212,11 @@ fn bench(url: &str, events: u64, release: bool) -> Result<Value, String> {
         if only.is_some() {
             break;
         }
-        let flood = median(FLOOD_RUNS, || {
-            in_process(&workspace, &artifacts, events, payload, None)
-        })?;
+        let flood = median(
+            (0..FLOOD_RUNS)
+                .map(|_| in_process(&workspace, &artifacts, events, payload, None))
+                .collect::<Result<_, _>>()?,
+        );
         let paced = in_process(
             &workspace,
             &artifacts,
@@ -238,12 +244,15 @@ struct Run {
     alongside: Option<u64>,
 }
 
-fn median(runs: usize, mut measure: impl FnMut() -> Result<Run, String>) -> Result<Run, String> {
-    let mut all = (0..runs)
-        .map(|_| measure())
-        .collect::<Result<Vec<_>, _>>()?;
-    all.sort_by_key(|r| r.elapsed);
-    Ok(all.swap_remove(all.len() / 2))
+/// The run of median throughput among `all` (events received per second:
+/// on core NATS a run that lost events is slower, not faster).
+fn median(mut all: Vec<Run>) -> Run {
+    let rate = |run: &Run| {
+        let received = run.report["count"].as_u64().unwrap_or(0) as f64;
+        received / run.elapsed.as_secs_f64().max(1e-9)
+    };
+    all.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    all.swap_remove(all.len() / 2)
 }
 
 fn row(path: &str, mode: Mode, payload: usize, events: u64, flood: Run, paced: &Run) -> Value {
