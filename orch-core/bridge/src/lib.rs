@@ -16,7 +16,8 @@
 //!   left, and never loops between nodes: imported events are not exported),
 //!   a window of recent ids (bounded by count and bytes, keyed by origin
 //!   and id), acknowledgement after local delivery ([`durable`] on
-//!   JetStream); [`names`] remembers the names and topics its messages
+//!   JetStream); events reach the mailboxes from the runtime itself, and
+//!   only what a full `block` mailbox holds up waits on a delivery thread; [`names`] remembers the names and topics its messages
 //!   repeat; [`caps`] bounds what a peer's headers may hold, and
 //!   [`refusal`] tells lasting refusals (terminated) from passing ones;
 //! - [`connection`]: reconnects with back-off for ever, and says so on the bus
