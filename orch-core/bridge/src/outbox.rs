@@ -171,3 +171,94 @@ impl OutboxReader {
         self.mailbox.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use orch_config::{MailboxSettings, Overflow};
+    use orch_runtime::timers::TimerService;
+
+    use super::*;
+
+    fn payload_of(event: &BusEvent) -> String {
+        String::from_utf8_lossy(event.payload()).into_owned()
+    }
+
+    /// The reader takes nothing while the link is down (the events wait in
+    /// the outbox), takes them in order once it is up, and ends once the
+    /// outbox is closed.
+    #[test]
+    fn the_reader_takes_events_in_order_only_while_connected() {
+        let bus = Bus::new();
+        let mailbox = Mailbox::new(
+            "bridge".into(),
+            MailboxSettings {
+                capacity: 100,
+                overflow: Overflow::Block,
+            },
+            Duration::from_secs(1),
+        );
+        let outbox = Outbox::open(&bus, mailbox, TimerService::new(), &["test.>".into()])
+            .expect("the outbox opens");
+        let link = Arc::new(Link::default());
+        let reader = outbox.reader(Arc::clone(&link));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        for n in 1..=3 {
+            bus.publish("test.ping", n.to_string().as_bytes(), Some("m".into()))
+                .expect("published");
+        }
+        let in_hand = AtomicU64::new(0);
+        let mut batch = Vec::new();
+        let disconnected = runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_millis(300),
+                reader.next_batch(&mut batch, &in_hand),
+            )
+            .await
+        });
+        assert!(disconnected.is_err(), "nothing is taken while disconnected");
+        assert_eq!(outbox.len(), 3, "the events wait in the outbox");
+        // Connected from another thread while the reader waits.
+        let connect = {
+            let link = Arc::clone(&link);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                link.set(true, Some("127.0.0.1:4222".into()));
+            })
+        };
+        let taken = runtime.block_on(reader.next_batch(&mut batch, &in_hand));
+        connect.join().expect("no panic");
+        assert!(taken);
+        let got: Vec<String> = batch.drain(..).map(|e| payload_of(&e)).collect();
+        assert_eq!(got, ["1", "2", "3"]);
+        assert_eq!(in_hand.load(Ordering::Acquire), 3);
+        assert!(reader.is_empty());
+        // An event published while the reader waits is taken.
+        let publish = {
+            let bus = bus.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                bus.publish("test.ping", b"4", Some("m".into()))
+            })
+        };
+        let taken = runtime.block_on(reader.next_batch(&mut batch, &in_hand));
+        assert!(publish.join().expect("no panic").is_ok());
+        assert!(taken);
+        assert_eq!(
+            batch.iter().map(|e| payload_of(e)).collect::<Vec<_>>(),
+            ["4"]
+        );
+        batch.clear();
+        assert_eq!(outbox.close(&bus), 0);
+        let ended = runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                reader.next_batch(&mut batch, &in_hand),
+            )
+            .await
+        });
+        assert_eq!(ended, Ok(false), "a closed outbox ends its reader");
+    }
+}
