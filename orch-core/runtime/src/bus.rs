@@ -388,10 +388,12 @@ impl Bus {
     /// [`BusEvent::imported`]), waiting for full `block` mailboxes like a
     /// module's publish; an error when one refused it (its topic and size
     /// are checked too).
+    /// [`Bus::offer_imported`], then waiting for what it left unsettled.
     pub fn publish_imported(&self, event: Arc<BusEvent>) -> Result<usize, BusError> {
-        topic::validate_topic(event.topic()).map_err(BusError::InvalidTopic)?;
-        self.check_size(event.topic(), event.payload())?;
-        self.deliver(event, Admission::Now, None).into_result()
+        match self.offer_imported(event)? {
+            Offered::Settled(published) => published,
+            Offered::Unsettled(unsettled) => unsettled.settle(self),
+        }
     }
 
     /// Publishes a host event serialized from `data`. Host events have fixed,
