@@ -364,24 +364,29 @@ fn run(
 ) -> ActorState {
     let mut watched = Watched::default();
     loop {
-        if mailbox.is_empty() {
-            // It may wait now: the handlers' time so far is counted.
-            watched.pause(&state);
-            if let Some(instance) = state.instance.as_mut() {
-                instance.before_wait();
-            }
-        }
         // Control first; otherwise the mailbox in order (it returns as soon as
         // a control message arrives) or, while paused, the control channel alone.
         let next = if let Ok(envelope) = control.try_recv() {
             envelope
         } else if state.paused {
+            watched.pause(&mut state);
             match control.recv() {
                 Ok(envelope) => envelope,
                 Err(_) => break,
             }
         } else {
-            match mailbox.next(control) {
+            let next = match mailbox.try_next(control) {
+                Some(next) => next,
+                None => {
+                    // It may wait now: the handlers' time so far is counted.
+                    watched.pause(&mut state);
+                    if let Some(instance) = state.instance.as_mut() {
+                        instance.before_wait();
+                    }
+                    mailbox.next(control)
+                }
+            };
+            match next {
                 Next::Work(work) => work,
                 Next::Control => continue,
             }
@@ -389,7 +394,11 @@ fn run(
         match next {
             Envelope::Event(event) => deliver(&mut state, &event, bus, activity, &mut watched),
             Envelope::Call(call) => {
-                watched.pause(&state);
+                // What was handed to an isolated child goes before the call.
+                watched.pause(&mut state);
+                if let Some(instance) = state.instance.as_mut() {
+                    instance.before_wait();
+                }
                 call(&mut state);
             }
             Envelope::Stop => break,
@@ -398,6 +407,7 @@ fn run(
             break;
         }
     }
+    watched.pause(&mut state);
     state
 }
 
@@ -409,13 +419,35 @@ struct Watched {
     clock: HandlerClock,
     /// The topic last shown to the watchdog.
     topic: Option<Arc<str>>,
+    /// Events handled and not yet added to the module's counters.
+    handled: u64,
 }
 
+/// The most events an actor handles before adding them to its module's
+/// counters (a scrape sees the count at most this far behind while events
+/// flow, exact once the actor pauses).
+const COUNT_EVERY: u64 = 16;
+
 impl Watched {
-    /// No handler follows at once: the handler time so far is counted.
-    fn pause(&mut self, state: &ActorState) {
+    /// One more event handled: counted in `counters` a few at a time.
+    fn handled(&mut self, counters: &ModuleCounters) {
+        self.handled += 1;
+        if self.handled >= COUNT_EVERY {
+            counters.events_in_many(std::mem::take(&mut self.handled));
+        }
+    }
+
+    /// No handler follows at once: the handler time and the events so far
+    /// are counted.
+    fn pause(&mut self, state: &mut ActorState) {
         if let Some(counters) = &state.counters {
             self.clock.pause(counters);
+            if self.handled > 0 {
+                counters.events_in_many(std::mem::take(&mut self.handled));
+            }
+        }
+        if let Some(edges) = &mut state.edges {
+            edges.flush();
         }
     }
 }
@@ -454,7 +486,7 @@ fn deliver(
     let result = instance.on_event(event.delivery());
     let overran = activity.end();
     if let Some(counters) = &state.counters {
-        counters.event_in();
+        watched.handled(counters);
         if let Some(edges) = &mut state.edges {
             edges.count(event);
         }

@@ -10,20 +10,21 @@
 //! The host's calls (lifecycle steps, a dead child's wake-up, stop) and the
 //! answers to the module's requests go in a second queue, unbounded because
 //! each is bounded elsewhere (one call at a time per caller, 10,000 pending
-//! requests per module). A call is marked with the number of events queued
-//! before it and runs only once those have been taken, so a call queued after
-//! some events runs after them (that is how shutdown drains a mailbox).
+//! requests per module). A call leaves a mark in the event queue, behind the
+//! events queued before it, and runs when the reader reaches the mark, so a
+//! call queued after some events runs after them (that is how shutdown
+//! drains a mailbox). Neither side counts anything for that: the queue's own
+//! order keeps it.
 //!
 //! The mailbox knows nothing of what reads it: the calls are of its owner's
 //! type `C` (the actor's steps; none for the bridge's outbox, [`NoCall`]),
 //! and what others read of it (depth, capacity, drops) is a [`MailboxGauge`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use crossbeam_utils::CachePadded;
 use orch_config::{MailboxSettings, Overflow};
 use orch_sdk::events;
 
@@ -31,7 +32,7 @@ use crate::bus::{
     Admission, Bus, BusEvent, DeadLetter, Delivered, EventSink, SubscriberId, WeakBus,
 };
 use crate::timers::TimerService;
-use queue::EventQueue;
+use queue::{EventQueue, Taken};
 
 mod queue;
 
@@ -70,18 +71,12 @@ struct Shared<C> {
     settings: MailboxSettings,
     publish_timeout: Duration,
     events: EventQueue,
-    calls_tx: Sender<(u64, Work<C>)>,
-    calls_rx: Receiver<(u64, Work<C>)>,
-    /// The next call, taken from its queue but waiting for the events queued
-    /// before it.
-    held: Mutex<Option<(u64, Work<C>)>>,
-    /// Whether `held` has a call (read without its lock on the hot path).
-    holding: AtomicBool,
-    /// Events queued so far (by publishers), and events taken out
-    /// (delivered, or dropped by `drop-oldest`): each on a cache line of its
-    /// own, so the publishers' writes and the reader's do not collide.
-    pushed: CachePadded<AtomicU64>,
-    removed: CachePadded<AtomicU64>,
+    calls_tx: Sender<Work<C>>,
+    calls_rx: Receiver<Work<C>>,
+    /// Calls whose marks were taken out of the queue by someone other than
+    /// [`Mailbox::next`] (a `drop-oldest` publisher, a batch reader): due
+    /// now, before the next event.
+    due: AtomicUsize,
     /// Set by the `fail` policy: nothing is delivered any more.
     failed: AtomicBool,
     /// Set while the module's handler is stuck past `timeouts.event`: its
@@ -175,10 +170,7 @@ impl<C: Send + 'static> Mailbox<C> {
                 events: EventQueue::new(settings.capacity),
                 calls_tx,
                 calls_rx,
-                held: Mutex::new(None),
-                holding: AtomicBool::new(false),
-                pushed: CachePadded::new(AtomicU64::new(0)),
-                removed: CachePadded::new(AtomicU64::new(0)),
+                due: AtomicUsize::new(0),
                 failed: AtomicBool::new(false),
                 suspended: AtomicBool::new(false),
                 overflow: OverflowCount::default(),
@@ -218,9 +210,9 @@ impl<C: Send + 'static> Mailbox<C> {
 
     /// Queues a host call after the events queued so far.
     pub fn post(&self, envelope: Work<C>) {
-        let mark = self.shared.pushed.load(Ordering::Acquire);
-        let _ = self.shared.calls_tx.send((mark, envelope));
-        self.shared.events.wake();
+        // The call first: whoever reaches its mark finds it queued.
+        let _ = self.shared.calls_tx.send(envelope);
+        self.shared.events.mark();
     }
 
     /// Wakes the reader: something waits for it on its control channel.
@@ -233,12 +225,16 @@ impl<C: Send + 'static> Mailbox<C> {
     /// takes events in batches, such as the bridge's outbox.
     pub fn try_next_event(&self) -> Option<Arc<BusEvent>> {
         let s = &*self.shared;
-        if s.holding.load(Ordering::Acquire) || !s.calls_rx.is_empty() {
+        if s.due.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let event = s.events.try_pop()?;
-        s.removed.fetch_add(1, Ordering::AcqRel);
-        Some(event)
+        match s.events.try_pop()? {
+            Taken::Event(event) => Some(event),
+            Taken::Mark => {
+                s.due.fetch_add(1, Ordering::AcqRel);
+                None
+            }
+        }
     }
 
     /// How many events wait.
@@ -254,9 +250,7 @@ impl<C: Send + 'static> Mailbox<C> {
     /// Whether anything waits: an event, a call or an answer.
     pub fn has_waiting(&self) -> bool {
         let s = &*self.shared;
-        s.events.len() > 0
-            || !s.calls_rx.is_empty()
-            || s.held.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        s.events.len() > 0 || !s.calls_rx.is_empty() || s.due.load(Ordering::Acquire) > 0
     }
 
     /// The events it can hold.
@@ -295,42 +289,45 @@ impl<C: Send + 'static> Mailbox<C> {
     /// The next event or call in order, waiting for one; [`Next::Control`] as
     /// soon as something waits on `control` instead.
     pub fn next(&self, control: &Receiver<Work<C>>) -> Next<C> {
+        loop {
+            if let Some(next) = self.try_next(control) {
+                return next;
+            }
+            // Nothing ready: wait for an event or a mark; a control message
+            // drops a wake-up in the same channel.
+            if let Some(next) = self.shared.events.wait().and_then(|t| self.work_of(t)) {
+                return Next::Work(next);
+            }
+        }
+    }
+
+    /// As [`Mailbox::next`], without waiting: `None` when nothing is ready.
+    pub fn try_next(&self, control: &Receiver<Work<C>>) -> Option<Next<C>> {
         let s = &*self.shared;
         loop {
             if !control.is_empty() {
-                return Next::Control;
+                return Some(Next::Control);
             }
-            // The common case: no host call waits, take the next event.
-            if !s.holding.load(Ordering::Acquire)
-                && s.calls_rx.is_empty()
-                && let Some(event) = s.events.try_pop()
-            {
-                s.removed.fetch_add(1, Ordering::AcqRel);
-                return Next::Work(Work::Event(event));
+            // A call whose mark someone else took out is due first.
+            if s.due.load(Ordering::Acquire) > 0 {
+                s.due.fetch_sub(1, Ordering::AcqRel);
+                if let Ok(call) = s.calls_rx.try_recv() {
+                    return Some(Next::Work(call));
+                }
             }
-            let mut held = s.held.lock().unwrap_or_else(|e| e.into_inner());
-            if held.is_none() {
-                *held = s.calls_rx.try_recv().ok();
+            if let Some(next) = self.work_of(s.events.try_pop()?) {
+                return Some(Next::Work(next));
             }
-            s.holding.store(held.is_some(), Ordering::Release);
-            let due = held
-                .as_ref()
-                .is_some_and(|(mark, _)| s.removed.load(Ordering::Acquire) >= *mark);
-            if due && let Some((_, call)) = held.take() {
-                s.holding.store(false, Ordering::Release);
-                return Next::Work(call);
-            }
-            drop(held);
-            if let Some(event) = s.events.try_pop() {
-                s.removed.fetch_add(1, Ordering::AcqRel);
-                return Next::Work(Work::Event(event));
-            }
-            // Nothing ready: wait for an event; a call or a control message
-            // drops a wake-up in the same channel.
-            if let Some(event) = s.events.wait() {
-                s.removed.fetch_add(1, Ordering::AcqRel);
-                return Next::Work(Work::Event(event));
-            }
+        }
+    }
+
+    /// The work `taken` out of the queue stands for: the event, or at a
+    /// mark the call it marks (every event queued before the call is
+    /// taken: its turn; queued before its mark, the call is there).
+    fn work_of(&self, taken: Taken) -> Option<Work<C>> {
+        match taken {
+            Taken::Event(event) => Some(Work::Event(event)),
+            Taken::Mark => self.shared.calls_rx.try_recv().ok(),
         }
     }
 
@@ -353,14 +350,14 @@ impl<C: Send + 'static> Mailbox<C> {
             return Delivered::Accepted;
         }
         let event = match s.events.try_push(Arc::clone(event)) {
-            Ok(()) => return self.pushed(),
+            Ok(()) => return Delivered::Accepted,
             Err(event) => event,
         };
         match s.settings.overflow {
             Overflow::Block if admission == Admission::Now => Delivered::WouldBlock,
             Overflow::Block if admission == Admission::Wait => {
                 match s.events.push_timeout(event, s.publish_timeout) {
-                    Ok(()) => self.pushed(),
+                    Ok(()) => Delivered::Accepted,
                     Err(event) => {
                         self.drop_event(&event);
                         Delivered::Refused(format!(
@@ -390,22 +387,23 @@ impl<C: Send + 'static> Mailbox<C> {
         }
     }
 
-    fn pushed(&self) -> Delivered {
-        self.shared.pushed.fetch_add(1, Ordering::AcqRel);
-        Delivered::Accepted
-    }
-
     /// Drops the oldest waiting event to make room for `event` (a few tries
     /// against concurrent publishers, then `event` itself is dropped).
     fn replace_oldest(&self, mut event: Arc<BusEvent>) -> Delivered {
         let s = &*self.shared;
         for _ in 0..8 {
-            if let Some(oldest) = s.events.try_pop() {
-                s.removed.fetch_add(1, Ordering::AcqRel);
-                self.drop_event(&oldest);
+            match s.events.try_pop() {
+                Some(Taken::Event(oldest)) => self.drop_event(&oldest),
+                // A call's turn came: the reader takes it next (woken, in
+                // case it waits for exactly this).
+                Some(Taken::Mark) => {
+                    s.due.fetch_add(1, Ordering::AcqRel);
+                    s.events.wake();
+                }
+                None => {}
             }
             match s.events.try_push(event) {
-                Ok(()) => return self.pushed(),
+                Ok(()) => return Delivered::Accepted,
                 Err(back) => event = back,
             }
         }

@@ -12,12 +12,30 @@ use crossbeam_utils::CachePadded;
 
 use crate::bus::BusEvent;
 
+/// What the queue's channel carries: events (counted), and beside them,
+/// uncounted, the marks of host calls and bare wake-ups.
+enum Slot {
+    Event(Arc<BusEvent>),
+    Mark,
+    Wake,
+}
+
+/// What the reader takes out of the queue.
+pub(crate) enum Taken {
+    /// The next event.
+    Event(Arc<BusEvent>),
+    /// A host call's mark: the events queued before the call are all taken.
+    Mark,
+}
+
 /// A bounded queue of events, many publishers, one reader at a time. The
-/// channel also carries wake-ups (`None`, not counted): the reader blocks on
-/// this channel alone, and whoever queues it other work drops a wake-up here.
+/// channel also carries the marks of host calls (each behind the events
+/// queued before its call) and wake-ups, neither counted: the reader blocks
+/// on this channel alone, and whoever queues it other work drops a wake-up
+/// here.
 pub(crate) struct EventQueue {
-    tx: Sender<Option<Arc<BusEvent>>>,
-    rx: Receiver<Option<Arc<BusEvent>>>,
+    tx: Sender<Slot>,
+    rx: Receiver<Slot>,
     capacity: usize,
     /// Waiting publishers are woken once the queue is down to this many: a
     /// batch of room at a time, not a wake-up (and a context switch) per event.
@@ -68,13 +86,20 @@ impl EventQueue {
             return Err(event);
         }
         // Cannot fail: the queue holds its own receiver.
-        let _ = self.tx.send(Some(event));
+        let _ = self.tx.send(Slot::Event(event));
         Ok(())
     }
 
     /// Wakes the reader if it waits in [`Self::wait`].
     pub(crate) fn wake(&self) {
-        let _ = self.tx.send(None);
+        let _ = self.tx.send(Slot::Wake);
+    }
+
+    /// Marks the place of a host call: behind every event queued so far
+    /// (the reader takes the call when it reaches the mark). Wakes the
+    /// reader too.
+    pub(crate) fn mark(&self) {
+        let _ = self.tx.send(Slot::Mark);
     }
 
     /// Queues `event`, waiting up to `timeout` for room.
@@ -108,21 +133,24 @@ impl EventQueue {
         outcome
     }
 
-    /// Takes the oldest event, waking a waiting publisher.
-    pub(crate) fn try_pop(&self) -> Option<Arc<BusEvent>> {
+    /// Takes the oldest event or mark (skipping wake-ups), waking a waiting
+    /// publisher.
+    pub(crate) fn try_pop(&self) -> Option<Taken> {
         loop {
             match self.rx.try_recv() {
-                Ok(Some(event)) => return Some(self.taken(event)),
-                Ok(None) => {}
+                Ok(Slot::Event(event)) => return Some(Taken::Event(self.taken(event))),
+                Ok(Slot::Mark) => return Some(Taken::Mark),
+                Ok(Slot::Wake) => {}
                 Err(_) => return None,
             }
         }
     }
 
-    /// Waits for the next event, or a wake-up (`None`).
-    pub(crate) fn wait(&self) -> Option<Arc<BusEvent>> {
+    /// Waits for the next event or mark, or a wake-up (`None`).
+    pub(crate) fn wait(&self) -> Option<Taken> {
         match self.rx.recv() {
-            Ok(Some(event)) => Some(self.taken(event)),
+            Ok(Slot::Event(event)) => Some(Taken::Event(self.taken(event))),
+            Ok(Slot::Mark) => Some(Taken::Mark),
             _ => None,
         }
     }
@@ -156,6 +184,16 @@ mod tests {
         Arc::new(BusEvent::new("t.x", &[b'0' + n], None))
     }
 
+    impl EventQueue {
+        /// The next event, past any mark (the tests queue none).
+        fn try_pop_event(&self) -> Option<Arc<BusEvent>> {
+            std::iter::from_fn(|| self.try_pop()).find_map(|taken| match taken {
+                Taken::Event(event) => Some(event),
+                Taken::Mark => None,
+            })
+        }
+    }
+
     #[test]
     fn holds_capacity_events_in_order_and_wakes_a_waiting_publisher() {
         let queue = Arc::new(EventQueue::new(2));
@@ -171,7 +209,7 @@ mod tests {
             let queue = Arc::clone(&queue);
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(30));
-                queue.try_pop()
+                queue.try_pop_event()
             })
         };
         assert!(
@@ -180,7 +218,7 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(reader.join().unwrap().unwrap().payload(), b"1");
-        let rest: Vec<Vec<u8>> = std::iter::from_fn(|| queue.try_pop())
+        let rest: Vec<Vec<u8>> = std::iter::from_fn(|| queue.try_pop_event())
             .map(|e| e.payload().to_vec())
             .collect();
         assert_eq!(rest, [b"2".to_vec(), b"3".to_vec()]);
@@ -200,7 +238,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut got = Vec::new();
                 while got.len() < 200 {
-                    match queue.try_pop() {
+                    match queue.try_pop_event() {
                         Some(event) if event.payload()[0] != u8::MAX => {
                             got.push(event.payload()[0]);
                         }

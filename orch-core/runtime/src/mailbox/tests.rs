@@ -179,6 +179,34 @@ fn calls_run_after_the_events_before_them_and_answers_are_never_dropped() {
 }
 
 #[test]
+fn a_call_whose_mark_drop_oldest_took_out_runs_before_the_events_after_it() {
+    let w = world(2, Overflow::DropOldest);
+    w.bus.publish("t.1", b"1", None).unwrap();
+    w.mailbox.post(Work::Stop);
+    // Each of these drops the oldest: t.1, then the call's mark (the call is
+    // due: nothing queued before it is left), then t.2.
+    for n in 2..=4 {
+        w.bus.publish(&format!("t.{n}"), b"1", None).unwrap();
+    }
+    assert_eq!(drain(&w.mailbox), ["call", "t.3", "t.4"]);
+    w.timers.stop();
+}
+
+#[test]
+fn a_batch_reader_stops_at_a_call_and_goes_on_after_it() {
+    let w = world(10, Overflow::Block);
+    w.bus.publish("t.1", b"1", None).unwrap();
+    w.mailbox.post(Work::Stop);
+    w.bus.publish("t.2", b"1", None).unwrap();
+    let topic = |e: Option<Arc<BusEvent>>| e.map(|e| e.topic().to_owned());
+    assert_eq!(topic(w.mailbox.try_next_event()).as_deref(), Some("t.1"));
+    assert_eq!(topic(w.mailbox.try_next_event()), None, "the call is due");
+    assert_eq!(topic(w.mailbox.try_next_event()), None, "still due");
+    assert_eq!(drain(&w.mailbox), ["call", "t.2"]);
+    w.timers.stop();
+}
+
+#[test]
 fn a_payload_over_max_event_bytes_is_refused() {
     let w = world(10, Overflow::Block);
     w.bus.set_max_event_bytes(8);

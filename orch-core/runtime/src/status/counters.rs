@@ -57,9 +57,9 @@ impl ModuleCounters {
         &self.custom
     }
 
-    /// One event handed to the module's handler.
-    pub fn event_in(&self) {
-        self.events_in.fetch_add(1, Ordering::Relaxed);
+    /// `count` events handed to the module's handler.
+    pub fn events_in_many(&self, count: u64) {
+        self.events_in.fetch_add(count, Ordering::Relaxed);
     }
 
     /// One event the module published.

@@ -150,7 +150,14 @@ pub struct EdgeTally {
     hot: Option<Names>,
     /// The table said it is full: new pairs go to `others` without its lock.
     full: bool,
+    /// Events of the pair `seen[last]` not yet added to its cell.
+    pending: u64,
 }
+
+/// The most events of one pair a tally holds before adding them to its
+/// cell (the table's readers see counts at most this far behind while
+/// events flow, exact once [`EdgeTally::flush`] ran).
+const FLUSH_EVERY: u64 = 16;
 
 impl EdgeTally {
     /// A tally into `table`.
@@ -161,17 +168,32 @@ impl EdgeTally {
             last: 0,
             hot: None,
             full: false,
+            pending: 0,
         }
+    }
+
+    /// Adds what this tally holds back to the table.
+    pub fn flush(&mut self) {
+        if self.pending > 0
+            && let Some(entry) = self.seen.get(self.last)
+        {
+            entry.2.fetch_add(self.pending, Ordering::Relaxed);
+        }
+        self.pending = 0;
     }
 
     /// Counts `event` for its sender and topic.
     pub fn count(&mut self, event: &BusEvent) {
         if self.hot.as_ref().is_some_and(|hot| hot.are_those_of(event))
-            && let Some(entry) = self.seen.get(self.last)
+            && self.last < self.seen.len()
         {
-            entry.2.fetch_add(1, Ordering::Relaxed);
+            self.pending += 1;
+            if self.pending >= FLUSH_EVERY {
+                self.flush();
+            }
             return;
         }
+        self.flush();
         let kept = self.count_by_name(event);
         self.hot = kept.then(|| Names::of(event));
     }
@@ -264,6 +286,7 @@ mod tests {
         tally.count(&from(Some("producer"), Some("node-b"), "test.ping"));
         tally.count(&from(Some("producer"), None, "test.other"));
         tally.count(&from(Some("producer"), None, "test.ping"));
+        tally.flush();
         let (counts, others) = table.snapshot();
         let module = |name: &str| Sender::Module { name: name.into() };
         let seen: Vec<(Sender, &str, u64)> = counts
@@ -302,9 +325,38 @@ mod tests {
         }
         // The same names in new allocations: still the same pairs.
         tally.count(&from(Some("a"), None, "test.ping"));
+        tally.flush();
         let (counts, _) = table.snapshot();
         let events: Vec<u64> = counts.iter().map(|c| c.events).collect();
         assert_eq!(events, [4, 3]);
+    }
+
+    #[test]
+    fn a_run_of_one_pair_is_held_back_a_little_and_flushed_exactly() {
+        let table = Arc::new(EdgeTable::default());
+        let mut tally = EdgeTally::new(Arc::clone(&table));
+        let topic: Arc<str> = Arc::from("test.ping");
+        let source: Arc<str> = Arc::from("p");
+        let events = 3 * FLUSH_EVERY + 5;
+        for _ in 0..events {
+            tally.count(&BusEvent::on_topic(
+                Arc::clone(&topic),
+                b"{}",
+                Some(Arc::clone(&source)),
+            ));
+        }
+        let counted = |table: &EdgeTable| table.snapshot().0.first().map_or(0, |c| c.events);
+        let seen = counted(&table);
+        assert!(
+            seen <= events && events - seen <= FLUSH_EVERY,
+            "{seen} of {events} counted"
+        );
+        // Another pair flushes the run before it; so does an explicit flush.
+        tally.count(&from(Some("q"), None, "test.ping"));
+        assert_eq!(counted(&table), events);
+        tally.flush();
+        let (counts, _) = table.snapshot();
+        assert_eq!(counts.iter().map(|c| c.events).sum::<u64>(), events + 1);
     }
 
     #[test]
@@ -317,6 +369,8 @@ mod tests {
         for i in 0..MAX_EDGES + 10 {
             first.count(&from(Some("p"), None, &format!("t.n{i}")));
         }
+        first.flush();
+        second.flush();
         let (counts, others) = table.snapshot();
         assert_eq!(counts.len(), MAX_EDGES);
         assert_eq!(

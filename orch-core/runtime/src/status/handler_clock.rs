@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::ModuleCounters;
 
 /// The most events one span times together (fast handlers).
-const FAST_SPAN: u32 = 8;
+const FAST_SPAN: u32 = 32;
 
 /// A handler at least this long on average is timed alone from then on.
 const SLOW: Duration = Duration::from_micros(10);
