@@ -177,7 +177,7 @@ fn a_slow_handler_under_load_is_not_mistaken_for_a_stuck_one() {
         got.len() >= 3 && got.windows(2).all(|w| w[0] < w[1]),
         "{got:?}"
     );
-    // Its shutdown comes after the events in flight (64 x 100 ms), past
+    // Its shutdown comes after the events in flight (hundreds x 100 ms), past
     // timeouts.shutdown: exit code 3 says so, naming it.
     orch.signal(Signal::SIGINT).expect("SIGINT");
     let status = orch.wait_exit(Duration::from_secs(30)).expect("exit");
@@ -779,8 +779,9 @@ fn a_child_that_stops_consuming_a_flood_is_contained() {
     orch.wait_for("EVENT module.overflow {\"capacity\":200", SHORT)
         .unwrap();
     orch.wait_for("EVENT module.restarted", SHORT).unwrap();
-    // 200 queued events of 64 KB, a window of 64 and one ring of 1 MiB each
-    // way: well under 256 MiB however long the flood goes on.
+    // 200 queued events of 64 KB, a window of 200 (its mailbox's capacity)
+    // and one ring of 1 MiB each way: well under 256 MiB however long the
+    // flood goes on.
     let status = std::fs::read_to_string(format!("/proc/{}/status", orch.pid())).unwrap();
     let peak_kib: u64 = status
         .lines()

@@ -9,8 +9,19 @@ use std::collections::VecDeque;
 
 use orch_wire::protocol::EventFrame;
 
-/// Events sent to a child before the first is acknowledged, at most.
-pub const MAX_IN_FLIGHT: usize = 64;
+/// Events sent to a child before the first is acknowledged, at most (fewer
+/// for a module whose mailbox holds fewer). A window this wide keeps a busy
+/// child from waiting on its host and its host from waking for every
+/// acknowledgement: `bench bus` measured 64 -> 1,024 at +70% events/s for
+/// 43 B and +40% for 1 KB.
+pub const MAX_IN_FLIGHT: usize = 1024;
+
+/// How many events may be in flight to the child of a module whose mailbox
+/// holds `mailbox_capacity`: [`MAX_IN_FLIGHT`], or that capacity if smaller
+/// (a module configured to hold few events waiting holds no more in flight).
+pub(crate) fn window_for(mailbox_capacity: usize) -> usize {
+    MAX_IN_FLIGHT.min(mailbox_capacity).max(1)
+}
 
 /// Events in flight to one child, oldest first.
 #[derive(Debug, Default)]
@@ -72,6 +83,13 @@ mod tests {
             window.push(event(topic, n));
         }
         window
+    }
+
+    #[test]
+    fn the_window_is_no_wider_than_the_mailbox() {
+        assert_eq!(window_for(10_000), MAX_IN_FLIGHT);
+        assert_eq!(window_for(200), 200);
+        assert_eq!(window_for(0), 1);
     }
 
     #[test]

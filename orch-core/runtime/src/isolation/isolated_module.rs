@@ -1,7 +1,8 @@
 //! The orchestrator's side of an isolated module: a [`IsolatedModule`] stands in
 //! the module's actor where a loaded library would, and turns each lifecycle
 //! call into a request frame to the child host, bounded by the same timeouts,
-//! and each event into an event frame (up to `MAX_IN_FLIGHT` in flight, each kept
+//! and each event into an event frame (up to `MAX_IN_FLIGHT` in flight, no more
+//! than its mailbox holds, each kept
 //! until acknowledged). A reader thread forwards the child's publishes and subscriptions to
 //! the real bus (which owns every subscription), its logs to the host's log, and
 //! notices its death (end of stream, then `waitpid` for the reason). A heartbeat
@@ -18,7 +19,7 @@ use orch_sdk::duration::human;
 use orch_wire::protocol::{EventFrame, Frame, Status};
 
 use super::child_process::{ChildProcess, Incoming};
-use super::in_flight::{InFlight, MAX_IN_FLIGHT};
+use super::in_flight::{InFlight, MAX_IN_FLIGHT, window_for};
 use super::setup::RemoteSetup;
 use super::supervise::RestartTracker;
 use crate::bus::Delivery;
@@ -151,7 +152,8 @@ impl IsolatedModule {
     /// `Module::on_event` in the child. A crash while handling it is reported,
     /// the child restarted per policy, and the event lost for this module only.
     ///
-    /// Up to `MAX_IN_FLIGHT` events are in flight: each is kept until the child
+    /// Up to `MAX_IN_FLIGHT` events (no more than its `mailbox.capacity`) are
+    /// in flight: each is kept until the child
     /// acknowledges it, errors are reported with their own topic, and after a
     /// crash the unacknowledged events but the first (the one it was handling)
     /// are delivered again to the restarted child, in order.
@@ -183,7 +185,12 @@ impl IsolatedModule {
         if !sent {
             link.shared.pipe_broke();
         }
-        self.drain(if sent { MAX_IN_FLIGHT - 1 } else { 0 });
+        self.drain(if sent { self.window() - 1 } else { 0 });
+    }
+
+    /// How many events may be in flight to the child.
+    fn window(&self) -> usize {
+        window_for(self.setup.mailbox.capacity())
     }
 
     /// Wakes the child for events written without a wake-up.
