@@ -16,6 +16,13 @@ use orch_wire::protocol::EventFrame;
 /// 43 B and +40% for 1 KB.
 pub const MAX_IN_FLIGHT: usize = 1024;
 
+/// The bytes of the events in flight to one child (topics, payloads and
+/// names), at most, past which the host waits for acknowledgements before
+/// it sends more (a single larger event still goes): a child that takes
+/// events out of its ring without acknowledging them holds no more of the
+/// host's memory than this, until its heartbeat ends it.
+pub const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
+
 /// How many events may be in flight to the child of a module whose mailbox
 /// holds `mailbox_capacity`: [`MAX_IN_FLIGHT`], or that capacity if smaller
 /// (a module configured to hold few events waiting holds no more in flight).
@@ -27,17 +34,32 @@ pub(crate) fn window_for(mailbox_capacity: usize) -> usize {
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
     events: VecDeque<EventFrame>,
+    /// The bytes of `events` ([`bytes_of`]).
+    bytes: usize,
+}
+
+/// What an event in flight holds of the host's memory, its fixed part aside.
+fn bytes_of(event: &EventFrame) -> usize {
+    event.topic.len() + event.payload.len() + event.source.len() + event.reply_to.len()
 }
 
 impl InFlight {
     /// Records an event sent to the child.
     pub(crate) fn push(&mut self, event: EventFrame) {
+        self.bytes += bytes_of(&event);
         self.events.push_back(event);
     }
 
     /// How many events wait for an acknowledgement.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.events.len()
+    }
+
+    /// Whether more than `keep` events wait, or more than
+    /// [`MAX_IN_FLIGHT_BYTES`] of them.
+    pub(crate) fn holds_more_than(&self, keep: usize) -> bool {
+        self.events.len() > keep || self.bytes > MAX_IN_FLIGHT_BYTES
     }
 
     /// The oldest event was acknowledged: its topic (to name it in an error).
@@ -47,7 +69,9 @@ impl InFlight {
 
     /// The oldest event was acknowledged: the event.
     pub(crate) fn acknowledge_event(&mut self) -> Option<EventFrame> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        self.bytes -= bytes_of(&event);
+        Some(event)
     }
 
     /// The child died: the topic of the event it was handling, and every
@@ -55,6 +79,7 @@ impl InFlight {
     /// afterwards.
     pub(crate) fn take_after_crash(&mut self) -> (Option<String>, Vec<EventFrame>) {
         let handling = self.acknowledge();
+        self.bytes = 0;
         (handling, self.events.drain(..).collect())
     }
 }
@@ -90,6 +115,24 @@ mod tests {
         assert_eq!(window_for(10_000), MAX_IN_FLIGHT);
         assert_eq!(window_for(200), 200);
         assert_eq!(window_for(0), 1);
+    }
+
+    #[test]
+    fn the_window_is_bounded_in_bytes_too() {
+        let mut window = InFlight::default();
+        let big = |n| EventFrame {
+            payload: vec![b'x'; MAX_IN_FLIGHT_BYTES / 2],
+            ..event("t", n)
+        };
+        window.push(big(0));
+        assert!(!window.holds_more_than(MAX_IN_FLIGHT), "half the bytes");
+        window.push(big(1));
+        window.push(event("t", 2));
+        assert!(window.holds_more_than(MAX_IN_FLIGHT), "past the bytes");
+        window.acknowledge();
+        assert!(!window.holds_more_than(MAX_IN_FLIGHT), "back under");
+        window.take_after_crash();
+        assert!(!window.holds_more_than(0), "empty after a crash");
     }
 
     #[test]

@@ -224,13 +224,14 @@ impl IsolatedModule {
         }
     }
 
-    /// Waits for acknowledgements until at most `keep` events are in flight;
-    /// `false` if the child died meanwhile (and was recovered from).
+    /// Waits for acknowledgements until at most `keep` events are in flight
+    /// (and no more than their byte bound); `false` if the child died
+    /// meanwhile (and was recovered from).
     fn drain(&mut self, keep: usize) -> bool {
-        if self.inflight.len() > keep {
+        if self.inflight.holds_more_than(keep) {
             self.wake_child();
         }
-        while self.inflight.len() > keep {
+        while self.inflight.holds_more_than(keep) {
             let Some(link) = self.child.as_ref() else {
                 return false;
             };
