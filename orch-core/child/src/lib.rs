@@ -228,12 +228,15 @@ fn serve(args: &Args, link: &Outgoing, input: File, down: Option<Consumer>) -> E
     });
     let mut inbox = Inbox::new(queue, down, Arc::clone(&link.parent_gone));
     loop {
-        let item = inbox.next(&|| link.signal_replies(false));
-        link.signal_replies(true);
-        link.set_busy(true);
+        let item = inbox.next(&|| link.signal_replies());
+        // One clock read for the wake-up's pacing, the heartbeat's view and
+        // the handler's time.
+        let began = Instant::now();
+        link.signal_stale_replies(began);
+        link.busy_from(began);
         match item {
             Work::Request(Frame::Exit) | Work::ParentGone => break,
-            Work::Request(frame) => handle(frame, &mut instance, &ctx, link),
+            Work::Request(frame) => handle(frame, &mut instance, &ctx, link, began),
             Work::Timer(event) => {
                 if let Err(cause) = instance.on_event(event.delivery()) {
                     link.send(&Frame::TimerFailed {
@@ -243,7 +246,7 @@ fn serve(args: &Args, link: &Outgoing, input: File, down: Option<Consumer>) -> E
                 }
             }
         }
-        link.set_busy(false);
+        link.idle();
     }
     timers.stop();
     drop(instance);
@@ -251,7 +254,14 @@ fn serve(args: &Args, link: &Outgoing, input: File, down: Option<Consumer>) -> E
     ExitCode::SUCCESS
 }
 
-fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link: &Outgoing) {
+/// Runs one request of the orchestrator, which began at `began`.
+fn handle(
+    frame: Frame,
+    instance: &mut ModuleInstance,
+    ctx: &ModuleHostCtx,
+    link: &Outgoing,
+    began: Instant,
+) {
     let outcome = match frame {
         Frame::Initialize { config, state } => {
             ctx.set_may_publish(false);
@@ -268,7 +278,6 @@ fn handle(frame: Frame, instance: &mut ModuleInstance, ctx: &ModuleHostCtx, link
                 link.answers().expect(&event.reply_to, event.request_id);
             }
             // A handled event's reply carries how long the handler took (ns).
-            let began = Instant::now();
             instance.on_event(Delivery::from(&event)).map(|()| {
                 let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 nanos.to_le_bytes().to_vec()

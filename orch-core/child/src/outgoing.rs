@@ -102,15 +102,25 @@ impl Outgoing {
     }
 
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis())
+        self.ms_at(Instant::now())
+    }
+
+    /// `at` in milliseconds since this link began (at least 1).
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis())
             .unwrap_or(u64::MAX)
             .max(1)
     }
 
-    /// Notes that the module's thread begins (`true`) or ends a call.
-    pub(crate) fn set_busy(&self, busy: bool) {
-        let since = if busy { self.now_ms() } else { 0 };
-        self.busy_since_ms.store(since, Ordering::Release);
+    /// Notes that the module's thread begins a call, at `at` (a time its
+    /// caller read anyway: no clock read of its own).
+    pub(crate) fn busy_from(&self, at: Instant) {
+        self.busy_since_ms.store(self.ms_at(at), Ordering::Release);
+    }
+
+    /// Notes that the module's thread ended its call.
+    pub(crate) fn idle(&self) {
+        self.busy_since_ms.store(0, Ordering::Release);
     }
 
     /// Answers ping `n` from the reader thread: the module's thread may be
@@ -178,12 +188,22 @@ impl Outgoing {
     }
 
     /// Wakes the orchestrator for the replies it was not woken for yet
-    /// (before this child sleeps); with `stale_only`, only once they waited
-    /// [`REPLY_DELAY`] (before a handler, which may take long).
-    pub(crate) fn signal_replies(&self, stale_only: bool) {
+    /// (before this child sleeps).
+    pub(crate) fn signal_replies(&self) {
         if let Some(up) = self.up.as_ref() {
             let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
-            if up.replies > 0 && (!stale_only || up.signalled.elapsed() >= REPLY_DELAY) {
+            if up.replies > 0 {
+                up.signal();
+            }
+        }
+    }
+
+    /// As [`Self::signal_replies`], but only for replies that waited
+    /// [`REPLY_DELAY`] by `now` (before a handler, which may take long).
+    pub(crate) fn signal_stale_replies(&self, now: Instant) {
+        if let Some(up) = self.up.as_ref() {
+            let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
+            if up.replies > 0 && now.saturating_duration_since(up.signalled) >= REPLY_DELAY {
                 up.signal();
             }
         }
@@ -196,7 +216,7 @@ impl Outgoing {
 
     /// Wakes the orchestrator for the last replies and flushes the pipe.
     pub(crate) fn flush(&self) {
-        self.signal_replies(false);
+        self.signal_replies();
         let _ = self.out.lock().unwrap_or_else(|e| e.into_inner()).flush();
     }
 }

@@ -135,8 +135,10 @@ pub enum Wake {
 /// through). Freeing a byte now and then is not progress: a consumer that
 /// trickles cannot hold the writer past its deadline.
 struct Progress {
-    /// When the consumer last made progress (or the write began).
-    since: Instant,
+    /// When the writer began to wait since the consumer's last progress (or
+    /// the write's start): read only once it has to wait, so a write that
+    /// finds room reads no clock.
+    since: Option<Instant>,
     /// Its read counter then.
     read: u64,
     quarter: u64,
@@ -147,7 +149,7 @@ impl Progress {
         // What it took before this write is no progress of this write's.
         producer.frames_taken();
         Self {
-            since: Instant::now(),
+            since: None,
             read: producer.read_counter(),
             quarter: (producer.capacity() / 4).max(1),
         }
@@ -158,9 +160,15 @@ impl Progress {
     fn look(&mut self, producer: &mut Producer) {
         let read = producer.read_counter();
         if producer.frames_taken() > 0 || read - self.read >= self.quarter {
-            self.since = Instant::now();
+            self.since = None;
             self.read = read;
         }
+    }
+
+    /// How long the writer has waited without progress (the wait starts
+    /// now if it had not).
+    fn waited(&mut self) -> Duration {
+        self.since.get_or_insert_with(Instant::now).elapsed()
     }
 }
 
@@ -188,7 +196,7 @@ pub fn write_all(
         if closed() {
             return Err(WriteFailed::Closed);
         }
-        let waited = progress.since.elapsed();
+        let waited = progress.waited();
         if waited >= stall {
             return Err(WriteFailed::Stalled);
         }
