@@ -190,20 +190,20 @@ impl Outgoing {
     /// Wakes the orchestrator for the replies it was not woken for yet
     /// (before this child sleeps).
     pub(crate) fn signal_replies(&self) {
-        if let Some(up) = self.up.as_ref() {
-            let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
-            if up.replies > 0 {
-                up.signal();
-            }
-        }
+        self.signal_replies_if(|_| true);
     }
 
     /// As [`Self::signal_replies`], but only for replies that waited
     /// [`REPLY_DELAY`] by `now` (before a handler, which may take long).
     pub(crate) fn signal_stale_replies(&self, now: Instant) {
+        self.signal_replies_if(|up| now.saturating_duration_since(up.signalled) >= REPLY_DELAY);
+    }
+
+    /// Wakes the orchestrator for the replies not woken for yet, if `due`.
+    fn signal_replies_if(&self, due: impl FnOnce(&UpRing) -> bool) {
         if let Some(up) = self.up.as_ref() {
             let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
-            if up.replies > 0 && now.saturating_duration_since(up.signalled) >= REPLY_DELAY {
+            if up.replies > 0 && due(&up) {
                 up.signal();
             }
         }

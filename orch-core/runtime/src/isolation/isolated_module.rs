@@ -2,8 +2,7 @@
 //! the module's actor where a loaded library would, and turns each lifecycle
 //! call into a request frame to the child host, bounded by the same timeouts,
 //! and each event into an event frame (up to `MAX_IN_FLIGHT` in flight, no more
-//! than its mailbox holds, each kept
-//! until acknowledged). A reader thread forwards the child's publishes and subscriptions to
+//! than its mailbox holds, each kept until acknowledged). A reader thread forwards the child's publishes and subscriptions to
 //! the real bus (which owns every subscription), its logs to the host's log, and
 //! notices its death (end of stream, then `waitpid` for the reason). A heartbeat
 //! thread kills a child whose module thread stops answering. After a crash the
@@ -153,8 +152,7 @@ impl IsolatedModule {
     /// the child restarted per policy, and the event lost for this module only.
     ///
     /// Up to `MAX_IN_FLIGHT` events (no more than its `mailbox.capacity`) are
-    /// in flight: each is kept until the child
-    /// acknowledges it, errors are reported with their own topic, and after a
+    /// in flight: each is kept until the child acknowledges it, errors are reported with their own topic, and after a
     /// crash the unacknowledged events but the first (the one it was handling)
     /// are delivered again to the restarted child, in order.
     pub fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
