@@ -76,6 +76,24 @@ impl<'a> RStr<'a> {
         std::str::from_utf8(unsafe { self.as_bytes() })
     }
 
+    /// The string, not checked: for the strings of an event the host hands a
+    /// module on every delivery, where the check would cost more than the
+    /// handler's own work. The host builds every `RStr` it passes from a
+    /// `&str` ([`RStr::new`]); it checks what a module passes it with
+    /// [`RStr::as_str`] (a module is not trusted, its host is). Checked in
+    /// debug builds.
+    ///
+    /// # Safety
+    /// As for [`RStr::as_str`], and the bytes must be UTF-8, as they are in
+    /// every `RStr` the host passes.
+    pub unsafe fn as_str_from_host(&self) -> &'a str {
+        // SAFETY: the caller guarantees a live borrow.
+        let bytes = unsafe { self.as_bytes() };
+        debug_assert!(std::str::from_utf8(bytes).is_ok(), "the host passed non-UTF-8");
+        // SAFETY: the caller guarantees UTF-8 (the host's strings are `&str`).
+        unsafe { std::str::from_utf8_unchecked(bytes) }
+    }
+
     /// The string's raw bytes.
     ///
     /// # Safety

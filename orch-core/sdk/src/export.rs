@@ -430,20 +430,17 @@ unsafe extern "C" fn on_event<T: Module>(
     envelope: Envelope<'_>,
     err: ByteSink<'_>,
 ) -> Status {
-    // SAFETY: the host passes a live instance and borrows valid for the call.
+    // SAFETY: the host passes a live instance and borrows valid for the call,
+    // its strings built from `&str` (UTF-8: see `RStr::as_str_from_host`).
     unsafe {
-        let topic = topic.as_str();
+        let topic = topic.as_str_from_host();
         let payload = payload.as_slice();
-        let source = envelope.source.as_str();
-        let reply_to = envelope.reply_to.as_str();
+        let source = match envelope.source.as_str_from_host() {
+            "" => crate::event::HOST_SOURCE,
+            source => source,
+        };
+        let reply_to = envelope.reply_to.as_str_from_host();
         with_instance::<T>(instance, err, |module, host| {
-            let topic = topic.map_err(|e| format!("event topic is not UTF-8: {e}"))?;
-            let source = match source {
-                Ok("") => crate::event::HOST_SOURCE,
-                Ok(source) => source,
-                Err(e) => return Err(format!("event source is not UTF-8: {e}").into()),
-            };
-            let reply_to = reply_to.map_err(|e| format!("event reply_to is not UTF-8: {e}"))?;
             let kind = EventKind::from_code(envelope.kind).ok_or_else(|| {
                 format!(
                     "event on '{topic}' has kind {} that orch-sdk {SDK_VERSION} does not know",
