@@ -228,7 +228,7 @@ impl<C: Send + 'static> Mailbox<C> {
         if s.due.load(Ordering::Acquire) > 0 {
             return None;
         }
-        match s.events.try_pop()? {
+        match s.events.take()? {
             Taken::Event(event) => Some(event),
             Taken::Mark => {
                 s.due.fetch_add(1, Ordering::AcqRel);
@@ -315,7 +315,7 @@ impl<C: Send + 'static> Mailbox<C> {
                     return Some(Next::Work(call));
                 }
             }
-            if let Some(next) = self.work_of(s.events.try_pop()?) {
+            if let Some(next) = self.work_of(s.events.take()?) {
                 return Some(Next::Work(next));
             }
         }

@@ -2,6 +2,13 @@
 //! memory taken as events arrive (an idle mailbox costs a few bytes, not its
 //! capacity), and a publisher that must wait for room is woken as soon as the
 //! module takes an event.
+//!
+//! The reader gives the room it makes back a few events at a time (see
+//! [`EventQueue::take`]): one read-modify-write of the count publishers write
+//! per batch instead of per event. While events flow the queue therefore
+//! counts up to `release_every - 1` events the reader already took, and may
+//! refuse (or make a publisher wait for) that many early; it never holds more
+//! than its capacity.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -28,6 +35,9 @@ pub(crate) enum Taken {
     Mark,
 }
 
+/// The most events the reader takes before it gives their room back.
+const RELEASE_EVERY_MAX: usize = 16;
+
 /// A bounded queue of events, many publishers, one reader at a time. The
 /// channel also carries the marks of host calls (each behind the events
 /// queued before its call) and wake-ups, neither counted: the reader blocks
@@ -41,9 +51,18 @@ pub(crate) struct EventQueue {
     /// batch of room at a time, not a wake-up (and a context switch) per event.
     low_water: usize,
     /// Events in the queue, or about to be: a slot is taken before the send
-    /// (never past `capacity`).
+    /// (never past `capacity`), and given back when an event is taken (by
+    /// the reader, a batch at a time).
     /// Written by both sides: on a cache line of its own.
     queued: CachePadded<AtomicUsize>,
+    /// Events the reader took and has not yet given back to `queued`.
+    /// Written by the reader alone (there is one at a time), with plain
+    /// loads and stores.
+    unreleased: CachePadded<AtomicUsize>,
+    /// The reader gives room back once it holds this many (at most 16, and
+    /// at most an eighth of the capacity: never more than the low-water
+    /// mark's distance, so a waiting publisher is never kept waiting by it).
+    release_every: usize,
     /// Publishers waiting for room, and where they wait. The flag under
     /// the lock says the sleepers were already told since they last went
     /// to sleep: one wake-up (a futex call) per back-pressure cycle, not
@@ -64,6 +83,8 @@ impl EventQueue {
             capacity,
             low_water: capacity.saturating_sub((capacity / 8).max(1)),
             queued: CachePadded::new(AtomicUsize::new(0)),
+            unreleased: CachePadded::new(AtomicUsize::new(0)),
+            release_every: (capacity / 8).clamp(1, RELEASE_EVERY_MAX),
             waiting: AtomicUsize::new(0),
             room: Mutex::new(false),
             freed: Condvar::new(),
@@ -133,12 +154,16 @@ impl EventQueue {
         outcome
     }
 
-    /// Takes the oldest event or mark (skipping wake-ups), waking a waiting
-    /// publisher.
+    /// Takes the oldest event or mark (skipping wake-ups), giving its room
+    /// back at once: for a publisher making room (`drop-oldest`). The
+    /// reader takes with [`Self::take`].
     pub(crate) fn try_pop(&self) -> Option<Taken> {
         loop {
             match self.rx.try_recv() {
-                Ok(Slot::Event(event)) => return Some(Taken::Event(self.taken(event))),
+                Ok(Slot::Event(event)) => {
+                    self.release(1);
+                    return Some(Taken::Event(event));
+                }
                 Ok(Slot::Mark) => return Some(Taken::Mark),
                 Ok(Slot::Wake) => {}
                 Err(_) => return None,
@@ -146,17 +171,65 @@ impl EventQueue {
         }
     }
 
-    /// Waits for the next event or mark, or a wake-up (`None`).
+    /// The reader's [`Self::try_pop`]: gives room back a batch at a time,
+    /// and all it holds back when the queue is empty or at a mark (before
+    /// the reader may wait, or run a call).
+    pub(crate) fn take(&self) -> Option<Taken> {
+        loop {
+            match self.rx.try_recv() {
+                Ok(Slot::Event(event)) => return Some(Taken::Event(self.taken(event))),
+                Ok(Slot::Mark) => {
+                    self.release_held();
+                    return Some(Taken::Mark);
+                }
+                Ok(Slot::Wake) => {}
+                Err(_) => {
+                    self.release_held();
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The reader waits for the next event or mark, or a wake-up (`None`).
+    /// It holds no room back: it waits after [`Self::take`] found nothing.
     pub(crate) fn wait(&self) -> Option<Taken> {
+        self.release_held();
         match self.rx.recv() {
             Ok(Slot::Event(event)) => Some(Taken::Event(self.taken(event))),
-            Ok(Slot::Mark) => Some(Taken::Mark),
+            Ok(Slot::Mark) => {
+                self.release_held();
+                Some(Taken::Mark)
+            }
             _ => None,
         }
     }
 
+    /// The reader took `event`: its room goes back with the batch.
     fn taken(&self, event: Arc<BusEvent>) -> Arc<BusEvent> {
-        let left = self.queued.fetch_sub(1, Ordering::AcqRel) - 1;
+        let held = self.unreleased.load(Ordering::Relaxed) + 1;
+        if held < self.release_every {
+            self.unreleased.store(held, Ordering::Relaxed);
+        } else {
+            self.unreleased.store(0, Ordering::Relaxed);
+            self.release(held);
+        }
+        event
+    }
+
+    /// Gives back the room of the events the reader holds back.
+    fn release_held(&self) {
+        let held = self.unreleased.load(Ordering::Relaxed);
+        if held > 0 {
+            self.unreleased.store(0, Ordering::Relaxed);
+            self.release(held);
+        }
+    }
+
+    /// Gives `taken` events' room back, waking a waiting publisher once the
+    /// queue is down to its low-water mark.
+    fn release(&self, taken: usize) {
+        let left = self.queued.fetch_sub(taken, Ordering::AcqRel) - taken;
         if left <= self.low_water && self.waiting.load(Ordering::Acquire) > 0 {
             // Under the lock: a publisher between its full check and its wait
             // cannot miss this. Told already (and not asleep again since):
@@ -167,12 +240,13 @@ impl EventQueue {
                 self.freed.notify_all();
             }
         }
-        event
     }
 
-    /// How many events wait.
+    /// How many events wait (exact in the reader's thread; elsewhere a
+    /// gauge, as the reader takes events meanwhile).
     pub(crate) fn len(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        let queued = self.queued.load(Ordering::Acquire);
+        queued.saturating_sub(self.unreleased.load(Ordering::Relaxed))
     }
 }
 
@@ -223,6 +297,66 @@ mod tests {
             .collect();
         assert_eq!(rest, [b"2".to_vec(), b"3".to_vec()]);
         assert_eq!(queue.len(), 0);
+    }
+
+    #[test]
+    fn the_reader_gives_room_back_a_batch_at_a_time_and_all_when_empty() {
+        // Capacity 64: room goes back 8 events at a time.
+        let queue = EventQueue::new(64);
+        for n in 0..64 {
+            assert!(queue.try_push(event(n % 10)).is_ok());
+        }
+        for _ in 0..7 {
+            assert!(matches!(queue.take(), Some(Taken::Event(_))));
+        }
+        assert_eq!(queue.len(), 57, "the reader's own count is exact");
+        assert!(queue.try_push(event(0)).is_err(), "7 taken, held back");
+        assert!(matches!(queue.take(), Some(Taken::Event(_))));
+        for _ in 0..8 {
+            assert!(queue.try_push(event(0)).is_ok(), "the 8th gave 8 back");
+        }
+        assert!(queue.try_push(event(0)).is_err());
+        // Drained to the end: everything given back, none held.
+        let mut taken = 0;
+        while let Some(Taken::Event(_)) = queue.take() {
+            taken += 1;
+        }
+        assert_eq!(taken, 64);
+        assert_eq!(queue.len(), 0);
+        for _ in 0..64 {
+            assert!(queue.try_push(event(0)).is_ok(), "all the room is back");
+        }
+    }
+
+    #[test]
+    fn room_held_back_goes_back_at_a_mark_and_before_the_reader_waits() {
+        let queue = Arc::new(EventQueue::new(64));
+        for _ in 0..64 {
+            assert!(queue.try_push(event(1)).is_ok());
+        }
+        queue.mark();
+        for _ in 0..3 {
+            assert!(matches!(queue.take(), Some(Taken::Event(_))));
+        }
+        assert!(queue.try_push(event(2)).is_err(), "3 held back");
+        // A publisher waits for room while the reader reaches the mark.
+        let publisher = {
+            let queue = Arc::clone(&queue);
+            std::thread::spawn(move || queue.push_timeout(event(3), Duration::from_secs(30)))
+        };
+        for _ in 3..64 {
+            assert!(matches!(queue.take(), Some(Taken::Event(_))));
+        }
+        assert!(matches!(queue.take(), Some(Taken::Mark)));
+        assert!(
+            publisher.join().unwrap().is_ok(),
+            "woken by the room given back"
+        );
+        // The reader waits: what it held is back before it sleeps.
+        assert!(matches!(queue.take(), Some(Taken::Event(_))));
+        queue.wake();
+        assert!(queue.wait().is_none(), "a bare wake-up");
+        assert_eq!(queue.queued.load(Ordering::Acquire), 0, "nothing held back");
     }
 
     #[test]
