@@ -174,7 +174,7 @@ impl Exporter {
         subject: Subject,
         window: &mut VecDeque<InFlight>,
     ) -> bool {
-        if let Some(source) = event.source.as_deref()
+        if let Some(source) = event.source().map(|s| &**s)
             && let Err(e) = caps::name("the module name", source)
         {
             let seen = self.stats.bad_source.fetch_add(1, Ordering::Relaxed) + 1;
@@ -191,7 +191,11 @@ impl Exporter {
         }
         let id = matches!(self.target, Target::JetStream(_)).then(|| self.ids.next());
         let mut headers = envelope::headers(&event, &self.me, id);
-        if let Some(fence) = event.source.as_deref().and_then(|s| self.fences.get(s)) {
+        if let Some(fence) = event
+            .source()
+            .map(|s| &**s)
+            .and_then(|s| self.fences.get(s))
+        {
             headers.insert(envelope::FENCE, fence.to_string().as_str());
         }
         let payload = Bytes::from_owner(PayloadOf(Arc::clone(&event)));
@@ -354,8 +358,7 @@ impl Exporter {
                  smaller events",
                 event.topic(),
                 event
-                    .source
-                    .as_deref()
+                    .source()
                     .map_or_else(|| "the host".to_owned(), |m| format!("module '{m}'")),
             );
         }

@@ -25,7 +25,7 @@ mod route;
 mod sink;
 mod work;
 
-pub use event::{BusEvent, Delivery};
+pub use event::{BusEvent, Delivery, EventNames};
 pub use offer::{Offered, Unsettled};
 pub use outcome::BusError;
 use outcome::DeliveryReport;

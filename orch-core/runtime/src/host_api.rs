@@ -336,7 +336,6 @@ impl ModuleHostCtx {
         topic: &str,
         payload: &[u8],
     ) -> Result<(), String> {
-        let source = Some(Arc::clone(&self.name));
         // Another thread of the module publishing at the same time takes
         // the full path: the routes are never waited for.
         let mut routes = match self.routes.try_lock() {
@@ -346,7 +345,7 @@ impl ModuleHostCtx {
                 self.check_may_send_as(generation, topic, started)?;
                 return self
                     .bus
-                    .publish(topic, payload, source)
+                    .publish(topic, payload, Some(Arc::clone(&self.name)))
                     .map(|_| self.count_published())
                     .map_err(|e| e.to_string());
             }
@@ -359,7 +358,8 @@ impl ModuleHostCtx {
             }
             None => {
                 self.check_may_send_as(generation, topic, started)?;
-                let route = self.bus.route(topic).map_err(|e| e.to_string())?;
+                let source = Some(Arc::clone(&self.name));
+                let route = self.bus.route(topic, source).map_err(|e| e.to_string())?;
                 routes.insert(route)
             }
         };
@@ -367,7 +367,7 @@ impl ModuleHostCtx {
             .get_mut(index)
             .ok_or_else(|| format!("module '{}': its route of '{topic}' is gone", self.name))?;
         self.bus
-            .publish_on(route, payload, source)
+            .publish_on(route, payload)
             .map(|_| self.count_published())
             .map_err(|e| e.to_string())
     }

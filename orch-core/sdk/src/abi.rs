@@ -89,7 +89,10 @@ impl<'a> RStr<'a> {
     pub unsafe fn as_str_from_host(&self) -> &'a str {
         // SAFETY: the caller guarantees a live borrow.
         let bytes = unsafe { self.as_bytes() };
-        debug_assert!(std::str::from_utf8(bytes).is_ok(), "the host passed non-UTF-8");
+        debug_assert!(
+            std::str::from_utf8(bytes).is_ok(),
+            "the host passed non-UTF-8"
+        );
         // SAFETY: the caller guarantees UTF-8 (the host's strings are `&str`).
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }

@@ -36,8 +36,8 @@ impl Bus {
                 name: letter.module.to_string(),
                 reason: letter.reason.to_owned(),
                 source: event
-                    .source
-                    .as_deref()
+                    .source()
+                    .map(|s| &**s)
                     .unwrap_or(orch_sdk::HOST_SOURCE)
                     .to_owned(),
                 topic: event.topic().to_owned(),

@@ -3,19 +3,39 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use orch_sdk::{EventKind, Exchange};
 
+/// The names an event carries: its topic and the module that published it.
+/// The events of one publish route ([`super::Route`]) share one set: one
+/// reference count for both names per event, the only line the publisher
+/// and the event's last reader both write besides the event's own.
+#[derive(Debug)]
+pub struct EventNames {
+    topic: Arc<str>,
+    source: Option<Arc<str>>,
+}
+
+impl EventNames {
+    /// `topic` (valid: the caller checked it) published by `source` (`None`
+    /// for the host).
+    pub fn new(topic: Arc<str>, source: Option<Arc<str>>) -> Arc<Self> {
+        Arc::new(Self { topic, source })
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+}
+
 /// One published event, shared by every mailbox it is delivered to. A
-/// module's publish shares its topic with every event on the same route
+/// module's publish shares its names with every event on the same route
 /// ([`super::Route`]) and a small payload lives inside the event: one
 /// allocation per event (two for a payload over [`INLINE_PAYLOAD`] bytes).
 pub struct BusEvent {
-    topic: Arc<str>,
+    names: Arc<EventNames>,
     payload: Payload,
-    /// The publishing module, `None` for the host.
-    pub source: Option<Arc<str>>,
     /// Unique in this process, in publish order.
     pub id: u64,
     /// When it was published, in milliseconds since the Unix epoch.
@@ -46,7 +66,7 @@ impl std::fmt::Debug for BusEvent {
         f.debug_struct("BusEvent")
             .field("topic", &self.topic())
             .field("payload_bytes", &self.payload().len())
-            .field("source", &self.source)
+            .field("source", &self.names.source)
             .field("id", &self.id)
             .field("delivery_count", &self.delivery_count)
             .field("kind", &self.kind)
@@ -93,7 +113,7 @@ impl<'a> Delivery<'a> {
             payload,
             id: 0,
             source: "",
-            published_at_ms: now_ms(),
+            published_at_ms: orch_process::clock::wall_ms(),
             delivery_count: 1,
             exchange: Exchange::default(),
         }
@@ -103,35 +123,23 @@ impl<'a> Delivery<'a> {
 /// Ids of published events, in publish order, unique in this process.
 static NEXT_EVENT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The time now, in milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl BusEvent {
     /// An event published now, with the next id.
     pub fn new(topic: &str, payload: &[u8], source: Option<Arc<str>>) -> Self {
-        Self::on_topic(Arc::from(topic), payload, source)
+        Self::named(EventNames::new(Arc::from(topic), source), payload)
     }
 
-    /// As [`BusEvent::new`], sharing `topic` (a route's) instead of copying it.
-    pub fn on_topic(topic: Arc<str>, payload: &[u8], source: Option<Arc<str>>) -> Self {
-        Self::published_at(topic, payload, source, now_ms())
+    /// As [`BusEvent::new`], sharing `names` (a route's) instead of copying
+    /// them.
+    pub fn named(names: Arc<EventNames>, payload: &[u8]) -> Self {
+        Self::published_at(names, payload, orch_process::clock::wall_ms())
     }
 
     /// An event with the next id, published at `published_at_ms`.
-    fn published_at(
-        topic: Arc<str>,
-        payload: &[u8],
-        source: Option<Arc<str>>,
-        published_at_ms: u64,
-    ) -> Self {
+    fn published_at(names: Arc<EventNames>, payload: &[u8], published_at_ms: u64) -> Self {
         Self {
-            topic,
+            names,
             payload: Payload::of(payload),
-            source,
             id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
             published_at_ms,
             delivery_count: 1,
@@ -168,8 +176,9 @@ impl BusEvent {
         origin: Arc<str>,
         published_at_ms: Option<u64>,
     ) -> Self {
-        let at = published_at_ms.unwrap_or_else(now_ms);
-        let mut event = Self::published_at(Arc::from(topic), payload, source, at);
+        let at = published_at_ms.unwrap_or_else(orch_process::clock::wall_ms);
+        let names = EventNames::new(Arc::from(topic), source);
+        let mut event = Self::published_at(names, payload, at);
         event.origin = Some(origin);
         event
     }
@@ -194,7 +203,7 @@ impl BusEvent {
             topic: self.topic(),
             payload: self.payload(),
             id: self.id,
-            source: self.source.as_deref().unwrap_or(""),
+            source: self.names.source.as_deref().unwrap_or(""),
             published_at_ms: self.published_at_ms,
             delivery_count: self.delivery_count,
             exchange: Exchange {
@@ -207,12 +216,17 @@ impl BusEvent {
 
     /// The topic (`test.ping`).
     pub fn topic(&self) -> &str {
-        &self.topic
+        &self.names.topic
     }
 
     /// The topic, shared.
     pub fn topic_arc(&self) -> &Arc<str> {
-        &self.topic
+        &self.names.topic
+    }
+
+    /// The publishing module, `None` for the host.
+    pub fn source(&self) -> Option<&Arc<str>> {
+        self.names.source.as_ref()
     }
 
     /// The payload as JSON bytes.

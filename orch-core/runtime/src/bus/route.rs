@@ -1,20 +1,21 @@
 //! A publisher's route: the subscribers one topic resolved to, kept while the
 //! bus's subscriptions stay as they were. A module publishing on the same
 //! topic again skips the topic checks, the registry's hash lookup and the
-//! pattern scan, and shares the topic's bytes with every event on it.
+//! pattern scan, and shares its names (topic and source) with every event on
+//! it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use orch_sdk::topic;
 
-use super::{Admission, Bus, BusError, BusEvent, Registry, Target};
+use super::{Admission, Bus, BusError, BusEvent, EventNames, Registry, Target};
 
 /// The subscribers of one (valid) topic as of one version of the bus's
 /// subscriptions. Made by [`Bus::route`], used by [`Bus::publish_on`], which
 /// resolves it again when subscriptions changed.
 pub struct Route {
-    topic: Arc<str>,
+    names: Arc<EventNames>,
     /// The version of the subscriptions the targets were resolved at.
     version: u64,
     /// The subscribers in delivery order; `None` when the topic is diverted
@@ -25,37 +26,29 @@ pub struct Route {
 impl Route {
     /// The topic.
     pub fn topic(&self) -> &str {
-        &self.topic
+        self.names.topic()
     }
 }
 
 impl Bus {
-    /// The route of `topic` (checked as [`Bus::publish`] checks it).
-    pub fn route(&self, topic: &str) -> Result<Route, BusError> {
+    /// The route of `topic` (checked as [`Bus::publish`] checks it) for
+    /// `source`'s events (`None`: the host's).
+    pub fn route(&self, topic: &str, source: Option<Arc<str>>) -> Result<Route, BusError> {
         topic::validate_topic(topic).map_err(BusError::InvalidTopic)?;
         let registry = self.read();
-        Ok(self.resolve(&registry, Arc::from(topic)))
+        Ok(self.resolve(&registry, EventNames::new(Arc::from(topic), source)))
     }
 
     /// Publishes `payload` on `route` as [`Bus::publish`] does, resolving
     /// the route again first when subscriptions changed since it was made.
-    pub fn publish_on(
-        &self,
-        route: &mut Route,
-        payload: &[u8],
-        source: Option<Arc<str>>,
-    ) -> Result<usize, BusError> {
-        self.check_size(&route.topic, payload)?;
-        let event = Arc::new(BusEvent::on_topic(
-            Arc::clone(&route.topic),
-            payload,
-            source,
-        ));
+    pub fn publish_on(&self, route: &mut Route, payload: &[u8]) -> Result<usize, BusError> {
+        self.check_size(route.topic(), payload)?;
+        let event = Arc::new(BusEvent::named(Arc::clone(&route.names), payload));
         let registry = self.read();
         // Writers bump the version under the write lock: read under the
         // read lock, it is the registry's.
         if route.version != self.shared.version.load(Ordering::Relaxed) {
-            *route = self.resolve(&registry, Arc::clone(&route.topic));
+            *route = self.resolve(&registry, Arc::clone(&route.names));
         }
         let Some(targets) = &route.targets else {
             drop(registry);
@@ -69,16 +62,17 @@ impl Bus {
     }
 
     /// The route of `topic` in `registry` (read-locked).
-    fn resolve(&self, registry: &Registry, topic: Arc<str>) -> Route {
+    fn resolve(&self, registry: &Registry, names: Arc<EventNames>) -> Route {
+        let topic = names.topic();
         let version = self.shared.version.load(Ordering::Relaxed);
         let diverted = !registry.diverted.is_empty()
             && registry
                 .diverted
                 .iter()
-                .any(|(pattern, _)| topic::matches(pattern, &topic));
-        let targets = (!diverted).then(|| Self::matching(registry, &topic).cloned().collect());
+                .any(|(pattern, _)| topic::matches(pattern, topic));
+        let targets = (!diverted).then(|| Self::matching(registry, topic).cloned().collect());
         Route {
-            topic,
+            names,
             version,
             targets,
         }

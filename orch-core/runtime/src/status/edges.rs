@@ -39,7 +39,7 @@ pub enum Sender {
 impl Sender {
     /// Who sent `event`.
     pub fn of(event: &BusEvent) -> Self {
-        match (&event.origin, &event.source) {
+        match (&event.origin, event.source()) {
             (Some(node), _) => Self::Bridge {
                 node: node.to_string(),
             },
@@ -54,9 +54,9 @@ impl Sender {
         match self {
             Self::Bridge { node } => event.origin.as_deref() == Some(node.as_str()),
             Self::Module { name } => {
-                event.origin.is_none() && event.source.as_deref() == Some(name.as_str())
+                event.origin.is_none() && event.source().map(|s| &**s) == Some(name.as_str())
             }
-            Self::Host => event.origin.is_none() && event.source.is_none(),
+            Self::Host => event.origin.is_none() && event.source().is_none(),
         }
     }
 }
@@ -246,27 +246,28 @@ impl Names {
     fn of(event: &BusEvent) -> Self {
         Self {
             topic: Arc::clone(event.topic_arc()),
-            source: event.source.clone(),
+            source: event.source().cloned(),
             origin: event.origin.clone(),
         }
     }
 
     /// Whether `event` shares these very names (the same allocations).
     fn are_those_of(&self, event: &BusEvent) -> bool {
-        let same = |a: &Option<Arc<str>>, b: &Option<Arc<str>>| match (a, b) {
+        let same = |a: Option<&Arc<str>>, b: Option<&Arc<str>>| match (a, b) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         };
         Arc::ptr_eq(&self.topic, event.topic_arc())
-            && same(&self.source, &event.source)
-            && same(&self.origin, &event.origin)
+            && same(self.source.as_ref(), event.source())
+            && same(self.origin.as_ref(), event.origin.as_ref())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::EventNames;
 
     fn from(source: Option<&str>, origin: Option<&str>, topic: &str) -> BusEvent {
         let mut event = BusEvent::new(topic, b"{}", source.map(Arc::from));
@@ -318,7 +319,10 @@ mod tests {
         let topic: Arc<str> = Arc::from("test.ping");
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let on = |source: &Arc<str>| {
-            BusEvent::on_topic(Arc::clone(&topic), b"{}", Some(Arc::clone(source)))
+            BusEvent::named(
+                EventNames::new(Arc::clone(&topic), Some(Arc::clone(source))),
+                b"{}",
+            )
         };
         for source in [&a, &a, &b, &a, &b, &b] {
             tally.count(&on(source));
@@ -335,15 +339,10 @@ mod tests {
     fn a_run_of_one_pair_is_held_back_a_little_and_flushed_exactly() {
         let table = Arc::new(EdgeTable::default());
         let mut tally = EdgeTally::new(Arc::clone(&table));
-        let topic: Arc<str> = Arc::from("test.ping");
-        let source: Arc<str> = Arc::from("p");
+        let names = EventNames::new(Arc::from("test.ping"), Some(Arc::from("p")));
         let events = 3 * FLUSH_EVERY + 5;
         for _ in 0..events {
-            tally.count(&BusEvent::on_topic(
-                Arc::clone(&topic),
-                b"{}",
-                Some(Arc::clone(&source)),
-            ));
+            tally.count(&BusEvent::named(Arc::clone(&names), b"{}"));
         }
         let counted = |table: &EdgeTable| table.snapshot().0.first().map_or(0, |c| c.events);
         let seen = counted(&table);
