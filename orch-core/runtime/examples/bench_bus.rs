@@ -73,14 +73,15 @@ fn main() {
                 .map(|rows| json!({ "isolated_rows": rows }))
         }),
         // One flood (for profilers and before/after runs):
-        // `one <events> <release> <subscribers> <payload> [floor]`, through
-        // the bus or, with `floor`, through the bounded floor.
+        // `one <events> <release> <subscribers> <payload> [floor|shm|pipe]`,
+        // through the bus or, with `floor`, through the bounded floor, or
+        // to isolated consumers over shared memory or pipes.
         "one" => one(
             events,
             release,
             args.get(3).and_then(|a| a.parse().ok()).unwrap_or(1),
             args.get(4).and_then(|a| a.parse().ok()).unwrap_or(0),
-            args.get(5).is_some_and(|a| a == "floor"),
+            args.get(5).map(String::as_str),
         ),
         other => Err(format!("unknown measurement {other}; use bus or memory")),
     };
@@ -296,14 +297,26 @@ fn one(
     release: bool,
     subscribers: usize,
     payload: usize,
-    floor: bool,
+    path: Option<&str>,
 ) -> Result<Value, String> {
-    if floor {
+    if path == Some("floor") {
         let bound = floor::Channel::Bounded(rows::MAILBOX);
         let (_, elapsed) = floor::run_floor(events, payload, subscribers, Pace::Flood, bound);
         return Ok(json!({ "events_per_s": events as f64 / elapsed.as_secs_f64() }));
     }
     let (workspace, artifacts) = artifacts(release)?;
+    let isolation = match path {
+        Some(transport @ ("shm" | "pipe")) => {
+            orch_runtime::isolation::set_host_program(host_binary(&workspace, release)?);
+            orch_runtime::isolation::set_transport(if transport == "shm" {
+                Transport::SharedMemory
+            } else {
+                Transport::Pipe
+            });
+            Isolation::Process
+        }
+        _ => Isolation::InProcess,
+    };
     let (_, elapsed, _) = run_bus(
         &workspace,
         &artifacts,
@@ -311,7 +324,7 @@ fn one(
         payload,
         subscribers,
         Pace::Flood,
-        Isolation::InProcess,
+        isolation,
     )?;
     Ok(json!({ "events_per_s": events as f64 / elapsed.as_secs_f64() }))
 }
