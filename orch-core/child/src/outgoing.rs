@@ -55,8 +55,12 @@ struct UpRing {
     signalled: Instant,
 }
 
-/// Replies that wake the orchestrator together at most.
-const REPLY_BATCH: u32 = 32;
+/// Replies that wake the orchestrator together at most: a quarter of the
+/// largest window of events in flight (1,024), so the host has room to send
+/// more long before its window is full, and each of its wake-ups brings
+/// many. Measured against 32 (one run of 1,000,000 events, medians of 4-5
+/// interleaved): 1 KB +9%, 43 B +6%; 512 was slower than 256.
+const REPLY_BATCH: u32 = 256;
 /// The longest a reply waits for its wake-up while this child keeps busy.
 const REPLY_DELAY: Duration = Duration::from_millis(1);
 

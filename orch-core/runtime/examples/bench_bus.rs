@@ -268,8 +268,12 @@ fn bus(events: u64, release: bool) -> Result<Value, String> {
     }))
 }
 
-/// Builds `cargo-orch` (the child module host) in the modules' profile.
+/// Builds `cargo-orch` (the child module host) in the modules' profile, or
+/// takes `BENCH_HOST_PROGRAM` (an A/B run of two child hosts).
 fn host_binary(workspace: &Workspace, release: bool) -> Result<PathBuf, String> {
+    if let Some(program) = std::env::var_os("BENCH_HOST_PROGRAM") {
+        return Ok(PathBuf::from(program));
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = std::process::Command::new(cargo);
     command.current_dir(&workspace.root).args([
