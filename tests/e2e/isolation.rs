@@ -257,6 +257,14 @@ fn a_child_that_writes_unsolicited_replies_into_its_ring_is_stopped() {
 }
 
 #[test]
+fn a_child_that_acknowledges_events_it_was_not_sent_is_stopped() {
+    a_lying_child_is_stopped_and_restarted(
+        "ring-handled",
+        "it acknowledged events it was not sent or out of order (1000000 from #1",
+    );
+}
+
+#[test]
 fn a_child_that_moves_its_ring_counter_past_the_ring_is_stopped() {
     a_lying_child_is_stopped_and_restarted(
         "ring-counter",

@@ -25,6 +25,7 @@ mod outgoing;
 mod pipes;
 mod timer_sink;
 mod unanswered;
+mod up_ring;
 
 use std::fs::File;
 use std::io::BufReader;
@@ -277,11 +278,15 @@ fn handle(
             if event.kind == orch_sdk::EventKind::Request {
                 link.answers().expect(&event.reply_to, event.request_id);
             }
-            // A handled event's reply carries how long the handler took (ns).
-            instance.on_event(Delivery::from(&event)).map(|()| {
+            if let Err(cause) = instance.on_event(Delivery::from(&event)) {
+                Err(cause)
+            } else {
+                // Answered with how long the handler took, in a run of such
+                // answers (see `UpRing`).
                 let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                nanos.to_le_bytes().to_vec()
-            })
+                link.handled(nanos);
+                return;
+            }
         }
         Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
         Frame::Shutdown => instance.shutdown().map(|()| Vec::new()),

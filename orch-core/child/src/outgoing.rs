@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use orch_runtime::host_api::Uplink;
 use orch_runtime::status::ModuleCounters;
 use orch_wire::protocol::Frame;
-use orch_wire::shm::{Producer, Wake, WriteFailed, write_all};
+use orch_wire::shm::Producer;
 
 use crate::unanswered::UnansweredRequests;
+use crate::up_ring::UpRing;
 
 /// The frames the child sends, from any thread, and the requests its module
 /// still has to answer.
@@ -39,39 +40,6 @@ pub(crate) struct Outgoing {
     pub(crate) parent_gone: Arc<AtomicBool>,
 }
 
-/// How long a full ring to the orchestrator may block a send before it
-/// fails (the orchestrator always drains it; a stuck one is gone soon).
-const UP_STALL: Duration = Duration::from_secs(60);
-
-/// The ring to the orchestrator, and the replies written since it was last
-/// woken: replies wake it in batches (every [`REPLY_BATCH`], before this
-/// child sleeps, and before a handler once [`REPLY_DELAY`] passed), so a
-/// flood costs one wake-up for many events; everything else wakes it at once.
-struct UpRing {
-    ring: Producer,
-    /// The frame written last (its allocation reused).
-    frame: Vec<u8>,
-    replies: u32,
-    signalled: Instant,
-}
-
-/// Replies that wake the orchestrator together at most: a quarter of the
-/// largest window of events in flight (1,024), so the host has room to send
-/// more long before its window is full, and each of its wake-ups brings
-/// many. Measured against 32 (one run of 1,000,000 events, medians of 4-5
-/// interleaved): 1 KB +9%, 43 B +6%; 512 was slower than 256.
-const REPLY_BATCH: u32 = 256;
-/// The longest a reply waits for its wake-up while this child keeps busy.
-const REPLY_DELAY: Duration = Duration::from_millis(1);
-
-impl UpRing {
-    fn signal(&mut self) {
-        self.ring.signal();
-        self.replies = 0;
-        self.signalled = Instant::now();
-    }
-}
-
 /// The module's metrics go to the parent at most this often (with the next
 /// `Pong`), however short the heartbeat.
 const METRICS_EVERY_MS: u64 = 100;
@@ -81,14 +49,7 @@ impl Outgoing {
     /// rest to `up`.
     pub(crate) fn new(out: File, up: Option<Producer>) -> Self {
         Self {
-            up: up.map(|ring| {
-                Arc::new(Mutex::new(UpRing {
-                    ring,
-                    frame: Vec::new(),
-                    replies: 0,
-                    signalled: Instant::now(),
-                }))
-            }),
+            up: up.map(|ring| Arc::new(Mutex::new(UpRing::new(ring)))),
             parent_gone: Arc::default(),
             out: Arc::new(Mutex::new(BufWriter::new(out))),
             answers: Arc::default(),
@@ -155,40 +116,33 @@ impl Outgoing {
         if let Some(up) = self.up.as_ref()
             && !frame.is_control()
         {
-            let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
             let gone = || self.parent_gone.load(Ordering::Acquire);
-            let is_reply = matches!(frame, Frame::Reply { .. });
-            let wake = if is_reply { Wake::Later } else { Wake::Now };
-            let up = &mut *up;
-            frame.encode_into(&mut up.frame);
-            let written = write_all(&mut up.ring, &up.frame, UP_STALL, &gone, wake);
-            orch_wire::protocol::keep_small(&mut up.frame);
-            return match written {
-                Ok(()) => {
-                    if is_reply {
-                        up.replies += 1;
-                        if up.replies >= REPLY_BATCH {
-                            up.signal();
-                        }
-                    } else {
-                        up.replies = 0;
-                        up.signalled = Instant::now();
-                    }
-                    true
-                }
-                Err(WriteFailed::Stalled) => {
-                    eprintln!("the orchestrator stopped reading this child's ring for 60 s");
-                    false
-                }
-                Err(WriteFailed::Closed) => false,
-                Err(WriteFailed::Corrupt(e)) => {
-                    eprintln!("the orchestrator's ring is broken: {e}");
-                    false
-                }
-            };
+            return up
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(frame, &gone);
         }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         frame.write_to(&mut *out).is_ok()
+    }
+
+    /// Answers an event handled without error in `nanos`: through the
+    /// ring, held in a run of such answers (see [`UpRing`]); through the
+    /// pipe, a `Reply` carrying the time.
+    pub(crate) fn handled(&self, nanos: u64) -> bool {
+        let seq = self.next_reply();
+        if let Some(up) = self.up.as_ref() {
+            let gone = || self.parent_gone.load(Ordering::Acquire);
+            return up
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .handled(seq, nanos, &gone);
+        }
+        self.send(&Frame::Reply {
+            seq,
+            status: orch_wire::protocol::Status::Ok,
+            data: nanos.to_le_bytes().to_vec(),
+        })
     }
 
     /// Wakes the orchestrator for the replies it was not woken for yet
@@ -197,19 +151,19 @@ impl Outgoing {
         self.signal_replies_if(|_| true);
     }
 
-    /// As [`Self::signal_replies`], but only for replies that waited
-    /// [`REPLY_DELAY`] by `now` (before a handler, which may take long).
+    /// As [`Self::signal_replies`], but only for replies that waited long
+    /// enough by `now` (before a handler, which may take long).
     pub(crate) fn signal_stale_replies(&self, now: Instant) {
-        self.signal_replies_if(|up| now.saturating_duration_since(up.signalled) >= REPLY_DELAY);
+        self.signal_replies_if(|up| up.stale_at(now));
     }
 
     /// Wakes the orchestrator for the replies not woken for yet, if `due`.
     fn signal_replies_if(&self, due: impl FnOnce(&UpRing) -> bool) {
         if let Some(up) = self.up.as_ref() {
-            let mut up = up.lock().unwrap_or_else(|e| e.into_inner());
-            if up.replies > 0 && due(&up) {
-                up.signal();
-            }
+            let gone = || self.parent_gone.load(Ordering::Acquire);
+            up.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .signal_if(due, &gone);
         }
     }
 

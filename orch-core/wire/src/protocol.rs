@@ -86,6 +86,18 @@ pub enum Frame {
         /// What it returned.
         data: Vec<u8>,
     },
+    /// Child → parent: `count` events handled without error, what as many
+    /// `Reply` frames of status `Ok` would say: the replies numbered
+    /// `first`, `first + 1`, ... (every one answers an event). A busy child
+    /// sends one for a run of events instead of a frame each.
+    Handled {
+        /// The number of the first reply it stands for.
+        first: u64,
+        /// How many (at least 1).
+        count: u32,
+        /// The handlers' time together, in nanoseconds.
+        nanos: u64,
+    },
     /// Child → parent: the module publishes.
     Publish {
         /// The topic.
@@ -182,6 +194,7 @@ const TIMER_FAILED: u8 = 26;
 const REQUEST: u8 = 27;
 const ANSWER: u8 = 28;
 const METRICS: u8 = 29;
+const HANDLED: u8 = 30;
 
 /// The most a reused frame buffer keeps between frames.
 const KEPT_FRAME_BYTES: usize = 64 * 1024;
@@ -245,6 +258,7 @@ impl Frame {
             Frame::Exit => "Exit",
             Frame::Ping(_) => "Ping",
             Frame::Reply { .. } => "Reply",
+            Frame::Handled { .. } => "Handled",
             Frame::Publish { .. } => "Publish",
             Frame::Subscribe(_) => "Subscribe",
             Frame::Unsubscribe(_) => "Unsubscribe",
@@ -332,6 +346,16 @@ impl Frame {
                 buf.extend_from_slice(&seq.to_le_bytes());
                 buf.push(*status as u8);
                 put(buf, data);
+            }
+            Frame::Handled {
+                first,
+                count,
+                nanos,
+            } => {
+                buf.push(HANDLED);
+                buf.extend_from_slice(&first.to_le_bytes());
+                buf.extend_from_slice(&count.to_le_bytes());
+                buf.extend_from_slice(&nanos.to_le_bytes());
             }
             Frame::Publish { topic, payload } => {
                 buf.push(PUBLISH);
@@ -492,6 +516,14 @@ impl Frame {
                     data: f.bytes()?,
                 }
             }
+            HANDLED => Frame::Handled {
+                first: f.u64()?,
+                count: match f.u32()? {
+                    0 => return Err(ProtocolError::Malformed("no events handled")),
+                    count => count,
+                },
+                nanos: f.u64()?,
+            },
             PUBLISH => Frame::Publish {
                 topic: f.text()?,
                 payload: f.bytes()?,

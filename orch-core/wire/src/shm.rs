@@ -79,6 +79,17 @@ impl HostRings {
     }
 }
 
+/// Both ends of one ring of a fresh segment, in this process: for tests of
+/// what is written into a ring and read out of it.
+pub fn loopback(name: &str) -> std::io::Result<(Producer, Consumer)> {
+    let (segment, _fd) = Segment::create(name, RING_BYTES)?;
+    let segment = Arc::new(segment);
+    Ok((
+        Producer::new(Arc::clone(&segment), Side::Up),
+        Consumer::new(segment, Side::Up),
+    ))
+}
+
 /// The child's ends of the segment it inherited.
 pub struct ChildRings {
     /// Events and requests from the orchestrator.

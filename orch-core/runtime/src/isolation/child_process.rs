@@ -45,6 +45,9 @@ use stderr::spawn_stderr_reader;
 /// What the reader thread hands to the module's actor.
 pub(super) enum Incoming {
     Reply(Status, Vec<u8>),
+    /// A run of events handled without error: how many, and the handlers'
+    /// time together in nanoseconds (a `Handled` frame).
+    Handled(u32, u64),
     Dead,
 }
 
@@ -342,6 +345,14 @@ impl ChildProcess {
                 link.finish(false);
                 return Err(Cause::Host(String::from_utf8_lossy(&data).into_owned()));
             }
+            Ok(Incoming::Handled(..)) => {
+                link.finish(false);
+                return Err(Cause::Host(
+                    "its child host answered the load as if it were events (a protocol \
+                     error)"
+                        .into(),
+                ));
+            }
             Ok(Incoming::Dead) | Err(RecvTimeoutError::Disconnected) => {
                 let (reason, _) = link.end();
                 return Err(Cause::Host(format!(
@@ -513,7 +524,7 @@ impl ChildProcess {
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             {
                 Ok(Incoming::Dead) | Err(RecvTimeoutError::Disconnected) => return true,
-                Ok(Incoming::Reply(..)) => {}
+                Ok(Incoming::Reply(..) | Incoming::Handled(..)) => {}
                 Err(RecvTimeoutError::Timeout) => return false,
             }
         }

@@ -213,6 +213,11 @@ impl IsolatedModule {
             };
             match link.replies.try_recv() {
                 Ok(Incoming::Reply(status, data)) => self.acknowledge(status, &data),
+                Ok(Incoming::Handled(count, nanos)) => {
+                    if !self.acknowledge_handled(count, nanos) {
+                        return false;
+                    }
+                }
                 Ok(Incoming::Dead) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
                     self.recover();
                     return false;
@@ -235,6 +240,11 @@ impl IsolatedModule {
             };
             match link.replies.recv() {
                 Ok(Incoming::Reply(status, data)) => self.acknowledge(status, &data),
+                Ok(Incoming::Handled(count, nanos)) => {
+                    if !self.acknowledge_handled(count, nanos) {
+                        return false;
+                    }
+                }
                 Ok(Incoming::Dead) | Err(_) => {
                     self.recover();
                     return false;
@@ -265,6 +275,32 @@ impl IsolatedModule {
             crate::event_failure::report(name, &event.topic, &cause, bus);
             self.outcomes.push((event.id, Err(cause.to_string())));
         }
+    }
+
+    /// `count` events in flight were handled without error, in `nanos`
+    /// together; `false` if the child claimed more than it was sent (it is
+    /// killed for it and recovered from).
+    fn acknowledge_handled(&mut self, count: u32, nanos: u64) -> bool {
+        for _ in 0..count {
+            let Some(event) = self.inflight.acknowledge_event() else {
+                if let Some(link) = self.child.as_ref() {
+                    link.shared.kill(
+                        "it acknowledged more events than were in flight (a protocol error)".into(),
+                    );
+                }
+                self.recover();
+                return false;
+            };
+            if self.outcomes.len() >= 2 * MAX_IN_FLIGHT {
+                let _ = self.outcomes.remove(0);
+            }
+            self.outcomes.push((event.id, Ok(())));
+        }
+        if let Some(counters) = self.setup.ctx.counters() {
+            let total = Duration::from_nanos(nanos);
+            counters.handled_many(total / count.max(1), count, total);
+        }
+        true
     }
 
     /// The outcomes acknowledged since the last call, by event id (at most an
@@ -315,6 +351,15 @@ impl IsolatedModule {
         match incoming {
             Ok(Incoming::Reply(Status::Ok, data)) => Ok(data),
             Ok(Incoming::Reply(status, data)) => Err(Failed::Cause(cause_of(status, &data))),
+            Ok(Incoming::Handled(..)) => {
+                // Only events are acknowledged so; none is in flight now.
+                link.shared.kill(
+                    "it acknowledged events while a lifecycle call waited (a protocol error)"
+                        .into(),
+                );
+                link.wait_dead(Duration::from_secs(2));
+                Err(Failed::Died)
+            }
             Ok(Incoming::Dead) | Err(false) => Err(Failed::Died),
             Err(true) => {
                 let limit = timeout.unwrap_or_default();

@@ -109,6 +109,13 @@ fn frame() -> impl Strategy<Value = Frame> {
             status,
             data
         }),
+        (any::<u64>(), 1..=u32::MAX, any::<u64>()).prop_map(|(first, count, nanos)| {
+            Frame::Handled {
+                first,
+                count,
+                nanos,
+            }
+        }),
         (text(), bytes()).prop_map(|(topic, payload)| Frame::Publish { topic, payload }),
         text().prop_map(Frame::Subscribe),
         text().prop_map(Frame::Unsubscribe),

@@ -42,6 +42,11 @@ fn all() -> Vec<Frame> {
             status: Status::Panic,
             data: b"boom".to_vec(),
         },
+        Frame::Handled {
+            first: 4,
+            count: 256,
+            nanos: 1_500_000,
+        },
         Frame::Publish {
             topic: "a.b".into(),
             payload: vec![],
@@ -198,6 +203,14 @@ fn malformed_bodies_are_named() {
     assert!(matches!(
         Frame::decode(&[SUBSCRIBE, 2, 0, 0, 0, 0xff, 0xfe]),
         Err(ProtocolError::Malformed("invalid UTF-8"))
+    ));
+    let mut none_handled = vec![HANDLED];
+    none_handled.extend_from_slice(&1u64.to_le_bytes());
+    none_handled.extend_from_slice(&0u32.to_le_bytes());
+    none_handled.extend_from_slice(&0u64.to_le_bytes());
+    assert!(matches!(
+        Frame::decode(&none_handled),
+        Err(ProtocolError::Malformed("no events handled"))
     ));
 }
 

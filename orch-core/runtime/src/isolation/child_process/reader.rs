@@ -166,6 +166,32 @@ pub(super) fn dispatch(
             shared.replied_now();
             let _ = replies.send(Incoming::Reply(status, data));
         }
+        Frame::Handled {
+            first,
+            count,
+            nanos,
+        } => {
+            let expected = shared.replies_seen.load(Ordering::Acquire) + 1;
+            let sent = shared.requests_sent.load(Ordering::Acquire);
+            let last = u64::from(count)
+                .checked_sub(1)
+                .and_then(|more| first.checked_add(more));
+            if first != expected || last.is_none_or(|last| last > sent) {
+                return protocol_error(
+                    r,
+                    shared,
+                    &format!(
+                        "it acknowledged events it was not sent or out of order ({count} from \
+                         #{first}, expected #{expected}, {sent} requests sent)"
+                    ),
+                );
+            }
+            shared
+                .replies_seen
+                .fetch_add(u64::from(count), Ordering::AcqRel);
+            shared.replied_now();
+            let _ = replies.send(Incoming::Handled(count, nanos));
+        }
         Frame::Publish { topic, payload } => {
             // The child checked it too; a child that lies is refused here,
             // by the rule an in-process publish meets.

@@ -150,7 +150,7 @@ impl Quotas {
         }
         let retiring_may = matches!(
             frame,
-            Frame::Reply { .. } | Frame::Log { .. } | Frame::Pong { .. }
+            Frame::Reply { .. } | Frame::Handled { .. } | Frame::Log { .. } | Frame::Pong { .. }
         );
         if !active && !retiring_may {
             return Admit::Drop;
