@@ -483,7 +483,7 @@ fn deliver(
         watched.clock.begin();
     }
     activity.begin(event, &mut watched.topic);
-    let result = instance.on_event(event.delivery());
+    let result = instance.on_event(event);
     let overran = activity.end();
     if let Some(counters) = &state.counters {
         watched.handled(counters);

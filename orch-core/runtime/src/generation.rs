@@ -5,9 +5,10 @@
 //! process`, [`IsolatedModule`]), or, in this crate's tests, a scripted fake.
 //! What opens a generation is the supervisor's `Opener`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::Delivery;
+use crate::bus::BusEvent;
 use crate::error::Cause;
 use crate::isolation::IsolatedModule;
 use crate::loader::{ModuleInstance, Unloaded};
@@ -31,7 +32,7 @@ pub trait Generation: Send {
 
     /// `Module::on_event`. Final for a local generation; an isolated one
     /// returns at once and reports the outcome later ([`Generation::take_outcomes`]).
-    fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause>;
+    fn on_event(&mut self, event: &Arc<BusEvent>) -> Result<(), Cause>;
 
     /// Whether it runs in this process: its `on_event` outcome is final and
     /// its handler time is measured by the actor.
@@ -93,8 +94,8 @@ impl Generation for ModuleInstance {
         ModuleInstance::start(self)
     }
 
-    fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
-        ModuleInstance::on_event(self, event)
+    fn on_event(&mut self, event: &Arc<BusEvent>) -> Result<(), Cause> {
+        ModuleInstance::on_event(self, event.delivery())
     }
 
     fn is_local(&self) -> bool {
@@ -134,7 +135,7 @@ impl Generation for IsolatedModule {
         IsolatedModule::start(self)
     }
 
-    fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
+    fn on_event(&mut self, event: &Arc<BusEvent>) -> Result<(), Cause> {
         IsolatedModule::on_event(self, event)
     }
 

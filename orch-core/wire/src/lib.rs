@@ -17,5 +17,5 @@ pub mod protocol;
 pub mod shm;
 
 pub use metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
-pub use protocol::{EventFrame, Frame, MAX_FRAME, ProtocolError, Status};
+pub use protocol::{EventFrame, EventRef, Frame, MAX_FRAME, ProtocolError, Status};
 pub use shm::Transport;

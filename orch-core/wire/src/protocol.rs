@@ -286,9 +286,7 @@ impl Frame {
             Frame::Initialize { config, state } => {
                 config.len() + state.as_ref().map_or(0, Vec::len)
             }
-            Frame::Event(event) => {
-                event.topic.len() + event.payload.len() + event.source.len() + event.reply_to.len()
-            }
+            Frame::Event(event) => EventRef::from(event).variable_len(),
             Frame::Reply { data, .. } => data.len(),
             Frame::Publish { topic, payload } => topic.len() + payload.len(),
             Frame::Subscribe(p) | Frame::Unsubscribe(p) => p.len(),
@@ -322,18 +320,7 @@ impl Frame {
                 put(buf, state.as_deref().unwrap_or_default());
             }
             Frame::Start => buf.push(START),
-            Frame::Event(event) => {
-                buf.push(EVENT);
-                put(buf, event.topic.as_bytes());
-                put(buf, &event.payload);
-                buf.extend_from_slice(&event.id.to_le_bytes());
-                buf.extend_from_slice(&event.published_at_ms.to_le_bytes());
-                put(buf, event.source.as_bytes());
-                buf.extend_from_slice(&event.kind.code().to_le_bytes());
-                buf.extend_from_slice(&event.request_id.to_le_bytes());
-                put(buf, event.reply_to.as_bytes());
-                buf.extend_from_slice(&event.delivery_count.to_le_bytes());
-            }
+            Frame::Event(event) => EventRef::from(event).put_body(buf),
             Frame::SaveState => buf.push(SAVE_STATE),
             Frame::Shutdown => buf.push(SHUTDOWN),
             Frame::Exit => buf.push(EXIT),
@@ -563,8 +550,10 @@ impl Frame {
     }
 }
 
+mod event_ref;
 mod fields;
 
+pub use event_ref::EventRef;
 use fields::Fields;
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 use nix::sys::signal::Signal;
 use orch_process::ExitReason;
 use orch_process::host::{host_program, spawn_from_stable_thread as spawn};
-use orch_wire::protocol::{Frame, Status};
+use orch_wire::protocol::{EventRef, Frame, Status};
 use orch_wire::shm::{self, HostRings, Producer, Transport, Wake, WriteFailed, write_all};
 use tracing::level_filters::LevelFilter;
 
@@ -30,6 +30,7 @@ use writer::FrameWriter;
 
 mod heartbeat;
 mod metrics;
+mod outbound;
 mod reader;
 mod rings;
 mod rules;
@@ -38,6 +39,7 @@ mod writer;
 
 use heartbeat::spawn_heartbeat;
 use orch_process::child_env::child_environment;
+use outbound::Outbound;
 use reader::{ReaderSetup, bad_frame, child_ended, dispatch, spawn_reader};
 use rings::{spawn_control_reader, spawn_ring_reader};
 use stderr::spawn_stderr_reader;
@@ -385,13 +387,6 @@ impl ChildProcess {
         self.send_waking(frame, Wake::Now)
     }
 
-    /// Like [`ChildProcess::send`], but through shared memory the child is only
-    /// woken by a later [`ChildProcess::wake`] (or once [`EVENT_BATCH`] frames
-    /// waited, or when the ring is full).
-    pub(super) fn send_batched(&self, frame: &Frame) -> bool {
-        self.send_waking(frame, Wake::Later)
-    }
-
     /// Wakes the child for the frames written without a wake-up.
     pub(super) fn wake(&self) {
         if let Some(down) = &self.down {
@@ -401,7 +396,16 @@ impl ChildProcess {
         }
     }
 
-    fn send_waking(&self, frame: &Frame, wake: Wake) -> bool {
+    /// Queues `event` for the child, encoded from its borrowed bytes; with
+    /// `Wake::Later` through shared memory the child is only woken by a later
+    /// [`ChildProcess::wake`] (or once [`EVENT_BATCH`] frames waited, or when
+    /// the ring is full). `false` as for [`ChildProcess::send`].
+    pub(super) fn send_event(&self, event: &EventRef<'_>, wake: Wake) -> bool {
+        self.send_waking(Outbound::Event(event), wake)
+    }
+
+    fn send_waking<'a>(&self, frame: impl Into<Outbound<'a>>, wake: Wake) -> bool {
+        let frame = frame.into();
         let Some(writer) = self.writer.as_ref() else {
             return false;
         };
@@ -412,20 +416,20 @@ impl ChildProcess {
                 self.shared.replied_now();
             }
         }
-        if matches!(frame, Frame::Start) {
+        if matches!(frame, Outbound::Frame(Frame::Start)) {
             // Before it is written: it may publish from its start() at once.
             self.shared.started.store(true, Ordering::Release);
         }
         match &self.down {
             Some(down) => self.send_through_ring(down, frame, wake),
-            None => writer.send(frame).is_ok(),
+            None => writer.send(frame.encode()).is_ok(),
         }
     }
 
     /// Writes `frame` into the child's ring, waiting while it reads; a ring
     /// from which it takes no whole frame for `stall` (full, or freed a byte
     /// at a time) means it stopped reading (killed for it).
-    fn send_through_ring(&self, down: &DownRing, frame: &Frame, wake: Wake) -> bool {
+    fn send_through_ring(&self, down: &DownRing, frame: Outbound<'_>, wake: Wake) -> bool {
         let stall = down.stall;
         let mut guard = down.ring.lock().unwrap_or_else(|e| e.into_inner());
         let (ring, encoded) = &mut *guard;

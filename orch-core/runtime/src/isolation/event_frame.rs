@@ -4,25 +4,25 @@
 //! bytes are the bus's own, copied once into the frame and borrowed back.
 
 use orch_sdk::Exchange;
-use orch_wire::protocol::EventFrame;
+use orch_wire::protocol::{EventFrame, EventRef};
 
-use crate::bus::Delivery;
+use crate::bus::{BusEvent, Delivery};
 
-impl From<Delivery<'_>> for EventFrame {
-    /// The frame of a delivered event.
-    #[inline]
-    fn from(event: Delivery<'_>) -> Self {
-        Self {
-            topic: event.topic.to_owned(),
-            payload: event.payload.to_vec(),
-            id: event.id,
-            source: event.source.to_owned(),
-            published_at_ms: event.published_at_ms,
-            delivery_count: event.delivery_count,
-            kind: event.exchange.kind,
-            request_id: event.exchange.request_id,
-            reply_to: event.exchange.reply_to.to_owned(),
-        }
+/// The wire's view of `event`, borrowing its bytes (encoded straight into
+/// the child's ring).
+#[inline]
+pub(crate) fn event_ref(event: &BusEvent) -> EventRef<'_> {
+    let delivery = event.delivery();
+    EventRef {
+        topic: delivery.topic,
+        payload: delivery.payload,
+        id: delivery.id,
+        source: delivery.source,
+        published_at_ms: delivery.published_at_ms,
+        delivery_count: delivery.delivery_count,
+        kind: delivery.exchange.kind,
+        request_id: delivery.exchange.request_id,
+        reply_to: delivery.exchange.reply_to,
     }
 }
 
@@ -50,24 +50,26 @@ impl<'a> From<&'a EventFrame> for Delivery<'a> {
 mod tests {
     use super::*;
 
+    use std::sync::Arc;
+
+    use orch_wire::protocol::Frame;
+
     #[test]
-    fn a_delivery_survives_the_round_trip_through_a_frame() {
-        let delivery = Delivery {
-            topic: "orders.created",
-            payload: br#"{"id":7}"#,
-            id: 42,
-            source: "producer",
-            published_at_ms: 1_700_000_000_000,
-            delivery_count: 3,
-            exchange: Exchange {
-                kind: orch_sdk::EventKind::Request,
-                request_id: 9,
-                reply_to: "asker",
-            },
+    fn a_bus_event_survives_the_round_trip_through_the_wire() {
+        let event = BusEvent::new(
+            "orders.created",
+            br#"{"id":7}"#,
+            Some(Arc::from("producer")),
+        )
+        .in_exchange(orch_sdk::EventKind::Request, 9, Some(Arc::from("asker")))
+        .delivered_times(3);
+        let mut bytes = Vec::new();
+        event_ref(&event).encode_into(&mut bytes);
+        let Ok(Some(Frame::Event(frame))) = Frame::read_from(&mut &bytes[..]) else {
+            panic!("not an event frame");
         };
-        let frame = EventFrame::from(delivery);
         // `Delivery` has no `PartialEq`: its debug form names every field.
         let back = Delivery::from(&frame);
-        assert_eq!(format!("{back:?}"), format!("{delivery:?}"));
+        assert_eq!(format!("{back:?}"), format!("{:?}", event.delivery()));
     }
 }

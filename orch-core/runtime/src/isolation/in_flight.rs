@@ -6,8 +6,9 @@
 //! others are delivered again, in order, to the restarted child.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
-use orch_wire::protocol::EventFrame;
+use crate::bus::BusEvent;
 
 /// Events sent to a child before the first is acknowledged, at most (fewer
 /// for a module whose mailbox holds fewer). A window this wide keeps a busy
@@ -33,19 +34,21 @@ pub(crate) fn window_for(mailbox_capacity: usize) -> usize {
 /// Events in flight to one child, oldest first.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    events: VecDeque<EventFrame>,
+    events: VecDeque<Arc<BusEvent>>,
     /// The bytes of `events` ([`bytes_of`]).
     bytes: usize,
 }
 
 /// What an event in flight holds of the host's memory, its fixed part aside.
-fn bytes_of(event: &EventFrame) -> usize {
-    event.topic.len() + event.payload.len() + event.source.len() + event.reply_to.len()
+fn bytes_of(event: &BusEvent) -> usize {
+    let names =
+        event.source().map_or(0, |s| s.len()) + event.reply_to.as_ref().map_or(0, |r| r.len());
+    event.topic().len() + event.payload().len() + names
 }
 
 impl InFlight {
     /// Records an event sent to the child.
-    pub(crate) fn push(&mut self, event: EventFrame) {
+    pub(crate) fn push(&mut self, event: Arc<BusEvent>) {
         self.bytes += bytes_of(&event);
         self.events.push_back(event);
     }
@@ -64,11 +67,12 @@ impl InFlight {
 
     /// The oldest event was acknowledged: its topic (to name it in an error).
     pub(crate) fn acknowledge(&mut self) -> Option<String> {
-        self.acknowledge_event().map(|event| event.topic)
+        self.acknowledge_event()
+            .map(|event| event.topic().to_owned())
     }
 
     /// The oldest event was acknowledged: the event.
-    pub(crate) fn acknowledge_event(&mut self) -> Option<EventFrame> {
+    pub(crate) fn acknowledge_event(&mut self) -> Option<Arc<BusEvent>> {
         let event = self.events.pop_front()?;
         self.bytes -= bytes_of(&event);
         Some(event)
@@ -77,7 +81,7 @@ impl InFlight {
     /// The child died: the topic of the event it was handling, and every
     /// other event in flight, in order, to deliver again. The window is empty
     /// afterwards.
-    pub(crate) fn take_after_crash(&mut self) -> (Option<String>, Vec<EventFrame>) {
+    pub(crate) fn take_after_crash(&mut self) -> (Option<String>, Vec<Arc<BusEvent>>) {
         let handling = self.acknowledge();
         self.bytes = 0;
         (handling, self.events.drain(..).collect())
@@ -88,18 +92,12 @@ impl InFlight {
 mod tests {
     use super::*;
 
-    fn event(topic: &str, n: usize) -> EventFrame {
-        EventFrame {
-            topic: topic.to_owned(),
-            payload: vec![u8::try_from(n).unwrap_or(0)],
-            id: u64::try_from(n).unwrap_or(0),
-            source: "producer".into(),
-            published_at_ms: 0,
-            delivery_count: 1,
-            kind: orch_sdk::EventKind::Publish,
-            request_id: 0,
-            reply_to: String::new(),
-        }
+    fn event(topic: &str, n: usize) -> Arc<BusEvent> {
+        event_of(topic, &[u8::try_from(n).unwrap_or(0)])
+    }
+
+    fn event_of(topic: &str, payload: &[u8]) -> Arc<BusEvent> {
+        Arc::new(BusEvent::new(topic, payload, Some(Arc::from("producer"))))
     }
 
     fn window(topics: &[&str]) -> InFlight {
@@ -120,13 +118,10 @@ mod tests {
     #[test]
     fn the_window_is_bounded_in_bytes_too() {
         let mut window = InFlight::default();
-        let big = |n| EventFrame {
-            payload: vec![b'x'; MAX_IN_FLIGHT_BYTES / 2],
-            ..event("t", n)
-        };
-        window.push(big(0));
+        let big = || event_of("t", &vec![b'x'; MAX_IN_FLIGHT_BYTES / 2]);
+        window.push(big());
         assert!(!window.holds_more_than(MAX_IN_FLIGHT), "half the bytes");
-        window.push(big(1));
+        window.push(big());
         window.push(event("t", 2));
         assert!(window.holds_more_than(MAX_IN_FLIGHT), "past the bytes");
         window.acknowledge();
@@ -146,14 +141,21 @@ mod tests {
 
     #[test]
     fn a_crash_loses_the_event_being_handled_and_replays_the_rest_in_order() {
-        let mut window = window(&["a", "b", "c"]);
+        let mut window = InFlight::default();
+        let events: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .enumerate()
+            .map(|(n, topic)| event(topic, n))
+            .collect();
+        for event in &events {
+            window.push(Arc::clone(event));
+        }
         window.acknowledge();
         let (handling, replay) = window.take_after_crash();
         assert_eq!(handling.as_deref(), Some("b"));
-        assert_eq!(
-            replay,
-            vec![event("c", 2)],
-            "only what followed the handled event comes back, envelope and all"
+        assert!(
+            replay.len() == 1 && Arc::ptr_eq(&replay[0], &events[2]),
+            "only what followed the handled event comes back, the very event"
         );
         assert_eq!(window.len(), 0);
     }
@@ -161,6 +163,7 @@ mod tests {
     #[test]
     fn a_crash_with_nothing_in_flight_replays_nothing() {
         let mut window = InFlight::default();
-        assert_eq!(window.take_after_crash(), (None, Vec::new()));
+        let (handling, replay) = window.take_after_crash();
+        assert!(handling.is_none() && replay.is_empty());
     }
 }

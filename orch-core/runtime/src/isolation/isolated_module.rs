@@ -12,16 +12,18 @@
 
 mod restart;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use orch_sdk::duration::human;
-use orch_wire::protocol::{EventFrame, Frame, Status};
+use orch_wire::protocol::{Frame, Status};
+use orch_wire::shm::Wake;
 
 use super::child_process::{ChildProcess, Incoming};
 use super::in_flight::{InFlight, MAX_IN_FLIGHT, window_for};
 use super::setup::RemoteSetup;
 use super::supervise::RestartTracker;
-use crate::bus::Delivery;
+use crate::bus::BusEvent;
 use crate::error::{Cause, ModuleFailure, Phase};
 
 /// Why a request got no reply.
@@ -155,31 +157,29 @@ impl IsolatedModule {
     /// in flight: each is kept until the child acknowledges it, errors are reported with their own topic, and after a
     /// crash the unacknowledged events but the first (the one it was handling)
     /// are delivered again to the restarted child, in order.
-    pub fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
-        self.send_event(EventFrame::from(event));
+    pub fn on_event(&mut self, event: &Arc<BusEvent>) -> Result<(), Cause> {
+        self.send_event(Arc::clone(event));
         Ok(())
     }
 
     /// Sends one event to the child and keeps it in flight until acknowledged.
-    fn send_event(&mut self, event: EventFrame) {
+    fn send_event(&mut self, event: Arc<BusEvent>) {
         if !self.absorb() {
             return;
         }
         let Some(link) = self.child.as_ref() else {
             return;
         };
-        let frame = Frame::Event(event);
         // While more events are queued the child is woken once for a batch
         // (see `wake_child`): one wake-up instead of one per event.
-        let batch = !self.setup.mailbox.is_empty();
-        let sent = if batch {
-            link.send_batched(&frame)
+        let wake = if self.setup.mailbox.is_empty() {
+            Wake::Now
         } else {
-            link.send(&frame)
+            Wake::Later
         };
-        if let Frame::Event(event) = frame {
-            self.inflight.push(event);
-        }
+        // Encoded from the bus's own event; kept in flight as it is.
+        let sent = link.send_event(&super::event_frame::event_ref(&event), wake);
+        self.inflight.push(event);
         if !sent {
             link.shared.pipe_broke();
         }
@@ -272,7 +272,7 @@ impl IsolatedModule {
         } else {
             let cause = cause_of(status, data);
             let (name, bus) = (&self.setup.name, &self.setup.bus);
-            crate::event_failure::report(name, &event.topic, &cause, bus);
+            crate::event_failure::report(name, event.topic(), &cause, bus);
             self.outcomes.push((event.id, Err(cause.to_string())));
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use super::journal::{Call, Journal};
-use crate::bus::Delivery;
+use crate::bus::BusEvent;
 use crate::error::{Cause, ModuleFailure, Phase};
 use crate::generation::{Generation, Retired};
 use crate::host_api::ModuleHostCtx;
@@ -344,7 +344,8 @@ impl Generation for FakeGeneration {
         self.script.start.run()
     }
 
-    fn on_event(&mut self, event: Delivery<'_>) -> Result<(), Cause> {
+    fn on_event(&mut self, event: &Arc<BusEvent>) -> Result<(), Cause> {
+        let event = event.delivery();
         self.record(Call::Event {
             topic: event.topic.to_owned(),
             payload: String::from_utf8_lossy(event.payload).into_owned(),

@@ -208,4 +208,16 @@ proptest! {
             prop_assert_eq!(read, frame);
         }
     }
+
+    /// A borrowed event encodes to the bytes of its owned frame, and reads
+    /// back as it.
+    #[test]
+    fn a_borrowed_event_encodes_as_its_frame(event in event()) {
+        let mut borrowed = Vec::new();
+        EventRef::from(&event).encode_into(&mut borrowed);
+        let owned = Frame::Event(EventRef::from(&event).to_frame());
+        prop_assert_eq!(&borrowed, &owned.encode());
+        let read = Frame::read_from(&mut &borrowed[..]).expect("valid").expect("a frame");
+        prop_assert_eq!(read, Frame::Event(event));
+    }
 }

@@ -67,10 +67,11 @@ impl FrameWriter {
         (writer, Pinger(pings), thread)
     }
 
-    /// Queues `frame`; waits at most the deadline when the queue is full, then
-    /// kills the child as one that stopped reading.
-    pub(super) fn send(&self, frame: &Frame) -> Result<(), Refused> {
-        match self.frames.send_timeout(frame.encode(), self.deadline) {
+    /// Queues a frame's `bytes` (length prefix included); waits at most the
+    /// deadline when the queue is full, then kills the child as one that
+    /// stopped reading.
+    pub(super) fn send(&self, bytes: Vec<u8>) -> Result<(), Refused> {
+        match self.frames.send_timeout(bytes, self.deadline) {
             Ok(()) => Ok(()),
             Err(SendTimeoutError::Disconnected(_)) => Err(Refused::Closed),
             Err(SendTimeoutError::Timeout(_)) => {
@@ -184,7 +185,7 @@ mod tests {
         let started = Instant::now();
         let mut sent = 0;
         let refused = loop {
-            match writer.send(&event) {
+            match writer.send(event.encode()) {
                 Ok(()) => sent += 1,
                 Err(refused) => break refused,
             }
