@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use orch_wire::protocol::Frame;
+use orch_wire::protocol::{EventRef, Frame};
 use orch_wire::shm::{Consumer, RingReader};
 
 use crate::Work;
@@ -16,6 +16,16 @@ use crate::Work;
 /// The longest sleep of an idle child: only a backstop, every piece of work
 /// wakes it at once.
 const IDLE_WAIT: Duration = Duration::from_secs(10);
+
+/// What the main thread takes next.
+pub(crate) enum Next<'a> {
+    /// Work from its queue, or a frame of the orchestrator other than an
+    /// event.
+    Work(Work),
+    /// An event from the ring, its bytes borrowed from the inbox (decoded
+    /// without a copy) until the next call.
+    Event(EventRef<'a>),
+}
 
 /// The main thread's sources of work.
 pub(crate) struct Inbox {
@@ -44,15 +54,17 @@ impl Inbox {
 
     /// The next piece of work; waits without spinning, calling
     /// `before_sleep` first.
-    pub(crate) fn next(&mut self, before_sleep: &dyn Fn()) -> Work {
+    pub(crate) fn next(&mut self, before_sleep: &dyn Fn()) -> Next<'_> {
         let Some(ring) = self.ring.as_mut() else {
-            return self.queue.recv().unwrap_or(Work::ParentGone);
+            return Next::Work(self.queue.recv().unwrap_or(Work::ParentGone));
         };
+        // The last frame's body is no longer borrowed.
+        orch_wire::protocol::keep_small(&mut self.body);
         let gone = || self.gone.load(Ordering::Acquire);
         loop {
             match self.queue.try_recv() {
-                Ok(work) => return work,
-                Err(TryRecvError::Disconnected) => return Work::ParentGone,
+                Ok(work) => return Next::Work(work),
+                Err(TryRecvError::Disconnected) => return Next::Work(Work::ParentGone),
                 Err(TryRecvError::Empty) => {}
             }
             let waiting = match ring.available() {
@@ -62,23 +74,36 @@ impl Inbox {
                 }
                 Ok(_) => {
                     let mut reader = RingReader::new(ring, gone);
-                    let read = Frame::read_with(&mut reader, &mut self.body);
-                    orch_wire::protocol::keep_small(&mut self.body);
-                    return match read {
-                        Ok(Some(frame)) => Work::Request(frame),
-                        Ok(None) => Work::ParentGone,
-                        Err(e) => {
-                            eprintln!("bad frame in the orchestrator's ring: {e}");
-                            Work::ParentGone
-                        }
+                    return match Frame::read_body(&mut reader, &mut self.body) {
+                        Ok(true) => decode(&self.body),
+                        Ok(false) => Next::Work(Work::ParentGone),
+                        Err(e) => bad_frame(&e),
                     };
                 }
                 Err(e) => Err(e),
             };
             if let Err(e) = waiting {
                 eprintln!("the orchestrator's ring is broken: {e}");
-                return Work::ParentGone;
+                return Next::Work(Work::ParentGone);
             }
         }
     }
+}
+
+/// The frame `body` read from the ring: an event borrowed, anything else
+/// decoded.
+fn decode(body: &[u8]) -> Next<'_> {
+    match EventRef::decode(body) {
+        Ok(Some(event)) => Next::Event(event),
+        Ok(None) => match Frame::decode(body) {
+            Ok(frame) => Next::Work(Work::Request(frame)),
+            Err(e) => bad_frame(&e),
+        },
+        Err(e) => bad_frame(&e),
+    }
+}
+
+fn bad_frame(e: &impl std::fmt::Display) -> Next<'static> {
+    eprintln!("bad frame in the orchestrator's ring: {e}");
+    Next::Work(Work::ParentGone)
 }

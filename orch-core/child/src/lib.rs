@@ -41,13 +41,13 @@ use orch_runtime::host_api::{HostServices, ModuleHostCtx};
 use orch_runtime::isolation::{HOST_MODE_ARG, child_copies_dir};
 use orch_runtime::loader::{Loader, ModuleInstance};
 use orch_runtime::timers::TimerService;
-use orch_wire::protocol::{Frame, Status};
+use orch_wire::protocol::{EventRef, Frame, Status};
 use orch_wire::shm::{ChildRings, Consumer, Transport};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 
 use args::Args;
-use inbox::Inbox;
+use inbox::{Inbox, Next};
 use log_forward::LogForward;
 use outgoing::Outgoing;
 use pipes::protocol_pipes;
@@ -235,7 +235,15 @@ fn serve(args: &Args, link: &Outgoing, input: File, down: Option<Consumer>) -> E
         let began = Instant::now();
         link.signal_stale_replies(began);
         link.busy_from(began);
-        match item {
+        let work = match item {
+            Next::Event(event) => {
+                handle_event(event, &mut instance, link, began);
+                link.idle();
+                continue;
+            }
+            Next::Work(work) => work,
+        };
+        match work {
             Work::Request(Frame::Exit) | Work::ParentGone => break,
             Work::Request(frame) => handle(frame, &mut instance, &ctx, link, began),
             Work::Timer(event) => {
@@ -275,18 +283,8 @@ fn handle(
             instance.start().map(|()| Vec::new())
         }
         Frame::Event(event) => {
-            if event.kind == orch_sdk::EventKind::Request {
-                link.answers().expect(&event.reply_to, event.request_id);
-            }
-            if let Err(cause) = instance.on_event(Delivery::from(&event)) {
-                Err(cause)
-            } else {
-                // Answered with how long the handler took, in a run of such
-                // answers (see `UpRing`).
-                let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                link.handled(nanos);
-                return;
-            }
+            handle_event(EventRef::from(&event), instance, link, began);
+            return;
         }
         Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
         Frame::Shutdown => instance.shutdown().map(|()| Vec::new()),
@@ -304,24 +302,50 @@ fn handle(
             status: Status::Ok,
             data,
         },
-        Err(cause) => {
-            let status = match cause {
-                Cause::Error(_) => Status::Error,
-                Cause::Panic(_) => Status::Panic,
-                _ => Status::Host,
-            };
-            let data = match cause {
-                Cause::Error(m) | Cause::Panic(m) | Cause::Host(m) => m,
-                Cause::Timeout(_) => cause.to_string(),
-            };
-            Frame::Reply {
-                seq: link.next_reply(),
-                status,
-                data: data.into_bytes(),
-            }
-        }
+        Err(cause) => failure_reply(link.next_reply(), cause),
     };
     link.send(&frame);
+}
+
+/// Runs the module's handler on `event`, which began at `began`, and
+/// answers: handled, with how long it took, in a run of such answers (see
+/// `UpRing`), or its failure.
+fn handle_event(
+    event: EventRef<'_>,
+    instance: &mut ModuleInstance,
+    link: &Outgoing,
+    began: Instant,
+) {
+    if event.kind == orch_sdk::EventKind::Request {
+        link.answers().expect(event.reply_to, event.request_id);
+    }
+    match instance.on_event(Delivery::from(event)) {
+        Ok(()) => {
+            let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            link.handled(nanos);
+        }
+        Err(cause) => {
+            link.send(&failure_reply(link.next_reply(), cause));
+        }
+    }
+}
+
+/// The reply `seq` for a request that failed with `cause`.
+fn failure_reply(seq: u64, cause: Cause) -> Frame {
+    let status = match cause {
+        Cause::Error(_) => Status::Error,
+        Cause::Panic(_) => Status::Panic,
+        _ => Status::Host,
+    };
+    let data = match cause {
+        Cause::Error(m) | Cause::Panic(m) | Cause::Host(m) => m,
+        Cause::Timeout(_) => cause.to_string(),
+    };
+    Frame::Reply {
+        seq,
+        status,
+        data: data.into_bytes(),
+    }
 }
 
 fn reply_err(link: &Outgoing, status: Status, message: &str) {

@@ -427,11 +427,21 @@ impl Frame {
         r: &mut impl Read,
         body: &mut Vec<u8>,
     ) -> Result<Option<Frame>, ProtocolError> {
+        if !Self::read_body(r, body)? {
+            return Ok(None);
+        }
+        Self::decode(body).map(Some)
+    }
+
+    /// Reads one frame's body (kind byte and fields) into `body`, to decode
+    /// with [`Frame::decode`] or, borrowing it, [`EventRef::decode`];
+    /// `Ok(false)` at a clean end of stream (between frames).
+    pub fn read_body(r: &mut impl Read, body: &mut Vec<u8>) -> Result<bool, ProtocolError> {
         let mut len = [0u8; 4];
         let mut got = 0;
         while got < 4 {
             match r.read(&mut len[got..]) {
-                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) if got == 0 => return Ok(false),
                 Ok(0) => return Err(ProtocolError::Truncated),
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -448,7 +458,7 @@ impl Frame {
             io::ErrorKind::UnexpectedEof => ProtocolError::Truncated,
             _ => ProtocolError::Io(e),
         })?;
-        Self::decode(body).map(Some)
+        Ok(true)
     }
 
     /// Decodes a frame body (kind byte and fields, without the length prefix).
@@ -469,21 +479,7 @@ impl Frame {
                 }
             }
             START => Frame::Start,
-            EVENT => Frame::Event(EventFrame {
-                topic: f.text()?,
-                payload: f.bytes()?,
-                id: f.u64()?,
-                published_at_ms: f.u64()?,
-                source: f.text()?,
-                kind: EventKind::from_code(f.u32()?)
-                    .ok_or(ProtocolError::Malformed("event kind"))?,
-                request_id: f.u64()?,
-                reply_to: f.text()?,
-                delivery_count: match f.u32()? {
-                    0 => return Err(ProtocolError::Malformed("event delivered 0 times")),
-                    count => count,
-                },
-            }),
+            EVENT => Frame::Event(EventRef::from_fields(&mut f)?.to_frame()),
             SAVE_STATE => Frame::SaveState,
             SHUTDOWN => Frame::Shutdown,
             EXIT => Frame::Exit,

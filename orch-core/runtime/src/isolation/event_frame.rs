@@ -26,23 +26,31 @@ pub(crate) fn event_ref(event: &BusEvent) -> EventRef<'_> {
     }
 }
 
+impl<'a> From<EventRef<'a>> for Delivery<'a> {
+    /// The event as the child's module receives it.
+    #[inline]
+    fn from(event: EventRef<'a>) -> Self {
+        Self {
+            topic: event.topic,
+            payload: event.payload,
+            id: event.id,
+            source: event.source,
+            published_at_ms: event.published_at_ms,
+            delivery_count: event.delivery_count,
+            exchange: Exchange {
+                kind: event.kind,
+                request_id: event.request_id,
+                reply_to: event.reply_to,
+            },
+        }
+    }
+}
+
 impl<'a> From<&'a EventFrame> for Delivery<'a> {
     /// The event as the child's module receives it.
     #[inline]
     fn from(frame: &'a EventFrame) -> Self {
-        Self {
-            topic: &frame.topic,
-            payload: &frame.payload,
-            id: frame.id,
-            source: &frame.source,
-            published_at_ms: frame.published_at_ms,
-            delivery_count: frame.delivery_count,
-            exchange: Exchange {
-                kind: frame.kind,
-                request_id: frame.request_id,
-                reply_to: &frame.reply_to,
-            },
-        }
+        Self::from(EventRef::from(frame))
     }
 }
 

@@ -4,7 +4,8 @@
 
 use orch_sdk::EventKind;
 
-use super::{EVENT, EventFrame, put};
+use super::fields::Fields;
+use super::{EVENT, EventFrame, ProtocolError, put};
 
 /// The fields of an [`EventFrame`], borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,42 @@ impl<'a> From<&'a EventFrame> for EventRef<'a> {
     }
 }
 
-impl EventRef<'_> {
+impl<'a> EventRef<'a> {
+    /// The event of a frame `body` (kind byte and fields, as
+    /// [`super::Frame::read_body`] leaves it), borrowing its bytes; `None`
+    /// for a frame of another kind (decode it with [`super::Frame::decode`]).
+    #[inline]
+    pub fn decode(body: &'a [u8]) -> Result<Option<Self>, ProtocolError> {
+        let Some((&EVENT, rest)) = body.split_first() else {
+            return Ok(None);
+        };
+        let mut fields = Fields(rest);
+        let event = Self::from_fields(&mut fields)?;
+        if !fields.0.is_empty() {
+            return Err(ProtocolError::Malformed("trailing bytes"));
+        }
+        Ok(Some(event))
+    }
+
+    /// The event's fields, after the kind byte.
+    #[inline]
+    pub(super) fn from_fields(f: &mut Fields<'a>) -> Result<Self, ProtocolError> {
+        Ok(Self {
+            topic: f.str()?,
+            payload: f.slice()?,
+            id: f.u64()?,
+            published_at_ms: f.u64()?,
+            source: f.str()?,
+            kind: EventKind::from_code(f.u32()?).ok_or(ProtocolError::Malformed("event kind"))?,
+            request_id: f.u64()?,
+            reply_to: f.str()?,
+            delivery_count: match f.u32()? {
+                0 => return Err(ProtocolError::Malformed("event delivered 0 times")),
+                count => count,
+            },
+        })
+    }
+
     /// The owned frame (for a transport that queues frames).
     pub fn to_frame(&self) -> EventFrame {
         EventFrame {

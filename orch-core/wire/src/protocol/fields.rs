@@ -6,9 +6,9 @@ use crate::metric::{MAX_METRICS_PER_MODULE, MetricKind, MetricSample};
 /// A cursor over a frame's fields.
 pub(super) struct Fields<'a>(pub(super) &'a [u8]);
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
     #[inline]
-    pub(super) fn take(&mut self, n: usize) -> Result<&[u8], ProtocolError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
         if self.0.len() < n {
             return Err(ProtocolError::Malformed("field past the end of the frame"));
         }
@@ -36,17 +36,29 @@ impl Fields<'_> {
         Ok(u64::from_le_bytes(n))
     }
 
+    /// A length-prefixed byte field, borrowed from the frame.
     #[inline]
-    pub(super) fn bytes(&mut self) -> Result<Vec<u8>, ProtocolError> {
+    pub(super) fn slice(&mut self) -> Result<&'a [u8], ProtocolError> {
         let mut n = [0; 4];
         n.copy_from_slice(self.take(4)?);
         let len = u32::from_le_bytes(n) as usize;
-        Ok(self.take(len)?.to_vec())
+        self.take(len)
+    }
+
+    /// A length-prefixed UTF-8 field, borrowed from the frame.
+    #[inline]
+    pub(super) fn str(&mut self) -> Result<&'a str, ProtocolError> {
+        std::str::from_utf8(self.slice()?).map_err(|_| ProtocolError::Malformed("invalid UTF-8"))
+    }
+
+    #[inline]
+    pub(super) fn bytes(&mut self) -> Result<Vec<u8>, ProtocolError> {
+        self.slice().map(<[u8]>::to_vec)
     }
 
     #[inline]
     pub(super) fn text(&mut self) -> Result<String, ProtocolError> {
-        String::from_utf8(self.bytes()?).map_err(|_| ProtocolError::Malformed("invalid UTF-8"))
+        self.str().map(str::to_owned)
     }
 
     /// A `Metrics` frame's samples: at most one per metric a module may have.
