@@ -256,6 +256,50 @@ fn a_child_that_writes_unsolicited_replies_into_its_ring_is_stopped() {
     a_lying_child_is_stopped_and_restarted("ring-replies", "unsolicited or out-of-order reply");
 }
 
+/// A flood into an isolated module that aborts mid-stream: the child holds
+/// the answers of events it handled back (a run not yet written) when it
+/// dies; those events are not delivered again to its successor (each is
+/// recorded once), and the one it was handling is the one lost.
+#[test]
+fn events_a_crashed_child_handled_are_not_delivered_again() {
+    let marker = marker();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = dir.path().join("handled.txt");
+    let scenario = Scenario::new(&format!(
+        "modules:\n  - name: fixture-flood\n    config:\n      pad_bytes: 0\n  \
+         - name: fixture-crash\n    isolation: process\n    config:\n      topic: flood.tick\n      \
+         fault: abort\n      crash_after: 5000\n      record: \"{}\"\n",
+        record.display()
+    ));
+    let mut orch = start(&scenario, &marker);
+    orch.wait_for("[CRASH] module 'fixture-crash' (isolated)", BUILD)
+        .unwrap();
+    orch.wait_for("[RESTART] module 'fixture-crash' is running again", SHORT)
+        .unwrap();
+    let lines = || {
+        std::fs::read_to_string(&record)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    wait_until("the restarted child records events", SHORT, || {
+        orch.collect_for(Duration::from_millis(100));
+        lines().len() > 10_000
+    });
+    stop_cleanly(&mut orch);
+    let recorded = lines();
+    let mut seen = std::collections::HashSet::new();
+    let repeated: Vec<&String> = recorded.iter().filter(|l| !seen.insert(*l)).collect();
+    assert!(
+        repeated.is_empty(),
+        "{} of {} events were delivered again after the crash, e.g. {:?}",
+        repeated.len(),
+        recorded.len(),
+        repeated.first()
+    );
+}
+
 #[test]
 fn a_child_that_acknowledges_events_it_was_not_sent_is_stopped() {
     a_lying_child_is_stopped_and_restarted(

@@ -23,6 +23,9 @@ pub(crate) struct Args {
     pub(crate) memory_max: Option<u64>,
     /// How events come: pipes, or the segment on fd 3.
     pub(crate) transport: Transport,
+    /// How many events the orchestrator keeps in flight to this child at
+    /// most (its answers go in runs of a quarter of it at most).
+    pub(crate) window: u32,
 }
 
 impl Args {
@@ -39,6 +42,7 @@ impl Args {
             subscribes,
             memory_max,
             transport,
+            window,
         ] = args
         else {
             return None;
@@ -60,6 +64,7 @@ impl Args {
                 bytes => Some(bytes.parse().ok()?),
             },
             transport: Transport::from_arg(transport)?,
+            window: window.parse().ok()?,
         })
     }
 }

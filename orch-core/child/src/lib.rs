@@ -135,7 +135,7 @@ pub fn main(args: &[String]) -> ExitCode {
         },
     };
     let (down, up) = rings.map_or((None, None), |r| (Some(r.down), Some(r.up)));
-    let link = Outgoing::new(out, up);
+    let link = Outgoing::new(out, up, args.window);
     let subscriber =
         tracing_subscriber::registry().with(LogForward(link.clone()).with_filter(args.level));
     let _ = tracing::subscriber::set_global_default(subscriber);

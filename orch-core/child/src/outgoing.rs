@@ -47,9 +47,10 @@ const METRICS_EVERY_MS: u64 = 100;
 impl Outgoing {
     /// A link writing control frames to `out` and, with shared memory, the
     /// rest to `up`.
-    pub(crate) fn new(out: File, up: Option<Producer>) -> Self {
+    /// `window`: the events the orchestrator keeps in flight at most.
+    pub(crate) fn new(out: File, up: Option<Producer>, window: u32) -> Self {
         Self {
-            up: up.map(|ring| Arc::new(Mutex::new(UpRing::new(ring)))),
+            up: up.map(|ring| Arc::new(Mutex::new(UpRing::new(ring, window)))),
             parent_gone: Arc::default(),
             out: Arc::new(Mutex::new(BufWriter::new(out))),
             answers: Arc::default(),

@@ -1,6 +1,7 @@
 //! The ring to the orchestrator (shared-memory transport) and what waits
 //! before it: replies wake the orchestrator in batches (every
-//! [`REPLY_BATCH`], before this child sleeps, and before a handler once
+//! [`REPLY_BATCH`] or a quarter of the orchestrator's in-flight window if
+//! less, before this child sleeps, and before a handler once
 //! [`REPLY_DELAY`] passed), and a run of events handled without error goes
 //! as one `Handled` frame instead of a `Reply` each. Everything else is
 //! written at once (the held run first: the replies stay in order) and wakes
@@ -16,9 +17,9 @@ use orch_wire::shm::{Producer, Wake, WriteFailed, write_all};
 const UP_STALL: Duration = Duration::from_secs(60);
 
 /// Replies that wake the orchestrator together at most: a quarter of the
-/// largest window of events in flight (1,024), so the host has room to send
-/// more long before its window is full, and each of its wake-ups brings
-/// many. Measured against 32 (one run of 1,000,000 events, medians of 4-5
+/// largest window of events in flight (1,024; a quarter of a smaller one),
+/// so the host has room to send more long before its window is full, and
+/// each of its wake-ups brings many. Measured against 32 (one run of 1,000,000 events, medians of 4-5
 /// interleaved): 1 KB +9%, 43 B +6%; 512 was slower than 256.
 const REPLY_BATCH: u32 = 256;
 
@@ -34,6 +35,8 @@ pub(crate) struct UpRing {
     replies: u32,
     /// When it was last woken.
     signalled: Instant,
+    /// Replies that wake it together at most (and the longest run).
+    batch: u32,
     /// Events handled without error whose replies are not written yet.
     run: Option<HandledRun>,
 }
@@ -47,12 +50,14 @@ struct HandledRun {
 }
 
 impl UpRing {
-    pub(crate) fn new(ring: Producer) -> Self {
+    /// The ring, for an orchestrator that keeps `window` events in flight.
+    pub(crate) fn new(ring: Producer, window: u32) -> Self {
         Self {
             ring,
             frame: Vec::new(),
             replies: 0,
             signalled: Instant::now(),
+            batch: (window / 4).clamp(1, REPLY_BATCH),
             run: None,
         }
     }
@@ -78,10 +83,13 @@ impl UpRing {
     }
 
     /// Reply `seq` answers an event handled without error in `nanos`: held
-    /// in the run, written with it (at the latest after [`REPLY_BATCH`]).
+    /// in the run, written with it (at the latest after [`REPLY_BATCH`]), and
+    /// noted in the segment at once, so the orchestrator counts it handled
+    /// even if this child dies before the run is written.
     pub(crate) fn handled(&mut self, seq: u64, nanos: u64, gone: &dyn Fn() -> bool) -> bool {
+        self.ring.note_handled(seq);
         match &mut self.run {
-            Some(run) if run.first + u64::from(run.count) == seq && run.count < REPLY_BATCH => {
+            Some(run) if run.first + u64::from(run.count) == seq && run.count < self.batch => {
                 run.count += 1;
                 run.nanos = run.nanos.saturating_add(nanos);
             }
@@ -96,7 +104,7 @@ impl UpRing {
                 });
             }
         }
-        if self.run.is_some_and(|run| run.count >= REPLY_BATCH) {
+        if self.run.is_some_and(|run| run.count >= self.batch) {
             return self.write_run(gone);
         }
         true
@@ -135,7 +143,7 @@ impl UpRing {
     /// `count` more replies written: the orchestrator is woken for a batch.
     fn replied(&mut self, count: u32) {
         self.replies = self.replies.saturating_add(count);
-        if self.replies >= REPLY_BATCH {
+        if self.replies >= self.batch {
             self.signal();
         }
     }
@@ -199,7 +207,7 @@ mod tests {
     #[test]
     fn a_run_of_handled_events_goes_as_one_frame_a_batch_at_a_time() {
         let (ring, mut up) = loopback("up-ring-runs").unwrap();
-        let mut ring = UpRing::new(ring);
+        let mut ring = UpRing::new(ring, 1024);
         for seq in 1..=300 {
             assert!(ring.handled(seq, 10, &never_gone));
         }
@@ -215,9 +223,23 @@ mod tests {
     }
 
     #[test]
+    fn a_small_window_makes_short_runs() {
+        let (ring, mut up) = loopback("up-ring-window").unwrap();
+        let mut ring = UpRing::new(ring, 40);
+        for seq in 1..=25 {
+            assert!(ring.handled(seq, 1, &never_gone));
+        }
+        assert_eq!(
+            frames(&mut up),
+            [handled(1, 10, 10), handled(11, 10, 10)],
+            "a quarter of the window"
+        );
+    }
+
+    #[test]
     fn any_other_frame_goes_after_the_run_before_it() {
         let (ring, mut up) = loopback("up-ring-order").unwrap();
-        let mut ring = UpRing::new(ring);
+        let mut ring = UpRing::new(ring, 1024);
         assert!(ring.handled(1, 5, &never_gone));
         assert!(ring.handled(2, 5, &never_gone));
         let publish = Frame::Publish {
@@ -250,9 +272,22 @@ mod tests {
     }
 
     #[test]
+    fn each_handled_event_is_noted_in_the_segment_before_its_run_is_written() {
+        let (ring, mut up) = loopback("up-ring-note").unwrap();
+        let note = ring.handled_note();
+        let mut ring = UpRing::new(ring, 1024);
+        assert_eq!(note.read(), 0);
+        for seq in 2..=4 {
+            assert!(ring.handled(seq, 1, &never_gone));
+            assert_eq!(note.read(), seq, "noted at once");
+        }
+        assert_eq!(frames(&mut up), [], "the run is still held");
+    }
+
+    #[test]
     fn replies_wait_for_their_wake_up_only_while_fresh() {
         let (ring, _up) = loopback("up-ring-stale").unwrap();
-        let mut ring = UpRing::new(ring);
+        let mut ring = UpRing::new(ring, 1024);
         let now = Instant::now();
         assert!(!ring.stale_at(now));
         assert!(ring.stale_at(now + REPLY_DELAY));

@@ -17,9 +17,13 @@ pub fn monotonic_ns() -> u64 {
 /// `duration_since` cost it a third more).
 pub fn wall_ms() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).map_or(0, |t| {
-        let seconds = u64::try_from(t.tv_sec()).unwrap_or(0);
-        let millis = u64::try_from(t.tv_nsec()).unwrap_or(0) / 1_000_000;
-        seconds.saturating_mul(1_000).saturating_add(millis)
+        let (Ok(seconds), Ok(nanos)) = (u64::try_from(t.tv_sec()), u64::try_from(t.tv_nsec()))
+        else {
+            return 0;
+        };
+        seconds
+            .saturating_mul(1_000)
+            .saturating_add(nanos / 1_000_000)
     })
 }
 

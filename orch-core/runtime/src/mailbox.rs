@@ -306,6 +306,9 @@ impl<C: Send + 'static> Mailbox<C> {
         let s = &*self.shared;
         loop {
             if !control.is_empty() {
+                // The reader turns to its owner's steps (a pause, a reload):
+                // what it holds back of the queue's room goes back first.
+                s.events.release_held();
                 return Some(Next::Control);
             }
             // A call whose mark someone else took out is due first.

@@ -19,7 +19,7 @@ mod tests;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-pub use ring::{Consumer, Corrupt, Doorbell, Producer};
+pub use ring::{Consumer, Corrupt, Doorbell, HandledNote, Producer};
 pub use segment::{CHILD_FD, hand_to_child};
 pub(crate) use segment::{Segment, Side};
 pub use stream::{RingReader, Wake, WriteFailed, as_corrupt, write_all};

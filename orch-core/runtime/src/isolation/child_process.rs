@@ -5,6 +5,7 @@
 //! report) and the heartbeat (kills a child whose module thread stops
 //! answering).
 
+use std::cell::Cell;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -210,6 +211,10 @@ pub(super) struct ChildProcess {
     /// Its `limits.memory_max`, named when an allocation failed.
     memory_max: Option<u64>,
     pub(super) replies: Receiver<Incoming>,
+    /// Replies the actor took from `replies` (the load's included), in the
+    /// child's numbering: where its note of what it handled picks up after
+    /// a death (see [`ChildProcess::end_after_crash`]).
+    taken: Cell<u64>,
     pub(super) shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     stop_heartbeat: Option<Sender<()>>,
@@ -260,6 +265,9 @@ impl ChildProcess {
                     .map_or_else(|| "none".to_owned(), |bytes| bytes.to_string()),
             )
             .arg(transport.arg())
+            // The in-flight window: the child answers in runs of at most a
+            // quarter of it.
+            .arg(super::in_flight::window_for(s.mailbox.capacity()).to_string())
             .env_clear()
             .envs(child_environment())
             .stdin(Stdio::piped())
@@ -335,6 +343,7 @@ impl ChildProcess {
             shared,
             threads,
             stop_heartbeat: None,
+            taken: Cell::new(1),
         };
         let loaded = link.replies.recv_timeout(s.timeouts.load.mul_f64(0.9));
         let declared = match loaded {
@@ -469,6 +478,35 @@ impl ChildProcess {
                 false
             }
         }
+    }
+
+    /// The actor took `count` more replies (or events acknowledged in a run).
+    pub(super) fn took(&self, count: u64) {
+        self.taken.set(self.taken.get() + count);
+    }
+
+    /// Ends it as [`ChildProcess::end`] does, and says how many more events
+    /// (after the replies the actor took) it handled without error and died
+    /// before answering: its note in the shared segment, bounded by the
+    /// requests sent (0 over pipes, where every answer is written at once).
+    pub(super) fn end_after_crash(self) -> (String, ExitKind, u64) {
+        let note = self.down.as_ref().map(|down| {
+            let ring = down.ring.lock().unwrap_or_else(|e| e.into_inner());
+            ring.0.handled_note()
+        });
+        let (taken, shared) = (self.taken.get(), Arc::clone(&self.shared));
+        let (reason, kind) = self.end();
+        // Read once the child is gone: the note moves no more.
+        let sent = shared.requests_sent.load(Ordering::Acquire);
+        let handled = note.map_or(0, |note| {
+            let noted = note.read();
+            if noted > taken && noted <= sent {
+                noted - taken
+            } else {
+                0
+            }
+        });
+        (reason, kind, handled)
     }
 
     /// Ends it (if it still runs) and its threads, and says why it ended: the

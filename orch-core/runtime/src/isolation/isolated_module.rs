@@ -135,7 +135,7 @@ impl IsolatedModule {
     /// A death during the call itself is.
     pub fn shutdown(&mut self) -> Result<(), Cause> {
         self.started = false;
-        self.drain(0);
+        self.drain_all();
         let doomed = self
             .child
             .as_ref()
@@ -254,8 +254,22 @@ impl IsolatedModule {
         true
     }
 
+    /// Waits until no event is in flight, or no child is left: a child that
+    /// dies meanwhile is restarted (as the policy says) and given the rest
+    /// again, and those are waited for too, so a lifecycle call never goes
+    /// out with events ahead of its reply. Ends: each death loses the event
+    /// being handled, and restarts are bounded.
+    fn drain_all(&mut self) {
+        while self.child.is_some() && self.inflight.holds_more_than(0) {
+            self.drain(0);
+        }
+    }
+
     /// The oldest event in flight was handled; reports its failure if any.
     fn acknowledge(&mut self, status: Status, data: &[u8]) {
+        if let Some(link) = self.child.as_ref() {
+            link.took(1);
+        }
         let Some(event) = self.inflight.acknowledge_event() else {
             return;
         };
@@ -281,24 +295,36 @@ impl IsolatedModule {
     /// together; `false` if the child claimed more than it was sent (it is
     /// killed for it and recovered from).
     fn acknowledge_handled(&mut self, count: u32, nanos: u64) -> bool {
+        if let Some(link) = self.child.as_ref() {
+            link.took(u64::from(count));
+        }
+        if !self.settle_handled(u64::from(count)) {
+            if let Some(link) = self.child.as_ref() {
+                link.shared.kill(
+                    "it acknowledged more events than were in flight (a protocol error)".into(),
+                );
+            }
+            self.recover();
+            return false;
+        }
+        if let Some(counters) = self.setup.ctx.counters() {
+            let total = Duration::from_nanos(nanos);
+            counters.handled_many(total / count.max(1), count, total);
+        }
+        true
+    }
+
+    /// The `count` oldest events in flight were handled without error;
+    /// `false` if fewer were in flight (those there are settled).
+    pub(super) fn settle_handled(&mut self, count: u64) -> bool {
         for _ in 0..count {
             let Some(event) = self.inflight.acknowledge_event() else {
-                if let Some(link) = self.child.as_ref() {
-                    link.shared.kill(
-                        "it acknowledged more events than were in flight (a protocol error)".into(),
-                    );
-                }
-                self.recover();
                 return false;
             };
             if self.outcomes.len() >= 2 * MAX_IN_FLIGHT {
                 let _ = self.outcomes.remove(0);
             }
             self.outcomes.push((event.id, Ok(())));
-        }
-        if let Some(counters) = self.setup.ctx.counters() {
-            let total = Duration::from_nanos(nanos);
-            counters.handled_many(total / count.max(1), count, total);
         }
         true
     }
@@ -312,7 +338,7 @@ impl IsolatedModule {
     /// A lifecycle call, after the events in flight: a death during the call is
     /// that call's failure (no restart here).
     fn lifecycle(&mut self, frame: Frame, timeout: Duration) -> Result<Vec<u8>, Cause> {
-        self.drain(0);
+        self.drain_all();
         match self.request(frame, Some(timeout)) {
             Ok(data) => Ok(data),
             Err(Failed::Cause(cause)) => Err(cause),
@@ -348,6 +374,9 @@ impl IsolatedModule {
                 .map_err(|e| e.is_timeout()),
             None => link.replies.recv().map_err(|_| false),
         };
+        if matches!(incoming, Ok(Incoming::Reply(..))) {
+            link.took(1);
+        }
         match incoming {
             Ok(Incoming::Reply(Status::Ok, data)) => Ok(data),
             Ok(Incoming::Reply(status, data)) => Err(Failed::Cause(cause_of(status, &data))),

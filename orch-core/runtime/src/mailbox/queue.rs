@@ -60,8 +60,9 @@ pub(crate) struct EventQueue {
     /// loads and stores.
     unreleased: CachePadded<AtomicUsize>,
     /// The reader gives room back once it holds this many (at most 16, and
-    /// at most an eighth of the capacity: never more than the low-water
-    /// mark's distance, so a waiting publisher is never kept waiting by it).
+    /// at most an eighth of the capacity, the low-water mark's distance: a
+    /// waiting publisher is woken at most `release_every - 1` takes later
+    /// than the mark alone would).
     release_every: usize,
     /// Publishers waiting for room, and where they wait. The flag under
     /// the lock says the sleepers were already told since they last went
@@ -217,8 +218,9 @@ impl EventQueue {
         event
     }
 
-    /// Gives back the room of the events the reader holds back.
-    fn release_held(&self) {
+    /// Gives back the room of the events the reader holds back (the reader,
+    /// before it turns to other work).
+    pub(crate) fn release_held(&self) {
         let held = self.unreleased.load(Ordering::Relaxed);
         if held > 0 {
             self.unreleased.store(0, Ordering::Relaxed);

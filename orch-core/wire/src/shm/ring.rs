@@ -173,6 +173,22 @@ impl Producer {
         Doorbell::of(&self.segment, self.side)
     }
 
+    /// Notes (the child's side) that every reply up to number `reply` is in
+    /// the ring or answers an event handled without error: what the
+    /// orchestrator counts as handled when the child dies with answers it
+    /// held back (see [`HandledNote`]). One store, no system call.
+    #[inline]
+    pub fn note_handled(&self, reply: u64) {
+        self.segment.handled_note().store(reply, Ordering::Release);
+    }
+
+    /// The child's note of the replies it handled, to read once it ended.
+    pub fn handled_note(&self) -> HandledNote {
+        HandledNote {
+            segment: Arc::clone(&self.segment),
+        }
+    }
+
     /// Bytes written so far.
     #[cfg(test)]
     pub(crate) fn written(&self) -> u64 {
@@ -253,6 +269,22 @@ impl Consumer {
     /// queueing work for the consumer's thread.
     pub fn doorbell(&self) -> Doorbell {
         Doorbell::of(&self.segment, self.side)
+    }
+}
+
+/// The child's [`Producer::note_handled`], read by the orchestrator after the
+/// child ended: the replies past the last it read that stand for events
+/// handled without error (their answers were held back, never written).
+/// Written by the child: the reader bounds it by what it sent.
+#[derive(Debug, Clone)]
+pub struct HandledNote {
+    segment: Arc<Segment>,
+}
+
+impl HandledNote {
+    /// The last reply number the child noted.
+    pub fn read(&self) -> u64 {
+        self.segment.handled_note().load(Ordering::Acquire)
     }
 }
 

@@ -7,7 +7,8 @@
 //!
 //! Layout: a 4096-byte header, then the data of the two rings. The header has
 //! one 64-byte line per word (no false sharing between the two sides): line 0
-//! holds the magic, version and capacity; each ring has six lines after it.
+//! holds the magic, version and capacity; each ring has six lines after it;
+//! line 13 holds the child's note of the replies it handled.
 
 #![allow(unsafe_code)]
 
@@ -200,6 +201,13 @@ impl Segment {
     #[inline]
     pub(crate) fn counter(&self, side: Side, counter: Counter) -> &AtomicU64 {
         self.word64_at(Self::line(side, counter as usize))
+    }
+
+    /// The child's note of the last reply it handled (line 13; see
+    /// [`super::Producer::note_handled`]).
+    #[inline]
+    pub(crate) fn handled_note(&self) -> &AtomicU64 {
+        self.word64_at(13 * LINE)
     }
 
     /// A ring's wake-up word.

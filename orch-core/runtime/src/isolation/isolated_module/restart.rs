@@ -22,7 +22,9 @@ impl IsolatedModule {
         let Some(link) = self.child.take() else {
             return;
         };
-        let (reason, mut kind) = link.end();
+        let (reason, mut kind, handled) = link.end_after_crash();
+        // Events it handled and died before answering are not replayed.
+        self.settle_handled(handled);
         let name = Arc::clone(&self.setup.name);
         let (handling, replay) = self.inflight.take_after_crash();
         let lost = handling
