@@ -20,6 +20,8 @@ struct World {
     r: ReaderSetup,
     shared: Arc<Shared>,
     replies: crossbeam_channel::Sender<Incoming>,
+    /// What the reader handed the actor.
+    incoming: Receiver<Incoming>,
     mailbox: Receiver<Arc<BusEvent>>,
     timers: TimerService,
 }
@@ -61,11 +63,12 @@ fn world(limits: ModuleLimits) -> World {
         child_ended: Arc::new(|| {}),
         metric_frames: metrics::FrameLimit::default(),
     };
-    let (replies, _) = unbounded();
+    let (replies, incoming) = unbounded();
     World {
         r,
         shared,
         replies,
+        incoming,
         mailbox,
         timers,
     }
@@ -336,4 +339,74 @@ fn a_reply_out_of_turn_is_a_protocol_error() {
         killed.contains("unsolicited or out-of-order reply (#5, expected #1"),
         "{killed}"
     );
+}
+
+fn handled(first: u64, count: u32) -> Frame {
+    Frame::Handled {
+        first,
+        count,
+        nanos: 30,
+    }
+}
+
+/// Five requests sent, the first answered.
+fn five_sent_one_answered() -> World {
+    let w = world(ModuleLimits::default());
+    w.shared
+        .requests_sent
+        .store(5, std::sync::atomic::Ordering::SeqCst);
+    w.shared
+        .replies_seen
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    w
+}
+
+#[test]
+fn a_run_of_handled_events_counts_as_the_replies_it_stands_for() {
+    let w = five_sent_one_answered();
+    let mut quotas = Quotas::of(&w.r);
+    assert!(w.dispatch(&mut quotas, handled(2, 3)));
+    assert!(matches!(
+        w.incoming.try_recv(),
+        Ok(Incoming::Handled(3, 30))
+    ));
+    let seen = w
+        .shared
+        .replies_seen
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(seen, 4);
+    assert!(w.shared.killed_for().is_none());
+}
+
+#[test]
+fn a_run_past_the_requests_sent_is_a_protocol_error() {
+    let w = five_sent_one_answered();
+    let mut quotas = Quotas::of(&w.r);
+    assert!(!w.dispatch(&mut quotas, handled(2, 5)));
+    let killed = w.shared.killed_for().expect("killed");
+    assert!(
+        killed.contains("acknowledged events it was not sent or out of order (5 from #2, expected #2, 5 requests sent)"),
+        "{killed}"
+    );
+    assert!(w.incoming.try_recv().is_err(), "nothing reaches the actor");
+}
+
+#[test]
+fn a_run_that_skips_a_reply_is_a_protocol_error() {
+    let w = five_sent_one_answered();
+    let mut quotas = Quotas::of(&w.r);
+    assert!(!w.dispatch(&mut quotas, handled(3, 1)));
+    let killed = w.shared.killed_for().expect("killed");
+    assert!(killed.contains("(1 from #3, expected #2"), "{killed}");
+}
+
+#[test]
+fn a_run_whose_end_overflows_is_a_protocol_error() {
+    let w = five_sent_one_answered();
+    w.shared
+        .replies_seen
+        .store(u64::MAX - 1, std::sync::atomic::Ordering::SeqCst);
+    let mut quotas = Quotas::of(&w.r);
+    assert!(!w.dispatch(&mut quotas, handled(u64::MAX, 2)));
+    assert!(w.shared.killed_for().is_some());
 }
