@@ -273,22 +273,28 @@ impl IsolatedModule {
         let Some(event) = self.inflight.acknowledge_event() else {
             return;
         };
-        if self.outcomes.len() >= 2 * MAX_IN_FLIGHT {
-            let _ = self.outcomes.remove(0);
-        }
         if status == Status::Ok {
             if let (Ok(nanos), Some(counters)) =
                 (<[u8; 8]>::try_from(data), self.setup.ctx.counters())
             {
                 counters.handled(Duration::from_nanos(u64::from_le_bytes(nanos)));
             }
-            self.outcomes.push((event.id, Ok(())));
+            self.push_outcome(event.id, Ok(()));
         } else {
             let cause = cause_of(status, data);
             let (name, bus) = (&self.setup.name, &self.setup.bus);
             crate::event_failure::report(name, event.topic(), &cause, bus);
-            self.outcomes.push((event.id, Err(cause.to_string())));
+            self.push_outcome(event.id, Err(cause.to_string()));
         }
+    }
+
+    /// Keeps event `id`'s outcome for the actor (the oldest dropped past two
+    /// windows' worth).
+    fn push_outcome(&mut self, id: u64, outcome: Result<(), String>) {
+        if self.outcomes.len() >= 2 * MAX_IN_FLIGHT {
+            let _ = self.outcomes.remove(0);
+        }
+        self.outcomes.push((id, outcome));
     }
 
     /// `count` events in flight were handled without error, in `nanos`
@@ -321,10 +327,7 @@ impl IsolatedModule {
             let Some(event) = self.inflight.acknowledge_event() else {
                 return false;
             };
-            if self.outcomes.len() >= 2 * MAX_IN_FLIGHT {
-                let _ = self.outcomes.remove(0);
-            }
-            self.outcomes.push((event.id, Ok(())));
+            self.push_outcome(event.id, Ok(()));
         }
         true
     }
