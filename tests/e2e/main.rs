@@ -6,6 +6,7 @@
 mod bench_smoke;
 mod bounded;
 mod bridge;
+mod bridge_flood;
 mod bridge_hostile;
 mod bridge_permissions;
 mod bundle;

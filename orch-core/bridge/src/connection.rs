@@ -82,6 +82,12 @@ impl Link {
         self.state.lock().map(|s| s.connects).unwrap_or(0)
     }
 
+    /// Imported messages the client dropped so far (its buffer for a
+    /// subscription was full).
+    pub fn dropped(&self) -> u64 {
+        self.state.lock().map(|s| s.dropped).unwrap_or(0)
+    }
+
     /// Counts one imported message the client dropped; the total when it is
     /// time to say so.
     fn note_dropped(&self) -> Option<u64> {

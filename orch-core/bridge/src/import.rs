@@ -7,21 +7,18 @@
 //! it and every handler let go of it (so a crash of this node before that
 //! gets it delivered again), and the window of handled ids is kept in a file
 //! (so the redelivery of one handled before a crash is skipped); see
-//! [`crate::durable`]. What is refused is told apart and reported by
-//! [`crate::refusal`].
+//! [`crate::durable`]; on core NATS the loop is [`crate::core_import`].
+//! What is refused is told apart and reported by [`crate::refusal`].
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
-use async_nats::{Client, HeaderMap, Message, Subscriber};
-use futures_util::StreamExt;
+use async_nats::HeaderMap;
 use orch_runtime::bus::{Bus, BusEvent};
 
 use crate::dedup::RecentIds;
-use crate::delivery::{Deliverer, Delivery};
 use crate::envelope::{self, Skip};
 use crate::names::Names;
 use crate::node::Identity;
@@ -274,81 +271,4 @@ impl Importer {
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Core NATS: one subscription per imported pattern, at most once (a
-/// refused delivery is not asked for again).
-pub async fn run_core(client: Client, patterns: Vec<String>, importer: Importer) {
-    let deliverer = Deliverer::start(
-        importer.bus.clone(),
-        Arc::clone(&importer.stats),
-        Arc::clone(&importer.refusals),
-    );
-    let mut subscriptions = Vec::new();
-    for pattern in &patterns {
-        let subject = envelope::subject(&importer.prefix, pattern);
-        match client.subscribe(subject.clone()).await {
-            Ok(subscription) => subscriptions.push(subscription),
-            Err(e) => tracing::error!("[BRIDGE] cannot subscribe to '{subject}': {e}"),
-        }
-    }
-    let mut messages = Vec::with_capacity(BATCH);
-    while next_batch(&mut subscriptions, &mut messages).await {
-        let batch: Vec<Delivery> = messages
-            .drain(..)
-            .filter_map(|message| {
-                let verdict = importer.judge(
-                    message.subject.as_str(),
-                    message.headers.as_ref(),
-                    &message.payload,
-                    false,
-                );
-                match verdict {
-                    Verdict::Deliver { event, .. } => Some(Delivery {
-                        event: Arc::new(event),
-                        refused: None,
-                        job: None,
-                    }),
-                    Verdict::Done | Verdict::Refuse | Verdict::InHand => None,
-                }
-            })
-            .collect();
-        if !batch.is_empty() && deliverer.deliver_all(batch).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Waits for messages on any of `subscriptions` and moves into `batch`
-/// what is ready, up to [`BATCH`], starting with a different subscription
-/// each time (none starves the others); `false` once all of them ended.
-/// (Cheaper than `select_all`, which allocates a task for every message.)
-async fn next_batch(subscriptions: &mut [Subscriber], batch: &mut Vec<Message>) -> bool {
-    let mut first = 0;
-    std::future::poll_fn(|cx| {
-        let mut ended = 0;
-        let count = subscriptions.len();
-        for n in 0..count {
-            let subscription = &mut subscriptions[(first + n) % count];
-            while batch.len() < BATCH {
-                match subscription.poll_next_unpin(cx) {
-                    Poll::Ready(Some(message)) => batch.push(message),
-                    Poll::Ready(None) => {
-                        ended += 1;
-                        break;
-                    }
-                    Poll::Pending => break,
-                }
-            }
-        }
-        first = first.wrapping_add(1);
-        if !batch.is_empty() {
-            Poll::Ready(true)
-        } else if ended == count {
-            Poll::Ready(false)
-        } else {
-            Poll::Pending
-        }
-    })
-    .await
 }

@@ -17,7 +17,9 @@
 //!   a window of recent ids (bounded by count and bytes, keyed by origin
 //!   and id), acknowledgement after local delivery ([`durable`] on
 //!   JetStream); events reach the mailboxes from the runtime itself, and
-//!   only what a full `block` mailbox holds up waits on a delivery thread; [`names`] remembers the names and topics its messages
+//!   only what a full `block` mailbox holds up waits on a delivery thread;
+//!   on core NATS, [`core_import`] reads all the client receives into
+//!   queues bounded in bytes ([`backlog`]); [`names`] remembers the names and topics its messages
 //!   repeat; [`caps`] bounds what a peer's headers may hold, and
 //!   [`refusal`] tells lasting refusals (terminated) from passing ones;
 //! - [`connection`]: reconnects with back-off for ever, and says so on the bus
@@ -34,8 +36,10 @@
 //! The client (async-nats) runs on a current-thread tokio runtime of the
 //! bridge's own thread; nothing of it reaches the rest of the host.
 
+pub mod backlog;
 pub mod caps;
 pub mod connection;
+pub mod core_import;
 pub mod dedup;
 mod delivery;
 pub mod durable;
@@ -475,7 +479,7 @@ impl Run {
                         (Some(stream), Some(durable)) => {
                             durable::run_jetstream(stream, durable, patterns, importer).await;
                         }
-                        _ => import::run_core(client.clone(), patterns, importer).await,
+                        _ => core_import::run(client.clone(), patterns, importer).await,
                     }
                 };
                 futures_util::future::select(Box::pin(run), Box::pin(until_set(import_stopped)))

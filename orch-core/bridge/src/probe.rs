@@ -43,6 +43,7 @@ impl BridgeStatus for BridgeProbe {
             import_rejected: self.imported.rejected(),
             import_refused: self.imported.refused.load(Ordering::Relaxed),
             import_fenced: self.imported.fenced.load(Ordering::Relaxed),
+            import_dropped: self.imported.dropped.load(Ordering::Relaxed) + self.link.dropped(),
             outbox_depth: self.outbox.as_ref().map_or(0, Mailbox::len)
                 + usize::try_from(in_hand).unwrap_or(0),
             outbox_capacity: self.outbox.as_ref().map_or(0, Mailbox::capacity),

@@ -30,6 +30,9 @@ pub struct ImportStats {
     /// Events of a singleton dropped for a fence lower than one seen: sent
     /// by a holder that had lost its lease.
     pub fenced: AtomicU64,
+    /// Core NATS messages dropped because this node fell behind the broker
+    /// (its backlog, [`crate::backlog`], was full).
+    pub dropped: AtomicU64,
 }
 
 impl ImportStats {

@@ -296,6 +296,11 @@ impl HostCollector {
                 b.import_fenced,
             ),
             (
+                "orch_bridge_import_dropped",
+                "Core NATS messages dropped because this node fell behind the broker (at most once).",
+                b.import_dropped,
+            ),
+            (
                 "orch_bridge_reconnects",
                 "Connections to NATS made after the first one.",
                 b.reconnects,

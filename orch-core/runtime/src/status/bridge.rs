@@ -44,6 +44,10 @@ pub struct BridgeSnapshot {
     /// by a holder that had lost its lease).
     #[serde(default)]
     pub import_fenced: u64,
+    /// Core NATS messages dropped because this node fell behind the broker
+    /// (its import backlog or the client's buffer was full): at most once.
+    #[serde(default)]
+    pub import_dropped: u64,
     /// Exported events waiting for the broker.
     pub outbox_depth: usize,
     /// The outbox's capacity.

@@ -1,0 +1,237 @@
+//! A core NATS import flooded past what the node takes: a plain client on
+//! the same broker (the raw protocol, [`RawNats`]) sends faster than the
+//! node's modules handle or the node checks. Real orchestrators, a real
+//! nats-server on loopback.
+//!
+//! - while a full `block` mailbox holds deliveries up, what the node holds
+//!   is bounded in bytes (a peer's 512 KB messages do not grow it by their
+//!   total, which the client alone would keep), and every message is
+//!   either delivered or counted as dropped, in the status and the
+//!   metrics, and said;
+//! - a flood faster than the node checks is read at the client's pace and
+//!   dropped here, counted, never left queued at the server, which would
+//!   cut the node off: it stays connected.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use orch_e2e::{NatsServer, OrchProcess, RawNats, Scenario, wait_until};
+
+/// Generous: the first run of a test may compile the modules.
+const BUILD: Duration = Duration::from_secs(240);
+
+/// What a core import holds for the local bus, at most: messages not
+/// judged yet and events not delivered yet (orch-bridge's `UNREAD_BYTES`
+/// and `BACKLOG_BYTES`).
+const HELD: u64 = (64 + 32) * 1024 * 1024;
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+/// A `Vm*` line of `/proc/<pid>/status`, in bytes.
+fn vm_bytes(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// The bridge's status counter `name`.
+fn counter(pid: u32, name: &str) -> u64 {
+    orch_e2e::bridge::status(pid)[name].as_u64().unwrap_or(0)
+}
+
+/// Sends `count` enveloped messages of `payload` on `subject`, flushing
+/// every `flush_every`.
+fn flood(peer: &mut RawNats, subject: &str, count: u32, payload: &[u8], flush_every: u32) {
+    let run = now_ms();
+    for n in 0..count {
+        let envelope = format!("peer mod-x {n} {run} 1");
+        peer.publish(
+            subject,
+            None,
+            &[("Orch-Envelope", envelope.as_str())],
+            payload,
+        )
+        .expect("publish");
+        if n % flush_every == flush_every - 1 {
+            peer.flush().expect("the server took them");
+        }
+    }
+    peer.flush().expect("the server took them");
+    assert!(peer.errors.is_empty(), "{:?}", peer.errors);
+}
+
+/// Waits until node `orch` delivered or counted as dropped all `sent`
+/// messages; its status then.
+fn until_accounted(
+    orch: &mut OrchProcess,
+    server: &NatsServer,
+    sent: u64,
+    within: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        orch.collect_for(Duration::from_millis(200));
+        let status = orch_e2e::bridge::status(orch.pid());
+        let imported = status["imported"].as_u64().unwrap_or(0);
+        if imported + status["import_dropped"].as_u64().unwrap_or(0) >= sent {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{sent} sent, not all delivered or dropped within {within:?}: {status:#}\n\
+             node:\n{}\nserver:\n{}",
+            orch.lines_with("BRIDGE").join("\n"),
+            server.log()
+        );
+    }
+}
+
+#[test]
+fn a_held_up_core_import_holds_a_bounded_backlog_and_counts_what_it_drops() {
+    let server = NatsServer::start().expect("nats-server");
+    // One event at a time, 20 ms each, waited for (`block`): the import's
+    // delivery is held up for as long as the flood lasts.
+    let slow = "modules:\n  - name: fixture-slow-consumer\n    \
+                mailbox: {capacity: 2, overflow: block}\n    \
+                config: {topic: test.big, delay_ms: 20}\n";
+    let main = format!(
+        "metrics:\n  listen: 0\n{}",
+        orch_e2e::bridge::section(&server.url(), "held-c", "")
+    );
+    let scenario = Scenario::with_main(slow, &main);
+    let mut c = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
+    let metrics = c.wait_for("[METRICS] serving http://", BUILD).unwrap().text;
+    let metrics = metrics
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned();
+    c.wait_for("app.started", BUILD).unwrap();
+    c.wait_for("[BRIDGE] connected to NATS", BUILD).unwrap();
+    let before = vm_bytes(c.pid(), "VmRSS");
+
+    // 1,600 messages of 512 KB: 800 MiB, which the client alone would
+    // hold (it keeps 65,536 messages per subscription, whatever their size).
+    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(512 * 1024));
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    // The import subscribes once connected: a first message shows it is.
+    wait_until("node C takes a first message", BUILD, || {
+        flood(&mut peer, "orch.e2e.test.big", 1, payload.as_bytes(), 1);
+        c.collect_for(Duration::from_millis(300));
+        counter(c.pid(), "imported") > 0
+    });
+    let first = counter(c.pid(), "imported");
+    flood(
+        &mut peer,
+        "orch.e2e.test.big",
+        1_600,
+        payload.as_bytes(),
+        20,
+    );
+    let status = until_accounted(&mut c, &server, first + 1_600, Duration::from_secs(60));
+
+    let dropped = status["import_dropped"].as_u64().unwrap_or(0);
+    assert!(dropped >= 1_000, "{status:#}");
+    assert_eq!(status["reconnects"], 0, "{status:#}");
+    let peak = vm_bytes(c.pid(), "VmHWM");
+    eprintln!(
+        "node C: VmRSS {} MiB before, VmHWM {} MiB after; {dropped} dropped",
+        before >> 20,
+        peak >> 20
+    );
+    // What the import holds, what is on its way (the client's read buffer,
+    // the batches waiting for the delivery thread, 4 MiB each, the
+    // mailbox) and the allocator's slack (events freed on other threads
+    // than the bridge's, which made them, come back to it late): 230-250
+    // MiB here, under a third of the flood the client alone would hold.
+    assert!(
+        peak < before + 4 * HELD,
+        "peak {} MiB, {} MiB before the flood",
+        peak >> 20,
+        before >> 20
+    );
+    let scrape = orch_e2e::parse_prometheus(
+        &orch_e2e::http_get(&metrics, "/metrics")
+            .expect("GET /metrics")
+            .1,
+    );
+    assert_eq!(
+        scrape.get("orch_bridge_import_dropped_total"),
+        Some(&(dropped as f64))
+    );
+    c.stop_cleanly();
+    let said = c.lines_with("import fell behind the broker");
+    assert!(!said.is_empty() && said.len() <= 5, "{}", said.join("\n"));
+    assert!(
+        said[0].contains("it holds for the local bus"),
+        "{}",
+        said[0]
+    );
+}
+
+#[test]
+fn a_core_import_flooded_faster_than_it_checks_stays_connected_and_counts_drops() {
+    // A server that cuts a client off once 32 MB wait for it.
+    let server = NatsServer::start_with_settings("max_pending: 32MB\n").expect("nats-server");
+    let scenario = Scenario::with_main(
+        "modules:\n  - name: mod-dummy-consumer\n",
+        &orch_e2e::bridge::section(&server.url(), "flooded-c", ""),
+    );
+    let mut c = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
+    c.wait_for("app.started", BUILD).unwrap();
+    c.wait_for("[BRIDGE] connected to NATS", BUILD).unwrap();
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    wait_until("node C takes a first message", BUILD, || {
+        flood(&mut peer, "orch.e2e.test.flood", 1, b"{}", 1);
+        c.collect_for(Duration::from_millis(300));
+        counter(c.pid(), "imported") > 0
+    });
+    let first = counter(c.pid(), "imported");
+    let before = vm_bytes(c.pid(), "VmRSS");
+    // JSON from outside an orchestrator (no envelope), which the node
+    // checks message by message: 32 KB of 16,000 numbers each, a run of
+    // 1,000 made once and written again and again for 3 s, far more than
+    // the node checks.
+    let json = format!("[{}0]", "0,".repeat(16_000));
+    let mut run = Vec::new();
+    for _ in 0..1_000 {
+        run.extend_from_slice(format!("PUB orch.e2e.test.flood {}\r\n", json.len()).as_bytes());
+        run.extend_from_slice(json.as_bytes());
+        run.extend_from_slice(b"\r\n");
+    }
+    let began = Instant::now();
+    let mut sent = 0;
+    while began.elapsed() < Duration::from_secs(3) {
+        peer.send_raw(&run).expect("publish");
+        sent += 1_000;
+    }
+    peer.flush().expect("the server took them");
+    assert!(peer.errors.is_empty(), "{:?}", peer.errors);
+    let status = until_accounted(&mut c, &server, first + sent, Duration::from_secs(60));
+    eprintln!("sent {sent}: {status:#}");
+    assert_eq!(status["reconnects"], 0, "{status:#}\n{}", server.log());
+    assert!(!server.log().contains("Slow Consumer"), "{}", server.log());
+    assert!(status["import_dropped"].as_u64() > Some(0), "{status:#}");
+    let peak = vm_bytes(c.pid(), "VmHWM");
+    assert!(
+        peak < before + 4 * HELD,
+        "peak {} MiB, {} MiB before the flood",
+        peak >> 20,
+        before >> 20
+    );
+    c.stop_cleanly();
+}
