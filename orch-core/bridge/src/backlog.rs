@@ -105,7 +105,7 @@ impl Drops {
         let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
         // The pacer (a lock and a clock read) is asked once per 1,024
         // drops, and at the first.
-        if (dropped == 1 || dropped % 1_024 == 0) && self.said.due() {
+        if (dropped == 1 || dropped.is_multiple_of(1_024)) && self.said.due() {
             tracing::warn!(
                 "[BRIDGE] this node's import fell behind the broker: {dropped} message(s) \
                  dropped so far past the {} MiB of {} it holds for the local bus (core NATS \
