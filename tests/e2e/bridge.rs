@@ -278,13 +278,7 @@ fn with_jetstream_a_broker_restart_mid_stream_loses_and_repeats_nothing() {
     b.wait_for("JetStream stream 'ORCH_E2E' holds orch.e2e.>", SHORT)
         .unwrap();
     let mut a = start(&producer, &[]);
-    let metrics = a.wait_for("[METRICS] serving http://", BUILD).unwrap().text;
-    let metrics = metrics
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned();
+    let metrics = a.metrics_address(BUILD);
     a.wait_for("app.started", BUILD).unwrap();
     wait_until("pings flow through the stream", SHORT, || {
         b.collect_for(Duration::from_millis(100));

@@ -30,23 +30,6 @@ fn now_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-/// A `Vm*` line of `/proc/<pid>/status`, in bytes.
-fn vm_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 /// The bridge's status counter `name`.
 fn counter(pid: u32, name: &str) -> u64 {
     orch_e2e::bridge::status(pid)[name].as_u64().unwrap_or(0)
@@ -116,16 +99,10 @@ fn a_held_up_core_import_holds_a_bounded_backlog_and_counts_what_it_drops() {
     );
     let scenario = Scenario::with_main(slow, &main);
     let mut c = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
-    let metrics = c.wait_for("[METRICS] serving http://", BUILD).unwrap().text;
-    let metrics = metrics
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned();
+    let metrics = c.metrics_address(BUILD);
     c.wait_for("app.started", BUILD).unwrap();
     c.wait_for("[BRIDGE] connected to NATS", BUILD).unwrap();
-    let before = vm_bytes(c.pid(), "VmRSS");
+    let before = orch_e2e::proc_status_kib(c.pid(), "VmRSS") * 1024;
 
     // 1,600 messages of 512 KB: 800 MiB, which the client alone would
     // hold (it keeps 65,536 messages per subscription, whatever their size).
@@ -150,7 +127,7 @@ fn a_held_up_core_import_holds_a_bounded_backlog_and_counts_what_it_drops() {
     let dropped = status["import_dropped"].as_u64().unwrap_or(0);
     assert!(dropped >= 1_000, "{status:#}");
     assert_eq!(status["reconnects"], 0, "{status:#}");
-    let peak = vm_bytes(c.pid(), "VmHWM");
+    let peak = orch_e2e::proc_status_kib(c.pid(), "VmHWM") * 1024;
     eprintln!(
         "node C: VmRSS {} MiB before, VmHWM {} MiB after; {dropped} dropped",
         before >> 20,
@@ -204,7 +181,7 @@ fn a_core_import_flooded_faster_than_it_checks_stays_connected_and_accounts_for_
         counter(c.pid(), "imported") > 0
     });
     let first = counter(c.pid(), "imported");
-    let before = vm_bytes(c.pid(), "VmRSS");
+    let before = orch_e2e::proc_status_kib(c.pid(), "VmRSS") * 1024;
     // JSON from outside an orchestrator (no envelope), which the node
     // checks message by message: 32 KB of 16,000 numbers each, a run of
     // 1,000 made once and written again and again for 3 s, far more than
@@ -232,7 +209,7 @@ fn a_core_import_flooded_faster_than_it_checks_stays_connected_and_accounts_for_
     // server held the peer back (nats-server stalls a producer whose
     // subscribers fall behind) depends on the sitting; never a cut-off,
     // never a loss that is not counted.
-    let peak = vm_bytes(c.pid(), "VmHWM");
+    let peak = orch_e2e::proc_status_kib(c.pid(), "VmHWM") * 1024;
     assert!(
         peak < before + 4 * HELD,
         "peak {} MiB, {} MiB before the flood",

@@ -35,23 +35,6 @@ fn counter(pid: u32, name: &str) -> u64 {
     orch_e2e::bridge::status(pid)[name].as_u64().unwrap_or(0)
 }
 
-/// A `Vm*` line of `/proc/<pid>/status`, in bytes.
-fn vm_bytes(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(&format!("{field}:")))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
-        })
-        .map(|kib| kib * 1024)
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -124,19 +107,16 @@ fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_
     );
     let mut b = start(&with_js);
     let mut c = start(&with_core);
-    let metrics = b.wait_for("[METRICS] serving http://", BUILD).unwrap().text;
-    let metrics = metrics
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned();
+    let metrics = b.metrics_address(BUILD);
     b.wait_for("JetStream stream 'ORCH_HOSTILE' holds orch.e2e.>", BUILD)
         .unwrap();
     b.wait_for("app.started", BUILD).unwrap();
     c.wait_for("app.started", BUILD).unwrap();
     until_delivered(&server, &mut [&mut b, &mut c], "ready");
-    let before = [vm_bytes(b.pid(), "VmRSS"), vm_bytes(c.pid(), "VmRSS")];
+    let before = [
+        orch_e2e::proc_status_kib(b.pid(), "VmRSS") * 1024,
+        orch_e2e::proc_status_kib(c.pid(), "VmRSS") * 1024,
+    ];
 
     // 3,000 messages: 60 KB ids, 60 KB origins, or 30 KB of each (JetStream
     // itself refuses a header block over 64 KiB); unique ids (the stream
@@ -194,7 +174,7 @@ fn oversized_ids_and_origins_are_refused_counted_said_paced_and_do_not_grow_the_
     for (n, orch) in [&b, &c].into_iter().enumerate() {
         let status = orch_e2e::bridge::status(orch.pid());
         assert_eq!(status["import_malformed"], 3_000, "{status:#}");
-        let peak = vm_bytes(orch.pid(), "VmHWM");
+        let peak = orch_e2e::proc_status_kib(orch.pid(), "VmHWM") * 1024;
         assert!(
             peak < 200 * 1024 * 1024 && peak < before[n] + GROWTH,
             "node {n}: peak {} MiB, {} MiB before the flood",

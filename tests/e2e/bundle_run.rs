@@ -259,16 +259,7 @@ fn a_networked_bundle_hands_over_to_its_own_host_and_names_itself_in_metrics() {
     orch_run
         .wait_for("from the bundle", Duration::from_secs(30))
         .expect("the hand-over names the bundle's orch-networked");
-    let serving = orch_run
-        .wait_for("[METRICS] serving http://", Duration::from_secs(30))
-        .expect("metrics served");
-    let address = serving
-        .text
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split("/metrics").next())
-        .expect("an address")
-        .to_string();
+    let address = orch_run.metrics_address(Duration::from_secs(30));
     orch_run
         .wait_for("Received test.ping", Duration::from_secs(30))
         .expect("the first ping arrives");

@@ -350,16 +350,6 @@ fn the_control_socket_is_owner_only_named_in_the_log_and_removed_at_exit() {
     assert!(!text(&nowhere).contains("panicked"), "{}", text(&nowhere));
 }
 
-fn metrics_address(orch: &mut OrchProcess) -> String {
-    let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
-    line.text
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned()
-}
-
 #[test]
 fn metrics_are_scraped_and_parsed_grow_between_scrapes_and_readyz_flips() {
     let scenario = Scenario::with_main(
@@ -371,7 +361,7 @@ fn metrics_are_scraped_and_parsed_grow_between_scrapes_and_readyz_flips() {
         "timeouts:\n  initialize: 10s\n  build: 10m\nmetrics:\n  listen: 0\n",
     );
     let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
-    let address = metrics_address(&mut orch);
+    let address = orch.metrics_address(BUILD);
     // `metrics:` needs the network parts: the lean cargo-orch handed the run
     // over to orch-networked, in the same process.
     orch.wait_for("continuing in orch-networked", SHORT)
@@ -635,7 +625,7 @@ fn a_modules_own_metrics_are_scraped_in_process_and_isolated_and_survive_a_reloa
         "metrics:\n  listen: 0\n",
     );
     let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
-    let address = metrics_address(&mut orch);
+    let address = orch.metrics_address(BUILD);
     orch.wait_for("app.started:", BUILD).unwrap();
     let refused = orch.wait_for("refused as it should be", SHORT).unwrap();
     assert!(
@@ -696,7 +686,7 @@ fn a_child_that_floods_or_forges_metrics_frames_costs_the_host_a_bounded_share_o
         "metrics:\n  listen: 0\n",
     );
     let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn");
-    let address = metrics_address(&mut orch);
+    let address = orch.metrics_address(BUILD);
     // Well-formed frames, far too many: the rest of the second is dropped.
     orch.wait_for("[fixture-liar] LIAR writes unsolicited metrics", BUILD)
         .unwrap();

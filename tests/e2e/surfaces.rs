@@ -24,22 +24,11 @@ const SHORT: Duration = Duration::from_secs(20);
 const PRODUCER: &str = "  - name: mod-dummy-producer\n    config:\n      publish_interval: 50ms\n";
 const CONSUMER: &str = "  - name: mod-dummy-consumer\n";
 
-/// The metrics address `orch` logs at start.
-fn metrics_address(orch: &mut OrchProcess) -> String {
-    let line = orch.wait_for("[METRICS] serving http://", BUILD).unwrap();
-    line.text
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned()
-}
-
 /// Starts `scenario` and returns it with its metrics address, once its
 /// modules started.
 fn start_with_metrics(scenario: &Scenario) -> (OrchProcess, String) {
     let mut orch = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
-    let address = metrics_address(&mut orch);
+    let address = orch.metrics_address(BUILD);
     orch.wait_for("app.started:", BUILD).unwrap();
     (orch, address)
 }
@@ -471,7 +460,7 @@ fn accept_errors_are_survived_and_logged() {
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info");
     let mut orch = OrchProcess::spawn(command).expect("spawn under prlimit");
-    let address = metrics_address(&mut orch);
+    let address = orch.metrics_address(BUILD);
     orch.wait_for("app.started:", BUILD).unwrap();
     let socket: std::net::SocketAddr = address.parse().expect("an address");
     let held: Vec<TcpStream> = (0..200)

@@ -29,6 +29,20 @@ impl OrchProcess {
         u32::try_from(self.child.pid().as_raw()).unwrap_or_default()
     }
 
+    /// Waits up to `timeout` for `[METRICS] serving http://<address>/metrics`
+    /// and returns the address; panics with the output so far without it.
+    pub fn metrics_address(&mut self, timeout: Duration) -> String {
+        let line = self
+            .wait_for("[METRICS] serving http://", timeout)
+            .unwrap_or_else(|output| panic!("no metrics served: {output}"));
+        line.text
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_else(|| panic!("no address in {}", line.text))
+            .to_owned()
+    }
+
     /// Waits until a line containing `needle` arrives (or has arrived) and returns
     /// it; on timeout, an error with the whole output so far.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> Result<Line, String> {
