@@ -31,6 +31,7 @@ use orch_config::{
 };
 use orch_runtime::bus::{Bus, BusEvent};
 use orch_runtime::loader::Loader;
+use orch_runtime::status::BridgeStatus as _;
 use orch_runtime::supervisor::Supervisor;
 use serde_json::{Value, json};
 
@@ -476,18 +477,14 @@ fn orch(
     let report: Value = serde_json::from_slice(report.payload()).map_err(|e| e.to_string())?;
     let last_ns = report["last_ns"].as_u64().unwrap_or(started_ns);
     let elapsed = Duration::from_nanos(last_ns.saturating_sub(started_ns));
-    {
-        use orch_runtime::status::BridgeStatus as _;
-        let snapshot = consumer.bridge.probe().snapshot();
-        eprintln!(
-            "bench_bridge: node B imported {}, dropped {} (fell behind; {} by the client), \
-             refused {}",
-            snapshot.imported,
-            snapshot.import_dropped,
-            snapshot.import_dropped - consumer.bridge.imported().dropped.load(Ordering::Relaxed),
-            snapshot.import_refused
-        );
-    }
+    let seen = consumer.bridge.probe().snapshot();
+    let ours = consumer.bridge.imported().dropped.load(Ordering::Relaxed);
+    eprintln!(
+        "bench_bridge: node B imported {}, dropped {} ({} by the client)",
+        seen.imported,
+        seen.import_dropped,
+        seen.import_dropped.saturating_sub(ours)
+    );
     for Node {
         mut supervisor,
         bridge,
