@@ -10,7 +10,11 @@
 //!   metrics, and said;
 //! - a flood faster than the node checks leaves it connected (the server
 //!   cuts off a client that falls 64 MB behind), every message delivered or
-//!   counted as dropped, and the node's memory bounded.
+//!   counted as dropped, and the node's memory bounded;
+//! - a core work queue whose workers fall behind lets go of the queue
+//!   group (the server hands the next jobs to other nodes) with what it
+//!   holds bounded in bytes, accounts for every job it took, and takes
+//!   jobs again once it caught up.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -216,5 +220,88 @@ fn a_core_import_flooded_faster_than_it_checks_stays_connected_and_accounts_for_
         peak >> 20,
         before >> 20
     );
+    c.stop_cleanly();
+}
+
+/// The work group's counters in node `pid`'s status.
+fn work_counts(pid: u32) -> serde_json::Value {
+    orch_e2e::bridge::status(pid)["work"][0].clone()
+}
+
+#[test]
+fn a_core_work_queue_held_up_lets_go_and_accounts_for_every_job_it_took() {
+    let server = NatsServer::start_with_settings("max_pending: 1GB\n").expect("nats-server");
+    let slow = "modules:\n  - name: fixture-slow-consumer\n    \
+                mailbox: {capacity: 2, overflow: block}\n    \
+                config: {topic: test.big, delay_ms: 20}\n";
+    let main = orch_e2e::bridge::section(
+        &server.url(),
+        "queue-c",
+        "    work:\n      - group: workers\n        topics: [test.big]\n",
+    );
+    let scenario = Scenario::with_main(slow, &main);
+    let mut c = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
+    c.wait_for("app.started", BUILD).unwrap();
+    c.wait_for("[BRIDGE] connected to NATS", BUILD).unwrap();
+    let subject = "orch-work.orch.e2e.workers.test.big";
+    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(512 * 1024));
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    // The queue subscription is made once the worker subscribes.
+    wait_until("node C takes a first job", BUILD, || {
+        flood(&mut peer, subject, 1, payload.as_bytes(), 1);
+        c.collect_for(Duration::from_millis(300));
+        work_counts(c.pid())["handled"].as_u64().unwrap_or(0) > 0
+    });
+    let before = orch_e2e::proc_status_kib(c.pid(), "VmRSS") * 1024;
+    let first = work_counts(c.pid())["taken"].as_u64().unwrap_or(0);
+
+    // 1,600 jobs of 512 KB (800 MiB) at a worker that takes 50 a second.
+    flood(&mut peer, subject, 1_600, payload.as_bytes(), 20);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (taken, handled, dropped) = loop {
+        c.collect_for(Duration::from_millis(200));
+        let status = orch_e2e::bridge::status(c.pid());
+        let work = &status["work"][0];
+        let taken = work["taken"].as_u64().unwrap_or(0);
+        let handled = work["handled"].as_u64().unwrap_or(0);
+        let dropped = status["import_dropped"].as_u64().unwrap_or(0);
+        if taken > first && handled + dropped == taken && work["in_flight"] == 0 {
+            break (taken, handled, dropped);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the jobs taken not all handled or dropped: {status:#}\n{}",
+            c.lines_with("BRIDGE").join("\n")
+        );
+    };
+    eprintln!(
+        "node C took {taken} of {}: {handled} handled, {dropped} dropped",
+        first + 1_600
+    );
+    // It let go: the jobs sent meanwhile were the server's to give to
+    // another node (there is none here: no one took them).
+    assert!(taken < first + 1_600, "taken {taken}");
+    let said = c.lines_with("takes no more until");
+    assert!(!said.is_empty(), "{}", c.lines_with("BRIDGE").join("\n"));
+    assert!(said[0].contains("work group 'workers'"), "{}", said[0]);
+    let peak = orch_e2e::proc_status_kib(c.pid(), "VmHWM") * 1024;
+    eprintln!(
+        "node C: VmRSS {} MiB before, VmHWM {} MiB after",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak < before + 4 * HELD,
+        "peak {} MiB, {} MiB before the flood",
+        peak >> 20,
+        before >> 20
+    );
+
+    // Caught up, it takes jobs again.
+    wait_until("node C takes jobs again", Duration::from_secs(30), || {
+        flood(&mut peer, subject, 1, payload.as_bytes(), 1);
+        c.collect_for(Duration::from_millis(300));
+        work_counts(c.pid())["handled"].as_u64().unwrap_or(0) > handled
+    });
     c.stop_cleanly();
 }

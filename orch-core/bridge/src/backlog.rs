@@ -87,8 +87,7 @@ impl<T> Bounded<T> {
     }
 
     /// The bytes held, by the costs given.
-    #[cfg(test)]
-    fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 }
