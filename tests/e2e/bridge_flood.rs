@@ -11,6 +11,9 @@
 //! - a flood faster than the node checks leaves it connected (the server
 //!   cuts off a client that falls 64 MB behind), every message delivered or
 //!   counted as dropped, and the node's memory bounded;
+//! - a JetStream import held up the same way holds a bounded number of
+//!   bytes unacknowledged (the server hands out 1,000 messages of up to its
+//!   `max_payload` each), and delivers every message;
 //! - a core work queue whose workers fall behind lets go of the queue
 //!   group (the server hands the next jobs to other nodes) with what it
 //!   holds bounded in bytes, accounts for every job it took, and takes
@@ -303,5 +306,77 @@ fn a_core_work_queue_held_up_lets_go_and_accounts_for_every_job_it_took() {
         c.collect_for(Duration::from_millis(300));
         work_counts(c.pid())["handled"].as_u64().unwrap_or(0) > handled
     });
+    c.stop_cleanly();
+}
+
+#[test]
+fn a_held_up_jetstream_import_holds_a_bounded_number_of_bytes_unacknowledged() {
+    // Messages of up to 8 MB; the node's pulls must never ask for less.
+    let server = NatsServer::start_with_settings("max_payload: 8MB\nmax_pending: 1GB\n")
+        .expect("nats-server");
+    let slow = "modules:\n  - name: fixture-slow-consumer\n    \
+                mailbox: {capacity: 2, overflow: block}\n    \
+                config: {topic: test.big, delay_ms: 20}\n";
+    let main = orch_e2e::bridge::section(
+        &server.url(),
+        "held-js",
+        &orch_e2e::bridge::jetstream("ORCH_HELD", "held-js"),
+    );
+    let scenario = Scenario::with_main(slow, &main);
+    let start = || {
+        let mut c = OrchProcess::spawn(scenario.command(&["run"])).expect("spawn cargo-orch");
+        c.wait_for("app.started", BUILD).unwrap();
+        c.wait_for("[BRIDGE] connected to NATS", BUILD).unwrap();
+        c
+    };
+    // A first run makes the stream and the node's durable consumer, and
+    // shows what the node takes idle.
+    let mut c = start();
+    let mut peer = RawNats::connect(server.port(), None).expect("peer");
+    wait_until("node C takes a first message", BUILD, || {
+        flood(&mut peer, "orch.e2e.test.big", 1, b"{}", 1);
+        c.collect_for(Duration::from_millis(300));
+        counter(c.pid(), "imported") > 0
+    });
+    c.collect_for(Duration::from_millis(500));
+    let idle = orch_e2e::proc_status_kib(c.pid(), "VmRSS") * 1024;
+    c.stop_cleanly();
+
+    // 100 messages of 4 MiB (400 MiB) stored while the node is away, each
+    // waited for (the stream's intake drops what floods it), which one pull
+    // of the client's default size (200 messages, no bound in bytes) would
+    // hand over at once when it comes back.
+    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(4 * 1024 * 1024));
+    flood(&mut peer, "orch.e2e.test.big", 100, payload.as_bytes(), 1);
+    let mut c = start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counter(c.pid(), "imported") < 100 {
+        c.collect_for(Duration::from_millis(200));
+        assert!(
+            Instant::now() < deadline,
+            "not all delivered: {:#}\n{}",
+            orch_e2e::bridge::status(c.pid()),
+            c.lines_with("BRIDGE").join("\n")
+        );
+    }
+    let status = orch_e2e::bridge::status(c.pid());
+    assert_eq!(status["import_dropped"], 0, "{status:#}");
+    let peak = orch_e2e::proc_status_kib(c.pid(), "VmHWM") * 1024;
+    eprintln!(
+        "node C: VmRSS {} MiB idle, VmHWM {} MiB taking the stored messages",
+        idle >> 20,
+        peak >> 20
+    );
+    // 64 MiB held unacknowledged (a message's payload counted twice: its
+    // own and its event's), pulls of at most 16 MB half a pull ahead, the
+    // client's read buffer, the allocator's slack (about 190 MiB in all
+    // here): well under the 400 MiB one pull of 200 would hold, which
+    // took the node to about 900 MiB.
+    assert!(
+        peak < idle + 320 * 1024 * 1024,
+        "peak {} MiB, {} MiB idle",
+        peak >> 20,
+        idle >> 20
+    );
     c.stop_cleanly();
 }

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 
 use crate::delivery::{Deliverer, Delivery, Refused};
 use crate::envelope;
+use crate::held::{HELD_BYTES, HeldBytes, HeldShare, MESSAGE_OVERHEAD};
 use crate::import::{BATCH, Importer, Tracked, Verdict, lock};
 use crate::refusal::Refusal;
 
@@ -43,12 +44,26 @@ pub fn retry_delay(delivered: i64) -> Duration {
     Duration::from_secs(1 << doublings).min(Duration::from_secs(60))
 }
 
+/// Bytes one pull asks the server for at most (never less than twice the
+/// largest message the server takes: a pull smaller than a stored message
+/// is refused, and the consumer would stall on it).
+fn pull_bytes(max_payload: usize) -> usize {
+    (8 * 1024 * 1024).max(max_payload.saturating_mul(2))
+}
+
+/// A message delivered locally and not acknowledged yet, with its share of
+/// the bytes held.
+struct Unacked {
+    message: Message,
+    _held: HeldShare,
+}
+
 /// What the acknowledging task is told.
 enum Ack {
     /// Every local handler let go of it.
-    Handled(Message, Option<Tracked>),
+    Handled(Unacked, Option<Tracked>),
     /// The local bus refused it.
-    Refused(Message, Option<Tracked>, Refused),
+    Refused(Unacked, Option<Tracked>, Refused),
 }
 
 /// The consumer's configuration.
@@ -66,12 +81,13 @@ fn consumer_config(durable: &str, filters: Vec<String>) -> pull::Config {
 }
 
 /// Runs this node's durable consumer until the stream ends (it is opened
-/// again after a failure).
+/// again after a failure); `max_payload` is the server's.
 pub async fn run_jetstream(
     stream: JetStreamStream,
     durable: String,
     patterns: Vec<String>,
     importer: Importer,
+    max_payload: usize,
 ) {
     let importer = Arc::new(importer);
     let deliverer = Deliverer::start(
@@ -81,6 +97,8 @@ pub async fn run_jetstream(
     );
     // Bounded by MAX_ACK_PENDING: the server hands out no more unacknowledged.
     let (acks, to_ack) = mpsc::unbounded_channel::<Ack>();
+    // And by their bytes: no more is read while the bound is held.
+    let held = HeldBytes::new(HELD_BYTES);
     tokio::spawn(acknowledge_all(
         to_ack,
         Arc::clone(&importer),
@@ -102,7 +120,11 @@ pub async fn run_jetstream(
                 continue;
             }
         };
-        let mut messages = match consumer.messages().await {
+        let pulling = consumer
+            .stream()
+            .max_bytes_per_batch(pull_bytes(max_payload))
+            .messages();
+        let mut messages = match pulling.await {
             Ok(messages) => messages.ready_chunks(BATCH),
             Err(e) => {
                 tracing::warn!(
@@ -112,7 +134,11 @@ pub async fn run_jetstream(
                 continue;
             }
         };
-        while let Some(chunk) = messages.next().await {
+        loop {
+            held.room().await;
+            let Some(chunk) = messages.next().await else {
+                break;
+            };
             let mut batch = Vec::with_capacity(chunk.len());
             for message in chunk {
                 let message = match message {
@@ -122,7 +148,7 @@ pub async fn run_jetstream(
                         continue;
                     }
                 };
-                if let Some(delivery) = judge(&importer, message, &acks, &durable).await {
+                if let Some(delivery) = judge(&importer, message, &acks, &held, &durable).await {
                     batch.push(delivery);
                 }
             }
@@ -164,6 +190,7 @@ async fn judge(
     importer: &Arc<Importer>,
     message: Message,
     acks: &mpsc::UnboundedSender<Ack>,
+    held: &Arc<HeldBytes>,
     durable: &str,
 ) -> Option<Delivery> {
     let verdict = importer.judge(
@@ -184,7 +211,12 @@ async fn judge(
         Verdict::InHand => return None,
         Verdict::Deliver { event, tracked } => (event, tracked),
     };
-    let message = Arc::new(std::sync::Mutex::new(Some(message)));
+    // The payload twice: the message's, and the event's copy.
+    let share = held.hold(2 * message.payload.len() + MESSAGE_OVERHEAD);
+    let message = Arc::new(std::sync::Mutex::new(Some(Unacked {
+        message,
+        _held: share,
+    })));
     let on_done = {
         let (acks, message, tracked) = (acks.clone(), Arc::clone(&message), tracked.clone());
         move || {
@@ -237,10 +269,11 @@ async fn acknowledge_all(
 /// Sends one acknowledgement (a handled message's id is remembered already).
 async fn acknowledge_one(ack: Ack, importer: &Importer, durable: &str) {
     match ack {
-        Ack::Handled(message, _) => {
-            acknowledge(&message, AckKind::Ack, durable).await;
+        Ack::Handled(unacked, _) => {
+            acknowledge(&unacked.message, AckKind::Ack, durable).await;
         }
-        Ack::Refused(message, tracked, refused) => {
+        Ack::Refused(unacked, tracked, refused) => {
+            let message = &unacked.message;
             importer.refused(tracked.as_deref());
             let topic = message.subject.as_str();
             let topic = topic
@@ -265,7 +298,7 @@ async fn acknowledge_one(ack: Ack, importer: &Importer, durable: &str) {
                     AckKind::Nak(Some(retry_delay(delivered)))
                 }
             };
-            acknowledge(&message, kind, durable).await;
+            acknowledge(message, kind, durable).await;
         }
     }
 }

@@ -45,6 +45,7 @@ mod delivery;
 pub mod durable;
 pub mod envelope;
 pub mod export;
+pub mod held;
 pub mod import;
 pub mod lease;
 pub mod names;
@@ -477,7 +478,15 @@ impl Run {
                 let run = async {
                     match (stream, durable) {
                         (Some(stream), Some(durable)) => {
-                            durable::run_jetstream(stream, durable, patterns, importer).await;
+                            let max_payload = client.server_info().max_payload;
+                            durable::run_jetstream(
+                                stream,
+                                durable,
+                                patterns,
+                                importer,
+                                max_payload,
+                            )
+                            .await;
                         }
                         _ => core_import::run(client.clone(), patterns, importer).await,
                     }
