@@ -363,3 +363,63 @@ fn hostile_requests_never_crash_or_block_a_serving_node() {
     plain(&mut peer);
     b.stop_cleanly();
 }
+
+/// Requests of 512 KB at a node whose only subscriber takes one every
+/// 200 ms: the requests waiting for a local answer hold 64 MiB at most
+/// (1,024 of the server's largest would be a gigabyte); the others are
+/// answered "no local subscriber" at once, counted.
+#[test]
+fn requests_waiting_for_a_local_answer_hold_a_bounded_number_of_bytes() {
+    let server = NatsServer::start_with_settings("max_pending: 1GB\n").expect("nats-server");
+    let modules = "modules:\n  - name: fixture-slow-consumer\n    \
+                   mailbox: {capacity: 2, overflow: block}\n    \
+                   config: {topic: work.big, delay_ms: 200}\n";
+    let main = orch_e2e::bridge::section(&server.url(), "node-b", "    serve: [work.big]\n");
+    let scenario = Scenario::with_main(modules, &main);
+    let mut b = start(&scenario);
+    b.wait_for("[BRIDGE] serving requests on 'work.big'", BUILD)
+        .unwrap();
+    let before = orch_e2e::proc_status_kib(b.pid(), "VmRSS") * 1024;
+    let mut peer = RawNats::connect(server.port(), None).expect("connect");
+    peer.subscribe("_INBOX.raw.>").expect("subscribe");
+    let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(512 * 1024));
+    for n in 0..400 {
+        let inbox = format!("_INBOX.raw.big.{n}");
+        peer.publish(
+            "orch-req.orch.e2e.work.big",
+            Some(&inbox),
+            &[("Orch-Timeout", "30000")],
+            payload.as_bytes(),
+        )
+        .expect("publish");
+        if n % 20 == 19 {
+            peer.flush().expect("the server took them");
+        }
+    }
+    peer.read_for(Duration::from_secs(3)).expect("read");
+    let refused = peer
+        .messages
+        .iter()
+        .filter(|m| m.header("Nats-Service-Error-Code") == Some("503"))
+        .count();
+    let unserved = orch_e2e::bridge::status(b.pid())["requests"]["unserved"]
+        .as_u64()
+        .unwrap_or(0);
+    let peak = orch_e2e::proc_status_kib(b.pid(), "VmHWM") * 1024;
+    eprintln!(
+        "{refused} answered \"no local subscriber\" ({unserved} counted); VmRSS {} MiB \
+         before, VmHWM {} MiB after",
+        before >> 20,
+        peak >> 20
+    );
+    // About 120 requests of 512 KB fit in 64 MiB; the rest are refused.
+    assert!(refused >= 200, "only {refused} of 400 refused");
+    assert_eq!(unserved, refused as u64);
+    assert!(
+        peak < before + 256 * 1024 * 1024,
+        "peak {} MiB, {} MiB before the requests",
+        peak >> 20,
+        before >> 20
+    );
+    b.stop_cleanly();
+}

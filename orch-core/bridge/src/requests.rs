@@ -37,11 +37,11 @@
 //! What breaks them is dropped and counted, never answered (a reply to a
 //! forged reply subject would let a peer publish in this node's name).
 //! Everything is bounded: [`MAX_ASKED`] requests sent and waiting, and
-//! [`MAX_SERVED`] received and waiting for a local answer; past either,
+//! [`MAX_SERVED`] received and waiting for a local answer, holding
+//! [`MAX_SERVED_BYTES`] at most; past any of them,
 //! a request is refused at once (`ctx.request` fails; a served one gets
 //! the "no local subscriber" answer and the requester tries another node).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -65,6 +65,11 @@ pub const MAX_ASKED: usize = 4_096;
 
 /// Requests received from NATS and waiting for a local answer, at most.
 pub const MAX_SERVED: usize = 1_024;
+
+/// Bytes of the requests received from NATS and waiting for a local
+/// answer, at most (1,024 requests of the server's largest would be a
+/// gigabyte or more).
+pub const MAX_SERVED_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a request without [`TIMEOUT_HEADER`] (from a plain NATS client)
 /// may take here.
@@ -333,7 +338,7 @@ pub(crate) async fn run(
             me,
             jobs,
             stats,
-            waiting: HashMap::new(),
+            waiting: serve::WaitingRequests::default(),
             next_id: 0,
             dropped_said: Pacer::new(DROPPED_SAID_EVERY),
         };

@@ -14,7 +14,7 @@ use orch_runtime::requests::{MAX_REQUEST_TIMEOUT, Requester, Requests};
 use orch_sdk::EventKind;
 use tokio::sync::mpsc;
 
-use super::{DEFAULT_SERVED_TIMEOUT, MAX_SERVED, RequestStats, TIMEOUT_HEADER};
+use super::{DEFAULT_SERVED_TIMEOUT, MAX_SERVED, MAX_SERVED_BYTES, RequestStats, TIMEOUT_HEADER};
 use crate::node::Identity;
 use crate::service::{NOT_SERVED, Service};
 use crate::{caps, envelope};
@@ -88,6 +88,66 @@ pub(super) fn hand_over(
 pub(super) struct Waiting {
     request: async_nats::service::Request,
     deadline: Instant,
+    /// Its message's length on arrival, counted against
+    /// [`MAX_SERVED_BYTES`] (the payload, handed on meanwhile, is freed
+    /// once the local bus has its own copy: counted until the answer).
+    bytes: usize,
+}
+
+/// Payloads this large or larger go on as copies of their own.
+const OWN_COPY_FROM: usize = 16 * 1024;
+
+/// What a waiting request holds beside its payload: its message (subject,
+/// reply subject, headers), its place in the table.
+const WAITING_OVERHEAD: usize = 512;
+
+/// The served requests waiting for their local answers, at most
+/// [`MAX_SERVED`] of them and [`MAX_SERVED_BYTES`] of their messages.
+#[derive(Default)]
+pub(super) struct WaitingRequests {
+    by_id: HashMap<u64, Waiting>,
+    bytes: usize,
+}
+
+impl WaitingRequests {
+    /// Whether a request whose message is `length` bytes long has room.
+    fn has_room(&self, length: usize) -> bool {
+        self.by_id.len() < MAX_SERVED
+            && self.bytes.saturating_add(length + WAITING_OVERHEAD) <= MAX_SERVED_BYTES
+    }
+
+    fn insert(&mut self, id: u64, request: async_nats::service::Request, deadline: Instant) {
+        let bytes = request.message.length + WAITING_OVERHEAD;
+        self.bytes += bytes;
+        if let Some(replaced) = self.by_id.insert(
+            id,
+            Waiting {
+                request,
+                deadline,
+                bytes,
+            },
+        ) {
+            self.bytes -= replaced.bytes;
+        }
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Waiting> {
+        let waiting = self.by_id.remove(&id)?;
+        self.bytes -= waiting.bytes;
+        Some(waiting)
+    }
+
+    /// Lets go of the requests kept past their deadline.
+    fn sweep(&mut self, now: Instant) {
+        let bytes = &mut self.bytes;
+        self.by_id.retain(|_, waiting| {
+            let keep = waiting.deadline + KEPT_PAST_DEADLINE > now;
+            if !keep {
+                *bytes -= waiting.bytes;
+            }
+            keep
+        });
+    }
 }
 
 /// What the serving side does next.
@@ -115,7 +175,7 @@ pub(super) struct Server {
     pub(super) me: Identity,
     pub(super) jobs: crossbeam_channel::Sender<Job>,
     pub(super) stats: Arc<RequestStats>,
-    pub(super) waiting: HashMap<u64, Waiting>,
+    pub(super) waiting: WaitingRequests,
     pub(super) next_id: u64,
     pub(super) dropped_said: Pacer,
 }
@@ -162,11 +222,7 @@ impl Server {
                 Next::Answered(answer) => self.answered(&answer).await,
                 Next::Changed => service.reconcile(&self.wanted(), &arrived_tx).await,
                 Next::Arrived(topic, request) => self.arrived(topic, *request).await,
-                Next::Sweep => {
-                    let now = Instant::now();
-                    self.waiting
-                        .retain(|_, waiting| waiting.deadline + KEPT_PAST_DEADLINE > now);
-                }
+                Next::Sweep => self.waiting.sweep(Instant::now()),
             }
         }
     }
@@ -180,7 +236,7 @@ impl Server {
     }
 
     /// A request from NATS on served `topic` (an index into `serve`).
-    async fn arrived(&mut self, topic: usize, request: async_nats::service::Request) {
+    async fn arrived(&mut self, topic: usize, mut request: async_nats::service::Request) {
         let Some(topic) = self.serve.get(topic).cloned() else {
             return;
         };
@@ -207,17 +263,24 @@ impl Server {
                 return;
             }
         };
-        if self.waiting.len() >= MAX_SERVED {
+        if !self.waiting.has_room(message.length) {
             self.unserved(&request).await;
             return;
         }
         self.next_id += 1;
         let id = self.next_id;
+        // The waiting request keeps its reply subject, not its payload,
+        // which goes on alone (a large one as a copy of its own: the
+        // client's is a slice of its read buffer, kept whole).
+        let mut payload = std::mem::take(&mut request.message.payload);
+        if payload.len() >= OWN_COPY_FROM {
+            payload = Bytes::copy_from_slice(&payload);
+        }
         let job = Job {
             requester: requester.into(),
             id,
             topic,
-            payload: message.payload.clone(),
+            payload,
             deadline: Instant::now() + timeout,
         };
         let deadline = job.deadline;
@@ -225,7 +288,7 @@ impl Server {
             self.unserved(&request).await;
             return;
         }
-        self.waiting.insert(id, Waiting { request, deadline });
+        self.waiting.insert(id, request, deadline);
     }
 
     /// Tells the requester this node cannot take its request: it tries
@@ -241,7 +304,7 @@ impl Server {
 
     /// A local answer to served request `answer.request_id`.
     async fn answered(&mut self, answer: &BusEvent) {
-        let Some(waiting) = self.waiting.remove(&answer.request_id) else {
+        let Some(waiting) = self.waiting.remove(answer.request_id) else {
             return;
         };
         match answer.kind {
