@@ -33,7 +33,7 @@ pub(crate) fn envelope_name() -> HeaderName {
 
 /// The headers of an exported `event`; `message_id` for JetStream.
 pub fn headers(event: &BusEvent, me: &Identity, message_id: Option<String>) -> HeaderMap {
-    let source = event.source().map(|s| &**s).unwrap_or("host");
+    let source = event.source().unwrap_or("host");
     let mut envelope = String::with_capacity(me.name.len() + source.len() + 64);
     // Writing into a String cannot fail.
     let _ = write!(

@@ -174,7 +174,7 @@ impl Exporter {
         subject: Subject,
         window: &mut VecDeque<InFlight>,
     ) -> bool {
-        if let Some(source) = event.source().map(|s| &**s)
+        if let Some(source) = event.source()
             && let Err(e) = caps::name("the module name", source)
         {
             let seen = self.stats.bad_source.fetch_add(1, Ordering::Relaxed) + 1;
@@ -191,11 +191,7 @@ impl Exporter {
         }
         let id = matches!(self.target, Target::JetStream(_)).then(|| self.ids.next());
         let mut headers = envelope::headers(&event, &self.me, id);
-        if let Some(fence) = event
-            .source()
-            .map(|s| &**s)
-            .and_then(|s| self.fences.get(s))
-        {
+        if let Some(fence) = event.source().and_then(|s| self.fences.get(s)) {
             headers.insert(envelope::FENCE, fence.to_string().as_str());
         }
         let payload = Bytes::from_owner(PayloadOf(Arc::clone(&event)));

@@ -119,16 +119,12 @@ impl Activity {
         }
     }
 
-    /// A handler begins on `event`; `shown` is the topic this thread last
-    /// set (the lock is taken only when the topic changes).
-    fn begin(&self, event: &BusEvent, shown: &mut Option<Arc<str>>) {
-        let topic = event.topic_arc();
-        if shown
-            .as_ref()
-            .is_none_or(|shown| !Arc::ptr_eq(shown, topic))
-        {
-            *shown = Some(Arc::clone(topic));
-            *self.topic.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(topic));
+    /// A handler begins on `event`; `shown` is the id of the names whose
+    /// topic this thread last set (the lock is taken only when they change).
+    fn begin(&self, event: &BusEvent, shown: &mut u64) {
+        if *shown != event.names_id() {
+            *shown = event.names_id();
+            *self.topic.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(event.topic()));
         }
         self.step();
     }
@@ -417,8 +413,9 @@ struct Watched {
     /// Times the handlers, a span of events at a time while they follow one
     /// another (the host's hand-over between two counted with them).
     clock: HandlerClock,
-    /// The topic last shown to the watchdog.
-    topic: Option<Arc<str>>,
+    /// The id of the names whose topic was last shown to the watchdog (0:
+    /// none yet).
+    topic: u64,
     /// Events handled and not yet added to the module's counters.
     handled: u64,
 }
@@ -572,7 +569,7 @@ mod tests {
     fn the_watchdog_reports_a_handler_stuck_on_one_event_once() {
         let activity = Activity::new(Mailbox::with_defaults("watched"));
         let event = Arc::new(BusEvent::new("test.ping", b"{}", None));
-        let mut shown = None;
+        let mut shown = 0;
         assert_eq!(activity.overdue(Duration::ZERO), None, "idle");
         activity.begin(&event, &mut shown);
         // First sight of this event: the watchdog starts timing it.

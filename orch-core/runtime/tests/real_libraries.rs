@@ -131,7 +131,7 @@ fn publishing_is_refused_until_the_host_allows_it() {
     h.ctx.set_may_publish(true);
     producer.start().expect("start");
     let event = pings.recv_timeout(Duration::from_secs(5)).expect("a ping");
-    assert_eq!(event.source().map(|s| &**s), Some("mod-dummy-producer"));
+    assert_eq!(event.source(), Some("mod-dummy-producer"));
     let ping: serde_json::Value = serde_json::from_slice(event.payload()).unwrap();
     assert_eq!(ping["message"], "hello");
 }

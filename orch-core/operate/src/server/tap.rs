@@ -75,7 +75,7 @@ impl EventSink for TapSink {
         }
         let seen = Seen {
             topic: event.topic().into(),
-            source: event.source().cloned(),
+            source: event.source().map(Arc::from),
             origin: event.origin.clone(),
             id: event.id,
             at_ms: event.published_at_ms,

@@ -35,11 +35,7 @@ impl Bus {
                 id: event.id,
                 name: letter.module.to_string(),
                 reason: letter.reason.to_owned(),
-                source: event
-                    .source()
-                    .map(|s| &**s)
-                    .unwrap_or(orch_sdk::HOST_SOURCE)
-                    .to_owned(),
+                source: event.source().unwrap_or(orch_sdk::HOST_SOURCE).to_owned(),
                 topic: event.topic().to_owned(),
             });
         }

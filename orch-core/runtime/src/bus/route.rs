@@ -43,7 +43,7 @@ impl Bus {
     /// the route again first when subscriptions changed since it was made.
     pub fn publish_on(&self, route: &mut Route, payload: &[u8]) -> Result<usize, BusError> {
         self.check_size(route.topic(), payload)?;
-        let event = Arc::new(BusEvent::named(Arc::clone(&route.names), payload));
+        let event = Arc::new(BusEvent::named(&route.names, payload));
         let registry = self.read();
         // Writers bump the version under the write lock: read under the
         // read lock, it is the registry's.

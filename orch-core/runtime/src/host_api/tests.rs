@@ -199,11 +199,7 @@ fn a_child_sends_nothing_before_start_as_an_in_process_module_and_hears_why_at_o
     assert!(child.refuse_request_of_child(7, "svc.ask", Duration::from_millis(250), why));
     let notice = child_rx.try_recv().expect("the notice");
     assert_eq!(
-        (
-            notice.kind,
-            notice.request_id,
-            notice.source().map(|s| &**s)
-        ),
+        (notice.kind, notice.request_id, notice.source()),
         (orch_sdk::EventKind::Timeout, 7, None)
     );
     let payload: serde_json::Value = serde_json::from_slice(notice.payload()).unwrap();

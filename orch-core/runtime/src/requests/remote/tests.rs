@@ -78,7 +78,7 @@ fn a_request_no_module_takes_goes_remote_and_the_first_answer_wins() {
     let reply = next(&rx);
     assert_eq!(reply.kind, EventKind::Reply);
     assert_eq!(reply.request_id, 3);
-    assert_eq!(reply.source().map(|s| &**s), Some("responder"));
+    assert_eq!(reply.source(), Some("responder"));
     assert_eq!(reply.payload(), b"{\"n\":1}");
     // A second answer, remote or local, is refused.
     assert!(!requests.answer_remote("client", 3, EventKind::Reply, b"2", None));
