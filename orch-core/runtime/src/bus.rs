@@ -552,6 +552,11 @@ impl Bus {
                 report.refuse(message);
             }
         }
+        self.flush_dead_letters_if_any();
+    }
+
+    /// Publishes the dead letters that piled up, if any.
+    fn flush_dead_letters_if_any(&self) {
         if !self.shared.dead_letters.1.is_empty() {
             self.flush_dead_letters();
         }

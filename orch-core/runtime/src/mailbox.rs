@@ -335,29 +335,34 @@ impl<C: Send + 'static> Mailbox<C> {
     }
 
     /// Hands `event` over as `admission` allows, applying the policy when the
-    /// queue is full.
-    fn admit(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered {
+    /// queue is full; gives it back when it would wait for room (`block`,
+    /// [`Admission::Now`]).
+    fn admit(
+        &self,
+        event: Arc<BusEvent>,
+        admission: Admission,
+    ) -> Result<Delivered, Arc<BusEvent>> {
         let s = &*self.shared;
         if s.failed.load(Ordering::Acquire) {
-            self.drop_event(event);
-            return Delivered::Dropped;
+            self.drop_event(&event);
+            return Ok(Delivered::Dropped);
         }
         if s.suspended.load(Ordering::Acquire) && admission != Admission::Always {
-            self.dead_letter(event, "stuck-handler");
-            return Delivered::Dropped;
+            self.dead_letter(&event, "stuck-handler");
+            return Ok(Delivered::Dropped);
         }
         if admission == Admission::Always {
             // An answer to the module's own request: bounded by the request
             // table, never dropped; in order with the events before it.
-            self.post(Work::Event(Arc::clone(event)));
-            return Delivered::Accepted;
+            self.post(Work::Event(event));
+            return Ok(Delivered::Accepted);
         }
-        let event = match s.events.try_push(Arc::clone(event)) {
-            Ok(()) => return Delivered::Accepted,
+        let event = match s.events.try_push(event) {
+            Ok(()) => return Ok(Delivered::Accepted),
             Err(event) => event,
         };
-        match s.settings.overflow {
-            Overflow::Block if admission == Admission::Now => Delivered::WouldBlock,
+        Ok(match s.settings.overflow {
+            Overflow::Block if admission == Admission::Now => return Err(event),
             Overflow::Block if admission == Admission::Wait => {
                 match s.events.push_timeout(event, s.publish_timeout) {
                     Ok(()) => Delivered::Accepted,
@@ -387,7 +392,7 @@ impl<C: Send + 'static> Mailbox<C> {
                 }
                 Delivered::Dropped
             }
-        }
+        })
     }
 
     /// Drops the oldest waiting event to make room for `event` (a few tries
@@ -528,6 +533,16 @@ impl<C> MailboxSink<C> {
 
 impl<C: Send + 'static> EventSink for MailboxSink<C> {
     fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered {
+        self.0
+            .admit(Arc::clone(event), admission)
+            .unwrap_or(Delivered::WouldBlock)
+    }
+
+    fn deliver_owned(
+        &self,
+        event: Arc<BusEvent>,
+        admission: Admission,
+    ) -> Result<Delivered, Arc<BusEvent>> {
         self.0.admit(event, admission)
     }
 

@@ -45,6 +45,15 @@ impl DeliveryReport {
         }
     }
 
+    /// Counts what one delivery that was not waited for came to.
+    pub(super) fn note(&mut self, delivered: super::Delivered) {
+        match delivered {
+            super::Delivered::Accepted => self.delivered += 1,
+            super::Delivered::Refused(message) => self.refuse(message),
+            _ => {}
+        }
+    }
+
     pub(super) fn refuse(&mut self, message: String) {
         match &mut self.refused {
             Some(first) => {

@@ -55,9 +55,42 @@ impl Bus {
             return self.deliver(event, Admission::Now, None).into_result();
         };
         let mut report = super::DeliveryReport::default();
-        let waiting = Self::offer(targets.iter(), &event, Admission::Now, None, &mut report);
+        let Some((last_target, others)) = targets.split_last() else {
+            drop(registry);
+            self.settle(Vec::new(), &event, None, &mut report);
+            return report.into_result();
+        };
+        let mut waiting = Self::offer(others.iter(), &event, Admission::Now, None, &mut report);
+        // The last subscriber gets the publisher's own reference when no
+        // one before it is still to be waited for (then the event is needed
+        // after it).
+        let left = if waiting.is_empty() {
+            let (id, last) = last_target;
+            match last.deliver_owned(event, Admission::Now) {
+                Ok(delivered) => {
+                    report.note(delivered);
+                    None
+                }
+                Err(event) => {
+                    waiting.push((*id, Arc::clone(last)));
+                    Some(event)
+                }
+            }
+        } else {
+            waiting.extend(Self::offer(
+                std::iter::once(last_target),
+                &event,
+                Admission::Now,
+                None,
+                &mut report,
+            ));
+            Some(event)
+        };
         drop(registry);
-        self.settle(waiting, &event, None, &mut report);
+        match left {
+            Some(event) => self.settle(waiting, &event, None, &mut report),
+            None => self.flush_dead_letters_if_any(),
+        }
         report.into_result()
     }
 

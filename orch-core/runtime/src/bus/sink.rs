@@ -44,6 +44,21 @@ pub trait EventSink: Send + Sync {
     /// Hands over one event.
     fn deliver(&self, event: &Arc<BusEvent>, admission: Admission) -> Delivered;
 
+    /// As [`EventSink::deliver`], handing over the publisher's own
+    /// reference (no count taken and given back on a line the readers
+    /// write); a full `block` mailbox (`WouldBlock`) gives it back as
+    /// `Err`.
+    fn deliver_owned(
+        &self,
+        event: Arc<BusEvent>,
+        admission: Admission,
+    ) -> Result<Delivered, Arc<BusEvent>> {
+        match self.deliver(&event, admission) {
+            Delivered::WouldBlock => Err(event),
+            delivered => Ok(delivered),
+        }
+    }
+
     /// Room for more events, for a sink that handles them (a module's
     /// mailbox); `None` for one that only watches or forwards (an observer,
     /// the bridge's outbox). Shared work is taken from the broker only as
