@@ -18,6 +18,7 @@ use orch_sdk::topic;
 
 mod dead_letters;
 mod event;
+mod names;
 mod offer;
 mod outcome;
 mod recipients;
@@ -25,7 +26,8 @@ mod route;
 mod sink;
 mod work;
 
-pub use event::{BusEvent, Delivery, EventNames};
+pub use event::{BusEvent, Delivery};
+pub use names::{EventNames, Names};
 pub use offer::{Offered, Unsettled};
 pub use outcome::BusError;
 use outcome::DeliveryReport;

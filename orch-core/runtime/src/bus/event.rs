@@ -6,42 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use orch_sdk::{EventKind, Exchange};
 
-/// The names of a publish route ([`super::Route`]): its topic and the
-/// module that publishes on it. Its events copy them when they are short
-/// (see [`Names`]), and share this set otherwise.
-#[derive(Debug)]
-pub struct EventNames {
-    /// Unique in this process: events with the same id have these names.
-    id: u64,
-    topic: Arc<str>,
-    source: Option<Arc<str>>,
-}
+use super::names::{EventNames, Names};
 
-/// Ids of the sets of names made, unique in this process.
-static NEXT_NAMES_ID: AtomicU64 = AtomicU64::new(1);
-
-impl EventNames {
-    /// `topic` (valid: the caller checked it) published by `source` (`None`
-    /// for the host).
-    pub fn new(topic: Arc<str>, source: Option<Arc<str>>) -> Arc<Self> {
-        Arc::new(Self {
-            id: NEXT_NAMES_ID.fetch_add(1, Ordering::Relaxed),
-            topic,
-            source,
-        })
-    }
-
-    /// The topic.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-}
-
-/// One published event, shared by every mailbox it is delivered to. Short
-/// names and a small payload live inside the event: one allocation per
-/// event (two for a payload over [`INLINE_PAYLOAD`] bytes), and no line
-/// written by both the publisher and the event's last reader besides the
-/// event's own.
+/// One published event, shared by every mailbox it is delivered to. A
+/// small payload lives inside the event: one allocation per event (two for
+/// a payload over [`INLINE_PAYLOAD`] bytes); a route's events point at its
+/// interned names ([`Names`]): no line written by both the publisher and
+/// the event's last reader besides the event's own.
 pub struct BusEvent {
     names: Names,
     payload: Payload,
@@ -135,19 +106,18 @@ static NEXT_EVENT_ID: AtomicU64 = AtomicU64::new(1);
 impl BusEvent {
     /// An event published now, with the next id.
     pub fn new(topic: &str, payload: &[u8], source: Option<Arc<str>>) -> Self {
-        Self::named(&EventNames::new(Arc::from(topic), source), payload)
+        Self::named(&EventNames::new(Arc::from(topic), source).into(), payload)
     }
 
-    /// As [`BusEvent::new`], with `names` (a route's): copied when short,
-    /// shared otherwise.
-    pub fn named(names: &Arc<EventNames>, payload: &[u8]) -> Self {
+    /// As [`BusEvent::new`], with `names` (a route's).
+    pub fn named(names: &Names, payload: &[u8]) -> Self {
         Self::published_at(names, payload, orch_process::clock::wall_ms())
     }
 
     /// An event with the next id, published at `published_at_ms`.
-    fn published_at(names: &Arc<EventNames>, payload: &[u8], published_at_ms: u64) -> Self {
+    fn published_at(names: &Names, payload: &[u8], published_at_ms: u64) -> Self {
         Self {
-            names: Names::of(names),
+            names: names.clone(),
             payload: Payload::of(payload),
             id: NEXT_EVENT_ID.fetch_add(1, Ordering::Relaxed),
             published_at_ms,
@@ -186,7 +156,7 @@ impl BusEvent {
         published_at_ms: Option<u64>,
     ) -> Self {
         let at = published_at_ms.unwrap_or_else(orch_process::clock::wall_ms);
-        let names = EventNames::new(Arc::from(topic), source);
+        let names = EventNames::new(Arc::from(topic), source).into();
         let mut event = Self::published_at(&names, payload, at);
         event.origin = Some(origin);
         event
@@ -225,22 +195,19 @@ impl BusEvent {
 
     /// The topic (`test.ping`).
     pub fn topic(&self) -> &str {
-        self.names.topic()
+        self.names.get().topic()
     }
 
     /// The publishing module, `None` for the host.
     pub fn source(&self) -> Option<&str> {
-        self.names.source()
+        self.names.get().source()
     }
 
     /// The id of the set of names (topic and source) this event was made
     /// with: events with the same id have the same names (events with
     /// different ids may too). Tells names apart without comparing them.
     pub fn names_id(&self) -> u64 {
-        match &self.names {
-            Names::Inline { id, .. } => *id,
-            Names::Shared(names) => names.id,
-        }
+        self.names.get().id()
     }
 
     /// The payload as JSON bytes.
@@ -251,93 +218,6 @@ impl BusEvent {
 
 /// The largest payload kept inside the event itself (a cache line).
 pub const INLINE_PAYLOAD: usize = 64;
-
-/// The most bytes of topic and source kept inside the event itself.
-pub const INLINE_NAMES: usize = 56;
-
-/// An event's names: copied into the event when topic and source together
-/// fit in [`INLINE_NAMES`] bytes, the route's shared set otherwise (a
-/// reference count the publisher and the event's last reader would both
-/// write for every event: a cache line passed between their cores).
-enum Names {
-    Inline {
-        /// The id of the set they were copied from.
-        id: u64,
-        topic_len: u8,
-        /// The source's length, `None` for the host.
-        source_len: Option<u8>,
-        bytes: [u8; INLINE_NAMES],
-    },
-    Shared(Arc<EventNames>),
-}
-
-impl Names {
-    fn of(names: &Arc<EventNames>) -> Self {
-        let topic = names.topic.as_bytes();
-        let source = names.source.as_deref().map(str::as_bytes);
-        let source_bytes = source.unwrap_or_default();
-        let fits = topic.len() + source_bytes.len() <= INLINE_NAMES;
-        match (
-            u8::try_from(topic.len()),
-            source.map(|s| u8::try_from(s.len())),
-        ) {
-            (Ok(topic_len), None) if fits => {
-                Self::inline(names.id, (topic_len, None), topic, source_bytes)
-            }
-            (Ok(topic_len), Some(Ok(source_len))) if fits => {
-                Self::inline(names.id, (topic_len, Some(source_len)), topic, source_bytes)
-            }
-            _ => Self::Shared(Arc::clone(names)),
-        }
-    }
-
-    fn inline(
-        id: u64,
-        (topic_len, source_len): (u8, Option<u8>),
-        topic: &[u8],
-        source: &[u8],
-    ) -> Self {
-        let mut bytes = [0; INLINE_NAMES];
-        bytes[..topic.len()].copy_from_slice(topic);
-        bytes[topic.len()..topic.len() + source.len()].copy_from_slice(source);
-        Self::Inline {
-            id,
-            topic_len,
-            source_len,
-            bytes,
-        }
-    }
-
-    fn topic(&self) -> &str {
-        match self {
-            Self::Inline {
-                topic_len, bytes, ..
-            } => text(&bytes[..usize::from(*topic_len)]),
-            Self::Shared(names) => &names.topic,
-        }
-    }
-
-    fn source(&self) -> Option<&str> {
-        match self {
-            Self::Inline {
-                topic_len,
-                source_len,
-                bytes,
-                ..
-            } => {
-                let start = usize::from(*topic_len);
-                source_len.map(|len| text(&bytes[start..start + usize::from(len)]))
-            }
-            Self::Shared(names) => names.source.as_deref(),
-        }
-    }
-}
-
-/// Bytes copied from a `str` whole, as text.
-fn text(bytes: &[u8]) -> &str {
-    // Copied from whole `str`s, cut where they ended: always UTF-8.
-    std::str::from_utf8(bytes).unwrap_or_default()
-}
 
 /// An event's payload: inside the event when small, on the heap otherwise.
 enum Payload {
@@ -390,15 +270,12 @@ mod tests {
     }
 
     #[test]
-    fn names_of_every_length_read_back_as_given() {
+    fn names_read_back_as_given() {
         let long = "é".repeat(40);
         for (topic, source) in [
             ("t.x", None),
             ("t.x", Some("")),
             ("t.x", Some("producer")),
-            ("a".repeat(INLINE_NAMES).as_str(), None),
-            ("a".repeat(INLINE_NAMES).as_str(), Some("p")),
-            ("a".repeat(INLINE_NAMES - 2).as_str(), Some("pq")),
             ("t.é", Some(long.as_str())),
             ("b".repeat(300).as_str(), Some("m")),
         ] {

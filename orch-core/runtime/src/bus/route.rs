@@ -9,13 +9,13 @@ use std::sync::atomic::Ordering;
 
 use orch_sdk::topic;
 
-use super::{Admission, Bus, BusError, BusEvent, EventNames, Registry, Target};
+use super::{Admission, Bus, BusError, BusEvent, Names, Registry, Target};
 
 /// The subscribers of one (valid) topic as of one version of the bus's
 /// subscriptions. Made by [`Bus::route`], used by [`Bus::publish_on`], which
 /// resolves it again when subscriptions changed.
 pub struct Route {
-    names: Arc<EventNames>,
+    names: Names,
     /// The version of the subscriptions the targets were resolved at.
     version: u64,
     /// The subscribers in delivery order; `None` when the topic is diverted
@@ -26,7 +26,7 @@ pub struct Route {
 impl Route {
     /// The topic.
     pub fn topic(&self) -> &str {
-        self.names.topic()
+        self.names.get().topic()
     }
 }
 
@@ -36,7 +36,7 @@ impl Bus {
     pub fn route(&self, topic: &str, source: Option<Arc<str>>) -> Result<Route, BusError> {
         topic::validate_topic(topic).map_err(BusError::InvalidTopic)?;
         let registry = self.read();
-        Ok(self.resolve(&registry, EventNames::new(Arc::from(topic), source)))
+        Ok(self.resolve(&registry, Names::for_route(topic, source)))
     }
 
     /// Publishes `payload` on `route` as [`Bus::publish`] does, resolving
@@ -48,7 +48,7 @@ impl Bus {
         // Writers bump the version under the write lock: read under the
         // read lock, it is the registry's.
         if route.version != self.shared.version.load(Ordering::Relaxed) {
-            *route = self.resolve(&registry, Arc::clone(&route.names));
+            *route = self.resolve(&registry, route.names.clone());
         }
         let Some(targets) = &route.targets else {
             drop(registry);
@@ -95,8 +95,8 @@ impl Bus {
     }
 
     /// The route of `topic` in `registry` (read-locked).
-    fn resolve(&self, registry: &Registry, names: Arc<EventNames>) -> Route {
-        let topic = names.topic();
+    fn resolve(&self, registry: &Registry, names: Names) -> Route {
+        let topic = names.get().topic();
         let version = self.shared.version.load(Ordering::Relaxed);
         let diverted = !registry.diverted.is_empty()
             && registry

@@ -312,7 +312,7 @@ mod tests {
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let on = |source: &Arc<str>| {
             BusEvent::named(
-                &EventNames::new(Arc::clone(&topic), Some(Arc::clone(source))),
+                &EventNames::new(Arc::clone(&topic), Some(Arc::clone(source))).into(),
                 b"{}",
             )
         };
@@ -331,7 +331,7 @@ mod tests {
     fn a_run_of_one_pair_is_held_back_a_little_and_flushed_exactly() {
         let table = Arc::new(EdgeTable::default());
         let mut tally = EdgeTally::new(Arc::clone(&table));
-        let names = EventNames::new(Arc::from("test.ping"), Some(Arc::from("p")));
+        let names = EventNames::new(Arc::from("test.ping"), Some(Arc::from("p"))).into();
         let events = 3 * FLUSH_EVERY + 5;
         for _ in 0..events {
             tally.count(&BusEvent::named(&names, b"{}"));
