@@ -21,7 +21,7 @@ use crate::backlog::{BACKLOG_BYTES, Bounded, UNREAD_BYTES};
 use crate::delivery::{Deliverer, Delivery, Stopped};
 use crate::envelope;
 use crate::import::{BATCH, Importer, Verdict};
-use crate::work::WorkStats;
+use crate::stats::WorkStats;
 
 /// What an unread message holds beside its bytes on the wire (the message,
 /// its header map's table and strings), counted against its queue's bound.

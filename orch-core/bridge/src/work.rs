@@ -23,12 +23,10 @@ pub mod pull;
 pub mod queue;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use orch_config::WorkGroup;
 use orch_runtime::bus::Bus;
-use orch_runtime::status::WorkCounts;
 use tokio::sync::{oneshot, watch};
 
 /// The first token of every work subject.
@@ -110,80 +108,7 @@ pub fn room(bus: &Bus, group: &WorkGroup) -> Option<orch_runtime::bus::Room> {
         })
 }
 
-/// One group's counters on this node.
-#[derive(Default)]
-pub struct WorkStats {
-    /// JetStream (true) or core NATS.
-    pub durable: bool,
-    /// `max_in_flight`.
-    pub max_in_flight: u64,
-    /// Jobs taken from the broker.
-    pub taken: AtomicU64,
-    /// Jobs whose handlers let go.
-    pub handled: AtomicU64,
-    /// Jobs taken on a second or later delivery.
-    pub redelivered: AtomicU64,
-    /// Redeliveries of jobs handled already: not handled again.
-    pub repeats: AtomicU64,
-    /// Jobs a local mailbox refused (each try).
-    pub refused: AtomicU64,
-    /// Jobs given up (dead letters).
-    pub dead_letters: AtomicU64,
-    /// Jobs held now.
-    pub in_flight: AtomicU64,
-    /// The most jobs held at once.
-    pub in_flight_peak: AtomicU64,
-    /// Handled jobs whose record and acknowledgement are on their way (a
-    /// shutdown waits for them).
-    pub acking: AtomicU64,
-}
-
-impl WorkStats {
-    /// New counters for `group`.
-    pub fn new(group: &WorkGroup, durable: bool) -> Self {
-        Self {
-            durable,
-            max_in_flight: u64::try_from(group.max_in_flight).unwrap_or(u64::MAX),
-            ..Self::default()
-        }
-    }
-
-    /// One more job held.
-    pub fn hold(&self) {
-        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
-        self.in_flight_peak.fetch_max(now, Ordering::AcqRel);
-    }
-
-    /// One job held no more.
-    pub fn release(&self) {
-        let _ = self
-            .in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-    }
-
-    /// Jobs held or being acknowledged: what a clean stop waits for.
-    pub fn unsettled(&self) -> u64 {
-        self.in_flight.load(Ordering::Acquire) + self.acking.load(Ordering::Acquire)
-    }
-
-    /// The counters as the status report shows them.
-    pub fn counts(&self, group: &str) -> WorkCounts {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        WorkCounts {
-            group: group.to_owned(),
-            durable: self.durable,
-            taken: get(&self.taken),
-            handled: get(&self.handled),
-            redelivered: get(&self.redelivered),
-            repeats: get(&self.repeats),
-            refused: get(&self.refused),
-            dead_letters: get(&self.dead_letters),
-            in_flight: get(&self.in_flight),
-            in_flight_peak: get(&self.in_flight_peak),
-            max_in_flight: self.max_in_flight,
-        }
-    }
-}
+pub use crate::stats::WorkStats;
 
 /// Every group's counters, in the configuration's order.
 pub type AllStats = Arc<Vec<(String, Arc<WorkStats>)>>;
