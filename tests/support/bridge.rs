@@ -11,6 +11,15 @@ pub fn section(url: &str, node: &str, extra: &str) -> String {
     )
 }
 
+/// A modules.yaml running one `fixture-slow-consumer` on `topic`: a
+/// mailbox of 2 that blocks its publisher, `delay_ms` per event.
+pub fn slow_consumer(topic: &str, delay_ms: u64) -> String {
+    format!(
+        "modules:\n  - name: fixture-slow-consumer\n    mailbox: {{capacity: 2, overflow: \
+         block}}\n    config: {{topic: {topic}, delay_ms: {delay_ms}}}\n"
+    )
+}
+
 /// The `jetstream:` lines of a `bridge:` section: `stream`, and the durable
 /// consumer `durable`.
 pub fn jetstream(stream: &str, durable: &str) -> String {

@@ -26,8 +26,8 @@ pub use http::{Receiver, http_get};
 pub use nats::{NatsCluster, NatsServer, nats_server_binary};
 pub use nats_raw::{RawMessage, RawNats};
 pub use process::{
-    Line, OrchProcess, control_ok, env_marker, mark, module_hosts, ping_seqs, proc_status_kib,
-    processes_with_env, wait_until,
+    Line, OrchProcess, assert_peak_within, control_ok, env_marker, mark, module_hosts, ping_seqs,
+    proc_status_kib, processes_with_env, wait_until,
 };
 pub use python::{parse_prometheus, python_package, run_python};
 pub use scenario::Scenario;

@@ -267,6 +267,25 @@ pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Asserts that process `pid`'s peak resident memory (`VmHWM`) is less
+/// than `limit` bytes over `before` (its `VmRSS` earlier, in bytes);
+/// prints both, with `what` it went through.
+pub fn assert_peak_within(pid: u32, before: u64, limit: u64, what: &str) {
+    let peak = proc_status_kib(pid, "VmHWM") * 1024;
+    eprintln!(
+        "pid {pid}: VmRSS {} MiB before {what}, VmHWM {} MiB after",
+        before >> 20,
+        peak >> 20
+    );
+    assert!(
+        peak < before + limit,
+        "peak {} MiB after {what}, {} MiB before: more than {} MiB more",
+        peak >> 20,
+        before >> 20,
+        limit >> 20
+    );
+}
+
 /// `cargo orch <args> --pid <pid>` from the workspace root, with plain
 /// output; panics with what it printed unless it succeeds.
 pub fn control_ok(args: &[&str], pid: u32) {
