@@ -53,9 +53,11 @@ impl Inbox {
     }
 
     /// The next piece of work; waits without spinning, calling
-    /// `before_sleep` first.
-    pub(crate) fn next(&mut self, before_sleep: &dyn Fn()) -> Next<'_> {
+    /// `before_sleep` first. `waited` is set when it may have waited (the
+    /// work did not follow the last at once).
+    pub(crate) fn next(&mut self, before_sleep: &dyn Fn(), waited: &mut bool) -> Next<'_> {
         let Some(ring) = self.ring.as_mut() else {
+            *waited = true;
             return Next::Work(self.queue.recv().unwrap_or(Work::ParentGone));
         };
         // The last frame's body is no longer borrowed.
@@ -69,6 +71,7 @@ impl Inbox {
             }
             let waiting = match ring.available() {
                 Ok(0) => {
+                    *waited = true;
                     before_sleep();
                     ring.wait_for_data(IDLE_WAIT, || !self.queue.is_empty() || gone())
                 }

@@ -228,16 +228,24 @@ fn serve(args: &Args, link: &Outgoing, input: File, down: Option<Consumer>) -> E
         data: format!("{package}\n{sdk}").into_bytes(),
     });
     let mut inbox = Inbox::new(queue, down, Arc::clone(&link.parent_gone));
+    // When the last handler ended, if the next work followed at once.
+    let mut handler_ended = None;
     loop {
-        let item = inbox.next(&|| link.signal_replies());
+        let mut waited = false;
+        let item = inbox.next(&|| link.signal_replies(), &mut waited);
         // One clock read for the wake-up's pacing, the heartbeat's view and
-        // the handler's time.
-        let began = Instant::now();
+        // the handler's time; none while events follow one another: a
+        // handler begins where the last ended (the hand-over between them
+        // counted with it, as the orchestrator's own handler clock does).
+        let began = match handler_ended.take() {
+            Some(ended) if !waited => ended,
+            _ => Instant::now(),
+        };
         link.signal_stale_replies(began);
         link.busy_from(began);
         let work = match item {
             Next::Event(event) => {
-                handle_event(event, &mut instance, link, began);
+                handler_ended = handle_event(event, &mut instance, link, began);
                 link.idle();
                 continue;
             }
@@ -283,7 +291,7 @@ fn handle(
             instance.start().map(|()| Vec::new())
         }
         Frame::Event(event) => {
-            handle_event(EventRef::from(&event), instance, link, began);
+            let _ = handle_event(EventRef::from(&event), instance, link, began);
             return;
         }
         Frame::SaveState => instance.save_state().map(Option::unwrap_or_default),
@@ -309,23 +317,27 @@ fn handle(
 
 /// Runs the module's handler on `event`, which began at `began`, and
 /// answers: handled, with how long it took, in a run of such answers (see
-/// `UpRing`), or its failure.
+/// `UpRing`), or its failure. When it was handled: the time it ended.
 fn handle_event(
     event: EventRef<'_>,
     instance: &mut ModuleInstance,
     link: &Outgoing,
     began: Instant,
-) {
+) -> Option<Instant> {
     if event.kind == orch_sdk::EventKind::Request {
         link.answers().expect(event.reply_to, event.request_id);
     }
     match instance.on_event(Delivery::from(event)) {
         Ok(()) => {
-            let nanos = u64::try_from(began.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let ended = Instant::now();
+            let nanos = u64::try_from(ended.saturating_duration_since(began).as_nanos())
+                .unwrap_or(u64::MAX);
             link.handled(nanos);
+            Some(ended)
         }
         Err(cause) => {
             link.send(&failure_reply(link.next_reply(), cause));
+            None
         }
     }
 }
