@@ -193,10 +193,9 @@ impl Importer {
             }
             tracked = Some(key);
         }
-        let event = BusEvent::imported(
-            arrived.topic,
+        let event = BusEvent::imported_as(
+            &names.event_names(arrived.topic, arrived.source),
             payload,
-            arrived.source.map(|source| names.shared(source)),
             names.shared(arrived.origin),
             arrived.published_at_ms,
         );

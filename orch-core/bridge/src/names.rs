@@ -1,7 +1,7 @@
 //! What imported messages keep repeating, remembered: the names they carry
-//! (nodes, modules) as one shared `Arc<str>` each, and the topics they
-//! arrive on, checked once, instead of an allocation and a check for every
-//! message. Both are bounded in count and in bytes: a name is at most
+//! (nodes, modules) as one shared `Arc<str>` each, the topics they arrive
+//! on, checked once, and the events' names (topic and source together),
+//! instead of allocations and a check for every message. Both are bounded in count and in bytes: a name is at most
 //! [`crate::caps::MAX_NAME`] bytes (a longer one is never remembered), a
 //! topic at most [`orch_sdk::topic::MAX_TOPIC_BYTES`] (a longer one is
 //! refused), [`REMEMBERED`] of each.
@@ -36,6 +36,10 @@ pub(crate) fn remembered<V: Clone>(
 pub struct Names {
     names: HashMap<Box<str>, Arc<str>>,
     topics: HashSet<Box<str>>,
+    /// The events' names, by topic and source (see [`Names::event_names`]).
+    events: HashMap<Box<str>, orch_runtime::bus::Names>,
+    /// The key of the last lookup in `events` (its allocation reused).
+    key: String,
 }
 
 impl Names {
@@ -46,6 +50,28 @@ impl Names {
             return Arc::from(name);
         }
         remembered(&mut self.names, name, || Arc::from(name))
+    }
+
+    /// The names (a checked `topic` and `source`) of an imported event,
+    /// shared by the events that repeat them.
+    pub fn event_names(&mut self, topic: &str, source: Option<&str>) -> orch_runtime::bus::Names {
+        let source_arc = source.map(|s| self.shared(s));
+        let make =
+            || orch_runtime::bus::EventNames::new(Arc::from(topic), source_arc.clone()).into();
+        if source.is_some_and(|s| s.len() > crate::caps::MAX_NAME) {
+            return make();
+        }
+        self.key.clear();
+        self.key.push_str(topic);
+        // A topic never holds a space; "no source" is told from an empty one.
+        match source {
+            Some(source) => {
+                self.key.push(' ');
+                self.key.push_str(source);
+            }
+            None => self.key.push('\n'),
+        }
+        remembered(&mut self.events, &self.key, make)
     }
 
     /// Whether `topic` is one a module may receive (only the topics that
@@ -66,6 +92,28 @@ impl Names {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_s_names_are_shared_by_the_events_that_repeat_them() {
+        let mut names = Names::default();
+        let one = names.event_names("test.ping", Some("producer"));
+        let again = names.event_names("test.ping", Some("producer"));
+        assert_eq!(one.get().id(), again.get().id());
+        for (topic, source) in [
+            ("test.ping", None),
+            ("test.ping", Some("")),
+            ("test.pong", Some("producer")),
+        ] {
+            let other = names.event_names(topic, source);
+            assert_ne!(other.get().id(), one.get().id(), "{topic} {source:?}");
+            assert_eq!(other.get().topic(), topic);
+            assert_eq!(other.get().source(), source);
+        }
+        for n in 0..REMEMBERED * 2 {
+            names.event_names(&format!("test.n{n}"), None);
+        }
+        assert!(names.events.len() <= REMEMBERED);
+    }
 
     #[test]
     fn a_name_is_shared_and_the_memory_stays_bounded() {

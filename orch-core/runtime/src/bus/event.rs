@@ -155,9 +155,20 @@ impl BusEvent {
         origin: Arc<str>,
         published_at_ms: Option<u64>,
     ) -> Self {
-        let at = published_at_ms.unwrap_or_else(orch_process::clock::wall_ms);
         let names = EventNames::new(Arc::from(topic), source).into();
-        let mut event = Self::published_at(&names, payload, at);
+        Self::imported_as(&names, payload, origin, published_at_ms)
+    }
+
+    /// As [`BusEvent::imported`], with `names` (topic and source) the
+    /// importer keeps for the messages that repeat them.
+    pub fn imported_as(
+        names: &Names,
+        payload: &[u8],
+        origin: Arc<str>,
+        published_at_ms: Option<u64>,
+    ) -> Self {
+        let at = published_at_ms.unwrap_or_else(orch_process::clock::wall_ms);
+        let mut event = Self::published_at(names, payload, at);
         event.origin = Some(origin);
         event
     }
