@@ -100,6 +100,17 @@ impl OrchProcess {
             .collect()
     }
 
+    /// The last line seen so far that contains `needle`, with when it was
+    /// read.
+    pub fn last_line_with(&self, needle: &str) -> Option<Line> {
+        self.child
+            .lines()
+            .iter()
+            .rev()
+            .find(|l| l.text.contains(needle))
+            .cloned()
+    }
+
     /// The lines seen so far that held ANSI escape sequences (which `text`
     /// has without them), as they read once stripped.
     pub fn lines_with_escapes(&self) -> Vec<String> {
