@@ -24,6 +24,22 @@ pub const UNREAD_BYTES: usize = 64 * 1024 * 1024;
 /// Bytes of judged events one core import holds for the local bus, at most.
 pub const BACKLOG_BYTES: usize = 32 * 1024 * 1024;
 
+/// Payloads this large or larger are kept as copies of their own (see
+/// [`detached`]).
+const OWN_COPY_FROM: usize = 16 * 1024;
+
+/// `payload`, a slice of the client's read buffer, as one the node may
+/// keep for long: a large one copied out (the slice would keep the whole
+/// buffer alive, with the start of the next messages), a small one as it
+/// is (a copy would cost more than it frees).
+pub(crate) fn detached(payload: bytes::Bytes) -> bytes::Bytes {
+    if payload.len() >= OWN_COPY_FROM {
+        bytes::Bytes::copy_from_slice(&payload)
+    } else {
+        payload
+    }
+}
+
 /// Drops are said at most this often.
 const DROPS_SAID_EVERY: Duration = Duration::from_secs(5);
 

@@ -31,11 +31,6 @@ const MESSAGE_OVERHEAD: usize = 512;
 /// names), counted against the backlog's bound.
 const EVENT_OVERHEAD: usize = 256;
 
-/// Payloads this large or larger are held unread as copies of their own:
-/// the client's payload is a slice of its read buffer, which it keeps
-/// whole (with the start of the next messages).
-const OWN_COPY_FROM: usize = 16 * 1024;
-
 /// The payload bytes of one batch handed to the bus, at most (after its
 /// first event): the batches waiting for the delivery thread, a few, stay
 /// small next to the backlog.
@@ -217,8 +212,8 @@ impl<'i> Intake<'i> {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let cost = message.length.saturating_add(MESSAGE_OVERHEAD);
-        if self.unread.has_room(cost) && message.payload.len() >= OWN_COPY_FROM {
-            message.payload = bytes::Bytes::copy_from_slice(&message.payload);
+        if self.unread.has_room(cost) {
+            message.payload = crate::backlog::detached(std::mem::take(&mut message.payload));
         }
         self.unread.push(message, cost);
     }

@@ -94,9 +94,6 @@ pub(super) struct Waiting {
     bytes: usize,
 }
 
-/// Payloads this large or larger go on as copies of their own.
-const OWN_COPY_FROM: usize = 16 * 1024;
-
 /// What a waiting request holds beside its payload: its message (subject,
 /// reply subject, headers), its place in the table.
 const WAITING_OVERHEAD: usize = 512;
@@ -272,10 +269,7 @@ impl Server {
         // The waiting request keeps its reply subject, not its payload,
         // which goes on alone (a large one as a copy of its own: the
         // client's is a slice of its read buffer, kept whole).
-        let mut payload = std::mem::take(&mut request.message.payload);
-        if payload.len() >= OWN_COPY_FROM {
-            payload = Bytes::copy_from_slice(&payload);
-        }
+        let payload = crate::backlog::detached(std::mem::take(&mut request.message.payload));
         let job = Job {
             requester: requester.into(),
             id,
